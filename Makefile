@@ -1,0 +1,73 @@
+# Concord: `make demo` runs the main job, `make test` runs every test. Both set themselves up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CACHE := .cache
+INFRA := $(BIN)/python -m concord.infra
+
+.PHONY: help venv demo test test-unit test-integration bench lint docs infra-up infra-down infra-status clean
+
+help:
+	@echo "make demo          run Concord on this machine (Kafka, Redis, a worker) until Ctrl-C"
+	@echo "make test          create .venv, bring Kafka and Redis up, run all tests, leave things as found"
+	@echo "make bench         throughput benchmarks on the real broker (results in bench/results/)"
+	@echo "make lint          ruff and mypy"
+	@echo "make docs          regenerate docs/configuration.md from the settings"
+	@echo "make infra-up | infra-down | infra-status   local Kafka (KRaft) and Redis without Docker"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Concord needs Python 3.11+; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/concord demo
+
+# Lint first (cheap), then every test. Brings up only what is not running, stops only what it brought up.
+test: lint
+	@$(INFRA) up --session $(CACHE)/test-session.json
+	@status=0; $(BIN)/pytest -q -p no:cacheprovider tests || status=$$?; \
+	  $(INFRA) down --session $(CACHE)/test-session.json; exit $$status
+
+test-unit: venv
+	$(BIN)/pytest -q tests/unit
+
+test-integration: venv
+	@$(INFRA) up --session $(CACHE)/test-session.json
+	@status=0; $(BIN)/pytest -q tests/integration || status=$$?; \
+	  $(INFRA) down --session $(CACHE)/test-session.json; exit $$status
+
+bench: venv
+	@$(INFRA) up --session $(CACHE)/bench-session.json
+	@status=0; $(BIN)/python -m concord.bench || status=$$?; \
+	  $(INFRA) down --session $(CACHE)/bench-session.json; exit $$status
+
+PACKAGES := app agents tables codecs connectors sandbox infra bench
+
+lint: venv
+	$(BIN)/ruff check .
+	@rm -rf $(CACHE)/typecheck && mkdir -p $(CACHE)/typecheck/concord
+	@cp concord/__init__.py $(CACHE)/typecheck/concord/
+	@for p in $(PACKAGES); do ln -s ../../../$$p $(CACHE)/typecheck/concord/$$p; done
+	$(BIN)/mypy -p concord
+
+docs: venv
+	$(BIN)/concord config --markdown > docs/configuration.md
+
+infra-up: venv
+	$(INFRA) up
+
+infra-down: venv
+	$(INFRA) down
+
+infra-status: venv
+	$(INFRA) status
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,106 @@
+"""The `concord` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from concord.app import settings as settings_mod
+
+E_SETTINGS = "concord: configuration error: {error}"
+
+
+def _load_settings() -> settings_mod.Settings:
+    try:
+        return settings_mod.load()
+    except settings_mod.SettingsError as exc:
+        raise SystemExit(E_SETTINGS.format(error=exc)) from None
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from concord.app.factory import ROLES
+    from concord.app.main import build
+    from concord.app.worker import run
+
+    settings = _load_settings()
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()] if args.roles else list(ROLES)
+    try:
+        concord = build(settings, roles=roles)
+    except ValueError as exc:
+        raise SystemExit(f"concord worker: {exc}") from None
+    print(f"concord: worker {settings.app_id} on {settings.kafka_url}, "
+          f"web http://{settings.web_host}:{settings.web_port}/ (roles: {', '.join(sorted(concord.roles))})",
+          flush=True)
+    run(concord.app, loglevel=args.loglevel)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.markdown:
+        sys.stdout.write(settings_mod.markdown_reference())
+        return 0
+    settings = _load_settings()
+    for name, value in settings_mod.redacted(settings).items():
+        print(f"{settings_mod.env_var(name)}={value}")
+    return 0
+
+
+def cmd_infra(args: argparse.Namespace) -> int:
+    from concord.infra.cli import run
+
+    return run(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from concord.app.demo import run
+
+    return run(_load_settings(), args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="concord",
+        description="Concord keeps Salesforce, Stripe, Zendesk and NetSuite in agreement, in real time.",
+        epilog="Settings come from CONCORD_* environment variables: see `concord config` and "
+        "docs/configuration.md.",
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    worker = sub.add_parser("worker", help="run a stream-processing worker (Faust) until Ctrl-C",
+                            description="Run a Concord worker: agents, tables and the HTTP server.")
+    worker.add_argument("-l", "--loglevel", default="info",
+                        choices=["debug", "info", "warning", "error", "critical"],
+                        help="log level (default: %(default)s)")
+    worker.add_argument("--roles", default="",
+                        help="comma-separated subset of agents to run: ingest,state,commands (default: all)")
+    worker.set_defaults(func=cmd_worker)
+
+    config = sub.add_parser("config", help="print the effective settings (secrets masked)",
+                            description="Print the effective settings, or the configuration reference.")
+    config.add_argument("--markdown", action="store_true",
+                        help="print docs/configuration.md as generated from the settings")
+    config.set_defaults(func=cmd_config)
+
+    infra = sub.add_parser("infra", help="start, stop or show the local Kafka and Redis (no Docker)",
+                           description="Local Apache Kafka (KRaft, fetched with Maven) and Redis.")
+    from concord.infra.cli import add_arguments
+
+    add_arguments(infra)
+    infra.set_defaults(func=cmd_infra)
+
+    demo = sub.add_parser("demo", help="the main job on this machine: local Kafka, Redis and a worker",
+                          description="Start (or reuse) local Kafka and Redis, run a worker until Ctrl-C, "
+                          "then stop what was started.")
+    add_arguments(demo, with_action=False)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The Faust app factory: one place that turns Settings into a configured `faust.App`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Final
+
+import faust
+from concord.app.settings import Settings
+from concord.app.topics import TopicNames, topic_names
+
+log = logging.getLogger("concord.app")
+
+#: The roles a worker can run (`concord worker --roles ...`); later issues fill them with agents.
+ROLES: Final = ("ingest", "state", "commands")
+
+
+class Concord:
+    """The app plus what every agent needs: settings, topic names and declared topics."""
+
+    def __init__(self, settings: Settings, roles: Iterable[str] = ROLES) -> None:
+        self.settings = settings
+        self.roles = frozenset(roles)
+        unknown = self.roles - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown role(s) {sorted(unknown)}; choose from {', '.join(ROLES)}")
+        self.names: TopicNames = topic_names(settings)
+        self.app = create_faust_app(settings)
+        self.topics: dict[str, faust.TopicT] = {
+            name: self.app.topic(
+                name,
+                key_type=bytes,
+                value_type=bytes,
+                value_serializer="raw",
+                key_serializer="raw",
+                partitions=settings.topic_partitions,
+                replicas=settings.topic_replication_factor,
+                # internal: Concord owns these topics, so Faust creates them (with our partitions and
+                # replication) before subscribing, instead of the broker auto-creating one partition.
+                internal=True,
+            )
+            for name in self.names.all()
+        }
+        self.app.on_startup_finished = self._on_startup_finished
+        self.app.task(self._declare_topics, on_leader=False)
+
+    async def _declare_topics(self) -> None:
+        # Output-only topics are not created by subscribing agents: declare every topic up front so a
+        # worker fails early (with Kafka's reason) rather than on its first write.
+        await self.app.maybe_start_producer()
+        for topic in self.topics.values():
+            await topic.maybe_declare()
+
+    async def _on_startup_finished(self) -> None:
+        log.info("Concord worker ready (roles: %s)", ", ".join(sorted(self.roles)))
+
+
+def create_faust_app(settings: Settings) -> faust.App:
+    """A `faust.App` configured from settings; agents and views are registered by the caller."""
+    return faust.App(
+        settings.app_id,
+        broker=settings.kafka_url,
+        store="memory://",
+        datadir=settings.data_dir,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        # acks=all: a webhook is answered 200 only after every in-sync replica has the event.
+        producer_acks=-1,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        # Faust's /table endpoints would expose customer data to anyone who can reach the port.
+        web_tables_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.kafka_session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout / 3),
+        # The changelog is the truth; a worker restarted on another host rebuilds from it.
+        table_standby_replicas=0,
+    )

@@ -1,0 +1,216 @@
+"""Concord's settings: one typed Struct, read from `CONCORD_*` environment variables.
+
+This module is the single source of truth for configuration; `docs/configuration.md` is generated
+from it (`concord config --markdown`), and a test fails when the two differ.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import typing
+from collections.abc import Mapping
+from typing import Annotated, Any, Final
+
+import msgspec
+from msgspec import Meta, Struct
+
+ENV_PREFIX: Final = "CONCORD_"
+
+E_BAD_SETTING: Final = (
+    "{var}={value!r} is not valid: {problem}. Fix the environment variable "
+    "(see docs/configuration.md for every setting and its default)."
+)
+
+_URL_KAFKA = r"^kafka://[^,/\s]+:\d+(,[^,/\s]+:\d+)*$"
+_URL_REDIS = r"^rediss?://\S+$"
+
+
+def _secret(description: str) -> Meta:
+    return Meta(description=description, extra={"secret": True})
+
+
+class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every knob of a Concord process. Environment variable = `CONCORD_` + upper-case field name."""
+
+    kafka_url: Annotated[
+        str,
+        Meta(
+            pattern=_URL_KAFKA,
+            description="Kafka bootstrap servers as `kafka://host:port[,host:port...]`.",
+        ),
+    ] = "kafka://127.0.0.1:9092"
+    kafka_session_timeout: Annotated[
+        float,
+        Meta(
+            ge=6.0,
+            le=300.0,
+            description="Seconds without a heartbeat before Kafka declares a worker dead and gives its "
+            "partitions to the others. Lower fails over faster after a crash; too low evicts workers "
+            "that pause (GC, slow I/O).",
+        ),
+    ] = 30.0
+    redis_url: Annotated[
+        str,
+        Meta(
+            pattern=_URL_REDIS,
+            description="Redis for the command ledger, rate limits and the global drift index.",
+        ),
+    ] = "redis://127.0.0.1:6379/0"
+    app_id: Annotated[
+        str,
+        Meta(
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+            description="Faust application id: the consumer group and the prefix of changelog topics. "
+            "Workers with the same id share the work.",
+        ),
+    ] = "concord"
+    topic_prefix: Annotated[
+        str,
+        Meta(
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+            description="Prefix of every Concord topic (`<prefix>.raw.stripe`, `<prefix>.canonical`, ...).",
+        ),
+    ] = "concord"
+    topic_partitions: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=1024,
+            description="Partitions of each topic Concord creates. The upper bound on worker processes "
+            "that share the work; it cannot shrink later without a new app id.",
+        ),
+    ] = 8
+    topic_replication_factor: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=16,
+            description="Replication factor of the topics Concord creates (1 on a one-node broker; "
+            "3 in production so a broker loss loses no changelog).",
+        ),
+    ] = 1
+    web_host: Annotated[
+        str, Meta(min_length=1, description="Interface the worker's HTTP server binds to.")
+    ] = "127.0.0.1"
+    web_port: Annotated[
+        int, Meta(ge=1, le=65535, description="Port of the worker's HTTP server (views, webhooks, metrics).")
+    ] = 6066
+    data_dir: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            description="Folder for the worker's local table data (the changelog in Kafka is the truth).",
+        ),
+    ] = ".concord-data"
+    log_level: Annotated[
+        str,
+        Meta(
+            pattern=r"^(debug|info|warning|error|critical)$",
+            description="Log level of Concord's own loggers; Kafka client loggers stay at warning "
+            "unless this is `debug` (debug logging costs ~12% of a worker's CPU).",
+        ),
+    ] = "info"
+
+
+_FIELD_VARS: Final = {name: ENV_PREFIX + name.upper() for name in Settings.__struct_fields__}
+
+
+def env_var(field: str) -> str:
+    """The environment variable that sets `field`."""
+    return _FIELD_VARS[field]
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names the variable and what is expected."""
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from `environ` (default: the process environment).
+
+    Raises `SettingsError` naming the variable and the expected value when one is bad.
+    Unknown `CONCORD_*` variables are rejected too: a typo must not silently fall back to a default.
+    """
+    env = os.environ if environ is None else environ
+    known = set(_FIELD_VARS.values())
+    unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known and not _ignored(k))
+    if unknown:
+        raise SettingsError(
+            f"unknown setting {unknown[0]}: Concord has no such setting "
+            "(see docs/configuration.md for the list); remove it or fix its name"
+        )
+    raw: dict[str, Any] = {f: env[v] for f, v in _FIELD_VARS.items() if v in env}
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _explain(exc, raw) from None
+
+
+# Variables with the prefix that are not settings of the worker (read by other tools).
+_IGNORED_PREFIXES: Final = ("CONCORD_INFRA_", "CONCORD_TEST_", "CONCORD_DEMO_")
+
+
+def _ignored(name: str) -> bool:
+    return name.startswith(_IGNORED_PREFIXES)
+
+
+def _explain(exc: msgspec.ValidationError, raw: Mapping[str, Any]) -> SettingsError:
+    message = str(exc)
+    match = re.search(r"at `\$\.(\w+)`", message)
+    if not match:
+        return SettingsError(f"invalid settings: {message}")
+    field = match.group(1)
+    problem = message[: match.start()].rstrip(" -")
+    return SettingsError(E_BAD_SETTING.format(var=env_var(field), value=raw.get(field), problem=problem))
+
+
+def _field_meta() -> dict[str, tuple[type, Meta]]:
+    """Each field's base type and its Meta (description, bounds, secret flag)."""
+    hints = typing.get_type_hints(Settings, include_extras=True)
+    out: dict[str, tuple[type, Meta]] = {}
+    for name in Settings.__struct_fields__:
+        base, *metas = typing.get_args(hints[name])
+        out[name] = (base, next(m for m in metas if isinstance(m, Meta)))
+    return out
+
+
+def _is_secret(meta: Meta) -> bool:
+    return bool((meta.extra or {}).get("secret"))
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """Settings as a dict with secrets masked, safe for logs and `/api` output."""
+    out = msgspec.structs.asdict(settings)
+    for name, (_, meta) in _field_meta().items():
+        if _is_secret(meta) and out[name]:
+            out[name] = "********"
+    return out
+
+
+def kafka_bootstrap(settings: Settings) -> str:
+    """`host:port,...` as aiokafka wants it."""
+    return settings.kafka_url.removeprefix("kafka://")
+
+
+def markdown_reference() -> str:
+    """The configuration reference, `docs/configuration.md`, generated from `Settings`."""
+    lines = [
+        "# Configuration",
+        "",
+        "<!-- Generated from app/settings.py by `concord config --markdown`. Do not edit by hand. -->",
+        "",
+        "Every setting is an environment variable. A bad value stops the process at start with the",
+        "variable's name and what is expected; an unknown `CONCORD_*` variable is refused too.",
+        "",
+        "| variable | type | default | description |",
+        "|---|---|---|---|",
+    ]
+    defaults = Settings()
+    for name, (base, meta) in _field_meta().items():
+        bounds = [f"{op} {v}" for op, v in ((">=", meta.ge), ("<=", meta.le)) if v is not None]
+        type_text = base.__name__ + (f" ({', '.join(bounds)})" if bounds else "")
+        default = "(empty)" if _is_secret(meta) else f"`{getattr(defaults, name)}`"
+        description = (meta.description or "") + (" Secret: never logged." if _is_secret(meta) else "")
+        description = description.replace("|", r"\|")
+        lines.append(f"| `{env_var(name)}` | {type_text} | {default} | {description} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,109 @@
+"""Operational HTTP endpoints of every worker: `/healthz`, `/readyz`, `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from aiokafka import AIOKafkaClient
+from concord.app import metrics
+from concord.app.settings import kafka_bootstrap
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from concord.app.factory import Concord
+
+
+class Readiness(msgspec.Struct, frozen=True):
+    ready: bool
+    kafka: bool
+    recovery_finished: bool
+    detail: str = ""
+
+
+class KafkaProbe:
+    """Answers "is Kafka reachable?" with a metadata request, at most once per `ttl` seconds."""
+
+    def __init__(self, bootstrap: str, ttl: float = 2.0, timeout: float = 3.0) -> None:
+        self._bootstrap = bootstrap
+        self._ttl = ttl
+        self._timeout = timeout
+        self._client: AIOKafkaClient | None = None
+        self._checked_at = 0.0
+        self._last: tuple[bool, str] = (False, "not checked yet")
+        self._lock = asyncio.Lock()
+
+    async def reachable(self) -> tuple[bool, str]:
+        async with self._lock:
+            if time.monotonic() - self._checked_at < self._ttl:
+                return self._last
+            self._last = await self._check()
+            self._checked_at = time.monotonic()
+            return self._last
+
+    async def _check(self) -> tuple[bool, str]:
+        try:
+            if self._client is None:
+                client = AIOKafkaClient(bootstrap_servers=self._bootstrap, request_timeout_ms=3000)
+                await asyncio.wait_for(client.bootstrap(), self._timeout)
+                self._client = client
+            await asyncio.wait_for(self._client.fetch_all_metadata(), self._timeout)
+            return True, ""
+        except Exception as exc:  # any failure means "not reachable"; the reason is reported
+            if self._client is not None:
+                await self._client.close()
+                self._client = None
+            return False, f"kafka unreachable at {self._bootstrap}: {type(exc).__name__}: {exc}"
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+
+def register(concord: Concord) -> None:
+    """Add the operational views to the app's web server."""
+    app = concord.app
+    probe = KafkaProbe(kafka_bootstrap(concord.settings))
+
+    @app.page("/healthz")
+    class Healthz(View):
+        """The process is up and serving HTTP (a liveness probe: restart the process if this fails)."""
+
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    class Readyz(View):
+        """Kafka reachable and table recovery finished (a readiness probe: route traffic when 200)."""
+
+        async def get(self, request: Request) -> Response:
+            state = await readiness(concord, probe)
+            metrics.worker_ready.set(1 if state.ready else 0)
+            return self.bytes(
+                msgspec.json.encode(state), content_type="application/json", status=200 if state.ready else 503
+            )
+
+    @app.page("/metrics")
+    class Metrics(View):
+        """Prometheus exposition of this worker's metrics."""
+
+        async def get(self, request: Request) -> Response:
+            # aiohttp refuses parameters in `content_type`; the full header goes in `headers`.
+            return self.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.on_before_shutdown.connect
+    async def _close_probe(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await probe.close()
+
+
+async def readiness(concord: Concord, probe: KafkaProbe) -> Readiness:
+    """Kafka reachable and every assigned table partition recovered from its changelog."""
+    recovery = concord.app.tables.recovery  # type: ignore[attr-defined]  # TableManager, not in the ABC
+    finished = recovery.completed.is_set() and not recovery.in_recovery
+    kafka_ok, detail = await probe.reachable()
+    if not finished:
+        detail = (detail + "; " if detail else "") + "table recovery in progress"
+    return Readiness(ready=kafka_ok and finished, kafka=kafka_ok, recovery_finished=finished, detail=detail)

@@ -1,0 +1,88 @@
+"""Shared pieces of the benchmark harnesses: settings, payloads, producing, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def bootstrap() -> str:
+    """The broker under test: CONCORD_KAFKA_URL, or the local infra default."""
+    return os.environ.get("CONCORD_KAFKA_URL", "kafka://127.0.0.1:9092").removeprefix("kafka://")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def unique(prefix: str) -> str:
+    return f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def sample_event(i: int) -> bytes:
+    """A ~230-byte JSON event, the size ARCHITECTURE section 12 measured with."""
+    return orjson.dumps({
+        "id": f"evt_{i:024d}", "type": "invoice.paid", "created": 1_700_000_000 + i,
+        "customer": f"cus_{i % 5000:014d}", "amount_paid": 4200 + i % 100, "currency": "usd",
+        "status": "paid", "livemode": False, "api_version": "2024-06-20",
+    })
+
+
+async def produce_events(topic: str, count: int, partitions: int) -> float:
+    """Produce `count` sample events keyed by customer; return the produce rate (events/s)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), acks=1, linger_ms=20,
+                                max_batch_size=256 * 1024, compression_type=None)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        for i in range(count):
+            await producer.send(topic, sample_event(i), key=f"cus_{i % 5000}".encode())
+            if i % 20_000 == 19_999:
+                print(f"  produced {i + 1:,}/{count:,}", flush=True)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return count / (time.perf_counter() - started)
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    """Write a JSON result under bench/results/ with the machine's facts; return its path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    result = {
+        "benchmark": name,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        **result,
+    }
+    path = RESULTS / f"{name}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
+def print_table(rows: list[tuple[str, float]], baseline: float) -> None:
+    width = max(len(name) for name, _ in rows)
+    print(f"\n{'path':{width}}  {'events/s':>12}  {'vs raw':>7}")
+    for name, rate in rows:
+        print(f"{name:{width}}  {rate:12,.0f}  {rate / baseline:7.3f}")

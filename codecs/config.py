@@ -1,0 +1,17 @@
+"""Codec options a user sets per deployment (field names differ between orgs)."""
+
+from __future__ import annotations
+
+from msgspec import Struct
+
+
+class CodecConfig(Struct, frozen=True, kw_only=True):
+    # Salesforce Opportunity field holding the plan sold (a custom field in most orgs).
+    salesforce_plan_field: str = "Plan__c"
+    # Zendesk organization_fields keys that carry the support entitlement.
+    zendesk_status_field: str = "support_status"
+    zendesk_tier_field: str = "support_tier"
+    zendesk_end_date_field: str = "support_end_date"
+
+
+DEFAULT_CODEC_CONFIG = CodecConfig()

@@ -1,0 +1,1 @@
+"""Concord: keeps CRM, billing, support and ERP in agreement, in real time."""

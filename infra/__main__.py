@@ -1,0 +1,5 @@
+import sys
+
+from concord.infra.cli import main
+
+sys.exit(main())

@@ -1,0 +1,41 @@
+"""A tiny Concord app for the harness proof: counts events per key into a changelogged table.
+
+Run as a worker process by tests: `python tests/integration/apps/counter_app.py` with CONCORD_* env.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+
+from concord.app import settings as settings_mod  # noqa: E402
+from concord.app.main import build  # noqa: E402
+from concord.app.worker import run  # noqa: E402
+from faust.web import Request, Response, View  # noqa: E402
+
+
+def make() -> object:
+    settings = settings_mod.load()
+    concord = build(settings)
+    app = concord.app
+    source = app.topic(f"{settings.topic_prefix}.test-counts", key_type=str, value_type=bytes,
+                       value_serializer="raw", partitions=settings.topic_partitions, internal=True)
+    counts = app.Table("counts", default=int, partitions=settings.topic_partitions)
+
+    @app.agent(source, concurrency=1)
+    async def count(stream):  # type: ignore[no-untyped-def]
+        async for key, _value in stream.items():
+            counts[key] += 1
+
+    @app.page("/counts")
+    class Counts(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(dict(counts.items()))
+
+    return app
+
+
+if __name__ == "__main__":
+    run(make(), loglevel="info")  # type: ignore[arg-type]

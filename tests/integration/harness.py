@@ -1,0 +1,200 @@
+"""Helpers for integration tests: real Kafka and Redis from infra/, workers as separate processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from concord.app.settings import Settings, env_var
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Infra:
+    """Where the test session's Kafka and Redis answer."""
+
+    kafka_port: int
+    redis_port: int
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def unique_settings(infra: Infra, data_dir: Path, partitions: int = 4) -> Settings:
+    """Settings with an app id and topic prefix of their own, so tests never share state."""
+    tag = f"t{uuid.uuid4().hex[:10]}"
+    return Settings(
+        kafka_url=f"kafka://{infra.bootstrap}",
+        redis_url=infra.redis_url,
+        app_id=tag,
+        topic_prefix=tag,
+        topic_partitions=partitions,
+        web_port=free_port(),
+        # The broker's minimum: a restarted worker takes over a SIGKILLed one's partitions quickly.
+        kafka_session_timeout=6.0,
+        data_dir=str(data_dir),
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that reproduce `settings` in a child process."""
+    return {env_var(k): str(v) for k, v in msgspec.structs.asdict(settings).items()}
+
+
+@dataclass
+class WorkerProcess:
+    """A worker running in its own process, so a test can SIGKILL it like a crash would."""
+
+    argv: list[str]
+    settings: Settings
+    log_path: Path
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.web_port}"
+
+    def start(self) -> WorkerProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
+        env.update(settings_env(self.settings))
+        env.update(self.extra_env)
+        env["PYTHONUNBUFFERED"] = "1"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        log.close()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no final commit — a crash."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM and wait; SIGKILL if it does not exit in time."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(timeout=10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    async def wait_ready(self, timeout: float = 90.0) -> None:
+        """Until `/readyz` answers 200; fails with the worker's log if it died or timed out."""
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+                try:
+                    async with session.get(f"{self.base_url}/readyz",
+                                           timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                        if resp.status == 200:
+                            return
+                except (TimeoutError, aiohttp.ClientError):
+                    pass
+                await asyncio.sleep(0.3)
+        raise AssertionError(f"worker not ready after {timeout:.0f} s:\n{self.log_tail()}")
+
+    async def get_json(self, path: str) -> object:
+        async with aiohttp.ClientSession() as session, session.get(f"{self.base_url}{path}") as resp:
+            assert resp.status == 200, f"GET {path} -> {resp.status}: {await resp.text()}"
+            return await resp.json()
+
+
+def python_worker(script: Path | str, settings: Settings, log_path: Path, *args: str,
+                  extra_env: Mapping[str, str] | None = None) -> WorkerProcess:
+    """A WorkerProcess running `python SCRIPT ARGS...` (a test app or `-m concord.app.cli worker`)."""
+    return WorkerProcess([sys.executable, str(script), *args], settings, log_path, dict(extra_env or {}))
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]],
+                  headers: list[tuple[str, bytes]] | None = None) -> None:
+    """Produce records with acks=all and wait for every acknowledgement."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value=value, key=key, headers=headers) for key, value in records]
+        await producer.flush()
+        for fut in futures:
+            await fut
+    finally:
+        await producer.stop()
+
+
+async def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list:
+    """Read `topic` from the beginning until `expected` records arrived (or time out)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    out: list = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(out) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                out.extend(records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def wait_committed(bootstrap: str, group: str, topic: str, timeout: float = 60.0) -> None:
+    """Until `group` has committed every record of `topic` (all partitions at their end offset)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = await consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            committed = await admin.list_consumer_group_offsets(group)
+            if all(committed.get(tp) is not None and committed[tp].offset >= ends[tp] for tp in partitions):
+                return
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"group {group} did not commit {topic} to {ends} within {timeout:.0f} s")
+    finally:
+        await consumer.stop()
+        await admin.close()

@@ -1,0 +1,49 @@
+"""docker-compose.yml cannot run here (no Docker engine): check it against the settings instead."""
+
+from __future__ import annotations
+
+import yaml
+from concord.app import settings as s
+
+from tests.conftest import REPO_ROOT
+
+
+def _compose() -> dict:
+    return yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+
+
+def test_services_present() -> None:
+    services = _compose()["services"]
+    assert {"kafka", "redis", "worker", "prometheus"} <= set(services)
+    assert services["kafka"]["image"].startswith("apache/kafka:4.")
+    assert services["worker"]["build"] == "."
+    assert (REPO_ROOT / "Dockerfile").exists()
+
+
+def test_worker_environment_is_valid_settings_pointing_at_the_services() -> None:
+    services = _compose()["services"]
+    env = {k: str(v) for k, v in services["worker"]["environment"].items()}
+    settings = s.load(env)  # raises on an unknown or bad CONCORD_* variable
+    kafka_host, kafka_port = s.kafka_bootstrap(settings).split(":")
+    assert kafka_host == "kafka"
+    assert f"PLAINTEXT://kafka:{kafka_port}" in services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert settings.redis_url.startswith("redis://redis:6379")
+    assert "6379:6379" in services["redis"]["ports"]
+    assert f"{settings.web_port}:{settings.web_port}" in services["worker"]["ports"]
+    assert settings.web_host == "0.0.0.0"
+
+
+def test_prometheus_scrapes_the_worker_metrics_port() -> None:
+    services = _compose()["services"]
+    volume = services["prometheus"]["volumes"][0].split(":")[0]
+    config = yaml.safe_load((REPO_ROOT / volume).read_text())
+    env = {k: str(v) for k, v in services["worker"]["environment"].items()}
+    port = s.load(env).web_port
+    targets = config["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert f"worker:{port}" in targets
+    assert config["scrape_configs"][0]["metrics_path"] == "/metrics"
+
+
+def test_procfile_runs_the_worker() -> None:
+    lines = (REPO_ROOT / "Procfile").read_text().splitlines()
+    assert "worker: concord worker -l info" in lines
