@@ -31,6 +31,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     print(f"concord: worker {settings.app_id} on {settings.kafka_url}, "
           f"web http://{settings.web_host}:{settings.web_port}/ (roles: {', '.join(sorted(concord.roles))})",
           flush=True)
+    try:
+        created = concord.prepare()
+    except RuntimeError as exc:
+        raise SystemExit(f"concord worker: {exc}") from None
+    if created:
+        print(f"concord: created {len(created)} topics ({settings.topic_partitions} partitions each)", flush=True)
     run(concord.app, loglevel=args.loglevel)
     return 0
 

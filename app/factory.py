@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Final
 
 import faust
-from concord.app.settings import Settings
-from concord.app.topics import TopicNames, topic_names
+
+from concord.app.settings import Settings, kafka_bootstrap
+from concord.app.topics import TopicNames, TopicSpec, ensure_topics, topic_names
 
 log = logging.getLogger("concord.app")
 
@@ -27,30 +29,34 @@ class Concord:
             raise ValueError(f"unknown role(s) {sorted(unknown)}; choose from {', '.join(ROLES)}")
         self.names: TopicNames = topic_names(settings)
         self.app = create_faust_app(settings)
-        self.topics: dict[str, faust.TopicT] = {
-            name: self.app.topic(
-                name,
-                key_type=bytes,
-                value_type=bytes,
-                value_serializer="raw",
-                key_serializer="raw",
-                partitions=settings.topic_partitions,
-                replicas=settings.topic_replication_factor,
-                # internal: Concord owns these topics, so Faust creates them (with our partitions and
-                # replication) before subscribing, instead of the broker auto-creating one partition.
-                internal=True,
-            )
-            for name in self.names.all()
-        }
+        self.topics: dict[str, faust.TopicT] = {}
+        for name in self.names.all():
+            self.topic(name)
         self.app.on_startup_finished = self._on_startup_finished
-        self.app.task(self._declare_topics, on_leader=False)
 
-    async def _declare_topics(self) -> None:
-        # Output-only topics are not created by subscribing agents: declare every topic up front so a
-        # worker fails early (with Kafka's reason) rather than on its first write.
-        await self.app.maybe_start_producer()
-        for topic in self.topics.values():
-            await topic.maybe_declare()
+    def topic(self, name: str) -> faust.TopicT:
+        """Declare a topic Concord owns (bytes in, bytes out), with the settings' partitions."""
+        topic = self.app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            value_serializer="raw",
+            key_serializer="raw",
+            partitions=self.settings.topic_partitions,
+            replicas=self.settings.topic_replication_factor,
+            # internal: Concord owns it, so Faust may create it with our partitions and replication.
+            internal=True,
+        )
+        self.topics[name] = topic
+        return topic
+
+    def prepare(self, timeout: float = 60.0) -> list[str]:
+        """Create every declared topic before the worker subscribes; return the ones created."""
+        specs = [
+            TopicSpec(name, self.settings.topic_partitions, self.settings.topic_replication_factor)
+            for name in self.topics
+        ]
+        return asyncio.run(ensure_topics(kafka_bootstrap(self.settings), specs, timeout))
 
     async def _on_startup_finished(self) -> None:
         log.info("Concord worker ready (roles: %s)", ", ".join(sorted(self.roles)))

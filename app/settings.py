@@ -27,6 +27,7 @@ _URL_REDIS = r"^rediss?://\S+$"
 
 
 def _secret(description: str) -> Meta:
+    """Meta of a secret setting: masked in `concord config` and never logged."""
     return Meta(description=description, extra={"secret": True})
 
 
@@ -112,6 +113,43 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         ),
     ] = "info"
 
+    stripe_webhook_secret: Annotated[
+        str, _secret("Stripe endpoint signing secret (`whsec_...`); `/webhooks/stripe` answers 503 while unset.")
+    ] = ""
+    zendesk_webhook_secret: Annotated[
+        str, _secret("Zendesk webhook signing secret; `/webhooks/zendesk` answers 503 while unset.")
+    ] = ""
+    netsuite_webhook_secret: Annotated[
+        str,
+        _secret("Shared secret of the NetSuite User Event script (docs/netsuite-suitescript.md); "
+                "`/webhooks/netsuite` answers 503 while unset."),
+    ] = ""
+    webhook_tolerance_seconds: Annotated[
+        int,
+        Meta(ge=1, le=3600, description="Signed webhooks older or newer than this are refused (replay "
+             "protection). Stripe's own libraries use 300."),
+    ] = 300
+    webhook_max_body_bytes: Annotated[
+        int,
+        Meta(ge=1024, le=64 * 1024 * 1024, description="Webhook bodies larger than this are refused with 413."),
+    ] = 1_048_576
+    salesforce_plan_field: Annotated[
+        str, Meta(min_length=1, description="Opportunity field that holds the plan sold (custom in most orgs).")
+    ] = "Plan__c"
+    zendesk_status_field: Annotated[
+        str, Meta(min_length=1, description="Zendesk organization field key with the support entitlement status.")
+    ] = "support_status"
+    zendesk_tier_field: Annotated[
+        str, Meta(min_length=1, description="Zendesk organization field key with the support tier.")
+    ] = "support_tier"
+    zendesk_end_date_field: Annotated[
+        str, Meta(min_length=1, description="Zendesk organization field key with the entitlement end date.")
+    ] = "support_end_date"
+    identity_park_limit: Annotated[
+        int,
+        Meta(ge=1, le=100_000, description="Events kept per unresolved platform id while its link to a CRM "
+             "account is unknown; beyond it they go to the ingest dead-letter topic (never dropped)."),
+    ] = 1000
 
 _FIELD_VARS: Final = {name: ENV_PREFIX + name.upper() for name in Settings.__struct_fields__}
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from typing import Final
 
-from concord.app.settings import Settings
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 from msgspec import Struct
+
+from concord.app.settings import Settings
 
 PLATFORMS: Final = ("stripe", "salesforce", "zendesk", "netsuite")
 
@@ -50,3 +56,49 @@ def topic_names(settings: Settings) -> TopicNames:
         dlq_commands=f"{p}.dlq.commands",
         audit=f"{p}.audit",
     )
+
+
+class TopicSpec(Struct, frozen=True):
+    name: str
+    partitions: int
+    replication: int
+
+
+E_TOPICS = (
+    "could not create Concord's topics on {bootstrap} within {timeout:.0f} s ({error}). Is Kafka running "
+    "(`make infra-up`) and CONCORD_KAFKA_URL right? May this client create topics?"
+)
+
+
+async def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 60.0) -> list[str]:
+    """Create the missing topics and wait until the broker's metadata lists them all.
+
+    Done before a worker subscribes: a consumer that subscribes to a topic the broker does not know
+    yet skips it until its next metadata refresh (minutes), which looks like a stuck worker.
+    Returns the names that were created.
+    """
+    deadline = time.monotonic() + timeout
+    created: list[str] = []
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [s for s in specs if s.name not in existing]
+            if missing:
+                with contextlib.suppress(TopicAlreadyExistsError):  # another worker created it first
+                    await admin.create_topics(
+                        [NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication)
+                         for s in missing]
+                    )
+                created.extend(s.name for s in missing)
+            described = await admin.describe_topics([s.name for s in specs])
+            if all(not d.get("error_code") and d.get("partitions") for d in described):
+                return created
+        except Exception as exc:  # broker still starting: retry until the deadline
+            last_error = exc
+        finally:
+            await admin.close()
+        await asyncio.sleep(0.5)
+    raise RuntimeError(E_TOPICS.format(bootstrap=bootstrap, timeout=timeout, error=last_error or "not listed"))

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiokafka import AIOKafkaClient
-from concord.app import metrics
-from concord.app.settings import kafka_bootstrap
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
+
+from concord.app import metrics
+from concord.app.settings import kafka_bootstrap
 
 if TYPE_CHECKING:
     from concord.app.factory import Concord

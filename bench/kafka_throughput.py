@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer
+
 from concord.bench.common import bootstrap, free_port, print_table, produce_events, unique, write_result
 
 PASSTHROUGH = Path(__file__).resolve().parent / "apps" / "passthrough.py"

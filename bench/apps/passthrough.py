@@ -12,6 +12,7 @@ from pathlib import Path
 
 import faust
 import orjson
+
 from concord.app import settings as settings_mod
 from concord.app.factory import create_faust_app
 from concord.app.worker import run

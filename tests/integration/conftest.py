@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from concord.app.settings import Settings
 from concord.infra import kafka, redis
 from concord.infra.cli import default_cache
-
 from tests.integration.harness import Infra, unique_settings
 
 

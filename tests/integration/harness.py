@@ -18,6 +18,7 @@ import aiohttp
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+
 from concord.app.settings import Settings, env_var
 
 REPO = Path(__file__).resolve().parents[2]

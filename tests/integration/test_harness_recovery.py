@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 from concord.app.settings import Settings
-
 from tests.integration.harness import Infra, produce, python_worker, wait_committed
 
 APP = Path(__file__).parent / "apps" / "counter_app.py"

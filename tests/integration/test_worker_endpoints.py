@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import aiohttp
-from concord.app.settings import Settings
 
+from concord.app.settings import Settings
 from tests.integration.harness import WorkerProcess
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import yaml
-from concord.app import settings as s
 
+from concord.app import settings as s
 from tests.conftest import REPO_ROOT
 
 

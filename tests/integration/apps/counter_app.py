@@ -10,32 +10,35 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from concord.app import settings as settings_mod  # noqa: E402
-from concord.app.main import build  # noqa: E402
-from concord.app.worker import run  # noqa: E402
 from faust.web import Request, Response, View  # noqa: E402
 
+from concord.app import settings as settings_mod  # noqa: E402
+from concord.app.factory import Concord  # noqa: E402
+from concord.app.main import build  # noqa: E402
+from concord.app.worker import run  # noqa: E402
 
-def make() -> object:
+
+def make() -> Concord:
     settings = settings_mod.load()
     concord = build(settings)
     app = concord.app
-    source = app.topic(f"{settings.topic_prefix}.test-counts", key_type=str, value_type=bytes,
-                       value_serializer="raw", partitions=settings.topic_partitions, internal=True)
+    source = concord.topic(f"{settings.topic_prefix}.test-counts")
     counts = app.Table("counts", default=int, partitions=settings.topic_partitions)
 
     @app.agent(source, concurrency=1)
     async def count(stream):  # type: ignore[no-untyped-def]
         async for key, _value in stream.items():
-            counts[key] += 1
+            counts[key.decode()] += 1
 
     @app.page("/counts")
     class Counts(View):
         async def get(self, request: Request) -> Response:
             return self.json(dict(counts.items()))
 
-    return app
+    return concord
 
 
 if __name__ == "__main__":
-    run(make(), loglevel="info")  # type: ignore[arg-type]
+    concord = make()
+    concord.prepare()
+    run(concord.app, loglevel="info")

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from concord.app import settings as s
 
+from concord.app import settings as s
 from tests.conftest import REPO_ROOT
 
 
