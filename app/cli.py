@@ -57,6 +57,12 @@ def cmd_infra(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_decode(args: argparse.Namespace) -> int:
+    from concord.app.decode_cmd import main as decode_main
+
+    return decode_main(args.platform, args.file, settings_mod.codec_config(_load_settings()))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from concord.app.demo import run
 
@@ -93,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(infra)
     infra.set_defaults(func=cmd_infra)
+
+    decode = sub.add_parser(
+        "decode", help="decode a platform payload and print its canonical events (one JSON per line)",
+        description="Run a payload (one JSON document, or JSON Lines) through its platform's codec and "
+        "print each canonical event as one JSON object per line. Exit 0 when everything decoded (a valid "
+        "payload of no interest prints nothing), 1 with a one-line reason when something did not.")
+    decode.add_argument("platform", choices=["stripe", "salesforce", "zendesk", "netsuite"])
+    decode.add_argument("file", nargs="?", default=None, help="file to read (default: standard input)")
+    decode.set_defaults(func=cmd_decode)
 
     demo = sub.add_parser("demo", help="the main job on this machine: local Kafka, Redis and a worker",
                           description="Start (or reuse) local Kafka and Redis, run a worker until Ctrl-C, "

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 import faust
+from faust.types import TableT
 
 from concord.app.settings import Settings, kafka_bootstrap
 from concord.app.topics import TopicNames, TopicSpec, ensure_topics, topic_names
@@ -49,6 +50,12 @@ class Concord:
         )
         self.topics[name] = topic
         return topic
+
+    def table(self, name: str, value_type: type = bytes) -> TableT[str, Any]:
+        """A table keyed by str; bytes values stay raw (we encode our own Structs), others JSON."""
+        schema: faust.Schema = faust.Schema(key_type=str, value_type=value_type, key_serializer="json",
+                              value_serializer="raw" if value_type is bytes else "json")
+        return self.app.Table(name, partitions=self.settings.topic_partitions, schema=schema)
 
     def prepare(self, timeout: float = 60.0) -> list[str]:
         """Create every declared topic before the worker subscribes; return the ones created."""

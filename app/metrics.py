@@ -21,3 +21,36 @@ agent_batch_seconds = Histogram(
 def exposition() -> bytes:
     """The registry in Prometheus' text format."""
     return generate_latest(REGISTRY)
+
+ingest_events = Counter(
+    "concord_ingest_events_total", "Canonical events decoded from platform payloads", ["platform", "kind"],
+    registry=REGISTRY,
+)
+ingest_dead_letters = Counter(
+    "concord_ingest_dead_letters_total", "Payloads sent to the ingest dead-letter topic", ["platform", "reason"],
+    registry=REGISTRY,
+)
+resync_required = Counter(
+    "concord_resync_required_total", "Source said events were lost (Salesforce GAP_*): records must be re-read",
+    ["platform", "object"], registry=REGISTRY,
+)
+identity_parked = Counter(
+    "concord_identity_parked_total", "Events parked until their platform id is linked to a customer",
+    ["platform"], registry=REGISTRY,
+)
+identity_released = Counter(
+    "concord_identity_released_total", "Parked events released when their link arrived", ["platform"],
+    registry=REGISTRY,
+)
+identity_park_overflow = Counter(
+    "concord_identity_park_overflow_total", "Events dead-lettered because too many waited for one link",
+    registry=REGISTRY,
+)
+identity_repoints = Counter(
+    "concord_identity_repoints_total", "Platform ids re-pointed to another customer after a CRM merge",
+    registry=REGISTRY,
+)
+webhook_requests = Counter(
+    "concord_webhook_requests_total", "Webhook requests by outcome (accepted, or why refused)",
+    ["platform", "outcome"], registry=REGISTRY,
+)

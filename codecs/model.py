@@ -51,6 +51,8 @@ class Event(Struct, frozen=True, kw_only=True, tag_field="kind"):
     """Fields common to every canonical event."""
 
     v: int = SCHEMA_VERSION
+    # The source's event id. A codec that turns one source event into several canonical events
+    # suffixes it (":<entity id>") so dedup keeps each; correlation_id keeps the bare source id.
     event_id: str
     source: Platform
     entity: EntityRef
@@ -62,6 +64,9 @@ class Event(Struct, frozen=True, kw_only=True, tag_field="kind"):
     local_customer: str | None = None
     # Ids of the same customer in other systems found in the payload: {"salesforce": "001..."}.
     xrefs: dict[str, str] = {}
+    # Other platform-local ids that name this same customer ("stripe:ch_1" on a charge): once this
+    # event is resolved, identity links them too, so events that only know them (refunds) resolve.
+    aliases: tuple[str, ...] = ()
     correlation_id: str = ""
 
 
@@ -125,7 +130,7 @@ class SubscriptionChanged(Event, frozen=True, kw_only=True, tag="subscription"):
     quantity: int = 1
     # Recurring value per period (sum of price x quantity over the items), minor units.
     amount: Minor | None = None
-    currency: str | None = None
+    currency: Currency | None = None
     current_period_end: EpochMs | None = None
     cancel_at_period_end: bool = False
     canceled_at: EpochMs | None = None

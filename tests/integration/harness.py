@@ -10,9 +10,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -199,3 +200,22 @@ async def wait_committed(bootstrap: str, group: str, topic: str, timeout: float 
     finally:
         await consumer.stop()
         await admin.close()
+
+
+async def wait_for_record(bootstrap: str, topic: str, match: Callable[[Any], bool], timeout: float = 60.0) -> Any:
+    """Read `topic` from the beginning until a record satisfies `match`; fail after `timeout` s."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    seen = 0
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    seen += 1
+                    if match(record):
+                        return record
+    finally:
+        await consumer.stop()
+    raise AssertionError(f"no matching record on {topic} after {timeout:.0f} s ({seen} records read)")

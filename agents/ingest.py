@@ -1,0 +1,100 @@
+"""Ingest agent: raw platform payloads -> codecs -> identity / canonical topics, bad input -> DLQ.
+
+The stream never stops on bad input: a payload the codec cannot read goes to `concord.dlq.ingest`
+with its original bytes and headers, the source topic/partition/offset, the reason and the codec
+version, and the next record is processed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import faust
+
+from concord.app import metrics
+from concord.app.settings import codec_config
+from concord.codecs import internal
+from concord.codecs.errors import DecodeError
+from concord.codecs.model import CanonicalEvent, Platform, ResyncRequired
+from concord.codecs.model import encode as encode_event
+from concord.codecs.registry import CODEC_VERSION, decoder
+
+if TYPE_CHECKING:
+    from concord.app.factory import Concord
+
+log = logging.getLogger("concord.ingest")
+
+
+def dead_letter_headers(
+    original: Any, platform: str, reason: str, detail: str, topic: str, partition: int, offset: int
+) -> list[tuple[str, bytes]]:
+    """The original headers plus where the record came from and why it could not be used."""
+    headers = [(k, v) for k, v in (original or [])]
+    headers += [
+        (internal.DLQ_PLATFORM, platform.encode()),
+        (internal.DLQ_REASON, reason.encode()),
+        (internal.DLQ_DETAIL, detail[:1000].encode()),
+        (internal.DLQ_SOURCE_TOPIC, topic.encode()),
+        (internal.DLQ_SOURCE_PARTITION, str(partition).encode()),
+        (internal.DLQ_SOURCE_OFFSET, str(offset).encode()),
+        (internal.DLQ_CODEC_VERSION, CODEC_VERSION.encode()),
+        (internal.DLQ_FAILED_AT, str(int(time.time() * 1000)).encode()),
+    ]
+    return headers
+
+
+def register(concord: Concord) -> None:
+    names = concord.names
+    platform_of = {topic: Platform(platform) for platform, topic in names.raw.items()}
+    config = codec_config(concord.settings)
+    raw = concord.app.topic(*names.raw.values(), key_type=bytes, value_type=bytes,
+                            key_serializer="raw", value_serializer="raw")
+    identity = concord.topics[names.identity]
+    canonical = concord.topics[names.canonical]
+    dlq = concord.topics[names.dlq_ingest]
+    audit = concord.topics[names.audit]
+
+    async def route(event: CanonicalEvent, platform: Platform) -> None:
+        metrics.ingest_events.labels(platform.value, type(event).__name__).inc()
+        if isinstance(event, ResyncRequired):
+            # Events were lost at the source: say so loudly; a person or a re-read must follow.
+            metrics.resync_required.labels(platform.value, event.object_type).inc()
+            log.warning("resync required: %s %s %s (%s)", platform.value, event.object_type,
+                        ",".join(event.record_ids) or event.entity.id, event.reason)
+            await audit.send(key=event.event_id.encode(), value=internal.encode(internal.AuditRecord(
+                kind="resync_required", at=int(time.time() * 1000), correlation_id=event.correlation_id,
+                platform=platform.value, customer_key=event.customer_key,
+                detail={"reason": event.reason, "object_type": event.object_type,
+                        "record_ids": list(event.record_ids), "entity": event.entity.id},
+            )))
+            return
+        if event.local_customer is not None:
+            await identity.send(key=event.local_customer.encode(), value=encode_event(event))
+        elif event.customer_key is not None:
+            await canonical.send(key=event.customer_key.encode(), value=encode_event(event))
+        else:
+            raise DecodeError("no_customer_reference",
+                              f"{type(event).__name__} {event.entity.id} names no customer in any system")
+
+    @concord.app.agent(raw, name="concord.ingest", concurrency=1)
+    async def ingest(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            platform = platform_of[message.topic]
+            try:
+                for canonical_event in decoder(platform)(event.value, config):
+                    await route(canonical_event, platform)
+            except DecodeError as exc:
+                reason, detail = exc.reason, exc.detail
+                log.warning("undecodable %s payload at %s[%d]@%d: %s", platform.value, message.topic,
+                            message.partition, message.offset, exc)
+            except Exception as exc:  # a codec bug must not stop the stream nor lose the payload
+                reason, detail = "codec_error", f"{type(exc).__name__}: {exc}"
+                log.exception("codec error on %s[%d]@%d", message.topic, message.partition, message.offset)
+            else:
+                continue
+            metrics.ingest_dead_letters.labels(platform.value, reason).inc()
+            await dlq.send(key=message.key, value=event.value, headers=dead_letter_headers(
+                message.headers, platform.value, reason, detail, message.topic, message.partition, message.offset))

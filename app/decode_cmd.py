@@ -1,0 +1,56 @@
+"""`concord decode PLATFORM [FILE]`: run a payload through its codec and print canonical events."""
+
+from __future__ import annotations
+
+import sys
+from typing import IO, TextIO
+
+import msgspec
+
+from concord.codecs.config import CodecConfig
+from concord.codecs.errors import DecodeError
+from concord.codecs.registry import decoder
+
+
+def documents(data: bytes) -> list[tuple[int, bytes]]:
+    """The input as documents with their line numbers: one JSON document, or JSON Lines."""
+    stripped = data.strip()
+    if not stripped:
+        return []
+    try:
+        msgspec.json.decode(stripped)
+        return [(1, stripped)]
+    except msgspec.DecodeError:
+        pass
+    return [(n, line) for n, line in enumerate(data.splitlines(), start=1) if line.strip()]
+
+
+def run(platform: str, source: IO[bytes], out: TextIO, err: TextIO, config: CodecConfig) -> int:
+    """Decode every document; 0 when all decoded (even to nothing), 1 at the first bad one."""
+    decode = decoder(platform)
+    encoder = msgspec.json.Encoder()
+    docs = documents(source.read())
+    for line, doc in docs:
+        try:
+            events = decode(doc, config)
+        except DecodeError as exc:
+            where = f"line {line}: " if len(docs) > 1 else ""
+            err.write(f"concord decode: {where}{exc.reason}: {exc.detail}\n")
+            return 1
+        for event in events:
+            out.write(encoder.encode(event).decode() + "\n")
+    return 0
+
+
+def main(platform: str, path: str | None, config: CodecConfig) -> int:
+    try:
+        if path is None or path == "-":
+            return run(platform, sys.stdin.buffer, sys.stdout, sys.stderr, config)
+        with open(path, "rb") as source:
+            return run(platform, source, sys.stdout, sys.stderr, config)
+    except OSError as exc:
+        sys.stderr.write(f"concord decode: cannot read {path}: {exc.strerror}\n")
+        return 1
+    except ValueError as exc:
+        sys.stderr.write(f"concord decode: {exc}\n")
+        return 2

@@ -1,0 +1,849 @@
+"""Salesforce Change Data Capture message -> canonical events.
+
+`decode` takes the bytes of one CDC message and returns zero or more canonical events. It detects
+which of the three delivery shapes it was given:
+
+* **CometD / Streaming API**: `{"data": {"schema", "payload", "event"}, "channel"}` (or the `data`
+  part alone: `{"schema": "<id>", "payload": ..., "event": ...}`). The payload holds only what the
+  change carries: an absent field did not change. Dates are ISO strings.
+* **Pub/Sub API**, decoded to JSON: the payload itself, `ChangeEventHeader` at top level, every
+  field present (null when unchanged), dates as epoch milliseconds, `changedFields` as field names or
+  as raw bitmaps (`["0x400000", "4-0x01"]`).
+* **Kafka Connect** Salesforce CDC source record (JsonConverter, with or without the
+  `{"schema", "payload"}` envelope): the payload shape plus `Id`, `ReplayId`, `_ObjectType` and
+  `_EventType`; the header nested as `ChangeEventHeader` or flattened by the Flatten transform
+  (`ChangeEventHeader.changeType` or `ChangeEventHeader_changeType`). Timestamps are epoch ms, Date
+  fields days since the epoch.
+
+Only Account and Opportunity changes become events; other objects and platform events decode to
+`[]`. Every event names one record: a header with several `recordIds` fans out to one event per
+id. `event_id` is `transactionKey:sequenceNumber` (plus `:recordId` when fanned out), the same in
+every shape; `EventUuid`, then `replay:<replayId>`, only when a message has no transactionKey.
+`version` is `(commitTimestamp, commitNumber)`. An Account DELETE with `MasterRecordId` is a merge
+(`AccountMerged`, keyed by the winner); `GAP_*` change types and wildcard record ids (`001*`)
+become `ResyncRequired` (entity id `*` when no record is named, as in `GAP_OVERFLOW`).
+
+Limits, by design:
+
+* A Pub/Sub UPDATE whose `changedFields` is a bitmap cannot be mapped to names without the Avro
+  schema: non-null fields count as changed, and a field cleared to null is not seen (unless
+  `nulledFields` names it). The bitmaps are still checked for syntax.
+* An address is one line in the model; an UPDATE that changes only some of its parts cannot
+  rebuild it. Then `address` stays UNSET but is listed in `changed`: re-read the account.
+* Amounts convert exactly to the minor unit of the currency in the same event (ISO 4217 digits,
+  2 when the event carries no currency).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import date
+from decimal import Context, Decimal, Inexact
+from enum import StrEnum
+from functools import lru_cache
+from typing import Annotated, Any, Final, NamedTuple, TypeVar, cast
+
+import msgspec
+from msgspec import UNSET, Meta, Raw, Struct, UnsetType, field
+
+from concord.codecs.config import DEFAULT_CODEC_CONFIG, CodecConfig
+from concord.codecs.errors import DecodeError
+from concord.codecs.model import (
+    AccountMerged,
+    AccountUpserted,
+    CanonicalEvent,
+    EntityRef,
+    OpportunityChanged,
+    Platform,
+    ResyncRequired,
+    Version,
+)
+
+__all__ = [
+    "ACCOUNT_PAYMENT_TERMS_FIELD",
+    "ACCOUNT_TAX_ID_FIELD",
+    "FieldBitmap",
+    "decode",
+    "parse_field_bitmap",
+]
+
+# Account custom fields read for tax id and payment terms. Orgs name them differently; these are
+# the common names (CodecConfig has no setting for them yet).
+ACCOUNT_TAX_ID_FIELD: Final = "Tax_Id__c"
+ACCOUNT_PAYMENT_TERMS_FIELD: Final = "Payment_Terms__c"
+
+# DecodeError reasons: short, stable, used as metric labels.
+INVALID_JSON: Final = "invalid_json"
+INVALID_MESSAGE: Final = "invalid_message"
+UNKNOWN_SHAPE: Final = "unknown_shape"
+MISSING_HEADER: Final = "missing_header"
+MISSING_PAYLOAD: Final = "missing_payload"
+MISSING_EVENT_ID: Final = "missing_event_id"
+MISSING_RECORD_ID: Final = "missing_record_id"
+INVALID_RECORD_ID: Final = "invalid_record_id"
+UNKNOWN_CHANGE_TYPE: Final = "unknown_change_type"
+INVALID_FIELD_LIST: Final = "invalid_field_list"
+INVALID_VALUE: Final = "invalid_value"
+INVALID_AMOUNT: Final = "invalid_amount"
+INVALID_DATE: Final = "invalid_date"
+INVALID_CURRENCY: Final = "invalid_currency"
+
+
+class _Shape(StrEnum):
+    """How the message was delivered (decides what an absent or null field means)."""
+
+    COMETD = "cometd"
+    PUBSUB = "pubsub"
+    KAFKA_CONNECT = "kafka_connect"
+
+
+class FieldBitmap(Struct, frozen=True):
+    """A Pub/Sub bitmap field list, decoded to schema positions (the Avro schema names them)."""
+
+    # Positions of top-level fields whose bit is set (0 is the ChangeEventHeader).
+    fields: tuple[int, ...]
+    # Compound field position -> positions of its changed sub-fields.
+    compound: dict[int, tuple[int, ...]]
+
+
+# ---- wire structs: only what the codec reads is decoded, everything else is skipped ------------
+
+# Up to 9999-12-31T23:59:59.999Z: anything later is not a real commit time.
+_MAX_EPOCH_MS: Final = 253_402_300_799_999
+_Text = str | None | UnsetType
+
+
+class _Header(Struct, kw_only=True):
+    entityName: str
+    changeType: str
+    commitTimestamp: Annotated[int, Meta(ge=0, le=_MAX_EPOCH_MS)]
+    recordIds: list[str] | None = None
+    transactionKey: str | None = None
+    sequenceNumber: Annotated[int, Meta(ge=0)] | None = None
+    # Some JSON clients write the 64-bit commit number as a string to keep its digits.
+    commitNumber: Annotated[int, Meta(ge=0)] | Annotated[str, Meta(pattern="^[0-9]{1,20}$")] | None = None
+    changedFields: list[str] | None = None
+    nulledFields: list[str] | None = None
+    diffFields: list[str] | None = None
+
+
+class _EventInfo(Struct, kw_only=True):
+    replayId: int | str | None = None
+    EventUuid: str | None = None
+
+
+class _Probe(Struct, kw_only=True):
+    """The keys of a payload that tell what it is."""
+
+    ChangeEventHeader: _Header | None | UnsetType = UNSET
+    object_type: str | None | UnsetType = field(default=UNSET, name="_ObjectType")
+    event_type: Raw | UnsetType = field(default=UNSET, name="_EventType")
+    replay_id: int | str | None | UnsetType = field(default=UNSET, name="ReplayId")
+    record_id: str | None | UnsetType = field(default=UNSET, name="Id")
+    flat_header_dot: Raw | UnsetType = field(default=UNSET, name="ChangeEventHeader.entityName")
+    flat_header_underscore: Raw | UnsetType = field(default=UNSET, name="ChangeEventHeader_entityName")
+    # Platform events always carry these two and never a ChangeEventHeader.
+    created_date: Raw | UnsetType = field(default=UNSET, name="CreatedDate")
+    created_by: Raw | UnsetType = field(default=UNSET, name="CreatedById")
+
+
+class _ProbeData(Struct, kw_only=True):
+    payload: _Probe | UnsetType = UNSET
+    event: _EventInfo | None | UnsetType = UNSET
+
+
+class _ProbeEnvelope(_Probe, kw_only=True):
+    """Any shape, header only: what a message is when its fields do not fit `_RecordEnvelope`."""
+
+    data: _ProbeData | UnsetType = UNSET
+    channel: str | None | UnsetType = UNSET
+    schema: Raw | UnsetType = UNSET
+    payload: _Probe | UnsetType = UNSET
+    event: _EventInfo | None | UnsetType = UNSET
+
+
+class _Address(Struct, kw_only=True):
+    Street: _Text = UNSET
+    City: _Text = UNSET
+    State: _Text = UNSET
+    PostalCode: _Text = UNSET
+    Country: _Text = UNSET
+
+
+class _Record(_Probe, kw_only=True):
+    """A change event payload with every Account and Opportunity field the codec reads."""
+
+    # Account
+    Name: _Text = UNSET
+    CurrencyIsoCode: _Text = UNSET
+    MasterRecordId: _Text = UNSET
+    BillingAddress: _Address | None | UnsetType = UNSET
+    # Kafka Connect records also carry the compound address flattened.
+    BillingStreet: _Text = UNSET
+    BillingCity: _Text = UNSET
+    BillingState: _Text = UNSET
+    BillingPostalCode: _Text = UNSET
+    BillingCountry: _Text = UNSET
+    tax_id: str | int | None | UnsetType = field(default=UNSET, name=ACCOUNT_TAX_ID_FIELD)
+    payment_terms: str | int | None | UnsetType = field(default=UNSET, name=ACCOUNT_PAYMENT_TERMS_FIELD)
+    # Opportunity
+    AccountId: _Text = UNSET
+    StageName: _Text = UNSET
+    IsWon: bool | None | UnsetType = UNSET
+    IsClosed: bool | None | UnsetType = UNSET
+    # Decimal straight from the JSON text: exact, never through a float.
+    Amount: Decimal | None | UnsetType = UNSET
+    CloseDate: str | int | None | UnsetType = UNSET
+    # Renamed per CodecConfig.salesforce_plan_field (see `_reader`).
+    plan: Any = field(default=UNSET, name=DEFAULT_CODEC_CONFIG.salesforce_plan_field)
+
+
+class _RecordData(Struct, kw_only=True):
+    payload: _Record | UnsetType = UNSET
+    event: _EventInfo | None | UnsetType = UNSET
+
+
+class _RecordEnvelope(_Record, kw_only=True):
+    """Any shape with its fields: one pass over the bytes decodes the whole message."""
+
+    data: _RecordData | UnsetType = UNSET
+    channel: str | None | UnsetType = UNSET
+    schema: Raw | UnsetType = UNSET
+    payload: _Record | UnsetType = UNSET
+    event: _EventInfo | None | UnsetType = UNSET
+
+
+# ---- constants -----------------------------------------------------------------------------------
+
+_CHANGE_TYPES: Final = frozenset({"CREATE", "UPDATE", "DELETE", "UNDELETE"})
+_GAP_CHANGE_TYPES: Final = frozenset({"GAP_CREATE", "GAP_UPDATE", "GAP_DELETE", "GAP_UNDELETE", "GAP_OVERFLOW"})
+_ENTITY_KINDS: Final = {"Account": "account", "Opportunity": "opportunity"}
+_RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+# Custom field type conversions send recordIds ["001*"]: every record of the object.
+_WILDCARD_ID = re.compile(r"[A-Za-z0-9]{3}\*")
+# Overflow events name the empty record id.
+_EMPTY_ID_PREFIX: Final = "000000000000000"
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)?")
+_PLAIN_BITMAP = re.compile(r"0x([0-9A-Fa-f]*)")
+_COMPOUND_BITMAP = re.compile(r"([0-9]{1,6})-0x([0-9A-Fa-f]+)")
+_MAX_BITMAP_HEX: Final = 4096
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+# An integer date this small is days since the epoch (Kafka Connect Date), otherwise epoch ms.
+_MAX_EPOCH_DAYS: Final = date.max.toordinal() - _EPOCH_ORDINAL
+_MS_PER_DAY: Final = 86_400_000
+_MAX_MINOR: Final = 2**63 - 1
+_MAX_AMOUNT_EXPONENT: Final = 30
+# Wide enough for any in-range amount with its digits; traps instead of rounding.
+_EXACT: Final = Context(prec=80, traps=[Inexact])
+# ISO 4217 currencies whose minor unit is not 1/100.
+_CURRENCY_DIGITS: Final[dict[str, int]] = {
+    **dict.fromkeys(
+        ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV")
+        + ("XAF", "XOF", "XPF"),
+        0,
+    ),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    "CLF": 4,
+    "UYW": 4,
+}
+_DEFAULT_CURRENCY_DIGITS: Final = 2
+_NO_NAMES: Final[frozenset[str]] = frozenset()
+
+# Source names under which a change event lists each field (changedFields, nulledFields).
+_NAME: Final = ("Name",)
+_CURRENCY_ISO_CODE: Final = ("CurrencyIsoCode",)
+_TAX_ID: Final = (ACCOUNT_TAX_ID_FIELD,)
+_PAYMENT_TERMS: Final = (ACCOUNT_PAYMENT_TERMS_FIELD,)
+_ACCOUNT_ID: Final = ("AccountId",)
+_STAGE_NAME: Final = ("StageName",)
+_IS_WON: Final = ("IsWon",)
+_IS_CLOSED: Final = ("IsClosed",)
+_AMOUNT: Final = ("Amount",)
+_CLOSE_DATE: Final = ("CloseDate",)
+# (compound sub-field, flattened field, names) for the parts of the billing address, in line order.
+_ADDRESS_PARTS: Final = tuple(
+    (part, f"Billing{part}", (f"BillingAddress.{part}", "BillingAddress", f"Billing{part}"))
+    for part in ("Street", "City", "State", "PostalCode", "Country")
+)
+
+_T = TypeVar("_T")
+_PROBE_DECODER: Final = msgspec.json.Decoder(_ProbeEnvelope)
+_RECORD_DECODER: Final = msgspec.json.Decoder(_RecordEnvelope)
+_OBJECT_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
+
+
+class _Located(NamedTuple):
+    """The change event found in a message."""
+
+    header: _Header
+    shape: _Shape
+    # The payload (a `_Record` when the message was decoded with a reader's decoder).
+    record: _Probe
+    event_uuid: str | None
+    replay_id: int | str | None
+    # Kafka Connect's `Id`: the record id when the header has no recordIds.
+    record_id: str | None
+
+
+class _Reader(NamedTuple):
+    """The decoder for one plan field name, and where the decoded record holds the plan."""
+
+    decoder: msgspec.json.Decoder[_RecordEnvelope]
+    plan_attr: str
+    plan_names: tuple[str]
+
+
+# ---- public API ----------------------------------------------------------------------------------
+
+
+def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[CanonicalEvent]:
+    """Decode one Salesforce CDC message (CometD, Pub/Sub JSON or Kafka Connect) into canonical events.
+
+    Returns one event per record id for Account and Opportunity changes, `[]` for other objects
+    and platform events. Raises `DecodeError` when the bytes are not a message of these shapes.
+    """
+    reader = _reader(config.salesforce_plan_field)
+    try:
+        envelope = reader.decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        return _mistyped(body, exc)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string: UnicodeDecodeError
+        raise DecodeError(INVALID_JSON, f"message is not valid JSON: {exc}") from None
+    located = _locate(envelope, body)
+    if located is None:
+        return []
+    kind = _ENTITY_KINDS.get(located.header.entityName)
+    if kind is None:
+        return []
+    return _events(located, kind, cast(_Record, located.record), reader)
+
+
+def parse_field_bitmap(values: Sequence[str]) -> FieldBitmap:
+    """Decode a Pub/Sub bitmap field list (`["0x400000", "4-0x01"]`) to schema positions.
+
+    The first element may be the bitmap of top-level fields; the others are `{position}-{bitmap}`
+    for the sub-fields of a compound field. Raises `DecodeError` on malformed input.
+    """
+    fields: tuple[int, ...] = ()
+    compound: dict[int, tuple[int, ...]] = {}
+    for index, value in enumerate(values):
+        plain = _PLAIN_BITMAP.fullmatch(value)
+        if plain is not None and index == 0:
+            fields = _bit_positions(plain.group(1), values)
+            continue
+        nested = _COMPOUND_BITMAP.fullmatch(value)
+        if nested is None:
+            raise DecodeError(
+                INVALID_FIELD_LIST,
+                f"bitmap element {value!r:.100} is malformed: expected '0x<hex>' first, "
+                "then '<position>-0x<hex>' per compound field",
+            )
+        position = int(nested.group(1))
+        if position == 0 or position in compound:
+            raise DecodeError(INVALID_FIELD_LIST, f"bitmap names compound position {position} wrongly")
+        compound[position] = _bit_positions(nested.group(2), values)
+    return FieldBitmap(fields=fields, compound=compound)
+
+
+# ---- shape detection -----------------------------------------------------------------------------
+
+
+def _mistyped(body: bytes, error: msgspec.ValidationError) -> list[CanonicalEvent]:
+    """A field the codec reads has another type: fine for other objects, an error for ours."""
+    located = _locate(_decode_part(_PROBE_DECODER, body, "message"), body)
+    if located is None or located.header.entityName not in _ENTITY_KINDS:
+        return []
+    raise DecodeError(INVALID_VALUE, f"{located.header.entityName} change event: {error}")
+
+
+def _locate(envelope: _ProbeEnvelope | _RecordEnvelope, body: bytes) -> _Located | None:
+    """The change event in a decoded message, or None for a valid message that is not one."""
+    if not isinstance(envelope.data, UnsetType):
+        data = envelope.data
+        if isinstance(data.payload, UnsetType):
+            raise DecodeError(MISSING_PAYLOAD, "CometD message has 'data' but no 'data.payload'")
+        return _cometd(data.payload, data.event, envelope.channel)
+    if not isinstance(envelope.payload, UnsetType):
+        # CometD's data part has a string schema id (and an event); Kafka Connect's JsonConverter
+        # envelope has a schema object (or null).
+        if not isinstance(envelope.event, UnsetType) or _is_json_string(envelope.schema):
+            return _cometd(envelope.payload, envelope.event, envelope.channel)
+        return _connect_or_pubsub(envelope.payload, body, in_envelope=True)
+    return _connect_or_pubsub(envelope, body, in_envelope=False)
+
+
+def _cometd(record: _Probe, event: _EventInfo | None | UnsetType, channel: str | None | UnsetType) -> _Located | None:
+    header = record.ChangeEventHeader
+    if not isinstance(header, _Header):
+        if isinstance(channel, str) and channel.startswith("/data/"):
+            raise DecodeError(MISSING_HEADER, f"CometD message on change channel {channel!r} has no ChangeEventHeader")
+        return None  # a platform event or another streaming message
+    info = event if isinstance(event, _EventInfo) else _EventInfo()
+    return _Located(header, _Shape.COMETD, record, info.EventUuid, info.replayId, None)
+
+
+def _connect_or_pubsub(record: _Probe, body: bytes, in_envelope: bool) -> _Located | None:
+    connect = not (
+        isinstance(record.object_type, UnsetType)
+        and isinstance(record.event_type, UnsetType)
+        and isinstance(record.replay_id, UnsetType)
+        and isinstance(record.flat_header_dot, UnsetType)
+        and isinstance(record.flat_header_underscore, UnsetType)
+    )
+    header = record.ChangeEventHeader
+    if not isinstance(header, _Header) and connect:
+        header = _flattened_header(body, in_envelope)
+    if not isinstance(header, _Header):
+        object_type = record.object_type
+        if isinstance(object_type, str) and object_type.endswith("ChangeEvent"):
+            raise DecodeError(
+                MISSING_HEADER,
+                f"Kafka Connect record of {object_type} has no ChangeEventHeader (nested or flattened); "
+                "check that no transform drops it",
+            )
+        if connect or not (isinstance(record.created_date, UnsetType) or isinstance(record.created_by, UnsetType)):
+            return None  # a platform event (Pub/Sub JSON or a Connect platform-event record)
+        raise DecodeError(
+            UNKNOWN_SHAPE,
+            "JSON object is none of: CometD message ('data'), Pub/Sub payload ('ChangeEventHeader'), "
+            "Kafka Connect record ('_ObjectType', 'ReplayId')",
+        )
+    record_id = record.record_id if isinstance(record.record_id, str) else None
+    replay_id = None if isinstance(record.replay_id, UnsetType) else record.replay_id
+    shape = _Shape.KAFKA_CONNECT if connect else _Shape.PUBSUB
+    return _Located(header, shape, record, None, replay_id, record_id)
+
+
+def _flattened_header(body: bytes, in_envelope: bool) -> _Header | None:
+    """The header the Flatten transform spread over `ChangeEventHeader.<field>` keys (rare: slow path)."""
+    message = _decode_part(_OBJECT_DECODER, body, "record")
+    record = message.get("payload") if in_envelope else message
+    if not isinstance(record, dict):
+        return None
+    for prefix in ("ChangeEventHeader.", "ChangeEventHeader_"):
+        flat = {key[len(prefix) :]: value for key, value in record.items() if key.startswith(prefix)}
+        if flat:
+            try:
+                return msgspec.convert(flat, _Header)
+            except msgspec.ValidationError as exc:
+                raise DecodeError(INVALID_MESSAGE, f"flattened ChangeEventHeader: {exc}") from None
+    return None
+
+
+def _is_json_string(raw: Raw | UnsetType) -> bool:
+    return isinstance(raw, Raw) and bytes(memoryview(raw)[:1]) == b'"'
+
+
+def _decode_part(decoder: msgspec.json.Decoder[_T], data: bytes, where: str) -> _T:
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(INVALID_MESSAGE, f"{where}: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise DecodeError(INVALID_JSON, f"{where} is not valid JSON: {exc}") from None
+
+
+@lru_cache(maxsize=16)
+def _reader(plan_field: str) -> _Reader:
+    """The message decoder that reads `plan_field` as the plan (built once per name)."""
+    # One JSON key backs one struct field: a plan field the record already reads is read there.
+    for info in msgspec.structs.fields(_Record):
+        if info.encode_name == plan_field:
+            return _Reader(_RECORD_DECODER, info.name, (plan_field,))
+    # Subclasses that rename `plan`, down to the CometD payload nested in `data`.
+    plan: Any = ("plan", Any, field(default=UNSET, name=plan_field))
+    record = msgspec.defstruct("_PlanRecord", [plan], bases=(_Record,), kw_only=True)
+    data_fields: list[Any] = [("payload", record | UnsetType, UNSET)]
+    data = msgspec.defstruct("_PlanRecordData", data_fields, bases=(_RecordData,), kw_only=True)
+    envelope_fields: list[Any] = [plan, ("data", data | UnsetType, UNSET), ("payload", record | UnsetType, UNSET)]
+    envelope = msgspec.defstruct("_PlanRecordEnvelope", envelope_fields, bases=(_RecordEnvelope,), kw_only=True)
+    return _Reader(msgspec.json.Decoder(cast(type[_RecordEnvelope], envelope)), "plan", (plan_field,))
+
+
+# ---- header --------------------------------------------------------------------------------------
+
+
+def _field_list(values: list[str] | None, what: str) -> frozenset[str] | None:
+    """Field names in a header field list; None when absent, empty or a (checked) bitmap."""
+    return _parse_field_list(tuple(values), what) if values else None
+
+
+@lru_cache(maxsize=1024)
+def _parse_field_list(values: tuple[str, ...], what: str) -> frozenset[str] | None:
+    # Cached: the same lists recur for every update of the same kind.
+    if values[0][:1].isdigit():
+        parse_field_bitmap(values)
+        return None
+    for value in values:
+        if _FIELD_NAME.fullmatch(value) is None:
+            raise DecodeError(INVALID_FIELD_LIST, f"{what} mixes names and bitmaps or has a bad name: {value!r:.100}")
+    return frozenset(values)
+
+
+def _bit_positions(hex_digits: str, values: Sequence[str]) -> tuple[int, ...]:
+    if len(hex_digits) > _MAX_BITMAP_HEX:
+        raise DecodeError(INVALID_FIELD_LIST, f"bitmap element of {len(hex_digits)} digits exceeds {_MAX_BITMAP_HEX}")
+    bits = bin(int(hex_digits, 16))[:1:-1] if hex_digits else ""
+    return tuple(position for position, bit in enumerate(bits) if bit == "1")
+
+
+def _record_ids(header: _Header, fallback: str | None) -> list[str]:
+    ids = header.recordIds or ([fallback] if fallback else [])
+    unique = list(dict.fromkeys(ids)) if len(ids) > 1 else ids  # one event per record
+    for rid in unique:
+        if _RECORD_ID.fullmatch(rid) is None and _WILDCARD_ID.fullmatch(rid) is None:
+            raise DecodeError(INVALID_RECORD_ID, f"{header.entityName} recordIds has {rid!r:.100}: not a Salesforce id")
+    return unique
+
+
+def _event_id_base(located: _Located) -> str:
+    # transactionKey:sequenceNumber is in every shape, so one change delivered through two
+    # pipelines dedups to one id; EventUuid and replayId exist only in some shapes.
+    header = located.header
+    if header.transactionKey and header.sequenceNumber is not None:
+        return f"{header.transactionKey}:{header.sequenceNumber}"
+    if located.event_uuid:
+        return located.event_uuid
+    if located.replay_id is not None and located.replay_id != "":
+        return f"replay:{located.replay_id}"
+    raise DecodeError(
+        MISSING_EVENT_ID,
+        f"{header.entityName} change event has no transactionKey+sequenceNumber, EventUuid or replayId",
+    )
+
+
+# ---- events --------------------------------------------------------------------------------------
+
+
+def _events(located: _Located, kind: str, record: _Record, reader: _Reader) -> list[CanonicalEvent]:
+    header = located.header
+    change = header.changeType
+    if change not in _CHANGE_TYPES and change not in _GAP_CHANGE_TYPES:
+        raise DecodeError(
+            UNKNOWN_CHANGE_TYPE,
+            f"{header.entityName} change event has changeType {change!r:.100}; expected one of "
+            f"{sorted(_CHANGE_TYPES | _GAP_CHANGE_TYPES)}",
+        )
+    changed_names = _field_list(header.changedFields, "changedFields")
+    nulled_names = _field_list(header.nulledFields, "nulledFields") or _NO_NAMES
+    _field_list(header.diffFields, "diffFields")
+    record_ids = _record_ids(header, located.record_id)
+    base_id = _event_id_base(located)
+    if change in _GAP_CHANGE_TYPES or any(rid.endswith("*") for rid in record_ids):
+        return _resync_events(header, kind, record_ids, base_id)
+    if not record_ids:
+        raise DecodeError(
+            MISSING_RECORD_ID,
+            f"{header.entityName} {change} event (transactionKey {header.transactionKey!r}) has no recordIds",
+        )
+    if change != "UPDATE":
+        carry = _ALL_PRESENT
+    elif changed_names is not None:
+        carry = _Carry(_NAMED, changed_names, nulled_names)
+    else:
+        carry = _Carry(_PRESENT if located.shape is _Shape.COMETD else _NON_NULL, _NO_NAMES, nulled_names)
+    build = _account_event if kind == "account" else _opportunity_event
+    if len(record_ids) == 1:
+        return [build(header, record_ids[0], base_id, record, carry, reader)]
+    # One event per record, same values; the record id keeps the event ids unique.
+    return [build(header, rid, f"{base_id}:{rid}", record, carry, reader) for rid in record_ids]
+
+
+def _resync_events(header: _Header, kind: str, record_ids: list[str], base_id: str) -> list[CanonicalEvent]:
+    """One ResyncRequired per named record; one for the whole object when no record is named."""
+    wildcard = any(rid.endswith("*") for rid in record_ids)
+    reason = header.changeType if header.changeType in _GAP_CHANGE_TYPES else f"WILDCARD_{header.changeType}"
+    named = [] if wildcard else [rid for rid in record_ids if not rid.startswith(_EMPTY_ID_PREFIX)]
+    version = _version(header)
+    correlation = header.transactionKey or ""
+    if not named:
+        return [
+            ResyncRequired(
+                event_id=base_id,
+                source=Platform.SALESFORCE,
+                entity=EntityRef(kind, "*"),
+                occurred_at=header.commitTimestamp,
+                version=version,
+                correlation_id=correlation,
+                reason=reason,
+                object_type=header.entityName,
+            )
+        ]
+    return [
+        ResyncRequired(
+            event_id=base_id if len(named) == 1 else f"{base_id}:{rid}",
+            source=Platform.SALESFORCE,
+            entity=EntityRef(kind, rid),
+            occurred_at=header.commitTimestamp,
+            version=version,
+            customer_key=rid if kind == "account" else None,
+            local_customer=f"salesforce:{rid}",
+            correlation_id=correlation,
+            reason=reason,
+            object_type=header.entityName,
+            record_ids=(rid,),
+        )
+        for rid in named
+    ]
+
+
+def _account_event(
+    header: _Header, record_id: str, event_id: str, record: _Record, carry: _Carry, reader: _Reader
+) -> CanonicalEvent:
+    if header.changeType == "DELETE":
+        master = record.MasterRecordId
+        if isinstance(master, str):
+            # A merge deletes the losers with MasterRecordId naming the winner.
+            return AccountMerged(
+                event_id=event_id,
+                source=Platform.SALESFORCE,
+                entity=EntityRef("account", record_id),
+                occurred_at=header.commitTimestamp,
+                version=_version(header),
+                customer_key=_record_id(master, "Account.MasterRecordId"),
+                local_customer=f"salesforce:{record_id}",
+                correlation_id=header.transactionKey or "",
+                winner_id=master,
+                loser_ids=(record_id,),
+            )
+        return AccountUpserted(
+            event_id=event_id,
+            source=Platform.SALESFORCE,
+            entity=EntityRef("account", record_id),
+            occurred_at=header.commitTimestamp,
+            version=_version(header),
+            customer_key=record_id,
+            local_customer=f"salesforce:{record_id}",
+            correlation_id=header.transactionKey or "",
+            deleted=True,
+        )
+
+    pick = carry.pick
+    name = pick(record.Name, _NAME)
+    currency = _currency(pick(record.CurrencyIsoCode, _CURRENCY_ISO_CODE))
+    tax_id = _code(pick(record.tax_id, _TAX_ID))
+    payment_terms = _code(pick(record.payment_terms, _PAYMENT_TERMS))
+    compound = record.BillingAddress
+    full = carry.mode == _FULL
+    parts = [
+        pick(_address_part(compound, getattr(record, flat), part, full), names) for part, flat, names in _ADDRESS_PARTS
+    ]
+    carried = sum(part is not UNSET for part in parts)
+    country = parts[4]
+    # Only a change that carries every part can rebuild the one-line address.
+    address = _one_line_address(parts) if carried == len(parts) else UNSET
+    changed = [
+        our_name
+        for our_name, value in (("name", name), ("country", country), ("currency", currency), ("tax_id", tax_id))
+        if value is not UNSET
+    ]
+    if carried:
+        changed.append("address")  # also when only some parts changed and `address` stays UNSET
+    if payment_terms is not UNSET:
+        changed.append("payment_terms")
+    return AccountUpserted(
+        event_id=event_id,
+        source=Platform.SALESFORCE,
+        entity=EntityRef("account", record_id),
+        occurred_at=header.commitTimestamp,
+        version=_version(header),
+        customer_key=record_id,
+        local_customer=f"salesforce:{record_id}",
+        correlation_id=header.transactionKey or "",
+        name=name,
+        country=country,
+        currency=currency,
+        tax_id=tax_id,
+        address=address,
+        payment_terms=payment_terms,
+        changed=tuple(changed),
+    )
+
+
+def _opportunity_event(
+    header: _Header, record_id: str, event_id: str, record: _Record, carry: _Carry, reader: _Reader
+) -> CanonicalEvent:
+    if header.changeType == "DELETE":
+        return OpportunityChanged(
+            event_id=event_id,
+            source=Platform.SALESFORCE,
+            entity=EntityRef("opportunity", record_id),
+            occurred_at=header.commitTimestamp,
+            version=_version(header),
+            local_customer=f"salesforce:{record_id}",
+            correlation_id=header.transactionKey or "",
+            opportunity_id=record_id,
+            deleted=True,
+        )
+    pick = carry.pick
+    account_id = pick(record.AccountId, _ACCOUNT_ID)
+    if isinstance(account_id, str):
+        _record_id(account_id, "Opportunity.AccountId")
+    stage = pick(record.StageName, _STAGE_NAME)
+    is_won = pick(record.IsWon, _IS_WON)
+    is_closed = pick(record.IsClosed, _IS_CLOSED)
+    currency = _currency(pick(record.CurrencyIsoCode, _CURRENCY_ISO_CODE))
+    amount = _amount(pick(record.Amount, _AMOUNT), currency)
+    close_date = _close_date(pick(record.CloseDate, _CLOSE_DATE))
+    plan = _text(pick(getattr(record, reader.plan_attr), reader.plan_names), reader.plan_names[0])
+    values = (
+        ("account_id", account_id),
+        ("stage", stage),
+        ("is_won", is_won),
+        ("is_closed", is_closed),
+        ("amount", amount),
+        ("currency", currency),
+        ("close_date", close_date),
+        ("plan", plan),
+    )
+    return OpportunityChanged(
+        event_id=event_id,
+        source=Platform.SALESFORCE,
+        entity=EntityRef("opportunity", record_id),
+        occurred_at=header.commitTimestamp,
+        version=_version(header),
+        customer_key=account_id if isinstance(account_id, str) else None,
+        local_customer=f"salesforce:{record_id}",
+        correlation_id=header.transactionKey or "",
+        opportunity_id=record_id,
+        account_id=account_id,
+        stage=stage,
+        is_won=is_won,
+        is_closed=is_closed,
+        amount=amount,
+        currency=currency,
+        close_date=close_date,
+        plan=plan,
+        changed=tuple(our_name for our_name, value in values if value is not UNSET),
+    )
+
+
+def _version(header: _Header) -> Version:
+    return Version(ts=header.commitTimestamp, seq=int(header.commitNumber or 0))
+
+
+# Carry modes: which fields of the payload an event sets.
+_FULL: Final = 0  # CREATE/UNDELETE: every field present is the record's value
+_NAMED: Final = 1  # UPDATE with changedFields as names: exactly those (CometD may add enriched fields)
+_PRESENT: Final = 2  # CometD UPDATE without names: CometD drops unchanged fields, so present = changed
+_NON_NULL: Final = 3  # Pub/Sub, Connect UPDATE without names: every field is sent, null when unchanged
+
+
+class _Carry:
+    """Which source fields an event sets, by change type and shape."""
+
+    __slots__ = ("mode", "names", "nulled")
+
+    def __init__(self, mode: int, names: frozenset[str], nulled: frozenset[str]) -> None:
+        self.mode = mode
+        self.names = names
+        self.nulled = nulled
+
+    def pick(self, value: Any, source_names: tuple[str, ...]) -> Any:
+        """The value this event sets for a field listed under `source_names`, or UNSET."""
+        mode = self.mode
+        if mode == _FULL:
+            return value
+        if mode == _NAMED:
+            if not self.names.isdisjoint(source_names):
+                # Named as changed but absent: CometD leaves out fields set to null.
+                return None if value is UNSET else value
+        elif value is not UNSET and (mode == _PRESENT or value is not None):
+            return value
+        return None if self.nulled and not self.nulled.isdisjoint(source_names) else UNSET
+
+
+_ALL_PRESENT: Final = _Carry(_FULL, _NO_NAMES, _NO_NAMES)
+
+
+def _address_part(compound: _Address | None | UnsetType, flat: Any, part: str, full: bool) -> Any:
+    nested: Any = compound
+    if isinstance(compound, _Address):
+        nested = getattr(compound, part)
+        if nested is UNSET and full:
+            nested = None  # a created record's address lists only its non-empty parts
+    if isinstance(nested, str):
+        return nested
+    if isinstance(flat, str):
+        return flat
+    return None if nested is None or flat is None else UNSET
+
+
+def _one_line_address(parts: list[Any]) -> str | None:
+    street, city, state, postal_code, country = parts
+    lines = [line.strip() for line in street.splitlines()] if street else []
+    region = " ".join(value for value in (state, postal_code) if value)
+    return ", ".join(piece for piece in (*lines, city, region, country) if piece) or None
+
+
+# ---- values --------------------------------------------------------------------------------------
+
+
+def _record_id(value: str, where: str) -> str:
+    if _RECORD_ID.fullmatch(value) is None:
+        raise DecodeError(INVALID_RECORD_ID, f"{where} is {value!r:.100}: not a Salesforce id")
+    return value
+
+
+def _text(value: Any, source_name: str) -> str | None | UnsetType:
+    if value is None or isinstance(value, str | UnsetType):
+        return value
+    raise DecodeError(INVALID_VALUE, f"Opportunity.{source_name} should be text, got {type(value).__name__}")
+
+
+def _code(value: str | int | None | UnsetType) -> str | None | UnsetType:
+    # Tax ids and payment terms are text in most orgs, a number in some (net days).
+    return str(value) if isinstance(value, int) else value
+
+
+def _currency(value: str | None | UnsetType) -> str | None | UnsetType:
+    if isinstance(value, str) and _CURRENCY.fullmatch(value) is None:
+        raise DecodeError(INVALID_CURRENCY, f"CurrencyIsoCode {value!r:.100} is not an upper-case ISO 4217 code")
+    return value
+
+
+def _amount(value: Decimal | None | UnsetType, currency: str | None | UnsetType) -> int | None | UnsetType:
+    """Exact integer minor units of `value` in `currency` (2 digits when the event has no currency)."""
+    if not isinstance(value, Decimal):
+        return value
+    digits = _CURRENCY_DIGITS.get(currency, _DEFAULT_CURRENCY_DIGITS) if isinstance(currency, str) else 2
+    if not value.is_finite() or (value and value.adjusted() > _MAX_AMOUNT_EXPONENT):
+        raise DecodeError(INVALID_AMOUNT, f"Opportunity.Amount {value:.40} is not a finite amount in range")
+    try:
+        # _EXACT traps Inexact: more decimals than the currency has is an error, never rounded.
+        minor = int(_EXACT.to_integral_exact(_EXACT.scaleb(value, digits)))
+    except Inexact:
+        raise DecodeError(
+            INVALID_AMOUNT, f"Opportunity.Amount {value:.40} has more than {digits} decimals ({currency or 'default'})"
+        ) from None
+    if not -_MAX_MINOR <= minor <= _MAX_MINOR:
+        raise DecodeError(INVALID_AMOUNT, f"Opportunity.Amount {value:.40} is out of range")
+    return minor
+
+
+def _close_date(value: str | int | None | UnsetType) -> str | None | UnsetType:
+    """`YYYY-MM-DD` from an ISO date (CometD), epoch ms (Pub/Sub) or epoch days (Kafka Connect Date)."""
+    if value is None or isinstance(value, UnsetType):
+        return value
+    iso = _iso_date(value)
+    if iso is None:
+        raise DecodeError(INVALID_DATE, f"Opportunity.CloseDate {value!r:.100} is not a date (ISO, epoch ms or days)")
+    return iso
+
+
+@lru_cache(maxsize=4096)
+def _iso_date(value: str | int) -> str | None:
+    # Cached: close dates repeat across a stream, and formatting dominates the cost.
+    if isinstance(value, str):
+        if _DATE.match(value) and (len(value) == 10 or value[10:11] == "T"):
+            try:
+                return date.fromisoformat(value[:10]).isoformat()
+            except ValueError:
+                return None
+        return None
+    days = value if -_MAX_EPOCH_DAYS <= value <= _MAX_EPOCH_DAYS else value // _MS_PER_DAY
+    ordinal = _EPOCH_ORDINAL + days
+    return date.fromordinal(ordinal).isoformat() if 1 <= ordinal <= date.max.toordinal() else None

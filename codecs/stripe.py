@@ -1,0 +1,755 @@
+"""Stripe webhook Event JSON -> canonical events.
+
+`decode(body)` reads one Stripe `Event` (API versions 2020-08-27 up to 2025-03-31.basil and later)
+and returns the canonical events it carries:
+
+=============================================  ==========================================================
+Stripe event type                              canonical events
+=============================================  ==========================================================
+customer.created / .updated / .deleted         one CustomerUpserted
+customer.subscription.*                        one SubscriptionChanged (status from the object)
+invoice.* (except invoice.upcoming)            one InvoiceChanged (status from the object)
+charge.succeeded / .failed / .captured         one PaymentChanged
+charge.refunded                                one RefundChanged per refund in `refunds.data`, or one
+                                               for the charge's `amount_refunded` when the list is absent
+charge.refund.updated, refund.*                one RefundChanged(document="refund")
+credit_note.*                                  one RefundChanged(document="credit_note")
+anything else (payment_intent.*, plan.*, ...)  nothing: a valid event of no interest
+=============================================  ==========================================================
+
+Speed: one typed msgspec pass decodes the envelope and `data.object` together; the object is a
+union tagged by its own `object` field, and the Structs name only the fields we read (msgspec
+skips the rest without building them). An object type outside the union (payment_intent, ...)
+fails that pass at its tag, right away; a second pass with `data.object` left as `msgspec.Raw`
+then reads the event type, and an event of no interest returns [] instead of an error.
+
+Ordering: `version = (created ms, seq)`. Stripe's `created` has one-second resolution and webhooks
+arrive out of order, so `seq` ranks the object's status in its lifecycle: within one second the
+state further along wins (the `_*_RANK` tables). A deletion outranks every status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Annotated, Final, TypedDict, TypeVar
+
+import msgspec
+from msgspec import UNSET, Meta, Raw, Struct, UnsetType
+
+from concord.codecs.config import DEFAULT_CODEC_CONFIG, CodecConfig
+from concord.codecs.errors import DecodeError
+from concord.codecs.model import (
+    CanonicalEvent,
+    CustomerUpserted,
+    EntityRef,
+    InvoiceChanged,
+    PaymentChanged,
+    Platform,
+    RefundChanged,
+    SubscriptionChanged,
+    Version,
+)
+
+__all__ = ["decode"]
+
+# Bounds keep garbage out of the canonical stream (and out of 64-bit consumers downstream).
+_Id = Annotated[str, Meta(min_length=1)]
+# Stripe timestamps are epoch seconds; year 9999 is far beyond any real one.
+_Seconds = Annotated[int, Meta(ge=0, le=253_402_300_799)]
+_Amount = Annotated[int, Meta(ge=-(2**53), le=2**53)]
+_Count = Annotated[int, Meta(ge=0, le=2**53)]
+
+# Operator-readable failure text: what was wrong and what to check.
+_E_NOT_EVENT: Final = (
+    'the body is not a Stripe Event (top-level `object` must be "event"); check that the endpoint '
+    "receives webhook Event JSON, not a bare API object"
+)
+_E_WRONG_OBJECT: Final = (
+    "{event_type} events carry {expected} in data.object, this one carries another object type; "
+    "the payload was not produced by Stripe or was altered on the way"
+)
+_E_CURRENCY: Final = "{where} must be a 3-letter ISO 4217 code, got {length} characters"
+
+# Lifecycle ranks (Version.seq). Unknown statuses rank 0 so a known state wins a same-second tie.
+# invoice: draft -> open -> (uncollectible ->) paid | void; paid and void are exclusive end states.
+_INVOICE_RANK: Final = {"draft": 1, "open": 2, "uncollectible": 3, "paid": 4, "void": 4}
+# subscription: the usual forward path; a same-second step backwards (past_due -> active) loses.
+_SUBSCRIPTION_RANK: Final = {
+    "incomplete": 1,
+    "trialing": 2,
+    "active": 3,
+    "past_due": 4,
+    "unpaid": 5,
+    "paused": 6,
+    "canceled": 7,
+    "incomplete_expired": 8,
+}
+# refund: requires_action -> pending -> succeeded; failed can follow succeeded; canceled is final.
+_REFUND_RANK: Final = {"requires_action": 1, "pending": 2, "succeeded": 3, "failed": 4, "canceled": 4}
+_CREDIT_NOTE_RANK: Final = {"issued": 1, "void": 2}
+# charge: pending -> succeeded (authorised; +1 once captured), or pending -> failed.
+_CHARGE_RANK: Final = {"pending": 1, "succeeded": 2, "failed": 3}
+# customer objects have no status: order by what the event did.
+_CUSTOMER_RANK: Final = {"customer.created": 1, "customer.updated": 2}
+_DELETED_RANK: Final = 99
+
+# Looked up once: enum attribute access is slow on the hot path.
+_STRIPE: Final = Platform.STRIPE
+
+
+# --- what we read from the payload (msgspec skips every other field) ------------------------------
+
+
+class _In(Struct, gc=False):
+    """Base of the payload Structs: decoded, read once, never in a cycle, so GC need not track them."""
+
+
+class _Metadata(_In):
+    # Only the key we use is decoded; Stripe metadata values are always strings.
+    salesforce_account_id: str | None = None
+
+
+class _Address(_In):
+    line1: str | None = None
+    line2: str | None = None
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+
+
+class _TaxId(_In):
+    value: str | None = None
+
+
+class _TaxIdList(_In):
+    # Absent unless expanded (since 2020-08-27 `tax_ids` is not in webhook payloads by default).
+    data: list[_TaxId] | UnsetType = UNSET
+
+
+class _Customer(_In, tag_field="object", tag="customer"):
+    id: _Id
+    # UNSET when the key is absent (a deleted-customer stub carries only id and `deleted`).
+    name: str | None | UnsetType = UNSET
+    email: str | None | UnsetType = UNSET
+    currency: str | None | UnsetType = UNSET
+    address: _Address | None | UnsetType = UNSET
+    metadata: _Metadata | None | UnsetType = UNSET
+    tax_ids: _TaxIdList | None | UnsetType = UNSET
+    deleted: bool = False
+
+
+class _Price(_In):
+    id: str
+    unit_amount: _Amount | None = None
+    currency: str | None = None
+
+
+class _Plan(_In):
+    # The pre-Prices shape; `amount` plays the role of `unit_amount`.
+    id: str
+    amount: _Amount | None = None
+    currency: str | None = None
+
+
+class _SubscriptionItem(_In):
+    price: _Price | None = None
+    plan: _Plan | None = None
+    quantity: _Count | None = None
+    # basil+: billing periods live on the items.
+    current_period_end: _Seconds | None = None
+
+
+class _SubscriptionItems(_In):
+    data: list[_SubscriptionItem] = []
+
+
+class _Subscription(_In, tag_field="object", tag="subscription"):
+    id: _Id
+    customer: str
+    status: str
+    items: _SubscriptionItems | None = None
+    plan: _Plan | None = None
+    quantity: _Count | None = None
+    currency: str | None = None
+    # Before basil only.
+    current_period_end: _Seconds | None = None
+    cancel_at_period_end: bool = False
+    canceled_at: _Seconds | None = None
+
+
+class _TaxAmount(_In):
+    amount: _Amount
+
+
+class _StatusTransitions(_In):
+    paid_at: _Seconds | None = None
+
+
+class _SubscriptionDetails(_In):
+    subscription: str | None = None
+
+
+class _InvoiceParent(_In):
+    subscription_details: _SubscriptionDetails | None = None
+
+
+class _Invoice(_In, tag_field="object", tag="invoice"):
+    id: _Id
+    status: str
+    total: _Amount
+    currency: str
+    customer: str | None = None
+    number: str | None = None
+    amount_remaining: _Amount | None = None
+    due_date: _Seconds | None = None
+    status_transitions: _StatusTransitions | None = None
+    # Before basil: `subscription`, `tax`, `total_tax_amounts`.
+    subscription: str | None = None
+    tax: _Amount | None = None
+    total_tax_amounts: list[_TaxAmount] | None = None
+    # basil+: `parent.subscription_details.subscription`, `total_taxes`.
+    parent: _InvoiceParent | None = None
+    total_taxes: list[_TaxAmount] | None = None
+
+
+class _Refund(_In, tag_field="object", tag="refund"):
+    id: _Id
+    amount: _Amount
+    currency: str
+    charge: str | None = None
+    # Documented as nullable; a refund without a status has not settled yet.
+    status: str | None = None
+
+
+class _RefundList(_In):
+    data: list[_Refund] = []
+
+
+class _Charge(_In, tag_field="object", tag="charge"):
+    id: _Id
+    amount: _Amount
+    currency: str
+    status: str
+    customer: str | None = None
+    # Removed in basil (charges no longer name an invoice).
+    invoice: str | None = None
+    captured: bool = False
+    amount_refunded: _Amount = 0
+    # Not included by default since 2022-11-15: then only `amount_refunded` is known.
+    refunds: _RefundList | None = None
+
+
+class _CreditNote(_In, tag_field="object", tag="credit_note"):
+    id: _Id
+    currency: str
+    status: str
+    total: _Amount | None = None
+    amount: _Amount | None = None
+    invoice: str | None = None
+    customer: str | None = None
+
+
+_Object = _Customer | _Subscription | _Invoice | _Charge | _Refund | _CreditNote
+
+
+class _Data(_In):
+    object: _Object
+
+
+class _Envelope(_In):
+    # Optional, so that a missing one gets our own reason (not_a_stripe_event / missing_field).
+    id: _Id | None = None
+    object: str | None = None
+    type: str | None = None
+    created: _Seconds | None = None
+    data: _Data | None = None
+
+
+class _RawData(_In):
+    object: Raw
+
+
+class _RawEnvelope(_In):
+    """The fallback pass: everything but the object, which stays undecoded."""
+
+    id: _Id | None = None
+    object: str | None = None
+    type: str | None = None
+    created: _Seconds | None = None
+    data: _RawData | None = None
+
+
+_envelope_decoder: Final = msgspec.json.Decoder(_Envelope)
+_raw_envelope_decoder: Final = msgspec.json.Decoder(_RawEnvelope)
+
+
+# --- the codec ------------------------------------------------------------------------------------
+
+
+class _Event(Struct, frozen=True, gc=False):
+    """A validated envelope: what the handlers read."""
+
+    id: str
+    type: str
+    created_ms: int
+    object: _Object
+
+
+class _Common(TypedDict):
+    event_id: str
+    source: Platform
+    entity: EntityRef
+    occurred_at: int
+    version: Version
+    customer_key: str | None
+    local_customer: str | None
+    xrefs: dict[str, str]
+    correlation_id: str
+
+
+_Handler = Callable[[_Event], list[CanonicalEvent]]
+_T = TypeVar("_T")
+
+
+def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[CanonicalEvent]:
+    """Decode one Stripe webhook Event into canonical events (none for an event of no interest).
+
+    Raises `DecodeError` (and nothing else) when `body` is not a readable Stripe Event, or when an
+    event we map lacks a field we need. `config` is there for the common codec signature; Stripe
+    needs no per-deployment option.
+    """
+    try:
+        env = _envelope_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        return _decode_unmodelled(body, exc)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise _malformed(exc) from None
+    event_id, event_type, created = _checked(env)
+    if env.data is None:
+        raise _missing_data()
+    handler = _route(event_type)
+    if handler is None:
+        return []
+    return handler(_Event(event_id, event_type, created * 1000, env.data.object))
+
+
+def _decode_unmodelled(body: bytes, error: msgspec.ValidationError) -> list[CanonicalEvent]:
+    """The typed pass failed: fine for an event of no interest (its object is not ours), else an error."""
+    try:
+        env = _raw_envelope_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise _invalid(exc, None) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # The typed pass can stop at a bad field before it reaches broken JSON further on.
+        raise _malformed(exc) from None
+    _, event_type, _ = _checked(env)
+    if env.data is None:
+        raise _missing_data()
+    if _route(event_type) is None:
+        return []
+    raise _invalid(error, event_type) from None
+
+
+def _checked(env: _Envelope | _RawEnvelope) -> tuple[str, str, int]:
+    """The envelope's id, type and created, once they are known to be there."""
+    if env.object != "event":
+        raise DecodeError("not_a_stripe_event", _E_NOT_EVENT)
+    if env.id is None:
+        raise DecodeError("missing_field", "event `id` is missing or null - at `$.id`")
+    if not env.type:
+        raise DecodeError("missing_field", "event `type` is missing, null or empty - at `$.type`")
+    if env.created is None:
+        raise DecodeError("missing_field", "event `created` is missing or null - at `$.created`")
+    return env.id, env.type, env.created
+
+
+def _missing_data() -> DecodeError:
+    return DecodeError("missing_field", "event `data` is missing or null - at `$.data`")
+
+
+def _invalid(exc: msgspec.ValidationError, event_type: str | None) -> DecodeError:
+    """Classify a msgspec validation error; its message names the field and path, not the value."""
+    message = str(exc)
+    if " - at `" not in message and message.startswith("Expected `object`"):
+        return DecodeError("not_a_stripe_event", f"{_E_NOT_EVENT} ({message})")
+    if message.endswith("- at `$.data.object.object`"):
+        # The object's type is not the one the event type promises (msgspec would quote the value).
+        expected = _EXPECTED_OBJECT.get(_route(event_type or ""), "another object")
+        return DecodeError("unexpected_object", _E_WRONG_OBJECT.format(event_type=event_type, expected=expected))
+    if message.startswith("Object missing required field"):
+        return DecodeError("missing_field", message)
+    if message.startswith("Invalid value"):
+        # A nested tag (refunds.data[].object) of the wrong type: keep the path, drop the quoted value.
+        message = "Invalid value" + message[message.find(" - at `") :]
+    return DecodeError("bad_type", message)
+
+
+def _malformed(exc: msgspec.DecodeError | UnicodeDecodeError) -> DecodeError:
+    if isinstance(exc, UnicodeDecodeError):
+        # msgspec hands invalid UTF-8 inside strings to Python's codec, which raises this.
+        return DecodeError("invalid_json", f"invalid UTF-8 in a JSON string at byte {exc.start}")
+    return DecodeError("invalid_json", str(exc))
+
+
+@lru_cache(maxsize=512)
+def _route(event_type: str) -> _Handler | None:
+    """The handler for an event type, or None for types of no interest (cached: types repeat)."""
+    if event_type.startswith("customer.subscription."):
+        return _subscription_changed
+    if event_type in ("customer.created", "customer.updated", "customer.deleted"):
+        return _customer_upserted
+    if event_type == "invoice.upcoming":
+        # A preview of the next invoice: it has no id and is not a state of any invoice.
+        return None
+    if event_type.startswith("invoice."):
+        return _invoice_changed
+    if event_type in ("charge.succeeded", "charge.failed", "charge.captured"):
+        return _payment_changed
+    if event_type == "charge.refunded":
+        return _charge_refunded
+    if event_type == "charge.refund.updated" or event_type.startswith("refund."):
+        return _refund_changed
+    if event_type.startswith("credit_note."):
+        return _credit_note_changed
+    return None
+
+
+def _expect(event: _Event, cls: type[_T]) -> _T:
+    obj = event.object
+    if not isinstance(obj, cls):
+        expected = _EXPECTED_OBJECT.get(_route(event.type), "another object")
+        raise DecodeError("unexpected_object", _E_WRONG_OBJECT.format(event_type=event.type, expected=expected))
+    return obj
+
+
+def _currency(code: str, where: str) -> str:
+    if len(code) != 3 or not code.isascii() or not code.isalpha():
+        raise DecodeError("bad_currency", _E_CURRENCY.format(where=where, length=len(code)))
+    return code.upper()
+
+
+def _ms(seconds: int | None) -> int | None:
+    return None if seconds is None else seconds * 1000
+
+
+def _common(
+    event: _Event,
+    kind: str,
+    entity_id: str,
+    seq: int,
+    customer_id: str | None,
+    crm_account_id: str | None = None,
+    event_id: str | None = None,
+) -> _Common:
+    ms = event.created_ms
+    if customer_id:
+        local_customer: str | None = "stripe:" + customer_id
+        xrefs = {"stripe": customer_id, "salesforce": crm_account_id} if crm_account_id else {"stripe": customer_id}
+    else:
+        local_customer = None
+        xrefs = {"salesforce": crm_account_id} if crm_account_id else {}
+    # A dict display, not a TypedDict call: this runs once per event.
+    return {
+        "event_id": event_id or event.id,
+        "source": _STRIPE,
+        "entity": EntityRef(kind, entity_id),
+        "occurred_at": ms,
+        "version": Version(ms, seq),
+        "customer_key": crm_account_id or None,
+        "local_customer": local_customer,
+        "xrefs": xrefs,
+        "correlation_id": event.id,
+    }
+
+
+def _one_line(address: _Address) -> str | None:
+    parts = (address.line1, address.line2, address.city, address.state, address.postal_code, address.country)
+    return ", ".join(p for p in parts if p) or None
+
+
+def _customer_upserted(event: _Event) -> list[CanonicalEvent]:
+    cus = _expect(event, _Customer)
+    deleted = cus.deleted or event.type == "customer.deleted"
+
+    # The object is a full snapshot: a present-but-empty section means "cleared" (None).
+    crm_account_id: str | None | UnsetType = UNSET
+    if isinstance(cus.metadata, _Metadata):
+        crm_account_id = cus.metadata.salesforce_account_id or None
+    elif cus.metadata is None:
+        crm_account_id = None
+
+    country: str | None | UnsetType = UNSET
+    address: str | None | UnsetType = UNSET
+    if isinstance(cus.address, _Address):
+        country = cus.address.country or None
+        address = _one_line(cus.address)
+    elif cus.address is None:
+        country = address = None
+
+    tax_id: str | None | UnsetType = UNSET
+    if isinstance(cus.tax_ids, _TaxIdList) and isinstance(cus.tax_ids.data, list):
+        tax_id = cus.tax_ids.data[0].value if cus.tax_ids.data else None
+
+    currency = cus.currency
+    if isinstance(currency, str):
+        currency = _currency(currency, "$.data.object.currency")
+
+    seq = _DELETED_RANK if deleted else _CUSTOMER_RANK.get(event.type, 0)
+    sf_id = crm_account_id if isinstance(crm_account_id, str) else None
+    return [
+        CustomerUpserted(
+            **_common(event, "customer", cus.id, seq, cus.id, sf_id),
+            system=_STRIPE,
+            customer_id=cus.id,
+            name=cus.name,
+            email=cus.email,
+            country=country,
+            currency=currency,
+            tax_id=tax_id,
+            address=address,
+            crm_account_id=crm_account_id,
+            deleted=deleted,
+        )
+    ]
+
+
+def _subscription_changed(event: _Event) -> list[CanonicalEvent]:
+    sub = _expect(event, _Subscription)
+    items = sub.items.data if sub.items is not None else []
+
+    plan: str | None = None
+    currencies: set[str] = set()
+    amount: int | None = 0
+    quantity = 0
+    period_end = sub.current_period_end
+    for index, item in enumerate(items):
+        quantity += item.quantity or 0
+        if sub.current_period_end is None and item.current_period_end is not None:
+            period_end = max(period_end or 0, item.current_period_end)
+        # Prices replaced plans (2020-08-27 still sends both); either carries the unit amount.
+        price = item.price or item.plan
+        unit = None
+        if price is not None:
+            plan = plan or price.id
+            unit = price.unit_amount if isinstance(price, _Price) else price.amount
+            if price.currency is not None:
+                where = f"$.data.object.items.data[{index}].{'price' if item.price else 'plan'}.currency"
+                currencies.add(_currency(price.currency, where))
+        # Tiered or metered items have no fixed value: then the total is unknown.
+        if amount is not None and unit is not None and item.quantity is not None:
+            amount += unit * item.quantity
+        else:
+            amount = None
+    if not items:
+        # Shapes without items (very old API versions) name a single plan at the top level.
+        quantity = sub.quantity if sub.quantity is not None else 1
+        amount = None
+        if sub.plan is not None:
+            plan = sub.plan.id
+            if sub.plan.amount is not None:
+                amount = sub.plan.amount * quantity
+            if sub.plan.currency is not None:
+                currencies.add(_currency(sub.plan.currency, "$.data.object.plan.currency"))
+
+    currency: str | None = None
+    if sub.currency is not None:
+        currency = _currency(sub.currency, "$.data.object.currency")
+    elif len(currencies) == 1:
+        currency = next(iter(currencies))
+    if len(currencies) > 1:
+        # Stripe does not allow mixed-currency items; if a payload has them, no single value is true.
+        amount = currency = None
+
+    deleted = event.type == "customer.subscription.deleted"
+    seq = _DELETED_RANK if deleted else _SUBSCRIPTION_RANK.get(sub.status, 0)
+    return [
+        SubscriptionChanged(
+            **_common(event, "subscription", sub.id, seq, sub.customer),
+            subscription_id=sub.id,
+            customer_id=sub.customer,
+            status=sub.status,
+            plan=plan,
+            quantity=quantity,
+            amount=amount,
+            currency=currency,
+            current_period_end=_ms(period_end),
+            cancel_at_period_end=sub.cancel_at_period_end,
+            canceled_at=_ms(sub.canceled_at),
+            deleted=deleted,
+        )
+    ]
+
+
+def _invoice_changed(event: _Event) -> list[CanonicalEvent]:
+    inv = _expect(event, _Invoice)
+
+    subscription = inv.subscription
+    if subscription is None and inv.parent is not None and inv.parent.subscription_details is not None:
+        subscription = inv.parent.subscription_details.subscription
+
+    # An empty tax list means "no tax" (0); no tax information at all stays None.
+    tax = inv.tax
+    if tax is None:
+        taxes = inv.total_taxes if inv.total_taxes is not None else inv.total_tax_amounts
+        if taxes is not None:
+            tax = sum(t.amount for t in taxes)
+
+    paid_at = inv.status_transitions.paid_at if inv.status_transitions is not None else None
+    deleted = event.type == "invoice.deleted"
+    seq = _DELETED_RANK if deleted else _INVOICE_RANK.get(inv.status, 0)
+    return [
+        InvoiceChanged(
+            **_common(event, "invoice", inv.id, seq, inv.customer),
+            system=_STRIPE,
+            invoice_id=inv.id,
+            billing_invoice_id=inv.id,
+            customer_id=inv.customer,
+            subscription_id=subscription,
+            number=inv.number,
+            status=inv.status,
+            total=inv.total,
+            tax=tax,
+            amount_remaining=inv.amount_remaining,
+            currency=_currency(inv.currency, "$.data.object.currency"),
+            due_at=_ms(inv.due_date),
+            paid_at=_ms(paid_at),
+            deleted=deleted,
+        )
+    ]
+
+
+def _payment_changed(event: _Event) -> list[CanonicalEvent]:
+    charge = _expect(event, _Charge)
+    seq = _CHARGE_RANK.get(charge.status, 0)
+    if charge.status == "succeeded" and charge.captured:
+        seq += 1
+    return [
+        PaymentChanged(
+            **_common(event, "charge", charge.id, seq, charge.customer),
+            # Refund objects name only their charge: link the charge id to this customer.
+            aliases=_charge_alias(charge),
+            system=_STRIPE,
+            payment_id=charge.id,
+            invoice_id=charge.invoice,
+            customer_id=charge.customer,
+            status=charge.status,
+            amount=charge.amount,
+            currency=_currency(charge.currency, "$.data.object.currency"),
+        )
+    ]
+
+
+def _charge_refunded(event: _Event) -> list[CanonicalEvent]:
+    charge = _expect(event, _Charge)
+    refunds = charge.refunds.data if charge.refunds is not None else []
+    if refunds:
+        # One canonical event per refund: suffix the event id so dedup by event_id keeps them all.
+        return [
+            _refund_event(
+                event,
+                refund,
+                f"$.data.object.refunds.data[{index}].currency",
+                invoice_id=charge.invoice,
+                customer_id=charge.customer,
+                charge_id=charge.id,
+                event_id=f"{event.id}:{refund.id}",
+            )
+            for index, refund in enumerate(refunds)
+        ]
+    if charge.amount_refunded <= 0:
+        return []
+    # Without the list only the charge's running total is known: one refund record per charge,
+    # keyed by the charge id (never a real `re_` id). `amount_refunded` counts refunds that did
+    # not fail or get canceled; the refund.* events carry each refund's own status.
+    status = "succeeded"
+    common = _common(
+        event, "refund", charge.id, _REFUND_RANK[status], charge.customer, event_id=f"{event.id}:{charge.id}"
+    )
+    return [
+        RefundChanged(
+            **common,
+            system=_STRIPE,
+            refund_id=charge.id,
+            document="refund",
+            invoice_id=charge.invoice,
+            charge_id=charge.id,
+            customer_id=charge.customer,
+            status=status,
+            amount=charge.amount_refunded,
+            currency=_currency(charge.currency, "$.data.object.currency"),
+        )
+    ]
+
+
+def _charge_alias(charge: _Charge) -> tuple[str, ...]:
+    return ("stripe:" + charge.id,) if charge.customer else ()
+
+
+def _refund_changed(event: _Event) -> list[CanonicalEvent]:
+    refund = _expect(event, _Refund)
+    # Refund objects name neither the customer nor the invoice: identity goes through the charge,
+    # whose id the charge events link to the customer (`aliases`).
+    result = _refund_event(event, refund, "$.data.object.currency")
+    if result.local_customer is None and refund.charge:
+        result = msgspec.structs.replace(result, local_customer="stripe:" + refund.charge)
+    return [result]
+
+
+def _refund_event(
+    event: _Event,
+    refund: _Refund,
+    currency_path: str,
+    *,
+    invoice_id: str | None = None,
+    customer_id: str | None = None,
+    charge_id: str | None = None,
+    event_id: str | None = None,
+) -> RefundChanged:
+    status = refund.status or "pending"
+    return RefundChanged(
+        **_common(event, "refund", refund.id, _REFUND_RANK.get(status, 0), customer_id, event_id=event_id),
+        system=_STRIPE,
+        refund_id=refund.id,
+        document="refund",
+        invoice_id=invoice_id,
+        charge_id=charge_id or refund.charge,
+        customer_id=customer_id,
+        status=status,
+        amount=refund.amount,
+        currency=_currency(refund.currency, currency_path),
+    )
+
+
+def _credit_note_changed(event: _Event) -> list[CanonicalEvent]:
+    note = _expect(event, _CreditNote)
+    # `total` includes discounts and tax; very old payloads only have `amount`.
+    amount = note.total if note.total is not None else note.amount
+    if amount is None:
+        raise DecodeError("missing_field", "credit note has neither `total` nor `amount` - at `$.data.object`")
+    return [
+        RefundChanged(
+            **_common(event, "credit_note", note.id, _CREDIT_NOTE_RANK.get(note.status, 0), note.customer),
+            system=_STRIPE,
+            refund_id=note.id,
+            document="credit_note",
+            invoice_id=note.invoice,
+            customer_id=note.customer,
+            status=note.status,
+            amount=amount,
+            currency=_currency(note.currency, "$.data.object.currency"),
+        )
+    ]
+
+
+# What each handler needs in data.object, for the unexpected_object message.
+_EXPECTED_OBJECT: Final[dict[_Handler | None, str]] = {
+    _customer_upserted: "a customer",
+    _subscription_changed: "a subscription",
+    _invoice_changed: "an invoice",
+    _payment_changed: "a charge",
+    _charge_refunded: "a charge",
+    _refund_changed: "a refund",
+    _credit_note_changed: "a credit note",
+}

@@ -1,0 +1,144 @@
+"""Pure identity logic: links, parking and merges. No Faust, no I/O: the agents call these.
+
+Two halves, on two partitionings:
+* `step` runs on `concord.identity` (keyed by platform-local id): link, resolve or park.
+* `membership_step` runs on `concord.canonical` (keyed by customer key): remember which local ids
+  belong to a customer, and after a CRM merge tell the identity side to re-point them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+from msgspec import Struct
+
+from concord.codecs.internal import IdentityMessage, Repoint
+from concord.codecs.model import AccountMerged, CanonicalEvent
+from concord.codecs.model import decode as decode_event
+from concord.codecs.model import encode as encode_event
+
+#: Local ids remembered per customer (a customer has one id per system, a few with history).
+MEMBERS_LIMIT: Final = 64
+
+
+class ParkedQueue(Struct, frozen=True):
+    """Events waiting for their local id's link, oldest first, as encoded canonical JSON."""
+
+    events: tuple[bytes, ...] = ()
+
+    @classmethod
+    def load(cls, data: bytes | None) -> ParkedQueue:
+        return _parked_decoder.decode(data) if data else EMPTY_QUEUE
+
+    def dump(self) -> bytes:
+        return msgspec.msgpack.encode(self)
+
+
+EMPTY_QUEUE: Final = ParkedQueue()
+_parked_decoder = msgspec.msgpack.Decoder(ParkedQueue)
+
+
+class Outcome(Struct, frozen=True):
+    link: str | None
+    forward: tuple[CanonicalEvent, ...]
+    parked: ParkedQueue
+    overflow: tuple[bytes, ...] = ()
+
+    @property
+    def alias_links(self) -> tuple[Repoint, ...]:
+        """Links for the aliases of the forwarded events (a charge id -> the charge's customer)."""
+        return tuple(
+            Repoint(local_id=alias, customer_key=event.customer_key, reason="alias",
+                    correlation_id=event.correlation_id)
+            for event in self.forward
+            if event.customer_key is not None
+            for alias in event.aliases
+            if alias != event.local_customer
+        )
+
+
+def _resolved(event: CanonicalEvent, customer_key: str) -> CanonicalEvent:
+    if event.customer_key == customer_key:
+        return event
+    return msgspec.structs.replace(event, customer_key=customer_key)
+
+
+def _release(queue: ParkedQueue, customer_key: str) -> tuple[CanonicalEvent, ...]:
+    return tuple(_resolved(decode_event(raw), customer_key) for raw in queue.events)
+
+
+def step(link: str | None, queue: ParkedQueue, message: IdentityMessage, limit: int) -> Outcome:
+    """One identity record for a local id whose current link and parked queue are given.
+
+    * A `Repoint` or an event that names its customer key sets the link and releases what was parked
+      (in arrival order, before the event itself).
+    * An event without a customer key is resolved through the link, or parked; past `limit` parked
+      events it overflows (the caller dead-letters it: never dropped).
+    """
+    if isinstance(message, Repoint):
+        return Outcome(message.customer_key, _release(queue, message.customer_key), EMPTY_QUEUE)
+    if message.customer_key is not None:
+        released = _release(queue, message.customer_key)
+        return Outcome(message.customer_key, (*released, message), EMPTY_QUEUE)
+    if link is not None:
+        return Outcome(link, (_resolved(message, link),), queue)
+    raw = encode_event(message)
+    if len(queue.events) >= limit:
+        return Outcome(None, (), queue, (raw,))
+    return Outcome(None, (), ParkedQueue((*queue.events, raw)))
+
+
+class Members(Struct, frozen=True):
+    """What the canonical side knows of a customer key's identity."""
+
+    local_ids: tuple[str, ...] = ()
+    merged_into: str | None = None
+
+    @classmethod
+    def load(cls, data: bytes | None) -> Members:
+        return _members_decoder.decode(data) if data else EMPTY_MEMBERS
+
+    def dump(self) -> bytes:
+        return msgspec.msgpack.encode(self)
+
+
+EMPTY_MEMBERS: Final = Members()
+_members_decoder = msgspec.msgpack.Decoder(Members)
+
+
+class MembershipOutcome(Struct, frozen=True):
+    members: Members
+    repoints: tuple[Repoint, ...] = ()
+    # Events that arrived under a merged-away key, re-addressed to the winner.
+    readdressed: tuple[CanonicalEvent, ...] = ()
+    # False when the event belongs to another key now (it was re-addressed instead).
+    keep: bool = True
+
+
+def membership_step(key: str, members: Members, event: CanonicalEvent) -> MembershipOutcome:
+    """One canonical event under customer `key`: learn its local id, handle merges.
+
+    A merge arrives under the loser's key (and the winner's): the loser re-points every local id it
+    knows to the winner. An event still arriving under a merged-away key (resolved before the
+    re-point landed) is re-addressed to the winner, and its local id re-pointed.
+    """
+    if isinstance(event, AccountMerged) and key in event.loser_ids:
+        repoints = tuple(
+            Repoint(local_id=local, customer_key=event.winner_id, reason="crm_merge",
+                    correlation_id=event.correlation_id)
+            for local in members.local_ids
+        )
+        return MembershipOutcome(Members(members.local_ids, event.winner_id), repoints)
+    if members.merged_into is not None and key != members.merged_into:
+        winner = members.merged_into
+        repoints = ()
+        if event.local_customer is not None:
+            repoints = (Repoint(local_id=event.local_customer, customer_key=winner, reason="crm_merge",
+                                correlation_id=event.correlation_id),)
+        return MembershipOutcome(members, repoints, (_resolved(event, winner),), keep=False)
+    local = event.local_customer
+    if local is None or local in members.local_ids:
+        return MembershipOutcome(members)
+    local_ids = (*members.local_ids, local)[-MEMBERS_LIMIT:]
+    return MembershipOutcome(Members(local_ids, members.merged_into))

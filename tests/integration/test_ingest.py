@@ -1,0 +1,153 @@
+"""Ingestion on the real broker: signed webhooks -> raw topic -> canonical events; bad input -> DLQ."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from concord.app.settings import Settings
+from concord.app.signatures import sign_t_v1
+from concord.app.topics import topic_names
+from concord.codecs import internal
+from tests.integration.harness import Infra, WorkerProcess, consume_all, produce, wait_for_record
+
+SECRET = "whsec_integration"
+
+
+def stripe_event(event_id: str, event_type: str, obj: dict) -> bytes:
+    return orjson.dumps({"id": event_id, "object": "event", "type": event_type, "api_version": "2024-06-20",
+                         "created": int(time.time()), "livemode": False, "data": {"object": obj}})
+
+
+def stripe_customer(customer_id: str, account_id: str) -> dict:
+    return {"id": customer_id, "object": "customer", "name": "Acme GmbH", "email": "ap@acme.test",
+            "currency": "eur", "address": {"country": "DE"}, "metadata": {"salesforce_account_id": account_id}}
+
+
+def stripe_invoice(invoice_id: str, customer_id: str) -> dict:
+    return {"id": invoice_id, "object": "invoice", "customer": customer_id, "status": "paid", "total": 12900,
+            "currency": "eur", "amount_remaining": 0, "number": "INV-1", "subscription": None,
+            "status_transitions": {"paid_at": int(time.time())}, "due_date": None}
+
+
+@pytest.fixture
+def ingest_settings(settings: Settings) -> Settings:
+    import msgspec
+
+    return msgspec.structs.replace(settings, stripe_webhook_secret=SECRET, webhook_max_body_bytes=4096)
+
+
+@pytest.fixture
+async def worker(ingest_settings: Settings, tmp_path: Path):  # type: ignore[no-untyped-def]
+    proc = WorkerProcess([sys.executable, "-m", "concord.app.cli", "worker", "-l", "info"], ingest_settings,
+                         tmp_path / "worker.log").start()
+    try:
+        await proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+
+
+async def _post(worker: WorkerProcess, body: bytes, signature: str | None) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["Stripe-Signature"] = signature
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{worker.base_url}/webhooks/stripe", data=body, headers=headers
+    ) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_signed_webhooks_flow_to_canonical_and_forged_ones_are_refused(
+    infra: Infra, ingest_settings: Settings, worker: WorkerProcess
+) -> None:
+    names = topic_names(ingest_settings)
+    now = int(time.time())
+    invoice = stripe_event("evt_inv1", "invoice.paid", stripe_invoice("in_T1", "cus_T1"))
+    customer = stripe_event("evt_cus1", "customer.created", stripe_customer("cus_T1", "001T1"))
+
+    # Forged, unsigned, stale and oversized requests are refused before anything is written.
+    assert (await _post(worker, invoice, sign_t_v1(invoice, "wrong", now)))[0] == 401
+    assert (await _post(worker, invoice, None))[0] == 401
+    assert (await _post(worker, invoice, sign_t_v1(invoice, SECRET, now - 3600)))[0] == 401
+    big = b"{" + b" " * 5000 + b"}"
+    assert (await _post(worker, big, sign_t_v1(big, SECRET, now)))[0] == 413
+
+    # The invoice names only cus_T1: it waits (parked) until the customer links cus_T1 to 001T1.
+    status, body = await _post(worker, invoice, sign_t_v1(invoice, SECRET, now))
+    assert status == 200 and body["status"] == "accepted" and body["topic"] == names.raw["stripe"]
+    status, _ = await _post(worker, customer, sign_t_v1(customer, SECRET, now))
+    assert status == 200
+
+    raw = await consume_all(infra.bootstrap, names.raw["stripe"], expected=2, timeout=10)
+    assert [r.value for r in raw] == [invoice, customer]  # exactly the accepted bytes, nothing refused
+    assert ("Stripe-Signature", sign_t_v1(invoice, SECRET, now).encode()) in raw[0].headers
+
+    records = await consume_all(infra.bootstrap, names.canonical, expected=2, timeout=60)
+    events = {orjson.loads(r.value)["event_id"]: (r.key, orjson.loads(r.value)) for r in records}
+    assert set(events) == {"evt_inv1", "evt_cus1"}
+    key, inv = events["evt_inv1"]
+    assert key == b"001T1" and inv["customer_key"] == "001T1" and inv["kind"] == "invoice"
+    assert (inv["total"], inv["currency"], inv["status"]) == (12900, "EUR", "paid")
+
+    async with aiohttp.ClientSession() as session, session.get(f"{worker.base_url}/metrics") as resp:
+        text = await resp.text()
+    assert 'concord_webhook_requests_total{outcome="bad_signature",platform="stripe"} 1.0' in text
+    assert 'concord_webhook_requests_total{outcome="accepted",platform="stripe"} 2.0' in text
+    assert 'concord_identity_parked_total{platform="stripe"} 1.0' in text
+
+
+async def test_bad_payload_goes_to_the_dlq_with_its_reason_and_good_ones_behind_it_flow_on(
+    infra: Infra, ingest_settings: Settings, worker: WorkerProcess
+) -> None:
+    names = topic_names(ingest_settings)
+    good = stripe_event("evt_good", "customer.updated", stripe_customer("cus_T2", "001T2"))
+    # Same key: the bad record sits in front of the good one on one partition.
+    await produce(infra.bootstrap, names.raw["stripe"], [(b"k", b"{not json"), (b"k", good)],
+                  headers=[("source", b"test")])
+
+    dead = await consume_all(infra.bootstrap, names.dlq_ingest, expected=1, timeout=60)
+    assert len(dead) == 1
+    record = dead[0]
+    headers = dict(record.headers)
+    assert record.value == b"{not json" and record.key == b"k"
+    assert headers["source"] == b"test"  # original headers kept
+    assert headers[internal.DLQ_REASON] == b"invalid_json"
+    assert headers[internal.DLQ_SOURCE_TOPIC] == names.raw["stripe"].encode()
+    assert headers[internal.DLQ_SOURCE_OFFSET] == b"0"
+    assert headers[internal.DLQ_CODEC_VERSION]
+
+    canonical = await consume_all(infra.bootstrap, names.canonical, expected=1, timeout=60)
+    assert [orjson.loads(r.value)["event_id"] for r in canonical] == ["evt_good"]
+
+
+async def test_a_crm_merge_repoints_the_losers_billing_customer_to_the_winner(
+    infra: Infra, ingest_settings: Settings, worker: WorkerProcess
+) -> None:
+    from tests.unit.codecs.salesforce_payloads import cometd, header
+
+    names = topic_names(ingest_settings)
+    loser, winner = "001000000000LOSAAA", "001000000000WINAAA"
+    account = cometd(header("Account", "CREATE", [loser], transactionKey="tx-create"), {"Name": "Acme (dup)"})
+    await produce(infra.bootstrap, names.raw["salesforce"], [(None, account)])
+    customer = stripe_event("evt_cusM", "customer.created", stripe_customer("cus_M", loser))
+    await produce(infra.bootstrap, names.raw["stripe"], [(None, customer)])
+    await wait_for_record(infra.bootstrap, names.canonical,
+                          lambda r: r.key == loser.encode() and b'"evt_cusM"' in r.value)
+
+    merge = cometd(header("Account", "DELETE", [loser], transactionKey="tx-merge"), {"MasterRecordId": winner})
+    await produce(infra.bootstrap, names.raw["salesforce"], [(None, merge)])
+    # The merge reaches the loser's key, which re-points stripe:cus_M to the winner.
+    await wait_for_record(infra.bootstrap, names.identity,
+                          lambda r: r.key == b"stripe:cus_M" and b'"repoint"' in r.value)
+
+    invoice = stripe_event("evt_invM", "invoice.paid", stripe_invoice("in_M", "cus_M"))
+    await produce(infra.bootstrap, names.raw["stripe"], [(None, invoice)])
+    record = await wait_for_record(infra.bootstrap, names.canonical,
+                                   lambda r: b'"evt_invM"' in r.value and r.key == winner.encode())
+    assert orjson.loads(record.value)["customer_key"] == winner
