@@ -151,3 +151,48 @@ async def test_a_crm_merge_repoints_the_losers_billing_customer_to_the_winner(
     record = await wait_for_record(infra.bootstrap, names.canonical,
                                    lambda r: b'"evt_invM"' in r.value and r.key == winner.encode())
     assert orjson.loads(record.value)["customer_key"] == winner
+
+
+async def test_zendesk_and_netsuite_signed_webhooks_are_accepted_and_decoded(
+    infra: Infra, settings: Settings, tmp_path: Path
+) -> None:
+    import msgspec
+
+    from concord.app.signatures import sign_zendesk
+    from tests.unit.codecs import netsuite_payloads as ns
+    from tests.unit.codecs import zendesk_payloads as zd
+
+    configured = msgspec.structs.replace(settings, zendesk_webhook_secret="zd-secret",
+                                         netsuite_webhook_secret="ns-secret")
+    names = topic_names(configured)
+    org = zd.webhook("organization.name_changed", zd.org_detail(), event_id="zd-evt-1",
+                     time="2099-07-07T03:44:13Z")
+    customer = ns.envelope("customer", ns.customer(), record_id="101")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    proc = WorkerProcess([sys.executable, "-m", "concord.app.cli", "worker"], configured,
+                         tmp_path / "worker.log").start()
+    try:
+        await proc.wait_ready()
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{proc.base_url}/webhooks/zendesk", data=org, headers={
+                "X-Zendesk-Webhook-Signature": sign_zendesk(org, "zd-secret", stamp),
+                "X-Zendesk-Webhook-Signature-Timestamp": stamp,
+            }) as resp:
+                assert resp.status == 200, await resp.text()
+            async with session.post(f"{proc.base_url}/webhooks/netsuite", data=customer, headers={
+                "X-Concord-Signature": sign_t_v1(customer, "ns-secret", int(time.time())),
+            }) as resp:
+                assert resp.status == 200, await resp.text()
+            async with session.post(f"{proc.base_url}/webhooks/netsuite", data=customer, headers={
+                "X-Concord-Signature": sign_t_v1(customer, "zd-secret", int(time.time())),
+            }) as resp:
+                assert resp.status == 401
+            # Stripe's secret is not configured on this worker: refuse, do not accept unsigned.
+            async with session.post(f"{proc.base_url}/webhooks/stripe", data=b"{}") as resp:
+                assert resp.status == 503
+        records = await consume_all(infra.bootstrap, names.canonical, expected=3, timeout=60)
+        kinds = sorted((orjson.loads(r.value)["source"], orjson.loads(r.value)["kind"]) for r in records)
+        assert kinds == [("netsuite", "customer"), ("netsuite", "financial_flags"), ("zendesk", "customer")]
+        assert {r.key for r in records} == {b"001Dn00000AcmeAAA"}
+    finally:
+        proc.stop()
