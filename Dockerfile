@@ -6,6 +6,7 @@ COPY app ./app
 COPY agents ./agents
 COPY tables ./tables
 COPY codecs ./codecs
+COPY drift ./drift
 COPY connectors ./connectors
 COPY sandbox ./sandbox
 COPY infra ./infra

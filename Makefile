@@ -48,7 +48,7 @@ bench: venv
 	@status=0; $(BIN)/python -m concord.bench || status=$$?; \
 	  $(INFRA) down --session $(CACHE)/bench-session.json; exit $$status
 
-PACKAGES := app agents tables codecs connectors sandbox infra bench
+PACKAGES := app agents tables codecs drift connectors sandbox infra bench
 
 lint: venv
 	$(BIN)/ruff check .

@@ -63,6 +63,33 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return decode_main(args.platform, args.file, settings_mod.codec_config(_load_settings()))
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    import json
+
+    from concord.app.api import rules_listing
+    from concord.app.main import drift_config
+    from concord.drift import catalog
+
+    try:
+        config = drift_config(_load_settings())
+    except ValueError as exc:
+        raise SystemExit(f"concord rules: {exc}") from None
+    listing = rules_listing(catalog.RULES, config)
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    print(f"{'id':4} {'name':34} {'on':3} {'grace':>7} {'severity':8} {'dry':4} {'tolerance':>9}  action")
+    for r in listing:
+        grace = f"{r['grace_seconds'] // 60}m" if r["grace_seconds"] % 60 == 0 else f"{r['grace_seconds']}s"
+        print(f"{r['id']:4} {r['name']:34} {'yes' if r['enabled'] else 'no':3} {grace:>7} {r['severity']:8} "
+              f"{'yes' if r['dry_run'] else 'no':4} {r['amount_tolerance']:>9}  {r['action']}")
+    print(f"\nplan -> tier: {config.plan_tiers or '(none: D03 skips unmapped plans)'}")
+    print(f"field owners: {config.ownership}")
+    print(f"corrections before escalation: {config.max_corrections}, "
+          f"correction timeout: {config.correction_timeout_seconds}s")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from concord.app.demo import run
 
@@ -108,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("platform", choices=["stripe", "salesforce", "zendesk", "netsuite"])
     decode.add_argument("file", nargs="?", default=None, help="file to read (default: standard input)")
     decode.set_defaults(func=cmd_decode)
+
+    rules = sub.add_parser("rules", help="list the drift rules with their configuration",
+                           description="List drift rules D01-D15 with the effective configuration "
+                           "(built-in defaults overridden by CONCORD_RULES_FILE). See docs/rules.md.")
+    rules.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rules.set_defaults(func=cmd_rules)
 
     demo = sub.add_parser("demo", help="the main job on this machine: local Kafka, Redis and a worker",
                           description="Start (or reuse) local Kafka and Redis, run a worker until Ctrl-C, "

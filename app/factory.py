@@ -31,6 +31,7 @@ class Concord:
         self.names: TopicNames = topic_names(settings)
         self.app = create_faust_app(settings)
         self.topics: dict[str, faust.TopicT] = {}
+        self.tables: dict[str, TableT[str, Any]] = {}
         for name in self.names.all():
             self.topic(name)
         self.app.on_startup_finished = self._on_startup_finished
@@ -52,10 +53,16 @@ class Concord:
         return topic
 
     def table(self, name: str, value_type: type = bytes) -> TableT[str, Any]:
-        """A table keyed by str; bytes values stay raw (we encode our own Structs), others JSON."""
-        schema: faust.Schema = faust.Schema(key_type=str, value_type=value_type, key_serializer="json",
-                              value_serializer="raw" if value_type is bytes else "json")
-        return self.app.Table(name, partitions=self.settings.topic_partitions, schema=schema)
+        """A table keyed by str (JSON); bytes values stay raw (we encode our own Structs).
+
+        Types go to the Table itself, not through a Schema: Faust derives the changelog's
+        serializers from them (a Schema alone would leave the changelog at JSON and recovery would
+        fail to decode raw values).
+        """
+        table = self.app.Table(name, partitions=self.settings.topic_partitions, key_type=str,
+                               value_type=value_type)
+        self.tables[name] = table
+        return table
 
     def prepare(self, timeout: float = 60.0) -> list[str]:
         """Create every declared topic before the worker subscribes; return the ones created."""

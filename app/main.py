@@ -4,25 +4,35 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from concord.agents import identity, ingest, membership
-from concord.app import ingress, web
+from concord.agents import identity, ingest, state
+from concord.app import api, ingress, web
 from concord.app.factory import ROLES, Concord
 from concord.app.settings import Settings
+from concord.drift import catalog
+from concord.drift.config import DriftConfig
+from concord.drift.config import load as load_drift_config
+
+
+def drift_config(settings: Settings) -> DriftConfig:
+    """Built-in rule defaults, overridden by CONCORD_RULES_FILE."""
+    return load_drift_config(settings.rules_file or None, catalog.default_configs())
 
 
 def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
     """A ready-to-run Concord app for `settings`, running the agents of `roles`.
 
     * ingest: webhook ingress, decoding (raw -> identity/canonical), identity resolution;
-    * state: per-customer state keyed by customer (membership now; drift in the state issue);
+    * state: per-customer state, drift detection and its lifecycle, deadlines, merges;
     * commands: corrective command execution (the commands issue).
     """
     concord = Concord(settings, roles)
+    config = drift_config(settings)
     web.register(concord)
     if "ingest" in concord.roles:
         ingress.register(concord)
         ingest.register(concord)
         identity.register(concord)
     if "state" in concord.roles:
-        membership.register(concord)
+        state.register(concord, config, catalog.RULES)
+    api.register(concord, catalog.RULES, config)
     return concord

@@ -54,3 +54,19 @@ webhook_requests = Counter(
     "concord_webhook_requests_total", "Webhook requests by outcome (accepted, or why refused)",
     ["platform", "outcome"], registry=REGISTRY,
 )
+state_events = Counter(
+    "concord_state_events_total", "Canonical events by outcome at the state agent (applied, unchanged: "
+    "duplicate or stale)", ["result"], registry=REGISTRY,
+)
+drift_transitions = Counter(
+    "concord_drift_transitions_total", "Finding lifecycle transitions", ["rule", "status"], registry=REGISTRY,
+)
+commands_emitted = Counter(
+    "concord_commands_emitted_total", "Corrective commands emitted", ["action"], registry=REGISTRY,
+)
+deadline_ticks = Counter(
+    "concord_deadline_ticks_total", "Customers evaluated because a deadline expired", registry=REGISTRY,
+)
+drift_index_backlog = Gauge(
+    "concord_drift_index_backlog", "Customers whose findings wait to be mirrored to Redis", registry=REGISTRY,
+)

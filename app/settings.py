@@ -152,6 +152,33 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         Meta(ge=1, le=100_000, description="Events kept per unresolved platform id while its link to a CRM "
              "account is unknown; beyond it they go to the ingest dead-letter topic (never dropped)."),
     ] = 1000
+    rules_file: Annotated[
+        str,
+        Meta(description="JSON file overriding drift rule settings (grace, tolerances, severity, action, "
+             "dry-run), the plan-to-tier map and field ownership (docs/rules.md). Empty: built-in defaults."),
+    ] = ""
+    admin_token: Annotated[
+        str, _secret("Bearer token for admin actions (accept a finding, replay). Admin endpoints answer 503 "
+                     "while unset.")
+    ] = ""
+    state_closed_invoices: Annotated[
+        int, Meta(ge=1, le=1000, description="Closed invoices kept per customer and system (open ones are all "
+                  "kept): bounds a customer's state as its history grows.")
+    ] = 12
+    state_payments: Annotated[
+        int, Meta(ge=1, le=1000, description="Payments, refunds and credit memos kept per customer and system.")
+    ] = 12
+    state_closed_cases: Annotated[
+        int, Meta(ge=1, le=1000, description="Solved or closed support cases kept per customer.")
+    ] = 10
+    state_cache_size: Annotated[
+        int, Meta(ge=0, le=10_000_000, description="Decoded customer states a worker keeps in memory beside "
+                  "the table's encoded ones (most recently used): saves decoding hot customers on every event.")
+    ] = 10_000
+    deadline_scan_seconds: Annotated[
+        float, Meta(ge=0.1, le=60.0, description="How often a worker looks for grace windows and correction "
+                    "timeouts that expired without a new event (SLA rules fire within this much of their due time).")
+    ] = 1.0
 
 _FIELD_VARS: Final = {name: ENV_PREFIX + name.upper() for name in Settings.__struct_fields__}
 

@@ -33,6 +33,36 @@ class Repoint(Struct, frozen=True, kw_only=True, tag_field="kind", tag="repoint"
 IdentityMessage = CanonicalEvent | Repoint
 
 
+class CanonicalBatch(Struct, frozen=True, kw_only=True, tag_field="kind", tag="batch"):
+    """Many canonical events of one partition in one Kafka message (bulk producers, benchmarks).
+
+    The state agent handles it as one Faust event, grouping by customer key, so per-message costs
+    are paid once for the batch. Every event must carry its customer key, and the message must go
+    to the partition of those keys (`concord.app.partitioning.partition_for`).
+    """
+
+    events: list[CanonicalEvent]
+
+
+class Tick(Struct, frozen=True, kw_only=True, tag_field="kind", tag="tick"):
+    """A deadline of a customer is due: evaluate its drift rules now, even without a new event."""
+
+    customer_key: str
+    due: int
+
+
+class AcceptFinding(Struct, frozen=True, kw_only=True, tag_field="kind", tag="accept"):
+    """A person accepted a finding (admin API): resolve it as `accepted`."""
+
+    customer_key: str
+    fingerprint: str
+    by: str
+    note: str = ""
+
+
+StateMessage = CanonicalEvent | CanonicalBatch | Tick | AcceptFinding
+
+
 class AuditRecord(Struct, frozen=True, kw_only=True):
     """A checkpoint on `concord.audit`: what happened, to what, when, under which correlation id."""
 
@@ -45,6 +75,11 @@ class AuditRecord(Struct, frozen=True, kw_only=True):
 
 
 _identity_decoder = msgspec.json.Decoder(IdentityMessage)
+_state_decoder = msgspec.json.Decoder(StateMessage)
+
+
+def decode_state(data: bytes) -> StateMessage:
+    return _state_decoder.decode(data)
 _encoder = msgspec.json.Encoder()
 
 

@@ -1,0 +1,119 @@
+"""JSON API of every worker: findings (`/api/drift`), one customer (`/api/customers/{key}`), rules.
+
+`/api/drift` reads the global drift index in Redis, so any worker answers for all customers.
+`/api/customers/{key}` is answered by the worker that owns the key (Faust `table_route` forwards
+the request there). Admin actions need `Authorization: Bearer $CONCORD_ADMIN_TOKEN`.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from faust.web import Request, Response, View
+
+from concord.app.drift_index import DriftIndex
+from concord.codecs import internal
+from concord.drift.config import DriftConfig
+from concord.drift.rule import Rule
+from concord.tables import state as st
+
+if TYPE_CHECKING:
+    from concord.app.factory import Concord
+
+_encode = msgspec.json.Encoder().encode
+MAX_LIMIT = 500
+
+
+def _int(value: str | None, default: int, low: int, high: int) -> int:
+    try:
+        return max(low, min(high, int(value))) if value is not None else default
+    except ValueError:
+        return default
+
+
+def rules_listing(rules: Sequence[Rule], config: DriftConfig) -> list[dict[str, Any]]:
+    """Every rule with its effective configuration (what `concord rules` prints)."""
+    return [
+        {"id": r.id, "name": r.name, "title": r.title, "reads": sorted(r.reads),
+         **msgspec.structs.asdict(config.rule(r.id, r.defaults))}
+        for r in rules
+    ]
+
+
+def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> None:
+    app = concord.app
+    settings = concord.settings
+    index = DriftIndex(settings.redis_url, settings.topic_prefix)
+    canonical = concord.topics[concord.names.canonical]
+
+    def json(view: View, value: Any, status: int = 200) -> Response:
+        return view.bytes(_encode(value), content_type="application/json", status=status)
+
+    @app.page("/api/drift")
+    class DriftList(View):
+        """Findings, newest first: ?status=open|resolved|all|<status>&rule=&customer_key=&severity=&offset=&limit="""
+
+        async def get(self, request: Request) -> Response:
+            q = request.query
+            status = q.get("status", "open")
+            page = await index.query(
+                status=status, rule=q.get("rule") or None, customer_key=q.get("customer_key") or None,
+                severity=q.get("severity") or None, offset=_int(q.get("offset"), 0, 0, 10**9),
+                limit=_int(q.get("limit"), 50, 1, MAX_LIMIT),
+            )
+            return json(self, page)
+
+    @app.page("/api/drift/{fingerprint}")
+    class DriftItemView(View):
+        async def get(self, request: Request, fingerprint: str) -> Response:
+            found = await index.get(fingerprint)
+            if found is None:
+                return json(self, {"error": f"no finding {fingerprint}"}, 404)
+            return json(self, found)
+
+    @app.page("/api/drift/{fingerprint}/accept")
+    class AcceptView(View):
+        """A person accepts a finding: resolved as `accepted` (admin token required)."""
+
+        async def post(self, request: Request, fingerprint: str) -> Response:
+            if not settings.admin_token:
+                return json(self, {"error": "admin actions are disabled: set CONCORD_ADMIN_TOKEN"}, 503)
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), settings.admin_token.encode()):
+                return json(self, {"error": "a valid bearer token is required"}, 401)
+            found = await index.get(fingerprint)
+            if found is None:
+                return json(self, {"error": f"no finding {fingerprint}"}, 404)
+            body = await request.json() if request.headers.get("Content-Type") == "application/json" else {}
+            message = internal.AcceptFinding(customer_key=found.customer_key, fingerprint=fingerprint,
+                                              by=str(body.get("by", "admin")), note=str(body.get("note", "")))
+            await canonical.send(key=found.customer_key.encode(), value=internal.encode(message))
+            return json(self, {"status": "accepted", "fingerprint": fingerprint}, 202)
+
+    @app.page("/api/rules")
+    class RulesView(View):
+        async def get(self, request: Request) -> Response:
+            return json(self, rules_listing(rules, config))
+
+    if "customers" not in concord.tables:
+        return
+    customers = concord.tables["customers"]
+
+    @app.page("/api/customers/{key}")
+    class CustomerView(View):
+        """One customer across the four systems, from the worker that owns it."""
+
+        # faust types the decorated handler without path parameters; `key` comes from match_info.
+        @app.table_route(table=customers, match_info="key")  # type: ignore[arg-type]
+        async def get(self, request: Request, key: str) -> Response:
+            raw = customers.get(key)
+            if raw is None:
+                return json(self, {"error": f"no customer {key}"}, 404)
+            return json(self, st.load(raw))
+
+    @app.on_before_shutdown.connect
+    async def _close(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await index.close()

@@ -1,0 +1,214 @@
+"""The global drift index in Redis: every reported finding of every worker, for `/api/drift`.
+
+Workers own customers by partition; the board needs all of them. Each worker mirrors the reported
+findings of the customers it owns into Redis, by customer snapshot: whenever a customer's findings
+change, its current set replaces what Redis had for it. Snapshots wait in memory (latest per
+customer) and are flushed in the background; if Redis is down they stay queued and detection goes
+on, and after recovery or a rebalance the owned customers are re-mirrored from the table.
+
+Keys (prefix `<topic_prefix>:drift:`): `f:<fingerprint>` JSON of the finding; sorted sets (score =
+first seen) `z:all`, `z:active`, `z:resolved`, `z:rule:<rule>`, `z:sev:<severity>`,
+`z:status:<status>`, and `z:cust:<customer>` (fingerprints of one customer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any, Final
+
+import msgspec
+import redis.asyncio as aioredis
+from msgspec import Struct
+
+from concord.drift.finding import Observation
+from concord.tables.state import DriftItem
+
+log = logging.getLogger("concord.drift_index")
+
+STATUSES: Final = ("open", "commanded", "escalated", "resolved")
+SEVERITIES: Final = ("low", "medium", "high", "critical")
+
+
+class IndexedFinding(Struct, frozen=True, kw_only=True):
+    """A finding as `/api/drift` shows it."""
+
+    fingerprint: str
+    rule: str
+    customer_key: str
+    status: str
+    severity: str
+    first_seen: int
+    last_seen: int
+    since: int
+    subject: str
+    summary: str = ""
+    action: str = "review"
+    dry_run: bool = False
+    generation: int = 0
+    command_id: str = ""
+    resolution: str | None = None
+    resolved_at: int = 0
+    evidence: tuple[Observation, ...] = ()
+
+
+def indexed(customer_key: str, item: DriftItem) -> IndexedFinding:
+    return IndexedFinding(
+        fingerprint=item.fingerprint, rule=item.rule, customer_key=customer_key, status=item.status,
+        severity=item.severity, first_seen=item.first_seen, last_seen=item.last_seen, since=item.since,
+        subject=item.subject, summary=item.summary, action=item.action, dry_run=item.dry_run,
+        generation=item.generation, command_id=item.command_id, resolution=item.resolution,
+        resolved_at=item.resolved_at, evidence=item.evidence,
+    )
+
+
+def reported(items: Iterable[DriftItem]) -> list[DriftItem]:
+    """Items the board shows: everything but the pending ones (younger than their grace)."""
+    return [i for i in items if i.status != "pending"]
+
+
+class Page(Struct, frozen=True):
+    total: int
+    offset: int
+    limit: int
+    items: list[IndexedFinding]
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_finding = msgspec.json.Decoder(IndexedFinding).decode
+
+
+class DriftIndex:
+    """Mirror of reported findings in Redis (writes in the background) and the query behind the API."""
+
+    def __init__(self, redis_url: str, prefix: str, flush_interval: float = 0.2) -> None:
+        self._redis = aioredis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self._p = f"{prefix}:drift:"
+        self._pending: dict[str, list[DriftItem]] = {}
+        self._flush_interval = flush_interval
+        self._wakeup = asyncio.Event()
+        self.healthy = True
+
+    def submit(self, customer_key: str, items: Iterable[DriftItem]) -> None:
+        """Queue the customer's current findings (the latest snapshot wins)."""
+        self._pending[customer_key] = reported(items)
+        self._wakeup.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    async def run(self) -> None:
+        """Flush queued snapshots until cancelled; retry with backoff while Redis is away."""
+        backoff = self._flush_interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=5.0)
+            self._wakeup.clear()
+            await asyncio.sleep(self._flush_interval)
+            if not self._pending:
+                continue
+            batch, self._pending = self._pending, {}
+            try:
+                await self._write(batch)
+                self.healthy = True
+                backoff = self._flush_interval
+            except (aioredis.RedisError, OSError) as exc:
+                # Keep the snapshots (newer ones queued meanwhile win) and try again later.
+                for key, items in batch.items():
+                    self._pending.setdefault(key, items)
+                if self.healthy:
+                    log.warning("drift index: Redis unavailable (%s); %d customers queued", exc, len(self._pending))
+                self.healthy = False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                self._wakeup.set()
+
+    async def _write(self, batch: dict[str, list[DriftItem]]) -> None:
+        p = self._p
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in batch:
+                pipe.zrange(f"{p}z:cust:{key}", 0, -1)
+            previous = await pipe.execute()
+        gone = [
+            fp.decode()
+            for (_, items), old in zip(batch.items(), previous, strict=True)
+            for fp in old
+            if fp.decode() not in {i.fingerprint for i in items}
+        ]
+        # Their records say which rule / severity / customer sets to leave.
+        old_records = await self._redis.mget([f"{p}f:{fp}" for fp in gone]) if gone else []
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for raw in old_records:
+                if raw:
+                    self._remove(pipe, _decode_finding(raw))
+            for key, items in batch.items():
+                for item in items:
+                    self._add(pipe, indexed(key, item))
+            await pipe.execute()
+
+    def _remove(self, pipe: Any, f: IndexedFinding) -> None:
+        p, fp = self._p, f.fingerprint
+        pipe.delete(f"{p}f:{fp}")
+        pipe.zrem(f"{p}z:rule:{f.rule}", fp)
+        pipe.zrem(f"{p}z:sev:{f.severity}", fp)
+        pipe.zrem(f"{p}z:cust:{f.customer_key}", fp)
+        pipe.zrem(f"{p}z:all", fp)
+        pipe.zrem(f"{p}z:active", fp)
+        pipe.zrem(f"{p}z:resolved", fp)
+        for status in STATUSES:
+            pipe.zrem(f"{p}z:status:{status}", fp)
+
+    def _add(self, pipe: Any, f: IndexedFinding) -> None:
+        p = self._p
+        score = {f.fingerprint: f.first_seen}
+        for sev in SEVERITIES:  # severity may change by configuration: leave the old set
+            if sev != f.severity:
+                pipe.zrem(f"{p}z:sev:{sev}", f.fingerprint)
+        pipe.set(f"{p}f:{f.fingerprint}", _encode(f))
+        pipe.zadd(f"{p}z:all", score)
+        pipe.zadd(f"{p}z:rule:{f.rule}", score)
+        pipe.zadd(f"{p}z:sev:{f.severity}", score)
+        pipe.zadd(f"{p}z:cust:{f.customer_key}", score)
+        for status in STATUSES:
+            if status != f.status:
+                pipe.zrem(f"{p}z:status:{status}", f.fingerprint)
+        pipe.zadd(f"{p}z:status:{f.status}", score)
+        if f.status == "resolved":
+            pipe.zrem(f"{p}z:active", f.fingerprint)
+            pipe.zadd(f"{p}z:resolved", score)
+        else:
+            pipe.zrem(f"{p}z:resolved", f.fingerprint)
+            pipe.zadd(f"{p}z:active", score)
+
+    async def query(self, status: str = "open", rule: str | None = None, customer_key: str | None = None,
+                    severity: str | None = None, offset: int = 0, limit: int = 50) -> Page:
+        """Findings newest first. status: open (not resolved), resolved, all, or an exact status."""
+        p = self._p
+        sets = [{"open": f"{p}z:active", "resolved": f"{p}z:resolved", "all": f"{p}z:all"}.get(
+            status, f"{p}z:status:{status}")]
+        if rule:
+            sets.append(f"{p}z:rule:{rule}")
+        if customer_key:
+            sets.append(f"{p}z:cust:{customer_key}")
+        if severity:
+            sets.append(f"{p}z:sev:{severity}")
+        if len(sets) == 1:
+            total = await self._redis.zcard(sets[0])
+            ids = await self._redis.zrevrange(sets[0], offset, offset + limit - 1)
+        else:
+            scored = await self._redis.zinter(sets, withscores=True, aggregate="MAX")
+            ordered = [fp for fp, _ in sorted(scored, key=lambda pair: (-pair[1], pair[0]))]
+            total = len(ordered)
+            ids = ordered[offset: offset + limit]
+        raws = await self._redis.mget([f"{p}f:{fp.decode()}" for fp in ids]) if ids else []
+        return Page(total=total, offset=offset, limit=limit, items=[_decode_finding(r) for r in raws if r])
+
+    async def get(self, fingerprint: str) -> IndexedFinding | None:
+        raw = await self._redis.get(f"{self._p}f:{fingerprint}")
+        return _decode_finding(raw) if raw else None
+
+    async def close(self) -> None:
+        await self._redis.aclose()

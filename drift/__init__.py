@@ -1,0 +1,1 @@
+"""Drift detection: rules over one customer's state, findings, and their lifecycle (pure logic)."""

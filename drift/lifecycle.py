@@ -1,0 +1,266 @@
+"""The lifecycle of findings: pending -> open -> commanded -> resolved (or escalated). Pure.
+
+`evaluate(state, now, ...)` runs the rules whose inputs changed, reconciles their findings with the
+customer's drift items, applies the passage of time (grace windows, correction timeouts) and returns
+the new state with the transitions to publish and the commands to send.
+
+* A finding younger than its grace window is `pending`: kept, never reported, dropped silently if
+  the systems agree before it is due. The window runs from when the disagreement began (source
+  times), but not from before Concord first saw it (a replayed backlog gets the full window).
+* When due it is reported (`open`); with an action and not dry-run, a command of generation 1 is
+  issued at once (`commanded`).
+* Still there `correction_timeout` after a command: the next generation is commanded, or after
+  `max_corrections` generations the finding is `escalated` to a person.
+* When the rule no longer finds it: `resolved` as `converged` (no command was issued) or
+  `corrected` (after our command). A person may `accept` it (`resolved`, `accepted`): it stays
+  silent while the condition lasts.
+
+Command ids are deterministic (fingerprint + action + generation), so re-running the same input
+after a crash yields the same ids: the executor's ledger applies each at most once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import msgspec
+from msgspec import Struct
+
+from concord.drift.config import DriftConfig
+from concord.drift.finding import Finding, Observation
+from concord.drift.rule import Context, Rule
+from concord.tables.state import CustomerState, DriftItem
+
+PENDING: Final = "pending"
+OPEN: Final = "open"
+COMMANDED: Final = "commanded"
+ESCALATED: Final = "escalated"
+RESOLVED: Final = "resolved"
+ACTIVE: Final = frozenset({OPEN, COMMANDED, ESCALATED})
+
+_replace = msgspec.structs.replace
+
+
+class Transition(Struct, frozen=True, kw_only=True):
+    """One lifecycle step of a finding, published on `concord.drift` (and checkpointed on audit)."""
+
+    fingerprint: str
+    rule: str
+    customer_key: str
+    subject: str
+    status: str
+    previous: str | None
+    severity: str
+    at: int
+    since: int
+    first_seen: int
+    last_seen: int
+    generation: int = 0
+    command_id: str = ""
+    action: str = "review"
+    dry_run: bool = False
+    resolution: str | None = None
+    summary: str = ""
+    evidence: tuple[Observation, ...] = ()
+    correlation_id: str = ""
+
+
+class Command(Struct, frozen=True, kw_only=True):
+    """A corrective command on `concord.commands` (executed by the command agent)."""
+
+    command_id: str
+    action: str
+    platform: str
+    target: dict[str, str]
+    payload: dict[str, Any]
+    fingerprint: str
+    rule: str
+    customer_key: str
+    generation: int
+    correlation_id: str
+    created_at: int
+    not_before: int = 0
+    attempt: int = 0
+
+
+class Verdict(Struct, frozen=True):
+    state: CustomerState
+    transitions: tuple[Transition, ...] = ()
+    commands: tuple[Command, ...] = ()
+
+
+def command_id(fingerprint: str, action: str, generation: int) -> str:
+    """Deterministic: the same correction of the same finding always has the same id."""
+    return hashlib.sha256(f"{fingerprint}|{action}|{generation}".encode()).hexdigest()[:32]
+
+
+def rules_to_run(rules: Sequence[Rule], sections: Iterable[str] | None) -> list[Rule]:
+    """Rules reading any of `sections` (all rules when None: a deadline tick, a recovery)."""
+    if sections is None:
+        return list(rules)
+    changed = frozenset(sections)
+    return [rule for rule in rules if rule.reads & changed]
+
+
+class _Run:
+    """Collects the transitions and commands of one evaluation."""
+
+    def __init__(self, state: CustomerState, now: int, correlation_id: str) -> None:
+        self.state = state
+        self.now = now
+        self.correlation_id = correlation_id
+        self.transitions: list[Transition] = []
+        self.commands: list[Command] = []
+
+    def transition(self, item: DriftItem, previous: str | None) -> None:
+        self.transitions.append(Transition(
+            fingerprint=item.fingerprint, rule=item.rule, customer_key=self.state.key, subject=item.subject,
+            status=item.status, previous=previous, severity=item.severity, at=self.now, since=item.since,
+            first_seen=item.first_seen, last_seen=item.last_seen, generation=item.generation,
+            command_id=item.command_id, action=item.action, dry_run=item.dry_run, resolution=item.resolution,
+            summary=item.summary, evidence=item.evidence, correlation_id=self.correlation_id,
+        ))
+
+    def command(self, item: DriftItem, finding_action: Any) -> DriftItem:
+        generation = item.generation + 1
+        cid = command_id(item.fingerprint, item.action, generation)
+        self.commands.append(Command(
+            command_id=cid, action=item.action, platform=finding_action.platform,
+            target=dict(finding_action.target), payload=dict(finding_action.payload),
+            fingerprint=item.fingerprint, rule=item.rule, customer_key=self.state.key, generation=generation,
+            correlation_id=self.correlation_id, created_at=self.now,
+        ))
+        return _replace(item, status=COMMANDED, generation=generation, last_command_at=self.now, command_id=cid)
+
+
+def evaluate(
+    state: CustomerState,
+    now: int,
+    rules: Sequence[Rule],
+    config: DriftConfig,
+    sections: Iterable[str] | None = None,
+    correlation_id: str = "",
+    _again: bool = True,
+) -> Verdict:
+    """Run the rules reading `sections` (all when None) and advance every finding's lifecycle.
+
+    Transitions change the `drift` section itself: rules reading it (D14) then run once more.
+    """
+    to_run = rules_to_run(rules, sections)
+    if not to_run and not (state.next_due and now >= state.next_due):
+        return Verdict(state)  # nothing changed that a rule reads, nothing due: the common case
+    run = _Run(state, now, correlation_id)
+    items = dict(state.drift)
+    ran: set[str] = set()
+    actions: dict[str, Any] = {}
+    found: set[str] = set()
+    for rule in to_run:
+        rule_config = config.rule(rule.id, rule.defaults)
+        if not rule_config.enabled:
+            continue
+        ran.add(rule.id)
+        for finding in rule.check(state, now, Context(rule_config, config)):
+            fp = finding.fingerprint
+            found.add(fp)
+            actions[fp] = finding.action
+            items[fp] = _observe(items.get(fp), finding, fp, rule_config.grace_seconds * 1000,
+                                 rule_config.severity, rule_config.dry_run, now)
+    for fp, item in list(items.items()):
+        if item.rule in ran and fp not in found:
+            resolved = _resolve(item, now, run)
+            if resolved is None:
+                del items[fp]
+            else:
+                items[fp] = resolved
+        else:
+            items[fp] = _advance(item, actions.get(fp), config, now, run)
+    items = _bound_resolved(items, config.resolved_kept)
+    new_state = _replace(state, drift=items, next_due=_next_due(items.values(), config))
+    verdict = Verdict(new_state, tuple(run.transitions), tuple(run.commands))
+    if _again and run.transitions and any("drift" in rule.reads for rule in rules):
+        follow = evaluate(new_state, now, rules, config, {"drift"}, correlation_id, _again=False)
+        verdict = Verdict(follow.state, verdict.transitions + follow.transitions, verdict.commands + follow.commands)
+    return verdict
+
+
+def _observe(item: DriftItem | None, finding: Finding, fp: str, grace_ms: int, severity: str, dry_run: bool,
+             now: int) -> DriftItem:
+    """Record what the rule sees now: a new pending item, or fresh evidence on a known one."""
+    if item is None or (item.status == RESOLVED and item.resolution != "accepted"):
+        return DriftItem(
+            fingerprint=fp, rule=finding.rule, subject=finding.subject, status=PENDING, severity=severity,
+            # Grace runs from when the disagreement began, but never from before Concord saw it: a
+            # backlog replayed after downtime must not report the transient disagreements of its past.
+            since=finding.since, due=max(finding.since, now) + grace_ms, action=finding.action.name, dry_run=dry_run,
+            summary=finding.summary, evidence=finding.evidence,
+        )
+    if item.status == RESOLVED:  # accepted by a person: stays silent while the condition lasts
+        return item
+    last_seen = now if item.status in ACTIVE else item.last_seen
+    return _replace(item, evidence=finding.evidence, summary=finding.summary, last_seen=last_seen,
+                    severity=severity, dry_run=dry_run)
+
+
+def _advance(item: DriftItem, action: Any, config: DriftConfig, now: int, run: _Run) -> DriftItem:
+    """The passage of time: report what is due, re-command or escalate what did not converge."""
+    # `action` is None when the rule did not run now: wait for the deadline tick, which runs them all.
+    if item.status == PENDING and now >= item.due and action is not None:
+        opened = _replace(item, status=OPEN, first_seen=now, last_seen=now)
+        run.transition(opened, PENDING)
+        if item.action != "review" and not item.dry_run:
+            commanded = run.command(opened, action)
+            run.transition(commanded, OPEN)
+            return commanded
+        return opened
+    if item.status == COMMANDED and now >= item.last_command_at + config.correction_timeout_seconds * 1000:
+        if item.generation >= config.max_corrections:
+            escalated = _replace(item, status=ESCALATED, last_seen=now)
+            run.transition(escalated, COMMANDED)
+            return escalated
+        if action is not None:
+            again = run.command(item, action)
+            run.transition(again, COMMANDED)
+            return again
+    return item
+
+
+def _resolve(item: DriftItem, now: int, run: _Run) -> DriftItem | None:
+    """The rule no longer finds it: drop it if never reported, else resolve it."""
+    if item.status == PENDING:
+        return None
+    if item.status == RESOLVED:
+        return item
+    resolution = "corrected" if item.generation > 0 else "converged"
+    resolved = _replace(item, status=RESOLVED, resolution=resolution, resolved_at=now, last_seen=now)
+    run.transition(resolved, item.status)
+    return resolved
+
+
+def accept(state: CustomerState, fingerprint: str, now: int, by: str, correlation_id: str = "") -> Verdict:
+    """A person accepts a reported finding: resolved as `accepted`, silent while it lasts."""
+    item = state.drift.get(fingerprint)
+    if item is None or item.status not in ACTIVE:
+        return Verdict(state)
+    run = _Run(state, now, correlation_id or f"accept:{by}")
+    accepted = _replace(item, status=RESOLVED, resolution="accepted", resolved_at=now, last_seen=now)
+    run.transition(accepted, item.status)
+    items = {**state.drift, fingerprint: accepted}
+    return Verdict(_replace(state, drift=items), tuple(run.transitions))
+
+
+def _bound_resolved(items: dict[str, DriftItem], keep: int) -> dict[str, DriftItem]:
+    resolved = [i for i in items.values() if i.status == RESOLVED and i.resolution != "accepted"]
+    if len(resolved) <= keep:
+        return items
+    drop = sorted(resolved, key=lambda i: (i.resolved_at, i.fingerprint))[: len(resolved) - keep]
+    return {fp: i for fp, i in items.items() if i not in drop}
+
+
+def _next_due(items: Iterable[DriftItem], config: DriftConfig) -> int:
+    """When this customer must be looked at again without a new event (0: never)."""
+    timeout = config.correction_timeout_seconds * 1000
+    dues = [i.due for i in items if i.status == PENDING]
+    dues += [i.last_command_at + timeout for i in items if i.status == COMMANDED]
+    return min(dues, default=0)

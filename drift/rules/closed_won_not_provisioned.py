@@ -1,0 +1,47 @@
+"""D10: an opportunity is closed-won (and not deleted) while billing has no live subscription.
+
+Any subscription that is not deleted counts as provisioned, whatever its status (D01 and D02 judge
+its status). `since` is when the opportunity was marked won. Subject: the opportunity id. The action
+resumes the quote-to-cash saga of that opportunity.
+"""
+
+from __future__ import annotations
+
+from concord.drift.config import RuleConfig
+from concord.drift.finding import Finding
+from concord.drift.rule import Context, Rule
+from concord.drift.rules._common import absent, action, is_won, observed, won_at
+from concord.tables.state import CustomerState
+
+
+def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
+    if not state.crm.opportunities:
+        return []
+    if any(not s.deleted for s in state.billing.subscriptions.values()):
+        return []
+    return [
+        Finding(
+            rule=RULE.id,
+            customer_key=state.key,
+            subject=opp.id,
+            since=won_at(opp),
+            evidence=(
+                observed("salesforce", opp.id, "is_won", True, won_at(opp), won_at(opp)),
+                absent("stripe", "subscription"),
+            ),
+            action=action(ctx, "concord", {"opportunity_id": opp.id}),
+            summary=f"opportunity {opp.id} is closed-won but billing has no subscription",
+        )
+        for opp in state.crm.opportunities.values()
+        if is_won(opp)
+    ]
+
+
+RULE = Rule(
+    id="D10",
+    name="closed_won_not_provisioned",
+    title="Closed-won opportunity without a subscription",
+    reads=frozenset({"crm.opportunities", "billing.subscriptions"}),
+    defaults=RuleConfig(grace_seconds=3600, severity="high", action="saga.resume"),
+    check=check,
+)

@@ -1,0 +1,639 @@
+"""Per-customer state and its pure transition `apply(state, event, limits) -> (state, applied)`.
+
+One `CustomerState` per customer key (the CRM Account Id), with a section per system. Every record
+carries a `Stamp` (version + a tie-break from the event id), and an event changes a record (or a
+field of it) only when its stamp is newer: last-writer-wins per record, and per field where a source
+sends partial updates (Salesforce UPDATE, Zendesk organizations, NetSuite customers, Stripe deletion
+stubs). With a total order of stamps, the result of a customer's history does not depend on the order
+or repetition of its events.
+
+Closed invoices, payments, refunds and cases are kept only up to a bound (`Limits`); the newest
+evicted stamp becomes the section's horizon, and a change at or below it for a record the section
+does not hold is taken for a late change of an evicted record and ignored. That is the one
+order-dependent rule: in version order such a change arrives before the horizon passes it and is kept
+(an old invoice still open, say); delivered later, it is dropped. Below the bounds nothing is evicted
+and the horizon stays at zero.
+
+Pure: no Faust, no I/O. Encoded with msgpack for the table (compact: 1-2 KiB per customer, bounded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_left
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Protocol, TypeVar
+
+import msgspec
+from msgspec import UNSET, Struct
+
+from concord.codecs.model import (
+    AccountMerged,
+    AccountUpserted,
+    CanonicalEvent,
+    CustomerUpserted,
+    EntitlementChanged,
+    FinancialFlagsChanged,
+    InvoiceChanged,
+    OpportunityChanged,
+    PaymentChanged,
+    Platform,
+    RefundChanged,
+    ResyncRequired,
+    SalesOrderChanged,
+    SubscriptionChanged,
+    SupportCaseChanged,
+)
+from concord.drift.finding import Observation
+
+
+class Stamp(Struct, frozen=True, order=True, array_like=True):
+    """Total order of changes: source version, then a hash of the event id to break exact ties."""
+
+    ts: int
+    seq: int
+    tie: int
+
+
+ZERO: Final = Stamp(0, 0, 0)
+
+
+def event_hash(event_id: str) -> int:
+    """64-bit hash of an event id: dedup ring entries and stamp tie-breaks."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+
+
+def stamp_of(event: CanonicalEvent, h: int) -> Stamp:
+    # 32 bits are plenty to break ties between two changes of one record at one exact version.
+    return Stamp(event.version.ts, event.version.seq, h & 0xFFFFFFFF)
+
+
+class Limits(Struct, frozen=True, kw_only=True):
+    """Bounds that keep a customer's state flat as its history grows (settings)."""
+
+    closed_invoices: int = 12
+    payments: int = 12
+    refunds: int = 12
+    closed_cases: int = 10
+    open_records: int = 200
+    recent_event_ids: int = 16
+    local_ids: int = 64
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+# ---------------------------------------------------------------- records
+
+
+class Account(Struct, kw_only=True, frozen=True, array_like=True):
+    """CRM account; fields stamped one by one (Salesforce UPDATE carries only what changed)."""
+
+    name: str | None = None
+    country: str | None = None
+    currency: str | None = None
+    tax_id: str | None = None
+    address: str | None = None
+    payment_terms: str | None = None
+    deleted: bool = False
+    stamps: dict[str, Stamp] = {}
+
+
+class Opportunity(Struct, kw_only=True, frozen=True, array_like=True):
+    id: str
+    account_id: str | None = None
+    stage: str | None = None
+    is_won: bool | None = None
+    is_closed: bool | None = None
+    amount: int | None = None
+    currency: str | None = None
+    close_date: str | None = None
+    plan: str | None = None
+    deleted: bool = False
+    stamps: dict[str, Stamp] = {}
+
+
+class PartyRecord(Struct, kw_only=True, frozen=True, array_like=True):
+    """A customer record in billing, support or ERP; fields stamped one by one."""
+
+    id: str
+    name: str | None = None
+    email: str | None = None
+    country: str | None = None
+    currency: str | None = None
+    tax_id: str | None = None
+    address: str | None = None
+    payment_terms: str | None = None
+    crm_account_id: str | None = None
+    deleted: bool = False
+    stamp: Stamp = ZERO  # the newest change applied
+    stamps: dict[str, Stamp] = {}  # per field: sources leave fields UNSET (see _put_party)
+
+
+class Subscription(Struct, kw_only=True, frozen=True, array_like=True):
+    id: str
+    customer_id: str
+    status: str
+    plan: str | None = None
+    quantity: int = 1
+    amount: int | None = None
+    currency: str | None = None
+    current_period_end: int | None = None
+    cancel_at_period_end: bool = False
+    canceled_at: int | None = None
+    deleted: bool = False
+    since: int = 0  # source time of the change that set this status
+    stamp: Stamp = ZERO
+
+
+class Invoice(Struct, kw_only=True, frozen=True, array_like=True):
+    id: str
+    billing_invoice_id: str | None = None
+    customer_id: str | None = None
+    subscription_id: str | None = None
+    number: str | None = None
+    status: str = "open"
+    total: int = 0
+    tax: int | None = None
+    amount_remaining: int | None = None
+    currency: str = ""
+    due_at: int | None = None
+    paid_at: int | None = None
+    deleted: bool = False
+    since: int = 0
+    stamp: Stamp = ZERO
+
+
+class Payment(Struct, kw_only=True, frozen=True, array_like=True):
+    id: str
+    invoice_id: str | None = None
+    status: str = ""
+    amount: int = 0
+    currency: str = ""
+    since: int = 0
+    stamp: Stamp = ZERO
+
+
+class Refund(Struct, kw_only=True, frozen=True, array_like=True):
+    id: str
+    document: str = "refund"
+    billing_refund_id: str | None = None
+    invoice_id: str | None = None
+    charge_id: str | None = None
+    status: str = ""
+    amount: int = 0
+    currency: str = ""
+    since: int = 0
+    stamp: Stamp = ZERO
+
+
+class Entitlement(Struct, kw_only=True, frozen=True, array_like=True):
+    organization_id: str
+    status: str | None = None
+    tier: str | None = None
+    end_date: str | None = None
+    tags: tuple[str, ...] = ()
+    deleted: bool = False
+    since: int = 0
+    stamp: Stamp = ZERO
+
+
+class Case(Struct, kw_only=True, frozen=True, array_like=True):
+    id: str
+    organization_id: str | None = None
+    status: str | None = None
+    priority: str | None = None
+    subject: str | None = None
+    created_at: int | None = None
+    deleted: bool = False
+    since: int = 0
+    stamp: Stamp = ZERO
+
+
+class Flags(Struct, kw_only=True, frozen=True, array_like=True):
+    customer_id: str
+    overdue_balance: int | None = None
+    currency: str | None = None
+    credit_hold: bool | None = None
+    stamp: Stamp = ZERO
+
+
+class SalesOrder(Struct, kw_only=True, frozen=True, array_like=True):
+    id: str
+    opportunity_id: str | None = None
+    status: str | None = None
+    total: int | None = None
+    currency: str | None = None
+    deleted: bool = False
+    since: int = 0
+    stamp: Stamp = ZERO
+
+
+class DriftItem(Struct, kw_only=True, frozen=True, array_like=True):
+    """The lifecycle of one finding of this customer (see drift/lifecycle.py)."""
+
+    fingerprint: str
+    rule: str
+    subject: str
+    status: str  # pending, open, commanded, escalated, resolved
+    severity: str
+    since: int  # when the disagreement began (source time)
+    due: int  # since + grace: not reported before
+    action: str = "review"
+    dry_run: bool = False
+    first_seen: int = 0  # when it was reported (0 while pending)
+    last_seen: int = 0
+    generation: int = 0  # corrections commanded so far
+    last_command_at: int = 0
+    command_id: str = ""
+    resolution: str | None = None  # converged, corrected, accepted
+    resolved_at: int = 0
+    summary: str = ""
+    evidence: tuple[Observation, ...] = ()
+
+
+# ---------------------------------------------------------------- sections
+
+
+class Crm(Struct, kw_only=True, frozen=True, omit_defaults=True):
+    account: Account | None = None
+    opportunities: dict[str, Opportunity] = {}
+
+
+class Billing(Struct, kw_only=True, frozen=True, omit_defaults=True):
+    customers: dict[str, PartyRecord] = {}
+    subscriptions: dict[str, Subscription] = {}
+    invoices: dict[str, Invoice] = {}
+    payments: dict[str, Payment] = {}
+    refunds: dict[str, Refund] = {}
+    horizon: Stamp = ZERO
+
+
+class Support(Struct, kw_only=True, frozen=True, omit_defaults=True):
+    organizations: dict[str, PartyRecord] = {}
+    entitlements: dict[str, Entitlement] = {}
+    cases: dict[str, Case] = {}
+    horizon: Stamp = ZERO
+
+
+class Erp(Struct, kw_only=True, frozen=True, omit_defaults=True):
+    customers: dict[str, PartyRecord] = {}
+    flags: dict[str, Flags] = {}
+    invoices: dict[str, Invoice] = {}
+    payments: dict[str, Payment] = {}
+    credit_memos: dict[str, Refund] = {}
+    sales_orders: dict[str, SalesOrder] = {}
+    horizon: Stamp = ZERO
+
+
+class CustomerState(Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """Everything Concord knows of one customer across the four systems."""
+
+    key: str
+    crm: Crm = Crm()
+    billing: Billing = Billing()
+    support: Support = Support()
+    erp: Erp = Erp()
+    # Hashes of the most recent event ids (the newest by version): duplicates are dropped.
+    recent: tuple[tuple[int, int], ...] = ()
+    # Platform-local ids seen for this customer ("stripe:cus_1"): re-pointed after a CRM merge.
+    local_ids: tuple[str, ...] = ()
+    merged_into: str | None = None
+    merged_stamp: Stamp = ZERO
+    last_event_at: int = 0
+    # Findings by fingerprint: pending, open, commanded, escalated, and the last few resolved.
+    drift: dict[str, DriftItem] = {}
+    # Earliest time the drift lifecycle must look at this customer again without a new event.
+    next_due: int = 0
+
+
+def empty(key: str) -> CustomerState:
+    return CustomerState(key=key)
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(CustomerState)
+
+
+def dump(state: CustomerState) -> bytes:
+    return _encoder.encode(state)
+
+
+def load(data: bytes) -> CustomerState:
+    return _decoder.decode(data)
+
+
+# ---------------------------------------------------------------- transition
+#
+# A transition returns the CustomerState fields it changes (None when the event changed no record), so
+# `apply` builds the new state once, bookkeeping included.
+
+_replace = msgspec.structs.replace
+Changes = dict[str, Any]
+Transition = Callable[[CustomerState, Any, Stamp, Limits], Changes | None]
+# What the dedup ring and the local ids hold, each kept sorted.
+Ordered = TypeVar("Ordered", tuple[int, int], str)
+# Records watermarked field by field, and records kept in bounded collections.
+Partial = TypeVar("Partial", Account, Opportunity, PartyRecord)
+Bounded = TypeVar("Bounded", Invoice, Payment, Refund, Case)
+
+
+class _Stamped(Protocol):
+    @property
+    def stamp(self) -> Stamp: ...
+
+
+def _newer_fields(record: Partial, event: Any, names: tuple[str, ...], stamp: Stamp) -> dict[str, Any]:
+    """The fields `event` carries (not UNSET) whose watermark in `record` is older than `stamp`."""
+    stamps = record.stamps
+    values: dict[str, Any] = {}
+    for name in names:
+        value = getattr(event, name)
+        if value is not UNSET and stamps.get(name, ZERO) < stamp:
+            values[name] = value
+    return values
+
+
+def _with_fields(record: Partial, values: dict[str, Any], watermark: Stamp, **extra: Any) -> Partial:
+    return _replace(record, stamps={**record.stamps, **dict.fromkeys(values, watermark)}, **values, **extra)
+
+
+def _is_newer(records: Mapping[str, _Stamped], rid: str, stamp: Stamp) -> bool:
+    current = records.get(rid)
+    return current is None or current.stamp < stamp
+
+
+def _admits(records: Mapping[str, _Stamped], rid: str, stamp: Stamp, horizon: Stamp) -> bool:
+    """Whether a change of a record in a bounded collection is newer than what the state knows of it.
+
+    A record the collection does not hold is taken for an evicted one when the change is at or below
+    the horizon: without this, a late change of an evicted record would bring it back.
+    """
+    current = records.get(rid)
+    return stamp > horizon if current is None else current.stamp < stamp
+
+
+def _record_stamp(record: Bounded) -> Stamp:
+    return record.stamp
+
+
+def _bounded(records: dict[str, Bounded], horizon: Stamp, keep_closed: int,
+             is_open: Callable[[Bounded], bool] | None = None, keep_open: int = 0) -> tuple[dict[str, Bounded], Stamp]:
+    """Keep the `keep_open` newest open records and the `keep_closed` newest closed ones.
+
+    Collections without an open state (`is_open` None) keep their `keep_closed` newest records. The
+    newest stamp dropped raises the horizon.
+    """
+    size = len(records)
+    if size <= keep_closed and (is_open is None or size <= keep_open):
+        return records, horizon
+    if is_open is None:
+        ranked = sorted(records.values(), key=_record_stamp, reverse=True)
+        kept, dropped = ranked[:keep_closed], ranked[keep_closed:]
+    else:
+        opened = [r for r in records.values() if is_open(r)]
+        if len(opened) <= keep_open and size - len(opened) <= keep_closed:
+            return records, horizon
+        closed = sorted((r for r in records.values() if not is_open(r)), key=_record_stamp, reverse=True)
+        opened.sort(key=_record_stamp, reverse=True)
+        kept = opened[:keep_open] + closed[:keep_closed]
+        dropped = opened[keep_open:] + closed[keep_closed:]
+    return {r.id: r for r in kept}, max(horizon, *(r.stamp for r in dropped))
+
+
+def _section_of(system: Platform) -> str:
+    """Where invoices, payments and refunds of `system` live: billing for Stripe, ERP otherwise."""
+    return "billing" if system is Platform.STRIPE else "erp"
+
+
+_ACCOUNT_FIELDS: Final = ("name", "country", "currency", "tax_id", "address", "payment_terms", "deleted")
+_OPPORTUNITY_FIELDS: Final = ("account_id", "stage", "is_won", "is_closed", "amount", "currency", "close_date",
+                              "plan", "deleted")
+_PARTY_FIELDS: Final = ("name", "email", "country", "currency", "tax_id", "address", "payment_terms",
+                        "crm_account_id", "deleted")
+_NO_ACCOUNT: Final = Account()
+
+
+def _apply_account(state: CustomerState, e: AccountUpserted, stamp: Stamp, limits: Limits) -> Changes | None:
+    account = state.crm.account or _NO_ACCOUNT
+    values = _newer_fields(account, e, _ACCOUNT_FIELDS, stamp)
+    if not values:
+        return None
+    return {"crm": _replace(state.crm, account=_with_fields(account, values, stamp))}
+
+
+def _apply_opportunity(state: CustomerState, e: OpportunityChanged, stamp: Stamp, limits: Limits) -> Changes | None:
+    opportunities = state.crm.opportunities
+    current = opportunities.get(e.opportunity_id) or Opportunity(id=e.opportunity_id)
+    values = _newer_fields(current, e, _OPPORTUNITY_FIELDS, stamp)
+    if not values:
+        return None
+    opportunities = {**opportunities, e.opportunity_id: _with_fields(current, values, stamp)}
+    return {"crm": _replace(state.crm, opportunities=opportunities)}
+
+
+def _put_party(records: dict[str, PartyRecord], e: CustomerUpserted, stamp: Stamp) -> dict[str, PartyRecord] | None:
+    # Per field: Zendesk and NetSuite never send some fields, and a Stripe deletion stub sends none;
+    # a field left UNSET keeps the value (and watermark) an older change gave it, in any order.
+    current = records.get(e.customer_id) or PartyRecord(id=e.customer_id)
+    values = _newer_fields(current, e, _PARTY_FIELDS, stamp)
+    if not values:
+        return None
+    return {**records, e.customer_id: _with_fields(current, values, stamp, stamp=max(current.stamp, stamp))}
+
+
+def _apply_customer(state: CustomerState, e: CustomerUpserted, stamp: Stamp, limits: Limits) -> Changes | None:
+    if e.system is Platform.STRIPE:
+        customers = _put_party(state.billing.customers, e, stamp)
+        return None if customers is None else {"billing": _replace(state.billing, customers=customers)}
+    if e.system is Platform.ZENDESK:
+        organizations = _put_party(state.support.organizations, e, stamp)
+        return None if organizations is None else {"support": _replace(state.support, organizations=organizations)}
+    customers = _put_party(state.erp.customers, e, stamp)
+    return None if customers is None else {"erp": _replace(state.erp, customers=customers)}
+
+
+def _apply_subscription(state: CustomerState, e: SubscriptionChanged, stamp: Stamp, limits: Limits) -> Changes | None:
+    billing = state.billing
+    if not _is_newer(billing.subscriptions, e.subscription_id, stamp):
+        return None
+    record = Subscription(
+        id=e.subscription_id, customer_id=e.customer_id, status=e.status, plan=e.plan, quantity=e.quantity,
+        amount=e.amount, currency=e.currency, current_period_end=e.current_period_end,
+        cancel_at_period_end=e.cancel_at_period_end, canceled_at=e.canceled_at, deleted=e.deleted,
+        since=e.occurred_at, stamp=stamp,
+    )
+    return {"billing": _replace(billing, subscriptions={**billing.subscriptions, e.subscription_id: record})}
+
+
+def _is_open_invoice(inv: Invoice) -> bool:
+    return inv.status in ("draft", "open") and not inv.deleted
+
+
+def _apply_invoice(state: CustomerState, e: InvoiceChanged, stamp: Stamp, limits: Limits) -> Changes | None:
+    name = _section_of(e.system)
+    section: Billing | Erp = getattr(state, name)
+    if not _admits(section.invoices, e.invoice_id, stamp, section.horizon):
+        return None
+    record = Invoice(
+        id=e.invoice_id, billing_invoice_id=e.billing_invoice_id, customer_id=e.customer_id,
+        subscription_id=e.subscription_id, number=e.number, status=e.status, total=e.total, tax=e.tax,
+        amount_remaining=e.amount_remaining, currency=e.currency, due_at=e.due_at, paid_at=e.paid_at,
+        deleted=e.deleted, since=e.occurred_at, stamp=stamp,
+    )
+    invoices, horizon = _bounded({**section.invoices, e.invoice_id: record}, section.horizon,
+                                 limits.closed_invoices, _is_open_invoice, limits.open_records)
+    return {name: _replace(section, invoices=invoices, horizon=horizon)}
+
+
+def _apply_payment(state: CustomerState, e: PaymentChanged, stamp: Stamp, limits: Limits) -> Changes | None:
+    name = _section_of(e.system)
+    section: Billing | Erp = getattr(state, name)
+    if not _admits(section.payments, e.payment_id, stamp, section.horizon):
+        return None
+    record = Payment(id=e.payment_id, invoice_id=e.invoice_id, status=e.status, amount=e.amount,
+                     currency=e.currency, since=e.occurred_at, stamp=stamp)
+    payments, horizon = _bounded({**section.payments, e.payment_id: record}, section.horizon, limits.payments)
+    return {name: _replace(section, payments=payments, horizon=horizon)}
+
+
+def _put_refund(records: dict[str, Refund], horizon: Stamp, e: RefundChanged, stamp: Stamp,
+                limits: Limits) -> tuple[dict[str, Refund], Stamp] | None:
+    if not _admits(records, e.refund_id, stamp, horizon):
+        return None
+    record = Refund(id=e.refund_id, document=e.document, billing_refund_id=e.billing_refund_id,
+                    invoice_id=e.invoice_id, charge_id=e.charge_id, status=e.status, amount=e.amount,
+                    currency=e.currency, since=e.occurred_at, stamp=stamp)
+    return _bounded({**records, e.refund_id: record}, horizon, limits.refunds)
+
+
+def _apply_refund(state: CustomerState, e: RefundChanged, stamp: Stamp, limits: Limits) -> Changes | None:
+    # Billing refunds and credit notes go to billing.refunds, ERP credit memos to erp.credit_memos.
+    if e.system is Platform.STRIPE:
+        put = _put_refund(state.billing.refunds, state.billing.horizon, e, stamp, limits)
+        return None if put is None else {"billing": _replace(state.billing, refunds=put[0], horizon=put[1])}
+    put = _put_refund(state.erp.credit_memos, state.erp.horizon, e, stamp, limits)
+    return None if put is None else {"erp": _replace(state.erp, credit_memos=put[0], horizon=put[1])}
+
+
+def _apply_entitlement(state: CustomerState, e: EntitlementChanged, stamp: Stamp, limits: Limits) -> Changes | None:
+    support = state.support
+    if not _is_newer(support.entitlements, e.organization_id, stamp):
+        return None
+    record = Entitlement(organization_id=e.organization_id, status=e.status, tier=e.tier, end_date=e.end_date,
+                         tags=e.tags, deleted=e.deleted, since=e.occurred_at, stamp=stamp)
+    return {"support": _replace(support, entitlements={**support.entitlements, e.organization_id: record})}
+
+
+def _is_open_case(case: Case) -> bool:
+    return case.status not in ("solved", "closed") and not case.deleted
+
+
+def _apply_case(state: CustomerState, e: SupportCaseChanged, stamp: Stamp, limits: Limits) -> Changes | None:
+    support = state.support
+    if not _admits(support.cases, e.ticket_id, stamp, support.horizon):
+        return None
+    record = Case(id=e.ticket_id, organization_id=e.organization_id, status=e.status, priority=e.priority,
+                  subject=e.subject, created_at=e.created_at, deleted=e.deleted, since=e.occurred_at,
+                  stamp=stamp)
+    cases, horizon = _bounded({**support.cases, e.ticket_id: record}, support.horizon, limits.closed_cases,
+                              _is_open_case, limits.open_records)
+    return {"support": _replace(support, cases=cases, horizon=horizon)}
+
+
+def _apply_flags(state: CustomerState, e: FinancialFlagsChanged, stamp: Stamp, limits: Limits) -> Changes | None:
+    erp = state.erp
+    if not _is_newer(erp.flags, e.customer_id, stamp):
+        return None
+    record = Flags(customer_id=e.customer_id, overdue_balance=e.overdue_balance, currency=e.currency,
+                   credit_hold=e.credit_hold, stamp=stamp)
+    return {"erp": _replace(erp, flags={**erp.flags, e.customer_id: record})}
+
+
+def _apply_sales_order(state: CustomerState, e: SalesOrderChanged, stamp: Stamp, limits: Limits) -> Changes | None:
+    erp = state.erp
+    if not _is_newer(erp.sales_orders, e.order_id, stamp):
+        return None
+    record = SalesOrder(id=e.order_id, opportunity_id=e.opportunity_id, status=e.status, total=e.total,
+                        currency=e.currency, deleted=e.deleted, since=e.occurred_at, stamp=stamp)
+    return {"erp": _replace(erp, sales_orders={**erp.sales_orders, e.order_id: record})}
+
+
+def _apply_merge(state: CustomerState, e: AccountMerged, stamp: Stamp, limits: Limits) -> Changes | None:
+    if state.key not in e.loser_ids or state.merged_stamp >= stamp:
+        return None
+    return {"merged_into": e.winner_id, "merged_stamp": stamp}
+
+
+def _apply_resync(state: CustomerState, e: ResyncRequired, stamp: Stamp, limits: Limits) -> Changes | None:
+    return None  # a request to re-read records: the re-read records change the state, not this
+
+
+_TRANSITIONS: Final[dict[type, Transition]] = {
+    AccountUpserted: _apply_account,
+    AccountMerged: _apply_merge,
+    OpportunityChanged: _apply_opportunity,
+    CustomerUpserted: _apply_customer,
+    SubscriptionChanged: _apply_subscription,
+    InvoiceChanged: _apply_invoice,
+    PaymentChanged: _apply_payment,
+    RefundChanged: _apply_refund,
+    EntitlementChanged: _apply_entitlement,
+    SupportCaseChanged: _apply_case,
+    FinancialFlagsChanged: _apply_flags,
+    SalesOrderChanged: _apply_sales_order,
+    ResyncRequired: _apply_resync,
+}
+
+
+def _slot(ring: tuple[Ordered, ...], item: Ordered) -> int | None:
+    """Where `item` goes in the sorted `ring`; None when the ring holds it already."""
+    at = bisect_left(ring, item)
+    return None if at < len(ring) and ring[at] == item else at
+
+
+def _insert(ring: tuple[Ordered, ...], at: int, item: Ordered, size: int) -> tuple[Ordered, ...]:
+    """Sorted `ring` with `item` inserted at `at`, keeping its `size` greatest entries."""
+    if at == 0 and len(ring) == size:
+        return ring  # below everything a full ring keeps
+    grown = ring[:at] + (item,) + ring[at:]
+    return grown[-size:] if size else ()
+
+
+def is_duplicate(state: CustomerState, event: CanonicalEvent, h: int) -> bool:
+    """Whether the dedup ring holds `event` (`h` is `event_hash(event.event_id)`)."""
+    return _slot(state.recent, (event.version.ts, h)) is None
+
+
+def apply(state: CustomerState, event: CanonicalEvent, limits: Limits = DEFAULT_LIMITS) -> tuple[CustomerState, bool]:
+    """The state after `event`, and whether the event changed any record.
+
+    A duplicate event id is dropped (the same state comes back); a change older than what the state
+    holds for its record (or field) does not regress it. Either way a new event's id, local id and
+    source time are remembered, as order-free summaries: the ring keeps the newest ids by (version,
+    hash), the local ids are a sorted set, `last_event_at` is a maximum.
+    """
+    h = event_hash(event.event_id)
+    entry = (event.version.ts, h)
+    recent = state.recent
+    at = _slot(recent, entry)
+    if at is None:
+        return state, False
+    try:
+        transition = _TRANSITIONS[type(event)]
+    except KeyError:
+        raise TypeError(f"apply: unknown canonical event {type(event).__name__}; add its transition") from None
+    changes = transition(state, event, stamp_of(event, h), limits)
+    applied = changes is not None
+    if changes is None:
+        changes = {}
+    ring = _insert(recent, at, entry, limits.recent_event_ids)
+    if ring is not recent:
+        changes["recent"] = ring
+    local = event.local_customer
+    if local is not None and local not in state.local_ids:
+        local_ids = _insert(state.local_ids, bisect_left(state.local_ids, local), local, limits.local_ids)
+        if local_ids is not state.local_ids:
+            changes["local_ids"] = local_ids
+    if event.occurred_at > state.last_event_at:
+        changes["last_event_at"] = event.occurred_at
+    return (_replace(state, **changes) if changes else state), applied

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from concord.drift.rules.closed_won_not_provisioned import RULE
+from tests.unit.drift.builders import HOUR, only, opportunity, run, state_of, subscription, systems, won
+
+
+def test_fires_for_a_won_opportunity_without_subscription_since_it_was_won() -> None:
+    state = state_of(opportunity("006A", HOUR, stage="Negotiation", amount=100), won("006A", 3 * HOUR))
+    finding = only(run(RULE, state))
+    assert finding.subject == "006A"
+    assert finding.since == 3 * HOUR
+    assert finding.action.name == "saga.resume"
+    assert finding.action.platform == "concord"
+    assert finding.action.target == {"opportunity_id": "006A"}
+    assert systems(finding) == {"salesforce", "stripe"}
+    assert (finding.evidence[1].record, finding.evidence[1].value) == ("", None)
+
+
+def test_silent_for_open_lost_or_deleted_opportunities() -> None:
+    assert run(RULE, state_of(opportunity("006A", HOUR, stage="Prospecting"))) == []
+    assert run(RULE, state_of(opportunity("006A", HOUR, is_won=False, is_closed=True))) == []
+    assert run(RULE, state_of(won("006A", HOUR), opportunity("006A", 2 * HOUR, deleted=True))) == []
+
+
+def test_any_live_subscription_counts_a_deleted_one_does_not() -> None:
+    assert run(RULE, state_of(won("006A", HOUR), subscription("sub_1", "incomplete", 2 * HOUR))) == []
+    state = state_of(won("006A", HOUR), subscription("sub_1", "canceled", 2 * HOUR, deleted=True))
+    assert only(run(RULE, state)).subject == "006A"
+
+
+def test_converges_when_billing_provisions() -> None:
+    state = state_of(won("006A", HOUR))
+    assert run(RULE, state)
+    assert run(RULE, state_of(subscription("sub_1", "active", 2 * HOUR), base=state)) == []
+
+
+def test_fingerprint_stable_while_the_opportunity_changes() -> None:
+    state = state_of(won("006A", HOUR, amount=100))
+    before = only(run(RULE, state))
+    after = only(run(RULE, state_of(opportunity("006A", 2 * HOUR, amount=200), base=state)))
+    assert after.fingerprint == before.fingerprint
+    assert after.since == HOUR

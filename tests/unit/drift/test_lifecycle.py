@@ -1,0 +1,167 @@
+"""The finding lifecycle with a controllable rule: grace, commands, re-commands, escalation, resolution."""
+
+from __future__ import annotations
+
+import msgspec
+
+from concord.drift import lifecycle
+from concord.drift.config import DriftConfig, RuleConfig
+from concord.drift.finding import Action, Finding, Observation
+from concord.drift.rule import Context, Rule
+from concord.tables.state import CustomerState, empty
+
+MIN = 60_000
+
+
+class Switch:
+    """A rule whose finding is present while `on` is true."""
+
+    def __init__(self, action: str = "support.suspend_entitlement") -> None:
+        self.on = True
+        self.action = action
+        self.since = 0
+        self.subject = "361"
+
+    def check(self, state: CustomerState, now: int, ctx: Context) -> list[Finding]:
+        if not self.on:
+            return []
+        action = Action(name=ctx.rule.action, platform="zendesk", target={"organization_id": "361"})
+        return [Finding(rule="D99", customer_key=state.key, subject=self.subject, since=self.since,
+                        evidence=(Observation(system="zendesk", record="361", field="status", value="active"),),
+                        action=action, summary="test")]
+
+
+def setup(grace_min: int = 10, action: str = "support.suspend_entitlement", dry_run: bool = False,
+          max_corrections: int = 2) -> tuple[Switch, list[Rule], DriftConfig]:
+    switch = Switch(action)
+    defaults = RuleConfig(grace_seconds=grace_min * 60, action=action, severity="high", dry_run=dry_run)
+    rule = Rule(id="D99", name="switch", title="test switch", reads=frozenset({"support.entitlements"}),
+                defaults=defaults, check=switch.check)
+    return switch, [rule], DriftConfig(max_corrections=max_corrections, correction_timeout_seconds=30 * 60)
+
+
+def statuses(verdict: lifecycle.Verdict) -> list[tuple[str | None, str]]:
+    return [(t.previous, t.status) for t in verdict.transitions]
+
+
+def test_younger_than_grace_is_pending_and_silent_then_opens_and_commands_when_due() -> None:
+    switch, rules, config = setup()
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)  # began at 0, seen at once
+    assert v.state.next_due == 10 * MIN
+    v = lifecycle.evaluate(v.state, 5 * MIN, rules, config)
+    (item,) = v.state.drift.values()
+    assert item.status == "pending" and v.transitions == () and v.commands == ()
+    v = lifecycle.evaluate(v.state, 10 * MIN, rules, config)
+    assert statuses(v) == [("pending", "open"), ("open", "commanded")]
+    (command,) = v.commands
+    assert command.action == "support.suspend_entitlement" and command.generation == 1
+    assert command.command_id == lifecycle.command_id(item.fingerprint, command.action, 1)
+    assert command.target == {"organization_id": "361"}
+    assert v.state.next_due == 10 * MIN + 30 * MIN
+
+
+def test_a_replayed_backlog_gets_the_full_grace_from_when_concord_saw_it() -> None:
+    switch, rules, config = setup(grace_min=10)
+    switch.since = -600 * MIN  # an old disagreement, seen only now (downtime, replay)
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    assert v.transitions == () and v.state.next_due == 10 * MIN
+    switch.on = False  # transient: the backlog's next event settles it
+    v = lifecycle.evaluate(v.state, MIN, rules, config)
+    assert v.transitions == () and v.state.drift == {}
+
+
+def test_converging_before_grace_is_never_reported() -> None:
+    switch, rules, config = setup()
+    v = lifecycle.evaluate(empty("001"), MIN, rules, config)
+    switch.on = False
+    v = lifecycle.evaluate(v.state, 2 * MIN, rules, config)
+    assert v.state.drift == {} and v.transitions == () and v.state.next_due == 0
+
+
+def test_review_findings_open_without_command_and_resolve_as_converged() -> None:
+    switch, rules, config = setup(grace_min=0, action="review")
+    v = lifecycle.evaluate(empty("001"), MIN, rules, config)
+    assert statuses(v) == [("pending", "open")] and v.commands == ()
+    switch.on = False
+    v = lifecycle.evaluate(v.state, 2 * MIN, rules, config)
+    assert statuses(v) == [("open", "resolved")]
+    assert v.transitions[0].resolution == "converged"
+
+
+def test_dry_run_reports_but_never_commands() -> None:
+    switch, rules, config = setup(grace_min=0, dry_run=True)
+    v = lifecycle.evaluate(empty("001"), MIN, rules, config)
+    assert statuses(v) == [("pending", "open")] and v.commands == ()
+    v = lifecycle.evaluate(v.state, 100 * MIN, rules, config)
+    assert v.commands == ()
+
+
+def test_resolution_after_command_is_corrected() -> None:
+    switch, rules, config = setup(grace_min=0)
+    v = lifecycle.evaluate(empty("001"), MIN, rules, config)
+    switch.on = False
+    v = lifecycle.evaluate(v.state, 2 * MIN, rules, config)
+    assert statuses(v) == [("commanded", "resolved")] and v.transitions[0].resolution == "corrected"
+
+
+def test_same_input_gives_the_same_command_and_no_second_one_for_a_generation() -> None:
+    switch, rules, config = setup(grace_min=0)
+    first = lifecycle.evaluate(empty("001"), MIN, rules, config)
+    replay = lifecycle.evaluate(empty("001"), MIN, rules, config)
+    assert first.commands == replay.commands  # a crash before the state write re-derives the same id
+    again = lifecycle.evaluate(first.state, 2 * MIN, rules, config)
+    assert again.commands == () and again.transitions == ()
+
+
+def test_not_converging_recommands_then_escalates() -> None:
+    switch, rules, config = setup(grace_min=0, max_corrections=2)
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    ids = [c.command_id for c in v.commands]
+    v = lifecycle.evaluate(v.state, 30 * MIN, rules, config)
+    assert statuses(v) == [("commanded", "commanded")] and v.commands[0].generation == 2
+    ids.append(v.commands[0].command_id)
+    assert len(set(ids)) == 2
+    v = lifecycle.evaluate(v.state, 60 * MIN, rules, config)
+    assert statuses(v) == [("commanded", "escalated")] and v.commands == ()
+    switch.on = False
+    v = lifecycle.evaluate(v.state, 61 * MIN, rules, config)
+    assert statuses(v) == [("escalated", "resolved")]
+
+
+def test_accepted_finding_stays_silent_while_the_condition_lasts() -> None:
+    switch, rules, config = setup(grace_min=0, action="review")
+    v = lifecycle.evaluate(empty("001"), MIN, rules, config)
+    (fp,) = v.state.drift
+    accepted = lifecycle.accept(v.state, fp, 2 * MIN, by="ops")
+    assert statuses(accepted) == [("open", "resolved")] and accepted.transitions[0].resolution == "accepted"
+    later = lifecycle.evaluate(accepted.state, 3 * MIN, rules, config)
+    assert later.transitions == ()
+    assert later.state.drift[fp].resolution == "accepted"
+
+
+def test_rules_not_reading_the_changed_section_do_not_run() -> None:
+    switch, rules, config = setup(grace_min=0)
+    v = lifecycle.evaluate(empty("001"), MIN, rules, config, sections={"billing.invoices"})
+    assert v.state.drift == {}
+
+
+def test_a_due_item_of_a_rule_that_did_not_run_waits_for_the_tick() -> None:
+    switch, rules, config = setup(grace_min=10)
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    v = lifecycle.evaluate(v.state, 11 * MIN, rules, config, sections={"billing.invoices"})
+    assert v.transitions == () and v.state.next_due == 10 * MIN
+    v = lifecycle.evaluate(v.state, 11 * MIN, rules, config, sections=None)
+    assert statuses(v) == [("pending", "open"), ("open", "commanded")]
+
+
+def test_resolved_items_are_bounded() -> None:
+    switch, rules, config = setup(grace_min=0, action="review")
+    config = msgspec.structs.replace(config, resolved_kept=1)
+    state = empty("001")
+    for i in range(3):
+        switch.on = True
+        switch.subject = f"record-{i}"  # a new finding each round
+        state = lifecycle.evaluate(state, i * 10 + 1, rules, config).state
+        switch.on = False
+        state = lifecycle.evaluate(state, i * 10 + 2, rules, config).state
+    assert [item.subject for item in state.drift.values()] == ["record-2"]  # the newest resolved one
