@@ -14,7 +14,7 @@ help:
 	@echo "make test          create .venv, bring Kafka and Redis up, run all tests, leave things as found"
 	@echo "make bench         throughput benchmarks on the real broker (results in bench/results/)"
 	@echo "make lint          ruff and mypy"
-	@echo "make docs          regenerate docs/configuration.md from the settings"
+	@echo "make docs          regenerate docs/configuration.md and docs/metrics.md from the code"
 	@echo "make infra-up | infra-down | infra-status   local Kafka (KRaft) and Redis without Docker"
 
 $(STAMP): pyproject.toml
@@ -59,6 +59,7 @@ lint: venv
 
 docs: venv
 	$(BIN)/concord config --markdown > docs/configuration.md
+	$(BIN)/python -m concord.app.metrics > docs/metrics.md
 
 infra-up: venv
 	$(INFRA) up

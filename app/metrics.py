@@ -70,3 +70,29 @@ deadline_ticks = Counter(
 drift_index_backlog = Gauge(
     "concord_drift_index_backlog", "Customers whose findings wait to be mirrored to Redis", registry=REGISTRY,
 )
+
+
+def markdown_reference() -> str:
+    """docs/metrics.md, generated from the registry (`python -m concord.app.metrics`)."""
+    lines = [
+        "# Metrics",
+        "",
+        "<!-- Generated from app/metrics.py by `python -m concord.app.metrics`. Do not edit by hand. -->",
+        "",
+        "Every worker serves these at `/metrics` (Prometheus text format).",
+        "",
+        "| metric | type | labels | meaning |",
+        "|---|---|---|---|",
+    ]
+    for collector in sorted(REGISTRY._collector_to_names, key=lambda c: c._name):  # type: ignore[attr-defined]
+        kind = collector._type  # type: ignore[attr-defined]
+        name = collector._name + ("_total" if kind == "counter" else "")  # type: ignore[attr-defined]
+        labels = ", ".join(collector._labelnames) or "-"  # type: ignore[attr-defined]
+        lines.append(f"| `{name}` | {kind} | {labels} | {collector._documentation} |")  # type: ignore[attr-defined]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(markdown_reference())

@@ -220,3 +220,26 @@ async def wait_for_record(bootstrap: str, topic: str, match: Callable[[Any], boo
     finally:
         await consumer.stop()
     raise AssertionError(f"no matching record on {topic} after {timeout:.0f} s ({seen} records read)")
+
+
+async def read_all(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Any]:
+    """Every record of `topic` now: read from the beginning up to each partition's end offset."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} to its end {ends} within {timeout:.0f} s")
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                out.extend(records)
+        return out
+    finally:
+        await consumer.stop()

@@ -27,7 +27,7 @@ from concord.codecs.model import (
 from concord.codecs.model import encode as encode_event
 from concord.drift.finding import fingerprint
 from concord.drift.lifecycle import command_id
-from tests.integration.harness import Infra, WorkerProcess, consume_all, produce, wait_committed
+from tests.integration.harness import Infra, WorkerProcess, consume_all, produce, read_all, wait_committed
 
 GRACE_S = 2
 CONSISTENT, CANCELED, MISSING_ERP = 1, 2, 3
@@ -133,19 +133,27 @@ async def test_findings_deadlines_convergence_and_recovery_after_sigkill(
     finally:
         worker.stop()
 
+    # Lose the Redis index too: the restarted worker must rebuild it from its recovered table.
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(drift_settings.redis_url)
+    stale = [key async for key in client.scan_iter(match=f"{drift_settings.topic_prefix}:drift:*")]
+    assert stale
+    await client.delete(*stale)
+    await client.aclose()
+
     restarted = state_worker(drift_settings, tmp_path / "worker2.log").start()
     try:
         await restarted.wait_ready()
-        await asyncio.sleep(GRACE_S + 1)  # time for deadlines to fire again, if they wrongly would
+        await asyncio.sleep(GRACE_S + 1)  # time for deadlines to fire again (they must not) and the rebuild
         assert await restarted.get_json(f"/api/customers/{b}") == state_before
         assert sorted((f["fingerprint"], f["status"]) for f in await drift(restarted, "all")) == all_before
     finally:
         restarted.stop()
 
     # No finding opened twice, no command sent twice, across the crash and the restart.
-    transitions = [orjson.loads(r.value) for r in await consume_all(infra.bootstrap, names.drift, 1000, 10)]
+    transitions = [orjson.loads(r.value) for r in await read_all(infra.bootstrap, names.drift)]
     opened_fps = [t["fingerprint"] for t in transitions if t["status"] == "open"]
     assert len(opened_fps) == len(set(opened_fps)) == 3
-    command_ids = [orjson.loads(r.value)["command_id"] for r in await consume_all(infra.bootstrap,
-                                                                                  names.commands, 1000, 10)]
+    command_ids = [orjson.loads(r.value)["command_id"] for r in await read_all(infra.bootstrap, names.commands)]
     assert len(command_ids) == len(set(command_ids)) == 2

@@ -15,7 +15,7 @@ def _concord(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 def test_help_lists_every_command_with_a_description() -> None:
     out = _concord("--help")
     assert out.returncode == 0
-    for command in ("worker", "config", "infra", "demo"):
+    for command in ("worker", "config", "infra", "demo", "decode", "rules"):
         line = next(line for line in out.stdout.splitlines() if line.strip().startswith(command))
         assert len(line.split(None, 1)) == 2, f"{command} has no one-line description"
 
@@ -53,3 +53,28 @@ def test_unknown_role_is_refused() -> None:
         assert "billing" in str(exc)
     else:
         raise AssertionError("an unknown role was accepted")
+
+
+def test_rules_lists_every_rule_with_its_configuration(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    out = _concord("rules", "--json", env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    listing = json.loads(out.stdout)
+    assert [r["id"] for r in listing] == [f"D{i:02d}" for i in range(1, 16)]
+    d01 = listing[0]
+    assert (d01["grace_seconds"], d01["action"], d01["dry_run"]) == (3600, "support.suspend_entitlement", False)
+    overrides = tmp_path / "rules.json"
+    overrides.write_text(json.dumps({"rules": {"D01": {"dry_run": True, "grace_seconds": 60}}}))
+    table = _concord("rules", env={"PATH": "/usr/bin:/bin", "CONCORD_RULES_FILE": str(overrides)})
+    assert table.returncode == 0, table.stderr
+    d01_line = next(line for line in table.stdout.splitlines() if line.startswith("D01"))
+    assert "entitlement_unpaid" in d01_line and " 1m " in d01_line and " yes " in d01_line
+
+
+def test_a_bad_rules_file_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "rules.json"
+    bad.write_text('{"rules": {"D99": {}}}')
+    out = _concord("rules", env={"PATH": "/usr/bin:/bin", "CONCORD_RULES_FILE": str(bad)})
+    assert out.returncode == 1
+    assert "unknown rule 'D99'" in out.stderr and "Traceback" not in out.stderr

@@ -56,3 +56,11 @@ def test_configuration_doc_matches_the_settings() -> None:
     assert doc == s.markdown_reference(), "docs/configuration.md is stale: run `make docs`"
     for name in s.Settings.__struct_fields__:
         assert f"`{s.env_var(name)}`" in doc
+
+
+def test_metrics_doc_matches_the_registry() -> None:
+    from concord.app import metrics
+
+    doc = (REPO_ROOT / "docs" / "metrics.md").read_text()
+    assert doc == metrics.markdown_reference(), "docs/metrics.md is stale: run `make docs`"
+    assert "`concord_drift_transitions_total`" in doc
