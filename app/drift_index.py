@@ -6,7 +6,8 @@ change, its current set replaces what Redis had for it. Snapshots wait in memory
 customer) and are flushed in the background; if Redis is down they stay queued and detection goes
 on, and after recovery or a rebalance the owned customers are re-mirrored from the table.
 
-Keys (prefix `<topic_prefix>:drift:`): `f:<fingerprint>` JSON of the finding; sorted sets (score =
+Keys (prefix `<topic_prefix>:drift:`): hash `f:<fingerprint>` (`json`: the finding; `status`,
+`rule`, `severity`, `customer_key`, `first_seen`, `last_seen`); sorted sets (score =
 first seen) `z:all`, `z:active`, `z:resolved`, `z:rule:<rule>`, `z:sev:<severity>`,
 `z:status:<status>`, and `z:cust:<customer>` (fingerprints of one customer).
 """
@@ -139,7 +140,7 @@ class DriftIndex:
             if fp.decode() not in {i.fingerprint for i in items}
         ]
         # Their records say which rule / severity / customer sets to leave.
-        old_records = await self._redis.mget([f"{p}f:{fp}" for fp in gone]) if gone else []
+        old_records = await self._fetch(gone)
         async with self._redis.pipeline(transaction=True) as pipe:
             for raw in old_records:
                 if raw:
@@ -167,7 +168,11 @@ class DriftIndex:
         for sev in SEVERITIES:  # severity may change by configuration: leave the old set
             if sev != f.severity:
                 pipe.zrem(f"{p}z:sev:{sev}", f.fingerprint)
-        pipe.set(f"{p}f:{f.fingerprint}", _encode(f))
+        # A hash per finding: the full record as JSON, plus the fields an operator greps for.
+        pipe.hset(f"{p}f:{f.fingerprint}", mapping={
+            "json": _encode(f), "status": f.status, "rule": f.rule, "severity": f.severity,
+            "customer_key": f.customer_key, "first_seen": f.first_seen, "last_seen": f.last_seen,
+        })
         pipe.zadd(f"{p}z:all", score)
         pipe.zadd(f"{p}z:rule:{f.rule}", score)
         pipe.zadd(f"{p}z:sev:{f.severity}", score)
@@ -203,11 +208,19 @@ class DriftIndex:
             ordered = [fp for fp, _ in sorted(scored, key=lambda pair: (-pair[1], pair[0]))]
             total = len(ordered)
             ids = ordered[offset: offset + limit]
-        raws = await self._redis.mget([f"{p}f:{fp.decode()}" for fp in ids]) if ids else []
+        raws = await self._fetch([fp.decode() for fp in ids])
         return Page(total=total, offset=offset, limit=limit, items=[_decode_finding(r) for r in raws if r])
 
+    async def _fetch(self, fingerprints: list[str]) -> list[bytes | None]:
+        if not fingerprints:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for fp in fingerprints:
+                pipe.hget(f"{self._p}f:{fp}", "json")
+            return list(await pipe.execute())
+
     async def get(self, fingerprint: str) -> IndexedFinding | None:
-        raw = await self._redis.get(f"{self._p}f:{fingerprint}")
+        raw = await self._redis.hget(f"{self._p}f:{fingerprint}", "json")
         return _decode_finding(raw) if raw else None
 
     async def close(self) -> None:

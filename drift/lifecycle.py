@@ -28,7 +28,7 @@ from typing import Any, Final
 import msgspec
 from msgspec import Struct
 
-from concord.drift.config import DriftConfig
+from concord.drift.config import DriftConfig, RuleConfig
 from concord.drift.finding import Finding, Observation
 from concord.drift.rule import Context, Rule
 from concord.tables.state import CustomerState, DriftItem
@@ -104,6 +104,48 @@ def rules_to_run(rules: Sequence[Rule], sections: Iterable[str] | None) -> list[
     return [rule for rule in rules if rule.reads & changed]
 
 
+Prepared = tuple[Rule, RuleConfig, Context]
+
+
+class _Plan:
+    """The enabled rules with their settings, and which of them read each set of parts (memoized)."""
+
+    def __init__(self, rules: Sequence[Rule], config: DriftConfig) -> None:
+        self.rules = rules
+        self.config = config
+        prepared = []
+        for rule in rules:
+            rule_config = config.rule(rule.id, rule.defaults)
+            if rule_config.enabled:
+                prepared.append((rule, rule_config, Context(rule_config, config)))
+        self.all: tuple[Prepared, ...] = tuple(prepared)
+        self.reads_drift = any("drift" in rule.reads for rule, _, _ in self.all)
+        self._by_parts: dict[frozenset[str], tuple[Prepared, ...]] = {}
+
+    def reading(self, sections: Iterable[str] | None) -> tuple[Prepared, ...]:
+        if sections is None:
+            return self.all
+        parts = sections if isinstance(sections, frozenset) else frozenset(sections)
+        found = self._by_parts.get(parts)
+        if found is None:
+            found = self._by_parts[parts] = tuple(p for p in self.all if p[0].reads & parts)
+        return found
+
+
+_plans: dict[tuple[int, int], _Plan] = {}
+
+
+def _plan(rules: Sequence[Rule], config: DriftConfig) -> _Plan:
+    # The cache holds the rules and config it was built from, so their ids cannot be reused while
+    # cached; a workload has one or two configurations, tests a few more.
+    plan = _plans.get((id(rules), id(config)))
+    if plan is None or plan.rules is not rules or plan.config is not config:
+        if len(_plans) >= 16:
+            _plans.clear()
+        plan = _plans[(id(rules), id(config))] = _Plan(rules, config)
+    return plan
+
+
 class _Run:
     """Collects the transitions and commands of one evaluation."""
 
@@ -148,7 +190,8 @@ def evaluate(
 
     Transitions change the `drift` section itself: rules reading it (D14) then run once more.
     """
-    to_run = rules_to_run(rules, sections)
+    plan = _plan(rules, config)
+    to_run = plan.reading(sections)
     if not to_run and not (state.next_due and now >= state.next_due):
         return Verdict(state)  # nothing changed that a rule reads, nothing due: the common case
     run = _Run(state, now, correlation_id)
@@ -156,12 +199,9 @@ def evaluate(
     ran: set[str] = set()
     actions: dict[str, Any] = {}
     found: set[str] = set()
-    for rule in to_run:
-        rule_config = config.rule(rule.id, rule.defaults)
-        if not rule_config.enabled:
-            continue
+    for rule, rule_config, ctx in to_run:
         ran.add(rule.id)
-        for finding in rule.check(state, now, Context(rule_config, config)):
+        for finding in rule.check(state, now, ctx):
             fp = finding.fingerprint
             found.add(fp)
             actions[fp] = finding.action
@@ -177,12 +217,22 @@ def evaluate(
         else:
             items[fp] = _advance(item, actions.get(fp), config, now, run)
     items = _bound_resolved(items, config.resolved_kept)
-    new_state = _replace(state, drift=items, next_due=_next_due(items.values(), config))
+    next_due = _next_due(items.values(), config)
+    if next_due == state.next_due and _same(items, state.drift):
+        new_state = state  # nothing moved: callers can skip writing it
+    else:
+        new_state = _replace(state, drift=items, next_due=next_due)
     verdict = Verdict(new_state, tuple(run.transitions), tuple(run.commands))
-    if _again and run.transitions and any("drift" in rule.reads for rule in rules):
+    if _again and run.transitions and plan.reads_drift:
         follow = evaluate(new_state, now, rules, config, {"drift"}, correlation_id, _again=False)
         verdict = Verdict(follow.state, verdict.transitions + follow.transitions, verdict.commands + follow.commands)
     return verdict
+
+
+def _same(items: dict[str, DriftItem], before: dict[str, DriftItem]) -> bool:
+    """Same findings, by identity first (unchanged items are the very same objects)."""
+    return len(items) == len(before) and all(before.get(fp) is item or before.get(fp) == item
+                                             for fp, item in items.items())
 
 
 def _observe(item: DriftItem | None, finding: Finding, fp: str, grace_ms: int, severity: str, dry_run: bool,
@@ -199,6 +249,9 @@ def _observe(item: DriftItem | None, finding: Finding, fp: str, grace_ms: int, s
     if item.status == RESOLVED:  # accepted by a person: stays silent while the condition lasts
         return item
     last_seen = now if item.status in ACTIVE else item.last_seen
+    if (item.evidence == finding.evidence and item.summary == finding.summary and item.last_seen == last_seen
+            and item.severity == severity and item.dry_run == dry_run):
+        return item
     return _replace(item, evidence=finding.evidence, summary=finding.summary, last_seen=last_seen,
                     severity=severity, dry_run=dry_run)
 
