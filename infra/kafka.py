@@ -1,8 +1,9 @@
 """A local Apache Kafka: one KRaft node (broker + controller) on 127.0.0.1, fetched with Maven.
 
 Layout under the cache folder (git-ignored, `.cache/kafka/` of the checkout by default):
-`<version>/libs/*.jar` (the broker and its runtime dependencies from Maven Central),
-`data/` (the KRaft log dirs), `server.properties`, `kafka.log`, `kafka.pid`.
+`<version>/libs/*.jar` (the broker and its runtime dependencies from Maven Central, shared), and per
+client port `<port>/`: `data/` (the KRaft log dirs), `server.properties`, `kafka.log`, `kafka.pid`;
+so brokers on different ports never share a log dir.
 """
 
 from __future__ import annotations
@@ -46,20 +47,24 @@ class KafkaNode:
         return self.cache / self.version / "libs"
 
     @property
+    def home(self) -> Path:
+        return self.cache / str(self.port)
+
+    @property
     def data(self) -> Path:
-        return self.data_dir or self.cache / "data"
+        return self.data_dir or self.home / "data"
 
     @property
     def log_file(self) -> Path:
-        return self.cache / "kafka.log"
+        return self.home / "kafka.log"
 
     @property
     def pid_file(self) -> Path:
-        return self.cache / "kafka.pid"
+        return self.home / "kafka.pid"
 
     @property
     def properties(self) -> Path:
-        return self.cache / "server.properties"
+        return self.home / "server.properties"
 
     @property
     def bootstrap(self) -> str:
@@ -160,7 +165,7 @@ def start(node: KafkaNode, timeout: float = 90.0) -> bool:
     if running(node):
         return False
     libs = fetch(node)
-    node.cache.mkdir(parents=True, exist_ok=True)
+    node.home.mkdir(parents=True, exist_ok=True)
     _write_properties(node)
     _format_storage(node, libs)
     env = dict(os.environ)

@@ -25,12 +25,16 @@ class RedisNode:
     persist: bool = False
 
     @property
+    def home(self) -> Path:
+        return self.cache / str(self.port)
+
+    @property
     def log_file(self) -> Path:
-        return self.cache / "redis.log"
+        return self.home / "redis.log"
 
     @property
     def pid_file(self) -> Path:
-        return self.cache / "redis.pid"
+        return self.home / "redis.pid"
 
 
 def ensure_installed() -> str:
@@ -66,10 +70,10 @@ def start(node: RedisNode, timeout: float = 20.0) -> bool:
     if running(node):
         return False
     binary = ensure_installed()
-    node.cache.mkdir(parents=True, exist_ok=True)
+    node.home.mkdir(parents=True, exist_ok=True)
     argv = [
         binary, "--bind", "127.0.0.1", "--port", str(node.port), "--daemonize", "no",
-        "--dir", str(node.cache), "--logfile", "", "--protected-mode", "yes",
+        "--dir", str(node.home), "--logfile", "", "--protected-mode", "yes",
     ]
     if node.persist:
         argv += ["--appendonly", "yes"]
