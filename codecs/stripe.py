@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Annotated, Final, TypedDict, TypeVar
+from typing import Annotated, Final, TypeVar
 
 import msgspec
 from msgspec import UNSET, Meta, Raw, Struct, UnsetType
@@ -297,18 +297,6 @@ class _Event(Struct, frozen=True, gc=False):
     object: _Object
 
 
-class _Common(TypedDict):
-    event_id: str
-    source: Platform
-    entity: EntityRef
-    occurred_at: int
-    version: Version
-    customer_key: str | None
-    local_customer: str | None
-    xrefs: dict[str, str]
-    correlation_id: str
-
-
 _Handler = Callable[[_Event], list[CanonicalEvent]]
 _T = TypeVar("_T")
 
@@ -425,48 +413,45 @@ def _expect(event: _Event, cls: type[_T]) -> _T:
 
 
 def _currency(code: str, where: str) -> str:
-    if len(code) != 3 or not code.isascii() or not code.isalpha():
+    upper = _currency_code(code)
+    if upper is None:
         raise DecodeError("bad_currency", _E_CURRENCY.format(where=where, length=len(code)))
-    return code.upper()
+    return upper
+
+
+def _currency_code(code: str) -> str | None:
+    """`code` upper-cased when it is 3 ASCII letters, else None."""
+    # Only 3-character strings reach the cache, so it holds nothing large.
+    return _upper_letters(code) if len(code) == 3 else None
+
+
+@lru_cache(maxsize=256)
+def _upper_letters(code: str) -> str | None:
+    # Cached: a handful of codes recur, and the checks cost more than the lookup.
+    return code.upper() if code.isascii() and code.isalpha() else None
 
 
 def _ms(seconds: int | None) -> int | None:
     return None if seconds is None else seconds * 1000
 
 
-def _common(
-    event: _Event,
-    kind: str,
-    entity_id: str,
-    seq: int,
-    customer_id: str | None,
-    crm_account_id: str | None = None,
-    event_id: str | None = None,
-) -> _Common:
-    ms = event.created_ms
+def _identity(customer_id: str | None, crm_account_id: str | None = None) -> tuple[str | None, dict[str, str]]:
+    """`local_customer` and `xrefs` of an event about this Stripe customer (and CRM account)."""
     if customer_id:
-        local_customer: str | None = "stripe:" + customer_id
         xrefs = {"stripe": customer_id, "salesforce": crm_account_id} if crm_account_id else {"stripe": customer_id}
-    else:
-        local_customer = None
-        xrefs = {"salesforce": crm_account_id} if crm_account_id else {}
-    # A dict display, not a TypedDict call: this runs once per event.
-    return {
-        "event_id": event_id or event.id,
-        "source": _STRIPE,
-        "entity": EntityRef(kind, entity_id),
-        "occurred_at": ms,
-        "version": Version(ms, seq),
-        "customer_key": crm_account_id or None,
-        "local_customer": local_customer,
-        "xrefs": xrefs,
-        "correlation_id": event.id,
-    }
+        return "stripe:" + customer_id, xrefs
+    return None, {"salesforce": crm_account_id} if crm_account_id else {}
 
 
 def _one_line(address: _Address) -> str | None:
     parts = (address.line1, address.line2, address.city, address.state, address.postal_code, address.country)
-    return ", ".join(p for p in parts if p) or None
+    return ", ".join(filter(None, parts)) or None  # filter(None, ...): the non-empty parts, without a generator
+
+
+# Building events: `correlation_id` is the Stripe event id, `version` is `(created ms, rank)`, and
+# only customer events know a CRM account (`customer_key`; the others leave the default None).
+# CPython compiles a call with more than 15 keyword arguments into a dict and an unpacking call,
+# several times slower: events with more fields are built with 15 and completed by `replace`.
 
 
 def _customer_upserted(event: _Event) -> list[CanonicalEvent]:
@@ -498,19 +483,28 @@ def _customer_upserted(event: _Event) -> list[CanonicalEvent]:
 
     seq = _DELETED_RANK if deleted else _CUSTOMER_RANK.get(event.type, 0)
     sf_id = crm_account_id if isinstance(crm_account_id, str) else None
+    local_customer, xrefs = _identity(cus.id, sf_id)
+    ms = event.created_ms
+    upserted = CustomerUpserted(
+        event_id=event.id,
+        source=_STRIPE,
+        entity=EntityRef("customer", cus.id),
+        occurred_at=ms,
+        version=Version(ms, seq),
+        customer_key=sf_id,
+        local_customer=local_customer,
+        xrefs=xrefs,
+        correlation_id=event.id,
+        system=_STRIPE,
+        customer_id=cus.id,
+        name=cus.name,
+        email=cus.email,
+        country=country,
+        currency=currency,
+    )
     return [
-        CustomerUpserted(
-            **_common(event, "customer", cus.id, seq, cus.id, sf_id),
-            system=_STRIPE,
-            customer_id=cus.id,
-            name=cus.name,
-            email=cus.email,
-            country=country,
-            currency=currency,
-            tax_id=tax_id,
-            address=address,
-            crm_account_id=crm_account_id,
-            deleted=deleted,
+        msgspec.structs.replace(
+            upserted, tax_id=tax_id, address=address, crm_account_id=crm_account_id, deleted=deleted
         )
     ]
 
@@ -535,8 +529,12 @@ def _subscription_changed(event: _Event) -> list[CanonicalEvent]:
             plan = plan or price.id
             unit = price.unit_amount if isinstance(price, _Price) else price.amount
             if price.currency is not None:
-                where = f"$.data.object.items.data[{index}].{'price' if item.price else 'plan'}.currency"
-                currencies.add(_currency(price.currency, where))
+                currency_code = _currency_code(price.currency)
+                if currency_code is None:
+                    # The path is built only for the error message.
+                    where = f"$.data.object.items.data[{index}].{'price' if item.price else 'plan'}.currency"
+                    currency_code = _currency(price.currency, where)
+                currencies.add(currency_code)
         # Tiered or metered items have no fixed value: then the total is unknown.
         if amount is not None and unit is not None and item.quantity is not None:
             amount += unit * item.quantity
@@ -564,16 +562,28 @@ def _subscription_changed(event: _Event) -> list[CanonicalEvent]:
 
     deleted = event.type == "customer.subscription.deleted"
     seq = _DELETED_RANK if deleted else _SUBSCRIPTION_RANK.get(sub.status, 0)
+    local_customer, xrefs = _identity(sub.customer)
+    ms = event.created_ms
+    changed = SubscriptionChanged(
+        event_id=event.id,
+        source=_STRIPE,
+        entity=EntityRef("subscription", sub.id),
+        occurred_at=ms,
+        version=Version(ms, seq),
+        local_customer=local_customer,
+        xrefs=xrefs,
+        correlation_id=event.id,
+        subscription_id=sub.id,
+        customer_id=sub.customer,
+        status=sub.status,
+        plan=plan,
+        quantity=quantity,
+        amount=amount,
+        currency=currency,
+    )
     return [
-        SubscriptionChanged(
-            **_common(event, "subscription", sub.id, seq, sub.customer),
-            subscription_id=sub.id,
-            customer_id=sub.customer,
-            status=sub.status,
-            plan=plan,
-            quantity=quantity,
-            amount=amount,
-            currency=currency,
+        msgspec.structs.replace(
+            changed,
             current_period_end=_ms(period_end),
             cancel_at_period_end=sub.cancel_at_period_end,
             canceled_at=_ms(sub.canceled_at),
@@ -594,25 +604,39 @@ def _invoice_changed(event: _Event) -> list[CanonicalEvent]:
     if tax is None:
         taxes = inv.total_taxes if inv.total_taxes is not None else inv.total_tax_amounts
         if taxes is not None:
-            tax = sum(t.amount for t in taxes)
+            tax = 0
+            for tax_amount in taxes:  # a loop, not sum(generator): cheaper for these short lists
+                tax += tax_amount.amount
 
     paid_at = inv.status_transitions.paid_at if inv.status_transitions is not None else None
     deleted = event.type == "invoice.deleted"
     seq = _DELETED_RANK if deleted else _INVOICE_RANK.get(inv.status, 0)
+    local_customer, xrefs = _identity(inv.customer)
+    ms = event.created_ms
+    changed = InvoiceChanged(
+        event_id=event.id,
+        source=_STRIPE,
+        entity=EntityRef("invoice", inv.id),
+        occurred_at=ms,
+        version=Version(ms, seq),
+        local_customer=local_customer,
+        xrefs=xrefs,
+        correlation_id=event.id,
+        system=_STRIPE,
+        invoice_id=inv.id,
+        billing_invoice_id=inv.id,
+        customer_id=inv.customer,
+        status=inv.status,
+        total=inv.total,
+        currency=_currency(inv.currency, "$.data.object.currency"),
+    )
     return [
-        InvoiceChanged(
-            **_common(event, "invoice", inv.id, seq, inv.customer),
-            system=_STRIPE,
-            invoice_id=inv.id,
-            billing_invoice_id=inv.id,
-            customer_id=inv.customer,
+        msgspec.structs.replace(
+            changed,
             subscription_id=subscription,
             number=inv.number,
-            status=inv.status,
-            total=inv.total,
             tax=tax,
             amount_remaining=inv.amount_remaining,
-            currency=_currency(inv.currency, "$.data.object.currency"),
             due_at=_ms(inv.due_date),
             paid_at=_ms(paid_at),
             deleted=deleted,
@@ -625,20 +649,27 @@ def _payment_changed(event: _Event) -> list[CanonicalEvent]:
     seq = _CHARGE_RANK.get(charge.status, 0)
     if charge.status == "succeeded" and charge.captured:
         seq += 1
-    return [
-        PaymentChanged(
-            **_common(event, "charge", charge.id, seq, charge.customer),
-            # Refund objects name only their charge: link the charge id to this customer.
-            aliases=_charge_alias(charge),
-            system=_STRIPE,
-            payment_id=charge.id,
-            invoice_id=charge.invoice,
-            customer_id=charge.customer,
-            status=charge.status,
-            amount=charge.amount,
-            currency=_currency(charge.currency, "$.data.object.currency"),
-        )
-    ]
+    local_customer, xrefs = _identity(charge.customer)
+    ms = event.created_ms
+    changed = PaymentChanged(
+        event_id=event.id,
+        source=_STRIPE,
+        entity=EntityRef("charge", charge.id),
+        occurred_at=ms,
+        version=Version(ms, seq),
+        local_customer=local_customer,
+        xrefs=xrefs,
+        correlation_id=event.id,
+        system=_STRIPE,
+        payment_id=charge.id,
+        invoice_id=charge.invoice,
+        customer_id=charge.customer,
+        status=charge.status,
+        amount=charge.amount,
+        currency=_currency(charge.currency, "$.data.object.currency"),
+    )
+    # Refund objects name only their charge: link the charge id to this customer.
+    return [msgspec.structs.replace(changed, aliases=_charge_alias(charge))]
 
 
 def _charge_refunded(event: _Event) -> list[CanonicalEvent]:
@@ -664,23 +695,26 @@ def _charge_refunded(event: _Event) -> list[CanonicalEvent]:
     # keyed by the charge id (never a real `re_` id). `amount_refunded` counts refunds that did
     # not fail or get canceled; the refund.* events carry each refund's own status.
     status = "succeeded"
-    common = _common(
-        event, "refund", charge.id, _REFUND_RANK[status], charge.customer, event_id=f"{event.id}:{charge.id}"
+    local_customer, xrefs = _identity(charge.customer)
+    ms = event.created_ms
+    refunded = RefundChanged(
+        event_id=f"{event.id}:{charge.id}",
+        source=_STRIPE,
+        entity=EntityRef("refund", charge.id),
+        occurred_at=ms,
+        version=Version(ms, _REFUND_RANK[status]),
+        local_customer=local_customer,
+        xrefs=xrefs,
+        correlation_id=event.id,
+        system=_STRIPE,
+        refund_id=charge.id,
+        document="refund",
+        charge_id=charge.id,
+        status=status,
+        amount=charge.amount_refunded,
+        currency=_currency(charge.currency, "$.data.object.currency"),
     )
-    return [
-        RefundChanged(
-            **common,
-            system=_STRIPE,
-            refund_id=charge.id,
-            document="refund",
-            invoice_id=charge.invoice,
-            charge_id=charge.id,
-            customer_id=charge.customer,
-            status=status,
-            amount=charge.amount_refunded,
-            currency=_currency(charge.currency, "$.data.object.currency"),
-        )
-    ]
+    return [msgspec.structs.replace(refunded, invoice_id=charge.invoice, customer_id=charge.customer)]
 
 
 def _charge_alias(charge: _Charge) -> tuple[str, ...]:
@@ -691,10 +725,8 @@ def _refund_changed(event: _Event) -> list[CanonicalEvent]:
     refund = _expect(event, _Refund)
     # Refund objects name neither the customer nor the invoice: identity goes through the charge,
     # whose id the charge events link to the customer (`aliases`).
-    result = _refund_event(event, refund, "$.data.object.currency")
-    if result.local_customer is None and refund.charge:
-        result = msgspec.structs.replace(result, local_customer="stripe:" + refund.charge)
-    return [result]
+    local_customer = "stripe:" + refund.charge if refund.charge else None
+    return [_refund_event(event, refund, "$.data.object.currency", local_customer=local_customer)]
 
 
 def _refund_event(
@@ -706,20 +738,30 @@ def _refund_event(
     customer_id: str | None = None,
     charge_id: str | None = None,
     event_id: str | None = None,
+    local_customer: str | None = None,
 ) -> RefundChanged:
+    """A RefundChanged for `refund`; `local_customer` is used when `customer_id` gives none."""
     status = refund.status or "pending"
-    return RefundChanged(
-        **_common(event, "refund", refund.id, _REFUND_RANK.get(status, 0), customer_id, event_id=event_id),
+    customer, xrefs = _identity(customer_id)
+    ms = event.created_ms
+    refunded = RefundChanged(
+        event_id=event_id or event.id,
+        source=_STRIPE,
+        entity=EntityRef("refund", refund.id),
+        occurred_at=ms,
+        version=Version(ms, _REFUND_RANK.get(status, 0)),
+        local_customer=customer or local_customer,
+        xrefs=xrefs,
+        correlation_id=event.id,
         system=_STRIPE,
         refund_id=refund.id,
         document="refund",
-        invoice_id=invoice_id,
         charge_id=charge_id or refund.charge,
-        customer_id=customer_id,
         status=status,
         amount=refund.amount,
         currency=_currency(refund.currency, currency_path),
     )
+    return msgspec.structs.replace(refunded, invoice_id=invoice_id, customer_id=customer_id)
 
 
 def _credit_note_changed(event: _Event) -> list[CanonicalEvent]:
@@ -728,19 +770,26 @@ def _credit_note_changed(event: _Event) -> list[CanonicalEvent]:
     amount = note.total if note.total is not None else note.amount
     if amount is None:
         raise DecodeError("missing_field", "credit note has neither `total` nor `amount` - at `$.data.object`")
-    return [
-        RefundChanged(
-            **_common(event, "credit_note", note.id, _CREDIT_NOTE_RANK.get(note.status, 0), note.customer),
-            system=_STRIPE,
-            refund_id=note.id,
-            document="credit_note",
-            invoice_id=note.invoice,
-            customer_id=note.customer,
-            status=note.status,
-            amount=amount,
-            currency=_currency(note.currency, "$.data.object.currency"),
-        )
-    ]
+    local_customer, xrefs = _identity(note.customer)
+    ms = event.created_ms
+    changed = RefundChanged(
+        event_id=event.id,
+        source=_STRIPE,
+        entity=EntityRef("credit_note", note.id),
+        occurred_at=ms,
+        version=Version(ms, _CREDIT_NOTE_RANK.get(note.status, 0)),
+        local_customer=local_customer,
+        xrefs=xrefs,
+        correlation_id=event.id,
+        system=_STRIPE,
+        refund_id=note.id,
+        document="credit_note",
+        invoice_id=note.invoice,
+        status=note.status,
+        amount=amount,
+        currency=_currency(note.currency, "$.data.object.currency"),
+    )
+    return [msgspec.structs.replace(changed, customer_id=note.customer)]
 
 
 # What each handler needs in data.object, for the unexpected_object message.
