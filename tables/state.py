@@ -14,7 +14,10 @@ order-dependent rule: in version order such a change arrives before the horizon 
 (an old invoice still open, say); delivered later, it is dropped. Below the bounds nothing is evicted
 and the horizon stays at zero.
 
-Pure: no Faust, no I/O. Encoded with msgpack for the table (compact: 1-2 KiB per customer, bounded).
+Pure: no Faust, no I/O. Encoded with msgpack for the table, compact and bounded: records and sections
+are arrays, per-field stamps are shared by the fields a change set, and values the state can derive (a
+billing invoice's own id, a source time equal to its version) are not stored twice. A typical customer
+stays under 1,700 bytes (a test holds it to that).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 import msgspec
 from msgspec import UNSET, Struct
@@ -63,7 +66,8 @@ def event_hash(event_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
 
 
-def stamp_of(event: CanonicalEvent, h: int) -> Stamp:
+def event_stamp(event: CanonicalEvent, h: int) -> Stamp:
+    """The stamp of `event` (`h` is `event_hash(event.event_id)`)."""
     # 32 bits are plenty to break ties between two changes of one record at one exact version.
     return Stamp(event.version.ts, event.version.seq, h & 0xFFFFFFFF)
 
@@ -76,7 +80,9 @@ class Limits(Struct, frozen=True, kw_only=True):
     refunds: int = 12
     closed_cases: int = 10
     open_records: int = 200
-    recent_event_ids: int = 16
+    # The dedup ring is only an early-drop cache: a duplicate's stamp is never newer than what its record
+    # (or field, or the horizon once the record is evicted) holds, so its transition is a no-op anyway.
+    recent_event_ids: int = 8
     local_ids: int = 64
 
 
@@ -84,10 +90,54 @@ DEFAULT_LIMITS: Final = Limits()
 
 # ---------------------------------------------------------------- records
 
+# Fields of the records stamped one by one; bit i of a mask stands for field i. The fields most changes
+# carry come first, so that their masks stay below 128: one byte.
+_ACCOUNT_FIELDS: Final = ("deleted", "name", "country", "currency", "tax_id", "address", "payment_terms")
+_OPPORTUNITY_FIELDS: Final = ("deleted", "stage", "is_won", "is_closed", "amount", "currency", "close_date", "plan",
+                              "account_id")
+_PARTY_FIELDS: Final = ("deleted", "crm_account_id", "name", "currency", "country", "payment_terms", "email",
+                        "tax_id", "address")
 
-class Account(Struct, kw_only=True, frozen=True, array_like=True):
+
+# Per-field stamps of a record: each distinct stamp of its fields once, oldest first, with the fields it
+# stamps as a bit mask (bit i: field i of the record's FIELDS). A field in no mask was never set.
+FieldStamps = tuple[tuple[Stamp, int], ...]
+
+
+class FieldStamped:
+    """Mixin of the records whose fields are stamped one by one (their sources send partial updates).
+
+    A change stamps all the fields it sets at once, so a record mostly holds one or two stamps, not one
+    per field. Kept canonical (sorted, no empty mask: see `_restamped`) so that records with the same
+    stamp per field are equal, whatever order the changes came in.
+    """
+
+    __slots__ = ()
+    FIELDS: ClassVar[tuple[str, ...]]
+    stamps: FieldStamps
+
+    @property
+    def stamp(self) -> Stamp:
+        """The newest change applied to any field (ZERO before any)."""
+        return self.stamps[-1][0] if self.stamps else ZERO
+
+    def stamp_of(self, field: str) -> Stamp:
+        """The stamp of the change that set `field` last (ZERO if none did)."""
+        return _stamp_at(self.stamps, 1 << self.FIELDS.index(field))
+
+
+def _stamp_at(stamps: FieldStamps, bit: int) -> Stamp:
+    """The stamp of the field `bit` stands for (ZERO if it was never set)."""
+    for stamp, mask in stamps:
+        if mask & bit:
+            return stamp
+    return ZERO
+
+
+class Account(Struct, FieldStamped, kw_only=True, frozen=True, array_like=True):
     """CRM account; fields stamped one by one (Salesforce UPDATE carries only what changed)."""
 
+    FIELDS = _ACCOUNT_FIELDS
     name: str | None = None
     country: str | None = None
     currency: str | None = None
@@ -95,10 +145,11 @@ class Account(Struct, kw_only=True, frozen=True, array_like=True):
     address: str | None = None
     payment_terms: str | None = None
     deleted: bool = False
-    stamps: dict[str, Stamp] = {}
+    stamps: FieldStamps = ()
 
 
-class Opportunity(Struct, kw_only=True, frozen=True, array_like=True):
+class Opportunity(Struct, FieldStamped, kw_only=True, frozen=True, array_like=True):
+    FIELDS = _OPPORTUNITY_FIELDS
     id: str
     account_id: str | None = None
     stage: str | None = None
@@ -109,12 +160,13 @@ class Opportunity(Struct, kw_only=True, frozen=True, array_like=True):
     close_date: str | None = None
     plan: str | None = None
     deleted: bool = False
-    stamps: dict[str, Stamp] = {}
+    stamps: FieldStamps = ()
 
 
-class PartyRecord(Struct, kw_only=True, frozen=True, array_like=True):
-    """A customer record in billing, support or ERP; fields stamped one by one."""
+class PartyRecord(Struct, FieldStamped, kw_only=True, frozen=True, array_like=True):
+    """A customer record in billing, support or ERP; fields stamped one by one (see _put_party)."""
 
+    FIELDS = _PARTY_FIELDS
     id: str
     name: str | None = None
     email: str | None = None
@@ -125,11 +177,28 @@ class PartyRecord(Struct, kw_only=True, frozen=True, array_like=True):
     payment_terms: str | None = None
     crm_account_id: str | None = None
     deleted: bool = False
-    stamp: Stamp = ZERO  # the newest change applied
-    stamps: dict[str, Stamp] = {}  # per field: sources leave fields UNSET (see _put_party)
+    stamps: FieldStamps = ()
 
 
-class Subscription(Struct, kw_only=True, frozen=True, array_like=True):
+class Versioned:
+    """Mixin of the records replaced whole by each newer change, stamped `stamp`.
+
+    `since`, the source time of that change, is kept as `since_lag`, its distance below the change's
+    version time: the Stripe, Zendesk and NetSuite codecs version a change by its source time, so the
+    lag is 0, one byte where the time took nine.
+    """
+
+    __slots__ = ()
+    stamp: Stamp
+    since_lag: int
+
+    @property
+    def since(self) -> int:
+        """Source time of the change that set this record (its status)."""
+        return self.stamp.ts - self.since_lag
+
+
+class Subscription(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
     id: str
     customer_id: str
     status: str
@@ -141,13 +210,17 @@ class Subscription(Struct, kw_only=True, frozen=True, array_like=True):
     cancel_at_period_end: bool = False
     canceled_at: int | None = None
     deleted: bool = False
-    since: int = 0  # source time of the change that set this status
+    since_lag: int = 0
     stamp: Stamp = ZERO
 
 
-class Invoice(Struct, kw_only=True, frozen=True, array_like=True):
+class Invoice(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
     id: str
-    billing_invoice_id: str | None = None
+    # `billing_invoice_id` without repeating the id: True when it is the invoice's own (every billing
+    # invoice names itself), else the billing invoice an ERP invoice books (its externalId), or None.
+    # One field, not a flag and a reference: `_apply_invoice` passes every field, and a 16th keyword
+    # argument takes a far slower call path in CPython.
+    billing_ref: str | bool | None = None
     customer_id: str | None = None
     subscription_id: str | None = None
     number: str | None = None
@@ -159,21 +232,27 @@ class Invoice(Struct, kw_only=True, frozen=True, array_like=True):
     due_at: int | None = None
     paid_at: int | None = None
     deleted: bool = False
-    since: int = 0
+    since_lag: int = 0
     stamp: Stamp = ZERO
 
+    @property
+    def billing_invoice_id(self) -> str | None:
+        """The billing invoice this invoice is (a billing invoice) or books (an ERP invoice's externalId)."""
+        ref = self.billing_ref
+        return self.id if isinstance(ref, bool) else ref  # only True is stored
 
-class Payment(Struct, kw_only=True, frozen=True, array_like=True):
+
+class Payment(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
     id: str
     invoice_id: str | None = None
     status: str = ""
     amount: int = 0
     currency: str = ""
-    since: int = 0
+    since_lag: int = 0
     stamp: Stamp = ZERO
 
 
-class Refund(Struct, kw_only=True, frozen=True, array_like=True):
+class Refund(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
     id: str
     document: str = "refund"
     billing_refund_id: str | None = None
@@ -182,22 +261,22 @@ class Refund(Struct, kw_only=True, frozen=True, array_like=True):
     status: str = ""
     amount: int = 0
     currency: str = ""
-    since: int = 0
+    since_lag: int = 0
     stamp: Stamp = ZERO
 
 
-class Entitlement(Struct, kw_only=True, frozen=True, array_like=True):
+class Entitlement(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
     organization_id: str
     status: str | None = None
     tier: str | None = None
     end_date: str | None = None
     tags: tuple[str, ...] = ()
     deleted: bool = False
-    since: int = 0
+    since_lag: int = 0
     stamp: Stamp = ZERO
 
 
-class Case(Struct, kw_only=True, frozen=True, array_like=True):
+class Case(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
     id: str
     organization_id: str | None = None
     status: str | None = None
@@ -205,7 +284,7 @@ class Case(Struct, kw_only=True, frozen=True, array_like=True):
     subject: str | None = None
     created_at: int | None = None
     deleted: bool = False
-    since: int = 0
+    since_lag: int = 0
     stamp: Stamp = ZERO
 
 
@@ -217,14 +296,14 @@ class Flags(Struct, kw_only=True, frozen=True, array_like=True):
     stamp: Stamp = ZERO
 
 
-class SalesOrder(Struct, kw_only=True, frozen=True, array_like=True):
+class SalesOrder(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
     id: str
     opportunity_id: str | None = None
     status: str | None = None
     total: int | None = None
     currency: str | None = None
     deleted: bool = False
-    since: int = 0
+    since_lag: int = 0
     stamp: Stamp = ZERO
 
 
@@ -252,14 +331,17 @@ class DriftItem(Struct, kw_only=True, frozen=True, array_like=True):
 
 
 # ---------------------------------------------------------------- sections
+#
+# Array-like too, as the records: field names would repeat in every stored state (new fields go last,
+# with a default, so that states stored before them still decode).
 
 
-class Crm(Struct, kw_only=True, frozen=True, omit_defaults=True):
+class Crm(Struct, kw_only=True, frozen=True, array_like=True):
     account: Account | None = None
     opportunities: dict[str, Opportunity] = {}
 
 
-class Billing(Struct, kw_only=True, frozen=True, omit_defaults=True):
+class Billing(Struct, kw_only=True, frozen=True, array_like=True):
     customers: dict[str, PartyRecord] = {}
     subscriptions: dict[str, Subscription] = {}
     invoices: dict[str, Invoice] = {}
@@ -268,14 +350,14 @@ class Billing(Struct, kw_only=True, frozen=True, omit_defaults=True):
     horizon: Stamp = ZERO
 
 
-class Support(Struct, kw_only=True, frozen=True, omit_defaults=True):
+class Support(Struct, kw_only=True, frozen=True, array_like=True):
     organizations: dict[str, PartyRecord] = {}
     entitlements: dict[str, Entitlement] = {}
     cases: dict[str, Case] = {}
     horizon: Stamp = ZERO
 
 
-class Erp(Struct, kw_only=True, frozen=True, omit_defaults=True):
+class Erp(Struct, kw_only=True, frozen=True, array_like=True):
     customers: dict[str, PartyRecord] = {}
     flags: dict[str, Flags] = {}
     invoices: dict[str, Invoice] = {}
@@ -285,7 +367,7 @@ class Erp(Struct, kw_only=True, frozen=True, omit_defaults=True):
     horizon: Stamp = ZERO
 
 
-class CustomerState(Struct, kw_only=True, frozen=True, omit_defaults=True):
+class CustomerState(Struct, kw_only=True, frozen=True, array_like=True):
     """Everything Concord knows of one customer across the four systems."""
 
     key: str
@@ -293,7 +375,7 @@ class CustomerState(Struct, kw_only=True, frozen=True, omit_defaults=True):
     billing: Billing = Billing()
     support: Support = Support()
     erp: Erp = Erp()
-    # Hashes of the most recent event ids (the newest by version): duplicates are dropped.
+    # (version, hash) of the most recent event ids (the newest by version): duplicates are dropped early.
     recent: tuple[tuple[int, int], ...] = ()
     # Platform-local ids seen for this customer ("stripe:cus_1"): re-pointed after a CRM merge.
     local_ids: tuple[str, ...] = ()
@@ -342,19 +424,36 @@ class _Stamped(Protocol):
     def stamp(self) -> Stamp: ...
 
 
-def _newer_fields(record: Partial, event: Any, names: tuple[str, ...], stamp: Stamp) -> dict[str, Any]:
-    """The fields `event` carries (not UNSET) whose watermark in `record` is older than `stamp`."""
+def _with_newer_fields(record: Partial, event: Any, stamp: Stamp) -> Partial | None:
+    """`record` with each field `event` carries (not UNSET) set where the field's stamp is older than `stamp`.
+
+    The fields set take `stamp`, the others keep theirs; None when no field was older.
+    """
     stamps = record.stamps
+    newest = not stamps or stamps[-1][0] < stamp  # then every field is older: the common case
     values: dict[str, Any] = {}
-    for name in names:
+    taken, bit = 0, 1
+    for name in record.FIELDS:
         value = getattr(event, name)
-        if value is not UNSET and stamps.get(name, ZERO) < stamp:
+        if value is not UNSET and (newest or _stamp_at(stamps, bit) < stamp):
             values[name] = value
-    return values
+            taken |= bit
+        bit <<= 1
+    if not values:
+        return None
+    return _replace(record, stamps=_restamped(stamps, taken, stamp), **values)
 
 
-def _with_fields(record: Partial, values: dict[str, Any], watermark: Stamp, **extra: Any) -> Partial:
-    return _replace(record, stamps={**record.stamps, **dict.fromkeys(values, watermark)}, **values, **extra)
+def _restamped(stamps: FieldStamps, taken: int, stamp: Stamp) -> FieldStamps:
+    """`stamps` once `stamp` stamps the fields in `taken`: still sorted, and no mask left empty."""
+    kept: FieldStamps = ()
+    for older, mask in stamps:
+        if older == stamp:  # an exact tie (two changes at one version, event ids hashed alike): one entry
+            taken |= mask
+        elif mask & ~taken:
+            kept += ((older, mask & ~taken),)
+    at = bisect_left(kept, (stamp,))
+    return (*kept[:at], (stamp, taken), *kept[at:])
 
 
 def _is_newer(records: Mapping[str, _Stamped], rid: str, stamp: Stamp) -> bool:
@@ -405,40 +504,28 @@ def _section_of(system: Platform) -> str:
     return "billing" if system is Platform.STRIPE else "erp"
 
 
-_ACCOUNT_FIELDS: Final = ("name", "country", "currency", "tax_id", "address", "payment_terms", "deleted")
-_OPPORTUNITY_FIELDS: Final = ("account_id", "stage", "is_won", "is_closed", "amount", "currency", "close_date",
-                              "plan", "deleted")
-_PARTY_FIELDS: Final = ("name", "email", "country", "currency", "tax_id", "address", "payment_terms",
-                        "crm_account_id", "deleted")
 _NO_ACCOUNT: Final = Account()
 
 
 def _apply_account(state: CustomerState, e: AccountUpserted, stamp: Stamp, limits: Limits) -> Changes | None:
-    account = state.crm.account or _NO_ACCOUNT
-    values = _newer_fields(account, e, _ACCOUNT_FIELDS, stamp)
-    if not values:
-        return None
-    return {"crm": _replace(state.crm, account=_with_fields(account, values, stamp))}
+    account = _with_newer_fields(state.crm.account or _NO_ACCOUNT, e, stamp)
+    return None if account is None else {"crm": _replace(state.crm, account=account)}
 
 
 def _apply_opportunity(state: CustomerState, e: OpportunityChanged, stamp: Stamp, limits: Limits) -> Changes | None:
     opportunities = state.crm.opportunities
     current = opportunities.get(e.opportunity_id) or Opportunity(id=e.opportunity_id)
-    values = _newer_fields(current, e, _OPPORTUNITY_FIELDS, stamp)
-    if not values:
+    opportunity = _with_newer_fields(current, e, stamp)
+    if opportunity is None:
         return None
-    opportunities = {**opportunities, e.opportunity_id: _with_fields(current, values, stamp)}
-    return {"crm": _replace(state.crm, opportunities=opportunities)}
+    return {"crm": _replace(state.crm, opportunities={**opportunities, e.opportunity_id: opportunity})}
 
 
 def _put_party(records: dict[str, PartyRecord], e: CustomerUpserted, stamp: Stamp) -> dict[str, PartyRecord] | None:
     # Per field: Zendesk and NetSuite never send some fields, and a Stripe deletion stub sends none;
     # a field left UNSET keeps the value (and watermark) an older change gave it, in any order.
-    current = records.get(e.customer_id) or PartyRecord(id=e.customer_id)
-    values = _newer_fields(current, e, _PARTY_FIELDS, stamp)
-    if not values:
-        return None
-    return {**records, e.customer_id: _with_fields(current, values, stamp, stamp=max(current.stamp, stamp))}
+    record = _with_newer_fields(records.get(e.customer_id) or PartyRecord(id=e.customer_id), e, stamp)
+    return None if record is None else {**records, e.customer_id: record}
 
 
 def _apply_customer(state: CustomerState, e: CustomerUpserted, stamp: Stamp, limits: Limits) -> Changes | None:
@@ -460,7 +547,7 @@ def _apply_subscription(state: CustomerState, e: SubscriptionChanged, stamp: Sta
         id=e.subscription_id, customer_id=e.customer_id, status=e.status, plan=e.plan, quantity=e.quantity,
         amount=e.amount, currency=e.currency, current_period_end=e.current_period_end,
         cancel_at_period_end=e.cancel_at_period_end, canceled_at=e.canceled_at, deleted=e.deleted,
-        since=e.occurred_at, stamp=stamp,
+        since_lag=stamp.ts - e.occurred_at, stamp=stamp,
     )
     return {"billing": _replace(billing, subscriptions={**billing.subscriptions, e.subscription_id: record})}
 
@@ -475,10 +562,10 @@ def _apply_invoice(state: CustomerState, e: InvoiceChanged, stamp: Stamp, limits
     if not _admits(section.invoices, e.invoice_id, stamp, section.horizon):
         return None
     record = Invoice(
-        id=e.invoice_id, billing_invoice_id=e.billing_invoice_id, customer_id=e.customer_id,
-        subscription_id=e.subscription_id, number=e.number, status=e.status, total=e.total, tax=e.tax,
-        amount_remaining=e.amount_remaining, currency=e.currency, due_at=e.due_at, paid_at=e.paid_at,
-        deleted=e.deleted, since=e.occurred_at, stamp=stamp,
+        id=e.invoice_id, billing_ref=True if e.billing_invoice_id == e.invoice_id else e.billing_invoice_id,
+        customer_id=e.customer_id, subscription_id=e.subscription_id, number=e.number, status=e.status,
+        total=e.total, tax=e.tax, amount_remaining=e.amount_remaining, currency=e.currency, due_at=e.due_at,
+        paid_at=e.paid_at, deleted=e.deleted, since_lag=stamp.ts - e.occurred_at, stamp=stamp,
     )
     invoices, horizon = _bounded({**section.invoices, e.invoice_id: record}, section.horizon,
                                  limits.closed_invoices, _is_open_invoice, limits.open_records)
@@ -491,7 +578,7 @@ def _apply_payment(state: CustomerState, e: PaymentChanged, stamp: Stamp, limits
     if not _admits(section.payments, e.payment_id, stamp, section.horizon):
         return None
     record = Payment(id=e.payment_id, invoice_id=e.invoice_id, status=e.status, amount=e.amount,
-                     currency=e.currency, since=e.occurred_at, stamp=stamp)
+                     currency=e.currency, since_lag=stamp.ts - e.occurred_at, stamp=stamp)
     payments, horizon = _bounded({**section.payments, e.payment_id: record}, section.horizon, limits.payments)
     return {name: _replace(section, payments=payments, horizon=horizon)}
 
@@ -502,7 +589,7 @@ def _put_refund(records: dict[str, Refund], horizon: Stamp, e: RefundChanged, st
         return None
     record = Refund(id=e.refund_id, document=e.document, billing_refund_id=e.billing_refund_id,
                     invoice_id=e.invoice_id, charge_id=e.charge_id, status=e.status, amount=e.amount,
-                    currency=e.currency, since=e.occurred_at, stamp=stamp)
+                    currency=e.currency, since_lag=stamp.ts - e.occurred_at, stamp=stamp)
     return _bounded({**records, e.refund_id: record}, horizon, limits.refunds)
 
 
@@ -520,7 +607,7 @@ def _apply_entitlement(state: CustomerState, e: EntitlementChanged, stamp: Stamp
     if not _is_newer(support.entitlements, e.organization_id, stamp):
         return None
     record = Entitlement(organization_id=e.organization_id, status=e.status, tier=e.tier, end_date=e.end_date,
-                         tags=e.tags, deleted=e.deleted, since=e.occurred_at, stamp=stamp)
+                         tags=e.tags, deleted=e.deleted, since_lag=stamp.ts - e.occurred_at, stamp=stamp)
     return {"support": _replace(support, entitlements={**support.entitlements, e.organization_id: record})}
 
 
@@ -533,7 +620,7 @@ def _apply_case(state: CustomerState, e: SupportCaseChanged, stamp: Stamp, limit
     if not _admits(support.cases, e.ticket_id, stamp, support.horizon):
         return None
     record = Case(id=e.ticket_id, organization_id=e.organization_id, status=e.status, priority=e.priority,
-                  subject=e.subject, created_at=e.created_at, deleted=e.deleted, since=e.occurred_at,
+                  subject=e.subject, created_at=e.created_at, deleted=e.deleted, since_lag=stamp.ts - e.occurred_at,
                   stamp=stamp)
     cases, horizon = _bounded({**support.cases, e.ticket_id: record}, support.horizon, limits.closed_cases,
                               _is_open_case, limits.open_records)
@@ -554,7 +641,7 @@ def _apply_sales_order(state: CustomerState, e: SalesOrderChanged, stamp: Stamp,
     if not _is_newer(erp.sales_orders, e.order_id, stamp):
         return None
     record = SalesOrder(id=e.order_id, opportunity_id=e.opportunity_id, status=e.status, total=e.total,
-                        currency=e.currency, deleted=e.deleted, since=e.occurred_at, stamp=stamp)
+                        currency=e.currency, deleted=e.deleted, since_lag=stamp.ts - e.occurred_at, stamp=stamp)
     return {"erp": _replace(erp, sales_orders={**erp.sales_orders, e.order_id: record})}
 
 
@@ -622,7 +709,7 @@ def apply(state: CustomerState, event: CanonicalEvent, limits: Limits = DEFAULT_
         transition = _TRANSITIONS[type(event)]
     except KeyError:
         raise TypeError(f"apply: unknown canonical event {type(event).__name__}; add its transition") from None
-    changes = transition(state, event, stamp_of(event, h), limits)
+    changes = transition(state, event, event_stamp(event, h), limits)
     applied = changes is not None
     if changes is None:
         changes = {}

@@ -66,8 +66,7 @@ def is_won(opp: Opportunity) -> bool:
 
 def won_at(opp: Opportunity) -> int:
     """Source time the opportunity was marked won (its `is_won` field stamp)."""
-    stamp = opp.stamps.get("is_won")
-    return stamp.ts if stamp is not None else 0
+    return opp.stamp_of("is_won").ts
 
 
 def is_finalized(inv: Invoice) -> bool:

@@ -25,7 +25,7 @@ from concord.tables.state import CustomerState, PartyRecord
 
 def _crm_side(state: CustomerState) -> Observation:
     account = state.crm.account
-    version = max((s.ts for s in account.stamps.values()), default=0) if account is not None else 0
+    version = account.stamp.ts if account is not None else 0
     return observed("salesforce", state.key, "account_id", state.key, version, version)
 
 

@@ -24,7 +24,7 @@ from concord.drift.config import RuleConfig
 from concord.drift.finding import Finding
 from concord.drift.rule import Context, Rule
 from concord.drift.rules._common import action, is_won, observed, paying_subscriptions, won_at
-from concord.tables.state import ZERO, CustomerState, Opportunity, Subscription
+from concord.tables.state import CustomerState, Opportunity, Subscription
 
 
 def _pairs(state: CustomerState) -> dict[str, tuple[Opportunity, Subscription]]:
@@ -58,7 +58,7 @@ def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
         same_currency = currency.upper() == sub.currency.upper()
         if same_currency and abs(opp.amount - sub.amount) <= ctx.rule.amount_tolerance:
             continue
-        opp_at = max(won_at(opp), opp.stamps.get("amount", ZERO).ts, opp.stamps.get("currency", ZERO).ts)
+        opp_at = max(won_at(opp), opp.stamp_of("amount").ts, opp.stamp_of("currency").ts)
         findings.append(
             Finding(
                 rule=RULE.id,

@@ -20,7 +20,7 @@ from concord.drift.config import RuleConfig
 from concord.drift.finding import Finding
 from concord.drift.rule import Context, Rule
 from concord.drift.rules._common import DOMAIN, MASTER_FIELDS, norm, observed, parties, system_action
-from concord.tables.state import ZERO, CustomerState
+from concord.tables.state import CustomerState
 
 
 class _Value(NamedTuple):
@@ -35,7 +35,7 @@ def _values(state: CustomerState, field: str) -> list[_Value]:
     found: list[_Value] = []
     account = state.crm.account
     if account is not None and not account.deleted and (value := getattr(account, field)) is not None:
-        found.append(_Value("salesforce", state.key, value, account.stamps.get(field, ZERO).ts))
+        found.append(_Value("salesforce", state.key, value, account.stamp_of(field).ts))
     for system, record in parties(state):
         if (value := getattr(record, field)) is not None:
             found.append(_Value(system, record.id, value, record.stamp.ts))

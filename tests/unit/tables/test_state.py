@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 from typing import Any
@@ -11,10 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from concord.bench.workload import history as typical_history
 from concord.codecs.model import CanonicalEvent, Platform
 from concord.drift.sections import sections_of
 from concord.tables.state import (
     DEFAULT_LIMITS,
+    ZERO,
     CustomerState,
     Limits,
     apply,
@@ -111,6 +114,40 @@ def test_opportunity_fields_are_watermarked_per_opportunity_and_per_field() -> N
     assert (other.id, other.stage, other.plan, other.amount) == ("006B", "Qualification", "pro", None)
 
 
+def test_a_change_stamps_all_the_fields_it_sets_at_once() -> None:
+    state = fold([account(1, name="Acme", country="US"), account(2, name="Acme Inc")])
+    acc = state.crm.account
+    assert acc is not None
+    assert [s.ts for s, _ in acc.stamps] == [1, 2]  # one stamp per change, not per field
+    assert (acc.stamp_of("name").ts, acc.stamp_of("country").ts, acc.stamp_of("tax_id")) == (2, 1, ZERO)
+    assert acc.stamp.ts == 2
+
+
+def test_a_stamp_whose_fields_were_all_set_again_is_dropped() -> None:
+    state = fold([account(1, name="Acme", country="US"), account(2, name="Acme Inc"), account(3, country="DE")])
+    acc = state.crm.account
+    assert acc is not None
+    assert [s.ts for s, _ in acc.stamps] == [2, 3]
+    assert (acc.stamp_of("name").ts, acc.stamp_of("country").ts) == (2, 3)
+
+
+def test_an_older_change_takes_its_place_among_the_stamps() -> None:
+    state = fold([account(5, name="Acme Inc"), account(1, name="Acme", country="US"), account(3, tax_id="T1")])
+    acc = state.crm.account
+    assert acc is not None
+    assert [s.ts for s, _ in acc.stamps] == [1, 3, 5]
+    assert [acc.stamp_of(f).ts for f in ("name", "country", "tax_id", "address")] == [5, 1, 3, 0]
+
+
+def test_an_exact_tie_of_stamps_keeps_one_stamp() -> None:
+    # Two changes at one version whose event ids hash alike in the 32 bits of the tie-break.
+    state = fold([account(3, name="Old", country="DE"), account(7, name="A", event_id="evt_6140"),
+                  account(7, country="US", event_id="evt_64720")])
+    acc = state.crm.account
+    assert acc is not None
+    assert len(acc.stamps) == 1 and acc.stamp_of("name") == acc.stamp_of("country") == acc.stamp
+
+
 # ---------------------------------------------------------------- customers per system
 
 
@@ -168,6 +205,13 @@ def test_invoice_goes_to_billing_or_erp(system: Platform, section: str) -> None:
     assert (inv.status, inv.total, inv.tax, inv.paid_at, inv.billing_invoice_id) == ("paid", 1200, 200, 300, "in_1")
     other = state.erp if section == "billing" else state.billing
     assert other.invoices == {}
+
+
+@pytest.mark.parametrize(("billing_invoice_id", "occurred_at"), [("in_1", 5), ("in_9", 3), (None, 7)])
+def test_invoice_values_stored_once_read_back_as_sent(billing_invoice_id: str | None, occurred_at: int) -> None:
+    state = fold([invoice(5, "in_1", "paid", NETSUITE, billing_invoice_id=billing_invoice_id, occurred_at=occurred_at)])
+    inv = load(dump(state)).erp.invoices["in_1"]
+    assert (inv.billing_invoice_id, inv.since, inv.stamp.ts) == (billing_invoice_id, occurred_at, 5)
 
 
 @pytest.mark.parametrize(("system", "section"), [(STRIPE, "billing"), (NETSUITE, "erp")])
@@ -270,6 +314,24 @@ def test_a_duplicate_older_than_the_dedup_ring_still_changes_nothing() -> None:
     state = fold([first, invoice(2, "in_2"), invoice(3, "in_3")], limits=limits)
     assert len(state.recent) == 2
     again, changed = apply(state, first, limits)
+    assert not changed and again == state
+
+
+@pytest.mark.parametrize("event", _ONE_OF_EACH, ids=lambda e: f"{type(e).__name__}:{e.entity.id}:{e.source}")
+def test_the_stamps_alone_make_a_duplicate_a_no_op(event: CanonicalEvent) -> None:
+    # The dedup ring only drops a duplicate early: without it the transition changes nothing either.
+    no_ring = Limits(recent_event_ids=0)
+    once = step(empty(KEY), event, no_ring)
+    twice, changed = apply(once, event, no_ring)
+    assert not changed and twice == once
+
+
+def test_the_horizon_alone_makes_a_duplicate_of_an_evicted_record_a_no_op() -> None:
+    no_ring = Limits(recent_event_ids=0, closed_invoices=1)
+    first = invoice(1, "in_1", "paid")
+    state = fold([first, invoice(2, "in_2", "paid")], limits=no_ring)
+    assert "in_1" not in state.billing.invoices
+    again, changed = apply(state, first, no_ring)
     assert not changed and again == state
 
 
@@ -394,6 +456,13 @@ def test_memory_stays_flat_with_years_of_monthly_invoices() -> None:
     assert len(decades.recent) == DEFAULT_LIMITS.recent_event_ids
     assert len(dump(decades)) < 3072
     assert abs(len(dump(decades)) - len(dump(year))) <= 16  # hashes that happen to encode shorter
+
+
+def test_a_typical_customer_dumps_to_under_1700_bytes() -> None:
+    # 100k of them in the customers table under 2 KiB each, with the bytes object, key and dict slot.
+    events = typical_history(0, random.Random(1))
+    state = fold(events, empty(events[0].customer_key))
+    assert len(dump(state)) < 1700
 
 
 def test_dump_and_load_round_trip() -> None:
@@ -521,3 +590,13 @@ def test_any_order_with_duplicates_folds_to_the_same_state(
     expected = fold(history, limits=_LIMITS)
     assert fold(delivered, limits=_LIMITS) == expected
     assert load(dump(expected)) == expected
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories_and_deliveries())
+def test_without_the_dedup_ring_any_order_with_duplicates_folds_to_the_same_state(
+    history_and_delivery: tuple[list[CanonicalEvent], list[CanonicalEvent]],
+) -> None:
+    history, delivered = history_and_delivery
+    no_ring = msgspec.structs.replace(_LIMITS, recent_event_ids=0)
+    assert fold(delivered, limits=no_ring) == fold(history, limits=no_ring)
