@@ -34,6 +34,28 @@ def _int(value: str | None, default: int, low: int, high: int) -> int:
         return default
 
 
+# Derived record attributes shown in the API (the stored form keeps them implicit to stay small).
+_DERIVED = ("stamp", "since", "billing_invoice_id")
+
+
+def readable(value: Any) -> Any:
+    """A state as JSON-ready maps: records are stored positionally (array_like) to stay small,
+    which is no way to show them to a person."""
+    if isinstance(value, msgspec.Struct):
+        out = {name: readable(getattr(value, name)) for name in value.__struct_fields__}
+        for name in _DERIVED:
+            if name not in out and hasattr(value, name):
+                out[name] = readable(getattr(value, name))
+        for name in ("stamps", "stamp_masks", "since_lag", "billing_ref"):
+            out.pop(name, None)
+        return out
+    if isinstance(value, dict):
+        return {k: readable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [readable(v) for v in value]
+    return value
+
+
 def rules_listing(rules: Sequence[Rule], config: DriftConfig) -> list[dict[str, Any]]:
     """Every rule with its effective configuration (what `concord rules` prints)."""
     return [
@@ -112,7 +134,7 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
             raw = customers.get(key)
             if raw is None:
                 return json(self, {"error": f"no customer {key}"}, 404)
-            return json(self, st.load(raw))
+            return json(self, readable(st.load(raw)))
 
     @app.on_before_shutdown.connect
     async def _close(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -386,6 +386,9 @@ class CustomerState(Struct, kw_only=True, frozen=True, array_like=True):
     drift: dict[str, DriftItem] = {}
     # Earliest time the drift lifecycle must look at this customer again without a new event.
     next_due: int = 0
+    # Accounts merged into this one in the CRM: (loser key, merge time). Records still naming a
+    # loser are re-pointed here (D13); the loser's own state is retired (`merged_into`).
+    absorbed: tuple[tuple[str, int], ...] = ()
 
 
 def empty(key: str) -> CustomerState:
@@ -646,6 +649,12 @@ def _apply_sales_order(state: CustomerState, e: SalesOrderChanged, stamp: Stamp,
 
 
 def _apply_merge(state: CustomerState, e: AccountMerged, stamp: Stamp, limits: Limits) -> Changes | None:
+    if state.key == e.winner_id:
+        known = {loser for loser, _ in state.absorbed}
+        new = [(loser, stamp.ts) for loser in e.loser_ids if loser not in known and loser != state.key]
+        if not new:
+            return None
+        return {"absorbed": tuple(sorted((*state.absorbed, *new)))}
     if state.key not in e.loser_ids or state.merged_stamp >= stamp:
         return None
     return {"merged_into": e.winner_id, "merged_stamp": stamp}

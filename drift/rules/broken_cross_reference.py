@@ -6,8 +6,8 @@ Two kinds, per system (stripe customers, zendesk organizations, netsuite custome
   as `crm_account_id`, or names none). Invoices, tickets and corrections then split between them.
   `since` is when the second record appeared (its last change).
 * `foreign|<system>:<record id>`: a live record resolved to this account names another account as
-  `crm_account_id`. A record that names the account this one was merged into is D13's concern, not
-  a broken reference.
+  `crm_account_id`. A record naming an account merged into this one (or the account this one was
+  merged into) is D13's concern, not a broken reference.
 
 A record that names no account is not reported on its own: identity linked it by its platform id,
 and not every payload carries the reference.
@@ -36,7 +36,8 @@ def _record_side(system: str, record: PartyRecord) -> Observation:
 def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
     ours = (None, state.key)
-    moved = (None, state.key, state.merged_into)
+    # Records naming an account merged into this one (or this one's own winner) are D13's concern.
+    moved = (None, state.key, state.merged_into, *(loser for loser, _ in state.absorbed))
     for system, records in (
         ("stripe", state.billing.customers),
         ("zendesk", state.support.organizations),

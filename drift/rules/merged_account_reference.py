@@ -1,9 +1,12 @@
-"""D13: this account was merged away in the CRM, but records elsewhere still name it.
+"""D13: an account was merged away in the CRM, but records elsewhere still name it.
 
-When `merged_into` is set (Salesforce merged this account into another), every live stripe customer,
-zendesk organization and netsuite customer whose `crm_account_id` is still this customer key must
-be re-pointed to the winner. One finding per record, subject `<system>:<record id>`; `since` is the
-merge. The action: the configured verb (`update_customer`) prefixed by the record's system domain
+Evaluated on the merge winner: after the merge, identity re-points the loser's platform ids to the
+winner, so its records (stripe customer, zendesk organization, netsuite customer) arrive in the
+winner's state still carrying the loser as `crm_account_id`. Each must be re-pointed to the winner;
+once its system sends the record back naming the winner, the finding resolves here. (Evaluated on
+the loser instead, the fix would never be seen: corrected records no longer reach the loser.)
+One finding per record, subject `<system>:<record id>`; `since` is the merge. The action: the
+configured verb (`update_customer`) prefixed by the record's system domain
 (`billing.update_customer` on stripe), target `customer_id`, payload `{"crm_account_id": winner}`.
 """
 
@@ -17,26 +20,25 @@ from concord.tables.state import CustomerState
 
 
 def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
-    winner = state.merged_into
-    if winner is None:
+    if not state.absorbed:
         return []
-    merged_at = state.merged_stamp.ts
+    winner = state.key
+    merged_at = dict(state.absorbed)
     return [
         Finding(
             rule=RULE.id,
-            customer_key=state.key,
+            customer_key=winner,
             subject=f"{system}:{record.id}",
-            since=merged_at,
+            since=merged_at[loser],
             evidence=(
-                observed("salesforce", state.key, "merged_into", winner, merged_at, merged_at),
-                observed(system, record.id, "crm_account_id", record.crm_account_id, record.stamp.ts,
-                         record.stamp.ts),
+                observed("salesforce", loser, "merged_into", winner, merged_at[loser], merged_at[loser]),
+                observed(system, record.id, "crm_account_id", loser, record.stamp.ts, record.stamp.ts),
             ),
             action=system_action(ctx, system, {"customer_id": record.id}, {"crm_account_id": winner}),
-            summary=f"{system} customer {record.id} still names account {state.key}, merged into {winner}",
+            summary=f"{system} customer {record.id} still names account {loser}, merged into {winner}",
         )
         for system, record in parties(state)
-        if record.crm_account_id == state.key
+        if (loser := record.crm_account_id) is not None and loser in merged_at
     ]
 
 

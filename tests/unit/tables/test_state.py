@@ -268,14 +268,17 @@ def test_sales_order_newest_change_wins() -> None:
 # ---------------------------------------------------------------- identity and no-op kinds
 
 
-def test_merge_changes_only_the_losers_state() -> None:
+def test_merge_retires_the_loser_and_the_winner_remembers_what_it_absorbed() -> None:
     merge = merged(5, winner="001W", losers=(KEY, "001X"))
     loser = step(fold([account(1, name="Acme")]), merge)
-    assert (loser.merged_into, loser.crm.account is not None) == ("001W", True)
+    assert (loser.merged_into, loser.crm.account is not None, loser.absorbed) == ("001W", True, ())
     winner_before = fold([account(1, name="Acme W")], empty("001W"))
     winner_after, changed = apply(winner_before, merge)
-    assert not changed and records(winner_after) == records(winner_before)
+    assert changed and records(winner_after) == records(winner_before)
     assert winner_after.merged_into is None
+    assert {loser for loser, _ in winner_after.absorbed} == {KEY, "001X"}
+    again, changed = apply(winner_after, msgspec.structs.replace(merge, event_id="again"))
+    assert not changed and again.absorbed == winner_after.absorbed
 
 
 def test_an_older_merge_does_not_replace_a_newer_one() -> None:
