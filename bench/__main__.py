@@ -1,8 +1,17 @@
-"""`python -m concord.bench` (`make bench`): every benchmark, one after the other."""
+"""`python -m concord.bench` (`make bench`): every benchmark, one after the other, with defaults."""
 
 import asyncio
 import sys
 
-from concord.bench import kafka_throughput
+from concord.bench import codecs, kafka_throughput, state_cost, state_throughput
 
-sys.exit(asyncio.run(kafka_throughput.main(sys.argv[1:])))
+steps = [
+    ("kafka throughput", lambda: asyncio.run(kafka_throughput.main([]))),
+    ("codecs", lambda: codecs.main([])),
+    ("state cost and memory", lambda: state_cost.main([])),
+    ("state agent throughput", lambda: asyncio.run(state_throughput.main([]))),
+]
+for title, run in steps:
+    print(f"\n=== {title} ===", flush=True)
+    if run() != 0:
+        sys.exit(f"benchmark {title!r} failed")
