@@ -25,6 +25,7 @@ from faust.serializers import codecs
 
 from concord.app import metrics
 from concord.app.drift_index import DriftIndex
+from concord.app.web import recovery_finished
 from concord.codecs import internal
 from concord.codecs.model import AccountMerged, CanonicalEvent
 from concord.codecs.model import encode as encode_event
@@ -33,7 +34,7 @@ from concord.drift.config import DriftConfig
 from concord.drift.rule import Rule
 from concord.drift.sections import sections_of
 from concord.tables import state as st
-from concord.tables.identity import Members, membership_step
+from concord.tables.identity import merge_routing
 
 # The customers table's key serializer (Concord.table): JSON, as Faust encodes it.
 _KEY_CODEC = codecs.get_codec("json")
@@ -157,9 +158,9 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
             target = next(iter(c.target.values()), c.customer_key)
             await commands.send(key=f"{c.platform}:{target}".encode(), value=internal.encode(c))
 
-    async def route_away(key: str, state: st.CustomerState, event: CanonicalEvent) -> bool:
+    async def route_away(state: st.CustomerState, event: CanonicalEvent) -> bool:
         """Handle merges: re-point ids of a merged-away key, re-address its late events."""
-        outcome = membership_step(key, Members(state.local_ids, state.merged_into), event)
+        outcome = merge_routing(state, event)
         for repoint in outcome.repoints:
             metrics.identity_repoints.inc()
             await identity.send(key=repoint.local_id.encode(), value=internal.encode(repoint))
@@ -198,9 +199,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
         dirty = False
         for event in events:
             correlation = event.correlation_id or event.event_id
-            if (state.merged_into is not None or isinstance(event, AccountMerged)) and await route_away(
-                key, state, event
-            ):
+            if (state.merged_into is not None or isinstance(event, AccountMerged)) and await route_away(state, event):
                 continue
             state, changed = st.apply(state, event, limits)
             (applied if changed else unchanged).inc()
@@ -279,8 +278,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
 
     @app.timer(interval=settings.deadline_scan_seconds)
     async def scan_deadlines() -> None:
-        recovery = app.tables.recovery  # type: ignore[attr-defined]
-        if not recovery.completed.is_set() or recovery.in_recovery:
+        if not recovery_finished(app):
             return
         if deadlines.rebuild_needed:
             rebuild()

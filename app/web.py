@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+import faust
 import msgspec
 from aiokafka import AIOKafkaClient
 from faust.web import Request, Response, View
@@ -100,10 +101,15 @@ def register(concord: Concord) -> None:
         await probe.close()
 
 
+def recovery_finished(app: faust.App) -> bool:
+    """Every assigned table partition recovered from its changelog (and no recovery under way)."""
+    recovery = app.tables.recovery  # type: ignore[attr-defined]  # TableManager, not in the ABC
+    return bool(recovery.completed.is_set() and not recovery.in_recovery)
+
+
 async def readiness(concord: Concord, probe: KafkaProbe) -> Readiness:
     """Kafka reachable and every assigned table partition recovered from its changelog."""
-    recovery = concord.app.tables.recovery  # type: ignore[attr-defined]  # TableManager, not in the ABC
-    finished = recovery.completed.is_set() and not recovery.in_recovery
+    finished = recovery_finished(concord.app)
     kafka_ok, detail = await probe.reachable()
     if not finished:
         detail = (detail + "; " if detail else "") + "table recovery in progress"

@@ -2,8 +2,8 @@
 
 Two halves, on two partitionings:
 * `step` runs on `concord.identity` (keyed by platform-local id): link, resolve or park.
-* `membership_step` runs on `concord.canonical` (keyed by customer key): remember which local ids
-  belong to a customer, and after a CRM merge tell the identity side to re-point them.
+* `merge_routing` runs on `concord.canonical` (keyed by customer key), in the state agent: after a
+  CRM merge, tell the identity side to re-point the ids the customer state has seen.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from concord.codecs.internal import IdentityMessage, Repoint
 from concord.codecs.model import AccountMerged, CanonicalEvent
 from concord.codecs.model import decode as decode_event
 from concord.codecs.model import encode as encode_event
-
-#: Local ids remembered per customer (a customer has one id per system, a few with history).
-MEMBERS_LIMIT: Final = 64
+from concord.tables.state import CustomerState
 
 
 class ParkedQueue(Struct, frozen=True):
@@ -89,26 +87,9 @@ def step(link: str | None, queue: ParkedQueue, message: IdentityMessage, limit: 
     return Outcome(None, (), ParkedQueue((*queue.events, raw)))
 
 
-class Members(Struct, frozen=True):
-    """What the canonical side knows of a customer key's identity."""
+class MergeRouting(Struct, frozen=True):
+    """What a CRM merge asks of one canonical event under a customer key."""
 
-    local_ids: tuple[str, ...] = ()
-    merged_into: str | None = None
-
-    @classmethod
-    def load(cls, data: bytes | None) -> Members:
-        return _members_decoder.decode(data) if data else EMPTY_MEMBERS
-
-    def dump(self) -> bytes:
-        return msgspec.msgpack.encode(self)
-
-
-EMPTY_MEMBERS: Final = Members()
-_members_decoder = msgspec.msgpack.Decoder(Members)
-
-
-class MembershipOutcome(Struct, frozen=True):
-    members: Members
     repoints: tuple[Repoint, ...] = ()
     # Events that arrived under a merged-away key, re-addressed to the winner.
     readdressed: tuple[CanonicalEvent, ...] = ()
@@ -116,29 +97,27 @@ class MembershipOutcome(Struct, frozen=True):
     keep: bool = True
 
 
-def membership_step(key: str, members: Members, event: CanonicalEvent) -> MembershipOutcome:
-    """One canonical event under customer `key`: learn its local id, handle merges.
+def merge_routing(state: CustomerState, event: CanonicalEvent) -> MergeRouting:
+    """Route one canonical event under `state.key` around CRM merges.
 
-    A merge arrives under the loser's key (and the winner's): the loser re-points every local id it
-    knows to the winner. An event still arriving under a merged-away key (resolved before the
-    re-point landed) is re-addressed to the winner, and its local id re-pointed.
+    The state knows the platform ids seen for its customer (`local_ids`, learned by `apply`) and
+    whether it was merged away (`merged_into`). A merge arrives under the loser's key (and the
+    winner's): the loser re-points every local id it knows to the winner. An event still arriving
+    under a merged-away key (resolved before the re-point landed) is re-addressed to the winner, and
+    its local id re-pointed.
     """
+    key = state.key
     if isinstance(event, AccountMerged) and key in event.loser_ids:
-        repoints = tuple(
+        return MergeRouting(tuple(
             Repoint(local_id=local, customer_key=event.winner_id, reason="crm_merge",
                     correlation_id=event.correlation_id)
-            for local in members.local_ids
-        )
-        return MembershipOutcome(Members(members.local_ids, event.winner_id), repoints)
-    if members.merged_into is not None and key != members.merged_into:
-        winner = members.merged_into
-        repoints = ()
-        if event.local_customer is not None:
-            repoints = (Repoint(local_id=event.local_customer, customer_key=winner, reason="crm_merge",
-                                correlation_id=event.correlation_id),)
-        return MembershipOutcome(members, repoints, (_resolved(event, winner),), keep=False)
-    local = event.local_customer
-    if local is None or local in members.local_ids:
-        return MembershipOutcome(members)
-    local_ids = (*members.local_ids, local)[-MEMBERS_LIMIT:]
-    return MembershipOutcome(Members(local_ids, members.merged_into))
+            for local in state.local_ids
+        ))
+    winner = state.merged_into
+    if winner is None or key == winner:
+        return MergeRouting()
+    repoints: tuple[Repoint, ...] = ()
+    if event.local_customer is not None:
+        repoints = (Repoint(local_id=event.local_customer, customer_key=winner, reason="crm_merge",
+                            correlation_id=event.correlation_id),)
+    return MergeRouting(repoints, (_resolved(event, winner),), keep=False)

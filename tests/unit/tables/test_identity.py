@@ -10,7 +10,8 @@ from concord.codecs.model import (
     RefundChanged,
     Version,
 )
-from concord.tables.identity import EMPTY_MEMBERS, EMPTY_QUEUE, Members, ParkedQueue, membership_step, step
+from concord.tables.identity import EMPTY_QUEUE, ParkedQueue, merge_routing, step
+from concord.tables.state import CustomerState, apply, empty
 
 
 def invoice(n: int, customer_key: str | None = None, local: str = "stripe:cus_1") -> InvoiceChanged:
@@ -84,25 +85,32 @@ def _merge() -> AccountMerged:
     )
 
 
-def test_membership_learns_local_ids_once() -> None:
-    members = membership_step("001A", EMPTY_MEMBERS, invoice(1, "001A")).members
-    members = membership_step("001A", members, invoice(2, "001A")).members
-    members = membership_step("001A", members, invoice(3, "001A", local="zendesk:7")).members
-    assert members.local_ids == ("stripe:cus_1", "zendesk:7")
+def known(key: str, *events: InvoiceChanged) -> CustomerState:
+    """A customer state that has seen `events` (apply learns their local ids)."""
+    state = empty(key)
+    for event in events:
+        state, _ = apply(state, event)
+    return state
+
+
+def test_the_state_learns_local_ids_once() -> None:
+    state = known("001A", invoice(1, "001A"), invoice(2, "001A"), invoice(3, "001A", local="zendesk:7"))
+    assert state.local_ids == ("stripe:cus_1", "zendesk:7")
 
 
 def test_merge_repoints_every_local_id_of_the_loser_and_readdresses_late_events() -> None:
-    members = Members(local_ids=("stripe:cus_1", "zendesk:7"))
-    outcome = membership_step("001LOSER", members, _merge())
-    assert {(r.local_id, r.customer_key) for r in outcome.repoints} == {
+    loser = known("001LOSER", invoice(1, "001LOSER"), invoice(2, "001LOSER", local="zendesk:7"))
+    routing = merge_routing(loser, _merge())
+    assert {(r.local_id, r.customer_key) for r in routing.repoints} == {
         ("stripe:cus_1", "001WIN"), ("zendesk:7", "001WIN")}
-    assert outcome.members.merged_into == "001WIN"
-    late = membership_step("001LOSER", outcome.members, invoice(4, "001LOSER"))
+    loser, _ = apply(loser, _merge())
+    assert loser.merged_into == "001WIN"
+    late = merge_routing(loser, invoice(4, "001LOSER"))
     assert late.keep is False
     assert [(e.event_id, e.customer_key) for e in late.readdressed] == [("evt_4", "001WIN")]
     assert [(r.local_id, r.customer_key) for r in late.repoints] == [("stripe:cus_1", "001WIN")]
 
 
 def test_the_winner_keeps_its_events() -> None:
-    outcome = membership_step("001WIN", EMPTY_MEMBERS, _merge())
-    assert outcome.keep is True and outcome.repoints == () and outcome.members.merged_into is None
+    routing = merge_routing(empty("001WIN"), _merge())
+    assert routing.keep is True and routing.repoints == () and routing.readdressed == ()
