@@ -6,6 +6,9 @@ import json
 import os
 import platform
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -86,3 +89,38 @@ def print_table(rows: list[tuple[str, float]], baseline: float) -> None:
     print(f"\n{'path':{width}}  {'events/s':>12}  {'vs raw':>7}")
     for name, rate in rows:
         print(f"{name:{width}}  {rate:12,.0f}  {rate / baseline:7.3f}")
+
+
+def worker_env(app_id: str, data_dir: str, **extra: str) -> dict[str, str]:
+    """Environment of a benchmark worker process: its own app id, topic prefix, port and data dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
+    env.update({
+        "CONCORD_KAFKA_URL": f"kafka://{bootstrap()}", "CONCORD_APP_ID": app_id, "CONCORD_TOPIC_PREFIX": app_id,
+        "CONCORD_WEB_PORT": str(free_port()), "CONCORD_DATA_DIR": data_dir,
+        "CONCORD_TOPIC_PARTITIONS": os.environ.get("BENCH_PARTITIONS", "4"),
+        "CONCORD_REDIS_URL": os.environ.get("CONCORD_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    })
+    env.update(extra)
+    return env
+
+
+def run_counting_app(script: Path, topic: str, count: int, timeout: float, label: str) -> float:
+    """Run a benchmark app (BENCH_TOPIC/BENCH_COUNT/BENCH_RESULT protocol) in a worker process until
+    it has processed `count` events; its events/s, first to last event."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "result.json"
+        env = worker_env(unique(label), tmp, BENCH_TOPIC=topic, BENCH_COUNT=str(count), BENCH_RESULT=str(result))
+        log = Path(tmp) / "worker.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while not result.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{label} app failed or timed out:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        data = orjson.loads(result.read_bytes())
+        return float(data["events"]) / float(data["seconds"])

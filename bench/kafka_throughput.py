@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from concord.bench.common import bootstrap, free_port, print_table, produce_events, unique, write_result
+from concord.bench.common import bootstrap, print_table, produce_events, run_counting_app, unique, write_result
 
 PASSTHROUGH = Path(__file__).resolve().parent / "apps" / "passthrough.py"
 
@@ -45,34 +42,6 @@ async def raw_consume(topic: str, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def faust_passthrough(topic: str, count: int, timeout: float) -> float:
-    """Run the pass-through agent in a worker process; return its events/s (first to last event)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        result = Path(tmp) / "result.json"
-        app_id = unique("faust")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
-        env.update({
-            "CONCORD_KAFKA_URL": f"kafka://{bootstrap()}", "CONCORD_APP_ID": app_id,
-            "CONCORD_TOPIC_PREFIX": app_id, "CONCORD_WEB_PORT": str(free_port()), "CONCORD_DATA_DIR": tmp,
-            "BENCH_TOPIC": topic, "BENCH_COUNT": str(count), "BENCH_RESULT": str(result),
-        })
-        log = Path(tmp) / "worker.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen([sys.executable, str(PASSTHROUGH)], env=env, stdout=out,
-                                    stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + timeout
-            while not result.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"faust pass-through failed or timed out:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-        data = orjson.loads(result.read_bytes())
-        return float(data["events"]) / float(data["seconds"])
-
-
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m concord.bench.kafka_throughput", description=__doc__)
     parser.add_argument("--events", type=int, default=200_000, help="events to produce (default %(default)s)")
@@ -87,7 +56,7 @@ async def main(argv: list[str] | None = None) -> int:
     print("  reading with raw aiokafka getmany ...", flush=True)
     raw = await raw_consume(topic, args.events)
     print("  reading with a Faust pass-through agent ...", flush=True)
-    faust_rate = faust_passthrough(topic, args.events, args.timeout)
+    faust_rate = run_counting_app(PASSTHROUGH, topic, args.events, args.timeout, "faust")
     print_table([("raw aiokafka getmany + orjson", raw), ("faust pass-through agent", faust_rate)], raw)
     print(f"\nfaust / raw ratio: {faust_rate / raw:.3f}   (produce rate {produce_rate:,.0f}/s)")
     path = write_result("kafka_throughput", {

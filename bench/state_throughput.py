@@ -23,12 +23,11 @@ import time
 from pathlib import Path
 
 import aiohttp
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from concord.app.partitioning import partition_for
-from concord.bench.common import bootstrap, free_port, print_table, unique, write_result
+from concord.bench.common import bootstrap, print_table, run_counting_app, unique, worker_env, write_result
 from concord.bench.workload import interleaved
 from concord.codecs import internal
 from concord.codecs.model import CanonicalEvent
@@ -86,24 +85,15 @@ async def raw_consume(topic: str, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def _env(app_id: str, tmp: str, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
-    env.update({"CONCORD_KAFKA_URL": f"kafka://{bootstrap()}", "CONCORD_APP_ID": app_id,
-                "CONCORD_TOPIC_PREFIX": app_id, "CONCORD_WEB_PORT": str(port), "CONCORD_DATA_DIR": tmp,
-                "CONCORD_TOPIC_PARTITIONS": os.environ.get("BENCH_PARTITIONS", "4"),
-                "CONCORD_REDIS_URL": os.environ.get("CONCORD_REDIS_URL", "redis://127.0.0.1:6379/0")})
-    return env
-
-
 async def concord_agent(app_id: str, count: int, timeout: float) -> float:
     """Run `concord worker --roles state` on the prefilled topic; events/s from its counter."""
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
+        env = worker_env(app_id, tmp)
+        port = env["CONCORD_WEB_PORT"]
         log = Path(tmp) / "worker.log"
         with log.open("wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "concord.app.cli", "worker", "-l", "warning",
-                                     "--roles", "state"], env=_env(app_id, tmp, port), stdout=out,
-                                    stderr=subprocess.STDOUT)
+                                     "--roles", "state"], env=env, stdout=out, stderr=subprocess.STDOUT)
         first_at = first_count = 0.0
         try:
             deadline = time.monotonic() + timeout
@@ -129,29 +119,6 @@ async def concord_agent(app_id: str, count: int, timeout: float) -> float:
             proc.wait(timeout=30)
 
 
-def naive_agent(topic: str, count: int, timeout: float) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        result = Path(tmp) / "result.json"
-        app_id = unique("naive")
-        env = _env(app_id, tmp, free_port())
-        env.update({"BENCH_TOPIC": topic, "BENCH_COUNT": str(count), "BENCH_RESULT": str(result)})
-        log = Path(tmp) / "worker.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen([sys.executable, str(APPS / "naive_state.py")], env=env, stdout=out,
-                                    stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + timeout
-            while not result.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"naive agent failed or timed out:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-        data = orjson.loads(result.read_bytes())
-        return float(data["events"]) / float(data["seconds"])
-
-
 async def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m concord.bench.state_throughput", description=__doc__)
     parser.add_argument("--customers", type=int, default=6000, help="typical customers, 15 events each")
@@ -174,7 +141,7 @@ async def main(argv: list[str] | None = None) -> int:
     agent = await concord_agent(app_id, len(events), args.timeout)
     naive_count = min(args.naive_events, len(events))
     print(f"  naive agent ({naive_count:,} events) ...", flush=True)
-    naive = naive_agent(singles, naive_count, args.timeout)
+    naive = run_counting_app(APPS / "naive_state.py", singles, naive_count, args.timeout, "naive")
     print_table([("raw aiokafka getmany + msgspec decode", raw), ("concord state+drift agent", agent),
                  ("naive agent (1 Faust event + 1 table write per event)", naive)], raw)
     path = write_result("state_throughput", {
