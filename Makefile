@@ -10,7 +10,8 @@ INFRA := $(BIN)/python -m concord.infra
 .PHONY: help venv demo test test-unit test-integration bench lint docs infra-up infra-down infra-status clean
 
 help:
-	@echo "make demo          run Concord on this machine (Kafka, Redis, a worker) until Ctrl-C"
+	@echo "make demo          the live closed loop: Kafka, Redis, a worker and the platform sandbox, until Ctrl-C"
+	@echo "                   (SEED=7 CUSTOMERS=300 DRIFT_RATE=0.05 TIME_SCALE=3600 DURATION=60 to reproduce a run)"
 	@echo "make test          create .venv, bring Kafka and Redis up, run all tests, leave things as found"
 	@echo "make bench         throughput benchmarks on the real broker (results in bench/results/)"
 	@echo "make lint          ruff and mypy"
@@ -26,8 +27,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# make demo SEED=7 CUSTOMERS=300 DRIFT_RATE=0.05 TIME_SCALE=3600 DURATION=60 reproduces a run.
+SEED ?= 1
+CUSTOMERS ?= 50
+DRIFT_RATE ?= 0.05
+TIME_SCALE ?= 3600
+DURATION ?= 0
 demo: venv
-	$(BIN)/concord demo
+	$(BIN)/concord demo --seed $(SEED) --customers $(CUSTOMERS) \
+	  --drift-rate $(DRIFT_RATE) --time-scale $(TIME_SCALE) --duration $(DURATION)
 
 # Lint first (cheap), then every test. Brings up only what is not running, stops only what it brought up.
 test: lint

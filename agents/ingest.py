@@ -20,6 +20,8 @@ from concord.codecs.errors import DecodeError
 from concord.codecs.model import CanonicalEvent, Platform, ResyncRequired
 from concord.codecs.model import encode as encode_event
 from concord.codecs.registry import CODEC_VERSION, decoder
+from concord.connectors.rereads import reread_commands
+from concord.drift.lifecycle import command_key
 
 if TYPE_CHECKING:
     from concord.app.factory import Concord
@@ -55,20 +57,29 @@ def register(concord: Concord) -> None:
     canonical = concord.topics[names.canonical]
     dlq = concord.topics[names.dlq_ingest]
     audit = concord.topics[names.audit]
+    commands = concord.topics[names.commands]
 
     async def route(event: CanonicalEvent, platform: Platform) -> None:
         metrics.ingest_events.labels(platform.value, type(event).__name__).inc()
         if isinstance(event, ResyncRequired):
-            # Events were lost at the source: say so loudly; a person or a re-read must follow.
+            # The source says: read these records again. A connector re-reads what it can (a
+            # command); the rest (events lost at the source) is said loudly for a person.
             metrics.resync_required.labels(platform.value, event.object_type).inc()
-            log.warning("resync required: %s %s %s (%s)", platform.value, event.object_type,
-                        ",".join(event.record_ids) or event.entity.id, event.reason)
+            now = int(time.time() * 1000)
+            rereads = reread_commands(event, platform.value, now)
+            if not rereads:
+                log.warning("resync required: %s %s %s (%s)", platform.value, event.object_type,
+                            ",".join(event.record_ids) or event.entity.id, event.reason)
             await audit.send(key=event.event_id.encode(), value=internal.encode(internal.AuditRecord(
-                kind="resync_required", at=int(time.time() * 1000), correlation_id=event.correlation_id,
+                kind="resync_required", at=now, correlation_id=event.correlation_id,
                 platform=platform.value, customer_key=event.customer_key,
                 detail={"reason": event.reason, "object_type": event.object_type,
-                        "record_ids": list(event.record_ids), "entity": event.entity.id},
+                        "record_ids": list(event.record_ids), "entity": event.entity.id,
+                        "reread_commands": [c.command_id for c in rereads]},
             )))
+            for command in rereads:
+                metrics.commands_emitted.labels(command.action).inc()
+                await commands.send(key=command_key(command), value=internal.encode(command))
             return
         if event.local_customer is not None:
             await identity.send(key=event.local_customer.encode(), value=encode_event(event))

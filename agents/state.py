@@ -154,9 +154,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
             )))
         for c in verdict.commands:
             metrics.commands_emitted.labels(c.action).inc()
-            # Keyed by the target record: commands for one record stay in order on one partition.
-            target = next(iter(c.target.values()), c.customer_key)
-            await commands.send(key=f"{c.platform}:{target}".encode(), value=internal.encode(c))
+            await commands.send(key=lifecycle.command_key(c), value=internal.encode(c))
 
     async def route_away(state: st.CustomerState, event: CanonicalEvent) -> bool:
         """Handle merges: re-point ids of a merged-away key, re-address its late events."""

@@ -142,10 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("--json", action="store_true", help="print JSON instead of a table")
     rules.set_defaults(func=cmd_rules)
 
-    demo = sub.add_parser("demo", help="the main job on this machine: local Kafka, Redis and a worker",
-                          description="Start (or reuse) local Kafka and Redis, run a worker until Ctrl-C, "
-                          "then stop what was started.")
+    demo = sub.add_parser(
+        "demo", help="the live closed loop on this machine: Kafka, Redis, a worker and the platform sandbox",
+        description="Start (or reuse) local Kafka and Redis, then the Procfile's worker and sandbox (honcho): "
+        "the sandbox plays customers on Stripe, Salesforce, Zendesk and NetSuite and injects drift, the "
+        "worker detects and corrects it. Prints a live summary; Ctrl-C (or the end of --duration) stops "
+        "everything started here.")
     add_arguments(demo, with_action=False)
+    from concord.app.demo import add_arguments as add_demo_arguments
+
+    add_demo_arguments(demo)
     demo.set_defaults(func=cmd_demo)
     return parser
 

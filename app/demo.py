@@ -1,41 +1,261 @@
-"""`concord demo`: the main job on this machine — local Kafka and Redis, then a worker, until Ctrl-C."""
+"""`concord demo`: the live closed loop on this machine.
+
+Local Kafka and Redis (started or reused), then the `worker` and `sandbox` processes of the
+Procfile under one Procfile runner (honcho). The sandbox plays customer lifecycles across the four
+platforms and injects drift; the worker detects it, commands the sandbox's APIs, the sandbox's
+events come back and the findings resolve. The terminal shows one live summary line; the processes'
+logs go to a file. Ctrl-C (or the end of `--duration`) stops everything that was started here.
+
+Time: the sandbox runs `--time-scale` simulated seconds per real second, so the worker gets rule
+graces and the correction timeout divided by the same scale (a rules file written for the run):
+an SLA of one hour at scale 3600 expires after one second, as it would after an hour of real
+traffic.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
-from concord.app.settings import Settings
+from msgspec import Struct
+from prometheus_client.parser import text_string_to_metric_families
+
+from concord.app.settings import Settings, env_var
+from concord.drift import catalog
 from concord.infra import cli as infra_cli
+
+SANDBOX_HOST = "127.0.0.1"
+SANDBOX_PORT = 6070
+# The correction timeout never shrinks below this: a command, the platform's event and the
+# re-evaluation take a moment even when simulated time flies.
+MIN_CORRECTION_TIMEOUT_S = 10
+
+E_NO_HONCHO = ("concord demo: the Procfile runner `honcho` is not installed; install the dev extras "
+               "(`pip install -e '.[dev]'`, which `make demo` does)")
+
+
+class Totals(Struct, kw_only=True):
+    """What the summary line shows, read from the worker's metrics and APIs and the sandbox."""
+
+    at: float
+    events: float = 0.0  # canonical events decoded
+    open_findings: int = 0
+    commands: float = 0.0  # commands executed by the command agent
+    dead_letters: float = 0.0  # commands dead-lettered
+    resolutions: float = 0.0  # findings resolved (converged, corrected or accepted)
+    injected: int = 0  # drift the sandbox injected (ground truth)
+    sandbox_running: bool = True
+
+
+def metric_sums(text: str) -> dict[str, float]:
+    """Prometheus text -> {sample name: sum over labels}, plus `<name>{status=resolved}` style keys."""
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            sums[sample.name] = sums.get(sample.name, 0.0) + sample.value
+            for label, value in sample.labels.items():
+                key = f"{sample.name}{{{label}={value}}}"
+                sums[key] = sums.get(key, 0.0) + sample.value
+    return sums
+
+
+def totals_from(at: float, metrics_text: str, open_findings: int, sandbox: dict[str, Any]) -> Totals:
+    sums = metric_sums(metrics_text)
+    return Totals(
+        at=at,
+        events=sums.get("concord_ingest_events_total", 0.0),
+        open_findings=open_findings,
+        commands=sums.get("concord_commands_executed_total", 0.0),
+        dead_letters=sums.get("concord_command_dead_letters_total", 0.0),
+        resolutions=sums.get("concord_drift_transitions_total{status=resolved}", 0.0),
+        injected=int(sandbox.get("injected", 0)),
+        sandbox_running=bool(sandbox.get("running", True)),
+    )
+
+
+def render(now: Totals, before: Totals | None) -> str:
+    """One line: rates from the difference with the previous reading."""
+    rate = 0.0
+    if before is not None and now.at > before.at:
+        rate = max(0.0, now.events - before.events) / (now.at - before.at)
+    return (f"events/s {rate:7.1f} | injected {now.injected:4d} | open findings {now.open_findings:4d} | "
+            f"commands {int(now.commands):5d} | dead letters {int(now.dead_letters):3d} | "
+            f"resolved {int(now.resolutions):5d}")
+
+
+def scaled_rules(time_scale: float) -> dict[str, Any]:
+    """A rules file: every grace window and the correction timeout divided by the time scale."""
+    defaults = catalog.default_configs()
+    rules = {rule_id: {"grace_seconds": int(config.grace_seconds / time_scale)}
+             for rule_id, config in defaults.items()}
+    timeout = max(MIN_CORRECTION_TIMEOUT_S, int(1800 / time_scale))
+    return {"rules": rules, "correction_timeout_seconds": timeout}
+
+
+def demo_environment(rules_file: Path, environ: dict[str, str], kafka_port: int = 9092,
+                     redis_port: int = 6379) -> dict[str, str]:
+    """The processes' environment: connectors aimed at the sandbox, shared demo secrets, scaled rules.
+
+    Anything the user already set wins (a demo against a real Stripe test account stays possible).
+    """
+    sandbox = f"http://{SANDBOX_HOST}:{SANDBOX_PORT}"
+    demo = {
+        "kafka_url": f"kafka://127.0.0.1:{kafka_port}",
+        "redis_url": f"redis://127.0.0.1:{redis_port}/0",
+        "stripe_api_url": sandbox,
+        "stripe_api_key": "sk_test_concord_demo",
+        "salesforce_instance_url": sandbox,
+        "salesforce_access_token": "00Ddemo!concord",
+        "zendesk_url": sandbox,
+        "zendesk_api_email": "demo@concord.invalid",
+        "zendesk_api_token": "concord-demo-token",
+        "netsuite_url": sandbox,
+        "netsuite_access_token": "concord-demo-netsuite",
+        "stripe_webhook_secret": "whsec_concord_demo",
+        "zendesk_webhook_secret": "concord-demo-zendesk-secret",
+        "netsuite_webhook_secret": "concord-demo-netsuite-secret",
+        "admin_token": "concord-demo-admin",
+        "rules_file": str(rules_file),
+        # Simulated months pass in minutes: look for expired deadlines often.
+        "deadline_scan_seconds": "0.2",
+        # Fail over fast if a worker is killed during the demo.
+        "kafka_session_timeout": "10",
+    }
+    env = dict(environ)
+    for field, value in demo.items():
+        env.setdefault(env_var(field), value)
+    return env
+
+
+def _get(url: str, timeout: float = 2.0) -> bytes | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (local URLs only)
+            return bytes(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def read_totals(worker_url: str, sandbox_url: str) -> Totals | None:
+    metrics = _get(f"{worker_url}/metrics")
+    if metrics is None:
+        return None
+    page = _get(f"{worker_url}/api/drift?status=open&limit=1")
+    open_findings = int(json.loads(page).get("total", 0)) if page else 0
+    status = _get(f"{sandbox_url}/_sandbox/status")
+    sandbox = json.loads(status) if status else {}
+    injected = sandbox.get("injections", sandbox.get("injected", 0))
+    if isinstance(injected, dict):
+        injected = sum(int(v) for v in injected.values())
+    elif isinstance(injected, list):
+        injected = len(injected)
+    return totals_from(time.time(), metrics.decode(), open_findings,
+                       {"injected": injected, "running": sandbox.get("running", True)})
+
+
+def _honcho() -> str:
+    found = shutil.which("honcho", path=str(Path(sys.executable).parent)) or shutil.which("honcho")
+    if found is None:
+        raise SystemExit(E_NO_HONCHO)
+    return found
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    """Bring infra up (reusing what runs), run a worker in the foreground, stop what we started."""
-    session = Path(args.cache) / "demo-session.json"
-    infra_args = argparse.Namespace(**{**vars(args), "action": "up", "session": session})
-    if infra_cli.run(infra_args) != 0:
+    """Infra up, `honcho start worker sandbox`, a live summary until Ctrl-C or the end; stop what we started."""
+    honcho = _honcho()
+    cache = Path(args.cache)
+    workdir = cache / "demo"
+    workdir.mkdir(parents=True, exist_ok=True)
+    session = cache / "demo-session.json"
+    if infra_cli.run(argparse.Namespace(**{**vars(args), "action": "up", "session": session})) != 0:
         return 2
-    url = f"http://{settings.web_host}:{settings.web_port}"
-    worker = subprocess.Popen([sys.executable, "-m", "concord.app.cli", "worker", "-l", "info"],
-                              env=os.environ.copy(), start_new_session=True)
-    print(f"\nconcord demo: worker starting; health {url}/healthz  ready {url}/readyz  metrics {url}/metrics")
-    print("concord demo: press Ctrl-C to stop (Kafka and Redis started here are stopped too)\n", flush=True)
+    rules_file = workdir / "rules.json"
+    rules_file.write_text(json.dumps(scaled_rules(args.time_scale), indent=2))
+    env = demo_environment(rules_file, dict(os.environ), args.kafka_port, args.redis_port)
+    env.update({"SEED": str(args.seed), "CUSTOMERS": str(args.customers), "DRIFT_RATE": str(args.drift_rate),
+                "TIME_SCALE": str(args.time_scale), "DURATION": str(args.duration),
+                "SANDBOX_PORT": str(SANDBOX_PORT), "PYTHONUNBUFFERED": "1",
+                # The Procfile says `concord ...`: the one installed beside this Python.
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
+    log_path = workdir / "demo.log"
+    worker_url = f"http://{settings.web_host}:{settings.web_port}"
+    sandbox_url = f"http://{SANDBOX_HOST}:{SANDBOX_PORT}"
+    procfile = Path(args.procfile)
+    with log_path.open("ab") as log:
+        runner = subprocess.Popen([honcho, "-f", str(procfile), "-d", str(procfile.parent.resolve()),
+                                   "start", "worker", "sandbox"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    print(f"concord demo: seed {args.seed}, {args.customers} customers, drift rate {args.drift_rate}, "
+          f"time scale {args.time_scale:g}x, duration {args.duration or 'until Ctrl-C'}"
+          f"{'s' if args.duration else ''}")
+    print(f"concord demo: drift board {worker_url}/api/drift   metrics {worker_url}/metrics   "
+          f"sandbox {sandbox_url}/_sandbox/status")
+    print(f"concord demo: process logs in {log_path}; Ctrl-C stops everything started here\n", flush=True)
+    code = 0
+    before: Totals | None = None
+    last: Totals | None = None
     try:
-        while worker.poll() is None:
-            time.sleep(0.5)
+        finished_at: float | None = None
+        while runner.poll() is None:
+            time.sleep(1.0)
+            now = read_totals(worker_url, sandbox_url)
+            if now is None:
+                print("\rconcord demo: waiting for the worker ...", end="", flush=True)
+                continue
+            print("\r" + render(now, before), end="", flush=True)
+            before, last = now, now
+            # With --duration: once the sandbox stopped, give the loop time to resolve what is left.
+            if args.duration and not now.sandbox_running:
+                finished_at = finished_at or time.time()
+                if now.open_findings == 0 or time.time() - finished_at > args.settle:
+                    break
+        else:
+            code = 1
+            print(f"\nconcord demo: a process stopped; see {log_path}", file=sys.stderr)
     except KeyboardInterrupt:
-        print("\nconcord demo: stopping ...", flush=True)
+        pass
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+        print("\nconcord demo: stopping ...", flush=True)
+        _stop(runner)
         infra_cli.run(argparse.Namespace(**{**vars(args), "action": "down", "session": session}))
-    return 0 if worker.returncode in (0, -signal.SIGTERM) else 1
+    if last is not None:
+        print(f"concord demo: {last.injected} drifts injected, {int(last.resolutions)} findings resolved, "
+              f"{int(last.commands)} commands executed, {int(last.dead_letters)} dead-lettered, "
+              f"{last.open_findings} still open")
+    return code
+
+
+def _stop(runner: subprocess.Popen[bytes]) -> None:
+    if runner.poll() is not None:
+        return
+    os.killpg(runner.pid, signal.SIGINT)  # honcho passes it on to the processes
+    try:
+        runner.wait(timeout=40)
+    except subprocess.TimeoutExpired:
+        os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's own options (the infra options are added by the caller)."""
+    parser.add_argument("--seed", type=int, default=1, help="sandbox traffic seed (default: %(default)s)")
+    parser.add_argument("--customers", type=int, default=50, help="customers played (default: %(default)s)")
+    parser.add_argument("--drift-rate", type=float, default=0.05,
+                        help="probability that a lifecycle step injects drift (default: %(default)s)")
+    parser.add_argument("--time-scale", type=float, default=3600.0,
+                        help="simulated seconds per real second (default: %(default)s)")
+    parser.add_argument("--duration", type=float, default=0.0,
+                        help="seconds of sandbox traffic; 0 runs until Ctrl-C (default: %(default)s)")
+    parser.add_argument("--settle", type=float, default=60.0,
+                        help="with --duration: seconds to wait after the traffic for open findings to "
+                        "resolve (default: %(default)s)")
+    parser.add_argument("--procfile", default="Procfile", help="Procfile to run (default: %(default)s)")

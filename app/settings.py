@@ -180,6 +180,74 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
                     "timeouts that expired without a new event (SLA rules fire within this much of their due time).")
     ] = 1.0
 
+    # Platform APIs (connectors/). Empty URL: commands for that platform are dead-lettered as
+    # unconfigured instead of being sent anywhere.
+    stripe_api_url: Annotated[
+        str, Meta(pattern=r"^(https?://\S+)?$", description="Stripe API base URL.")
+    ] = "https://api.stripe.com"
+    stripe_api_key: Annotated[str, _secret("Stripe secret API key (`sk_...` or a restricted `rk_...`).")] = ""
+    salesforce_instance_url: Annotated[
+        str, Meta(pattern=r"^(https?://\S+)?$",
+                  description="Salesforce instance URL (`https://<my-domain>.my.salesforce.com`).")
+    ] = ""
+    salesforce_access_token: Annotated[str, _secret("Salesforce OAuth 2.0 access token.")] = ""
+    salesforce_api_version: Annotated[
+        str, Meta(pattern=r"^v\d+\.\d$", description="Salesforce REST API version used in request paths.")
+    ] = "v60.0"
+    zendesk_url: Annotated[
+        str, Meta(pattern=r"^(https?://\S+)?$", description="Zendesk base URL (`https://<subdomain>.zendesk.com`).")
+    ] = ""
+    zendesk_api_email: Annotated[
+        str, Meta(description="Zendesk agent email for API token authentication (`<email>/token`).")
+    ] = ""
+    zendesk_api_token: Annotated[str, _secret("Zendesk API token.")] = ""
+    netsuite_url: Annotated[
+        str, Meta(pattern=r"^(https?://\S+)?$",
+                  description="NetSuite REST base URL (`https://<account>.suitetalk.api.netsuite.com`).")
+    ] = ""
+    netsuite_access_token: Annotated[str, _secret("NetSuite OAuth 2.0 access token.")] = ""
+    connector_timeout_seconds: Annotated[
+        float, Meta(ge=0.1, le=300.0, description="Timeout of one platform API call; a timeout is retried "
+                    "(the idempotency key or upsert makes the retry safe).")
+    ] = 10.0
+    command_max_attempts: Annotated[
+        int, Meta(ge=1, le=100, description="Attempts of a command on transient errors before it is "
+                  "dead-lettered to `<prefix>.dlq.commands`.")
+    ] = 6
+    command_backoff_seconds: Annotated[
+        float, Meta(ge=0.0, le=600.0, description="First retry delay; doubles per attempt with full jitter "
+                    "(a platform's `Retry-After` wins when longer).")
+    ] = 0.5
+    command_backoff_max_seconds: Annotated[
+        float, Meta(ge=0.0, le=3600.0, description="Longest delay between two attempts of a command.")
+    ] = 30.0
+    breaker_failure_threshold: Annotated[
+        int, Meta(ge=1, le=1000, description="Consecutive transient failures that open a platform's circuit "
+                  "breaker: calls to it stop for `breaker_reset_seconds`, then one probe call decides.")
+    ] = 5
+    breaker_reset_seconds: Annotated[
+        float, Meta(ge=0.1, le=3600.0, description="How long an open circuit breaker waits before a probe call.")
+    ] = 15.0
+    stripe_rate_limit: Annotated[
+        float, Meta(gt=0, le=10_000, description="Requests per second to Stripe, shared by all workers "
+                    "(token bucket in Redis). Stripe allows 100/s live, 25/s in test mode.")
+    ] = 25.0
+    salesforce_rate_limit: Annotated[
+        float, Meta(gt=0, le=10_000, description="Requests per second to Salesforce, shared by all workers.")
+    ] = 20.0
+    zendesk_rate_limit: Annotated[
+        float, Meta(gt=0, le=10_000, description="Requests per second to Zendesk, shared by all workers "
+                    "(Zendesk plans allow 200-2500 per minute).")
+    ] = 10.0
+    netsuite_rate_limit: Annotated[
+        float, Meta(gt=0, le=10_000, description="Requests per second to NetSuite, shared by all workers.")
+    ] = 5.0
+    command_ledger_ttl_seconds: Annotated[
+        int, Meta(ge=60, le=90 * 86400, description="How long the Redis ledger remembers a command id "
+                  "(its outcome and attempts). A replay of a command older than this executes again: keep it "
+                  "longer than the command topic's retention.")
+    ] = 14 * 86400
+
 _FIELD_VARS: Final = {name: ENV_PREFIX + name.upper() for name in Settings.__struct_fields__}
 
 

@@ -96,6 +96,12 @@ def command_id(fingerprint: str, action: str, generation: int) -> str:
     return hashlib.sha256(f"{fingerprint}|{action}|{generation}".encode()).hexdigest()[:32]
 
 
+def command_key(command: Command) -> bytes:
+    """Kafka key of a command: its target record, so commands for one record stay in order."""
+    target = next(iter(command.target.values()), command.customer_key)
+    return f"{command.platform}:{target}".encode()
+
+
 def rules_to_run(rules: Sequence[Rule], sections: Iterable[str] | None) -> list[Rule]:
     """Rules reading any of `sections` (all rules when None: a deadline tick, a recovery)."""
     if sections is None:

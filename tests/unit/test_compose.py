@@ -47,3 +47,27 @@ def test_prometheus_scrapes_the_worker_metrics_port() -> None:
 def test_procfile_runs_the_worker() -> None:
     lines = (REPO_ROOT / "Procfile").read_text().splitlines()
     assert "worker: concord worker -l info" in lines
+
+
+def test_procfile_runs_the_sandbox_and_shows_a_split_deployment() -> None:
+    entries = dict(line.split(": ", 1) for line in (REPO_ROOT / "Procfile").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    assert entries["sandbox"].startswith("concord sandbox ")
+    for role in ("ingest", "state", "commands"):
+        assert entries[role].endswith(f"concord worker -l info --roles {role}")
+    ports = [entries[role].split("CONCORD_WEB_PORT=")[1].split()[0] for role in ("ingest", "state", "commands")]
+    assert len(set(ports)) == 3  # the split processes must not fight over one web port
+
+
+def test_sandbox_and_split_services_share_valid_settings_aimed_at_the_sandbox() -> None:
+    services = _compose()["services"]
+    for name in ("sandbox", "ingest", "state", "commands"):
+        env = {k: str(v) for k, v in services[name]["environment"].items()}
+        settings = s.load(env)
+        assert settings.stripe_api_url == "http://sandbox:6070"
+        assert settings.zendesk_url == "http://sandbox:6070"
+        assert settings.stripe_webhook_secret  # the sandbox signs what the worker verifies
+    for role in ("ingest", "state", "commands"):
+        assert services[role]["command"][-2:] == ["--roles", role]
+        assert services[role]["profiles"] == ["split"]
+    assert "6070:6070" in services["sandbox"]["ports"]

@@ -1,0 +1,60 @@
+"""The demo's pure parts: the scaled rules, the processes' environment and the summary line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from concord.app import demo
+from concord.app import settings as s
+from concord.app.demo import Totals
+from concord.drift import catalog
+from concord.drift.config import load as load_drift_config
+
+METRICS = """# HELP concord_ingest_events_total Canonical events decoded
+# TYPE concord_ingest_events_total counter
+concord_ingest_events_total{kind="InvoiceChanged",platform="stripe"} 30.0
+concord_ingest_events_total{kind="CustomerUpserted",platform="zendesk"} 12.0
+# HELP concord_drift_transitions_total Finding lifecycle transitions
+# TYPE concord_drift_transitions_total counter
+concord_drift_transitions_total{rule="D01",status="open"} 4.0
+concord_drift_transitions_total{rule="D01",status="resolved"} 3.0
+concord_drift_transitions_total{rule="D04",status="resolved"} 2.0
+"""
+
+
+def test_rules_are_scaled_with_simulated_time(tmp_path: Path) -> None:
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(demo.scaled_rules(3600)))
+    config = load_drift_config(path, catalog.default_configs())
+    assert config.rule("D01", catalog.default_configs()["D01"]).grace_seconds == 1  # one hour -> one second
+    assert config.rule("D07", catalog.default_configs()["D07"]).grace_seconds == 24  # one day -> 24 s
+    assert config.correction_timeout_seconds == demo.MIN_CORRECTION_TIMEOUT_S
+    # Unscaled, the defaults stand.
+    assert demo.scaled_rules(1)["rules"]["D01"]["grace_seconds"] == 3600
+
+
+def test_environment_aims_connectors_at_the_sandbox_and_is_valid(tmp_path: Path) -> None:
+    env = demo.demo_environment(tmp_path / "rules.json", {"PATH": "/bin"}, kafka_port=9192, redis_port=6380)
+    settings = s.load({k: v for k, v in env.items() if k.startswith("CONCORD_")})
+    assert settings.stripe_api_url == settings.zendesk_url == settings.netsuite_url == "http://127.0.0.1:6070"
+    assert settings.salesforce_instance_url == "http://127.0.0.1:6070"
+    assert settings.kafka_url == "kafka://127.0.0.1:9192"
+    assert settings.redis_url == "redis://127.0.0.1:6380/0"
+    assert settings.stripe_webhook_secret and settings.rules_file.endswith("rules.json")
+
+
+def test_what_the_user_set_wins(tmp_path: Path) -> None:
+    env = demo.demo_environment(tmp_path / "r.json", {"CONCORD_STRIPE_API_URL": "https://api.stripe.com"})
+    assert env["CONCORD_STRIPE_API_URL"] == "https://api.stripe.com"
+    assert env["CONCORD_ZENDESK_URL"] == "http://127.0.0.1:6070"
+
+
+def test_summary_reads_metrics_and_rates() -> None:
+    before = demo.totals_from(100.0, METRICS, 5, {"injected": 7, "running": True})
+    assert before.events == 42 and before.resolutions == 5 and before.injected == 7
+    after = Totals(at=102.0, events=62.0, open_findings=2, commands=9, dead_letters=1, resolutions=6, injected=8)
+    line = demo.render(after, before)
+    assert "events/s    10.0" in line
+    assert "open findings    2" in line and "commands     9" in line and "resolved     6" in line
+    assert "\n" not in line

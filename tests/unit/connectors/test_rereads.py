@@ -1,0 +1,42 @@
+"""Which re-read requests become commands, and that a redelivered webhook re-reads once."""
+
+from __future__ import annotations
+
+from concord.codecs import zendesk
+from concord.codecs.model import ResyncRequired
+from concord.connectors.rereads import FETCH_ORGANIZATION, reread_commands
+
+WEBHOOK = (b'{"type": "zen:event-type:organization.custom_field_changed", "account_id": 1, "id": "evt-7",'
+           b' "time": "2026-11-27T10:00:00Z", "zendesk_event_version": "2022-11-06",'
+           b' "subject": "zen:organization:361", "detail": {"id": "361", "external_id": "001A",'
+           b' "name": "Acme", "updated_at": "2026-11-27T10:00:00Z"}, "event": {}}')
+
+
+def _resync() -> ResyncRequired:
+    events = zendesk.decode(WEBHOOK)
+    found = [e for e in events if isinstance(e, ResyncRequired)]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_zendesk_organization_webhook_becomes_one_fetch_command() -> None:
+    event = _resync()
+    [command] = reread_commands(event, "zendesk", now=1_000)
+    assert command.action == FETCH_ORGANIZATION
+    assert command.platform == "zendesk"
+    assert command.target == {"organization_id": "361"}
+    assert command.customer_key == "001A"
+    assert command.created_at == 1_000
+
+
+def test_the_same_webhook_twice_gives_the_same_command_id() -> None:
+    first = reread_commands(_resync(), "zendesk", now=1)
+    again = reread_commands(_resync(), "zendesk", now=2)
+    assert [c.command_id for c in first] == [c.command_id for c in again]
+
+
+def test_salesforce_gaps_have_no_reread_connector() -> None:
+    event = _resync()
+    assert reread_commands(event, "salesforce", now=1) == []
+
+
