@@ -6,6 +6,10 @@ horizon are not judged. Subject: the refund or credit note id.
 
 Stripe can issue a credit note together with a refund of the same money; both are billing
 documents here, and each needs its own credit memo unless the ERP books them under one externalId.
+
+A `charge.refunded` event without its refund list (API 2022-11-15 on) gives a charge-level refund
+keyed by the charge id. Once the charge's own refunds (`refund.*` events) are known, that total is
+the same money seen twice: it is not judged, or every refund would raise a second finding.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
     horizon = state.erp.horizon
     refunds = [r for r in state.billing.refunds.values()
                if is_booked_refund(r) and not maybe_evicted(r.stamp, horizon)]
+    itemized = {r.charge_id for r in refunds if r.charge_id and r.id != r.charge_id}
+    refunds = [r for r in refunds if not (r.id == r.charge_id and r.id in itemized)]
     if not refunds:
         return []
     booked = {m.billing_refund_id for m in state.erp.credit_memos.values() if m.status != "void"}

@@ -48,3 +48,14 @@ def test_fingerprint_stable_while_the_refund_changes() -> None:
     after = only(run(RULE, state_of(refund(STRIPE, "re_1", "refund", "succeeded", 450, 2 * HOUR), base=state)))
     assert after.fingerprint == before.fingerprint
     assert after.action.payload["amount"] == 450
+
+
+def test_a_charge_level_total_is_not_judged_once_the_charge_refunds_are_known() -> None:
+    # charge.refunded without its refund list (basil) plus refund.created for the same money.
+    total = state_of(refund(STRIPE, "ch_1", "refund", "succeeded", 500, HOUR, charge_id="ch_1"))
+    assert only(run(RULE, total)).subject == "ch_1"  # alone, the total is all Concord knows
+    both = state_of(refund(STRIPE, "re_1", "refund", "succeeded", 500, HOUR, charge_id="ch_1"), base=total)
+    assert only(run(RULE, both)).subject == "re_1"
+    booked = state_of(refund(NETSUITE, "77", "credit_memo", "open", 500, 2 * HOUR, billing_refund_id="re_1"),
+                      base=both)
+    assert run(RULE, booked) == []
