@@ -1,0 +1,212 @@
+"""The HTTP plumbing every platform connector shares: one session, timeouts, error classification.
+
+`HttpClient` sends one request to a platform and returns its `HttpResponse`, or raises
+`ConnectorError`:
+
+* a 4xx/5xx answer -> `classify_status` (base.py) decides the kind; the reason names the platform,
+  the request and the platform's own error message (each connector passes a function that reads
+  its platform's error body); `Retry-After` (seconds or an HTTP date) becomes `retry_after`;
+* a timeout or a connection failure -> TRANSIENT (the idempotency key or upsert makes a retry safe);
+* an empty base URL -> AUTH: the platform is not configured, and every command to it would fail the
+  same way until an operator sets the URL.
+
+Credentials travel only in request headers and are never logged: `redacted()` masks them in
+anything written to logs.
+
+Also here: `to_major` (money for platforms that show decimal amounts), and the DATA errors every
+connector raises the same way (`target`, `unsupported`, `unknown_field`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+
+import aiohttp
+import msgspec
+from msgspec import Struct
+
+from concord.connectors.base import ConnectorError, ErrorKind, classify_status
+from concord.drift.lifecycle import Command
+
+log = logging.getLogger(__name__)
+
+_SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
+# ISO 4217 minor units where they are not 2.
+_MINOR_UNITS: Final = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "VND": 0, "BHD": 3, "JOD": 3, "KWD": 3,
+                       "OMR": 3, "TND": 3}
+# Longest error text kept in a reason: enough for the platform's message, not a whole HTML page.
+_MAX_REASON_DETAIL: Final = 300
+
+
+class HttpResponse(Struct, frozen=True, kw_only=True):
+    """A platform's successful answer."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = {}  # names lower-cased
+
+    def json(self) -> Any:
+        """The body as JSON (None when empty)."""
+        return msgspec.json.decode(self.body) if self.body else None
+
+
+ErrorReader = Callable[[bytes], str]
+"""Reads the platform's error message out of an error response body ("" when there is none)."""
+
+
+def redacted(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers safe to log: credentials replaced by "***"."""
+    return {k: "***" if k.lower() in _SECRET_HEADERS else v for k, v in headers.items()}
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` in seconds: delta-seconds ("2", "1.5") or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    return max((when - current).total_seconds(), 0.0)
+
+
+def to_major(minor: int, currency: str) -> float:
+    """Integer minor units -> the decimal amount Salesforce and NetSuite show (1999 USD -> 19.99)."""
+    return float(Decimal(minor).scaleb(-_MINOR_UNITS.get(currency.upper(), 2)))
+
+
+def not_configured(platform: str, url_variable: str) -> ConnectorError:
+    """The AUTH error of a platform whose base URL is empty."""
+    return ConnectorError(ErrorKind.AUTH, f"{platform} is not configured: set {url_variable}")
+
+
+class HttpClient:
+    """One platform's HTTP session (opened on first use, inside the running event loop)."""
+
+    def __init__(
+        self,
+        platform: str,
+        base_url: str,
+        *,
+        url_variable: str,
+        timeout: float,
+        headers: Mapping[str, str],
+        error_reader: ErrorReader,
+    ) -> None:
+        self.platform = platform
+        self.base_url = base_url.rstrip("/")
+        self.url_variable = url_variable
+        self.timeout = timeout
+        self._headers = dict(headers)
+        self._error_reader = error_reader
+        self._session: aiohttp.ClientSession | None = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        form: list[tuple[str, str]] | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        allow: frozenset[int] = frozenset(),
+    ) -> HttpResponse:
+        """Send one request; an error status not in `allow` raises `ConnectorError`."""
+        if not self.base_url:
+            raise not_configured(self.platform, self.url_variable)
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(headers=self._headers,
+                                                  timeout=aiohttp.ClientTimeout(total=self.timeout))
+        request_headers = dict(headers or {})
+        data: bytes | aiohttp.FormData | None = None
+        if json is not None:
+            data = msgspec.json.encode(json)
+            request_headers["Content-Type"] = "application/json"
+        elif form is not None:
+            data = aiohttp.FormData(form)
+        what = f"{self.platform} {method} {path}"
+        try:
+            async with self._session.request(method, self.base_url + path, data=data, params=params,
+                                             headers=request_headers) as response:
+                body = await response.read()
+                answer = HttpResponse(status=response.status, body=body,
+                                      headers={k.lower(): v for k, v in response.headers.items()})
+        except TimeoutError:
+            raise ConnectorError(ErrorKind.TRANSIENT, f"{what}: no answer within {self.timeout:g}s "
+                                 "(connector_timeout_seconds)") from None
+        except aiohttp.ClientError as exc:
+            raise ConnectorError(ErrorKind.TRANSIENT, f"{what}: {type(exc).__name__}: {exc}") from None
+        log.debug("%s -> %s", what, answer.status)
+        if answer.status >= 400 and answer.status not in allow:
+            raise self._error(what, answer)
+        return answer
+
+    def _error(self, what: str, answer: HttpResponse) -> ConnectorError:
+        try:
+            message = self._error_reader(answer.body)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, AttributeError, TypeError,
+                KeyError, IndexError):
+            message = ""
+        if not message:
+            message = answer.body[:_MAX_REASON_DETAIL].decode(errors="replace").strip() or "(empty body)"
+        return ConnectorError(classify_status(answer.status), f"{what}: {message[:_MAX_REASON_DETAIL]}",
+                              status=answer.status, retry_after=retry_after(answer.headers.get("retry-after")))
+
+    async def close(self) -> None:
+        """Close the session (a later request opens a new one)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        # Let the connector's transports finish closing before the loop moves on (aiohttp's advice).
+        await asyncio.sleep(0)
+
+
+def target(command: Command, key: str) -> str:
+    """`command.target[key]`, or a DATA error naming what is missing."""
+    value = command.target.get(key)
+    if not value:
+        raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id} has no target "
+                             f"{key!r} (target: {command.target})")
+    return value
+
+
+def unsupported(platform: str, command: Command) -> ConnectorError:
+    """The DATA error of an action this connector does not execute."""
+    return ConnectorError(ErrorKind.DATA, f"unsupported action {command.action!r} for the {platform} connector "
+                          f"(command {command.command_id})")
+
+
+def unknown_field(platform: str, field: str, known: Iterable[str]) -> ConnectorError:
+    """The DATA error of a customer field the platform does not hold."""
+    return ConnectorError(ErrorKind.DATA, f"{platform} customers have no field {field!r}: the connector maps "
+                          f"{', '.join(sorted(known))}")
+
+
+def split_address(line: str) -> tuple[str, str | None]:
+    """A one-line canonical address -> (street part, ISO country or None).
+
+    Concord's model writes an address as one line ending with the country ("1 Main St, Springfield,
+    US"), the way the codecs join a platform's parts. The country goes back to the platform's country
+    field, the rest to its street line, so the platform's own one-line rendering equals `line`.
+    """
+    head, _, last = line.rpartition(",")
+    country = last.strip()
+    if head and len(country) == 2 and country.isalpha():
+        return head.strip(), country.upper()
+    return line.strip(), None

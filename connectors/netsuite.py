@@ -1,0 +1,234 @@
+"""NetSuite connector: ERP actions as SuiteTalk REST record calls, idempotent by external id.
+
+Every write is an upsert `PUT /services/rest/record/v1/<type>/eid:<externalId>` (NetSuite answers
+204 with the record's URL in `Location`) or a PATCH of fields by internal id: repeating the same
+command writes the same values and creates nothing new.
+
+Actions:
+
+* `erp.upsert_customer` (target `external_id` = CRM account id; payload master fields) -> customer.
+* `erp.update_customer` (target `customer_id` = internal id; payload `{field: value}`) -> PATCH.
+  Master fields: `name` -> companyName, `currency` -> currency, `payment_terms` -> terms, `tax_id`
+  -> vatRegNumber, `address`/`country` -> the default billing address in `addressBook`.
+* `erp.upsert_invoice` (target `external_id` = billing invoice id; payload customer_key, number,
+  total, tax, currency, due_at, status) -> invoice; its customer referenced by externalId.
+* `erp.apply_payment` (target `external_id` = billing invoice id; payload amount, currency,
+  paid_at) -> reads the invoice (`GET invoice/eid:<id>`), then upserts a customerPayment applied to
+  it, whose externalId is derived from the invoice and the amount (`concord-pay-<invoice>-<amount>`):
+  a retry finds that payment and pays nothing twice.
+* `erp.create_credit_memo` (target `external_id` = refund id; payload customer_key, document,
+  invoice_id, charge_id, amount, currency) -> creditMemo, applied to the invoice when the ERP has it.
+
+Money goes out in major units (NetSuite's decimals), dates as `YYYY-MM-DD` (UTC). A 429 with
+`o:errorCode` CONCURRENCY_LIMIT_EXCEEDED (too many requests in flight) is TRANSIENT like any 429.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+
+from concord.app.settings import Settings
+from concord.connectors.base import ConnectorError, ErrorKind, Outcome
+from concord.connectors.http import (
+    HttpClient,
+    HttpResponse,
+    split_address,
+    target,
+    to_major,
+    unknown_field,
+    unsupported,
+)
+from concord.drift.lifecycle import Command
+
+PLATFORM: Final = "netsuite"
+UPSERT_CUSTOMER: Final = "erp.upsert_customer"
+UPDATE_CUSTOMER: Final = "erp.update_customer"
+UPSERT_INVOICE: Final = "erp.upsert_invoice"
+APPLY_PAYMENT: Final = "erp.apply_payment"
+CREATE_CREDIT_MEMO: Final = "erp.create_credit_memo"
+ROOT: Final = "/services/rest/record/v1"
+_MASTER_FIELDS: Final = ("name", "currency", "payment_terms", "tax_id", "address", "country")
+# Billing invoice status -> NetSuite invoice status (an uncollectible invoice is still a receivable).
+_INVOICE_STATUS: Final = {"draft": ("D", "Pending Approval"), "open": ("A", "Open"), "uncollectible": ("A", "Open"),
+                          "paid": ("B", "Paid In Full"), "void": ("V", "Voided")}
+
+
+def _error_message(body: bytes) -> str:
+    error = msgspec.json.decode(body)
+    details = error.get("o:errorDetails") or [{}]
+    detail = details[0]
+    return f"{detail.get('detail') or error.get('title', '')} [{detail.get('o:errorCode', '')}]"
+
+
+def _date(epoch_ms: Any) -> str | None:
+    if epoch_ms is None:
+        return None
+    return datetime.fromtimestamp(int(epoch_ms) / 1000, UTC).date().isoformat()
+
+
+def _amount(command: Command, key: str = "amount") -> int:
+    value = command.payload.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id}: payload {key!r} must "
+                             f"be an integer amount in minor units, got {value!r}")
+    return value
+
+
+def _currency(command: Command) -> str:
+    currency = command.payload.get("currency")
+    if not isinstance(currency, str) or len(currency) != 3:
+        raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id}: payload 'currency' "
+                             f"must be an ISO 4217 code, got {currency!r}")
+    return currency.upper()
+
+
+def customer_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Canonical master fields -> customer record fields (None values skipped); DATA error for unknown fields."""
+    record: dict[str, Any] = {}
+    address: dict[str, Any] = {}
+    for field, value in fields.items():
+        if field not in _MASTER_FIELDS:
+            raise unknown_field(PLATFORM, field, _MASTER_FIELDS)
+        if value is None:
+            continue
+        if field == "name":
+            record["companyName"] = value
+        elif field == "currency":
+            record["currency"] = {"refName": str(value).upper()}
+        elif field == "payment_terms":
+            record["terms"] = {"refName": value}
+        elif field == "tax_id":
+            record["vatRegNumber"] = value
+        elif field == "address":
+            street, country = split_address(str(value))
+            address["addr1"] = street
+            if country:
+                address.setdefault("country", {"id": country})
+        else:
+            address["country"] = {"id": str(value).upper()}
+    if address:
+        record["addressBook"] = {"items": [{"defaultBilling": True, "addressBookAddress": address}]}
+    return record
+
+
+class NetSuiteConnector:
+    """Executes ERP actions against NetSuite's REST record service."""
+
+    platform: str = PLATFORM
+    actions: frozenset[str] = frozenset({UPSERT_CUSTOMER, UPDATE_CUSTOMER, UPSERT_INVOICE, APPLY_PAYMENT,
+                                         CREATE_CREDIT_MEMO})
+
+    def __init__(self, settings: Settings) -> None:
+        self.http = HttpClient(
+            PLATFORM,
+            settings.netsuite_url,
+            url_variable="CONCORD_NETSUITE_URL",
+            timeout=settings.connector_timeout_seconds,
+            headers={"Authorization": f"Bearer {settings.netsuite_access_token}"},
+            error_reader=_error_message,
+        )
+
+    async def execute(self, command: Command) -> Outcome:
+        """Perform `command` once; raise ConnectorError on failure."""
+        if command.action == UPSERT_CUSTOMER:
+            return await self._upsert("customer", target(command, "external_id"), customer_fields(command.payload))
+        if command.action == UPDATE_CUSTOMER:
+            customer_id = target(command, "customer_id")
+            if not command.payload:
+                raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id} has no fields")
+            response = await self.http.request("PATCH", f"{ROOT}/customer/{customer_id}",
+                                               json=customer_fields(command.payload))
+            return Outcome(status=response.status, record_id=customer_id, detail={"fields": sorted(command.payload)})
+        if command.action == UPSERT_INVOICE:
+            return await self._upsert("invoice", target(command, "external_id"), self._invoice(command))
+        if command.action == APPLY_PAYMENT:
+            return await self._apply_payment(command)
+        if command.action == CREATE_CREDIT_MEMO:
+            return await self._credit_memo(command)
+        raise unsupported(PLATFORM, command)
+
+    async def _upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> Outcome:
+        response = await self.http.request("PUT", f"{ROOT}/{record_type}/eid:{external_id}", json=body)
+        return self._located(response, external_id)
+
+    @staticmethod
+    def _located(response: HttpResponse, external_id: str) -> Outcome:
+        location = response.headers.get("location", "")
+        return Outcome(status=response.status, record_id=location.rstrip("/").rpartition("/")[2],
+                       detail={"external_id": external_id})
+
+    def _invoice(self, command: Command) -> dict[str, Any]:
+        currency = _currency(command)
+        total, tax = _amount(command, "total"), command.payload.get("tax") or 0
+        status = str(command.payload.get("status") or "open")
+        if status not in _INVOICE_STATUS:
+            raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id}: invoice status "
+                                 f"{status!r} is not one of {sorted(_INVOICE_STATUS)}")
+        status_id, status_name = _INVOICE_STATUS[status]
+        remaining = 0 if status in ("paid", "void") else total
+        body: dict[str, Any] = {
+            "entity": {"externalId": self._customer_key(command)},
+            "currency": {"refName": currency},
+            "status": {"id": status_id, "refName": status_name},
+            "subtotal": to_major(total - tax, currency),
+            "taxTotal": to_major(tax, currency),
+            "total": to_major(total, currency),
+            "amountRemaining": to_major(remaining, currency),
+        }
+        if command.payload.get("number"):
+            body["tranId"] = str(command.payload["number"])
+        if (due := _date(command.payload.get("due_at"))) is not None:
+            body["dueDate"] = due
+        return body
+
+    @staticmethod
+    def _customer_key(command: Command) -> str:
+        key = command.payload.get("customer_key") or command.customer_key
+        if not key:
+            raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id} names no customer "
+                                 "(payload customer_key): the ERP record needs its customer")
+        return str(key)
+
+    async def _apply_payment(self, command: Command) -> Outcome:
+        invoice_key = target(command, "external_id")
+        amount, currency = _amount(command), _currency(command)
+        if amount <= 0:
+            raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id}: nothing to pay "
+                                 f"(amount {amount})")
+        invoice = (await self.http.request("GET", f"{ROOT}/invoice/eid:{invoice_key}")).json()
+        payment_key = f"concord-pay-{invoice_key}-{amount}"
+        body: dict[str, Any] = {
+            "customer": {"id": invoice["entity"]["id"]},
+            "currency": {"refName": currency},
+            "payment": to_major(amount, currency),
+            "apply": {"items": [{"doc": {"id": invoice["id"]}, "apply": True, "amount": to_major(amount, currency)}]},
+        }
+        if (paid := _date(command.payload.get("paid_at"))) is not None:
+            body["tranDate"] = paid
+        outcome = await self._upsert("customerPayment", payment_key, body)
+        return Outcome(status=outcome.status, record_id=outcome.record_id,
+                       detail={"external_id": payment_key, "invoice_id": invoice["id"]})
+
+    async def _credit_memo(self, command: Command) -> Outcome:
+        refund_id = target(command, "external_id")
+        amount, currency = _amount(command), _currency(command)
+        body: dict[str, Any] = {
+            "entity": {"externalId": self._customer_key(command)},
+            "currency": {"refName": currency},
+            "total": to_major(amount, currency),
+            "memo": f"{command.payload.get('document') or 'refund'} {refund_id}",
+        }
+        invoice_key = command.payload.get("invoice_id")
+        if invoice_key:
+            found = await self.http.request("GET", f"{ROOT}/invoice/eid:{invoice_key}", allow=frozenset({404}))
+            if found.status == 200:
+                body["apply"] = {"items": [{"doc": {"id": found.json()["id"]}, "apply": True,
+                                            "amount": to_major(amount, currency)}]}
+        return await self._upsert("creditMemo", refund_id, body)
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        await self.http.close()

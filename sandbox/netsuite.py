@@ -1,0 +1,566 @@
+"""The sandbox's NetSuite: operations on ERP records, and the SuiteTalk REST record routes.
+
+Records are NetSuite REST records as `GET /services/rest/record/v1/<type>/<id>` returns them:
+string internal ids, `externalId`, references as `{"id", "refName"}` (`entity`, `currency`,
+`terms`, `status`), money as decimal numbers in major units, dates `YYYY-MM-DD`,
+`lastModifiedDate` ISO 8601 UTC, `links` with the record's URL. Record types (world types):
+`customer`, `invoice`, `customerPayment`, `creditMemo`, `salesOrder`. Every write is one
+`World.put`/`World.delete` whose `event` is the User Event type: "create", "edit" or "delete".
+
+Operations (ids from `world.new_id`, so runs are deterministic; money in minor units):
+
+* `upsert_customer(world, external_id, *, company_name, email=None, currency="USD", terms=None,
+  tax_id=None, country=None, address=None) -> Record` - externalId = the CRM account id
+* `upsert_invoice(world, external_id, *, customer_id, number, total, tax=0, currency="USD",
+  due_date=None, status="open", amount_remaining=None) -> Record` - externalId = the billing invoice id
+* `apply_payment(world, invoice_id, *, amount=None, external_id=None) -> tuple[payment, invoice]` -
+  a customerPayment applied to the invoice; paid in full sets `amountRemaining` 0, status "Paid In Full"
+* `create_credit_memo(world, external_id, *, customer_id, amount, currency="USD", invoice_id=None)
+  -> Record` - externalId = the billing refund id; applied to the invoice when given
+* `upsert_sales_order(world, external_id, *, customer_id, total, currency="USD",
+  status="Pending Fulfillment") -> Record` - externalId = the CRM opportunity id
+* `void_invoice(world, invoice_id) -> Record`
+* `delete_record(world, record_type, record_id) -> Record`
+* `upsert_record(world, record_type, external_id, body) -> tuple[Record, bool, bool]` - what
+  `PUT .../<type>/eid:<externalId>` does with a REST body: (record, created, changed)
+* `patch_record(world, record_type, record_id, body) -> tuple[Record, bool]` - `PATCH .../<type>/<id>`
+
+`routes(world, faults, credentials)` serves GET/PATCH by id and upsert by externalId, with
+NetSuite's error shape and its concurrency limit.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import msgspec
+from aiohttp import web
+
+from concord.sandbox.faults import Faults, Handler, PlatformCredentials, WriteCounter, guard
+from concord.sandbox.salesforce import to_major, to_minor
+from concord.sandbox.world import Record, World
+
+PLATFORM: Final = "netsuite"
+# The sandbox's account, as it appears in record links.
+ACCOUNT_URL: Final = "https://1234567.suitetalk.api.netsuite.com"
+RECORD_TYPES: Final = ("customer", "invoice", "customerPayment", "creditMemo", "salesOrder")
+# Currency records of a typical account: internal id and name (the name of USD is "USA", as in
+# Oracle's own examples; Concord resolves the ISO code through the envelope's currencyCode).
+_CURRENCIES: Final = {"USD": ("1", "USA"), "GBP": ("2", "British pound"), "CAD": ("3", "Canadian Dollar"),
+                      "EUR": ("4", "Euro")}
+_INVOICE_STATUS: Final = {"open": ("A", "Open"), "paid": ("B", "Paid In Full"), "void": ("V", "Voided"),
+                          "draft": ("D", "Pending Approval")}
+# Fields NetSuite computes or owns; a write naming them is refused.
+READ_ONLY_FIELDS: Final = frozenset({"id", "links", "createdDate", "lastModifiedDate", "amountPaid"})
+_ID_OFFSET: Final = 1000
+
+
+class NotFound(LookupError):
+    """No such record (the API answers 404 with o:errorCode NONEXISTENT_ID)."""
+
+
+def currency_ref(code: str) -> dict[str, str]:
+    """The `currency` reference of a record in `code` (ISO 4217)."""
+    internal_id, name = _CURRENCIES.get(code.upper(), (code.upper(), code.upper()))
+    return {"id": internal_id, "refName": name}
+
+
+def currency_code(ref: dict[str, Any] | None) -> str:
+    """The ISO code of a `currency` reference (the reverse of `currency_ref`)."""
+    if not ref:
+        return "USD"
+    for code, (internal_id, name) in _CURRENCIES.items():
+        if ref.get("id") == internal_id or ref.get("refName") == name:
+            return code
+    return str(ref.get("refName") or ref.get("id") or "USD").upper()
+
+
+def _timestamp(world: World) -> str:
+    moment = datetime.fromtimestamp(world.now_ms() / 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _today(world: World) -> str:
+    return datetime.fromtimestamp(world.now_ms() / 1000, UTC).date().isoformat()
+
+
+def _get(world: World, record_type: str, record_id: str) -> Record:
+    record = world.get(PLATFORM, record_type, record_id)
+    if record is None:
+        raise NotFound(f"The record instance does not exist. Provide a valid record instance ID ({record_type} "
+                       f"{record_id}).")
+    # Copies: World.put compares the new record with the stored one, so edits go to a copy.
+    return copy.deepcopy(record)
+
+
+def _ref(world: World, record_type: str, record_id: str) -> dict[str, str]:
+    record = _get(world, record_type, record_id)
+    name = record.get("companyName") or record.get("tranId") or record_id
+    return {"id": record_id, "refName": str(name)}
+
+
+def _new(world: World, record_type: str) -> Record:
+    record_id = str(_ID_OFFSET + int(world.new_id("")))
+    now = _timestamp(world)
+    return {
+        "links": [{"rel": "self", "href": f"{ACCOUNT_URL}/services/rest/record/v1/{record_type.lower()}/{record_id}"}],
+        "id": record_id,
+        "createdDate": now,
+        "lastModifiedDate": now,
+    }
+
+
+def _write(world: World, record_type: str, record: Record, created: bool) -> Record:
+    world.put(PLATFORM, record_type, record["id"], record, event="create" if created else "edit")
+    return record
+
+
+def _upsert(world: World, record_type: str, external_id: str, fields: Record) -> tuple[Record, bool, bool]:
+    """Merge `fields` into the record with `external_id`, or create it: (record, created, changed)."""
+    existing = world.find(PLATFORM, record_type, "externalId", external_id)
+    record = copy.deepcopy(existing) if existing is not None else {**_new(world, record_type),
+                                                                   "externalId": external_id}
+    before = copy.deepcopy(record)
+    record.update(fields)
+    _derive(record_type, record)
+    if existing is not None and record == before:
+        return record, False, False
+    record["lastModifiedDate"] = _timestamp(world)
+    return _write(world, record_type, record, existing is None), existing is None, True
+
+
+# --- operations -----------------------------------------------------------------------------------
+
+
+def upsert_customer(
+    world: World,
+    external_id: str,
+    *,
+    company_name: str,
+    email: str | None = None,
+    currency: str = "USD",
+    terms: str | None = None,
+    tax_id: str | None = None,
+    country: str | None = None,
+    address: str | None = None,
+) -> Record:
+    """Create or update the customer whose externalId is the CRM account id."""
+    fields: Record = {
+        "entityId": company_name,
+        "companyName": company_name,
+        "isPerson": False,
+        "currency": currency_ref(currency),
+        "creditHoldOverride": {"id": "AUTO", "refName": "Auto"},
+        "balance": 0.0,
+        "overdueBalance": 0.0,
+    }
+    optional = {"email": email, "terms": {"id": terms, "refName": terms} if terms else None, "vatRegNumber": tax_id,
+                "defaultAddress": address, "country": {"id": country, "refName": country} if country else None}
+    fields.update({key: value for key, value in optional.items() if value is not None})
+    return _upsert(world, "customer", external_id, fields)[0]
+
+
+def upsert_invoice(
+    world: World,
+    external_id: str,
+    *,
+    customer_id: str,
+    number: str,
+    total: int,
+    tax: int = 0,
+    currency: str = "USD",
+    due_date: str | None = None,
+    status: str = "open",
+    amount_remaining: int | None = None,
+) -> Record:
+    """Create or update the invoice whose externalId is the billing invoice id (`total` includes `tax`)."""
+    status_id, status_name = _INVOICE_STATUS[status]
+    remaining = (0 if status in ("paid", "void") else total) if amount_remaining is None else amount_remaining
+    fields: Record = {
+        "tranId": number,
+        "tranDate": _today(world),
+        "entity": _ref(world, "customer", customer_id),
+        "status": {"id": status_id, "refName": status_name},
+        "currency": currency_ref(currency),
+        "subtotal": to_major(total - tax, currency),
+        "taxTotal": to_major(tax, currency),
+        "total": to_major(total, currency),
+        "amountRemaining": to_major(remaining, currency),
+        "amountPaid": to_major(total - remaining, currency) if status != "void" else 0.0,
+        "dueDate": due_date or (datetime.fromtimestamp(world.now_ms() / 1000, UTC).date()
+                                + timedelta(days=30)).isoformat(),
+    }
+    return _upsert(world, "invoice", external_id, fields)[0]
+
+
+def apply_payment(
+    world: World, invoice_id: str, *, amount: int | None = None, external_id: str | None = None
+) -> tuple[Record, Record]:
+    """A customerPayment of `amount` (default: what remains) applied to the invoice; returns (payment, invoice).
+
+    With `external_id` the payment is upserted by it: a second call with the same id pays nothing more.
+    """
+    invoice = _get(world, "invoice", invoice_id)
+    currency = currency_code(invoice.get("currency"))
+    amount = to_minor(invoice["amountRemaining"], currency) if amount is None else amount
+    fields: Record = {
+        "customer": invoice["entity"],
+        "tranDate": _today(world),
+        "currency": invoice["currency"],
+        "payment": to_major(amount, currency),
+        "status": {"id": "C", "refName": "Deposited"},
+        "apply": {"items": [{"apply": True, "doc": {"id": invoice_id, "refName": invoice.get("tranId")},
+                             "amount": to_major(amount, currency), "type": "Invoice"}]},
+    }
+    if external_id is None:
+        payment = _write(world, "customerPayment", {**_new(world, "customerPayment"), **fields}, True)
+    else:
+        payment, created, _ = _upsert(world, "customerPayment", external_id, fields)
+        if not created:
+            return payment, invoice
+    _settle(world, payment)
+    return payment, _get(world, "invoice", invoice_id)
+
+
+def _settle(world: World, payment: Record) -> None:
+    """A new payment lowers amountRemaining of each invoice it applies to; paid in full at 0."""
+    for line in (payment.get("apply") or {}).get("items", []):
+        doc_id = str((line.get("doc") or {}).get("id") or "")
+        if not line.get("apply") or world.get(PLATFORM, "invoice", doc_id) is None:
+            continue
+        invoice = _get(world, "invoice", doc_id)
+        currency = currency_code(invoice.get("currency"))
+        left = max(to_minor(invoice["amountRemaining"], currency) - to_minor(line.get("amount") or 0, currency), 0)
+        invoice.update({
+            "amountRemaining": to_major(left, currency),
+            "amountPaid": to_major(to_minor(invoice["total"], currency) - left, currency),
+            "lastModifiedDate": _timestamp(world),
+        })
+        if left == 0:
+            invoice["status"] = {"id": "B", "refName": "Paid In Full"}
+        _write(world, "invoice", invoice, False)
+
+
+def create_credit_memo(
+    world: World,
+    external_id: str,
+    *,
+    customer_id: str,
+    amount: int,
+    currency: str = "USD",
+    invoice_id: str | None = None,
+) -> Record:
+    """A credit memo booking a billing refund (externalId = refund id), applied to the invoice when given."""
+    applied = invoice_id is not None
+    fields: Record = {
+        "tranId": f"CM{external_id[-6:]}",
+        "tranDate": _today(world),
+        "entity": _ref(world, "customer", customer_id),
+        "currency": currency_ref(currency),
+        "total": to_major(amount, currency),
+        "applied": to_major(amount, currency) if applied else 0.0,
+        "unapplied": 0.0 if applied else to_major(amount, currency),
+        "status": {"id": "B", "refName": "Fully Applied"} if applied else {"id": "A", "refName": "Open"},
+        "apply": {"items": [{"apply": True, "doc": {"id": invoice_id}, "amount": to_major(amount, currency),
+                             "type": "Invoice"}] if applied else []},
+    }
+    return _upsert(world, "creditMemo", external_id, fields)[0]
+
+
+def upsert_sales_order(
+    world: World,
+    external_id: str,
+    *,
+    customer_id: str,
+    total: int,
+    currency: str = "USD",
+    status: str = "Pending Fulfillment",
+) -> Record:
+    """Create or update the sales order whose externalId is the CRM opportunity id."""
+    fields: Record = {
+        "tranId": f"SO{external_id[-6:]}",
+        "tranDate": _today(world),
+        "entity": _ref(world, "customer", customer_id),
+        "currency": currency_ref(currency),
+        "total": to_major(total, currency),
+        "status": {"id": "B" if status == "Pending Fulfillment" else status, "refName": status},
+    }
+    return _upsert(world, "salesOrder", external_id, fields)[0]
+
+
+def void_invoice(world: World, invoice_id: str) -> Record:
+    """The invoice is voided (status "Voided", nothing remaining)."""
+    invoice = _get(world, "invoice", invoice_id)
+    invoice.update({"status": {"id": "V", "refName": "Voided"}, "amountRemaining": 0.0,
+                    "lastModifiedDate": _timestamp(world)})
+    return _write(world, "invoice", invoice, False)
+
+
+def delete_record(world: World, record_type: str, record_id: str) -> Record:
+    """Delete a record ("delete")."""
+    record = _get(world, record_type, record_id)
+    world.delete(PLATFORM, record_type, record_id, event="delete")
+    return record
+
+
+def _check_body(record_type: str, body: Record) -> None:
+    read_only = sorted(READ_ONLY_FIELDS & body.keys())
+    if read_only:
+        raise ValueError(f"Invalid field value for {record_type}: {read_only[0]} is read-only.")
+
+
+def upsert_record(world: World, record_type: str, external_id: str, body: Record) -> tuple[Record, bool, bool]:
+    """`PUT .../<type>/eid:<externalId>`: merge a REST body into the record; (record, created, changed).
+
+    References given by id only (`{"id": "1001"}`) get their refName filled in as NetSuite shows them.
+    """
+    _check_body(record_type, body)
+    record, created, changed = _upsert(world, record_type, external_id, _resolve_refs(world, body))
+    if created and record_type == "customerPayment":
+        _settle(world, record)
+    return record, created, changed
+
+
+def patch_record(world: World, record_type: str, record_id: str, body: Record) -> tuple[Record, bool]:
+    """`PATCH .../<type>/<id>`: merge a REST body into the record; (record, changed)."""
+    _check_body(record_type, body)
+    record = _get(world, record_type, record_id)
+    before = copy.deepcopy(record)
+    record.update(_resolve_refs(world, body))
+    _derive(record_type, record)
+    if record == before:
+        return record, False
+    record["lastModifiedDate"] = _timestamp(world)
+    return _write(world, record_type, record, False), True
+
+
+def _resolve_refs(world: World, body: Record) -> Record:
+    """References as NetSuite stores them: `{"id", "refName"}`, from an id or an externalId.
+
+    A customer reference by externalId that matches no customer raises ValueError (NetSuite's
+    "Invalid reference key").
+    """
+    resolved = dict(body)
+    for key in ("entity", "customer"):
+        ref = body.get(key)
+        if not isinstance(ref, dict):
+            continue
+        if ref.get("externalId"):
+            customer = world.find(PLATFORM, "customer", "externalId", ref["externalId"])
+            if customer is None:
+                raise ValueError(f"Invalid {key} reference key {ref['externalId']} (no customer has that "
+                                 "externalId).")
+            resolved[key] = _ref(world, "customer", customer["id"])
+        elif ref.get("id"):
+            if world.get(PLATFORM, "customer", str(ref["id"])) is None:
+                raise ValueError(f"Invalid {key} reference key {ref['id']}.")
+            resolved[key] = _ref(world, "customer", str(ref["id"]))
+    currency = body.get("currency")
+    if isinstance(currency, dict):
+        resolved["currency"] = currency_ref(currency_code(currency))
+    return resolved
+
+
+def _derive(record_type: str, record: Record) -> None:
+    """Fields NetSuite computes from the others (status, amounts), filled in after a write."""
+    currency = currency_code(record.get("currency"))
+    if record_type == "invoice" and record.get("total") is not None:
+        total = to_minor(record["total"], currency)
+        remaining = to_minor(record["amountRemaining"] if "amountRemaining" in record else record["total"], currency)
+        record["amountRemaining"] = to_major(remaining, currency)
+        record["amountPaid"] = to_major(total - remaining, currency)
+        if "status" not in record:
+            record["status"] = {"id": "A", "refName": "Open"}
+    elif record_type == "creditMemo" and record.get("total") is not None:
+        applied = sum(to_minor(line.get("amount") or 0, currency)
+                      for line in (record.get("apply") or {}).get("items", []) if line.get("apply"))
+        total = to_minor(record["total"], currency)
+        record.update({"applied": to_major(applied, currency), "unapplied": to_major(total - applied, currency),
+                       "status": {"id": "B", "refName": "Fully Applied"} if applied >= total > 0
+                       else {"id": "A", "refName": "Open"}})
+    elif record_type == "customerPayment" and "status" not in record:
+        record["status"] = {"id": "C", "refName": "Deposited"}
+
+
+# --- the HTTP API ---------------------------------------------------------------------------------
+
+_RECORD_ROOT: Final = "/services/rest/record/v1"
+# URL record type (case-insensitive in NetSuite) -> the world's type name.
+_URL_TYPES: Final = {name.lower(): name for name in RECORD_TYPES}
+_TITLES: Final = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
+                  500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+_RFC_SECTIONS: Final = {400: "15.5.1", 401: "15.5.2", 404: "15.5.5", 429: "6.1", 500: "15.6.1", 502: "15.6.3",
+                        503: "15.6.4"}
+_body_decoder: Final = msgspec.json.Decoder(dict[str, Any])
+
+
+def _error(status: int, code: str, message: str, retry_after: float | None = None) -> web.Response:
+    """NetSuite's REST error: `{"type", "title", "status", "o:errorDetails": [{"detail", "o:errorCode"}]}`."""
+    if status == 429 and code != "CONCURRENCY_LIMIT_EXCEEDED":
+        code = "REQUEST_LIMIT_EXCEEDED"
+    elif status >= 500:
+        code = "UNEXPECTED_ERROR"
+    rfc = "rfc6585#section-4" if status == 429 else f"rfc9110.html#section-{_RFC_SECTIONS.get(status, '15.5.1')}"
+    body = {"type": f"https://www.rfc-editor.org/rfc/{rfc}", "title": _TITLES.get(status, "Error"),
+            "status": status, "o:errorDetails": [{"detail": message, "o:errorCode": code}]}
+    headers = {"Content-Type": "application/vnd.oracle.resource+json; type=error"}
+    if retry_after is not None:
+        headers["Retry-After"] = f"{retry_after:g}"
+    return web.Response(body=msgspec.json.encode(body), status=status, headers=headers)
+
+
+class _Api:
+    """The record endpoints, over one world, with NetSuite's account concurrency limit."""
+
+    def __init__(self, world: World, faults: Faults, credentials: PlatformCredentials) -> None:
+        self.world = world
+        self.faults = faults
+        self.credentials = credentials
+        self.writes = WriteCounter(world)
+        self.in_flight = 0
+
+    def limited(self, handler: Handler) -> Handler:
+        """Count the request as in flight for its whole life (latency included); beyond the limit, 429."""
+
+        async def counted(request: web.Request) -> web.StreamResponse:
+            limit = self.faults.of(PLATFORM).netsuite_concurrency or self.credentials.netsuite_concurrency
+            if self.in_flight >= limit:
+                return _error(429, "CONCURRENCY_LIMIT_EXCEEDED", f"Concurrent request limit exceeded ({limit} "
+                              "requests in flight). Request blocked.")
+            self.in_flight += 1
+            try:
+                return await handler(request)
+            finally:
+                self.in_flight -= 1
+
+        return counted
+
+    def _resolve(self, request: web.Request) -> tuple[str, Record | None] | web.Response:
+        """(record type, record or None) for `{type}/{id}`, where id may be `eid:<externalId>`."""
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        expected = self.credentials.netsuite_access_token
+        if not token or (expected and token != expected):
+            return _error(401, "INVALID_LOGIN", "Invalid login attempt. For more details, see the Login Audit Trail "
+                          "in the NetSuite UI at Setup > Users/Roles > User Management > View Login Audit Trail.")
+        record_type = _URL_TYPES.get(request.match_info["type"].lower())
+        if record_type is None:
+            return _error(404, "INVALID_RECORD_TYPE", f"Record type '{request.match_info['type']}' does not exist "
+                          "(the sandbox serves " + ", ".join(RECORD_TYPES) + ").")
+        ref = request.match_info.get("id", "")
+        if ref.startswith("eid:"):
+            return record_type, self.world.find(PLATFORM, record_type, "externalId", ref.removeprefix("eid:"))
+        return record_type, self.world.get(PLATFORM, record_type, ref) if ref else None
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        resolved = self._resolve(request)
+        if isinstance(resolved, web.Response):
+            return resolved
+        record_type, record = resolved
+        if record is None:
+            return _error(404, "NONEXISTENT_ID", "The record instance does not exist. Provide a valid record "
+                          f"instance ID ({record_type} {request.match_info['id']}).")
+        return web.Response(body=msgspec.json.encode(record), content_type="application/json")
+
+    async def _body(self, request: web.Request) -> Record | web.Response:
+        try:
+            return _body_decoder.decode(await request.read())
+        except msgspec.DecodeError as exc:
+            return _error(400, "INVALID_CONTENT", f"The request body is not a JSON object of record fields: {exc}")
+
+    async def patch(self, request: web.Request) -> web.StreamResponse:
+        """PATCH `{type}/{id}` (or `eid:`): 204."""
+        resolved = self._resolve(request)
+        if isinstance(resolved, web.Response):
+            return resolved
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        record_type, record = resolved
+        ref = request.match_info["id"]
+        if record is None:
+            return _error(404, "NONEXISTENT_ID", "The record instance does not exist. Provide a valid record "
+                          f"instance ID ({record_type} {ref}).")
+        record_id = record["id"]
+
+        def run() -> tuple[web.Response, str]:
+            patch_record(self.world, record_type, record_id, body)
+            return self._located(record_type, record_id), f"{record_type}:{record_id}"
+
+        return self._write(f"{record_type}:{record_id}", f"PATCH {record_type}/{ref}", run)
+
+    async def put(self, request: web.Request) -> web.StreamResponse:
+        """PUT `{type}/eid:{externalId}`: upsert, 204 with the record's URL in `Location`."""
+        resolved = self._resolve(request)
+        if isinstance(resolved, web.Response):
+            return resolved
+        ref = request.match_info["id"]
+        if not ref.startswith("eid:"):
+            return _error(400, "INVALID_REQUEST", "Upsert (PUT) needs an external id reference: "
+                          f"{_RECORD_ROOT}/<type>/eid:<externalId>.")
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        record_type, _ = resolved
+        external_id = ref.removeprefix("eid:")
+
+        key = f"{record_type}:eid:{external_id}"
+
+        def run() -> tuple[web.Response, str]:
+            record, _, _ = upsert_record(self.world, record_type, external_id, body)
+            return self._located(record_type, record["id"]), key
+
+        return self._write(key, f"upsert {record_type} eid:{external_id}", run)
+
+    async def post(self, request: web.Request) -> web.StreamResponse:
+        """POST `{type}`: create, 204 with `Location`."""
+        resolved = self._resolve(request)
+        if isinstance(resolved, web.Response):
+            return resolved
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        record_type, _ = resolved
+
+        def run() -> tuple[web.Response, str]:
+            _check_body(record_type, body)
+            record = {**_new(self.world, record_type), **_resolve_refs(self.world, body)}
+            _derive(record_type, record)
+            _write(self.world, record_type, record, True)
+            return self._located(record_type, record["id"]), f"{record_type}:{record['id']}"
+
+        return self._write(f"{record_type}:new", f"POST {record_type}", run)
+
+    def _located(self, record_type: str, record_id: str) -> web.Response:
+        location = f"{ACCOUNT_URL}{_RECORD_ROOT}/{record_type.lower()}/{record_id}"
+        return web.Response(status=204, headers={"Location": location})
+
+    def _write(self, key: str, kind: str, run: Callable[[], tuple[web.Response, str]]) -> web.Response:
+        """Run a write; count the request (and the application, if the world changed) under its key."""
+        before = self.writes.count
+        try:
+            response, key = run()
+        except NotFound as exc:
+            response = _error(404, "NONEXISTENT_ID", str(exc))
+        except ValueError as exc:
+            response = _error(400, "USER_ERROR", str(exc))
+        self.world.effects.request(PLATFORM, key, kind)
+        if self.writes.count > before:
+            self.world.effects.applied(PLATFORM, key, kind)
+        return response
+
+
+def routes(world: World, faults: Faults, credentials: PlatformCredentials) -> list[web.RouteDef]:
+    """The REST record endpoints, each behind the concurrency limit and the NetSuite faults."""
+    api = _Api(world, faults, credentials)
+    guarded = guard(faults, PLATFORM, _error)
+    record = _RECORD_ROOT + "/{type}/{id}"
+    return [
+        web.get(record, api.limited(guarded(api.get))),
+        web.patch(record, api.limited(guarded(api.patch))),
+        web.put(record, api.limited(guarded(api.put))),
+        web.post(_RECORD_ROOT + "/{type}", api.limited(guarded(api.post))),
+    ]

@@ -1,0 +1,443 @@
+"""The sandbox's Salesforce: operations on Account and Opportunity sObjects, and the REST routes.
+
+Records are sObjects as `GET /services/data/vXX.X/sobjects/<Object>/<Id>` returns them: an
+`attributes` block, 18-character `Id`s (key prefix 001 for Account, 006 for Opportunity, with the
+case-safe checksum suffix), `Amount` in major units, `CloseDate` as `YYYY-MM-DD`, timestamps as
+`2025-03-31T12:00:00.000+0000`. Every write is one `World.put`/`World.delete` whose `event` is the
+CDC change type it produces: "CREATE", "UPDATE" or "DELETE" (a merge deletes the loser with
+`MasterRecordId` set to the winner, which is how CDC reports merges).
+
+Operations (ids from `world.new_id`, so runs are deterministic):
+
+* `create_account(world, *, name, country=None, street=None, city=None, state=None,
+  postal_code=None, currency="USD", tax_id=None, payment_terms=None, external_id=None) -> Record`
+* `update_account(world, account_id, fields) -> Record` - `fields` in sObject field names
+* `delete_account(world, account_id) -> Record`
+* `merge_accounts(world, winner_id, loser_id) -> Record` - the loser's opportunities move to the
+  winner, the loser is deleted with `MasterRecordId`; returns the winner
+* `create_opportunity(world, account_id, *, name, amount, currency="USD", stage="Prospecting",
+  close_date=None, plan=None, plan_field="Plan__c") -> Record` - `amount` in minor units
+* `update_opportunity(world, opportunity_id, fields) -> Record` - a new `StageName` also sets
+  `IsClosed`, `IsWon` and `Probability` as Salesforce's stage picklist does
+* `close_won(world, opportunity_id) -> Record` / `close_lost(world, opportunity_id) -> Record`
+* `upsert(world, object_name, field, value, fields) -> tuple[Record, bool]` - by an external id
+  field (or `Id`); the bool says whether the record was created
+
+Money helpers shared with the NetSuite sandbox: `to_major(minor, currency)` / `to_minor(major, currency)`.
+
+`routes(world, faults, credentials)` serves sObject GET/PATCH and upsert by external id.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+import msgspec
+from aiohttp import web
+
+from concord.codecs.salesforce import ACCOUNT_PAYMENT_TERMS_FIELD, ACCOUNT_TAX_ID_FIELD
+from concord.sandbox.faults import Faults, Handler, PlatformCredentials, WriteCounter, guard
+from concord.sandbox.world import Record, World
+
+PLATFORM: Final = "salesforce"
+API_VERSION: Final = "v62.0"
+PLAN_FIELD: Final = "Plan__c"
+# The external id field Concord's sandbox org defines on Account and Opportunity.
+EXTERNAL_ID_FIELD: Final = "External_Id__c"
+# The Account custom fields Concord's Salesforce codec reads for the tax id and payment terms.
+TAX_ID_FIELD: Final = ACCOUNT_TAX_ID_FIELD
+PAYMENT_TERMS_FIELD: Final = ACCOUNT_PAYMENT_TERMS_FIELD
+_KEY_PREFIX: Final = {"Account": "001", "Opportunity": "006"}
+# ISO 4217 minor units where they are not 2 (the currencies a sandbox is likely to see).
+_MINOR_UNITS: Final = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "VND": 0, "BHD": 3, "JOD": 3, "KWD": 3,
+                       "OMR": 3, "TND": 3}
+# The standard StageName picklist: probability, closed, won.
+_STAGES: Final = {
+    "Prospecting": (10, False, False),
+    "Qualification": (10, False, False),
+    "Needs Analysis": (20, False, False),
+    "Value Proposition": (50, False, False),
+    "Id. Decision Makers": (60, False, False),
+    "Perception Analysis": (70, False, False),
+    "Proposal/Price Quote": (75, False, False),
+    "Negotiation/Review": (90, False, False),
+    "Closed Won": (100, True, True),
+    "Closed Lost": (0, True, False),
+}
+# Fields Salesforce computes; a write naming them is refused (INVALID_FIELD_FOR_INSERT_UPDATE).
+READ_ONLY_FIELDS: Final = frozenset({"attributes", "Id", "IsDeleted", "MasterRecordId", "CreatedDate",
+                                     "LastModifiedDate", "SystemModstamp", "BillingAddress", "IsWon",
+                                     "IsClosed"})
+_CHECKSUM_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+
+
+class NotFound(LookupError):
+    """No such record (the API answers 404 NOT_FOUND)."""
+
+
+def to_major(minor: int, currency: str) -> float:
+    """Minor units -> the decimal amount REST APIs show (1999 USD -> 19.99)."""
+    return float(Decimal(minor).scaleb(-_MINOR_UNITS.get(currency.upper(), 2)))
+
+
+def to_minor(major: float | int | str, currency: str) -> int:
+    """A decimal amount -> integer minor units, exactly (19.99 USD -> 1999)."""
+    return int(Decimal(str(major)).scaleb(_MINOR_UNITS.get(currency.upper(), 2)).to_integral_value())
+
+
+def _timestamp(world: World) -> str:
+    moment = datetime.fromtimestamp(world.now_ms() / 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+
+
+def _new_id(world: World, object_name: str) -> str:
+    """A 15-character record id plus the 3-character case-safe suffix Salesforce appends."""
+    serial = world.new_id("").rjust(7, "0")
+    base = f"{_KEY_PREFIX[object_name]}Hp000{serial}"
+    suffix = ""
+    for chunk in (base[0:5], base[5:10], base[10:15]):
+        bits = sum(1 << i for i, char in enumerate(chunk) if "A" <= char <= "Z")
+        suffix += _CHECKSUM_ALPHABET[bits]
+    return base + suffix
+
+
+def _get(world: World, object_name: str, record_id: str) -> Record:
+    record = world.get(PLATFORM, object_name, record_id)
+    if record is None:
+        raise NotFound(f"The requested resource does not exist: {object_name} {record_id}")
+    # Copies: World.put compares the new record with the stored one, so edits go to a copy.
+    return copy.deepcopy(record)
+
+
+def _stamp(world: World, record: Record) -> None:
+    record["LastModifiedDate"] = record["SystemModstamp"] = _timestamp(world)
+
+
+def _billing_address(record: Record) -> dict[str, Any] | None:
+    parts = {"street": record.get("BillingStreet"), "city": record.get("BillingCity"),
+             "state": record.get("BillingState"), "postalCode": record.get("BillingPostalCode"),
+             "country": record.get("BillingCountry")}
+    if not any(parts.values()):
+        return None
+    return {**parts, "geocodeAccuracy": None, "latitude": None, "longitude": None, "stateCode": None,
+            "countryCode": None}
+
+
+def _base(world: World, object_name: str) -> Record:
+    record_id = _new_id(world, object_name)
+    now = _timestamp(world)
+    return {
+        "attributes": {"type": object_name, "url": f"/services/data/{API_VERSION}/sobjects/{object_name}/{record_id}"},
+        "Id": record_id,
+        "IsDeleted": False,
+        "CreatedDate": now,
+        "LastModifiedDate": now,
+        "SystemModstamp": now,
+        "OwnerId": "005Hp00000ConcoAAA",
+    }
+
+
+# --- accounts -------------------------------------------------------------------------------------
+
+
+def _account(world: World, name: str, currency: str) -> Record:
+    """A new Account record, not yet written."""
+    record = _base(world, "Account")
+    record.update({
+        "MasterRecordId": None, "Name": name, "Type": "Customer", "BillingStreet": None, "BillingCity": None,
+        "BillingState": None, "BillingPostalCode": None, "BillingCountry": None,
+        "CurrencyIsoCode": currency.upper(), TAX_ID_FIELD: None, PAYMENT_TERMS_FIELD: None, EXTERNAL_ID_FIELD: None,
+    })
+    return record
+
+
+def create_account(
+    world: World,
+    *,
+    name: str,
+    country: str | None = None,
+    street: str | None = None,
+    city: str | None = None,
+    state: str | None = None,
+    postal_code: str | None = None,
+    currency: str = "USD",
+    tax_id: str | None = None,
+    payment_terms: str | None = None,
+    external_id: str | None = None,
+) -> Record:
+    """A new Account (CDC "CREATE")."""
+    record = _account(world, name, currency)
+    _merge("Account", record, {
+        "BillingStreet": street, "BillingCity": city, "BillingState": state, "BillingPostalCode": postal_code,
+        "BillingCountry": country, TAX_ID_FIELD: tax_id, PAYMENT_TERMS_FIELD: payment_terms,
+        EXTERNAL_ID_FIELD: external_id,
+    })
+    world.put(PLATFORM, "Account", record["Id"], record, event="CREATE")
+    return record
+
+
+def _merge(object_name: str, record: Record, fields: dict[str, Any]) -> None:
+    """Write `fields` into `record` as Salesforce does (derived fields too); unknown names raise ValueError."""
+    unknown = sorted(name for name in fields if name not in record or name in READ_ONLY_FIELDS)
+    if unknown:
+        raise ValueError(f"No such column '{unknown[0]}' on sobject of type {object_name}")
+    record.update(fields)
+    if object_name == "Account":
+        record["BillingAddress"] = _billing_address(record)
+    elif "StageName" in fields:
+        probability, closed, won = _STAGES.get(fields["StageName"], (record.get("Probability"), False, False))
+        record.update({"Probability": probability, "IsClosed": closed, "IsWon": won})
+    if isinstance(fields.get("CurrencyIsoCode"), str):
+        record["CurrencyIsoCode"] = fields["CurrencyIsoCode"].upper()
+
+
+def _apply(world: World, object_name: str, record: Record, fields: dict[str, Any]) -> Record:
+    """Write `fields` into a copy of `record` and put it ("UPDATE"); a write changing nothing is not put."""
+    before = copy.deepcopy(record)
+    _merge(object_name, record, fields)
+    if record == before:
+        return record
+    _stamp(world, record)
+    world.put(PLATFORM, object_name, record["Id"], record, event="UPDATE")
+    return record
+
+
+def update_account(world: World, account_id: str, fields: dict[str, Any]) -> Record:
+    """Set Account fields (sObject names: Name, BillingCountry, Tax_Id__c, ...); unknown names raise ValueError."""
+    return _apply(world, "Account", _get(world, "Account", account_id), fields)
+
+
+def delete_account(world: World, account_id: str) -> Record:
+    """Delete the Account (CDC "DELETE")."""
+    record = _get(world, "Account", account_id)
+    world.delete(PLATFORM, "Account", account_id, event="DELETE")
+    return record
+
+
+def merge_accounts(world: World, winner_id: str, loser_id: str) -> Record:
+    """Merge `loser_id` into `winner_id`: opportunities are reparented, the loser is deleted.
+
+    Salesforce sets the loser's MasterRecordId as part of the deletion itself (no separate UPDATE
+    event), so it is written into the stored record just before `World.delete` reports it.
+    """
+    winner = _get(world, "Account", winner_id)
+    loser = world.get(PLATFORM, "Account", loser_id)
+    if loser is None:
+        raise NotFound(f"The requested resource does not exist: Account {loser_id}")
+    for opportunity in world.all(PLATFORM, "Opportunity"):
+        if opportunity["AccountId"] == loser_id:
+            _apply(world, "Opportunity", copy.deepcopy(opportunity), {"AccountId": winner_id})
+    loser["MasterRecordId"] = winner_id
+    world.delete(PLATFORM, "Account", loser_id, event="DELETE")
+    _stamp(world, winner)
+    world.put(PLATFORM, "Account", winner_id, winner, event="UPDATE")
+    return winner
+
+
+# --- opportunities --------------------------------------------------------------------------------
+
+
+def _opportunity(world: World, account_id: str, name: str, currency: str, plan_field: str) -> Record:
+    """A new Opportunity record at the first stage, not yet written."""
+    record = _base(world, "Opportunity")
+    record.update({
+        "AccountId": account_id, "Name": name, "StageName": "Prospecting", "Amount": None, "Probability": 10,
+        "CloseDate": datetime.fromtimestamp(world.now_ms() / 1000, UTC).date().isoformat(), "Type": "New Business",
+        "IsClosed": False, "IsWon": False, "CurrencyIsoCode": currency.upper(), plan_field: None,
+        EXTERNAL_ID_FIELD: None,
+    })
+    return record
+
+
+def create_opportunity(
+    world: World,
+    account_id: str,
+    *,
+    name: str,
+    amount: int,
+    currency: str = "USD",
+    stage: str = "Prospecting",
+    close_date: str | None = None,
+    plan: str | None = None,
+    plan_field: str = PLAN_FIELD,
+) -> Record:
+    """A new Opportunity on the account; `amount` in minor units, `close_date` `YYYY-MM-DD` (default today)."""
+    _get(world, "Account", account_id)
+    record = _opportunity(world, account_id, name, currency, plan_field)
+    fields: dict[str, Any] = {"StageName": stage, "Amount": to_major(amount, currency), plan_field: plan}
+    if close_date:
+        fields["CloseDate"] = close_date
+    _merge("Opportunity", record, fields)
+    world.put(PLATFORM, "Opportunity", record["Id"], record, event="CREATE")
+    return record
+
+
+def update_opportunity(world: World, opportunity_id: str, fields: dict[str, Any]) -> Record:
+    """Set Opportunity fields (sObject names); a StageName change also sets IsClosed/IsWon/Probability."""
+    return _apply(world, "Opportunity", _get(world, "Opportunity", opportunity_id), fields)
+
+
+def close_won(world: World, opportunity_id: str) -> Record:
+    """StageName "Closed Won" (IsWon, IsClosed true)."""
+    return update_opportunity(world, opportunity_id, {"StageName": "Closed Won"})
+
+
+def close_lost(world: World, opportunity_id: str) -> Record:
+    """StageName "Closed Lost" (IsClosed true, IsWon false)."""
+    return update_opportunity(world, opportunity_id, {"StageName": "Closed Lost"})
+
+
+def upsert(world: World, object_name: str, field: str, value: str, fields: dict[str, Any]) -> tuple[Record, bool]:
+    """Upsert by an external id field (or `Id`): update the matching record, else create one.
+
+    Returns (record, created); an unchanged update writes nothing. Unknown fields raise ValueError,
+    a create by `Id` or of an object the sandbox does not hold raises NotFound.
+    """
+    existing = world.find(PLATFORM, object_name, field, value)
+    if existing is not None:
+        return _apply(world, object_name, copy.deepcopy(existing), fields), False
+    if field == "Id" or object_name not in _KEY_PREFIX:
+        raise NotFound(f"The requested resource does not exist: {object_name} {field}={value}")
+    currency = str(fields.get("CurrencyIsoCode") or "USD")
+    if object_name == "Account":
+        record = _account(world, str(fields.get("Name") or value), currency)
+    else:
+        if not fields.get("AccountId"):
+            raise ValueError("Required fields are missing: [AccountId]")
+        record = _opportunity(world, str(fields["AccountId"]), str(fields.get("Name") or value), currency, PLAN_FIELD)
+    _merge(object_name, record, {**fields, field: value})
+    world.put(PLATFORM, object_name, record["Id"], record, event="CREATE")
+    return record, True
+
+
+# --- the HTTP API ---------------------------------------------------------------------------------
+
+_API_ROOT: Final = "/services/data/{version:v[0-9]+\\.[0-9]}/sobjects/{object}"
+_fields_decoder: Final = msgspec.json.Decoder(dict[str, Any])
+
+
+def _error(status: int, code: str, message: str, retry_after: float | None = None,
+           fields: list[str] | None = None) -> web.Response:
+    """A Salesforce REST error: a JSON list of `{"message", "errorCode", "fields"}`."""
+    if status == 429:
+        code = "REQUEST_LIMIT_EXCEEDED"
+    elif status >= 500:
+        code = "SERVER_UNAVAILABLE" if status == 503 else "UNKNOWN_EXCEPTION"
+    headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+    body = msgspec.json.encode([{"message": message, "errorCode": code, "fields": fields or []}])
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
+class _Api:
+    """The sObject endpoints, over one world."""
+
+    def __init__(self, world: World, credentials: PlatformCredentials) -> None:
+        self.world = world
+        self.credentials = credentials
+        self.writes = WriteCounter(world)
+
+    def _denied(self, request: web.Request) -> web.Response | None:
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        expected = self.credentials.salesforce_access_token
+        if not token or (expected and token != expected):
+            return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        object_name = request.match_info["object"]
+        if object_name not in _KEY_PREFIX:
+            return _error(404, "NOT_FOUND", f"The requested resource does not exist: sObject type '{object_name}' "
+                          "is not supported by the sandbox")
+        return None
+
+    async def get_by_id(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        return self._found(request, "Id", request.match_info["id"])
+
+    async def get_by_field(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        return self._found(request, request.match_info["field"], request.match_info["value"])
+
+    def _found(self, request: web.Request, field: str, value: str) -> web.Response:
+        record = self.world.find(PLATFORM, request.match_info["object"], field, value)
+        if record is None:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        return web.Response(body=msgspec.json.encode(record), content_type="application/json")
+
+    async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:
+        try:
+            return _fields_decoder.decode(await request.read())
+        except msgspec.DecodeError as exc:
+            return _error(400, "JSON_PARSER_ERROR", f"The request body is not a JSON object of fields: {exc}")
+
+    async def patch(self, request: web.Request) -> web.StreamResponse:
+        """PATCH by Id: 204, or 404 / 400 INVALID_FIELD."""
+        if (denied := self._denied(request)) is not None:
+            return denied
+        fields = await self._body(request)
+        if isinstance(fields, web.Response):
+            return fields
+        object_name, record_id = request.match_info["object"], request.match_info["id"]
+        key = f"{object_name}:{record_id}"
+        return self._write(key, f"PATCH {object_name}/{record_id}", lambda: self._update(object_name, record_id,
+                                                                                            fields))
+
+    def _update(self, object_name: str, record_id: str, fields: dict[str, Any]) -> web.Response:
+        record = self.world.get(PLATFORM, object_name, record_id)
+        if record is None:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        _apply(self.world, object_name, copy.deepcopy(record), fields)
+        return web.Response(status=204)
+
+    async def upsert(self, request: web.Request) -> web.StreamResponse:
+        """PATCH by external id: 201 with `{"id", "success", "errors", "created": true}`, or 204 when updated."""
+        if (denied := self._denied(request)) is not None:
+            return denied
+        fields = await self._body(request)
+        if isinstance(fields, web.Response):
+            return fields
+        object_name, field, value = (request.match_info["object"], request.match_info["field"],
+                                     request.match_info["value"])
+        if field in fields:
+            return _error(400, "INVALID_FIELD", f"The external id field {field} must not also be in the body",
+                          fields=[field])
+
+        def run() -> web.Response:
+            record, created = upsert(self.world, object_name, field, value, fields)
+            if not created:
+                return web.Response(status=204)
+            return web.json_response({"id": record["Id"], "success": True, "errors": [], "created": True},
+                                     status=201)
+
+        return self._write(f"{object_name}:eid:{value}", f"upsert {object_name} {field}={value}", run)
+
+    def _write(self, key: str, kind: str, run: Callable[[], web.Response]) -> web.Response:
+        before = self.writes.count
+        try:
+            response: web.Response = run()
+        except NotFound as exc:
+            response = _error(404, "NOT_FOUND", str(exc))
+        except ValueError as exc:
+            code = "REQUIRED_FIELD_MISSING" if "Required fields" in str(exc) else "INVALID_FIELD"
+            response = _error(400, code, str(exc))
+        self.world.effects.request(PLATFORM, key, kind)
+        if self.writes.count > before:
+            self.world.effects.applied(PLATFORM, key, kind)
+        return response
+
+
+def routes(world: World, faults: Faults, credentials: PlatformCredentials) -> list[web.RouteDef]:
+    """The sObject endpoints (any `vXX.X`), each behind the Salesforce faults."""
+    api = _Api(world, credentials)
+    guarded = guard(faults, PLATFORM, _error)
+    handlers: list[tuple[str, str, Handler]] = [
+        ("GET", _API_ROOT + "/{id}", api.get_by_id),
+        ("PATCH", _API_ROOT + "/{id}", api.patch),
+        ("GET", _API_ROOT + "/{field}/{value}", api.get_by_field),
+        ("PATCH", _API_ROOT + "/{field}/{value}", api.upsert),
+    ]
+    return [web.route(method, path, guarded(handler)) for method, path, handler in handlers]

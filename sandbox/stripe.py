@@ -1,0 +1,837 @@
+"""The sandbox's Stripe: operations on the world's Stripe objects, and the `/v1` API routes.
+
+Records are Stripe objects as API version 2025-03-31.basil returns them (`customer`,
+`subscription` with billing periods on `items.data[]`, `invoice` with
+`parent.subscription_details.subscription` and `status_transitions`, `charge`, `refund`). Money is
+integer minor units, currencies lower-case, times epoch seconds. Every write is one `World.put`
+whose `event` is the Stripe event type it would produce.
+
+Operations (plain functions on a `World`; ids come from `world.new_id`, so runs are deterministic):
+
+* `create_customer(world, *, name, email=None, country=None, address=None, currency=None,
+  salesforce_account_id=None, tax_id=None, metadata=None) -> Record` - "customer.created"
+* `update_customer(world, customer_id, params) -> Record` - Stripe's update semantics: `metadata`
+  and `address` merge key by key, "" clears a key - "customer.updated"
+* `set_tax_id(world, customer_id, value) -> Record` - the customer's one tax id ("customer.updated";
+  kept in the expanded `tax_ids` list)
+* `delete_customer(world, customer_id) -> Record` - "customer.deleted"
+* `create_subscription(world, customer_id, *, price_id, unit_amount, currency, quantity=1,
+  status="active", interval="month") -> Record` - "customer.subscription.created"
+* `update_subscription(world, subscription_id, *, status=None, price_id=None, unit_amount=None,
+  quantity=None) -> Record` - "customer.subscription.updated"
+* `advance_period(world, subscription_id) -> Record` - the next billing period starts
+* `cancel_subscription(world, subscription_id, *, at_period_end=False) -> Record` - immediately:
+  status `canceled`, "customer.subscription.deleted"; at period end: "customer.subscription.updated"
+* `pause_subscription` / `resume_subscription(world, subscription_id) -> Record` - status `paused` /
+  `active`, "customer.subscription.paused" / "customer.subscription.resumed"
+* `create_invoice(world, customer_id, *, subscription_id=None, amount=None, tax=0, currency=None,
+  due_days=30, finalize=True) -> Record` - "invoice.created" (draft), then `finalize_invoice`
+* `finalize_invoice(world, invoice_id) -> Record` - number assigned, status `open`, "invoice.finalized"
+* `pay_invoice(world, invoice_id) -> tuple[invoice, charge]` - a succeeded charge
+  ("charge.succeeded"), the invoice `paid` ("invoice.paid"); a `past_due` subscription turns `active`
+* `fail_invoice_payment(world, invoice_id, *, code="card_declined") -> tuple[invoice, charge]` - a
+  failed charge ("charge.failed"), "invoice.payment_failed", the subscription turns `past_due`
+* `void_invoice(world, invoice_id) -> Record` - "invoice.voided"
+* `mark_uncollectible(world, invoice_id) -> Record` - "invoice.marked_uncollectible"
+* `refund_charge(world, charge_id, *, amount=None, reason=None) -> tuple[refund, charge]` - a
+  succeeded refund ("refund.created"), the charge's `amount_refunded` ("charge.refunded")
+
+`routes(world, faults, credentials)` serves the part of the API Concord's connector calls
+(form-encoded bodies, `Authorization: Bearer`, `Idempotency-Key` replays, Stripe's error shape).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+import msgspec
+from aiohttp import web
+
+from concord.sandbox.faults import Faults, Handler, PlatformCredentials, Replays, StoredResponse, WriteCounter, guard
+from concord.sandbox.world import Record, World
+
+PLATFORM: Final = "stripe"
+_DAY: Final = 86_400
+# Billing periods by price interval, in seconds (Stripe counts calendar months; 30 days is close
+# enough for a sandbox and keeps periods deterministic).
+_INTERVAL_SECONDS: Final = {"day": _DAY, "week": 7 * _DAY, "month": 30 * _DAY, "year": 365 * _DAY}
+
+
+class NotFound(LookupError):
+    """The object does not exist (the API answers 404 `resource_missing`)."""
+
+
+def _now(world: World) -> int:
+    return world.now_ms() // 1000
+
+
+def _get(world: World, type_: str, id_: str) -> Record:
+    record = world.get(PLATFORM, type_, id_)
+    if record is None:
+        raise NotFound(f"No such {type_}: '{id_}'")
+    # Copies: World.put compares the new record with the stored one, so edits go to a copy.
+    return copy.deepcopy(record)
+
+
+def _put(world: World, type_: str, record: Record, event: str) -> Record:
+    world.put(PLATFORM, type_, record["id"], record, event=event)
+    return record
+
+
+# --- customers ------------------------------------------------------------------------------------
+
+
+def _address(country: str | None, parts: dict[str, Any] | None) -> dict[str, Any] | None:
+    if country is None and not parts:
+        return None
+    address: dict[str, Any] = dict.fromkeys(("city", "country", "line1", "line2", "postal_code", "state"))
+    address.update(parts or {})
+    if country is not None:
+        address["country"] = country
+    return address
+
+
+def _tax_ids(customer_id: str, value: str | None, created: int) -> dict[str, Any]:
+    """The customer's tax ids as the expanded `tax_ids` list (Stripe includes it when expanded)."""
+    data = []
+    if value:
+        data.append({"id": f"txi_{customer_id.removeprefix('cus_')}", "object": "tax_id", "country": None,
+                     "created": created, "customer": customer_id, "livemode": False, "type": "eu_vat",
+                     "value": value, "verification": {"status": "unavailable", "verified_address": None,
+                                                      "verified_name": None}})
+    return {"object": "list", "data": data, "has_more": False, "url": f"/v1/customers/{customer_id}/tax_ids"}
+
+
+def create_customer(
+    world: World,
+    *,
+    name: str,
+    email: str | None = None,
+    country: str | None = None,
+    address: dict[str, Any] | None = None,
+    currency: str | None = None,
+    salesforce_account_id: str | None = None,
+    tax_id: str | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Record:
+    """A new customer; `salesforce_account_id` goes to `metadata.salesforce_account_id` (the CRM link)."""
+    customer_id = world.new_id("cus_")
+    created = _now(world)
+    meta = dict(metadata or {})
+    if salesforce_account_id:
+        meta["salesforce_account_id"] = salesforce_account_id
+    record: Record = {
+        "id": customer_id,
+        "object": "customer",
+        "address": _address(country, address),
+        "balance": 0,
+        "created": created,
+        "currency": currency.lower() if currency else None,
+        "default_source": None,
+        "delinquent": False,
+        "description": None,
+        "discount": None,
+        "email": email,
+        "invoice_prefix": customer_id.removeprefix("cus_").upper()[-8:],
+        "invoice_settings": {"custom_fields": None, "default_payment_method": None, "footer": None,
+                             "rendering_options": None},
+        "livemode": False,
+        "metadata": meta,
+        "name": name,
+        "next_invoice_sequence": 1,
+        "phone": None,
+        "preferred_locales": [],
+        "shipping": None,
+        "tax_exempt": "none",
+        "tax_ids": _tax_ids(customer_id, tax_id, created),
+        "test_clock": None,
+    }
+    return _put(world, "customer", record, "customer.created")
+
+
+def update_customer(world: World, customer_id: str, params: dict[str, Any]) -> Record:
+    """Apply update parameters the way `POST /v1/customers/{id}` does.
+
+    `metadata` and `address` merge key by key and an empty string clears a key (Stripe's rule); other
+    keys replace the field. Unknown parameters raise `ValueError` like Stripe's 400.
+    """
+    customer = _get(world, "customer", customer_id)
+    for key, value in params.items():
+        if key == "metadata":
+            merged = dict(customer.get("metadata") or {})
+            for meta_key, meta_value in (value or {}).items():
+                if meta_value in ("", None):
+                    merged.pop(meta_key, None)
+                else:
+                    merged[meta_key] = str(meta_value)
+            customer["metadata"] = merged
+        elif key == "address":
+            customer["address"] = None if value in ("", None) else _address(None, {
+                **(customer.get("address") or {}), **{k: v or None for k, v in value.items()}})
+        elif key in _UPDATABLE_CUSTOMER_FIELDS:
+            customer[key] = value if value != "" else None
+        else:
+            raise ValueError(f"Received unknown parameter: {key}")
+    return _put(world, "customer", customer, "customer.updated")
+
+
+_UPDATABLE_CUSTOMER_FIELDS: Final = frozenset({"name", "email", "description", "phone", "preferred_locales",
+                                               "shipping", "tax_exempt", "invoice_prefix"})
+
+
+def set_tax_id(world: World, customer_id: str, value: str | None) -> Record:
+    """Replace the customer's tax id (`POST /v1/customers/{id}/tax_ids`); None removes it."""
+    customer = _get(world, "customer", customer_id)
+    customer["tax_ids"] = _tax_ids(customer_id, value or None, _now(world))
+    return _put(world, "customer", customer, "customer.updated")
+
+
+def delete_customer(world: World, customer_id: str) -> Record:
+    """Delete the customer (Stripe answers `{"id", "object": "customer", "deleted": true}`)."""
+    customer = _get(world, "customer", customer_id)
+    world.delete(PLATFORM, "customer", customer_id, event="customer.deleted")
+    return customer
+
+
+# --- subscriptions --------------------------------------------------------------------------------
+
+
+def _price(price_id: str, unit_amount: int, currency: str, interval: str, created: int) -> dict[str, Any]:
+    return {
+        "id": price_id,
+        "object": "price",
+        "active": True,
+        "billing_scheme": "per_unit",
+        "created": created,
+        "currency": currency.lower(),
+        "livemode": False,
+        "lookup_key": None,
+        "metadata": {},
+        "nickname": None,
+        "product": f"prod_{price_id.removeprefix('price_')}",
+        "recurring": {"interval": interval, "interval_count": 1, "meter": None, "usage_type": "licensed"},
+        "tax_behavior": "unspecified",
+        "type": "recurring",
+        "unit_amount": unit_amount,
+        "unit_amount_decimal": str(unit_amount),
+    }
+
+
+def create_subscription(
+    world: World,
+    customer_id: str,
+    *,
+    price_id: str,
+    unit_amount: int,
+    currency: str,
+    quantity: int = 1,
+    status: str = "active",
+    interval: str = "month",
+) -> Record:
+    """A subscription with one item (`price_id` at `unit_amount` x `quantity`), its period starting now."""
+    _get(world, "customer", customer_id)
+    if interval not in _INTERVAL_SECONDS:
+        raise ValueError(f"interval must be one of {sorted(_INTERVAL_SECONDS)}, got {interval!r}")
+    subscription_id = world.new_id("sub_")
+    now = _now(world)
+    item = {
+        "id": world.new_id("si_"),
+        "object": "subscription_item",
+        "created": now,
+        "current_period_start": now,
+        "current_period_end": now + _INTERVAL_SECONDS[interval],
+        "discounts": [],
+        "metadata": {},
+        "price": _price(price_id, unit_amount, currency, interval, now),
+        "quantity": quantity,
+        "subscription": subscription_id,
+        "tax_rates": [],
+    }
+    record: Record = {
+        "id": subscription_id,
+        "object": "subscription",
+        "billing_cycle_anchor": now,
+        "cancel_at": None,
+        "cancel_at_period_end": False,
+        "canceled_at": None,
+        "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+        "collection_method": "charge_automatically",
+        "created": now,
+        "currency": currency.lower(),
+        "customer": customer_id,
+        "days_until_due": None,
+        "default_payment_method": None,
+        "description": None,
+        "ended_at": None,
+        "items": {"object": "list", "data": [item], "has_more": False,
+                  "url": f"/v1/subscription_items?subscription={subscription_id}"},
+        "latest_invoice": None,
+        "livemode": False,
+        "metadata": {},
+        "pause_collection": None,
+        "start_date": now,
+        "status": status,
+        "test_clock": None,
+        "trial_end": None,
+        "trial_start": None,
+    }
+    return _put(world, "subscription", record, "customer.subscription.created")
+
+
+def update_subscription(
+    world: World,
+    subscription_id: str,
+    *,
+    status: str | None = None,
+    price_id: str | None = None,
+    unit_amount: int | None = None,
+    quantity: int | None = None,
+) -> Record:
+    """Change the status, the price (id and/or amount) or the quantity of the subscription's item."""
+    sub = _get(world, "subscription", subscription_id)
+    item = sub["items"]["data"][0]
+    if status is not None:
+        sub["status"] = status
+    if price_id is not None or unit_amount is not None:
+        old = item["price"]
+        item["price"] = _price(price_id or old["id"], old["unit_amount"] if unit_amount is None else unit_amount,
+                               old["currency"], old["recurring"]["interval"], _now(world))
+    if quantity is not None:
+        item["quantity"] = quantity
+    return _put(world, "subscription", sub, "customer.subscription.updated")
+
+
+def advance_period(world: World, subscription_id: str) -> Record:
+    """The subscription's next billing period begins where the current one ended."""
+    sub = _get(world, "subscription", subscription_id)
+    for item in sub["items"]["data"]:
+        length = _INTERVAL_SECONDS[item["price"]["recurring"]["interval"]]
+        item["current_period_start"] = item["current_period_end"]
+        item["current_period_end"] += length
+    return _put(world, "subscription", sub, "customer.subscription.updated")
+
+
+def cancel_subscription(world: World, subscription_id: str, *, at_period_end: bool = False) -> Record:
+    """Cancel now (status `canceled`) or at the end of the current period (`cancel_at_period_end`)."""
+    sub = _get(world, "subscription", subscription_id)
+    now = _now(world)
+    sub["canceled_at"] = now
+    sub["cancellation_details"] = {"comment": None, "feedback": None, "reason": "cancellation_requested"}
+    if at_period_end:
+        sub["cancel_at_period_end"] = True
+        sub["cancel_at"] = max(item["current_period_end"] for item in sub["items"]["data"])
+        return _put(world, "subscription", sub, "customer.subscription.updated")
+    sub["status"] = "canceled"
+    sub["ended_at"] = now
+    return _put(world, "subscription", sub, "customer.subscription.deleted")
+
+
+def pause_subscription(world: World, subscription_id: str) -> Record:
+    """Status `paused` (Stripe pauses a subscription whose trial ended without a payment method)."""
+    sub = _get(world, "subscription", subscription_id)
+    sub["status"] = "paused"
+    return _put(world, "subscription", sub, "customer.subscription.paused")
+
+
+def resume_subscription(world: World, subscription_id: str) -> Record:
+    """A paused subscription becomes `active` again."""
+    sub = _get(world, "subscription", subscription_id)
+    sub["status"] = "active"
+    sub["pause_collection"] = None
+    return _put(world, "subscription", sub, "customer.subscription.resumed")
+
+
+# --- invoices, charges, refunds -------------------------------------------------------------------
+
+
+def create_invoice(
+    world: World,
+    customer_id: str,
+    *,
+    subscription_id: str | None = None,
+    amount: int | None = None,
+    tax: int = 0,
+    currency: str | None = None,
+    due_days: int = 30,
+    finalize: bool = True,
+) -> Record:
+    """A draft invoice for `amount` + `tax` (default: the subscription's price x quantity), finalized by default.
+
+    Returns the invoice as it stands at the end (open when finalized).
+    """
+    customer = _get(world, "customer", customer_id)
+    sub = _get(world, "subscription", subscription_id) if subscription_id else None
+    if sub is not None:
+        item = sub["items"]["data"][0]
+        amount = item["price"]["unit_amount"] * item["quantity"] if amount is None else amount
+        currency = currency or sub["currency"]
+    if amount is None or currency is None:
+        raise ValueError("an invoice without a subscription needs amount and currency")
+    now = _now(world)
+    invoice_id = world.new_id("in_")
+    total = amount + tax
+    period_start = sub["items"]["data"][0]["current_period_start"] if sub else now
+    period_end = sub["items"]["data"][0]["current_period_end"] if sub else now
+    line = {
+        "id": world.new_id("il_"),
+        "object": "line_item",
+        "amount": amount,
+        "currency": currency.lower(),
+        "description": None,
+        "invoice": invoice_id,
+        "livemode": False,
+        "metadata": {},
+        "period": {"end": period_end, "start": period_start},
+        "pricing": {"price_details": {"price": sub["items"]["data"][0]["price"]["id"]}} if sub else None,
+        "quantity": sub["items"]["data"][0]["quantity"] if sub else 1,
+    }
+    record: Record = {
+        "id": invoice_id,
+        "object": "invoice",
+        "account_country": "US",
+        "amount_due": total,
+        "amount_overpaid": 0,
+        "amount_paid": 0,
+        "amount_remaining": total,
+        "attempt_count": 0,
+        "attempted": False,
+        "auto_advance": True,
+        "billing_reason": "subscription_cycle" if sub else "manual",
+        "collection_method": "charge_automatically",
+        "created": now,
+        "currency": currency.lower(),
+        "customer": customer_id,
+        "customer_email": customer.get("email"),
+        "customer_name": customer.get("name"),
+        "due_date": now + due_days * _DAY,
+        "hosted_invoice_url": None,
+        "lines": {"object": "list", "data": [line], "has_more": False, "url": f"/v1/invoices/{invoice_id}/lines"},
+        "livemode": False,
+        "metadata": {},
+        "number": None,
+        "parent": {
+            "quote_details": None,
+            "subscription_details": {"metadata": {}, "subscription": subscription_id},
+            "type": "subscription_details",
+        } if subscription_id else None,
+        "payments": {"object": "list", "data": [], "has_more": False,
+                     "url": f"/v1/invoice_payments?invoice={invoice_id}"},
+        "period_end": period_end,
+        "period_start": period_start,
+        "status": "draft",
+        "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None, "paid_at": None,
+                               "voided_at": None},
+        "subtotal": amount,
+        "total": total,
+        "total_excluding_tax": amount,
+        "total_taxes": [{"amount": tax, "tax_behavior": "exclusive", "tax_rate_details": None,
+                         "taxability_reason": "standard_rated", "taxable_amount": amount, "type": "tax_rate_details"}]
+        if tax else [],
+    }
+    _put(world, "invoice", record, "invoice.created")
+    if sub is not None:
+        sub["latest_invoice"] = invoice_id
+        _put(world, "subscription", sub, "customer.subscription.updated")
+    return finalize_invoice(world, invoice_id) if finalize else record
+
+
+def finalize_invoice(world: World, invoice_id: str) -> Record:
+    """A draft invoice gets its number (`<customer prefix>-<sequence>`) and becomes `open`."""
+    invoice = _get(world, "invoice", invoice_id)
+    if invoice["status"] != "draft":
+        raise ValueError(f"This invoice is already finalized, you can't re-finalize a non-draft invoice ({invoice_id})")
+    customer = _get(world, "customer", invoice["customer"])
+    sequence = customer["next_invoice_sequence"]
+    customer["next_invoice_sequence"] = sequence + 1
+    _put(world, "customer", customer, "customer.updated")
+    invoice["number"] = f"{customer['invoice_prefix']}-{sequence:04d}"
+    invoice["status"] = "open"
+    invoice["status_transitions"]["finalized_at"] = _now(world)
+    invoice["hosted_invoice_url"] = f"https://invoice.stripe.com/i/{invoice_id}"
+    return _put(world, "invoice", invoice, "invoice.finalized")
+
+
+def _charge(world: World, invoice: Record, status: str, failure_code: str | None) -> Record:
+    charge_id = world.new_id("ch_")
+    return {
+        "id": charge_id,
+        "object": "charge",
+        "amount": invoice["amount_remaining"],
+        "amount_captured": invoice["amount_remaining"] if status == "succeeded" else 0,
+        "amount_refunded": 0,
+        "balance_transaction": world.new_id("txn_") if status == "succeeded" else None,
+        "billing_details": {"address": None, "email": invoice.get("customer_email"), "name": None, "phone": None},
+        "captured": status == "succeeded",
+        "created": _now(world),
+        "currency": invoice["currency"],
+        "customer": invoice["customer"],
+        "description": "Subscription update" if invoice.get("parent") else None,
+        "disputed": False,
+        "failure_code": failure_code,
+        "failure_message": "Your card was declined." if failure_code else None,
+        "livemode": False,
+        "metadata": {},
+        "outcome": {"network_status": "approved_by_network" if status == "succeeded" else "declined_by_network",
+                    "reason": failure_code, "risk_level": "normal", "seller_message": "Payment complete."
+                    if status == "succeeded" else "The bank did not return any further details with this decline.",
+                    "type": "authorized" if status == "succeeded" else "issuer_declined"},
+        "paid": status == "succeeded",
+        "payment_intent": world.new_id("pi_"),
+        "payment_method": None,
+        "receipt_url": None,
+        "refunded": False,
+        "status": status,
+    }
+
+
+def _invoice_payment(world: World, invoice: Record, charge: Record, status: str) -> dict[str, Any]:
+    now = _now(world)
+    return {
+        "id": world.new_id("inpay_"),
+        "object": "invoice_payment",
+        "amount_paid": charge["amount"] if status == "paid" else None,
+        "amount_requested": charge["amount"],
+        "created": now,
+        "currency": invoice["currency"],
+        "invoice": invoice["id"],
+        "is_default": True,
+        "livemode": False,
+        "payment": {"charge": charge["id"], "type": "charge"},
+        "status": status,
+        "status_transitions": {"canceled_at": None, "paid_at": now if status == "paid" else None},
+    }
+
+
+def _subscription_status(world: World, invoice: Record, status: str) -> None:
+    """Dunning follows the invoice: a failed payment makes the subscription past_due, a paid one active."""
+    parent = invoice.get("parent") or {}
+    subscription_id = (parent.get("subscription_details") or {}).get("subscription")
+    if not subscription_id:
+        return
+    sub = _get(world, "subscription", subscription_id)
+    if sub["status"] in ("canceled", "incomplete_expired") or sub["status"] == status:
+        return
+    if status == "active" and sub["status"] not in ("past_due", "unpaid", "incomplete"):
+        return
+    sub["status"] = status
+    _put(world, "subscription", sub, "customer.subscription.updated")
+
+
+def pay_invoice(world: World, invoice_id: str) -> tuple[Record, Record]:
+    """The open invoice is paid in full by a new charge; returns (invoice, charge)."""
+    invoice = _get(world, "invoice", invoice_id)
+    if invoice["status"] not in ("open", "uncollectible"):
+        raise ValueError(f"Invoice {invoice_id} is {invoice['status']}; only open invoices can be paid")
+    charge = _put(world, "charge", _charge(world, invoice, "succeeded", None), "charge.succeeded")
+    invoice["payments"]["data"].append(_invoice_payment(world, invoice, charge, "paid"))
+    invoice["amount_paid"] += invoice["amount_remaining"]
+    invoice["amount_remaining"] = 0
+    invoice["attempt_count"] += 1
+    invoice["attempted"] = True
+    invoice["status"] = "paid"
+    invoice["status_transitions"]["paid_at"] = _now(world)
+    _put(world, "invoice", invoice, "invoice.paid")
+    _subscription_status(world, invoice, "active")
+    return invoice, charge
+
+
+def fail_invoice_payment(world: World, invoice_id: str, *, code: str = "card_declined") -> tuple[Record, Record]:
+    """A payment attempt on the open invoice fails; returns (invoice, failed charge)."""
+    invoice = _get(world, "invoice", invoice_id)
+    if invoice["status"] != "open":
+        raise ValueError(f"Invoice {invoice_id} is {invoice['status']}; only open invoices can be attempted")
+    charge = _put(world, "charge", _charge(world, invoice, "failed", code), "charge.failed")
+    invoice["payments"]["data"].append(_invoice_payment(world, invoice, charge, "failed"))
+    invoice["attempt_count"] += 1
+    invoice["attempted"] = True
+    _put(world, "invoice", invoice, "invoice.payment_failed")
+    _subscription_status(world, invoice, "past_due")
+    return invoice, charge
+
+
+def void_invoice(world: World, invoice_id: str) -> Record:
+    """An open (or uncollectible) invoice is voided."""
+    invoice = _get(world, "invoice", invoice_id)
+    if invoice["status"] not in ("open", "uncollectible"):
+        raise ValueError(f"You can only void an open or uncollectible invoice; {invoice_id} is {invoice['status']}")
+    invoice["status"] = "void"
+    invoice["status_transitions"]["voided_at"] = _now(world)
+    return _put(world, "invoice", invoice, "invoice.voided")
+
+
+def mark_uncollectible(world: World, invoice_id: str) -> Record:
+    """An open invoice is written off as uncollectible."""
+    invoice = _get(world, "invoice", invoice_id)
+    if invoice["status"] != "open":
+        raise ValueError(f"Only open invoices can be marked uncollectible; {invoice_id} is {invoice['status']}")
+    invoice["status"] = "uncollectible"
+    invoice["status_transitions"]["marked_uncollectible_at"] = _now(world)
+    return _put(world, "invoice", invoice, "invoice.marked_uncollectible")
+
+
+def refund_charge(world: World, charge_id: str, *, amount: int | None = None,
+                  reason: str | None = None) -> tuple[Record, Record]:
+    """Refund `amount` (default: what is left) of a succeeded charge; returns (refund, charge)."""
+    charge = _get(world, "charge", charge_id)
+    left = charge["amount"] - charge["amount_refunded"]
+    amount = left if amount is None else amount
+    if charge["status"] != "succeeded" or amount <= 0 or amount > left:
+        raise ValueError(f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})")
+    refund: Record = {
+        "id": world.new_id("re_"),
+        "object": "refund",
+        "amount": amount,
+        "balance_transaction": world.new_id("txn_"),
+        "charge": charge_id,
+        "created": _now(world),
+        "currency": charge["currency"],
+        "destination_details": {"card": {"type": "refund"}, "type": "card"},
+        "metadata": {},
+        "payment_intent": charge["payment_intent"],
+        "reason": reason,
+        "receipt_number": None,
+        "source_transfer_reversal": None,
+        "status": "succeeded",
+        "transfer_reversal": None,
+    }
+    _put(world, "refund", refund, "refund.created")
+    charge["amount_refunded"] += amount
+    charge["refunded"] = charge["amount_refunded"] == charge["amount"]
+    _put(world, "charge", charge, "charge.refunded")
+    return refund, charge
+
+
+# --- the HTTP API ---------------------------------------------------------------------------------
+
+_FORM_KEY: Final = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+_FORM_INDEX: Final = re.compile(r"\[([^\[\]]*)\]")
+# Parameters every endpoint accepts and no operation needs.
+_IGNORED_PARAMS: Final = frozenset({"expand"})
+
+
+def parse_form(body: str) -> dict[str, Any]:
+    """Stripe's form encoding -> nested params: `metadata[k]=v` -> {"metadata": {"k": "v"}}, `a[0][b]` -> lists.
+
+    Values stay strings (an empty string means "unset" to Stripe). Raises ValueError on a malformed key.
+    """
+    params: dict[str, Any] = {}
+    for name, value in parse_qsl(body, keep_blank_values=True):
+        match = _FORM_KEY.match(name)
+        if match is None:
+            raise ValueError(f"Invalid parameter name: {name}")
+        keys = [match.group(1), *_FORM_INDEX.findall(match.group(2))]
+        node = params
+        for key in keys[:-1]:
+            child = node.setdefault(key or str(len(node)), {})
+            if not isinstance(child, dict):
+                raise ValueError(f"Invalid array or hash parameter: {name} (after {key!r})")
+            node = child
+        last = keys[-1]
+        node[last or str(len(node))] = value
+    return _lists(params)
+
+
+def _lists(node: dict[str, Any]) -> dict[str, Any]:
+    """Turn nested dicts keyed 0, 1, 2 ... into lists (`items[0][price]`, `expand[]`)."""
+    for key, value in node.items():
+        if isinstance(value, dict):
+            value = _lists(value)
+            node[key] = [value[k] for k in sorted(value, key=int)] if value and all(
+                k.isdigit() for k in value) else value
+    return node
+
+
+def _error(status: int, code: str, message: str, retry_after: float | None = None, *,
+           error_type: str | None = None, param: str | None = None) -> web.Response:
+    """A Stripe error response: `{"error": {"type", "code", "message"}}`."""
+    if error_type is None:
+        error_type = "api_error" if status >= 500 else "invalid_request_error"
+    error: dict[str, Any] = {"type": error_type, "code": code, "message": message}
+    if param:
+        error["param"] = param
+    headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+    if status == 429:
+        error["code"] = "rate_limit"
+    return web.json_response({"error": error}, status=status, headers=headers, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _int_param(params: dict[str, Any], name: str) -> int | None:
+    value = str(params.get(name) or "")
+    if not value:
+        return None
+    if not value.lstrip("-").isdigit():
+        raise ValueError(f"Invalid integer: {value}")
+    return int(value)
+
+
+Mutation = Callable[[dict[str, Any], dict[str, str]], tuple[int, Record, str]]
+"""A write endpoint's body: (params, path parameters) -> (status, response object, effects key)."""
+
+
+class _Api:
+    """The Stripe endpoints, over one world."""
+
+    def __init__(self, world: World, credentials: PlatformCredentials) -> None:
+        self.world = world
+        self.credentials = credentials
+        self.replays = Replays()
+        self.writes = WriteCounter(world)
+
+    def _unauthorized(self, request: web.Request) -> web.Response | None:
+        expected = self.credentials.stripe_api_key
+        header = request.headers.get("Authorization", "")
+        if not header:
+            return _error(401, "api_key_required", "You did not provide an API key. You need to provide your API "
+                          "key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                          "YOUR_SECRET_KEY').")
+        given = header.removeprefix("Bearer ").strip()
+        if expected and given != expected:
+            return _error(401, "api_key_invalid", f"Invalid API Key provided: {given[:8]}****{given[-4:]}")
+        return None
+
+    def read(self, type_: str) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            if (denied := self._unauthorized(request)) is not None:
+                return denied
+            record = self.world.get(PLATFORM, type_, request.match_info["id"])
+            if record is None:
+                return _error(404, "resource_missing", f"No such {type_}: '{request.match_info['id']}'", param="id")
+            return web.json_response(record, dumps=_dumps)
+
+        return handler
+
+    def write(self, kind: str, mutation: Mutation) -> Handler:
+        """A POST/DELETE endpoint with Stripe's idempotency: replay, or 400 idempotency_error on other params."""
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            if (denied := self._unauthorized(request)) is not None:
+                return denied
+            try:
+                params = parse_form(await request.text())
+            except ValueError as exc:
+                return _error(400, "parameter_invalid", str(exc))
+            key = request.headers.get("Idempotency-Key")
+            fingerprint = msgspec.json.encode([request.method, request.path, params], order="sorted")
+            what = f"{request.method} {request.path}"
+            if key:
+                stored = self.replays.get(key)
+                if stored is not None:
+                    return self._replay(key, what, stored, fingerprint)
+            before = self.writes.count
+            try:
+                status, body, record_key = mutation({k: v for k, v in params.items() if k not in _IGNORED_PARAMS},
+                                                     dict(request.match_info))
+                response = web.json_response(body, status=status, dumps=_dumps)
+            except NotFound as exc:
+                record_key = f"{kind}:{request.match_info.get('id', '')}"
+                response = _error(404, "resource_missing", str(exc), param="id")
+            except ValueError as exc:
+                record_key = f"{kind}:{request.match_info.get('id', '')}"
+                response = _error(400, "parameter_invalid", str(exc))
+            effects_key = key or record_key
+            self.world.effects.request(PLATFORM, effects_key, what)
+            if self.writes.count > before:
+                self.world.effects.applied(PLATFORM, effects_key, what)
+            if key and isinstance(response.body, bytes):
+                self.replays.store(key, StoredResponse(fingerprint=fingerprint, status=response.status,
+                                                       body=response.body))
+                response.headers["Idempotency-Key"] = key
+            return response
+
+        return handler
+
+    def _replay(self, key: str, what: str, stored: StoredResponse, fingerprint: bytes) -> web.Response:
+        if stored.fingerprint != fingerprint:
+            return _error(400, "idempotency_key_in_use", "Keys for idempotent requests can only be used with the "
+                          f"same parameters they were first used with. Try using a key other than '{key}' if you "
+                          "meant to execute a different request.", error_type="idempotency_error")
+        self.world.effects.request(PLATFORM, key, what)
+        return web.Response(body=stored.body, status=stored.status, content_type="application/json",
+                            headers={"Idempotent-Replayed": "true", "Idempotency-Key": key})
+
+    # --- mutations: (params, path) -> (status, object, effects key) ---
+
+    def create_customer(self, params: dict[str, Any], path: dict[str, str]) -> tuple[int, Record, str]:
+        unknown = set(params) - {"name", "email", "address", "metadata", "description", "phone"}
+        if unknown:
+            raise ValueError(f"Received unknown parameter: {sorted(unknown)[0]}")
+        customer = create_customer(self.world, name=params.get("name") or "", email=params.get("email") or None,
+                                   address=params.get("address") or None, metadata=params.get("metadata"))
+        return 200, customer, f"customer:{customer['id']}"
+
+    def update_customer(self, params: dict[str, Any], path: dict[str, str]) -> tuple[int, Record, str]:
+        return 200, update_customer(self.world, path["id"], params), f"customer:{path['id']}"
+
+    def delete_customer(self, params: dict[str, Any], path: dict[str, str]) -> tuple[int, Record, str]:
+        delete_customer(self.world, path["id"])
+        return 200, {"id": path["id"], "object": "customer", "deleted": True}, f"customer:{path['id']}"
+
+    def create_tax_id(self, params: dict[str, Any], path: dict[str, str]) -> tuple[int, Record, str]:
+        if not params.get("type") or not params.get("value"):
+            raise ValueError("Missing required param: " + ("type" if not params.get("type") else "value"))
+        customer = set_tax_id(self.world, path["id"], params["value"])
+        tax_id: Record = {**customer["tax_ids"]["data"][0], "type": params["type"]}
+        return 200, tax_id, f"customer:{path['id']}"
+
+    def update_subscription(self, params: dict[str, Any], path: dict[str, str]) -> tuple[int, Record, str]:
+        unknown = set(params) - {"cancel_at_period_end", "quantity"}
+        if unknown:
+            raise ValueError(f"Received unknown parameter: {sorted(unknown)[0]}")
+        sub_id = path["id"]
+        if params.get("cancel_at_period_end") == "true":
+            cancel_subscription(self.world, sub_id, at_period_end=True)
+        quantity = _int_param(params, "quantity")
+        record = update_subscription(self.world, sub_id, quantity=quantity) if quantity is not None else _get(
+            self.world, "subscription", sub_id)
+        return 200, record, f"subscription:{sub_id}"
+
+    def cancel_subscription(self, params: dict[str, Any], path: dict[str, str]) -> tuple[int, Record, str]:
+        return 200, cancel_subscription(self.world, path["id"]), f"subscription:{path['id']}"
+
+    def invoice_action(self, action: Callable[[World, str], Any]) -> Mutation:
+        def mutation(params: dict[str, Any], path: dict[str, str]) -> tuple[int, Record, str]:
+            action(self.world, path["id"])
+            return 200, _get(self.world, "invoice", path["id"]), f"invoice:{path['id']}"
+
+        return mutation
+
+    def create_refund(self, params: dict[str, Any], path: dict[str, str]) -> tuple[int, Record, str]:
+        charge_id = params.get("charge")
+        if not charge_id:
+            raise ValueError("Missing required param: charge.")
+        refund, _ = refund_charge(self.world, charge_id, amount=_int_param(params, "amount"),
+                                  reason=params.get("reason") or None)
+        return 200, refund, f"refund:{refund['id']}"
+
+
+def routes(world: World, faults: Faults, credentials: PlatformCredentials) -> list[web.RouteDef]:
+    """The `/v1` endpoints, each behind the Stripe faults."""
+    api = _Api(world, credentials)
+    guarded = guard(faults, PLATFORM, _error)
+    return [
+        web.post("/v1/customers", guarded(api.write("customer", api.create_customer))),
+        web.get("/v1/customers/{id}", guarded(api.read("customer"))),
+        web.post("/v1/customers/{id}", guarded(api.write("customer", api.update_customer))),
+        web.delete("/v1/customers/{id}", guarded(api.write("customer", api.delete_customer))),
+        web.post("/v1/customers/{id}/tax_ids", guarded(api.write("customer", api.create_tax_id))),
+        web.get("/v1/subscriptions/{id}", guarded(api.read("subscription"))),
+        web.post("/v1/subscriptions/{id}", guarded(api.write("subscription", api.update_subscription))),
+        web.delete("/v1/subscriptions/{id}", guarded(api.write("subscription", api.cancel_subscription))),
+        web.get("/v1/invoices/{id}", guarded(api.read("invoice"))),
+        web.post("/v1/invoices/{id}/finalize", guarded(api.write("invoice", api.invoice_action(finalize_invoice)))),
+        web.post("/v1/invoices/{id}/pay", guarded(api.write("invoice", api.invoice_action(pay_invoice)))),
+        web.post("/v1/invoices/{id}/void", guarded(api.write("invoice", api.invoice_action(void_invoice)))),
+        web.post("/v1/invoices/{id}/mark_uncollectible",
+                 guarded(api.write("invoice", api.invoice_action(mark_uncollectible)))),
+        web.get("/v1/charges/{id}", guarded(api.read("charge"))),
+        web.post("/v1/refunds", guarded(api.write("refund", api.create_refund))),
+        web.get("/v1/refunds/{id}", guarded(api.read("refund"))),
+    ]
