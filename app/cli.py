@@ -90,6 +90,12 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from concord.app.replay import run
+
+    return run(_load_settings(), args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from concord.app.demo import run
 
@@ -142,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("--json", action="store_true", help="print JSON instead of a table")
     rules.set_defaults(func=cmd_rules)
 
+    replay = sub.add_parser("replay", help="re-send dead letters (commands or ingest) for another try",
+                            description="Re-drive dead letters: commands through the same ledger (a command "
+                            "already done is not applied again), ingest payloads to their source topics.")
+    from concord.app.replay import add_arguments as add_replay_arguments
+
+    add_replay_arguments(replay)
+    replay.set_defaults(func=cmd_replay)
+
     demo = sub.add_parser(
         "demo", help="the live closed loop on this machine: Kafka, Redis, a worker and the platform sandbox",
         description="Start (or reuse) local Kafka and Redis, then the Procfile's worker and sandbox (honcho): "
@@ -153,6 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_demo_arguments(demo)
     demo.set_defaults(func=cmd_demo)
+
+    sandbox = sub.add_parser(
+        "sandbox", help="serve Stripe, Salesforce, Zendesk and NetSuite APIs and play seeded customer traffic",
+        description="The platform sandbox: the four platforms' APIs (for Concord's connectors), their native "
+        "events delivered to Concord (webhooks, Salesforce CDC on Kafka), and seeded customer lifecycles with "
+        "drift injected at --drift-rate. Ground truth at /_sandbox/injected, progress at /_sandbox/status.")
+    from concord.sandbox.cli import add_arguments as add_sandbox_arguments
+    from concord.sandbox.cli import run as run_sandbox
+
+    add_sandbox_arguments(sandbox)
+    sandbox.set_defaults(func=run_sandbox)
     return parser
 
 

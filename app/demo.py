@@ -33,12 +33,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from concord.app.settings import Settings, env_var
 from concord.drift import catalog
 from concord.infra import cli as infra_cli
+from concord.sandbox.traffic import PLAN_TIERS
 
 SANDBOX_HOST = "127.0.0.1"
 SANDBOX_PORT = 6070
 # The correction timeout never shrinks below this: a command, the platform's event and the
 # re-evaluation take a moment even when simulated time flies.
 MIN_CORRECTION_TIMEOUT_S = 10
+# Nor does a grace window shrink below this: a Zendesk change reaches Concord over a webhook and a
+# re-read, a Stripe change over one webhook; the two must not be judged in the gap between them.
+MIN_GRACE_S = 2
 
 E_NO_HONCHO = ("concord demo: the Procfile runner `honcho` is not installed; install the dev extras "
                "(`pip install -e '.[dev]'`, which `make demo` does)")
@@ -94,12 +98,14 @@ def render(now: Totals, before: Totals | None) -> str:
 
 
 def scaled_rules(time_scale: float) -> dict[str, Any]:
-    """A rules file: every grace window and the correction timeout divided by the time scale."""
+    """A rules file: every grace window and the correction timeout divided by the time scale, and
+    the sandbox's plan -> support tier map (D03 judges tiers only for mapped plans)."""
     defaults = catalog.default_configs()
-    rules = {rule_id: {"grace_seconds": int(config.grace_seconds / time_scale)}
+    rules = {rule_id: {"grace_seconds": max(MIN_GRACE_S, int(config.grace_seconds / time_scale))
+                       if config.grace_seconds else 0}
              for rule_id, config in defaults.items()}
     timeout = max(MIN_CORRECTION_TIMEOUT_S, int(1800 / time_scale))
-    return {"rules": rules, "correction_timeout_seconds": timeout}
+    return {"rules": rules, "correction_timeout_seconds": timeout, "plan_tiers": dict(PLAN_TIERS)}
 
 
 def demo_environment(rules_file: Path, environ: dict[str, str], kafka_port: int = 9092,

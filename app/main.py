@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from concord.agents import identity, ingest, state
-from concord.app import api, ingress, web
+from concord.agents import commands, identity, ingest, state
+from concord.app import api, commands_api, ingress, web
 from concord.app.factory import ROLES, Concord
 from concord.app.settings import Settings
 from concord.drift import catalog
@@ -34,5 +34,7 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
         identity.register(concord)
     if "state" in concord.roles:
         state.register(concord, config, catalog.RULES)
+    executor = commands.register(concord) if "commands" in concord.roles else None
     api.register(concord, catalog.RULES, config)
+    commands_api.register(concord, executor)
     return concord

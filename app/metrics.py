@@ -71,6 +71,45 @@ drift_index_backlog = Gauge(
     "concord_drift_index_backlog", "Customers whose findings wait to be mirrored to Redis", registry=REGISTRY,
 )
 
+# Command execution (agents/commands, connectors/executor.py).
+commands_executed = Counter(
+    "concord_commands_executed_total", "Commands finished by the command agent: done, already_done (the ledger "
+    "had it), dead_lettered, skipped_failed (dead-lettered earlier, not a replay)", ["platform", "action", "status"],
+    registry=REGISTRY,
+)
+command_attempts = Counter(
+    "concord_command_attempts_total", "Platform calls made for commands (first tries and retries)", ["platform"],
+    registry=REGISTRY,
+)
+command_retries = Counter(
+    "concord_command_retries_total", "Command calls that failed and will be retried, by error kind",
+    ["platform", "kind"], registry=REGISTRY,
+)
+command_dead_letters = Counter(
+    "concord_command_dead_letters_total", "Commands sent to the command dead-letter topic, by reason class "
+    "(exhausted, data, no_connector, unsupported)", ["platform", "reason"], registry=REGISTRY,
+)
+command_halts = Counter(
+    "concord_command_halts_total", "Times a platform halted because it refused Concord's credentials (auth)",
+    ["platform"], registry=REGISTRY,
+)
+breaker_state = Gauge(
+    "concord_breaker_state", "Circuit breaker of a platform: 0 closed, 1 half-open, 2 open, 3 halted (auth)",
+    ["platform"], registry=REGISTRY,
+)
+command_ledger_up = Gauge(
+    "concord_command_ledger_up", "1 while the command agent reaches Redis (ledger, rate limits); 0: execution "
+    "is paused until Redis is back", registry=REGISTRY,
+)
+rate_limit_waits = Counter(
+    "concord_rate_limit_waits_total", "Calls that waited for a platform's shared rate limit", ["platform"],
+    registry=REGISTRY,
+)
+rate_limit_wait_seconds = Counter(
+    "concord_rate_limit_wait_seconds_total", "Seconds command calls waited for a platform's shared rate limit",
+    ["platform"], registry=REGISTRY,
+)
+
 
 def markdown_reference() -> str:
     """docs/metrics.md, generated from the registry (`python -m concord.app.metrics`)."""

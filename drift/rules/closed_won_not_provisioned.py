@@ -1,8 +1,10 @@
-"""D10: an opportunity is closed-won (and not deleted) while billing has no live subscription.
+"""D10: an opportunity is closed-won (and not deleted) while billing has no subscription.
 
-Any subscription that is not deleted counts as provisioned, whatever its status (D01 and D02 judge
-its status). `since` is when the opportunity was marked won. Subject: the opportunity id. The action
-resumes the quote-to-cash saga of that opportunity.
+Any subscription counts as provisioned, whatever its status (D01 and D02 judge its status), even
+one Stripe reports as deleted: `customer.subscription.deleted` is how Stripe says a subscription
+was canceled, and a canceled customer was provisioned once. `since` is when the opportunity was
+marked won. Subject: the opportunity id. The action resumes the quote-to-cash saga of that
+opportunity.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from concord.tables.state import CustomerState
 def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
     if not state.crm.opportunities:
         return []
-    if any(not s.deleted for s in state.billing.subscriptions.values()):
+    if state.billing.subscriptions:
         return []
     return [
         Finding(

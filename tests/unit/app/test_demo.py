@@ -10,6 +10,7 @@ from concord.app import settings as s
 from concord.app.demo import Totals
 from concord.drift import catalog
 from concord.drift.config import load as load_drift_config
+from concord.sandbox.traffic import PLAN_TIERS
 
 METRICS = """# HELP concord_ingest_events_total Canonical events decoded
 # TYPE concord_ingest_events_total counter
@@ -27,9 +28,12 @@ def test_rules_are_scaled_with_simulated_time(tmp_path: Path) -> None:
     path = tmp_path / "rules.json"
     path.write_text(json.dumps(demo.scaled_rules(3600)))
     config = load_drift_config(path, catalog.default_configs())
-    assert config.rule("D01", catalog.default_configs()["D01"]).grace_seconds == 1  # one hour -> one second
+    defaults = catalog.default_configs()
+    assert config.rule("D01", defaults["D01"]).grace_seconds == demo.MIN_GRACE_S  # one hour -> 1 s, floored
+    assert config.rule("D05", defaults["D05"]).grace_seconds == 0  # no grace stays no grace
     assert config.rule("D07", catalog.default_configs()["D07"]).grace_seconds == 24  # one day -> 24 s
     assert config.correction_timeout_seconds == demo.MIN_CORRECTION_TIMEOUT_S
+    assert config.plan_tiers == PLAN_TIERS
     # Unscaled, the defaults stand.
     assert demo.scaled_rules(1)["rules"]["D01"]["grace_seconds"] == 3600
 

@@ -22,10 +22,12 @@ def test_silent_for_open_lost_or_deleted_opportunities() -> None:
     assert run(RULE, state_of(won("006A", HOUR), opportunity("006A", 2 * HOUR, deleted=True))) == []
 
 
-def test_any_live_subscription_counts_a_deleted_one_does_not() -> None:
+def test_any_subscription_counts_even_a_canceled_one_stripe_reports_deleted() -> None:
     assert run(RULE, state_of(won("006A", HOUR), subscription("sub_1", "incomplete", 2 * HOUR))) == []
+    # customer.subscription.deleted: the customer was provisioned, then canceled (D01 judges that).
     state = state_of(won("006A", HOUR), subscription("sub_1", "canceled", 2 * HOUR, deleted=True))
-    assert only(run(RULE, state)).subject == "006A"
+    assert run(RULE, state) == []
+    assert only(run(RULE, state_of(won("006A", HOUR)))).subject == "006A"
 
 
 def test_converges_when_billing_provisions() -> None:

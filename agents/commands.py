@@ -1,0 +1,202 @@
+"""Command agent: corrective commands -> the executor (ledger, breaker, rate limit, connector) -> results.
+
+Reads `concord.commands` with `concurrency=1` (one command at a time per worker, in order per
+partition; commands are keyed by their target record). A command re-sent by `concord replay`
+carries the header `concord-replay: 1`, which lets the ledger re-open a dead-lettered command.
+
+Every command yields a `CommandResult` on `concord.command-results` (key: command id). Dead letters
+go to `concord.dlq.commands`: the command JSON as value, the original key, and headers saying why
+(`concord-dlq-reason`, `-kind`, `-attempts`, `concord-failed-at`, source topic/partition/offset).
+A successful re-read (`Outcome.fetched`) is produced to the platform's raw topic (key: record id),
+where the ingest agent decodes the record like any other delivery. Both are acknowledged by Kafka
+before the ledger records the final state.
+
+The message is acknowledged only after the executor returned: while Redis is unreachable or a
+platform is halted, the agent waits on the current command (nothing is skipped), and the other
+agents of the worker go on detecting drift.
+
+Connectors (their HTTP sessions) are created on the first command, inside the worker's event loop,
+and closed when the worker stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+import faust
+import msgspec
+
+from concord.app import metrics
+from concord.app.replay import REPLAY_HEADER
+from concord.app.settings import Settings
+from concord.codecs import internal
+from concord.connectors.base import Connector, Outcome
+from concord.connectors.breaker import Breakers
+from concord.connectors.executor import (
+    DLQ_ATTEMPTS,
+    DLQ_KIND,
+    CommandResult,
+    Executor,
+    dead_letter_headers,
+)
+from concord.connectors.ledger import RedisLedger, redis_client
+from concord.connectors.policy import RetryPolicy
+from concord.connectors.ratelimit import RedisRateLimiter, limits_from_settings
+from concord.drift.lifecycle import Command
+
+if TYPE_CHECKING:
+    from concord.app.factory import Concord
+
+log = logging.getLogger("concord.commands")
+
+ConnectorFactory = Callable[[Settings], Mapping[str, Connector]]
+
+_decode_command = msgspec.json.Decoder(Command).decode
+
+
+def decode_command(data: bytes) -> Command:
+    """A command as the state agent encodes it (msgspec JSON)."""
+    return _decode_command(data)
+
+
+def header(headers: Any, name: str) -> bytes | None:
+    """One header of a Kafka message, whether Faust gives them as pairs or as a mapping."""
+    if not headers:
+        return None
+    pairs: Iterable[tuple[str, Any]] = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in pairs:
+        if key == name:
+            return value if isinstance(value, bytes) else str(value).encode()
+    return None
+
+
+def is_replay(headers: Any) -> bool:
+    """Whether the message was re-sent by `concord replay` (header `concord-replay: 1`)."""
+    return header(headers, REPLAY_HEADER) == b"1"
+
+
+#: The setting that configures each platform: empty means "not configured" (settings.py).
+_URL_SETTING: Final = {"stripe": "stripe_api_url", "salesforce": "salesforce_instance_url", "zendesk": "zendesk_url",
+                       "netsuite": "netsuite_url"}
+
+
+def registry_connectors(settings: Settings) -> Mapping[str, Connector]:
+    """The connectors of connectors/registry.py for the platforms configured in `settings`.
+
+    An unconfigured platform gets no connector, so its commands are dead-lettered (replayable once it
+    is configured) instead of halting: a halt would hold every later command of this worker behind it.
+    """
+    from concord.connectors.registry import build_connectors
+
+    def configured(platform: str) -> bool:
+        setting = _URL_SETTING.get(platform)
+        return setting is None or bool(getattr(settings, setting))
+
+    return {platform: connector for platform, connector in build_connectors(settings).items() if configured(platform)}
+
+
+class KafkaPublisher:
+    """The executor's Kafka effects, each awaited until the broker acknowledged it."""
+
+    def __init__(self, concord: Concord) -> None:
+        self._concord = concord
+        self._dlq = concord.topics[concord.names.dlq_commands]
+        self.key: bytes | None = None
+        self.source: tuple[str, int, int] = ("", -1, -1)
+
+    def at(self, message: Any) -> None:
+        """The command message being executed (its key and position go on a dead letter)."""
+        self.key = message.key
+        self.source = (message.topic, message.partition, message.offset)
+
+    async def fetched(self, command: Command, outcome: Outcome) -> None:
+        topic_name = self._concord.names.raw.get(command.platform)
+        if topic_name is None:
+            log.warning("command %s re-fetched a %s record, but there is no raw topic for that platform",
+                        command.command_id, command.platform)
+            return
+        pending = await self._concord.topics[topic_name].send(
+            key=outcome.record_id.encode() or None, value=outcome.fetched,
+            headers=[("concord-refetched-by", command.command_id.encode())])
+        await pending
+
+    async def dead_letter(self, command: Command, result: CommandResult) -> None:
+        pending = await self._dlq.send(key=self.key, value=internal.encode(command),
+                                       headers=dead_letter_headers(result, *self.source))
+        await pending
+
+
+def register(concord: Concord, connector_factory: ConnectorFactory = registry_connectors) -> Executor:
+    """Add the command agent; returns its executor (the status API reads its breakers)."""
+    app = concord.app
+    settings = concord.settings
+    names = concord.names
+    commands_topic = concord.topics[names.commands]
+    results = concord.topics[names.command_results]
+    dlq = concord.topics[names.dlq_commands]
+    client = redis_client(settings.redis_url)
+    connectors: dict[str, Connector] = {}
+    publisher = KafkaPublisher(concord)
+    executor = Executor(
+        connectors=connectors,
+        ledger=RedisLedger(client, settings.topic_prefix, settings.command_ledger_ttl_seconds),
+        limiter=RedisRateLimiter(client, settings.topic_prefix, limits_from_settings(settings)),
+        breakers=Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds, time.time),
+        policy=RetryPolicy.from_settings(settings),
+        publisher=publisher,
+    )
+    opened = False
+    processed = metrics.events_processed.labels("commands")
+
+    def open_connectors() -> None:
+        nonlocal opened
+        if not opened:
+            connectors.update(connector_factory(settings))
+            opened = True
+            log.info("command execution ready: connectors for %s", ", ".join(sorted(connectors)) or "no platform")
+
+    async def undecodable(message: Any, value: bytes, exc: Exception) -> None:
+        # Only Concord writes commands: a bug or a foreign producer. Keep the bytes where a person looks.
+        log.error("unreadable command at %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
+        metrics.command_dead_letters.labels("unknown", "undecodable").inc()
+        headers = [
+            (internal.DLQ_REASON, f"undecodable command: {exc}"[:1000].encode()),
+            (DLQ_KIND, b"data"),
+            (DLQ_ATTEMPTS, b"0"),
+            (internal.DLQ_FAILED_AT, str(int(time.time() * 1000)).encode()),
+            (internal.DLQ_SOURCE_TOPIC, message.topic.encode()),
+            (internal.DLQ_SOURCE_PARTITION, str(message.partition).encode()),
+            (internal.DLQ_SOURCE_OFFSET, str(message.offset).encode()),
+        ]
+        await dlq.send(key=message.key, value=value, headers=headers)
+
+    @app.agent(commands_topic, name="concord.commands", concurrency=1)
+    async def execute(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                command = decode_command(event.value)
+            except msgspec.DecodeError as exc:
+                await undecodable(message, event.value, exc)
+                continue
+            open_connectors()
+            started = time.perf_counter()
+            publisher.at(message)
+            result = await executor.run(command, replay=is_replay(message.headers))
+            await results.send(key=command.command_id.encode(), value=internal.encode(result))
+            processed.inc()
+            metrics.agent_batch_seconds.labels("commands").observe(time.perf_counter() - started)
+
+    @app.on_before_shutdown.connect
+    async def _close(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        for connector in connectors.values():
+            try:
+                await connector.close()
+            except Exception:  # one connector failing to close must not keep the others' sessions open
+                log.exception("closing the %s connector failed", connector.platform)
+        await client.aclose()
+
+    return executor

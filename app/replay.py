@@ -1,0 +1,330 @@
+"""`concord replay`: re-drive dead letters, once they can succeed.
+
+* `concord replay commands [--id ID ...] [--rule R] [--platform P] [--action A] [--all] [--dry-run]`
+  re-sends matching command dead letters (`<prefix>.dlq.commands`) to `<prefix>.commands` with the
+  header `concord-replay: 1`. They go through the same ledger: the first replay of a dead-lettered
+  command executes it once (failed -> pending), a second replay finds it done and does nothing. Each
+  command id is re-sent once per run, however often it was dead-lettered.
+* `concord replay ingest [--reason R] [--platform P] [--all] [--dry-run]` re-sends ingest dead
+  letters' original bytes with their original headers (without the dead-letter headers) to their
+  source topic (header `concord-source-topic`), e.g. after a codec fix.
+
+Both read the dead-letter topic from the beginning up to the end offsets it had when the run started
+(records dead-lettered again during the run are not re-read), with a consumer of their own that
+commits nothing, so the topic's other readers are not affected. A filter or `--all` is required.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import msgspec
+from msgspec import Struct
+
+from concord.app.settings import Settings, kafka_bootstrap
+from concord.codecs import internal
+from concord.drift.lifecycle import Command
+
+# aiokafka is imported where Kafka is used: `concord --help` builds this parser and should stay quick.
+
+#: Header that marks a command re-sent by replay (value "1"): the ledger may re-open a failed command.
+REPLAY_HEADER: Final = "concord-replay"
+
+E_KAFKA: Final = (
+    "cannot reach Kafka at {bootstrap} ({error}). Is it running (`concord infra status`) and is "
+    "CONCORD_KAFKA_URL right?"
+)
+E_NO_FILTER_COMMANDS: Final = (
+    "say which command dead letters to replay: --id, --rule, --platform or --action (they combine), "
+    "or --all for every one"
+)
+E_NO_FILTER_INGEST: Final = "say which ingest dead letters to replay: --reason or --platform, or --all for every one"
+
+#: Headers the ingest agent adds to a dead letter; everything else is the original delivery's.
+INGEST_DLQ_HEADERS: Final = frozenset({
+    internal.DLQ_REASON, internal.DLQ_DETAIL, internal.DLQ_SOURCE_TOPIC, internal.DLQ_SOURCE_PARTITION,
+    internal.DLQ_SOURCE_OFFSET, internal.DLQ_CODEC_VERSION, internal.DLQ_PLATFORM, internal.DLQ_FAILED_AT,
+})
+
+PROGRESS_EVERY: Final = 100
+CONNECT_TIMEOUT_SECONDS: Final = 15.0
+
+_decode_command = msgspec.json.Decoder(Command).decode
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+class ReplayError(Exception):
+    """Replay cannot run (Kafka unreachable, no filter); the message says what to do."""
+
+
+class CommandFilter(Struct, frozen=True, kw_only=True):
+    """Which command dead letters to replay: every given criterion must match; `all` matches everything."""
+
+    ids: frozenset[str] = frozenset()
+    rule: str | None = None
+    platform: str | None = None
+    action: str | None = None
+    all: bool = False
+
+    @property
+    def given(self) -> bool:
+        return self.all or bool(self.ids or self.rule or self.platform or self.action)
+
+    def matches(self, command: Command) -> bool:
+        if self.all:
+            return True
+        return ((not self.ids or command.command_id in self.ids)
+                and (self.rule is None or command.rule == self.rule)
+                and (self.platform is None or command.platform == self.platform)
+                and (self.action is None or command.action == self.action))
+
+
+class IngestFilter(Struct, frozen=True, kw_only=True):
+    """Which ingest dead letters to replay, by the reason and platform the ingest agent recorded."""
+
+    reason: str | None = None
+    platform: str | None = None
+    all: bool = False
+
+    @property
+    def given(self) -> bool:
+        return self.all or bool(self.reason or self.platform)
+
+    def matches(self, headers: dict[str, bytes]) -> bool:
+        if self.all:
+            return True
+        return ((self.reason is None or headers.get(internal.DLQ_REASON, b"").decode() == self.reason)
+                and (self.platform is None or headers.get(internal.DLQ_PLATFORM, b"").decode() == self.platform))
+
+
+class Summary(Struct, frozen=True, kw_only=True):
+    """What a replay run did."""
+
+    read: int  # dead letters read
+    matched: int  # of those, matching the filter
+    replayed: int  # re-sent
+    skipped: int  # matched but not re-sent: dry run, duplicate command id, unreadable, no source topic
+
+    def line(self, what: str) -> str:
+        return (f"replay {what}: {self.read} dead letters read, {self.matched} matched, {self.replayed} replayed, "
+                f"{self.skipped} skipped")
+
+
+def original_headers(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """An ingest dead letter's headers without the ones the ingest agent added."""
+    return [(k, v) for k, v in headers if k not in INGEST_DLQ_HEADERS]
+
+
+def _last_headers(headers: Sequence[tuple[str, bytes]]) -> dict[str, bytes]:
+    return {k: v for k, v in headers}
+
+
+class Replayable(Struct, frozen=True):
+    """One dead letter chosen for replay: where it goes and what is sent."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    label: str  # for the dry run's listing
+
+
+def choose_commands(records: Sequence[Any], flt: CommandFilter, commands_topic: str,
+                    out: Callable[[str], None]) -> tuple[int, list[Replayable], int]:
+    """The command dead letters to re-send (one per command id); returns (matched, chosen, skipped)."""
+    matched = skipped = 0
+    chosen: dict[str, Replayable] = {}
+    for record in records:
+        try:
+            command = _decode_command(record.value)
+        except msgspec.DecodeError as exc:
+            if flt.all:
+                matched += 1
+                skipped += 1
+                out(f"skipped unreadable dead letter at {record.topic}[{record.partition}]@{record.offset}: {exc}")
+            continue
+        if not flt.matches(command):
+            continue
+        matched += 1
+        if command.command_id in chosen:
+            skipped += 1  # dead-lettered more than once: one replay re-drives it
+            continue
+        reason = _last_headers(record.headers).get(internal.DLQ_REASON, b"").decode()
+        chosen[command.command_id] = Replayable(
+            commands_topic, record.key, record.value, [(REPLAY_HEADER, b"1")],
+            f"{command.command_id} {command.platform} {command.action} rule={command.rule or '-'} "
+            f"customer={command.customer_key or '-'}: {reason}")
+    return matched, list(chosen.values()), skipped
+
+
+def choose_ingest(records: Sequence[Any], flt: IngestFilter,
+                  out: Callable[[str], None]) -> tuple[int, list[Replayable], int]:
+    """The ingest dead letters to re-send to their source topics; returns (matched, chosen, skipped)."""
+    matched = skipped = 0
+    chosen: list[Replayable] = []
+    for record in records:
+        headers = _last_headers(record.headers)
+        if not flt.matches(headers):
+            continue
+        matched += 1
+        source = headers.get(internal.DLQ_SOURCE_TOPIC, b"").decode()
+        if not source:
+            skipped += 1
+            out(f"skipped dead letter at {record.topic}[{record.partition}]@{record.offset}: it names no source "
+                f"topic ({internal.DLQ_SOURCE_TOPIC})")
+            continue
+        reason = headers.get(internal.DLQ_REASON, b"").decode()
+        chosen.append(Replayable(source, record.key, record.value, original_headers(record.headers),
+                                 f"{record.topic}@{record.partition}:{record.offset} -> {source}: {reason}"))
+    return matched, chosen, skipped
+
+
+async def read_dead_letters(bootstrap: str, topic: str, timeout: float = 120.0) -> list[Any]:
+    """Every record of `topic` up to the end offsets it has now (none when the topic does not exist)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import KafkaError
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", request_timeout_ms=10_000)
+    try:
+        await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_SECONDS)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        await consumer.stop()
+        raise ReplayError(E_KAFKA.format(bootstrap=bootstrap, error=f"{type(exc).__name__}: {exc}")) from None
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        out: list[Any] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            if loop.time() > deadline:
+                raise ReplayError(f"could not read {topic} to its end within {timeout:.0f} s; is Kafka healthy?")
+            for tp, records in (await consumer.getmany(*partitions, timeout_ms=500)).items():
+                out.extend(r for r in records if r.offset < ends[tp])
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def resend(bootstrap: str, chosen: Sequence[Replayable], out: Callable[[str], None],
+                 every: int = PROGRESS_EVERY) -> int:
+    """Produce `chosen` (acks=all, each acknowledged); progress every `every` records. Returns how many."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=30_000)
+    try:
+        await asyncio.wait_for(producer.start(), CONNECT_TIMEOUT_SECONDS)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        await producer.stop()
+        raise ReplayError(E_KAFKA.format(bootstrap=bootstrap, error=f"{type(exc).__name__}: {exc}")) from None
+    sent = 0
+    try:
+        for start in range(0, len(chosen), every):
+            batch = chosen[start:start + every]
+            # In flight together, acknowledged together: one round trip per batch, not per record.
+            pending = [await producer.send(item.topic, value=item.value, key=item.key, headers=item.headers)
+                       for item in batch]
+            for delivery in pending:
+                await delivery
+            sent += len(batch)
+            if sent < len(chosen):
+                out(f"replayed {sent}/{len(chosen)} ...")
+    except KafkaError as exc:
+        raise ReplayError(f"replay stopped after {sent} of {len(chosen)} records: {type(exc).__name__}: {exc}; "
+                          "running it again is safe (the ledger skips commands already done)") from None
+    finally:
+        await producer.stop()
+    out(f"replayed {sent}/{len(chosen)}")
+    return sent
+
+
+async def replay_commands(settings: Settings, flt: CommandFilter, dry_run: bool = False,
+                          out: Callable[[str], None] = _print) -> Summary:
+    """Re-send the command dead letters matching `flt` to the command topic, marked as replays."""
+    from concord.app.topics import topic_names
+
+    if not flt.given:
+        raise ReplayError(E_NO_FILTER_COMMANDS)
+    names = topic_names(settings)
+    bootstrap = kafka_bootstrap(settings)
+    records = await read_dead_letters(bootstrap, names.dlq_commands)
+    matched, chosen, skipped = choose_commands(records, flt, names.commands, out)
+    return await _send(bootstrap, records, matched, chosen, skipped, dry_run, out)
+
+
+async def replay_ingest(settings: Settings, flt: IngestFilter, dry_run: bool = False,
+                        out: Callable[[str], None] = _print) -> Summary:
+    """Re-send the ingest dead letters matching `flt`, as they were delivered, to their source topics."""
+    from concord.app.topics import topic_names
+
+    if not flt.given:
+        raise ReplayError(E_NO_FILTER_INGEST)
+    names = topic_names(settings)
+    bootstrap = kafka_bootstrap(settings)
+    records = await read_dead_letters(bootstrap, names.dlq_ingest)
+    matched, chosen, skipped = choose_ingest(records, flt, out)
+    return await _send(bootstrap, records, matched, chosen, skipped, dry_run, out)
+
+
+async def _send(bootstrap: str, records: Sequence[Any], matched: int, chosen: Sequence[Replayable], skipped: int,
+                dry_run: bool, out: Callable[[str], None]) -> Summary:
+    if dry_run:
+        for item in chosen:
+            out(f"would replay {item.label}")
+        return Summary(read=len(records), matched=matched, replayed=0, skipped=skipped + len(chosen))
+    replayed = await resend(bootstrap, chosen, out) if chosen else 0
+    return Summary(read=len(records), matched=matched, replayed=replayed, skipped=skipped)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `concord replay` sub-commands and options."""
+    what = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
+    commands = what.add_parser(
+        "commands", help="re-send command dead letters to the command topic (through the same ledger)",
+        description="Re-send dead-lettered corrective commands. Criteria combine (all must match); "
+        "a command already done is not applied again.")
+    commands.add_argument("--id", dest="ids", action="append", default=[], metavar="ID",
+                          help="a command id (repeat for several)")
+    commands.add_argument("--rule", help="only commands of this drift rule (e.g. D04)")
+    commands.add_argument("--platform", help="only commands to this platform (stripe, salesforce, zendesk, netsuite, "
+                          "concord)")
+    commands.add_argument("--action", help="only this action (e.g. erp.upsert_invoice)")
+    commands.add_argument("--all", action="store_true", help="every command dead letter")
+    commands.add_argument("--dry-run", action="store_true", help="list what would be replayed; send nothing")
+    ingest = what.add_parser(
+        "ingest", help="re-send ingest dead letters (original bytes and headers) to their source topics",
+        description="Re-send payloads the ingest agent could not use, as they were delivered, e.g. after a "
+        "codec fix.")
+    ingest.add_argument("--reason", help="only dead letters with this reason (header concord-dlq-reason)")
+    ingest.add_argument("--platform", help="only payloads of this platform")
+    ingest.add_argument("--all", action="store_true", help="every ingest dead letter")
+    ingest.add_argument("--dry-run", action="store_true", help="list what would be replayed; send nothing")
+
+
+def run(settings: Settings, args: argparse.Namespace, out: Callable[[str], None] = _print) -> int:
+    """`concord replay ...`: 0 when done (also when nothing matched), 1 with a one-line reason when not."""
+    try:
+        if args.what == "commands":
+            flt = CommandFilter(ids=frozenset(args.ids), rule=args.rule, platform=args.platform, action=args.action,
+                                all=args.all)
+            summary = asyncio.run(replay_commands(settings, flt, args.dry_run, out))
+        else:
+            summary = asyncio.run(replay_ingest(settings, IngestFilter(reason=args.reason, platform=args.platform,
+                                                                       all=args.all), args.dry_run, out))
+    except ReplayError as exc:
+        raise SystemExit(f"concord replay {args.what}: {exc}") from None
+    out(summary.line(args.what) + (" (dry run: nothing sent)" if args.dry_run else ""))
+    return 0

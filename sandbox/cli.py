@@ -1,0 +1,177 @@
+"""`concord sandbox`: serve the four platforms' APIs and play seeded customer traffic with drift.
+
+Prints the URL, then a progress line every `--progress` seconds. With `--duration` it stops the
+traffic after that many seconds, keeps serving for `--linger` seconds more (so Concord's last
+corrections land and the D14 re-breaks go on), drains the emitter and exits 0; without it, it runs
+until Ctrl-C (SIGINT) or SIGTERM.
+
+The sandbox's modules are imported when the command runs, not when `concord` builds its parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from typing import TYPE_CHECKING, Final, TextIO
+
+from concord.app import settings as settings_mod
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from concord.sandbox.server import EmitterLike, Sandbox, SandboxConfig
+    from concord.sandbox.world import World
+
+    EmitterFactory = Callable[[SandboxConfig, World], EmitterLike]
+
+# How long the exit waits for the emitter to deliver what is queued.
+DRAIN_SECONDS: Final = 30.0
+E_LISTEN: Final = ("concord sandbox: cannot listen on {host}:{port}: {error} (is another sandbox running? "
+                   "choose another --port)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `concord sandbox`."""
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=6070, help="port to listen on (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="traffic seed: the same seed plays the same customers and drift (default: %(default)s)")
+    parser.add_argument("--customers", type=int, default=50, help="customer lifecycles to play (default: %(default)s)")
+    parser.add_argument("--drift-rate", type=float, default=0.05,
+                        help="probability that a lifecycle step is broken, 0 to 1 (default: %(default)s)")
+    parser.add_argument("--time-scale", type=float, default=3600.0,
+                        help="simulated seconds per real second; 3600 plays a month in 12 minutes "
+                        "(default: %(default)s)")
+    parser.add_argument("--duration", type=float, default=0.0,
+                        help="real seconds of traffic, then drain and exit 0; 0 runs until Ctrl-C "
+                        "(default: %(default)s)")
+    parser.add_argument("--linger", type=float, default=0.0,
+                        help="with --duration: seconds to keep serving the APIs after the traffic ends "
+                        "(default: %(default)s)")
+    parser.add_argument("--rules", default="",
+                        help="comma-separated rules to inject, e.g. D01,D04 (default: all of D01-D15)")
+    parser.add_argument("--concord-url", default=None,
+                        help="where webhooks go (default: http://<CONCORD_WEB_HOST>:<CONCORD_WEB_PORT>)")
+    parser.add_argument("--no-traffic", action="store_true",
+                        help="serve the APIs only; start the traffic with POST /_sandbox/traffic")
+    parser.add_argument("--progress", type=float, default=10.0,
+                        help="seconds between progress lines; 0 prints none (default: %(default)s)")
+
+
+def config_from_args(args: argparse.Namespace, settings: settings_mod.Settings) -> SandboxConfig:
+    """The sandbox configuration from the command line and Concord's settings; ValueError when invalid."""
+    from concord.sandbox import injection
+    from concord.sandbox.server import config_from_settings
+    from concord.sandbox.traffic import TrafficConfig
+    from concord.sandbox.zendesk import EntitlementKeys
+
+    if args.customers < 0:
+        raise ValueError(f"--customers must be 0 or more, got {args.customers}")
+    if not 0.0 <= args.drift_rate <= 1.0:
+        raise ValueError(f"--drift-rate is a probability between 0 and 1, got {args.drift_rate}")
+    if args.time_scale <= 0:
+        raise ValueError(f"--time-scale must be above 0 (simulated seconds per real second), got {args.time_scale}")
+    if args.duration < 0 or args.linger < 0:
+        raise ValueError("--duration and --linger are seconds, 0 or more")
+    traffic = TrafficConfig(
+        seed=args.seed,
+        customers=args.customers,
+        drift_rate=args.drift_rate,
+        time_scale=args.time_scale,
+        duration=args.duration,
+        rules=injection.parse_rules(args.rules),
+        entitlement=EntitlementKeys(status=settings.zendesk_status_field, tier=settings.zendesk_tier_field,
+                                    end_date=settings.zendesk_end_date_field),
+        plan_field=settings.salesforce_plan_field,
+    )
+    return config_from_settings(settings, traffic, host=args.host, port=args.port, run_traffic=not args.no_traffic,
+                                concord_url=args.concord_url)
+
+
+def progress_line(sandbox: Sandbox) -> str:
+    """One line of progress: simulated time, customers, steps, injections, deliveries."""
+    status = sandbox.status()
+    lanes = status.emitter.platforms.values()
+    delivered = sum(lane.delivered for lane in lanes)
+    pending = sum(lane.pending for lane in lanes)
+    failed = sum(lane.failed for lane in lanes)
+    state = "finished" if status.finished else "running" if status.running else "paused"
+    return (f"concord sandbox: {state}, day {status.simulated_seconds / 86400:6.1f} | customers "
+            f"{status.arrived}/{status.customers} | steps {status.steps_done}/{status.steps_total} | injected "
+            f"{status.injected} | events delivered {delivered}, pending {pending}, failed {failed}")
+
+
+async def serve(config: SandboxConfig, *, linger: float = 0.0, progress: float = 10.0, out: TextIO = sys.stdout,
+                stop: asyncio.Event | None = None, emitter: EmitterFactory | None = None) -> int:
+    """Run the sandbox until `stop` is set (SIGINT/SIGTERM by default) or, with a duration, the traffic ends.
+
+    `emitter` builds the event emitter (default: the real one, delivering to Concord).
+    """
+    from aiohttp import web
+
+    from concord.sandbox.server import SANDBOX, build_app, build_emitter
+
+    app = build_app(config, emitter=emitter or build_emitter)
+    sandbox = app[SANDBOX]
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SystemExit(E_LISTEN.format(host=config.host, port=config.port, error=exc)) from None
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, stop.set)
+    traffic = config.traffic
+    print(f"concord sandbox: http://{config.host}:{config.port}/ (status /_sandbox/status, ground truth "
+          f"/_sandbox/injected); seed {traffic.seed}, {traffic.customers} customers, drift rate {traffic.drift_rate}, "
+          f"time scale {traffic.time_scale:g}x, webhooks to {config.concord_url}", file=out, flush=True)
+    try:
+        await _wait(sandbox, stop, config, linger, progress, out)
+        print(progress_line(sandbox), file=out, flush=True)
+        if not await sandbox.emitter.drain(DRAIN_SECONDS):
+            print(f"concord sandbox: events still undelivered after {DRAIN_SECONDS:g}s (is Concord up at "
+                  f"{config.concord_url}?)", file=out, flush=True)
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+async def _wait(sandbox: Sandbox, stop: asyncio.Event, config: SandboxConfig, linger: float, progress: float,
+                out: TextIO) -> None:
+    """Print progress until `stop`, or until the traffic of a `--duration` run ended `linger` seconds ago."""
+    stopping = asyncio.create_task(stop.wait())
+    finished = asyncio.create_task(sandbox.runner.done.wait())
+    ends = {stopping}
+    if config.traffic.duration > 0:
+        ends.add(finished)
+    try:
+        while True:
+            done, _ = await asyncio.wait(ends, timeout=progress if progress > 0 else None)
+            if done:
+                break
+            print(progress_line(sandbox), file=out, flush=True)
+        if finished in done and not stop.is_set() and linger > 0:
+            print(f"concord sandbox: traffic finished; serving {linger:g}s more", file=out, flush=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), linger)
+    finally:
+        for task in (stopping, finished):
+            task.cancel()
+
+
+def run(args: argparse.Namespace) -> int:
+    """`concord sandbox` with parsed arguments."""
+    try:
+        settings = settings_mod.load()
+        config = config_from_args(args, settings)
+    except ValueError as exc:  # SettingsError is a ValueError
+        raise SystemExit(f"concord sandbox: {exc}") from None
+    return asyncio.run(serve(config, linger=args.linger, progress=args.progress))

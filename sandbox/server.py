@@ -1,0 +1,257 @@
+"""The sandbox's HTTP service: the four platforms' APIs, the traffic, and the `/_sandbox` control API.
+
+`build_app(config)` assembles one aiohttp application around one `World`:
+
+* the platform routes the connectors call (`sandbox/stripe.py`, `salesforce.py`, `zendesk.py`,
+  `netsuite.py`), each behind the per-platform faults (`sandbox/faults.py`), accepting the
+  credentials Concord's connectors are configured with;
+* the `Emitter` (`sandbox/emit.py`), which delivers every world change to Concord as the
+  platform's native event, started and stopped with the application;
+* the seeded traffic (`sandbox/traffic.py`), started with the application unless `run_traffic` is
+  off (then `POST /_sandbox/traffic {"action": "start"}` starts it);
+* the control API:
+
+  ========================  =======================================================================
+  GET  /_sandbox/healthz    `{"ok": true}`
+  GET  /_sandbox/status     customers, steps, injections per rule, emitter stats, running/finished
+  GET  /_sandbox/injected   the ground truth: every `Injection` (`?rule=D01` filters)
+  GET  /_sandbox/effects    side effects per platform and key, and the `duplicates` (applied twice)
+  GET  /_sandbox/faults     the fault settings of every platform
+  POST /_sandbox/faults     merge fault settings: `{"stripe": {"error_rate": 0.3}}`
+  POST /_sandbox/traffic    `{"action": "start"}` or `{"action": "stop"}` (pause; start resumes)
+  ========================  =======================================================================
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Final, Literal, Protocol
+
+import msgspec
+from aiohttp import web
+from msgspec import Struct
+
+from concord.app.settings import Settings, kafka_bootstrap
+from concord.app.topics import topic_names
+from concord.sandbox import netsuite, salesforce, stripe, zendesk
+from concord.sandbox.emit import Emitter, EmitterStats
+from concord.sandbox.faults import Faults, FaultsError, PlatformCredentials
+from concord.sandbox.injection import Injection
+from concord.sandbox.traffic import PLAN_TIERS, Runner, Traffic, TrafficConfig, TrafficStatus
+from concord.sandbox.world import Effect, World
+
+E_TRAFFIC_BODY: Final = 'POST /_sandbox/traffic wants JSON {{"action": "start"}} or {{"action": "stop"}}: {problem}'
+
+
+class SandboxConfig(Struct, frozen=True, kw_only=True):
+    """Everything the sandbox service needs: where it listens, its traffic, and Concord's side."""
+
+    host: str = "127.0.0.1"
+    port: int = 6070
+    traffic: TrafficConfig = TrafficConfig()
+    run_traffic: bool = True  # start the traffic with the service (False: `POST /_sandbox/traffic`)
+    concord_url: str = "http://127.0.0.1:6066"  # where webhooks go
+    stripe_webhook_secret: str = ""
+    zendesk_webhook_secret: str = ""
+    netsuite_webhook_secret: str = ""
+    kafka_bootstrap: str = "127.0.0.1:9092"  # Salesforce CDC goes to Kafka, as a CDC pipeline's would
+    salesforce_topic: str = "concord.raw.salesforce"
+    credentials: PlatformCredentials = PlatformCredentials()  # what the platform APIs accept
+    fault_seed: int = 1
+
+
+def config_from_settings(settings: Settings, traffic: TrafficConfig, *, host: str = "127.0.0.1", port: int = 6070,
+                         run_traffic: bool = True, concord_url: str | None = None) -> SandboxConfig:
+    """The sandbox's configuration from Concord's settings: the secrets it signs with, the topic it
+    produces to, and the connector credentials it accepts (so Concord's connectors authenticate)."""
+    web_host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host
+    return SandboxConfig(
+        host=host,
+        port=port,
+        traffic=traffic,
+        run_traffic=run_traffic,
+        concord_url=concord_url or f"http://{web_host}:{settings.web_port}",
+        stripe_webhook_secret=settings.stripe_webhook_secret,
+        zendesk_webhook_secret=settings.zendesk_webhook_secret,
+        netsuite_webhook_secret=settings.netsuite_webhook_secret,
+        kafka_bootstrap=kafka_bootstrap(settings),
+        salesforce_topic=topic_names(settings).raw["salesforce"],
+        credentials=PlatformCredentials(
+            stripe_api_key=settings.stripe_api_key,
+            salesforce_access_token=settings.salesforce_access_token,
+            zendesk_api_email=settings.zendesk_api_email,
+            zendesk_api_token=settings.zendesk_api_token,
+            netsuite_access_token=settings.netsuite_access_token,
+        ),
+        fault_seed=traffic.seed,
+    )
+
+
+class EmitterLike(Protocol):
+    """What the service needs of the emitter (tests pass one that delivers nowhere)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def drain(self, timeout: float) -> bool: ...
+
+    def stats(self) -> EmitterStats: ...
+
+
+class SandboxStatus(Struct, kw_only=True):
+    """`GET /_sandbox/status`."""
+
+    customers: int
+    arrived: int
+    steps_done: int
+    steps_total: int
+    step_errors: int
+    injected: int
+    injections: dict[str, int]
+    rebreaks: int
+    running: bool
+    finished: bool
+    simulated_seconds: float
+    last_error: str | None
+    seed: int
+    drift_rate: float
+    time_scale: float
+    plan_tiers: dict[str, str]  # what Concord's rules file needs as `plan_tiers` for D03
+    emitter: EmitterStats
+
+
+class EffectsView(Struct, kw_only=True):
+    """`GET /_sandbox/effects`."""
+
+    effects: list[Effect]
+    duplicates: list[Effect]
+
+
+class TrafficCommand(Struct, frozen=True, forbid_unknown_fields=True):
+    action: Literal["start", "stop"]
+
+
+class Sandbox:
+    """The parts of one running sandbox, shared by its handlers."""
+
+    def __init__(self, config: SandboxConfig, world: World, emitter: EmitterLike) -> None:
+        self.config = config
+        self.world = world
+        self.faults = Faults(seed=config.fault_seed)
+        self.traffic = Traffic(world, config.traffic)
+        self.runner = Runner(self.traffic)
+        self.emitter = emitter
+
+    def status(self) -> SandboxStatus:
+        traffic: TrafficStatus = self.runner.status()
+        return SandboxStatus(
+            **msgspec.structs.asdict(traffic),
+            seed=self.config.traffic.seed,
+            drift_rate=self.config.traffic.drift_rate,
+            time_scale=self.config.traffic.time_scale,
+            plan_tiers=PLAN_TIERS,
+            emitter=self.emitter.stats(),
+        )
+
+
+SANDBOX: Final = web.AppKey("sandbox", Sandbox)
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(value), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": message}, status)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return _json({"ok": True})
+
+
+async def _status(request: web.Request) -> web.Response:
+    return _json(request.app[SANDBOX].status())
+
+
+async def _injected(request: web.Request) -> web.Response:
+    injections: list[Injection] = request.app[SANDBOX].traffic.injections
+    rule = request.query.get("rule", "").upper()
+    return _json([i for i in injections if i.rule == rule] if rule else injections)
+
+
+async def _effects(request: web.Request) -> web.Response:
+    effects = request.app[SANDBOX].world.effects
+    return _json(EffectsView(effects=effects.all(), duplicates=effects.duplicates()))
+
+
+async def _get_faults(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[SANDBOX].faults.to_json(), content_type="application/json")
+
+
+async def _post_faults(request: web.Request) -> web.Response:
+    faults = request.app[SANDBOX].faults
+    try:
+        faults.update(await request.read())
+    except FaultsError as exc:
+        return _error(400, str(exc))
+    return web.Response(body=faults.to_json(), content_type="application/json")
+
+
+async def _traffic(request: web.Request) -> web.Response:
+    sandbox = request.app[SANDBOX]
+    try:
+        command = msgspec.json.decode(await request.read(), type=TrafficCommand)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return _error(400, E_TRAFFIC_BODY.format(problem=exc))
+    if command.action == "start":
+        changed = sandbox.runner.start()
+    else:
+        changed = await sandbox.runner.stop()
+    return _json({"action": command.action, "changed": changed, "running": sandbox.runner.running,
+                  "finished": sandbox.runner.finished})
+
+
+async def _on_startup(app: web.Application) -> None:
+    sandbox = app[SANDBOX]
+    await sandbox.emitter.start()
+    if sandbox.config.run_traffic:
+        sandbox.runner.start()
+
+
+async def _on_cleanup(app: web.Application) -> None:
+    sandbox = app[SANDBOX]
+    await sandbox.runner.stop()
+    await sandbox.emitter.stop()
+
+
+def build_emitter(config: SandboxConfig, world: World) -> Emitter:
+    """The emitter delivering `world`'s changes to the Concord named in `config`."""
+    return Emitter(world, concord_url=config.concord_url, stripe_secret=config.stripe_webhook_secret,
+                   zendesk_secret=config.zendesk_webhook_secret, netsuite_secret=config.netsuite_webhook_secret,
+                   kafka_bootstrap=config.kafka_bootstrap, salesforce_topic=config.salesforce_topic)
+
+
+def build_app(config: SandboxConfig, *, world: World | None = None,
+              emitter: Callable[[SandboxConfig, World], EmitterLike] = build_emitter,
+              clock: Callable[[], float] = time.time) -> web.Application:
+    """The sandbox service: platform APIs, control API, emitter and traffic (started on app startup)."""
+    world = world if world is not None else World(clock=clock)
+    sandbox = Sandbox(config, world, emitter(config, world))
+    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app[SANDBOX] = sandbox
+    for platform in (stripe, salesforce, zendesk, netsuite):
+        app.add_routes(platform.routes(world, sandbox.faults, config.credentials))
+    app.add_routes([
+        web.get("/_sandbox/healthz", _healthz),
+        web.get("/_sandbox/status", _status),
+        web.get("/_sandbox/injected", _injected),
+        web.get("/_sandbox/effects", _effects),
+        web.get("/_sandbox/faults", _get_faults),
+        web.post("/_sandbox/faults", _post_faults),
+        web.post("/_sandbox/traffic", _traffic),
+    ])
+    app.on_startup.append(_on_startup)
+    app.on_cleanup.append(_on_cleanup)
+    return app

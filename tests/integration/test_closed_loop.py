@@ -1,0 +1,196 @@
+"""The closed loop on the real broker and Redis, under faults, a worker crash and a Redis restart.
+
+The sandbox plays customers on the four platforms and injects drift for the rules; the worker
+detects it, commands the sandbox's APIs through 30% 5xx answers and 429 bursts, is SIGKILLed and
+restarted mid-run, and loses its Redis for a while. At the end every injected drift is detected and
+either corrected (its finding resolved) or dead-lettered with a reason (review rules: reported for
+a person), and the sandbox saw no side effect applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+import pytest
+
+from concord.app.settings import Settings
+from concord.app.topics import topic_names
+from concord.bench.common import free_port
+from concord.codecs import internal
+from concord.drift import catalog
+from concord.drift.finding import fingerprint
+from concord.drift.lifecycle import Command
+from concord.infra import redis
+from concord.infra.cli import default_cache
+from concord.sandbox.traffic import PLAN_TIERS
+from tests.integration.harness import Infra, WorkerProcess, read_all
+
+SANDBOX_CREDENTIALS = {
+    "stripe_api_key": "sk_test_loop",
+    "salesforce_access_token": "00Dloop!token",
+    "zendesk_api_email": "loop@concord.invalid",
+    "zendesk_api_token": "loop-token",
+    "netsuite_access_token": "loop-netsuite",
+    "stripe_webhook_secret": "whsec_loop",
+    "zendesk_webhook_secret": "loop-zendesk",
+    "netsuite_webhook_secret": "loop-netsuite-hook",
+    "admin_token": "loop-admin",
+}
+FAULTS = {
+    platform: {"error_rate": 0.3, "burst_429": 3, "retry_after": 1}
+    for platform in ("stripe", "salesforce", "zendesk", "netsuite")
+}
+REVIEW = "review"
+
+
+def loop_rules(path: Path) -> Path:
+    path.write_text(json.dumps({
+        "rules": {rule.id: {"grace_seconds": 3 if rule.defaults.grace_seconds else 0} for rule in catalog.RULES},
+        "correction_timeout_seconds": 12,
+        "plan_tiers": PLAN_TIERS,
+    }))
+    return path
+
+
+def loop_settings(settings: Settings, tmp_path: Path, sandbox_port: int, redis_port: int) -> Settings:
+    sandbox = f"http://127.0.0.1:{sandbox_port}"
+    return msgspec.structs.replace(
+        settings,
+        redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        rules_file=str(loop_rules(tmp_path / "rules.json")),
+        deadline_scan_seconds=0.2,
+        stripe_api_url=sandbox,
+        salesforce_instance_url=sandbox,
+        zendesk_url=sandbox,
+        netsuite_url=sandbox,
+        command_backoff_seconds=0.2,
+        command_backoff_max_seconds=2.0,
+        breaker_reset_seconds=1.0,
+        **SANDBOX_CREDENTIALS,
+    )
+
+
+async def _get(url: str) -> Any:
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        assert resp.status == 200, f"GET {url} -> {resp.status}"
+        return await resp.json()
+
+
+async def _wait(what: str, check: Any, timeout: float, diagnose: Any = None) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = await check()
+        except (aiohttp.ClientError, OSError, AssertionError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{what} not reached in {timeout:.0f} s; last: {last}\n{diagnose() if diagnose else ''}")
+
+
+@pytest.fixture
+def loop_redis(tmp_path: Path) -> Any:
+    """A Redis of this test's own, persistent (AOF), so the test can stop and restart it."""
+    node = redis.RedisNode(cache=default_cache() / "redis", port=free_port(), persist=True)
+    assert redis.start(node)
+    yield node
+    redis.stop(node)
+
+
+async def test_every_injected_drift_ends_corrected_or_dead_lettered_without_double_effects(
+    infra: Infra, settings: Settings, tmp_path: Path, loop_redis: redis.RedisNode
+) -> None:
+    sandbox_port = free_port()
+    cfg = loop_settings(settings, tmp_path, sandbox_port, loop_redis.port)
+    names = topic_names(cfg)
+    worker_argv = [sys.executable, "-m", "concord.app.cli", "worker", "-l", "info"]
+    worker = WorkerProcess(worker_argv, cfg, tmp_path / "worker.log").start()
+    sandbox = WorkerProcess(
+        [sys.executable, "-m", "concord.app.cli", "sandbox", "--port", str(sandbox_port), "--seed", "7",
+         "--customers", "16", "--drift-rate", "0.5", "--time-scale", "864000", "--duration", "25",
+         "--linger", "600", "--progress", "5",
+         "--concord-url", worker.base_url],
+        cfg, tmp_path / "sandbox.log")
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+
+    def logs() -> str:
+        return f"--- worker\n{worker.log_tail(60)}\n--- sandbox\n{sandbox.log_tail(30)}"
+
+    try:
+        await worker.wait_ready()
+        sandbox.start()
+        await _wait("sandbox up", lambda: _get(f"{sandbox_url}/_sandbox/healthz"), 30, logs)
+        async with aiohttp.ClientSession() as session, \
+                session.post(f"{sandbox_url}/_sandbox/faults", json=FAULTS) as resp:
+            assert resp.status == 200, await resp.text()
+
+        # Mid-run: the worker is killed once commands flow, and restarted.
+        async def some_commands_ran() -> bool:
+            results = await read_all(infra.bootstrap, names.command_results)
+            return len(results) >= 3
+        await _wait("first command results", some_commands_ran, 90, logs)
+        worker.kill()
+        await asyncio.sleep(1)
+        worker = WorkerProcess(worker_argv, cfg, tmp_path / "worker2.log").start()
+        await worker.wait_ready()
+
+        # Then Redis goes away for a while, and comes back with what it had.
+        assert redis.stop(loop_redis)
+        await asyncio.sleep(4)
+        assert redis.start(loop_redis)
+
+        async def sandbox_finished() -> bool:
+            status = await _get(f"{sandbox_url}/_sandbox/status")
+            return not status["running"]
+        await _wait("sandbox traffic finished", sandbox_finished, 120, logs)
+        injected = await _get(f"{sandbox_url}/_sandbox/injected")
+        assert {i["rule"] for i in injected} >= {"D01", "D04", "D06"}, injected
+
+        async def every_injection_settled() -> list[str] | None:
+            pending = await unsettled(worker, injected, infra.bootstrap, names.dlq_commands)
+            return None if pending else ["ok"]
+        await _wait("every injected drift detected and corrected or dead-lettered", every_injection_settled, 150,
+                    logs)
+
+        effects = await _get(f"{sandbox_url}/_sandbox/effects")
+        assert effects["duplicates"] == [], effects["duplicates"]
+        assert sum(e["applied"] for e in effects["effects"]) > 0  # corrections did reach the platforms
+    finally:
+        sandbox.stop()
+        worker.stop()
+
+
+async def unsettled(worker: WorkerProcess, injected: list[dict[str, Any]], bootstrap: str,
+                    dlq_topic: str) -> list[str]:
+    """Injections whose finding is not yet where it must end: resolved, dead-lettered, or (review) reported."""
+    dead = {}
+    for record in await read_all(bootstrap, dlq_topic):
+        command = msgspec.json.decode(record.value, type=Command)
+        headers = dict(record.headers or ())
+        dead[command.fingerprint] = headers.get(internal.DLQ_REASON, b"").decode()
+    pending = []
+    for item in injected:
+        fp = fingerprint(item["rule"], item["customer_key"], item["subject"])
+        found: Any = None
+        try:
+            found = await worker.get_json(f"/api/drift/{fp}")
+        except AssertionError:
+            found = None
+        status = found.get("status") if isinstance(found, dict) else None
+        if item.get("expected_action", REVIEW) == REVIEW:
+            ok = status is not None and status != "pending"
+        else:
+            ok = status in ("resolved", "escalated") or bool(dead.get(fp))
+        if not ok:
+            pending.append(f"{item['rule']} {item['customer_key']} {item['subject']}: {status}")
+    return pending
