@@ -53,7 +53,9 @@ class Totals(Struct, kw_only=True):
 
     at: float
     events: float = 0.0  # canonical events decoded
-    open_findings: int = 0
+    open_findings: int = 0  # reported and not resolved (awaiting a command's effect, or a person)
+    commanded: int = 0  # open findings whose correction is in flight
+    escalated: int = 0  # open findings handed to a person after failed corrections
     commands: float = 0.0  # commands executed by the command agent
     dead_letters: float = 0.0  # commands dead-lettered
     resolutions: float = 0.0  # findings resolved (converged, corrected or accepted)
@@ -73,12 +75,15 @@ def metric_sums(text: str) -> dict[str, float]:
     return sums
 
 
-def totals_from(at: float, metrics_text: str, open_findings: int, sandbox: dict[str, Any]) -> Totals:
+def totals_from(at: float, metrics_text: str, findings: dict[str, int], sandbox: dict[str, Any]) -> Totals:
+    """`findings`: counts by index status (`open` = every finding not resolved)."""
     sums = metric_sums(metrics_text)
     return Totals(
         at=at,
         events=sums.get("concord_ingest_events_total", 0.0),
-        open_findings=open_findings,
+        open_findings=findings.get("open", 0),
+        commanded=findings.get("commanded", 0),
+        escalated=findings.get("escalated", 0),
         commands=sums.get("concord_commands_executed_total", 0.0),
         dead_letters=sums.get("concord_command_dead_letters_total", 0.0),
         resolutions=sums.get("concord_drift_transitions_total{status=resolved}", 0.0),
@@ -155,8 +160,10 @@ def read_totals(worker_url: str, sandbox_url: str) -> Totals | None:
     metrics = _get(f"{worker_url}/metrics")
     if metrics is None:
         return None
-    page = _get(f"{worker_url}/api/drift?status=open&limit=1")
-    open_findings = int(json.loads(page).get("total", 0)) if page else 0
+    findings = {}
+    for status in ("open", "commanded", "escalated"):
+        page = _get(f"{worker_url}/api/drift?status={status}&limit=1")
+        findings[status] = int(json.loads(page).get("total", 0)) if page else 0
     status = _get(f"{sandbox_url}/_sandbox/status")
     sandbox = json.loads(status) if status else {}
     injected = sandbox.get("injections", sandbox.get("injected", 0))
@@ -164,7 +171,7 @@ def read_totals(worker_url: str, sandbox_url: str) -> Totals | None:
         injected = sum(int(v) for v in injected.values())
     elif isinstance(injected, list):
         injected = len(injected)
-    return totals_from(time.time(), metrics.decode(), open_findings,
+    return totals_from(time.time(), metrics.decode(), findings,
                        {"injected": injected, "running": sandbox.get("running", True)})
 
 
@@ -219,10 +226,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 continue
             print("\r" + render(now, before), end="", flush=True)
             before, last = now, now
-            # With --duration: once the sandbox stopped, give the loop time to resolve what is left.
+            # With --duration: once the sandbox stopped, give the loop time to finish the corrections
+            # in flight (findings left for a person stay open: that is their end).
             if args.duration and not now.sandbox_running:
                 finished_at = finished_at or time.time()
-                if now.open_findings == 0 or time.time() - finished_at > args.settle:
+                if now.commanded == 0 or time.time() - finished_at > args.settle:
                     break
         else:
             code = 1
@@ -234,9 +242,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         _stop(runner)
         infra_cli.run(argparse.Namespace(**{**vars(args), "action": "down", "session": session}))
     if last is not None:
+        review = last.open_findings - last.commanded - last.escalated
         print(f"concord demo: {last.injected} drifts injected, {int(last.resolutions)} findings resolved, "
-              f"{int(last.commands)} commands executed, {int(last.dead_letters)} dead-lettered, "
-              f"{last.open_findings} still open")
+              f"{int(last.commands)} commands executed, {int(last.dead_letters)} dead-lettered; open: "
+              f"{review} for review, {last.escalated} escalated, {last.commanded} corrections in flight")
     return code
 
 

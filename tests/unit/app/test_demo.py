@@ -55,8 +55,9 @@ def test_what_the_user_set_wins(tmp_path: Path) -> None:
 
 
 def test_summary_reads_metrics_and_rates() -> None:
-    before = demo.totals_from(100.0, METRICS, 5, {"injected": 7, "running": True})
+    before = demo.totals_from(100.0, METRICS, {"open": 5, "commanded": 2}, {"injected": 7, "running": True})
     assert before.events == 42 and before.resolutions == 5 and before.injected == 7
+    assert (before.open_findings, before.commanded, before.escalated) == (5, 2, 0)
     after = Totals(at=102.0, events=62.0, open_findings=2, commands=9, dead_letters=1, resolutions=6, injected=8)
     line = demo.render(after, before)
     assert "events/s    10.0" in line
