@@ -1,8 +1,12 @@
-"""Command agent: corrective commands -> the executor (ledger, breaker, rate limit, connector) -> results.
+"""Command agents: corrective commands -> the executor (ledger, breaker, rate limit, connector) -> results.
 
-Reads `concord.commands` with `concurrency=1` (one command at a time per worker, in order per
-partition; commands are keyed by their target record). A command re-sent by `concord replay`
-carries the header `concord-replay: 1`, which lets the ledger re-open a dead-lettered command.
+Commands arrive on `concord.commands` (keyed by their target record). A router agent forwards each,
+with its key and headers, to its platform's lane (`concord.commands.<platform>`, and
+`concord.commands.concord` for Concord's own actions and unknown platforms). One executing agent per
+lane reads it with `concurrency=1`: commands for one record stay in order, and a platform whose
+breaker is open, which is rate-limited or halted (credentials refused) holds up only its own lane;
+the other platforms' corrections go on. A command re-sent by `concord replay` carries the header
+`concord-replay: 1` (kept by the router), which lets the ledger re-open a dead-lettered command.
 
 Every command yields a `CommandResult` on `concord.command-results` (key: command id). Dead letters
 go to `concord.dlq.commands`: the command JSON as value, the original key, and headers saying why
@@ -11,9 +15,9 @@ A successful re-read (`Outcome.fetched`) is produced to the platform's raw topic
 where the ingest agent decodes the record like any other delivery. Both are acknowledged by Kafka
 before the ledger records the final state.
 
-The message is acknowledged only after the executor returned: while Redis is unreachable or a
-platform is halted, the agent waits on the current command (nothing is skipped), and the other
-agents of the worker go on detecting drift.
+The message is acknowledged only after the executor returned (the router: after the broker
+acknowledged the forwarded copy): while Redis is unreachable or a platform is halted, the lane waits
+on its current command (nothing is skipped), and the other agents of the worker go on detecting drift.
 
 Connectors (their HTTP sessions) are created on the first command, inside the worker's event loop,
 and closed when the worker stops.
@@ -62,15 +66,17 @@ def decode_command(data: bytes) -> Command:
     return _decode_command(data)
 
 
-def header(headers: Any, name: str) -> bytes | None:
-    """One header of a Kafka message, whether Faust gives them as pairs or as a mapping."""
+def header_pairs(headers: Any) -> Iterable[tuple[str, bytes]]:
+    """Headers as (name, bytes) pairs, whether Faust gives them as pairs or as a mapping."""
     if not headers:
-        return None
+        return ()
     pairs: Iterable[tuple[str, Any]] = headers.items() if isinstance(headers, Mapping) else headers
-    for key, value in pairs:
-        if key == name:
-            return value if isinstance(value, bytes) else str(value).encode()
-    return None
+    return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in pairs]
+
+
+def header(headers: Any, name: str) -> bytes | None:
+    """One header of a Kafka message."""
+    return next((value for key, value in header_pairs(headers) if key == name), None)
 
 
 def is_replay(headers: Any) -> bool:
@@ -130,24 +136,19 @@ class KafkaPublisher:
 
 
 def register(concord: Concord, connector_factory: ConnectorFactory = registry_connectors) -> Executor:
-    """Add the command agent; returns its executor (the status API reads its breakers)."""
+    """Add the router and one executing agent per lane; returns an executor (the status API reads the
+    breakers and connectors, which every lane shares)."""
     app = concord.app
     settings = concord.settings
     names = concord.names
-    commands_topic = concord.topics[names.commands]
     results = concord.topics[names.command_results]
     dlq = concord.topics[names.dlq_commands]
     client = redis_client(settings.redis_url)
     connectors: dict[str, Connector] = {}
-    publisher = KafkaPublisher(concord)
-    executor = Executor(
-        connectors=connectors,
-        ledger=RedisLedger(client, settings.topic_prefix, settings.command_ledger_ttl_seconds),
-        limiter=RedisRateLimiter(client, settings.topic_prefix, limits_from_settings(settings)),
-        breakers=Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds, time.time),
-        policy=RetryPolicy.from_settings(settings),
-        publisher=publisher,
-    )
+    ledger = RedisLedger(client, settings.topic_prefix, settings.command_ledger_ttl_seconds)
+    limiter = RedisRateLimiter(client, settings.topic_prefix, limits_from_settings(settings))
+    breakers = Breakers(settings.breaker_failure_threshold, settings.breaker_reset_seconds, time.time)
+    policy = RetryPolicy.from_settings(settings)
     opened = False
     processed = metrics.events_processed.labels("commands")
 
@@ -173,8 +174,10 @@ def register(concord: Concord, connector_factory: ConnectorFactory = registry_co
         ]
         await dlq.send(key=message.key, value=value, headers=headers)
 
-    @app.agent(commands_topic, name="concord.commands", concurrency=1)
-    async def execute(stream: faust.StreamT[bytes]) -> None:
+    lanes = {lane: concord.topics[topic] for lane, topic in names.command_lanes.items()}
+
+    @app.agent(concord.topics[names.commands], name="concord.commands", concurrency=1)
+    async def route(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
             try:
@@ -182,13 +185,35 @@ def register(concord: Concord, connector_factory: ConnectorFactory = registry_co
             except msgspec.DecodeError as exc:
                 await undecodable(message, event.value, exc)
                 continue
-            open_connectors()
-            started = time.perf_counter()
-            publisher.at(message)
-            result = await executor.run(command, replay=is_replay(message.headers))
-            await results.send(key=command.command_id.encode(), value=internal.encode(result))
-            processed.inc()
-            metrics.agent_batch_seconds.labels("commands").observe(time.perf_counter() - started)
+            lane = lanes.get(command.platform, lanes["concord"])
+            pending = await lane.send(key=message.key, value=event.value, headers=list(header_pairs(message.headers)))
+            await pending
+
+    def lane_agent(lane: str, topic: faust.TopicT) -> Executor:
+        publisher = KafkaPublisher(concord)
+        executor = Executor(connectors=connectors, ledger=ledger, limiter=limiter, breakers=breakers,
+                            policy=policy, publisher=publisher)
+
+        @app.agent(topic, name=f"concord.commands.{lane}", concurrency=1)
+        async def execute(stream: faust.StreamT[bytes]) -> None:
+            async for event in stream.events():
+                message = event.message
+                try:
+                    command = decode_command(event.value)
+                except msgspec.DecodeError as exc:
+                    await undecodable(message, event.value, exc)
+                    continue
+                open_connectors()
+                started = time.perf_counter()
+                publisher.at(message)
+                result = await executor.run(command, replay=is_replay(message.headers))
+                await results.send(key=command.command_id.encode(), value=internal.encode(result))
+                processed.inc()
+                metrics.agent_batch_seconds.labels("commands").observe(time.perf_counter() - started)
+
+        return executor
+
+    executors = [lane_agent(lane, topic) for lane, topic in lanes.items()]
 
     @app.on_before_shutdown.connect
     async def _close(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -199,4 +224,5 @@ def register(concord: Concord, connector_factory: ConnectorFactory = registry_co
                 log.exception("closing the %s connector failed", connector.platform)
         await client.aclose()
 
-    return executor
+    return executors[0]
+

@@ -14,6 +14,9 @@ from msgspec import Struct
 from concord.app.settings import Settings
 
 PLATFORMS: Final = ("stripe", "salesforce", "zendesk", "netsuite")
+#: Command lanes: one per platform plus Concord's own actions, so one platform's outage or halt
+#: never holds up the commands of another.
+COMMAND_LANES: Final = (*PLATFORMS, "concord")
 
 
 class TopicNames(Struct, frozen=True):
@@ -24,7 +27,8 @@ class TopicNames(Struct, frozen=True):
     identity: str
     canonical: str
     drift: str
-    commands: str
+    commands: str  # where commands are sent; the command agent routes each to its platform's lane
+    command_lanes: dict[str, str]
     command_results: str
     dlq_commands: str
     audit: str
@@ -37,6 +41,7 @@ class TopicNames(Struct, frozen=True):
             self.canonical,
             self.drift,
             self.commands,
+            *self.command_lanes.values(),
             self.command_results,
             self.dlq_commands,
             self.audit,
@@ -52,6 +57,7 @@ def topic_names(settings: Settings) -> TopicNames:
         canonical=f"{p}.canonical",
         drift=f"{p}.drift",
         commands=f"{p}.commands",
+        command_lanes={lane: f"{p}.commands.{lane}" for lane in COMMAND_LANES},
         command_results=f"{p}.command-results",
         dlq_commands=f"{p}.dlq.commands",
         audit=f"{p}.audit",

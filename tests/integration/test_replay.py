@@ -160,7 +160,8 @@ async def test_a_replayed_dead_letter_executes_once_and_a_second_replay_does_not
         assert dead.key == b"stripe:cus_R1"
         assert headers["concord-dlq-reason"] == b"data: Invalid country (HTTP 400)"
         assert (headers["concord-dlq-kind"], headers["concord-dlq-attempts"]) == (b"data", b"1")
-        assert headers["concord-source-topic"] == names.commands.encode() and "concord-source-offset" in headers
+        assert headers["concord-source-topic"] == names.command_lanes["stripe"].encode()
+        assert "concord-source-offset" in headers
         await wait_for_record(bootstrap, names.command_results,
                               lambda r: r.key == cmd.command_id.encode() and result_of(r).status == "dead_lettered")
         await wait_for_record(bootstrap, names.dlq_commands,

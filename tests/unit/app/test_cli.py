@@ -38,7 +38,9 @@ def test_app_declares_every_topic_with_settings_partitions_and_replication() -> 
     names = set(concord.topics)
     assert {"acme.raw.stripe", "acme.raw.salesforce", "acme.raw.zendesk", "acme.raw.netsuite",
             "acme.dlq.ingest", "acme.identity", "acme.canonical", "acme.drift", "acme.commands",
-            "acme.command-results", "acme.dlq.commands", "acme.audit"} == names
+            "acme.command-results", "acme.dlq.commands", "acme.audit", "acme.commands.stripe",
+            "acme.commands.salesforce", "acme.commands.zendesk", "acme.commands.netsuite",
+            "acme.commands.concord"} == names
     for topic in concord.topics.values():
         assert topic.partitions == 6
         assert topic.replicas == 1

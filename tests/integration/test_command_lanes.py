@@ -1,0 +1,87 @@
+"""Command lanes on the real broker: a platform that keeps failing holds up only its own commands.
+
+The worker (commands role) gets a Stripe connector that always answers 503 (transient: retried with
+backoff, the breaker opens) and a Zendesk re-read connector that works. A Zendesk command sent after
+a Stripe command must complete while the Stripe one is still being retried.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from concord.app.settings import Settings, kafka_bootstrap
+from concord.app.topics import topic_names
+from concord.codecs import internal
+from concord.connectors.base import ConnectorError, ErrorKind, Outcome
+from concord.connectors.executor import CommandResult
+from concord.drift.lifecycle import Command
+from tests.integration.harness import WorkerProcess, produce, read_all, wait_for_record
+from tests.integration.test_replay import RereadConnector
+
+
+class DownConnector:
+    """Stripe in an outage: every call is a 503."""
+
+    platform = "stripe"
+    actions = frozenset({"billing.update_customer"})
+    calls = 0
+
+    async def execute(self, command: Command) -> Outcome:
+        DownConnector.calls += 1
+        raise ConnectorError(ErrorKind.TRANSIENT, "Service Unavailable", status=503)
+
+    async def close(self) -> None:
+        pass
+
+
+def down_connectors(settings: Settings) -> dict[str, Any]:
+    return {"stripe": DownConnector(), "zendesk": RereadConnector()}
+
+
+def run_worker() -> None:
+    from concord.agents import commands
+    from concord.app import commands_api, web
+    from concord.app import settings as settings_mod
+    from concord.app.factory import Concord
+    from concord.app.worker import run
+
+    concord = Concord(settings_mod.load(), roles=["commands"])
+    web.register(concord)
+    commands_api.register(concord, commands.register(concord, connector_factory=down_connectors))
+    concord.prepare()
+    run(concord.app, loglevel="info")
+
+
+async def test_an_outage_on_one_platform_does_not_hold_up_another(settings: Settings, tmp_path: Path) -> None:
+    # Partitions 1: before lanes, both commands would share one partition and one agent in order.
+    cfg = msgspec.structs.replace(settings, topic_partitions=1, command_backoff_seconds=5.0,
+                                  command_backoff_max_seconds=30.0, command_max_attempts=10)
+    names = topic_names(cfg)
+    bootstrap = kafka_bootstrap(cfg)
+    worker = WorkerProcess([sys.executable, "-c", "from tests.integration.test_command_lanes import run_worker; "
+                            "run_worker()"], cfg, tmp_path / "worker.log").start()
+    try:
+        await worker.wait_ready()
+        stuck = Command(command_id="s" * 32, action="billing.update_customer", platform="stripe",
+                        target={"customer_id": "cus_L1"}, payload={"name": "Acme"}, fingerprint="fp-l1", rule="D09",
+                        customer_key="001L1", generation=1, correlation_id="corr-l1", created_at=1)
+        reread = Command(command_id="z" * 32, action="support.fetch_organization", platform="zendesk",
+                         target={"organization_id": "7002"}, payload={}, fingerprint="", rule="",
+                         customer_key="001L1", generation=0, correlation_id="corr-l2", created_at=2)
+        await produce(bootstrap, names.commands, [(b"stripe:cus_L1", internal.encode(stuck)),
+                                                  (b"zendesk:7002", internal.encode(reread))])
+        done = await wait_for_record(
+            bootstrap, names.command_results, lambda r: r.key == reread.command_id.encode(), timeout=30)
+        assert msgspec.json.decode(done.value, type=CommandResult).status == "done"
+        # Meanwhile Stripe is still being retried: no result for it yet, and nothing dead-lettered.
+        results = [r.key for r in await read_all(bootstrap, names.command_results)]
+        assert stuck.command_id.encode() not in results
+        assert await read_all(bootstrap, names.dlq_commands) == []
+        status = await worker.get_json("/api/commands/status")
+        assert isinstance(status, dict) and status["executing"] is True
+    finally:
+        worker.stop()
