@@ -164,15 +164,9 @@ def read_totals(worker_url: str, sandbox_url: str) -> Totals | None:
     for status in ("open", "commanded", "escalated"):
         page = _get(f"{worker_url}/api/drift?status={status}&limit=1")
         findings[status] = int(json.loads(page).get("total", 0)) if page else 0
-    status = _get(f"{sandbox_url}/_sandbox/status")
-    sandbox = json.loads(status) if status else {}
-    injected = sandbox.get("injections", sandbox.get("injected", 0))
-    if isinstance(injected, dict):
-        injected = sum(int(v) for v in injected.values())
-    elif isinstance(injected, list):
-        injected = len(injected)
-    return totals_from(time.time(), metrics.decode(), findings,
-                       {"injected": injected, "running": sandbox.get("running", True)})
+    body = _get(f"{sandbox_url}/_sandbox/status")
+    sandbox = json.loads(body) if body else {}
+    return totals_from(time.time(), metrics.decode(), findings, sandbox)
 
 
 def _honcho() -> str:
