@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import faust
 import msgspec
@@ -84,24 +84,11 @@ def is_replay(headers: Any) -> bool:
     return header(headers, REPLAY_HEADER) == b"1"
 
 
-#: The setting that configures each platform: empty means "not configured" (settings.py).
-_URL_SETTING: Final = {"stripe": "stripe_api_url", "salesforce": "salesforce_instance_url", "zendesk": "zendesk_url",
-                       "netsuite": "netsuite_url"}
-
-
 def registry_connectors(settings: Settings) -> Mapping[str, Connector]:
-    """The connectors of connectors/registry.py for the platforms configured in `settings`.
+    """The connectors of the platforms configured in `settings` (connectors/registry.py)."""
+    from concord.connectors.registry import configured_connectors
 
-    An unconfigured platform gets no connector, so its commands are dead-lettered (replayable once it
-    is configured) instead of halting: a halt would hold every later command of this worker behind it.
-    """
-    from concord.connectors.registry import build_connectors
-
-    def configured(platform: str) -> bool:
-        setting = _URL_SETTING.get(platform)
-        return setting is None or bool(getattr(settings, setting))
-
-    return {platform: connector for platform, connector in build_connectors(settings).items() if configured(platform)}
+    return configured_connectors(settings)
 
 
 class KafkaPublisher:
@@ -174,16 +161,22 @@ def register(concord: Concord, connector_factory: ConnectorFactory = registry_co
         ]
         await dlq.send(key=message.key, value=value, headers=headers)
 
+    async def readable(event: Any) -> Command | None:
+        """The command of `event`, or None once an unreadable one was dead-lettered."""
+        try:
+            return decode_command(event.value)
+        except msgspec.DecodeError as exc:
+            await undecodable(event.message, event.value, exc)
+            return None
+
     lanes = {lane: concord.topics[topic] for lane, topic in names.command_lanes.items()}
 
     @app.agent(concord.topics[names.commands], name="concord.commands", concurrency=1)
     async def route(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
-            try:
-                command = decode_command(event.value)
-            except msgspec.DecodeError as exc:
-                await undecodable(message, event.value, exc)
+            command = await readable(event)
+            if command is None:
                 continue
             lane = lanes.get(command.platform, lanes["concord"])
             pending = await lane.send(key=message.key, value=event.value, headers=list(header_pairs(message.headers)))
@@ -198,10 +191,8 @@ def register(concord: Concord, connector_factory: ConnectorFactory = registry_co
         async def execute(stream: faust.StreamT[bytes]) -> None:
             async for event in stream.events():
                 message = event.message
-                try:
-                    command = decode_command(event.value)
-                except msgspec.DecodeError as exc:
-                    await undecodable(message, event.value, exc)
+                command = await readable(event)
+                if command is None:
                     continue
                 open_connectors()
                 started = time.perf_counter()

@@ -191,6 +191,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     env.update({"SEED": str(args.seed), "CUSTOMERS": str(args.customers), "DRIFT_RATE": str(args.drift_rate),
                 "TIME_SCALE": str(args.time_scale), "DURATION": str(args.duration),
                 "SANDBOX_PORT": str(SANDBOX_PORT), "PYTHONUNBUFFERED": "1",
+                "SANDBOX_CONCORD_URL": f"http://{settings.web_host}:{settings.web_port}",
                 # The Procfile says `concord ...`: the one installed beside this Python.
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
     log_path = workdir / "demo.log"

@@ -158,7 +158,7 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
              "dry-run), the plan-to-tier map and field ownership (docs/rules.md). Empty: built-in defaults."),
     ] = ""
     admin_token: Annotated[
-        str, _secret("Bearer token for admin actions (accept a finding, replay). Admin endpoints answer 503 "
+        str, _secret("Bearer token for admin actions (accept a finding). Admin endpoints answer 503 "
                      "while unset.")
     ] = ""
     state_closed_invoices: Annotated[

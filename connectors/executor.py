@@ -80,7 +80,8 @@ E_NO_CONNECTOR: Final = (
 E_UNSUPPORTED: Final = "the {platform} connector does not execute {action!r} (it executes: {actions})"
 E_HALTED: Final = (
     "HALTED: %s refused Concord's credentials (%s). Commands for %s wait and are retried every %.0f s; "
-    "fix the credentials (CONCORD_%s_* settings) and execution resumes by itself"
+    "fix the credentials (CONCORD_%s_* settings) and restart the workers: the next probe then succeeds and "
+    "execution resumes"
 )
 E_REDIS_DOWN: Final = (
     "command execution PAUSED: Redis (ledger, rate limits) is unreachable (%s: %s). No platform call is made "

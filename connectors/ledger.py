@@ -12,8 +12,9 @@ The claim is one Lua script (atomic on the server), run before the call:
 * `pending` -> execute again: a previous run crashed between the call and the ledger write, or was
   killed mid-retry. Safe because the connector's Idempotency-Key or upsert makes the platform apply
   the command once, however often it is sent.
-* `failed` -> skip, unless this is a replay: then it moves back to `pending` (atomically, so two
-  replays cannot both take it) with a fresh retry budget -> `replayed`: execute.
+* `failed` -> skip, unless this is a replay: then it moves back to `pending` (atomically) with a
+  fresh retry budget -> `replayed`: execute. A second replay arriving meanwhile finds it `pending`
+  and executes too: the platform's idempotency key or upsert still applies it once.
 
 `done` is final: a late write of another state (a slower duplicate run) never overwrites it.
 """

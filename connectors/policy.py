@@ -7,7 +7,7 @@
 * `data`: the platform refused the content; the same request cannot succeed, so it is dead-lettered
   at once with the platform's reason.
 * `auth`: every command to the platform would fail the same way: the platform halts until a person
-  fixes the credentials (the executor keeps probing and resumes by itself).
+  fixes the credentials (the executor keeps probing; after the fix and a restart it resumes).
 """
 
 from __future__ import annotations

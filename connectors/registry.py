@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from concord.app.settings import Settings
 from concord.connectors.base import Connector
 from concord.connectors.netsuite import NetSuiteConnector
@@ -22,3 +24,27 @@ def build_connectors(settings: Settings) -> dict[str, Connector]:
         NetSuiteConnector(settings),
     ]
     return {connector.platform: connector for connector in connectors}
+
+
+#: What configures each platform: its base URL and its credentials (all must be set).
+REQUIRED: Final = {
+    "stripe": ("stripe_api_url", "stripe_api_key"),
+    "salesforce": ("salesforce_instance_url", "salesforce_access_token"),
+    "zendesk": ("zendesk_url", "zendesk_api_email", "zendesk_api_token"),
+    "netsuite": ("netsuite_url", "netsuite_access_token"),
+}
+
+
+def configured(settings: Settings, platform: str) -> bool:
+    """Whether `settings` give `platform` a URL and credentials."""
+    return all(getattr(settings, name) for name in REQUIRED.get(platform, ()))
+
+
+def configured_connectors(settings: Settings) -> dict[str, Connector]:
+    """The connectors of the configured platforms only.
+
+    An unconfigured platform gets no connector, so its commands are dead-lettered (replayable once it
+    is configured) instead of halting on "not configured": a halt nobody can clear would hold its
+    command lane forever. (Stripe's URL has a default: without an API key it counts as unconfigured.)
+    """
+    return {platform: c for platform, c in build_connectors(settings).items() if configured(settings, platform)}

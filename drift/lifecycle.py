@@ -15,8 +15,9 @@ the new state with the transitions to publish and the commands to send.
   `corrected` (after our command). A person may `accept` it (`resolved`, `accepted`): it stays
   silent while the condition lasts.
 
-Command ids are deterministic (fingerprint + action + generation), so re-running the same input
-after a crash yields the same ids: the executor's ledger applies each at most once.
+Command ids are deterministic (fingerprint + action + generation + when the occurrence began), so
+re-running the same input after a crash yields the same ids: the executor's ledger applies each at
+most once, and a drift that comes back after its correction gets new ones.
 """
 
 from __future__ import annotations
@@ -91,9 +92,15 @@ class Verdict(Struct, frozen=True):
     commands: tuple[Command, ...] = ()
 
 
-def command_id(fingerprint: str, action: str, generation: int) -> str:
-    """Deterministic: the same correction of the same finding always has the same id."""
-    return hashlib.sha256(f"{fingerprint}|{action}|{generation}".encode()).hexdigest()[:32]
+def command_id(fingerprint: str, action: str, generation: int, since: int = 0) -> str:
+    """Deterministic: the same correction of the same finding always has the same id.
+
+    `since` (when this occurrence of the disagreement began, from source times) tells occurrences
+    apart: a drift that was corrected and comes back is a new occurrence whose first correction must
+    not carry the id the ledger already holds as done (it would be skipped as already applied).
+    """
+    key = f"{fingerprint}|{action}|{generation}" + (f"|{since}" if since else "")
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def command_key(command: Command) -> bytes:
@@ -173,7 +180,7 @@ class _Run:
 
     def command(self, item: DriftItem, finding_action: Any) -> DriftItem:
         generation = item.generation + 1
-        cid = command_id(item.fingerprint, item.action, generation)
+        cid = command_id(item.fingerprint, item.action, generation, item.since)
         self.commands.append(Command(
             command_id=cid, action=item.action, platform=finding_action.platform,
             target=dict(finding_action.target), payload=dict(finding_action.payload),

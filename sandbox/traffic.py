@@ -36,6 +36,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
 
+import msgspec
 from msgspec import Struct
 
 from concord.sandbox import injection
@@ -53,6 +54,10 @@ DAY: Final = 24 * HOUR
 MONTH: Final = 30 * DAY
 # Without --duration, customers arrive about this far apart (simulated time).
 ARRIVAL_GAP: Final = 6 * HOUR
+# With --duration, a broken customer's steps are brought forward to happen within this share of the
+# run (the rest lets Concord correct them), at least this many real seconds apart.
+FIT_SHARE: Final = 0.7
+MIN_GAP_REAL: Final = 1.5
 # Payment terms every system agrees on (NetSuite owns the field).
 TERMS: Final = "Net 30"
 
@@ -267,6 +272,27 @@ def _broken(script: _Script, rng: random.Random, rule: str) -> None:
                 script.add(paid_at + rng.uniform(1, 3) * DAY, "refund", n=1, value=rng.choice((100, 50)), inject=rule)
 
 
+def _fit(script: _Script, end: float, gap: float) -> None:
+    """Bring a broken script's steps forward so the broken one happens before `end` (simulated).
+
+    A short run (`--duration`) would otherwise end before a month passes, and the rules whose drift
+    needs an invoice, a payment or a cancellation would never be injected. Steps keep their order
+    and stay `gap` apart, so each one reaches Concord before the next.
+    """
+    last = max(step.at for step in script.steps) - script.arrival
+    room = end - script.arrival
+    if last <= room or room <= 0:
+        return
+    factor = room / last
+    previous = -gap
+    fitted = []
+    for step in sorted(script.steps, key=lambda s: (s.at, s.seq)):
+        offset = max((step.at - script.arrival) * factor, previous + gap)
+        fitted.append(msgspec.structs.replace(step, at=script.arrival + offset))
+        previous = offset
+    script.steps = fitted
+
+
 def build_scripts(config: TrafficConfig) -> tuple[CustomerScript, ...]:
     """Every customer's script for `config` (pure: the same config gives the same scripts)."""
     rotation = injection.Rotation(config.rules)
@@ -292,6 +318,8 @@ def build_scripts(config: TrafficConfig) -> tuple[CustomerScript, ...]:
             if injection.STEP_OF[rule] == "upgrade":
                 plan = min(plan, len(PLANS) - 2)  # an upgrade needs a plan above
             _broken(script, rng, rule)
+            if config.duration > 0:
+                _fit(script, config.duration * config.time_scale * FIT_SHARE, MIN_GAP_REAL * config.time_scale)
         scripts.append(CustomerScript(index=index, arrival=arrival, profile=profile, plan=plan, quantity=quantity,
                                       rule=rule, steps=script.sorted()))
     return tuple(scripts)

@@ -119,7 +119,10 @@ async def test_findings_deadlines_convergence_and_recovery_after_sigkill(
         assert set(by_action) == {"support.suspend_entitlement", "erp.upsert_invoice"}
         suspend = by_action["support.suspend_entitlement"]
         assert suspend["target"] == {"organization_id": org} and suspend["generation"] == 1
-        assert suspend["command_id"] == command_id(fingerprint("D01", b, org), suspend["action"], 1)
+        d01 = found[(b, "D01")]
+        assert d01["fingerprint"] == fingerprint("D01", b, org)
+        assert suspend["command_id"] == d01["command_id"] == command_id(d01["fingerprint"], suspend["action"], 1,
+                                                                        d01["since"])
 
         # The ERP catches up: the finding resolves, as corrected (a command had been issued).
         await produce(infra.bootstrap, names.canonical, [(c.encode(), encode_event(erp_invoice))])

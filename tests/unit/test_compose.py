@@ -71,3 +71,14 @@ def test_sandbox_and_split_services_share_valid_settings_aimed_at_the_sandbox() 
         assert services[role]["command"][-2:] == ["--roles", role]
         assert services[role]["profiles"] == ["split"]
     assert "6070:6070" in services["sandbox"]["ports"]
+
+
+def test_compose_rules_are_the_demo_s_scaled_rules() -> None:
+    import json
+
+    from concord.app.demo import scaled_rules
+
+    services = _compose()["services"]
+    path = services["worker"]["environment"]["CONCORD_RULES_FILE"].removeprefix("/srv/concord/")
+    assert json.loads((REPO_ROOT / path).read_text()) == scaled_rules(3600)
+    assert "--concord-url" in services["sandbox"]["command"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concord.app.settings import Settings
-from concord.connectors.registry import build_connectors
+from concord.connectors.registry import build_connectors, configured, configured_connectors
 
 RULE_ACTIONS = {
     "zendesk": {"support.suspend_entitlement", "support.grant_entitlement", "support.set_tier",
@@ -20,6 +20,20 @@ async def test_every_platform_has_a_connector_for_its_actions() -> None:
     try:
         assert {name: set(c.actions) for name, c in connectors.items()} == RULE_ACTIONS
         assert all(c.platform == name for name, c in connectors.items())
+    finally:
+        for connector in connectors.values():
+            await connector.close()
+
+
+async def test_only_platforms_with_url_and_credentials_get_a_connector() -> None:
+    # Stripe's URL has a default: without a key it is not configured (its commands are dead-lettered).
+    assert configured_connectors(Settings()) == {}
+    settings = Settings(stripe_api_key="sk_test_1", zendesk_url="https://acme.zendesk.com",
+                        zendesk_api_email="ops@acme.test", netsuite_url="https://1.suitetalk.api.netsuite.com")
+    connectors = configured_connectors(settings)
+    try:
+        assert set(connectors) == {"stripe"}  # Zendesk lacks its token, NetSuite its access token
+        assert configured(settings, "stripe") and not configured(settings, "zendesk")
     finally:
         for connector in connectors.values():
             await connector.close()

@@ -113,6 +113,18 @@ def test_same_input_gives_the_same_command_and_no_second_one_for_a_generation() 
     assert again.commands == () and again.transitions == ()
 
 
+def test_a_drift_that_comes_back_after_its_correction_is_commanded_again_with_a_new_id() -> None:
+    switch, rules, config = setup(grace_min=0)
+    first = lifecycle.evaluate(empty("001"), MIN, rules, config)
+    switch.on = False
+    corrected = lifecycle.evaluate(first.state, 2 * MIN, rules, config)
+    switch.on, switch.since = True, 3 * MIN  # the same disagreement again, begun later
+    back = lifecycle.evaluate(corrected.state, 3 * MIN, rules, config)
+    assert [c.generation for c in back.commands] == [1]
+    # Not the id the ledger holds as done for the first occurrence: it would be skipped as applied.
+    assert back.commands[0].command_id != first.commands[0].command_id
+
+
 def test_not_converging_recommands_then_escalates() -> None:
     switch, rules, config = setup(grace_min=0, max_corrections=2)
     v = lifecycle.evaluate(empty("001"), 0, rules, config)

@@ -339,3 +339,16 @@ def test_a_step_whose_records_vanished_stops_only_its_customer() -> None:
     assert "invoice" in (traffic.last_error or "") and "No such subscription" in (traffic.last_error or "")
     others = {s.customer for s in traffic.steps} - {first_invoice.customer}
     assert all(world.find("stripe", "invoice", "customer", traffic._live[c].stripe) for c in others)
+
+
+def test_a_short_run_reaches_every_rule_s_broken_step_before_it_ends() -> None:
+    # make demo ... TIME_SCALE=3600 DURATION=60: 60 simulated hours, less than one billing month.
+    config = TrafficConfig(seed=7, customers=60, drift_rate=1.0, duration=60, time_scale=3600)
+    scripts = build_scripts(config)
+    end = config.duration * config.time_scale
+    reached = {s.inject for script in scripts for s in script.steps if s.inject and s.at < end * 0.75}
+    assert reached == set(injection.RULES)
+    for script in scripts:
+        times = [s.at for s in script.steps]
+        assert times == sorted(times)  # brought forward, never reordered
+        assert all(b - a >= 1.5 * config.time_scale - 1e-6 for a, b in zip(times, times[1:], strict=False))
