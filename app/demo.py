@@ -15,10 +15,12 @@ traffic.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +29,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
+from aiokafka.admin import AIOKafkaAdminClient
 from msgspec import Struct
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,11 +43,14 @@ SANDBOX_HOST = "127.0.0.1"
 SANDBOX_PORT = 6070
 # The correction timeout never shrinks below this: a command, the platform's event and the
 # re-evaluation take a moment even when simulated time flies.
-MIN_CORRECTION_TIMEOUT_S = 10
+MIN_CORRECTION_TIMEOUT_S = 30
 # Nor does a grace window shrink below this: a Zendesk change reaches Concord over a webhook and a
-# re-read, a Stripe change over one webhook; the two must not be judged in the gap between them.
-MIN_GRACE_S = 2
+# re-read command, a Stripe change over one webhook; under load the two must not be judged in the
+# gap between them (a grace window is there for systems that legitimately lag, Concord included).
+MIN_GRACE_S = 10
 
+E_BUSY = ("concord demo: something already listens on port {worker} or {sandbox} (another demo, a worker or "
+          "a sandbox): stop it first")
 E_NO_HONCHO = ("concord demo: the Procfile runner `honcho` is not installed; install the dev extras "
                "(`pip install -e '.[dev]'`, which `make demo` does)")
 
@@ -114,13 +121,18 @@ def scaled_rules(time_scale: float) -> dict[str, Any]:
 
 
 def demo_environment(rules_file: Path, environ: dict[str, str], kafka_port: int = 9092,
-                     redis_port: int = 6379) -> dict[str, str]:
+                     redis_port: int = 6379, run_id: str = "concord-demo") -> dict[str, str]:
     """The processes' environment: connectors aimed at the sandbox, shared demo secrets, scaled rules.
 
+    Each run gets its own app id and topic prefix (`run_id`): the sandbox starts from an empty world
+    with the same ids every run (a seed replays the same customers), so Concord must start from empty
+    tables and topics too, or it would judge this run's records against the last run's.
     Anything the user already set wins (a demo against a real Stripe test account stays possible).
     """
     sandbox = f"http://{SANDBOX_HOST}:{SANDBOX_PORT}"
     demo = {
+        "app_id": run_id,
+        "topic_prefix": run_id,
         "kafka_url": f"kafka://127.0.0.1:{kafka_port}",
         "redis_url": f"redis://127.0.0.1:{redis_port}/0",
         "stripe_api_url": sandbox,
@@ -141,6 +153,11 @@ def demo_environment(rules_file: Path, environ: dict[str, str], kafka_port: int 
         "deadline_scan_seconds": "0.2",
         # Fail over fast if a worker is killed during the demo.
         "kafka_session_timeout": "10",
+        # The sandbox has no rate limits of its own; the defaults fit the real platforms' plans.
+        "stripe_rate_limit": "200",
+        "salesforce_rate_limit": "200",
+        "zendesk_rate_limit": "200",
+        "netsuite_rate_limit": "200",
     }
     env = dict(environ)
     for field, value in demo.items():
@@ -187,7 +204,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     rules_file = workdir / "rules.json"
     rules_file.write_text(json.dumps(scaled_rules(args.time_scale), indent=2))
-    env = demo_environment(rules_file, dict(os.environ), args.kafka_port, args.redis_port)
+    if _listening(settings.web_host, settings.web_port) or _listening(SANDBOX_HOST, SANDBOX_PORT):
+        raise SystemExit(E_BUSY.format(worker=settings.web_port, sandbox=SANDBOX_PORT))
+    run_id = f"concord-demo-{int(time.time())}"
+    env = demo_environment(rules_file, dict(os.environ), args.kafka_port, args.redis_port, run_id)
     env.update({"SEED": str(args.seed), "CUSTOMERS": str(args.customers), "DRIFT_RATE": str(args.drift_rate),
                 "TIME_SCALE": str(args.time_scale), "DURATION": str(args.duration),
                 "SANDBOX_PORT": str(SANDBOX_PORT), "PYTHONUNBUFFERED": "1",
@@ -198,7 +218,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     worker_url = f"http://{settings.web_host}:{settings.web_port}"
     sandbox_url = f"http://{SANDBOX_HOST}:{SANDBOX_PORT}"
     procfile = Path(args.procfile)
-    with log_path.open("ab") as log:
+    with log_path.open("wb") as log:
         runner = subprocess.Popen([honcho, "-f", str(procfile), "-d", str(procfile.parent.resolve()),
                                    "start", "worker", "sandbox"],
                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -235,6 +255,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         print("\nconcord demo: stopping ...", flush=True)
         _stop(runner)
+        if env[env_var("topic_prefix")] == run_id:
+            forget_run(env[env_var("kafka_url")], env[env_var("redis_url")], run_id)
         infra_cli.run(argparse.Namespace(**{**vars(args), "action": "down", "session": session}))
     if last is not None:
         review = last.open_findings - last.commanded - last.escalated
@@ -242,6 +264,42 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
               f"{int(last.commands)} commands executed, {int(last.dead_letters)} dead-lettered; open: "
               f"{review} for review, {last.escalated} escalated, {last.commanded} corrections in flight")
     return code
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def forget_run(kafka_url: str, redis_url: str, run_id: str) -> None:
+    """Delete this run's topics (its own and its tables' changelogs) and Redis keys: runs never pile up."""
+
+    async def forget() -> tuple[int, int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_url.removeprefix("kafka://"))
+        await admin.start()
+        try:
+            topics = [t for t in await admin.list_topics() if t.startswith((f"{run_id}.", f"{run_id}-"))]
+            if topics:
+                await admin.delete_topics(topics)
+        finally:
+            await admin.close()
+        client = aioredis.from_url(redis_url)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{run_id}:*", count=1000)]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
+        return len(topics), len(keys)
+
+    try:
+        topics, keys = asyncio.run(forget())
+    except Exception as exc:  # cleanup must not hide how the run ended
+        print(f"concord demo: could not delete this run's topics and keys ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        return
+    print(f"concord demo: deleted this run's {topics} topics and {keys} Redis keys")
 
 
 def _stop(runner: subprocess.Popen[bytes]) -> None:

@@ -39,13 +39,16 @@ def test_rules_are_scaled_with_simulated_time(tmp_path: Path) -> None:
 
 
 def test_environment_aims_connectors_at_the_sandbox_and_is_valid(tmp_path: Path) -> None:
-    env = demo.demo_environment(tmp_path / "rules.json", {"PATH": "/bin"}, kafka_port=9192, redis_port=6380)
+    env = demo.demo_environment(tmp_path / "rules.json", {"PATH": "/bin"}, kafka_port=9192, redis_port=6380,
+                                run_id="concord-demo-1")
     settings = s.load({k: v for k, v in env.items() if k.startswith("CONCORD_")})
     assert settings.stripe_api_url == settings.zendesk_url == settings.netsuite_url == "http://127.0.0.1:6070"
     assert settings.salesforce_instance_url == "http://127.0.0.1:6070"
     assert settings.kafka_url == "kafka://127.0.0.1:9192"
     assert settings.redis_url == "redis://127.0.0.1:6380/0"
     assert settings.stripe_webhook_secret and settings.rules_file.endswith("rules.json")
+    # A run of its own: the sandbox's world starts empty, so must Concord's tables and topics.
+    assert settings.app_id == settings.topic_prefix == "concord-demo-1"
 
 
 def test_what_the_user_set_wins(tmp_path: Path) -> None:
