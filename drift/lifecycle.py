@@ -146,16 +146,20 @@ class _Plan:
 
 
 _plans: dict[tuple[int, int], _Plan] = {}
+_last: list[_Plan] = []  # the plan used last: a worker evaluates every event with the same one
 
 
 def _plan(rules: Sequence[Rule], config: DriftConfig) -> _Plan:
     # The cache holds the rules and config it was built from, so their ids cannot be reused while
     # cached; a workload has one or two configurations, tests a few more.
+    if _last and _last[0].rules is rules and _last[0].config is config:
+        return _last[0]
     plan = _plans.get((id(rules), id(config)))
     if plan is None or plan.rules is not rules or plan.config is not config:
         if len(_plans) >= 16:
             _plans.clear()
         plan = _plans[(id(rules), id(config))] = _Plan(rules, config)
+    _last[:] = [plan]
     return plan
 
 
@@ -207,21 +211,22 @@ def evaluate(
     to_run = plan.reading(sections)
     if not to_run and not (state.next_due and now >= state.next_due):
         return Verdict(state)  # nothing changed that a rule reads, nothing due: the common case
-    run = _Run(state, now, correlation_id)
     items = dict(state.drift)
     ran: set[str] = set()
-    actions: dict[str, Any] = {}
-    found: set[str] = set()
+    actions: dict[str, Any] = {}  # fingerprint -> action, of every finding the rules that ran found now
     for rule, rule_config, ctx in to_run:
         ran.add(rule.id)
         for finding in rule.check(state, now, ctx):
             fp = finding.fingerprint
-            found.add(fp)
             actions[fp] = finding.action
             items[fp] = _observe(items.get(fp), finding, fp, rule_config.grace_seconds * 1000,
                                  rule_config.severity, rule_config.dry_run, now)
+    if not items:
+        # No finding before, none now (a healthy customer, the common case): no lifecycle to advance.
+        return Verdict(_replace(state, drift=items, next_due=0) if state.next_due else state)
+    run = _Run(state, now, correlation_id)
     for fp, item in list(items.items()):
-        if item.rule in ran and fp not in found:
+        if item.rule in ran and fp not in actions:
             resolved = _resolve(item, now, run)
             if resolved is None:
                 del items[fp]
@@ -317,6 +322,8 @@ def accept(state: CustomerState, fingerprint: str, now: int, by: str, correlatio
 
 
 def _bound_resolved(items: dict[str, DriftItem], keep: int) -> dict[str, DriftItem]:
+    if len(items) <= keep:
+        return items  # fewer items than the bound: fewer resolved ones too
     resolved = [i for i in items.values() if i.status == RESOLVED and i.resolution != "accepted"]
     if len(resolved) <= keep:
         return items
@@ -327,6 +334,14 @@ def _bound_resolved(items: dict[str, DriftItem], keep: int) -> dict[str, DriftIt
 def _next_due(items: Iterable[DriftItem], config: DriftConfig) -> int:
     """When this customer must be looked at again without a new event (0: never)."""
     timeout = config.correction_timeout_seconds * 1000
-    dues = [i.due for i in items if i.status == PENDING]
-    dues += [i.last_command_at + timeout for i in items if i.status == COMMANDED]
-    return min(dues, default=0)
+    earliest: int | None = None
+    for item in items:  # one pass: this runs on every evaluation that ran a rule
+        if item.status == PENDING:
+            due = item.due
+        elif item.status == COMMANDED:
+            due = item.last_command_at + timeout
+        else:
+            continue
+        if earliest is None or due < earliest:
+            earliest = due
+    return 0 if earliest is None else earliest

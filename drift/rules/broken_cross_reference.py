@@ -37,7 +37,7 @@ def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
     ours = (None, state.key)
     # Records naming an account merged into this one (or this one's own winner) are D13's concern.
-    moved = (None, state.key, state.merged_into, *(loser for loser, _ in state.absorbed))
+    moved = (None, state.key, state.merged_into, *[loser for loser, _ in state.absorbed])
     for system, records in (
         ("stripe", state.billing.customers),
         ("zendesk", state.support.organizations),
@@ -60,19 +60,20 @@ def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
                     + ", ".join(sorted(r.id for r in mine)),
                 )
             )
-        findings.extend(
-            Finding(
-                rule=RULE.id,
-                customer_key=state.key,
-                subject=f"foreign|{system}:{r.id}",
-                since=r.stamp.ts,
-                evidence=(_crm_side(state), _record_side(system, r)),
-                action=action(ctx, system, {"customer_id": r.id}),
-                summary=f"{system} customer {r.id} belongs to account {state.key} but names {r.crm_account_id}",
-            )
-            for r in alive
-            if r.crm_account_id not in moved
-        )
+        for r in alive:
+            if r.crm_account_id not in moved:
+                findings.append(
+                    Finding(
+                        rule=RULE.id,
+                        customer_key=state.key,
+                        subject=f"foreign|{system}:{r.id}",
+                        since=r.stamp.ts,
+                        evidence=(_crm_side(state), _record_side(system, r)),
+                        action=action(ctx, system, {"customer_id": r.id}),
+                        summary=f"{system} customer {r.id} belongs to account {state.key} "
+                        f"but names {r.crm_account_id}",
+                    )
+                )
     return findings
 
 

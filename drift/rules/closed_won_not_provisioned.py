@@ -21,22 +21,26 @@ def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
         return []
     if state.billing.subscriptions:
         return []
-    return [
-        Finding(
-            rule=RULE.id,
-            customer_key=state.key,
-            subject=opp.id,
-            since=won_at(opp),
-            evidence=(
-                observed("salesforce", opp.id, "is_won", True, won_at(opp), won_at(opp)),
-                absent("stripe", "subscription"),
-            ),
-            action=action(ctx, "concord", {"opportunity_id": opp.id}),
-            summary=f"opportunity {opp.id} is closed-won but billing has no subscription",
+    findings: list[Finding] = []
+    for opp in state.crm.opportunities.values():
+        if not is_won(opp):
+            continue
+        won = won_at(opp)  # once: it looks up the field's stamp
+        findings.append(
+            Finding(
+                rule=RULE.id,
+                customer_key=state.key,
+                subject=opp.id,
+                since=won,
+                evidence=(
+                    observed("salesforce", opp.id, "is_won", True, won, won),
+                    absent("stripe", "subscription"),
+                ),
+                action=action(ctx, "concord", {"opportunity_id": opp.id}),
+                summary=f"opportunity {opp.id} is closed-won but billing has no subscription",
+            )
         )
-        for opp in state.crm.opportunities.values()
-        if is_won(opp)
-    ]
+    return findings
 
 
 RULE = Rule(

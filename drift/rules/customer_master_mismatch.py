@@ -20,7 +20,7 @@ from concord.drift.config import RuleConfig
 from concord.drift.finding import Finding
 from concord.drift.rule import Context, Rule
 from concord.drift.rules._common import DOMAIN, MASTER_FIELDS, norm, observed, parties, system_action
-from concord.tables.state import CustomerState
+from concord.tables.state import Account, CustomerState, PartyRecord
 
 
 class _Value(NamedTuple):
@@ -58,7 +58,35 @@ def _finding(state: CustomerState, field: str, owner: _Value, other: _Value, ctx
     )
 
 
+def _holders(state: CustomerState) -> list[Account | PartyRecord]:
+    """Every live record that holds master fields: the CRM account, then the parties (as `parties`)."""
+    account = state.crm.account
+    found: list[Account | PartyRecord] = [account] if account is not None and not account.deleted else []
+    for records in (state.billing.customers, state.support.organizations, state.erp.customers):
+        found += [record for record in records.values() if not record.deleted]
+    return found
+
+
+def _any_two_differ(holders: list[Account | PartyRecord]) -> bool:
+    """Whether two of the records hold different values of some master field.
+
+    When none do (the common case: every system holds the same name, country...), no field can
+    disagree with its owner, whatever the ownership: equal text normalizes alike.
+    """
+    for field in MASTER_FIELDS:
+        first = None
+        for record in holders:
+            value = getattr(record, field)
+            if value is not None and value != first:
+                if first is not None:
+                    return True
+                first = value
+    return False
+
+
 def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
+    if not _any_two_differ(_holders(state)):
+        return []
     findings: list[Finding] = []
     for field, owner_system in ctx.config.ownership.items():
         if field not in MASTER_FIELDS or owner_system not in DOMAIN:

@@ -21,29 +21,46 @@ _FIELDS = ("name", "currency", "country")
 
 
 def _master(field: str, account: Account | None, billing: list[PartyRecord], owner: str | None) -> Any:
-    crm = [getattr(account, field)] if account is not None and not account.deleted else []
-    stripe = [getattr(c, field) for c in billing]
-    ordered = stripe + crm if owner == "stripe" else crm + stripe
-    return next((v for v in ordered if v is not None), None)
+    """The first value of `field`: the CRM account's, then the billing customers' (these first when
+    billing owns the field)."""
+    crm = getattr(account, field) if account is not None and not account.deleted else None
+    if crm is not None and owner != "stripe":
+        return crm
+    for customer in billing:
+        if (value := getattr(customer, field)) is not None:
+            return value
+    return crm
+
+
+def _by_id(record: PartyRecord) -> str:
+    return record.id
 
 
 def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
     if live(state.erp.customers):
         return []
     won = [o for o in state.crm.opportunities.values() if is_won(o)]
-    billing = sorted(live(state.billing.customers), key=lambda c: c.id)
+    billing = live(state.billing.customers)
     if not won and not billing:
         return []
-    present = [observed("salesforce", o.id, "is_won", True, won_at(o), won_at(o)) for o in won]
-    present += [observed("stripe", c.id, "crm_account_id", c.crm_account_id, c.stamp.ts, c.stamp.ts) for c in billing]
+    if len(billing) > 1:
+        billing.sort(key=_by_id)
+    present = []
+    for o in won:
+        at = won_at(o)
+        present.append(observed("salesforce", o.id, "is_won", True, at, at))
+    for c in billing:
+        at = c.stamp.ts
+        present.append(observed("stripe", c.id, "crm_account_id", c.crm_account_id, at, at))
     account = state.crm.account
-    payload = {f: _master(f, account, billing, ctx.config.ownership.get(f)) for f in _FIELDS}
+    ownership = ctx.config.ownership
+    payload = {f: _master(f, account, billing, ownership.get(f)) for f in _FIELDS}
     return [
         Finding(
             rule=RULE.id,
             customer_key=state.key,
             subject=state.key,
-            since=min(o.at for o in present),
+            since=min([o.at for o in present]),
             evidence=(*present, absent("netsuite", "customer")),
             action=action(ctx, "netsuite", {"external_id": state.key}, payload),
             summary=f"customer {payload['name'] or state.key} is "

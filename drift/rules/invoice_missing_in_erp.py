@@ -30,14 +30,16 @@ def _payload(state: CustomerState, inv: Invoice) -> dict[str, Any]:
 
 
 def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
-    horizon = state.erp.horizon
-    finalized = [
-        inv for inv in state.billing.invoices.values()
-        if is_finalized(inv) and not (inv.status != "open" and maybe_evicted(inv.stamp, horizon))
-    ]
-    if not finalized:
+    if not state.billing.invoices:
         return []
+    # Booked first: once the ERP books every billing invoice (the common case) none is judged.
     booked = {e.billing_invoice_id for e in state.erp.invoices.values() if not e.deleted}
+    horizon = state.erp.horizon
+    missing = [
+        inv for inv in state.billing.invoices.values()
+        if inv.id not in booked and is_finalized(inv)
+        and not (inv.status != "open" and maybe_evicted(inv.stamp, horizon))
+    ]
     return [
         Finding(
             rule=RULE.id,
@@ -51,8 +53,7 @@ def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
             action=action(ctx, "netsuite", {"external_id": inv.id}, _payload(state, inv)),
             summary=f"billing invoice {inv.number or inv.id} ({inv.status}) is not in the ERP",
         )
-        for inv in finalized
-        if inv.id not in booked
+        for inv in missing
     ]
 
 
