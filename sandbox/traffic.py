@@ -351,6 +351,7 @@ class _Live:
         self.tickets: dict[int, str] = {}  # ticket number -> Zendesk ticket id
         self.duplicate = ""  # a duplicate account waiting to be merged into this one
         self.duplicate_stripe = ""
+        self.duplicate_netsuite = ""
         self.stopped = False
 
 
@@ -604,8 +605,8 @@ class Traffic:
                                       payment_terms=TERMS)
         live.duplicate = duplicate["Id"]
         if step.inject == "D13":
-            ns.upsert_customer(world, live.duplicate, company_name=p.name, email=p.email, currency=p.currency,
-                               terms=TERMS)
+            live.duplicate_netsuite = ns.upsert_customer(world, live.duplicate, company_name=p.name, email=p.email,
+                                                         currency=p.currency, terms=TERMS)["id"]
             live.duplicate_stripe = self._stripe_customer(p, live.duplicate)["id"]
 
     def _merge(self, live: _Live, step: Step) -> None:
@@ -614,6 +615,12 @@ class Traffic:
             merged = self._inject("D13", live, f"account {live.duplicate} was merged into {live.account}; Stripe "
                                   f"customer {live.duplicate_stripe} still names {live.duplicate}", "stripe",
                                   record_id=live.duplicate_stripe)
+            # The duplicate's ERP customer is keyed by the merged-away account too (its externalId); the
+            # ERP cannot take the winner's id while the winner's own customer holds it: dead-lettered
+            # for a person to merge the ERP customers.
+            self._inject("D13", live, f"account {live.duplicate} was merged into {live.account}; NetSuite "
+                         f"customer {live.duplicate_netsuite} still has externalId {live.duplicate}", "netsuite",
+                         record_id=live.duplicate_netsuite)
             self._inject("D12", live, f"once Stripe customer {live.duplicate_stripe} names {live.account}, the "
                          f"account has two Stripe customers ({live.stripe} and {live.duplicate_stripe})", "stripe",
                          after=merged.fingerprint)

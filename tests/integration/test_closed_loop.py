@@ -44,7 +44,9 @@ SANDBOX_CREDENTIALS = {
     "admin_token": "loop-admin",
 }
 FAULTS = {
-    platform: {"error_rate": 0.3, "burst_429": 3, "retry_after": 1}
+    # 30% 5xx before anything is applied, a burst of 429s, and 10% applied but answered 500 (the call
+    # succeeded, its answer was lost: the retry must not apply it again).
+    platform: {"error_rate": 0.3, "burst_429": 3, "retry_after": 1, "error_after_apply_rate": 0.1}
     for platform in ("stripe", "salesforce", "zendesk", "netsuite")
 }
 REVIEW = "review"
@@ -203,7 +205,24 @@ async def outcomes(worker: WorkerProcess, injected: list[dict[str, Any]], bootst
             found[label] = f"dead-lettered: {dead[fp]}"
         else:
             found[label] = status
+        if status == "missing":  # not in the drift index: what does the customer's state say?
+            found[label] += f" (state: {await state_of(worker, item['customer_key'], fp)})"
+            for word in item.get("detail", "").split():
+                if word.startswith("001") and word != item["customer_key"]:  # another account named
+                    found[label] += f" ({word}: {await state_of(worker, word.strip(';,.'), fp)})"
     return found
+
+
+async def state_of(worker: WorkerProcess, customer_key: str, fp: str) -> str:
+    try:
+        state = await worker.get_json(f"/api/customers/{customer_key}")
+    except AssertionError as exc:
+        return str(exc)[:200]
+    assert isinstance(state, dict)
+    item = state.get("drift", {}).get(fp)
+    return f"drift item {item}" if item else f"no drift item; merged_into={state.get('merged_into')}, " \
+        f"drift={sorted((i.get('rule'), i.get('status')) for i in state.get('drift', {}).values())}, " \
+        f"billing customers={list(state.get('billing', {}).get('customers', {}))}"
 
 
 SETTLED = ("corrected", "converged", "escalated", "reported", "dead-lettered")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
+from concord.bench.common import free_port
 from concord.connectors.base import Outcome
 from concord.connectors.breaker import Breakers
 from concord.connectors.executor import DONE, Executor
@@ -143,10 +145,20 @@ class CountingPlatform:
         pass
 
 
+@pytest.fixture
+def own_redis() -> Iterator[redis_infra.RedisNode]:
+    """A Redis of this test's own (not persistent), so stopping it disturbs no other test."""
+    node = redis_infra.RedisNode(cache=default_cache() / "redis", port=free_port())
+    assert redis_infra.start(node)
+    yield node
+    redis_infra.stop(node)
+
+
 async def test_executor_pauses_while_redis_is_down_and_resumes_without_loss_or_double(
-    infra: Infra, client: aioredis.Redis, tmp_path: Path
+    own_redis: redis_infra.RedisNode, tmp_path: Path
 ) -> None:
-    node = redis_infra.RedisNode(cache=default_cache() / "redis", port=infra.redis_port)
+    node = own_redis
+    client = redis_client(f"redis://127.0.0.1:{node.port}/0")
     platform = CountingPlatform(kill_redis_on_call=4, node=node)
     name = prefix()
     executor = Executor(
@@ -186,3 +198,4 @@ async def test_executor_pauses_while_redis_is_down_and_resumes_without_loss_or_d
     assert (await ledger.get("cmd3")).state == "done"  # type: ignore[union-attr]
     assert (await executor.run(command("cmd3"))).status == "already_done"
     assert platform.calls == 8
+    await client.aclose()

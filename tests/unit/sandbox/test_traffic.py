@@ -264,17 +264,22 @@ def test_a_correction_that_does_not_stick_is_escalated_as_d14() -> None:
 
 def test_fixing_a_merged_account_reference_reveals_the_duplicate_in_the_ground_truth() -> None:
     world, traffic, concord, clock, _ = play(TrafficConfig(seed=1, customers=1, drift_rate=1.0, rules=("D13",)))
-    (merged, duplicate) = traffic.injections
+    (merged, erp_merged, duplicate) = traffic.injections
     assert (merged.rule, duplicate.rule, duplicate.subject) == ("D13", "D12", "duplicate|stripe")
     assert duplicate.after == merged.fingerprint and merged.expected_action == "billing.update_customer"
+    # The duplicate's ERP customer names the merged-away account too, and reaches the winner with it
+    # although it never changes after the merge.
+    assert (erp_merged.rule, erp_merged.expected_action) == ("D13", "erp.update_customer")
+    assert erp_merged.subject.startswith("netsuite:")
     found = {f.fingerprint for f in concord_findings(concord, world, clock)}
-    assert found == {merged.fingerprint}
+    assert found == {merged.fingerprint, erp_merged.fingerprint}
     # What Concord's Stripe connector does for billing.update_customer {"crm_account_id": <winner>}.
     stripe_customer = merged.subject.removeprefix("stripe:")
     clock.now += 60
     st_ops.update_customer(world, stripe_customer, {"metadata": {"salesforce_account_id": merged.customer_key}})
     concord.flush()
-    assert {f.fingerprint for f in concord_findings(concord, world, clock)} == {duplicate.fingerprint}
+    assert {f.fingerprint for f in concord_findings(concord, world, clock)} == {duplicate.fingerprint,
+                                                                               erp_merged.fingerprint}
 
 
 def test_only_the_rules_asked_for_are_injected() -> None:

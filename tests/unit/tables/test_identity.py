@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from concord.codecs.internal import Repoint
 from concord.codecs.model import (
+    UNSET,
     AccountMerged,
+    CustomerUpserted,
     EntityRef,
     InvoiceChanged,
     PaymentChanged,
@@ -114,3 +116,22 @@ def test_merge_repoints_every_local_id_of_the_loser_and_readdresses_late_events(
 def test_the_winner_keeps_its_events() -> None:
     routing = merge_routing(empty("001WIN"), _merge())
     assert routing.keep is True and routing.repoints == () and routing.readdressed == ()
+
+
+def test_the_loser_hands_its_customer_records_to_the_winner() -> None:
+    # The loser's Stripe customer may never change again: the winner must still learn of it (D13).
+    stripe_customer = CustomerUpserted(
+        event_id="evt_c", source=Platform.STRIPE, entity=EntityRef("customer", "cus_9"), occurred_at=3,
+        version=Version(3), customer_key="001LOSER", local_customer="stripe:cus_9", system=Platform.STRIPE,
+        customer_id="cus_9", name="Acme", crm_account_id="001LOSER")
+    loser, _ = apply(empty("001LOSER"), stripe_customer)
+    routing = merge_routing(loser, _merge())
+    [restated] = routing.readdressed
+    assert isinstance(restated, CustomerUpserted)
+    assert (restated.customer_key, restated.customer_id, restated.crm_account_id, restated.name) == (
+        "001WIN", "cus_9", "001LOSER", "Acme")
+    assert restated.email is UNSET  # never set on the loser: the restatement does not blank it
+    assert restated.event_id == merge_routing(loser, _merge()).readdressed[0].event_id  # redelivery: same id
+    winner, _ = apply(empty("001WIN"), restated)
+    assert winner.billing.customers["cus_9"].crm_account_id == "001LOSER"
+    assert routing.keep is True  # the merge itself still applies to the loser
