@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import faust
 import msgspec
 
+from concord.agents.ingest import dead_letter_headers
 from concord.app import metrics
 from concord.codecs import internal
 from concord.codecs.model import AccountMerged, CanonicalEvent
@@ -54,7 +55,9 @@ def register(concord: Concord) -> None:
             except msgspec.DecodeError as exc:  # only Concord writes here: a bug or a foreign producer
                 log.error("unreadable identity record %s: %s", local_id, exc)
                 metrics.ingest_dead_letters.labels("internal", "bad_identity_record").inc()
-                await dlq.send(key=event.message.key, value=event.value, headers=event.message.headers)
+                await dlq.send(key=event.message.key, value=event.value, headers=dead_letter_headers(
+                    event.message.headers, "internal", "bad_identity_record", str(exc), event.message.topic,
+                    event.message.partition, event.message.offset))
                 continue
             queue = rules.ParkedQueue.load(parked.get(local_id))
             current = links.get(local_id)
@@ -75,7 +78,9 @@ def register(concord: Concord) -> None:
                     metrics.identity_released.labels(platform).inc(len(queue.events))
             for overflow in outcome.overflow:
                 metrics.identity_park_overflow.inc()
-                await dlq.send(key=event.message.key, value=overflow, headers=[
-                    (internal.DLQ_REASON, b"identity_park_overflow"),
-                    (internal.DLQ_DETAIL, f"more than {limit} events waiting for a link of {local_id}".encode()),
-                ])
+                # The source is the identity topic: `concord replay ingest` sends it back there, where
+                # it parks again or resolves once the link is known.
+                await dlq.send(key=event.message.key, value=overflow, headers=dead_letter_headers(
+                    (), local_id.split(":", 1)[0], "identity_park_overflow",
+                    f"more than {limit} events waiting for a link of {local_id}", event.message.topic,
+                    event.message.partition, event.message.offset))

@@ -198,3 +198,40 @@ async def test_zendesk_and_netsuite_signed_webhooks_are_accepted_and_decoded(
         assert {r.key for r in records} == {b"001Dn00000AcmeAAA"}
     finally:
         proc.stop()
+
+
+async def test_park_overflow_is_dead_lettered_and_replays_to_the_identity_topic(
+    infra: Infra, ingest_settings: Settings, tmp_path: Path
+) -> None:
+    import msgspec
+
+    from concord.app.replay import IngestFilter, replay_ingest
+
+    settings = msgspec.structs.replace(ingest_settings, identity_park_limit=1)
+    names = topic_names(settings)
+    proc = WorkerProcess([sys.executable, "-m", "concord.app.cli", "worker", "-l", "info"], settings,
+                         tmp_path / "worker.log").start()
+    try:
+        await proc.wait_ready()
+        now = int(time.time())
+        # Two invoices of a customer no link names yet: the limit parks one, the other is dead-lettered.
+        for n in (1, 2):
+            body = stripe_event(f"evt_ovf{n}", "invoice.paid", stripe_invoice(f"in_OVF{n}", "cus_OVF"))
+            assert (await _post(proc, body, sign_t_v1(body, SECRET, now)))[0] == 200
+        [dead] = await consume_all(infra.bootstrap, names.dlq_ingest, expected=1, timeout=60)
+        headers = dict(dead.headers)
+        assert headers[internal.DLQ_REASON] == b"identity_park_overflow"
+        assert headers[internal.DLQ_SOURCE_TOPIC] == names.identity.encode()  # where a replay sends it
+        assert headers[internal.DLQ_PLATFORM] == b"stripe"
+
+        # The link arrives and releases the parked invoice; then the replayed one resolves through it too.
+        customer = stripe_event("evt_ovfc", "customer.created", stripe_customer("cus_OVF", "001OVF"))
+        assert (await _post(proc, customer, sign_t_v1(customer, SECRET, now)))[0] == 200
+        await consume_all(infra.bootstrap, names.canonical, expected=2, timeout=60)
+        summary = await replay_ingest(settings, IngestFilter(reason="identity_park_overflow"), out=lambda _: None)
+        assert summary.replayed == 1
+        records = await consume_all(infra.bootstrap, names.canonical, expected=3, timeout=60)
+        assert sorted(orjson.loads(r.value)["event_id"] for r in records) == ["evt_ovf1", "evt_ovf2", "evt_ovfc"]
+        assert {r.key for r in records} == {b"001OVF"}
+    finally:
+        proc.stop()
