@@ -194,6 +194,7 @@ class Emitter:
             return
         self._accepting = False
         delivered = await self.drain(timeout)
+        pending = self._pending_summary()  # before the queues below are counted as failed and cleared
         for lane in self._lanes.values():
             if lane.task is not None:
                 lane.task.cancel()
@@ -206,7 +207,7 @@ class Emitter:
                            count=len(lane.queue))
                 lane.queue.clear()
         if not delivered:
-            log.warning("sandbox emitter stopped with undelivered events: %s", self._pending_summary())
+            log.warning("sandbox emitter stopped with undelivered events: %s", pending)
         if self._session is not None:
             await self._session.close()
             self._session = None

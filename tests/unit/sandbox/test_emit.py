@@ -270,7 +270,9 @@ async def test_events_made_before_concord_is_up_are_delivered_once_it_is() -> No
         await server.close()
 
 
-async def test_a_failing_platform_does_not_hold_back_the_others(concord: tuple[FakeConcord, str]) -> None:
+async def test_a_failing_platform_does_not_hold_back_the_others(
+    concord: tuple[FakeConcord, str], caplog: pytest.LogCaptureFixture
+) -> None:
     fake, url = concord
     fake.script["stripe"] = [503] * 10_000
     world = World()
@@ -288,6 +290,7 @@ async def test_a_failing_platform_does_not_hold_back_the_others(concord: tuple[F
     # What could not be delivered before stop is counted, not silently lost.
     assert (counts.queued, counts.delivered, counts.failed, counts.pending) == (2, 0, 2, 0)
     assert "not delivered before the emitter stopped" in (counts.last_error or "")
+    assert "stopped with undelivered events: stripe 2" in caplog.text  # says which, not "none"
 
 
 async def test_stopped_emitter_ignores_changes_and_a_build_error_never_reaches_the_operation(
