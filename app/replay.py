@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -33,6 +34,10 @@ from concord.drift.lifecycle import Command
 #: Header that marks a command re-sent by replay (value "1"): the ledger may re-open a failed command.
 REPLAY_HEADER: Final = "concord-replay"
 
+E_EXPIRED: Final = (
+    "skipped {command_id}: dead-lettered {hours:.0f} h longer ago than the ledger remembers "
+    "(CONCORD_COMMAND_LEDGER_TTL_SECONDS); a later correction may have superseded it, which the ledger can no "
+    "longer tell: check the finding, then replay with --include-expired if it still applies")
 E_KAFKA: Final = (
     "cannot reach Kafka at {bootstrap} ({error}). Is it running (`concord infra status`) and is "
     "CONCORD_KAFKA_URL right?"
@@ -136,8 +141,12 @@ class Replayable(Struct, frozen=True):
 
 
 def choose_commands(records: Sequence[Any], flt: CommandFilter, commands_topic: str,
-                    out: Callable[[str], None]) -> tuple[int, list[Replayable], int]:
-    """The command dead letters to re-send (one per command id); returns (matched, chosen, skipped)."""
+                    out: Callable[[str], None], not_before_ms: int = 0) -> tuple[int, list[Replayable], int]:
+    """The command dead letters to re-send (one per command id); returns (matched, chosen, skipped).
+
+    Dead letters that failed before `not_before_ms` are skipped: the ledger no longer remembers them,
+    so a replay could not tell whether a later correction superseded them (see E_EXPIRED).
+    """
     matched = skipped = 0
     chosen: dict[str, Replayable] = {}
     for record in records:
@@ -155,7 +164,13 @@ def choose_commands(records: Sequence[Any], flt: CommandFilter, commands_topic: 
         if command.command_id in chosen:
             skipped += 1  # dead-lettered more than once: one replay re-drives it
             continue
-        reason = _last_headers(record.headers).get(internal.DLQ_REASON, b"").decode()
+        headers = _last_headers(record.headers)
+        reason = headers.get(internal.DLQ_REASON, b"").decode()
+        failed_at = int(headers.get(internal.DLQ_FAILED_AT, b"0") or 0)
+        if not_before_ms and failed_at < not_before_ms:
+            skipped += 1
+            out(E_EXPIRED.format(command_id=command.command_id, hours=(not_before_ms - failed_at) / 3_600_000))
+            continue
         chosen[command.command_id] = Replayable(
             commands_topic, record.key, record.value, [(REPLAY_HEADER, b"1")],
             f"{command.command_id} {command.platform} {command.action} rule={command.rule or '-'} "
@@ -252,8 +267,11 @@ async def resend(bootstrap: str, chosen: Sequence[Replayable], out: Callable[[st
 
 
 async def replay_commands(settings: Settings, flt: CommandFilter, dry_run: bool = False,
-                          out: Callable[[str], None] = _print) -> Summary:
-    """Re-send the command dead letters matching `flt` to the command topic, marked as replays."""
+                          out: Callable[[str], None] = _print, include_expired: bool = False) -> Summary:
+    """Re-send the command dead letters matching `flt` to the command topic, marked as replays.
+
+    Dead letters older than the ledger's memory (`command_ledger_ttl_seconds`) are skipped unless
+    `include_expired`."""
     from concord.app.topics import topic_names
 
     if not flt.given:
@@ -261,7 +279,8 @@ async def replay_commands(settings: Settings, flt: CommandFilter, dry_run: bool 
     names = topic_names(settings)
     bootstrap = kafka_bootstrap(settings)
     records = await read_dead_letters(bootstrap, names.dlq_commands)
-    matched, chosen, skipped = choose_commands(records, flt, names.commands, out)
+    not_before = 0 if include_expired else int(time.time() * 1000) - settings.command_ledger_ttl_seconds * 1000
+    matched, chosen, skipped = choose_commands(records, flt, names.commands, out, not_before)
     return await _send(bootstrap, records, matched, chosen, skipped, dry_run, out)
 
 
@@ -304,6 +323,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     commands.add_argument("--action", help="only this action (e.g. erp.upsert_invoice)")
     commands.add_argument("--all", action="store_true", help="every command dead letter")
     commands.add_argument("--dry-run", action="store_true", help="list what would be replayed; send nothing")
+    commands.add_argument("--include-expired", action="store_true",
+                          help="also replay dead letters older than the ledger's memory "
+                          "(CONCORD_COMMAND_LEDGER_TTL_SECONDS); they may undo later corrections")
     ingest = what.add_parser(
         "ingest", help="re-send ingest dead letters (original bytes and headers) to their source topics",
         description="Re-send payloads the ingest agent could not use, as they were delivered, e.g. after a "
@@ -320,7 +342,7 @@ def run(settings: Settings, args: argparse.Namespace, out: Callable[[str], None]
         if args.what == "commands":
             flt = CommandFilter(ids=frozenset(args.ids), rule=args.rule, platform=args.platform, action=args.action,
                                 all=args.all)
-            summary = asyncio.run(replay_commands(settings, flt, args.dry_run, out))
+            summary = asyncio.run(replay_commands(settings, flt, args.dry_run, out, args.include_expired))
         else:
             summary = asyncio.run(replay_ingest(settings, IngestFilter(reason=args.reason, platform=args.platform,
                                                                        all=args.all), args.dry_run, out))

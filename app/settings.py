@@ -244,8 +244,8 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     ] = 5.0
     command_ledger_ttl_seconds: Annotated[
         int, Meta(ge=60, le=90 * 86400, description="How long the Redis ledger remembers a command id "
-                  "(its outcome and attempts). A replay of a command older than this executes again: keep it "
-                  "longer than the command topic's retention.")
+                  "(its outcome and attempts). `concord replay` skips dead letters older than this (the ledger "
+                  "could not tell a stale correction from a due one) unless `--include-expired`.")
     ] = 14 * 86400
 
 _FIELD_VARS: Final = {name: ENV_PREFIX + name.upper() for name in Settings.__struct_fields__}

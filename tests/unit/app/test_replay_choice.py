@@ -1,0 +1,49 @@
+"""Which command dead letters a replay re-sends: one per command id, none the ledger forgot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from msgspec import Struct
+
+from concord.app.replay import REPLAY_HEADER, CommandFilter, choose_commands
+from concord.codecs import internal
+from concord.drift.lifecycle import Command
+
+HOUR = 3_600_000
+
+
+class Record(Struct):
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    topic: str = "t.dlq.commands"
+    partition: int = 0
+    offset: int = 0
+
+
+def dead(command_id: str, failed_at: int, rule: str = "D04") -> Record:
+    command = Command(command_id=command_id, action="erp.upsert_invoice", platform="netsuite",
+                      target={"external_id": "in_1"}, payload={}, fingerprint="fp", rule=rule, customer_key="001A",
+                      generation=1, correlation_id="c", created_at=1)
+    return Record(key=b"netsuite:in_1", value=internal.encode(command), headers=[
+        (internal.DLQ_REASON, b"exhausted: 503"), (internal.DLQ_FAILED_AT, str(failed_at).encode())])
+
+
+def test_one_replay_per_command_id_marked_as_replay() -> None:
+    lines: list[str] = []
+    records: list[Any] = [dead("a", 10 * HOUR), dead("a", 11 * HOUR), dead("b", 12 * HOUR, rule="D06")]
+    matched, chosen, skipped = choose_commands(records, CommandFilter(rule="D04"), "t.commands", lines.append)
+    assert (matched, skipped) == (2, 1)
+    assert [c.topic for c in chosen] == ["t.commands"] and chosen[0].headers == [(REPLAY_HEADER, b"1")]
+
+
+def test_dead_letters_older_than_the_ledger_remembers_are_skipped_and_said() -> None:
+    lines: list[str] = []
+    records: list[Any] = [dead("old", 1 * HOUR), dead("new", 30 * HOUR)]
+    matched, chosen, skipped = choose_commands(records, CommandFilter(all=True), "t.commands", lines.append,
+                                               not_before_ms=24 * HOUR)
+    assert (matched, len(chosen), skipped) == (2, 1, 1)
+    assert "new" in chosen[0].label and "old" not in chosen[0].label
+    assert lines and lines[0].startswith("skipped old: dead-lettered 23 h longer ago than the ledger remembers")
+    assert "--include-expired" in lines[0]
