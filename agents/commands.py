@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -49,6 +49,7 @@ from concord.connectors.executor import (
 from concord.connectors.ledger import RedisLedger, redis_client
 from concord.connectors.policy import RetryPolicy
 from concord.connectors.ratelimit import RedisRateLimiter, limits_from_settings
+from concord.connectors.registry import configured_connectors
 from concord.drift.lifecycle import Command
 
 if TYPE_CHECKING:
@@ -84,13 +85,6 @@ def is_replay(headers: Any) -> bool:
     return header(headers, REPLAY_HEADER) == b"1"
 
 
-def registry_connectors(settings: Settings) -> Mapping[str, Connector]:
-    """The connectors of the platforms configured in `settings` (connectors/registry.py)."""
-    from concord.connectors.registry import configured_connectors
-
-    return configured_connectors(settings)
-
-
 class KafkaPublisher:
     """The executor's Kafka effects, each awaited until the broker acknowledged it."""
 
@@ -122,7 +116,7 @@ class KafkaPublisher:
         await pending
 
 
-def register(concord: Concord, connector_factory: ConnectorFactory = registry_connectors) -> Executor:
+def register(concord: Concord, connector_factory: ConnectorFactory = configured_connectors) -> Executor:
     """Add the router and one executing agent per lane; returns an executor (the status API reads the
     breakers and connectors, which every lane shares)."""
     app = concord.app
@@ -161,23 +155,22 @@ def register(concord: Concord, connector_factory: ConnectorFactory = registry_co
         ]
         await dlq.send(key=message.key, value=value, headers=headers)
 
-    async def readable(event: Any) -> Command | None:
-        """The command of `event`, or None once an unreadable one was dead-lettered."""
-        try:
-            return decode_command(event.value)
-        except msgspec.DecodeError as exc:
-            await undecodable(event.message, event.value, exc)
-            return None
+    async def commands_in(stream: faust.StreamT[bytes]) -> AsyncIterator[tuple[Any, Command]]:
+        """The stream's events with their commands; an unreadable one is dead-lettered and skipped."""
+        async for event in stream.events():
+            try:
+                command = decode_command(event.value)
+            except msgspec.DecodeError as exc:
+                await undecodable(event.message, event.value, exc)
+                continue
+            yield event, command
 
     lanes = {lane: concord.topics[topic] for lane, topic in names.command_lanes.items()}
 
     @app.agent(concord.topics[names.commands], name="concord.commands", concurrency=1)
     async def route(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
+        async for event, command in commands_in(stream):
             message = event.message
-            command = await readable(event)
-            if command is None:
-                continue
             lane = lanes.get(command.platform, lanes["concord"])
             pending = await lane.send(key=message.key, value=event.value, headers=list(header_pairs(message.headers)))
             await pending
@@ -189,11 +182,8 @@ def register(concord: Concord, connector_factory: ConnectorFactory = registry_co
 
         @app.agent(topic, name=f"concord.commands.{lane}", concurrency=1)
         async def execute(stream: faust.StreamT[bytes]) -> None:
-            async for event in stream.events():
+            async for event, command in commands_in(stream):
                 message = event.message
-                command = await readable(event)
-                if command is None:
-                    continue
                 open_connectors()
                 started = time.perf_counter()
                 publisher.at(message)

@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from concord.app.settings import Settings, env_var
 from concord.drift import catalog
 from concord.infra import cli as infra_cli
+from concord.infra.process import port_open
 from concord.sandbox.traffic import PLAN_TIERS
 
 SANDBOX_HOST = "127.0.0.1"
@@ -204,7 +204,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     rules_file = workdir / "rules.json"
     rules_file.write_text(json.dumps(scaled_rules(args.time_scale), indent=2))
-    if _listening(settings.web_host, settings.web_port) or _listening(SANDBOX_HOST, SANDBOX_PORT):
+    if port_open(settings.web_host, settings.web_port) or port_open(SANDBOX_HOST, SANDBOX_PORT):
         raise SystemExit(E_BUSY.format(worker=settings.web_port, sandbox=SANDBOX_PORT))
     run_id = f"concord-demo-{int(time.time())}"
     env = demo_environment(rules_file, dict(os.environ), args.kafka_port, args.redis_port, run_id)
@@ -264,12 +264,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
               f"{int(last.commands)} commands executed, {int(last.dead_letters)} dead-lettered; open: "
               f"{review} for review, {last.escalated} escalated, {last.commanded} corrections in flight")
     return code
-
-
-def _listening(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
 
 
 def forget_run(kafka_url: str, redis_url: str, run_id: str) -> None:

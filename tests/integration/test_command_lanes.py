@@ -20,7 +20,7 @@ from concord.connectors.base import ConnectorError, ErrorKind, Outcome
 from concord.connectors.executor import CommandResult
 from concord.drift.lifecycle import Command
 from tests.integration.harness import WorkerProcess, produce, read_all, wait_for_record
-from tests.integration.test_replay import RereadConnector
+from tests.integration.test_replay import RereadConnector, run_commands_worker
 
 
 class DownConnector:
@@ -43,17 +43,7 @@ def down_connectors(settings: Settings) -> dict[str, Any]:
 
 
 def run_worker() -> None:
-    from concord.agents import commands
-    from concord.app import commands_api, web
-    from concord.app import settings as settings_mod
-    from concord.app.factory import Concord
-    from concord.app.worker import run
-
-    concord = Concord(settings_mod.load(), roles=["commands"])
-    web.register(concord)
-    commands_api.register(concord, commands.register(concord, connector_factory=down_connectors))
-    concord.prepare()
-    run(concord.app, loglevel="info")
+    run_commands_worker(down_connectors)
 
 
 async def test_an_outage_on_one_platform_does_not_hold_up_another(settings: Settings, tmp_path: Path) -> None:

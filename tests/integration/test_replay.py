@@ -86,6 +86,11 @@ def stub_connectors(settings: Settings) -> dict[str, Any]:
 
 def run_worker() -> None:
     """The worker process: only the command agent (and its API), with the stub connector."""
+    run_commands_worker(stub_connectors)
+
+
+def run_commands_worker(connector_factory: Any) -> None:
+    """A worker process running only the command agents (and their API) with `connector_factory`."""
     from concord.agents import commands
     from concord.app import commands_api, web
     from concord.app import settings as settings_mod
@@ -94,7 +99,7 @@ def run_worker() -> None:
 
     concord = Concord(settings_mod.load(), roles=["commands"])
     web.register(concord)
-    commands_api.register(concord, commands.register(concord, connector_factory=stub_connectors))
+    commands_api.register(concord, commands.register(concord, connector_factory=connector_factory))
     concord.prepare()
     run(concord.app, loglevel="info")
 
