@@ -33,21 +33,21 @@ class Platform(StrEnum):
     NETSUITE = "netsuite"
 
 
-class Version(Struct, frozen=True, order=True, array_like=True):
+class Version(Struct, gc=False, frozen=True, order=True, array_like=True):
     """Per-entity ordering key: a later change has a greater `(ts, seq)`."""
 
     ts: EpochMs
     seq: int = 0
 
 
-class EntityRef(Struct, frozen=True, array_like=True):
+class EntityRef(Struct, gc=False, frozen=True, array_like=True):
     """What the event is about, in its source system: `("invoice", "in_123")`."""
 
     kind: str
     id: str
 
 
-class Event(Struct, frozen=True, kw_only=True, tag_field="kind"):
+class Event(Struct, gc=False, frozen=True, kw_only=True, tag_field="kind"):
     """Fields common to every canonical event."""
 
     v: int = SCHEMA_VERSION

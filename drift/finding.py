@@ -8,7 +8,7 @@ from typing import Any
 from msgspec import Struct
 
 
-class Observation(Struct, frozen=True, kw_only=True, array_like=True):
+class Observation(Struct, gc=False, frozen=True, kw_only=True, array_like=True):
     """One side of a disagreement: a value as a system holds it, with its version and source time."""
 
     system: str  # salesforce, stripe, zendesk, netsuite, concord

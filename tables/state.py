@@ -18,11 +18,15 @@ Pure: no Faust, no I/O. Encoded with msgpack for the table, compact and bounded:
 are arrays, per-field stamps are shared by the fields a change set, and values the state can derive (a
 billing invoice's own id, a source time equal to its version) are not stored twice. A typical customer
 stays under 1,700 bytes (a test holds it to that).
+
+The Structs here are not tracked by the cyclic garbage collector (`gc=False`): a state is a tree of
+immutable records, never a cycle, and a worker keeps hundreds of thousands of these objects decoded;
+tracked, each collection walked them all (canonical events and evidence are untracked too).
 """
 
 from __future__ import annotations
 
-import hashlib
+import zlib
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Final, Protocol, TypeVar
@@ -50,7 +54,7 @@ from concord.codecs.model import (
 from concord.drift.finding import Observation
 
 
-class Stamp(Struct, frozen=True, order=True, array_like=True):
+class Stamp(Struct, gc=False, frozen=True, order=True, array_like=True):
     """Total order of changes: source version, then a hash of the event id to break exact ties."""
 
     ts: int
@@ -62,8 +66,15 @@ ZERO: Final = Stamp(0, 0, 0)
 
 
 def event_hash(event_id: str) -> int:
-    """64-bit hash of an event id: dedup ring entries and stamp tie-breaks."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+    """64-bit hash of an event id: dedup ring entries and stamp tie-breaks.
+
+    CRC-32 and Adler-32 side by side: stable across processes and versions, and half the cost of a
+    cryptographic digest on the hot path (no hashlib object per event). Nothing here needs resistance
+    to chosen collisions: a ring entry also holds the event's version, and a tie-break only orders
+    two changes of one record at one exact version.
+    """
+    data = event_id.encode()
+    return zlib.adler32(data) << 32 | zlib.crc32(data)  # CRC-32 low: the tie-break takes those bits
 
 
 def event_stamp(event: CanonicalEvent, h: int) -> Stamp:
@@ -134,7 +145,7 @@ def _stamp_at(stamps: FieldStamps, bit: int) -> Stamp:
     return ZERO
 
 
-class Account(Struct, FieldStamped, kw_only=True, frozen=True, array_like=True):
+class Account(Struct, FieldStamped, gc=False, kw_only=True, frozen=True, array_like=True):
     """CRM account; fields stamped one by one (Salesforce UPDATE carries only what changed)."""
 
     FIELDS = _ACCOUNT_FIELDS
@@ -148,7 +159,7 @@ class Account(Struct, FieldStamped, kw_only=True, frozen=True, array_like=True):
     stamps: FieldStamps = ()
 
 
-class Opportunity(Struct, FieldStamped, kw_only=True, frozen=True, array_like=True):
+class Opportunity(Struct, FieldStamped, gc=False, kw_only=True, frozen=True, array_like=True):
     FIELDS = _OPPORTUNITY_FIELDS
     id: str
     account_id: str | None = None
@@ -163,7 +174,7 @@ class Opportunity(Struct, FieldStamped, kw_only=True, frozen=True, array_like=Tr
     stamps: FieldStamps = ()
 
 
-class PartyRecord(Struct, FieldStamped, kw_only=True, frozen=True, array_like=True):
+class PartyRecord(Struct, FieldStamped, gc=False, kw_only=True, frozen=True, array_like=True):
     """A customer record in billing, support or ERP; fields stamped one by one (see _put_party)."""
 
     FIELDS = _PARTY_FIELDS
@@ -198,7 +209,7 @@ class Versioned:
         return self.stamp.ts - self.since_lag
 
 
-class Subscription(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
+class Subscription(Struct, Versioned, gc=False, kw_only=True, frozen=True, array_like=True):
     id: str
     customer_id: str
     status: str
@@ -214,7 +225,7 @@ class Subscription(Struct, Versioned, kw_only=True, frozen=True, array_like=True
     stamp: Stamp = ZERO
 
 
-class Invoice(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
+class Invoice(Struct, Versioned, gc=False, kw_only=True, frozen=True, array_like=True):
     id: str
     # `billing_invoice_id` without repeating the id: True when it is the invoice's own (every billing
     # invoice names itself), else the billing invoice an ERP invoice books (its externalId), or None.
@@ -242,7 +253,7 @@ class Invoice(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
         return self.id if isinstance(ref, bool) else ref  # only True is stored
 
 
-class Payment(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
+class Payment(Struct, Versioned, gc=False, kw_only=True, frozen=True, array_like=True):
     id: str
     invoice_id: str | None = None
     status: str = ""
@@ -252,7 +263,7 @@ class Payment(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
     stamp: Stamp = ZERO
 
 
-class Refund(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
+class Refund(Struct, Versioned, gc=False, kw_only=True, frozen=True, array_like=True):
     id: str
     document: str = "refund"
     billing_refund_id: str | None = None
@@ -265,7 +276,7 @@ class Refund(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
     stamp: Stamp = ZERO
 
 
-class Entitlement(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
+class Entitlement(Struct, Versioned, gc=False, kw_only=True, frozen=True, array_like=True):
     organization_id: str
     status: str | None = None
     tier: str | None = None
@@ -276,7 +287,7 @@ class Entitlement(Struct, Versioned, kw_only=True, frozen=True, array_like=True)
     stamp: Stamp = ZERO
 
 
-class Case(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
+class Case(Struct, Versioned, gc=False, kw_only=True, frozen=True, array_like=True):
     id: str
     organization_id: str | None = None
     status: str | None = None
@@ -288,7 +299,7 @@ class Case(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
     stamp: Stamp = ZERO
 
 
-class Flags(Struct, kw_only=True, frozen=True, array_like=True):
+class Flags(Struct, gc=False, kw_only=True, frozen=True, array_like=True):
     customer_id: str
     overdue_balance: int | None = None
     currency: str | None = None
@@ -296,7 +307,7 @@ class Flags(Struct, kw_only=True, frozen=True, array_like=True):
     stamp: Stamp = ZERO
 
 
-class SalesOrder(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
+class SalesOrder(Struct, Versioned, gc=False, kw_only=True, frozen=True, array_like=True):
     id: str
     opportunity_id: str | None = None
     status: str | None = None
@@ -307,7 +318,7 @@ class SalesOrder(Struct, Versioned, kw_only=True, frozen=True, array_like=True):
     stamp: Stamp = ZERO
 
 
-class DriftItem(Struct, kw_only=True, frozen=True, array_like=True):
+class DriftItem(Struct, gc=False, kw_only=True, frozen=True, array_like=True):
     """The lifecycle of one finding of this customer (see drift/lifecycle.py)."""
 
     fingerprint: str
@@ -336,12 +347,12 @@ class DriftItem(Struct, kw_only=True, frozen=True, array_like=True):
 # with a default, so that states stored before them still decode).
 
 
-class Crm(Struct, kw_only=True, frozen=True, array_like=True):
+class Crm(Struct, gc=False, kw_only=True, frozen=True, array_like=True):
     account: Account | None = None
     opportunities: dict[str, Opportunity] = {}
 
 
-class Billing(Struct, kw_only=True, frozen=True, array_like=True):
+class Billing(Struct, gc=False, kw_only=True, frozen=True, array_like=True):
     customers: dict[str, PartyRecord] = {}
     subscriptions: dict[str, Subscription] = {}
     invoices: dict[str, Invoice] = {}
@@ -350,14 +361,14 @@ class Billing(Struct, kw_only=True, frozen=True, array_like=True):
     horizon: Stamp = ZERO
 
 
-class Support(Struct, kw_only=True, frozen=True, array_like=True):
+class Support(Struct, gc=False, kw_only=True, frozen=True, array_like=True):
     organizations: dict[str, PartyRecord] = {}
     entitlements: dict[str, Entitlement] = {}
     cases: dict[str, Case] = {}
     horizon: Stamp = ZERO
 
 
-class Erp(Struct, kw_only=True, frozen=True, array_like=True):
+class Erp(Struct, gc=False, kw_only=True, frozen=True, array_like=True):
     customers: dict[str, PartyRecord] = {}
     flags: dict[str, Flags] = {}
     invoices: dict[str, Invoice] = {}
@@ -367,7 +378,7 @@ class Erp(Struct, kw_only=True, frozen=True, array_like=True):
     horizon: Stamp = ZERO
 
 
-class CustomerState(Struct, kw_only=True, frozen=True, array_like=True):
+class CustomerState(Struct, gc=False, kw_only=True, frozen=True, array_like=True):
     """Everything Concord knows of one customer across the four systems."""
 
     key: str
