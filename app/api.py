@@ -46,8 +46,10 @@ def readable(value: Any) -> Any:
         for name in _DERIVED:
             if name not in out and hasattr(value, name):
                 out[name] = readable(getattr(value, name))
-        for name in ("stamps", "stamp_masks", "since_lag", "billing_ref"):
+        for name in ("stamps", "stamp_masks", "since_lag", "billing_ref", "amount_digits"):
             out.pop(name, None)
+        if isinstance(value, st.Opportunity):
+            out["amount"] = value.amount_in(value.currency)  # minor units of its currency, as every amount
         return out
     if isinstance(value, dict):
         return {k: readable(v) for k, v in value.items()}

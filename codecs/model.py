@@ -103,6 +103,9 @@ class OpportunityChanged(Event, frozen=True, kw_only=True, tag="opportunity"):
     plan: str | None | UnsetType = UNSET
     deleted: bool = False
     changed: tuple[str, ...] = ()
+    # Decimals `amount` is counted in: the currency's, or (an amount-only update names no currency)
+    # the fewest, at least 2, that keep it exact. The state reads it in the record's currency.
+    amount_digits: int | None | UnsetType = UNSET
 
 
 class CustomerUpserted(Event, frozen=True, kw_only=True, tag="customer"):

@@ -42,6 +42,7 @@ import msgspec
 from msgspec import Raw, Struct
 
 from concord.codecs.config import DEFAULT_CODEC_CONFIG, CodecConfig
+from concord.codecs.currency import minor_units
 from concord.codecs.errors import DecodeError
 from concord.codecs.model import (
     CanonicalEvent,
@@ -72,17 +73,6 @@ _CURRENCY_NAMES: Final = {
     "BRITISH POUND": "GBP",
     "CANADIAN DOLLAR": "CAD",
 }
-# ISO 4217 minor units where they are not 2.
-_MINOR_UNITS: Final = {
-    **dict.fromkeys(
-        ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV",
-         "XAF", "XOF", "XPF"],
-        0,
-    ),
-    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
-    "CLF": 4,
-    "UYW": 4,
-}  # fmt: skip
 # Bounded so a hostile exponent (1e999999) cannot build a huge integer, and so every amount stays
 # exact in consumers that read JSON numbers as doubles (the Stripe codec uses the same bound).
 _MAX_MINOR: Final = 2**53
@@ -543,7 +533,7 @@ def _minor(amount: Decimal, currency: str, where: str) -> int:
     if not significant:
         return 0
     # Trailing zeros carry no value ("1.5000"); the last significant digit must be a whole minor unit.
-    shift = exponent + len(text) - len(significant) + _MINOR_UNITS.get(currency, 2)
+    shift = exponent + len(text) - len(significant) + minor_units(currency)
     if shift < 0:
         raise DecodeError("bad_amount", f"{where}={str(amount)[:40]} has more decimals than {currency} allows")
     # Sized before int(): 17+ digits is out of range anyway, and no giant number gets built.

@@ -32,15 +32,13 @@ import aiohttp
 import msgspec
 from msgspec import Struct
 
+from concord.codecs.currency import minor_units
 from concord.connectors.base import ConnectorError, ErrorKind, classify_status
 from concord.drift.lifecycle import Command
 
 log = logging.getLogger(__name__)
 
 _SECRET_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
-# ISO 4217 minor units where they are not 2.
-_MINOR_UNITS: Final = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "VND": 0, "BHD": 3, "JOD": 3, "KWD": 3,
-                       "OMR": 3, "TND": 3}
 # Longest error text kept in a reason: enough for the platform's message, not a whole HTML page.
 _MAX_REASON_DETAIL: Final = 300
 
@@ -87,7 +85,7 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
 
 def to_major(minor: int, currency: str) -> float:
     """Integer minor units -> the decimal amount Salesforce and NetSuite show (1999 USD -> 19.99)."""
-    return float(Decimal(minor).scaleb(-_MINOR_UNITS.get(currency.upper(), 2)))
+    return float(Decimal(minor).scaleb(-minor_units(currency.upper())))
 
 
 def not_configured(platform: str, url_variable: str) -> ConnectorError:

@@ -39,6 +39,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
+from concord.codecs.currency import minor_units
 from concord.codecs.salesforce import ACCOUNT_PAYMENT_TERMS_FIELD, ACCOUNT_TAX_ID_FIELD
 from concord.sandbox.faults import Faults, Handler, PlatformCredentials, WriteCounter, guard
 from concord.sandbox.world import Record, World
@@ -52,9 +53,6 @@ EXTERNAL_ID_FIELD: Final = "External_Id__c"
 TAX_ID_FIELD: Final = ACCOUNT_TAX_ID_FIELD
 PAYMENT_TERMS_FIELD: Final = ACCOUNT_PAYMENT_TERMS_FIELD
 _KEY_PREFIX: Final = {"Account": "001", "Opportunity": "006"}
-# ISO 4217 minor units where they are not 2 (the currencies a sandbox is likely to see).
-_MINOR_UNITS: Final = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "VND": 0, "BHD": 3, "JOD": 3, "KWD": 3,
-                       "OMR": 3, "TND": 3}
 # The standard StageName picklist: probability, closed, won.
 _STAGES: Final = {
     "Prospecting": (10, False, False),
@@ -81,12 +79,12 @@ class NotFound(LookupError):
 
 def to_major(minor: int, currency: str) -> float:
     """Minor units -> the decimal amount REST APIs show (1999 USD -> 19.99)."""
-    return float(Decimal(minor).scaleb(-_MINOR_UNITS.get(currency.upper(), 2)))
+    return float(Decimal(minor).scaleb(-minor_units(currency.upper())))
 
 
 def to_minor(major: float | int | str, currency: str) -> int:
     """A decimal amount -> integer minor units, exactly (19.99 USD -> 1999)."""
-    return int(Decimal(str(major)).scaleb(_MINOR_UNITS.get(currency.upper(), 2)).to_integral_value())
+    return int(Decimal(str(major)).scaleb(minor_units(currency.upper())).to_integral_value())
 
 
 def _timestamp(world: World) -> str:

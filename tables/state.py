@@ -34,6 +34,7 @@ from typing import Any, ClassVar, Final, Protocol, TypeVar
 import msgspec
 from msgspec import UNSET, Struct
 
+from concord.codecs.currency import minor_units, rescale
 from concord.codecs.model import (
     AccountMerged,
     AccountUpserted,
@@ -105,7 +106,7 @@ DEFAULT_LIMITS: Final = Limits()
 # carry come first, so that their masks stay below 128: one byte.
 _ACCOUNT_FIELDS: Final = ("deleted", "name", "country", "currency", "tax_id", "address", "payment_terms")
 _OPPORTUNITY_FIELDS: Final = ("deleted", "stage", "is_won", "is_closed", "amount", "currency", "close_date", "plan",
-                              "account_id")
+                              "account_id", "amount_digits")
 _PARTY_FIELDS: Final = ("deleted", "crm_account_id", "name", "currency", "country", "payment_terms", "email",
                         "tax_id", "address")
 
@@ -172,6 +173,20 @@ class Opportunity(Struct, FieldStamped, gc=False, kw_only=True, frozen=True, arr
     plan: str | None = None
     deleted: bool = False
     stamps: FieldStamps = ()
+    # Decimals `amount` is counted in (None: those of `currency`, as in states stored before this field).
+    amount_digits: int | None = None
+
+    def amount_in(self, currency: str | None) -> int | None:
+        """`amount` in minor units of `currency` (the record's own, or its account's when it has none).
+
+        Salesforce amounts are decimal numbers whose unit is the record's currency: an amount-only
+        change names no currency, and a currency-only change keeps the number. The codec counts the
+        amount in the decimals it knew of (`amount_digits`); it is read here in the currency that holds.
+        """
+        amount, digits = self.amount, self.amount_digits
+        if amount is None or digits is None or currency is None:
+            return amount
+        return rescale(amount, digits, minor_units(currency.upper()))
 
 
 class PartyRecord(Struct, FieldStamped, gc=False, kw_only=True, frozen=True, array_like=True):

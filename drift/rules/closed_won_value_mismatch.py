@@ -53,10 +53,11 @@ def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
     for opp, sub in _pairs(state).values():
         currency = opp.currency or account_currency
-        if currency is None or sub.currency is None or sub.amount is None or opp.amount is None:
+        amount = opp.amount_in(currency)
+        if currency is None or sub.currency is None or sub.amount is None or amount is None:
             continue
         same_currency = currency.upper() == sub.currency.upper()
-        if same_currency and abs(opp.amount - sub.amount) <= ctx.rule.amount_tolerance:
+        if same_currency and abs(amount - sub.amount) <= ctx.rule.amount_tolerance:
             continue
         opp_at = max(won_at(opp), opp.stamp_of("amount").ts, opp.stamp_of("currency").ts)
         findings.append(
@@ -66,13 +67,13 @@ def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
                 subject=f"{opp.id}|{sub.id}",
                 since=max(opp_at, sub.since),
                 evidence=(
-                    observed("salesforce", opp.id, "amount", opp.amount, opp_at, opp_at),
+                    observed("salesforce", opp.id, "amount", amount, opp_at, opp_at),
                     observed("salesforce", opp.id, "currency", currency, opp_at, opp_at),
                     observed("stripe", sub.id, "amount", sub.amount, sub.stamp.ts, sub.since),
                     observed("stripe", sub.id, "currency", sub.currency, sub.stamp.ts, sub.since),
                 ),
                 action=action(ctx, "concord", {"opportunity_id": opp.id, "subscription_id": sub.id}),
-                summary=f"opportunity {opp.id} was won at {opp.amount} {currency}, "
+                summary=f"opportunity {opp.id} was won at {amount} {currency}, "
                 f"subscription {sub.id} bills {sub.amount} {sub.currency}",
             )
         )

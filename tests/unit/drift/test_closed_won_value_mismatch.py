@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from msgspec import UNSET
+
 from concord.drift.finding import REVIEW
 from concord.drift.rules.closed_won_value_mismatch import RULE
 from tests.unit.drift.builders import HOUR, account, only, run, state_of, subscription, systems, won
@@ -59,3 +61,13 @@ def test_converges_and_keeps_its_fingerprint() -> None:
     assert after.fingerprint == before.fingerprint
     state = state_of(subscription("sub_1", "active", 3 * HOUR, amount=100, currency="USD"), base=state)
     assert run(RULE, state) == []
+
+
+def test_compares_an_amount_only_update_in_the_opportunity_currency() -> None:
+    # Salesforce sends an amount-only UPDATE without CurrencyIsoCode: the codec counted it in 2 decimals.
+    state = state_of(won("006A", HOUR, amount=50_000, currency="JPY", amount_digits=0),
+                     won("006A", 2 * HOUR, amount=4_500_000, currency=UNSET, amount_digits=2),
+                     subscription("sub_1", "active", HOUR, amount=45_000, currency="JPY"))
+    assert run(RULE, state) == []
+    state = state_of(subscription("sub_1", "active", 3 * HOUR, amount=46_000, currency="JPY"), base=state)
+    assert [o.value for o in only(run(RULE, state)).evidence if o.field == "amount"] == [45_000, 46_000]

@@ -114,6 +114,21 @@ def test_opportunity_fields_are_watermarked_per_opportunity_and_per_field() -> N
     assert (other.id, other.stage, other.plan, other.amount) == ("006B", "Qualification", "pro", None)
 
 
+def test_opportunity_amount_is_read_in_the_currency_that_holds() -> None:
+    # An amount-only update names no currency: the codec counted 123 (JPY) in 2 decimals.
+    created = opportunity(1, amount=100, currency="JPY", amount_digits=0)
+    amount_only = opportunity(2, amount=12300, amount_digits=2)
+    for history in ([created, amount_only], [amount_only, created]):
+        opp = fold(history).crm.opportunities["006A"]
+        assert (opp.amount_in(opp.currency), opp.currency) == (123, "JPY")
+    # A currency-only change keeps the number (123 JPY becomes 123.00 USD, as Salesforce shows it).
+    moved = fold([created, amount_only, opportunity(3, currency="USD")]).crm.opportunities["006A"]
+    assert moved.amount_in(moved.currency) == 123_00
+    # States and events from before `amount_digits` read the amount as stored.
+    legacy = fold([opportunity(1, amount=12300, currency="JPY")]).crm.opportunities["006A"]
+    assert legacy.amount_in("JPY") == 12300
+
+
 def test_a_change_stamps_all_the_fields_it_sets_at_once() -> None:
     state = fold([account(1, name="Acme", country="US"), account(2, name="Acme Inc")])
     acc = state.crm.account

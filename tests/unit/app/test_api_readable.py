@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from concord.app.api import readable
+from concord.tables.state import apply, empty
+from tests.unit.tables.state_builders import KEY, opportunity
+
+
+def test_customer_view_shows_records_by_name_and_amounts_in_their_currency() -> None:
+    state, _ = apply(empty(KEY), opportunity(1, stage="Closed Won", amount=100, currency="JPY", amount_digits=0))
+    state, _ = apply(state, opportunity(2, amount=12300, amount_digits=2))  # amount-only update, 2 decimals
+    view = readable(state)
+    opp = view["crm"]["opportunities"]["006A"]
+    assert (opp["stage"], opp["amount"], opp["currency"]) == ("Closed Won", 123, "JPY")
+    assert "amount_digits" not in opp and "stamps" not in opp
+    assert opp["stamp"]["ts"] == 2  # derived values are shown: the newest change's version
