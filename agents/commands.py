@@ -37,11 +37,13 @@ from concord.app import metrics
 from concord.app.replay import REPLAY_HEADER
 from concord.app.settings import Settings
 from concord.codecs import internal
-from concord.connectors.base import Connector, Outcome
+from concord.connectors.base import Connector, ErrorKind, Outcome
 from concord.connectors.breaker import Breakers
 from concord.connectors.executor import (
+    DEAD_LETTERED,
     DLQ_ATTEMPTS,
     DLQ_KIND,
+    SKIPPED_FAILED,
     CommandResult,
     Executor,
     dead_letter_headers,
@@ -116,6 +118,21 @@ class KafkaPublisher:
         await pending
 
 
+def correction_failed(command: Command, result: CommandResult) -> internal.CorrectionFailed | None:
+    """What the state agent must hear of a finding's correction that no retry can make succeed.
+
+    A `data` dead letter (the platform refused what was sent, or no connector can send it), also when
+    the ledger remembers it as failed (the worker may have stopped before telling). Transient dead
+    letters (attempts used up) are not: the finding's next generation tries again.
+    """
+    if result.status not in (DEAD_LETTERED, SKIPPED_FAILED) or result.error_kind != ErrorKind.DATA.value:
+        return None
+    if not command.fingerprint or not command.customer_key:
+        return None  # not a finding's correction (a re-read)
+    return internal.CorrectionFailed(customer_key=command.customer_key, fingerprint=command.fingerprint,
+                                     command_id=command.command_id, reason=result.reason, at=result.finished_at)
+
+
 def register(concord: Concord, connector_factory: ConnectorFactory = configured_connectors) -> Executor:
     """Add the router and one executing agent per lane; returns an executor (the status API reads the
     breakers and connectors, which every lane shares)."""
@@ -123,6 +140,7 @@ def register(concord: Concord, connector_factory: ConnectorFactory = configured_
     settings = concord.settings
     names = concord.names
     results = concord.topics[names.command_results]
+    canonical = concord.topics[names.canonical]
     dlq = concord.topics[names.dlq_commands]
     client = redis_client(settings.redis_url)
     connectors: dict[str, Connector] = {}
@@ -189,6 +207,9 @@ def register(concord: Concord, connector_factory: ConnectorFactory = configured_
                 publisher.at(message)
                 result = await executor.run(command, replay=is_replay(message.headers))
                 await results.send(key=command.command_id.encode(), value=internal.encode(result))
+                failed = correction_failed(command, result)
+                if failed is not None:
+                    await canonical.send(key=failed.customer_key.encode(), value=internal.encode(failed))
                 processed.inc()
                 metrics.agent_batch_seconds.labels("commands").observe(time.perf_counter() - started)
 

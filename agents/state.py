@@ -173,7 +173,7 @@ def _group(message: internal.StateMessage, key: str) -> dict[str, list[Canonical
                 raise ValueError(f"batched event {event.event_id} has no customer key")
             groups.setdefault(event.customer_key, []).append(event)
         return groups
-    assert not isinstance(message, internal.Tick | internal.AcceptFinding)
+    assert not isinstance(message, internal.Tick | internal.AcceptFinding | internal.CorrectionFailed)
     return {key: [message]}
 
 
@@ -310,6 +310,18 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
         await publish(verdict)
         index.submit(message.customer_key, verdict.state.drift.values())
 
+    async def correction_failed(message: internal.CorrectionFailed, now: int, partition: int) -> None:
+        state = load_state(message.customer_key)
+        verdict = lifecycle.correction_failed(state, message, now, config)
+        if not verdict.transitions:
+            return  # an older generation's command, or the finding moved on: nothing to escalate
+        log.warning("finding %s of %s escalated: its correction %s was dead-lettered (%s)", message.fingerprint,
+                    message.customer_key, message.command_id, message.reason)
+        store(message.customer_key, verdict.state, partition)
+        await publish(verdict)
+        index.submit(message.customer_key, verdict.state.drift.values())
+        deadlines.set(message.customer_key, verdict.state.next_due)
+
     @app.agent(canonical, name="concord.state", concurrency=1)
     async def process(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
@@ -330,6 +342,8 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
                     await process_customer(message.customer_key, [], now, True, partition)
                 elif isinstance(message, internal.AcceptFinding):
                     await accept(message, now, partition)
+                elif isinstance(message, internal.CorrectionFailed):
+                    await correction_failed(message, now, partition)
                 else:
                     groups = _group(message, key)
                     for n, (customer_key, events) in enumerate(groups.items(), 1):

@@ -53,6 +53,7 @@ class IndexedFinding(Struct, frozen=True, kw_only=True):
     resolution: str | None = None
     resolved_at: int = 0
     evidence: tuple[Observation, ...] = ()
+    note: str = ""  # why it was escalated
 
 
 def indexed(customer_key: str, item: DriftItem) -> IndexedFinding:
@@ -61,7 +62,7 @@ def indexed(customer_key: str, item: DriftItem) -> IndexedFinding:
         severity=item.severity, first_seen=item.first_seen, last_seen=item.last_seen, since=item.since,
         subject=item.subject, summary=item.summary, action=item.action, dry_run=item.dry_run,
         generation=item.generation, command_id=item.command_id, resolution=item.resolution,
-        resolved_at=item.resolved_at, evidence=item.evidence,
+        resolved_at=item.resolved_at, evidence=item.evidence, note=item.note,
     )
 
 

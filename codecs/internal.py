@@ -60,7 +60,19 @@ class AcceptFinding(Struct, frozen=True, kw_only=True, tag_field="kind", tag="ac
     note: str = ""
 
 
-StateMessage = CanonicalEvent | CanonicalBatch | Tick | AcceptFinding
+class CorrectionFailed(Struct, frozen=True, kw_only=True, tag_field="kind", tag="correction_failed"):
+    """A finding's correction was dead-lettered for a reason that retrying cannot fix (a `data` error:
+    the platform refused what was sent, or no connector can send it). The command agents tell the state
+    agent, on the canonical topic keyed by customer; the finding is escalated at once."""
+
+    customer_key: str
+    fingerprint: str
+    command_id: str
+    reason: str
+    at: int
+
+
+StateMessage = CanonicalEvent | CanonicalBatch | Tick | AcceptFinding | CorrectionFailed
 
 
 class AuditRecord(Struct, frozen=True, kw_only=True):

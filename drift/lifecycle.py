@@ -29,6 +29,7 @@ from typing import Any, Final
 import msgspec
 from msgspec import Struct
 
+from concord.codecs.internal import CorrectionFailed
 from concord.drift.config import DriftConfig, RuleConfig
 from concord.drift.finding import Finding, Observation
 from concord.drift.rule import Context, Rule
@@ -66,6 +67,7 @@ class Transition(Struct, frozen=True, kw_only=True):
     summary: str = ""
     evidence: tuple[Observation, ...] = ()
     correlation_id: str = ""
+    note: str = ""  # why it was escalated
 
 
 class Command(Struct, frozen=True, kw_only=True):
@@ -179,7 +181,7 @@ class _Run:
             status=item.status, previous=previous, severity=item.severity, at=self.now, since=item.since,
             first_seen=item.first_seen, last_seen=item.last_seen, generation=item.generation,
             command_id=item.command_id, action=item.action, dry_run=item.dry_run, resolution=item.resolution,
-            summary=item.summary, evidence=item.evidence, correlation_id=self.correlation_id,
+            summary=item.summary, evidence=item.evidence, correlation_id=self.correlation_id, note=item.note,
         ))
 
     def command(self, item: DriftItem, finding_action: Any) -> DriftItem:
@@ -287,7 +289,8 @@ def _advance(item: DriftItem, action: Any, config: DriftConfig, now: int, run: _
         return opened
     if item.status == COMMANDED and now >= item.last_command_at + config.correction_timeout_seconds * 1000:
         if item.generation >= config.max_corrections:
-            escalated = _replace(item, status=ESCALATED, last_seen=now)
+            escalated = _replace(item, status=ESCALATED, last_seen=now,
+                                 note=f"still there after {item.generation} correction(s)")
             run.transition(escalated, COMMANDED)
             return escalated
         if action is not None:
@@ -319,6 +322,27 @@ def accept(state: CustomerState, fingerprint: str, now: int, by: str, correlatio
     run.transition(accepted, item.status)
     items = {**state.drift, fingerprint: accepted}
     return Verdict(_replace(state, drift=items), tuple(run.transitions))
+
+
+def correction_failed(state: CustomerState, failed: CorrectionFailed, now: int, config: DriftConfig,
+                      correlation_id: str = "") -> Verdict:
+    """The current correction of a finding was dead-lettered for a data error: escalate it now.
+
+    Commanding it again cannot succeed (the platform refused what was sent, or no connector sends it),
+    and waiting for the correction timeout to command the next generation only left one dead letter per
+    generation before the escalation. A report about another command (an older generation, a finding
+    no longer commanded, a repeat) changes nothing. If a person fixes the data and replays the dead
+    letter, the finding resolves as `corrected` once the systems agree.
+    """
+    item = state.drift.get(failed.fingerprint)
+    if item is None or item.status != COMMANDED or item.command_id != failed.command_id:
+        return Verdict(state)
+    run = _Run(state, now, correlation_id or failed.command_id)
+    escalated = _replace(item, status=ESCALATED, last_seen=now,
+                         note=f"correction {failed.command_id} was dead-lettered: {failed.reason}"[:500])
+    run.transition(escalated, COMMANDED)
+    items = {**state.drift, failed.fingerprint: escalated}
+    return Verdict(_replace(state, drift=items, next_due=_next_due(items.values(), config)), tuple(run.transitions))
 
 
 def _bound_resolved(items: dict[str, DriftItem], keep: int) -> dict[str, DriftItem]:

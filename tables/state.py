@@ -354,6 +354,7 @@ class DriftItem(Struct, gc=False, kw_only=True, frozen=True, array_like=True):
     resolved_at: int = 0
     summary: str = ""
     evidence: tuple[Observation, ...] = ()
+    note: str = ""  # why it was escalated (for the person who takes it over)
 
 
 # ---------------------------------------------------------------- sections

@@ -24,6 +24,7 @@ from concord.app.settings import Settings
 from concord.app.topics import topic_names
 from concord.bench.common import free_port
 from concord.codecs import internal
+from concord.connectors.executor import DLQ_KIND
 from concord.drift import catalog
 from concord.drift.finding import fingerprint
 from concord.drift.lifecycle import Command
@@ -168,6 +169,27 @@ async def test_every_injected_drift_ends_corrected_or_dead_lettered_without_doub
         print("\n".join(f"{k}: {v}" for k, v in sorted(last.items())))
         corrected = [k for k, v in last.items() if v == "corrected"]
         assert len(corrected) >= len(last) // 3, last  # most corrections got through the faults
+
+        # A correction the platform refused (data) is not commanded again: its finding is escalated at
+        # once, saying why, so a person takes it over after one dead letter, not one per generation.
+        refused: dict[str, str] = {}
+
+        async def refused_corrections_escalated() -> bool:
+            for record in await read_all(infra.bootstrap, names.dlq_commands):
+                command = msgspec.json.decode(record.value, type=Command)
+                if dict(record.headers or ()).get(DLQ_KIND) == b"data" and command.fingerprint:
+                    refused[command.fingerprint] = command.command_id
+            for fp in refused:
+                finding = await worker.get_json(f"/api/drift/{fp}")
+                if finding["status"] not in ("escalated", "resolved"):
+                    return False
+            return True
+        await _wait("findings of refused corrections escalated", refused_corrections_escalated, 90, logs)
+        escalated = [await worker.get_json(f"/api/drift/{fp}") for fp in refused]
+        print(f"{len(refused)} finding(s) had a correction refused: "
+              + "; ".join(f"{f['rule']} {f['status']}: {f.get('note', '')}" for f in escalated))
+        assert all("dead-lettered" in f.get("note", "") for f in escalated if f["status"] == "escalated"
+                   and f["generation"] == 1), escalated
 
         effects = await _get(f"{sandbox_url}/_sandbox/effects")
         assert effects["duplicates"] == [], effects["duplicates"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from concord.codecs.internal import CorrectionFailed
 from concord.drift import lifecycle
 from concord.drift.config import DriftConfig, RuleConfig
 from concord.drift.finding import Action, Finding, Observation
@@ -138,6 +139,30 @@ def test_not_converging_recommands_then_escalates() -> None:
     switch.on = False
     v = lifecycle.evaluate(v.state, 61 * MIN, rules, config)
     assert statuses(v) == [("escalated", "resolved")]
+
+
+def test_a_correction_dead_lettered_for_data_escalates_at_once_with_its_reason() -> None:
+    switch, rules, config = setup(grace_min=0, max_corrections=3)
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    (command,) = v.commands
+    failed = CorrectionFailed(customer_key="001", fingerprint=command.fingerprint, command_id=command.command_id,
+                              reason="zendesk 422: organization 361 not found", at=MIN)
+    # A report about another command (an older generation, say) changes nothing.
+    stale = msgspec.structs.replace(failed, command_id="0" * 32)
+    assert lifecycle.correction_failed(v.state, stale, MIN, config).state is v.state
+    escalated = lifecycle.correction_failed(v.state, failed, MIN, config)
+    assert statuses(escalated) == [("commanded", "escalated")]
+    item = escalated.state.drift[command.fingerprint]
+    assert "organization 361 not found" in item.note and escalated.transitions[0].note == item.note
+    assert escalated.state.next_due == 0  # no correction timeout left to wait for
+    # No next generation, and a repeated report is a no-op.
+    later = lifecycle.evaluate(escalated.state, 90 * MIN, rules, config)
+    assert later.transitions == () and later.commands == ()
+    assert lifecycle.correction_failed(escalated.state, failed, 2 * MIN, config).transitions == ()
+    # Fixed by hand (the dead letter replayed): it resolves as corrected once the systems agree.
+    switch.on = False
+    done = lifecycle.evaluate(later.state, 91 * MIN, rules, config)
+    assert statuses(done) == [("escalated", "resolved")] and done.transitions[0].resolution == "corrected"
 
 
 def test_accepted_finding_stays_silent_while_the_condition_lasts() -> None:
