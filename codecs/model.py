@@ -169,6 +169,7 @@ class PaymentChanged(Event, frozen=True, kw_only=True, tag="payment"):
     status: str
     amount: Minor
     currency: Currency
+    deleted: bool = False
 
 
 class RefundChanged(Event, frozen=True, kw_only=True, tag="refund"):
@@ -186,6 +187,7 @@ class RefundChanged(Event, frozen=True, kw_only=True, tag="refund"):
     status: str
     amount: Minor
     currency: Currency
+    deleted: bool = False
 
 
 class EntitlementChanged(Event, frozen=True, kw_only=True, tag="entitlement"):

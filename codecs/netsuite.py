@@ -17,8 +17,8 @@ Mapping: customer -> CustomerUpserted + FinancialFlagsChanged; invoice -> Invoic
 customerpayment -> PaymentChanged; creditmemo -> RefundChanged (document "credit_memo");
 salesorder -> SalesOrderChanged. Other record types, and read-only event types (view, print,
 email), are valid input of no interest: `[]`. A `delete` may come without `record`; it yields the
-kind with `deleted=True` and minimal fields where the model has `deleted` (payments and credit
-memos have none: `[]`).
+kind with `deleted=True` (and placeholders for the fields the model requires: status "void",
+amount 0, currency "XXX").
 
 Dedup and ordering: `event_id` is `"<recordType>:<id>:<lastModifiedDate ms>"` (`:delete` appended
 for deletions, `:financial_flags` for the customer's second event); `version` is
@@ -350,11 +350,17 @@ def _invoice(src: _Source, raw: Raw) -> list[CanonicalEvent]:
 
 
 def _customer_payment(src: _Source, raw: Raw) -> list[CanonicalEvent]:
-    if src.deleted:
-        return []  # PaymentChanged has no `deleted`
     rec = _record(src, raw, _payment_decoder)
     if rec is None:
-        raise _no_record(src)
+        if not src.deleted:
+            raise _no_record(src)
+        return [
+            PaymentChanged(
+                **_base(src, customer_key=None, local_customer=None),
+                system=Platform.NETSUITE, payment_id=src.record_id, status="void", amount=0, currency="XXX",
+                deleted=True,
+            )
+        ]
     where = f"customerpayment {src.record_id}"
     currency = _currency(src.currency_code, rec.currency, where)
     if rec.status is None or rec.payment is None or currency is None:
@@ -370,16 +376,23 @@ def _customer_payment(src: _Source, raw: Raw) -> list[CanonicalEvent]:
             status=_status(rec.status, _PAYMENT_STATUS, where, strict=False),
             amount=_minor(rec.payment, currency, f"{where} payment"),
             currency=currency,
+            deleted=src.deleted,
         )
     ]
 
 
 def _credit_memo(src: _Source, raw: Raw) -> list[CanonicalEvent]:
-    if src.deleted:
-        return []  # RefundChanged has no `deleted`
     rec = _record(src, raw, _credit_memo_decoder)
     if rec is None:
-        raise _no_record(src)
+        if not src.deleted:
+            raise _no_record(src)
+        return [
+            RefundChanged(
+                **_base(src, customer_key=None, local_customer=None),
+                system=Platform.NETSUITE, refund_id=src.record_id, document="credit_memo", status="void",
+                amount=0, currency="XXX", deleted=True,
+            )
+        ]
     where = f"creditmemo {src.record_id}"
     currency = _currency(src.currency_code, rec.currency, where)
     if rec.status is None or rec.total is None or currency is None:
@@ -397,6 +410,7 @@ def _credit_memo(src: _Source, raw: Raw) -> list[CanonicalEvent]:
             status=_status(rec.status, _CREDIT_MEMO_STATUS, where, strict=False),
             amount=_minor(rec.total, currency, f"{where} total"),
             currency=currency,
+            deleted=src.deleted,
         )
     ]
 

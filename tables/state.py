@@ -276,6 +276,7 @@ class Payment(Struct, Versioned, gc=False, kw_only=True, frozen=True, array_like
     currency: str = ""
     since_lag: int = 0
     stamp: Stamp = ZERO
+    deleted: bool = False  # kept as a tombstone: a late older change must not bring it back
 
 
 class Refund(Struct, Versioned, gc=False, kw_only=True, frozen=True, array_like=True):
@@ -289,6 +290,7 @@ class Refund(Struct, Versioned, gc=False, kw_only=True, frozen=True, array_like=
     currency: str = ""
     since_lag: int = 0
     stamp: Stamp = ZERO
+    deleted: bool = False  # kept as a tombstone: a late older change must not bring it back
 
 
 class Entitlement(Struct, Versioned, gc=False, kw_only=True, frozen=True, array_like=True):
@@ -608,7 +610,7 @@ def _apply_payment(state: CustomerState, e: PaymentChanged, stamp: Stamp, limits
     if not _admits(section.payments, e.payment_id, stamp, section.horizon):
         return None
     record = Payment(id=e.payment_id, invoice_id=e.invoice_id, status=e.status, amount=e.amount,
-                     currency=e.currency, since_lag=stamp.ts - e.occurred_at, stamp=stamp)
+                     currency=e.currency, since_lag=stamp.ts - e.occurred_at, stamp=stamp, deleted=e.deleted)
     payments, horizon = _bounded({**section.payments, e.payment_id: record}, section.horizon, limits.payments)
     return {name: _replace(section, payments=payments, horizon=horizon)}
 
@@ -619,7 +621,7 @@ def _put_refund(records: dict[str, Refund], horizon: Stamp, e: RefundChanged, st
         return None
     record = Refund(id=e.refund_id, document=e.document, billing_refund_id=e.billing_refund_id,
                     invoice_id=e.invoice_id, charge_id=e.charge_id, status=e.status, amount=e.amount,
-                    currency=e.currency, since_lag=stamp.ts - e.occurred_at, stamp=stamp)
+                    currency=e.currency, since_lag=stamp.ts - e.occurred_at, stamp=stamp, deleted=e.deleted)
     return _bounded({**records, e.refund_id: record}, horizon, limits.refunds)
 
 

@@ -1,7 +1,7 @@
 """D07: a billing refund (status `succeeded`) or credit note (status `issued`) has no ERP credit memo.
 
 An ERP credit memo books it when its `billing_refund_id` (NetSuite externalId) equals the refund or
-credit note id; a void credit memo does not count. Refunds older than the ERP section's eviction
+credit note id; a void or deleted credit memo does not count. Refunds older than the ERP section's eviction
 horizon are not judged. Subject: the refund or credit note id.
 
 Stripe can issue a credit note together with a refund of the same money; both are billing
@@ -29,7 +29,7 @@ def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
     refunds = [r for r in refunds if not (r.id == r.charge_id and r.id in itemized)]
     if not refunds:
         return []
-    booked = {m.billing_refund_id for m in state.erp.credit_memos.values() if m.status != "void"}
+    booked = {m.billing_refund_id for m in state.erp.credit_memos.values() if m.status != "void" and not m.deleted}
     return [
         Finding(
             rule=RULE.id,

@@ -42,6 +42,15 @@ def test_converges_when_the_erp_books_a_credit_memo_but_not_a_void_one() -> None
     assert run(RULE, booked) == []
 
 
+def test_a_deleted_credit_memo_books_nothing() -> None:
+    state = state_of(refund(STRIPE, "re_1", "refund", "succeeded", 500, HOUR),
+                     refund(NETSUITE, "77", "credit_memo", "open", 500, 2 * HOUR, billing_refund_id="re_1"))
+    assert run(RULE, state) == []
+    deleted = state_of(refund(NETSUITE, "77", "credit_memo", "open", 500, 3 * HOUR, billing_refund_id="re_1",
+                              deleted=True), base=state)
+    assert only(run(RULE, deleted)).subject == "re_1"
+
+
 def test_fingerprint_stable_while_the_refund_changes() -> None:
     state = state_of(refund(STRIPE, "re_1", "refund", "succeeded", 500, HOUR))
     before = only(run(RULE, state))

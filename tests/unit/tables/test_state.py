@@ -251,6 +251,16 @@ def test_refunds_go_to_billing_and_credit_memos_to_erp() -> None:
     assert "cm_1" not in state.billing.refunds
 
 
+def test_a_deleted_credit_memo_or_payment_stays_deleted_whatever_arrives_late() -> None:
+    edit = refund(4, "cm_1", "open", NETSUITE, billing_refund_id="re_1", amount=400)
+    delete = refund(6, "cm_1", "void", NETSUITE, seq=1, amount=0, currency="XXX", deleted=True)
+    for history in ([edit, delete], [delete, edit]):
+        assert fold(history).erp.credit_memos["cm_1"].deleted
+    paid = payment(4, "9001", "deposited", NETSUITE, invoice_id="555")
+    gone = payment(6, "9001", "deposited", NETSUITE, invoice_id="555", deleted=True)
+    assert fold([gone, paid]).erp.payments["9001"].deleted
+
+
 def test_entitlement_newest_change_wins() -> None:
     state = fold([entitlement(1, "active", tier="pro", end_date="2026-01-31", tags=("paid",)),
                   entitlement(3, "suspended", tier="pro"), entitlement(2, "active", tier="enterprise")])
