@@ -175,11 +175,16 @@ class _Address(_Wire, kw_only=True):
     Country: _Text = UNSET
 
 
+class _CompoundName(_Wire):
+    """A compound Name (Contact, Lead): never read, its parts are skipped."""
+
+
 class _Record(_Probe, kw_only=True):
     """A change event payload with every Account and Opportunity field the codec reads."""
 
-    # Account
-    Name: _Text = UNSET
+    # Account. Contact and Lead have a compound Name (an object): accepted here, so that their
+    # messages decode in one pass; `decode` refuses it for our objects (see `_decode_strictly`).
+    Name: str | None | _CompoundName | UnsetType = UNSET
     CurrencyIsoCode: _Text = UNSET
     MasterRecordId: _Text = UNSET
     BillingAddress: _Address | None | UnsetType = UNSET
@@ -196,8 +201,9 @@ class _Record(_Probe, kw_only=True):
     StageName: _Text = UNSET
     IsWon: bool | None | UnsetType = UNSET
     IsClosed: bool | None | UnsetType = UNSET
-    # Decimal straight from the JSON text: exact, never through a float.
-    Amount: Decimal | None | UnsetType = UNSET
+    # Exact, never through a float: an int for a JSON integer (the usual amount, cheaper), else a
+    # Decimal straight from the JSON text. Accepts what `Decimal` alone accepts (see `_strict_decoder`).
+    Amount: int | Decimal | None | UnsetType = UNSET
     CloseDate: str | int | None | UnsetType = UNSET
     # Renamed per CodecConfig.salesforce_plan_field (see `_reader`).
     plan: Any = field(default=UNSET, name=DEFAULT_CODEC_CONFIG.salesforce_plan_field)
@@ -284,6 +290,7 @@ _KAFKA_CONNECT: Final = _Shape.KAFKA_CONNECT
 
 _T = TypeVar("_T")
 _PROBE_DECODER: Final = msgspec.json.Decoder(_ProbeEnvelope)
+_replace: Final = msgspec.structs.replace
 _RECORD_DECODER: Final = msgspec.json.Decoder(_RecordEnvelope)
 _OBJECT_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
 
@@ -305,6 +312,7 @@ class _Reader(NamedTuple):
     """The decoder for one plan field name, and where the decoded record holds the plan."""
 
     decoder: msgspec.json.Decoder[_RecordEnvelope]
+    plan_field: str
     plan_attr: str
     plan_names: tuple[str]
     # Source names of the Opportunity fields, in `_opportunity_events` order (built once per plan field).
@@ -323,6 +331,53 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
     reader = _reader(config.salesforce_plan_field)
     try:
         envelope = reader.decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
+        return _decode_strictly(body, reader)
+    header = envelope.ChangeEventHeader
+    if (
+        isinstance(header, _Header)
+        and envelope.data is UNSET
+        and envelope.payload is UNSET
+        and envelope.object_type is UNSET
+        and envelope.event_type is UNSET
+        and envelope.replay_id is UNSET
+        and envelope.flat_header_dot is UNSET
+        and envelope.flat_header_underscore is UNSET
+    ):
+        # Pub/Sub, the usual shape: what `_locate` finds, without building a `_Located`.
+        kind = _ENTITY_KINDS.get(header.entityName)
+        if kind is None:
+            return []
+        if type(envelope.Name) is _CompoundName:
+            return _decode_strictly(body, reader)
+        record_id = envelope.record_id if isinstance(envelope.record_id, str) else None
+        return _events(header, _PUBSUB, envelope, None, None, record_id, kind, reader)
+    located = _locate(envelope, body)
+    if located is None:
+        return []
+    kind = _ENTITY_KINDS.get(located.header.entityName)
+    if kind is None:
+        return []
+    if _has_compound_name(envelope):
+        return _decode_strictly(body, reader)
+    return _events_of(located, kind, reader)
+
+
+def _events_of(located: _Located, kind: str, reader: _Reader) -> list[CanonicalEvent]:
+    record = cast(_Record, located.record)
+    return _events(
+        located.header, located.shape, record, located.event_uuid, located.replay_id, located.record_id, kind, reader
+    )
+
+
+def _decode_strictly(body: bytes, reader: _Reader) -> list[CanonicalEvent]:
+    """`decode` with `Name` read as text only and `Amount` as Decimal: the slow path of bad input and compound names.
+
+    What a message with a compound Name or another fault decodes to (an error, and which one, or
+    `[]` for another object) is defined by this decode, field by field in message order.
+    """
+    try:
+        envelope = _strict_decoder(reader.plan_field).decode(body)
     except msgspec.ValidationError as exc:
         return _mistyped(body, exc)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string: UnicodeDecodeError
@@ -333,7 +388,7 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
     kind = _ENTITY_KINDS.get(located.header.entityName)
     if kind is None:
         return []
-    return _events(located, kind, cast(_Record, located.record), reader)
+    return _events_of(located, kind, reader)
 
 
 def parse_field_bitmap(values: Sequence[str]) -> FieldBitmap:
@@ -372,6 +427,18 @@ def _mistyped(body: bytes, error: msgspec.ValidationError) -> list[CanonicalEven
     if located is None or located.header.entityName not in _ENTITY_KINDS:
         return []
     raise DecodeError(INVALID_VALUE, f"{located.header.entityName} change event: {error}")
+
+
+def _has_compound_name(envelope: _RecordEnvelope) -> bool:
+    """Whether a `Name` in the message (top level, `payload`, `data.payload`) is an object."""
+    # `type() is` and `is UNSET`: isinstance is slow when it fails on a Struct class (metaclass check).
+    if type(envelope.Name) is _CompoundName:
+        return True
+    payload = envelope.payload
+    if payload is not UNSET and type(payload.Name) is _CompoundName:
+        return True
+    data = envelope.data
+    return data is not UNSET and data.payload is not UNSET and type(data.payload.Name) is _CompoundName
 
 
 def _locate(envelope: _ProbeEnvelope | _RecordEnvelope, body: bytes) -> _Located | None:
@@ -465,19 +532,41 @@ def _decode_part(decoder: msgspec.json.Decoder[_T], data: bytes, where: str) -> 
 @lru_cache(maxsize=16)
 def _reader(plan_field: str) -> _Reader:
     """The message decoder that reads `plan_field` as the plan (built once per name)."""
+    names = (*_OPPORTUNITY_NAMES, (plan_field,))
     # One JSON key backs one struct field: a plan field the record already reads is read there.
     for info in msgspec.structs.fields(_Record):
         if info.encode_name == plan_field:
-            return _Reader(_RECORD_DECODER, info.name, (plan_field,), (*_OPPORTUNITY_NAMES, (plan_field,)))
-    # Subclasses that rename `plan`, down to the CometD payload nested in `data`.
-    plan: Any = ("plan", Any, field(default=UNSET, name=plan_field))
-    record = msgspec.defstruct("_PlanRecord", [plan], bases=(_Record,), kw_only=True)
+            # An Amount read as the plan must stay a Decimal (its type names in errors).
+            decoder = _strict_decoder(plan_field) if info.name == "Amount" else _RECORD_DECODER
+            return _Reader(decoder, plan_field, info.name, (plan_field,), names)
+    decoder = msgspec.json.Decoder(_envelope_with(_plan_fields(plan_field)))
+    return _Reader(decoder, plan_field, "plan", (plan_field,), names)
+
+
+@lru_cache(maxsize=16)
+def _strict_decoder(plan_field: str) -> msgspec.json.Decoder[_RecordEnvelope]:
+    """`_reader`'s decoder with `Name` as text only (`_decode_strictly`; built on first use)."""
+    # Errors are worded by this decode: one where `Name` is text or null, `Amount` a Decimal.
+    # Amount as Decimal alone: a wrongly typed Amount is worded as it was before ints were read.
+    strict = [("Name", _Text, UNSET), ("Amount", Decimal | None | UnsetType, UNSET)]
+    return msgspec.json.Decoder(_envelope_with([*_plan_fields(plan_field), *strict]))
+
+
+def _plan_fields(plan_field: str) -> list[Any]:
+    """The `_Record` field to add so that `plan` reads `plan_field` (none if the record reads it already)."""
+    if any(info.encode_name == plan_field for info in msgspec.structs.fields(_Record)):
+        return []
+    return [("plan", Any, field(default=UNSET, name=plan_field))]
+
+
+def _envelope_with(fields: list[Any]) -> type[_RecordEnvelope]:
+    """`_RecordEnvelope` with `fields` added to or replaced in the record, down to the CometD payload in `data`."""
+    record = msgspec.defstruct("_PlanRecord", fields, bases=(_Record,), kw_only=True)
     data_fields: list[Any] = [("payload", record | UnsetType, UNSET)]
     data = msgspec.defstruct("_PlanRecordData", data_fields, bases=(_RecordData,), kw_only=True)
-    envelope_fields: list[Any] = [plan, ("data", data | UnsetType, UNSET), ("payload", record | UnsetType, UNSET)]
+    envelope_fields: list[Any] = [*fields, ("data", data | UnsetType, UNSET), ("payload", record | UnsetType, UNSET)]
     envelope = msgspec.defstruct("_PlanRecordEnvelope", envelope_fields, bases=(_RecordEnvelope,), kw_only=True)
-    decoder = msgspec.json.Decoder(cast(type[_RecordEnvelope], envelope))
-    return _Reader(decoder, "plan", (plan_field,), (*_OPPORTUNITY_NAMES, (plan_field,)))
+    return cast(type[_RecordEnvelope], envelope)
 
 
 # ---- header --------------------------------------------------------------------------------------
@@ -523,16 +612,15 @@ def _record_ids(header: _Header, fallback: str | None) -> tuple[list[str], bool]
     return unique, wildcard
 
 
-def _event_id_base(located: _Located) -> str:
+def _event_id_base(header: _Header, event_uuid: str | None, replay_id: int | str | None) -> str:
     # transactionKey:sequenceNumber is in every shape, so one change delivered through two
     # pipelines dedups to one id; EventUuid and replayId exist only in some shapes.
-    header = located.header
     if header.transactionKey and header.sequenceNumber is not None:
         return f"{header.transactionKey}:{header.sequenceNumber}"
-    if located.event_uuid:
-        return located.event_uuid
-    if located.replay_id is not None and located.replay_id != "":
-        return f"replay:{located.replay_id}"
+    if event_uuid:
+        return event_uuid
+    if replay_id is not None and replay_id != "":
+        return f"replay:{replay_id}"
     raise DecodeError(
         MISSING_EVENT_ID,
         f"{header.entityName} change event has no transactionKey+sequenceNumber, EventUuid or replayId",
@@ -542,8 +630,17 @@ def _event_id_base(located: _Located) -> str:
 # ---- events --------------------------------------------------------------------------------------
 
 
-def _events(located: _Located, kind: str, record: _Record, reader: _Reader) -> list[CanonicalEvent]:
-    header = located.header
+def _events(
+    header: _Header,
+    shape: _Shape,
+    record: _Record,
+    event_uuid: str | None,
+    replay_id: int | str | None,
+    record_id: str | None,
+    kind: str,
+    reader: _Reader,
+) -> list[CanonicalEvent]:
+    """The events of a located change event of ours (`record` holds its fields)."""
     change = header.changeType
     if change not in _CHANGE_TYPES and change not in _GAP_CHANGE_TYPES:
         raise DecodeError(
@@ -556,8 +653,18 @@ def _events(located: _Located, kind: str, record: _Record, reader: _Reader) -> l
     nulled_names = (_field_list(header.nulledFields, "nulledFields") if header.nulledFields else None) or _NO_NAMES
     if header.diffFields:
         _field_list(header.diffFields, "diffFields")
-    record_ids, wildcard = _record_ids(header, located.record_id)
-    base_id = _event_id_base(located)
+    ids = header.recordIds
+    if (
+        ids is not None
+        and len(ids) == 1
+        and len(ids[0]) in _RECORD_ID_LENGTHS
+        and ids[0].isascii()
+        and ids[0].isalnum()
+    ):
+        record_ids, wildcard = ids, False  # the usual case, what `_record_ids` gives for it
+    else:
+        record_ids, wildcard = _record_ids(header, record_id)
+    base_id = _event_id_base(header, event_uuid, replay_id)
     if wildcard or change in _GAP_CHANGE_TYPES:
         return _resync_events(header, kind, record_ids, base_id)
     if not record_ids:
@@ -569,8 +676,10 @@ def _events(located: _Located, kind: str, record: _Record, reader: _Reader) -> l
         carry = _ALL_PRESENT
     elif changed_names is not None:
         carry = _Carry(_NAMED, changed_names, nulled_names)
+    elif not nulled_names:
+        carry = _PRESENT_ONLY if shape is _COMETD else _NON_NULL_ONLY
     else:
-        carry = _Carry(_PRESENT if located.shape is _COMETD else _NON_NULL, _NO_NAMES, nulled_names)
+        carry = _Carry(_PRESENT if shape is _COMETD else _NON_NULL, _NO_NAMES, nulled_names)
     # One event per record, same values; the record id keeps the event ids unique.
     targets = [(record_ids[0], base_id)] if len(record_ids) == 1 else [(rid, f"{base_id}:{rid}") for rid in record_ids]
     if kind == "account":
@@ -621,7 +730,7 @@ def _account_events(
 ) -> list[CanonicalEvent]:
     """One AccountUpserted (or AccountMerged) per (record id, event id) in `targets`."""
     occurred_at = header.commitTimestamp
-    version = _version(header)
+    version = Version(occurred_at, int(header.commitNumber or 0))
     correlation = header.transactionKey or ""
     events: list[CanonicalEvent] = []
     if header.changeType == "DELETE":
@@ -661,9 +770,13 @@ def _account_events(
             )
         return events
 
-    values = (record.Name, record.CurrencyIsoCode, record.tax_id, record.payment_terms)
-    name, currency, tax_id, payment_terms = carry.pick_all(values, _ACCOUNT_NAMES)
-    currency = _currency(currency)
+    # `decode` has refused a compound Name for accounts.
+    values = (cast(_Text, record.Name), record.CurrencyIsoCode, record.tax_id, record.payment_terms)
+    if carry is not _ALL_PRESENT:
+        values = carry.pick_all(values, _ACCOUNT_NAMES)
+    name, currency, tax_id, payment_terms = values
+    if isinstance(currency, str):
+        _currency(currency)
     tax_id = _code(tax_id)
     payment_terms = _code(payment_terms)
     parts = _address_parts(record, carry)
@@ -713,7 +826,7 @@ def _opportunity_events(
 ) -> list[CanonicalEvent]:
     """One OpportunityChanged per (record id, event id) in `targets`."""
     occurred_at = header.commitTimestamp
-    version = _version(header)
+    version = Version(occurred_at, int(header.commitNumber or 0))
     correlation = header.transactionKey or ""
     events: list[CanonicalEvent] = []
     if header.changeType == "DELETE":
@@ -742,15 +855,23 @@ def _opportunity_events(
         record.CloseDate,
         getattr(record, reader.plan_attr),
     )
-    account_id, stage, is_won, is_closed, currency, amount, close_date, plan = carry.pick_all(
-        values, reader.opportunity_names
-    )
-    if isinstance(account_id, str):
+    if carry is not _ALL_PRESENT:
+        values = carry.pick_all(values, reader.opportunity_names)
+    account_id, stage, is_won, is_closed, currency, amount, close_date, plan = values
+    # The checks and conversions below are called only for values that need them (the calls
+    # cost more than the checks); same order as the fields, so the first bad one is reported.
+    if isinstance(account_id, str) and not (
+        len(account_id) in _RECORD_ID_LENGTHS and account_id.isascii() and account_id.isalnum()
+    ):
         _record_id(account_id, "Opportunity.AccountId")
-    currency = _currency(currency)
-    amount = _amount(amount, currency)
-    close_date = _close_date(close_date)
-    plan = _text(plan, reader.plan_names[0])
+    if isinstance(currency, str):
+        _currency(currency)
+    if amount is not None and amount is not UNSET:
+        amount = _amount(amount, currency)
+    if close_date is not None and close_date is not UNSET:
+        close_date = _close_date(close_date)
+    if not (plan is None or plan is UNSET or isinstance(plan, str)):
+        _text(plan, reader.plan_names[0])
     changed = []
     if account_id is not UNSET:
         changed.append("account_id")
@@ -790,11 +911,12 @@ def _opportunity_events(
             amount=amount,
             currency=currency,
         )
-        events.append(msgspec.structs.replace(opportunity, close_date=close_date, plan=plan, changed=changed_names))
+        events.append(_replace(opportunity, close_date=close_date, plan=plan, changed=changed_names))
     return events
 
 
 def _version(header: _Header) -> Version:
+    # Inlined in the account and opportunity events (a call costs more than the work).
     return Version(header.commitTimestamp, int(header.commitNumber or 0))
 
 
@@ -839,7 +961,10 @@ class _Carry:
         return tuple(map(self.pick, values, source_names))
 
 
+# Shared: the modes without field lists need no object of their own.
 _ALL_PRESENT: Final = _Carry(_FULL, _NO_NAMES, _NO_NAMES)
+_PRESENT_ONLY: Final = _Carry(_PRESENT, _NO_NAMES, _NO_NAMES)
+_NON_NULL_ONLY: Final = _Carry(_NON_NULL, _NO_NAMES, _NO_NAMES)
 
 
 def _address_parts(record: _Record, carry: _Carry) -> tuple[Any, ...]:
@@ -914,11 +1039,17 @@ def _currency(value: str | None | UnsetType) -> str | None | UnsetType:
     return value
 
 
-def _amount(value: Decimal | None | UnsetType, currency: str | None | UnsetType) -> int | None | UnsetType:
+def _amount(value: int | Decimal | None | UnsetType, currency: str | None | UnsetType) -> int | None | UnsetType:
     """Exact integer minor units of `value` in `currency` (2 digits when the event has no currency)."""
-    if not isinstance(value, Decimal):
+    if value is None or value is UNSET:
         return value
     digits = _CURRENCY_DIGITS.get(currency, _DEFAULT_CURRENCY_DIGITS) if isinstance(currency, str) else 2
+    if isinstance(value, int):
+        # A JSON integer: exact in integers, without Decimal arithmetic.
+        minor = value * 10**digits
+        if -_MAX_MINOR <= minor <= _MAX_MINOR:
+            return minor
+        value = Decimal(value)  # out of range: the error is worded below, as for any amount
     if not value.is_finite() or (value and value.adjusted() > _MAX_AMOUNT_EXPONENT):
         raise DecodeError(INVALID_AMOUNT, f"Opportunity.Amount {value:.40} is not a finite amount in range")
     # A whole amount (the usual case) scales exactly in integers, without the Decimal context;
