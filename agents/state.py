@@ -216,6 +216,10 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
     index = DriftIndex(settings.redis_url, settings.topic_prefix)
     deadlines = Deadlines()
 
+    def index_lost() -> None:
+        deadlines.rebuild_needed = True  # the next scan re-mirrors every owned customer (see `rebuild`)
+    index.on_lost = index_lost
+
     async def publish(verdict: lifecycle.Verdict) -> None:
         for t in verdict.transitions:
             metrics.drift_transitions.labels(t.rule, t.status).inc()

@@ -6,10 +6,15 @@ change, its current set replaces what Redis had for it. Snapshots wait in memory
 customer) and are flushed in the background; if Redis is down they stay queued and detection goes
 on, and after recovery or a rebalance the owned customers are re-mirrored from the table.
 
+A Redis that lost the index (restarted without persistence, flushed) is noticed by its `epoch` key:
+each worker checks every few seconds that the key still holds the token it saw last; the first
+worker to find it missing sets a new one, and every worker, finding a token it did not see, mirrors
+its owned customers again (`on_lost`). A Redis restarted with its data keeps the token: no re-mirror.
+
 Keys (prefix `<topic_prefix>:drift:`): hash `f:<fingerprint>` (`json`: the finding; `status`,
 `rule`, `severity`, `customer_key`, `first_seen`, `last_seen`); sorted sets (score =
 first seen) `z:all`, `z:active`, `z:resolved`, `z:rule:<rule>`, `z:sev:<severity>`,
-`z:status:<status>`, and `z:cust:<customer>` (fingerprints of one customer).
+`z:status:<status>`, and `z:cust:<customer>` (fingerprints of one customer); string `epoch`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+import time
+import uuid
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import msgspec
@@ -30,6 +37,8 @@ from concord.tables.state import DriftItem
 log = logging.getLogger("concord.drift_index")
 
 STATUSES: Final = ("open", "commanded", "escalated", "resolved")
+# How often a worker checks that Redis still holds the index (its epoch token).
+EPOCH_CHECK_SECONDS: Final = 5.0
 SEVERITIES: Final = ("low", "medium", "high", "critical")
 
 
@@ -92,6 +101,10 @@ class DriftIndex:
         self._flush_interval = flush_interval
         self._wakeup = asyncio.Event()
         self.healthy = True
+        self._epoch: bytes | None = None
+        self._epoch_due = 0.0
+        # Called when Redis lost the index: the owner re-submits every customer it owns.
+        self.on_lost: Callable[[], None] | None = None
 
     def submit(self, customer_key: str, items: Iterable[DriftItem]) -> None:
         """Queue the customer's current findings (the latest snapshot wins)."""
@@ -107,13 +120,16 @@ class DriftIndex:
         backoff = self._flush_interval
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=5.0)
+                await asyncio.wait_for(self._wakeup.wait(), timeout=EPOCH_CHECK_SECONDS)
             self._wakeup.clear()
             await asyncio.sleep(self._flush_interval)
-            if not self._pending:
-                continue
-            batch, self._pending = self._pending, {}
+            batch: dict[str, list[DriftItem]] = {}
             try:
+                if time.monotonic() >= self._epoch_due:
+                    await self._check_epoch()
+                if not self._pending:
+                    continue
+                batch, self._pending = self._pending, {}
                 await self._write(batch)
                 self.healthy = True
                 backoff = self._flush_interval
@@ -127,6 +143,21 @@ class DriftIndex:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 self._wakeup.set()
+
+    async def _check_epoch(self) -> None:
+        """Notice a Redis that lost the index since the last check (see the module docstring)."""
+        key = f"{self._p}epoch"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, uuid.uuid4().hex, nx=True)
+            pipe.get(key)
+            _, token = await pipe.execute()
+        self._epoch_due = time.monotonic() + EPOCH_CHECK_SECONDS
+        if self._epoch is not None and token != self._epoch:
+            log.warning("drift index: Redis lost the index (restarted empty or flushed); "
+                        "mirroring this worker's customers again")
+            if self.on_lost is not None:
+                self.on_lost()
+        self._epoch = token
 
     async def _write(self, batch: dict[str, list[DriftItem]]) -> None:
         p = self._p

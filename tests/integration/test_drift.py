@@ -151,6 +151,14 @@ async def test_findings_deadlines_convergence_and_recovery_after_sigkill(
         await asyncio.sleep(GRACE_S + 1)  # time for deadlines to fire again (they must not) and the rebuild
         assert await restarted.get_json(f"/api/customers/{b}") == state_before
         assert sorted((f["fingerprint"], f["status"]) for f in await drift(restarted, "all")) == all_before
+
+        # Redis loses the index while the worker runs (an empty restart, a flush): the board fills again.
+        client = aioredis.from_url(drift_settings.redis_url)
+        await client.delete(*[key async for key in client.scan_iter(match=f"{drift_settings.topic_prefix}:drift:*")])
+        await client.aclose()
+        assert await drift(restarted, "all") == []
+        await wait_drift(restarted, "all", len(all_before), timeout=30)
+        assert sorted((f["fingerprint"], f["status"]) for f in await drift(restarted, "all")) == all_before
     finally:
         restarted.stop()
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
+import redis.asyncio as aioredis
+
+from concord.app import drift_index
 from concord.app.drift_index import DriftIndex
 from concord.tables.state import DriftItem
 from tests.integration.harness import Infra
@@ -63,3 +67,34 @@ async def test_redis_outage_queues_snapshots_and_detection_goes_on(infra: Infra)
     finally:
         runner.cancel()
         await index.close()
+
+
+async def test_a_redis_that_lost_the_index_is_noticed_by_every_worker(infra: Infra, monkeypatch: Any) -> None:
+    monkeypatch.setattr(drift_index, "EPOCH_CHECK_SECONDS", 0.1)
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    lost: list[str] = []
+    workers = [DriftIndex(infra.redis_url, prefix, flush_interval=0.05) for _ in range(2)]
+    for name, index in zip("ab", workers, strict=True):
+        index.on_lost = lambda name=name: lost.append(name)  # type: ignore[misc]
+    runners = [asyncio.create_task(index.run()) for index in workers]
+    client = aioredis.from_url(infra.redis_url)
+    try:
+        workers[0].submit("001A", [item("a1", "D01", "open", 10)])
+        await flushed(workers[0])
+        await asyncio.sleep(0.5)  # several checks: the index is intact, nobody re-mirrors
+        assert lost == []
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:drift:*")]
+        await client.delete(*keys)  # what an empty restart or a flush leaves of this index
+        for _ in range(100):
+            if sorted(lost) == ["a", "b"]:
+                break
+            await asyncio.sleep(0.05)
+        assert sorted(lost) == ["a", "b"]  # both workers mirror their customers again, once
+        await asyncio.sleep(0.5)
+        assert sorted(lost) == ["a", "b"]
+    finally:
+        for runner in runners:
+            runner.cancel()
+        for index in workers:
+            await index.close()
+        await client.aclose()
