@@ -282,6 +282,7 @@ class _RawEnvelope(_In):
 
 
 _envelope_decoder: Final = msgspec.json.Decoder(_Envelope)
+_replace: Final = msgspec.structs.replace
 _raw_envelope_decoder: Final = msgspec.json.Decoder(_RawEnvelope)
 
 
@@ -413,7 +414,8 @@ def _expect(event: _Event, cls: type[_T]) -> _T:
 
 
 def _currency(code: str, where: str) -> str:
-    upper = _currency_code(code)
+    # `_currency_code`, inlined: this runs for every event.
+    upper = _upper_letters(code) if len(code) == 3 else None
     if upper is None:
         raise DecodeError("bad_currency", _E_CURRENCY.format(where=where, length=len(code)))
     return upper
@@ -429,10 +431,6 @@ def _currency_code(code: str) -> str | None:
 def _upper_letters(code: str) -> str | None:
     # Cached: a handful of codes recur, and the checks cost more than the lookup.
     return code.upper() if code.isascii() and code.isalpha() else None
-
-
-def _ms(seconds: int | None) -> int | None:
-    return None if seconds is None else seconds * 1000
 
 
 def _identity(customer_id: str | None, crm_account_id: str | None = None) -> tuple[str | None, dict[str, str]]:
@@ -459,22 +457,23 @@ def _customer_upserted(event: _Event) -> list[CanonicalEvent]:
     deleted = cus.deleted or event.type == "customer.deleted"
 
     # The object is a full snapshot: a present-but-empty section means "cleared" (None).
+    # `is None` / `is UNSET` before isinstance: isinstance is slow when it fails on a Struct class.
     crm_account_id: str | None | UnsetType = UNSET
-    if isinstance(cus.metadata, _Metadata):
-        crm_account_id = cus.metadata.salesforce_account_id or None
-    elif cus.metadata is None:
+    if cus.metadata is None:
         crm_account_id = None
+    elif cus.metadata is not UNSET:
+        crm_account_id = cus.metadata.salesforce_account_id or None
 
     country: str | None | UnsetType = UNSET
     address: str | None | UnsetType = UNSET
-    if isinstance(cus.address, _Address):
+    if cus.address is None:
+        country = address = None
+    elif cus.address is not UNSET:
         country = cus.address.country or None
         address = _one_line(cus.address)
-    elif cus.address is None:
-        country = address = None
 
     tax_id: str | None | UnsetType = UNSET
-    if isinstance(cus.tax_ids, _TaxIdList) and isinstance(cus.tax_ids.data, list):
+    if cus.tax_ids is not None and cus.tax_ids is not UNSET and cus.tax_ids.data is not UNSET:
         tax_id = cus.tax_ids.data[0].value if cus.tax_ids.data else None
 
     currency = cus.currency
@@ -502,11 +501,7 @@ def _customer_upserted(event: _Event) -> list[CanonicalEvent]:
         country=country,
         currency=currency,
     )
-    return [
-        msgspec.structs.replace(
-            upserted, tax_id=tax_id, address=address, crm_account_id=crm_account_id, deleted=deleted
-        )
-    ]
+    return [_replace(upserted, tax_id=tax_id, address=address, crm_account_id=crm_account_id, deleted=deleted)]
 
 
 def _subscription_changed(event: _Event) -> list[CanonicalEvent]:
@@ -582,11 +577,12 @@ def _subscription_changed(event: _Event) -> list[CanonicalEvent]:
         currency=currency,
     )
     return [
-        msgspec.structs.replace(
+        _replace(
             changed,
-            current_period_end=_ms(period_end),
+            # Epoch seconds to ms, inline (a call costs more than the work).
+            current_period_end=None if period_end is None else period_end * 1000,
             cancel_at_period_end=sub.cancel_at_period_end,
-            canceled_at=_ms(sub.canceled_at),
+            canceled_at=None if sub.canceled_at is None else sub.canceled_at * 1000,
             deleted=deleted,
         )
     ]
@@ -631,14 +627,15 @@ def _invoice_changed(event: _Event) -> list[CanonicalEvent]:
         currency=_currency(inv.currency, "$.data.object.currency"),
     )
     return [
-        msgspec.structs.replace(
+        _replace(
             changed,
             subscription_id=subscription,
             number=inv.number,
             tax=tax,
             amount_remaining=inv.amount_remaining,
-            due_at=_ms(inv.due_date),
-            paid_at=_ms(paid_at),
+            # Epoch seconds to ms, inline (a call costs more than the work).
+            due_at=None if inv.due_date is None else inv.due_date * 1000,
+            paid_at=None if paid_at is None else paid_at * 1000,
             deleted=deleted,
         )
     ]
@@ -669,7 +666,7 @@ def _payment_changed(event: _Event) -> list[CanonicalEvent]:
         currency=_currency(charge.currency, "$.data.object.currency"),
     )
     # Refund objects name only their charge: link the charge id to this customer.
-    return [msgspec.structs.replace(changed, aliases=_charge_alias(charge))]
+    return [_replace(changed, aliases=_charge_alias(charge))]
 
 
 def _charge_refunded(event: _Event) -> list[CanonicalEvent]:
@@ -714,7 +711,7 @@ def _charge_refunded(event: _Event) -> list[CanonicalEvent]:
         amount=charge.amount_refunded,
         currency=_currency(charge.currency, "$.data.object.currency"),
     )
-    return [msgspec.structs.replace(refunded, invoice_id=charge.invoice, customer_id=charge.customer)]
+    return [_replace(refunded, invoice_id=charge.invoice, customer_id=charge.customer)]
 
 
 def _charge_alias(charge: _Charge) -> tuple[str, ...]:
@@ -761,7 +758,7 @@ def _refund_event(
         amount=refund.amount,
         currency=_currency(refund.currency, currency_path),
     )
-    return msgspec.structs.replace(refunded, invoice_id=invoice_id, customer_id=customer_id)
+    return _replace(refunded, invoice_id=invoice_id, customer_id=customer_id)
 
 
 def _credit_note_changed(event: _Event) -> list[CanonicalEvent]:
@@ -789,7 +786,7 @@ def _credit_note_changed(event: _Event) -> list[CanonicalEvent]:
         amount=amount,
         currency=_currency(note.currency, "$.data.object.currency"),
     )
-    return [msgspec.structs.replace(changed, customer_id=note.customer)]
+    return [_replace(changed, customer_id=note.customer)]
 
 
 # What each handler needs in data.object, for the unexpected_object message.
