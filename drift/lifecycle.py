@@ -13,7 +13,8 @@ the new state with the transitions to publish and the commands to send.
   `max_corrections` generations the finding is `escalated` to a person.
 * When the rule no longer finds it: `resolved` as `converged` (no command was issued) or
   `corrected` (after our command). A person may `accept` it (`resolved`, `accepted`): it stays
-  silent while the condition lasts.
+  silent while the condition lasts. A CRM merge retires the merged-away account: its findings
+  resolve as `merged` (the winner's state judges the records from then on).
 
 Command ids are deterministic (fingerprint + action + generation + when the occurrence began), so
 re-running the same input after a crash yields the same ids: the executor's ledger applies each at
@@ -209,6 +210,8 @@ def evaluate(
 
     Transitions change the `drift` section itself: rules reading it (D14) then run once more.
     """
+    if state.merged_into is not None:
+        return _retired(state, now, correlation_id)
     plan = _plan(rules, config)
     to_run = plan.reading(sections)
     if not to_run and not (state.next_due and now >= state.next_due):
@@ -247,6 +250,27 @@ def evaluate(
         follow = evaluate(new_state, now, rules, config, {"drift"}, correlation_id, _again=False)
         verdict = Verdict(follow.state, verdict.transitions + follow.transitions, verdict.commands + follow.commands)
     return verdict
+
+
+def _retired(state: CustomerState, now: int, correlation_id: str) -> Verdict:
+    """A merged-away account: its records are judged on the winner now, under the winner's key.
+
+    Its reported findings resolve as `merged` (they would otherwise stay open on a state nothing
+    updates any more); pending ones are dropped; no rule runs and nothing is due.
+    """
+    if state.next_due == 0 and all(item.status == RESOLVED for item in state.drift.values()):
+        return Verdict(state)
+    run = _Run(state, now, correlation_id)
+    items: dict[str, DriftItem] = {}
+    for fp, item in state.drift.items():
+        if item.status == PENDING:
+            continue
+        if item.status != RESOLVED:
+            item = _replace(item, status=RESOLVED, resolution="merged", resolved_at=now, last_seen=now,
+                            note=f"account merged into {state.merged_into}")
+            run.transition(item, state.drift[fp].status)
+        items[fp] = item
+    return Verdict(_replace(state, drift=items, next_due=0), tuple(run.transitions))
 
 
 def _same(items: dict[str, DriftItem], before: dict[str, DriftItem]) -> bool:

@@ -165,6 +165,22 @@ def test_a_correction_dead_lettered_for_data_escalates_at_once_with_its_reason()
     assert statuses(done) == [("escalated", "resolved")] and done.transitions[0].resolution == "corrected"
 
 
+def test_a_merged_away_account_resolves_its_findings_as_merged() -> None:
+    switch, rules, config = setup(grace_min=0)
+    v = lifecycle.evaluate(empty("001L"), 0, rules, config)
+    (fp,) = v.state.drift
+    pending = msgspec.structs.replace(v.state.drift[fp], fingerprint="p1", status="pending", due=60 * MIN)
+    state = msgspec.structs.replace(v.state, drift={fp: v.state.drift[fp], "p1": pending})
+    assert [i.status for i in state.drift.values()] == ["commanded", "pending"]
+    retired = msgspec.structs.replace(state, merged_into="001W")
+    merged = lifecycle.evaluate(retired, 2 * MIN, rules, config, {"identity"})
+    assert statuses(merged) == [("commanded", "resolved")] and merged.commands == ()
+    (item,) = merged.state.drift.values()  # the pending one is dropped
+    assert (item.fingerprint, item.resolution, item.note) == (fp, "merged", "account merged into 001W")
+    assert merged.state.next_due == 0
+    assert lifecycle.evaluate(merged.state, 90 * MIN, rules, config).transitions == ()
+
+
 def test_accepted_finding_stays_silent_while_the_condition_lasts() -> None:
     switch, rules, config = setup(grace_min=0, action="review")
     v = lifecycle.evaluate(empty("001"), MIN, rules, config)
