@@ -30,8 +30,10 @@ Limits, by design:
   `nulledFields` names it). The bitmaps are still checked for syntax.
 * An address is one line in the model; an UPDATE that changes only some of its parts cannot
   rebuild it. Then `address` stays UNSET but is listed in `changed`: re-read the account.
-* Amounts convert exactly to the minor unit of the currency in the same event (ISO 4217 digits,
-  2 when the event carries no currency).
+* Amounts convert exactly to the minor unit of the currency in the same event (ISO 4217 digits),
+  and say which decimals they are counted in (`amount_digits`): an amount-only UPDATE carries no
+  currency, so it is counted in the fewest decimals, at least 2, that keep it exact, and the state
+  reads it in the record's currency.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import msgspec
 from msgspec import UNSET, Meta, Raw, Struct, UnsetType, field
 
 from concord.codecs.config import DEFAULT_CODEC_CONFIG, CodecConfig
+from concord.codecs.currency import DEFAULT_MINOR_UNITS, MAX_MINOR_UNITS, minor_units
 from concord.codecs.errors import DecodeError
 from concord.codecs.model import (
     AccountMerged,
@@ -247,18 +250,6 @@ _MAX_MINOR: Final = 2**63 - 1
 _MAX_AMOUNT_EXPONENT: Final = 30
 # Wide enough for any in-range amount with its digits; traps instead of rounding.
 _EXACT: Final = Context(prec=80, traps=[Inexact])
-# ISO 4217 currencies whose minor unit is not 1/100.
-_CURRENCY_DIGITS: Final[dict[str, int]] = {
-    **dict.fromkeys(
-        ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV")
-        + ("XAF", "XOF", "XPF"),
-        0,
-    ),
-    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-    "CLF": 4,
-    "UYW": 4,
-}
-_DEFAULT_CURRENCY_DIGITS: Final = 2
 _NO_NAMES: Final[frozenset[str]] = frozenset()
 
 # Source names under which a change event lists each field (changedFields, nulledFields): the
@@ -866,8 +857,9 @@ def _opportunity_events(
         _record_id(account_id, "Opportunity.AccountId")
     if isinstance(currency, str):
         _currency(currency)
+    digits: int | None | UnsetType = None if amount is None else UNSET  # follows the amount
     if amount is not None and amount is not UNSET:
-        amount = _amount(amount, currency)
+        amount, digits = _amount(amount, currency)
     if close_date is not None and close_date is not UNSET:
         close_date = _close_date(close_date)
     if not (plan is None or plan is UNSET or isinstance(plan, str)):
@@ -911,7 +903,8 @@ def _opportunity_events(
             amount=amount,
             currency=currency,
         )
-        events.append(_replace(opportunity, close_date=close_date, plan=plan, changed=changed_names))
+        events.append(_replace(opportunity, close_date=close_date, plan=plan, changed=changed_names,
+                               amount_digits=digits))
     return events
 
 
@@ -1039,26 +1032,35 @@ def _currency(value: str | None | UnsetType) -> str | None | UnsetType:
     return value
 
 
-def _amount(value: int | Decimal | None | UnsetType, currency: str | None | UnsetType) -> int | None | UnsetType:
-    """Exact integer minor units of `value` in `currency` (2 digits when the event has no currency)."""
-    if value is None or value is UNSET:
-        return value
-    digits = _CURRENCY_DIGITS.get(currency, _DEFAULT_CURRENCY_DIGITS) if isinstance(currency, str) else 2
+def _amount(value: int | Decimal, currency: str | None | UnsetType) -> tuple[int, int]:
+    """Exact integer minor units of `value`, and the decimals they are counted in.
+
+    In `currency`'s decimals when the event names it; otherwise (an amount-only UPDATE names no
+    currency) in the fewest decimals, at least 2, that keep it exact: the state reads the amount in
+    the record's currency (`Opportunity.amount_in`).
+    """
+    digits = minor_units(currency) if isinstance(currency, str) else DEFAULT_MINOR_UNITS
     if isinstance(value, int):
         # A JSON integer: exact in integers, without Decimal arithmetic.
         minor = value * 10**digits
         if -_MAX_MINOR <= minor <= _MAX_MINOR:
-            return minor
+            return minor, digits
         value = Decimal(value)  # out of range: the error is worded below, as for any amount
     if not value.is_finite() or (value and value.adjusted() > _MAX_AMOUNT_EXPONENT):
         raise DecodeError(INVALID_AMOUNT, f"Opportunity.Amount {value:.40} is not a finite amount in range")
     # A whole amount (the usual case) scales exactly in integers, without the Decimal context;
     # int() is cheap here because the exponent is bounded above.
     whole = int(value)
-    minor = whole * 10**digits if whole == value else _fractional_minor(value, digits, currency)
+    if whole == value:
+        minor = whole * 10**digits
+    else:
+        if not isinstance(currency, str):
+            decimals = -int(value.normalize().as_tuple().exponent)
+            digits = min(max(decimals, DEFAULT_MINOR_UNITS), MAX_MINOR_UNITS)
+        minor = _fractional_minor(value, digits, currency)
     if not -_MAX_MINOR <= minor <= _MAX_MINOR:
         raise DecodeError(INVALID_AMOUNT, f"Opportunity.Amount {value:.40} is out of range")
-    return minor
+    return minor, digits
 
 
 def _fractional_minor(value: Decimal, digits: int, currency: str | None | UnsetType) -> int:
@@ -1068,7 +1070,8 @@ def _fractional_minor(value: Decimal, digits: int, currency: str | None | UnsetT
         return int(_EXACT.to_integral_exact(_EXACT.scaleb(value, digits)))
     except Inexact:
         raise DecodeError(
-            INVALID_AMOUNT, f"Opportunity.Amount {value:.40} has more than {digits} decimals ({currency or 'default'})"
+            INVALID_AMOUNT,
+            f"Opportunity.Amount {value:.40} has more than {digits} decimals ({currency or 'event without currency'})",
         ) from None
 
 

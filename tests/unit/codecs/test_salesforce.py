@@ -26,6 +26,7 @@ from concord.codecs.model import (
     Version,
 )
 from concord.codecs.salesforce import FieldBitmap, decode, parse_field_bitmap
+from concord.tables.state import apply, empty
 
 from .salesforce_payloads import (
     ACCOUNT_FIELDS,
@@ -593,12 +594,34 @@ def test_amount_is_exact_minor_units(amount_json: bytes, currency: str | None, m
     assert opportunity(decode(created_with_raw_json(b'"Amount": ' + amount_json + currency_json))).amount == minor
 
 
-@pytest.mark.parametrize("amount_json", [b"1.005", b"0.5", b'"NaN"', b'"Infinity"', b"1e40", b'"12,5"'])
-def test_bad_amount_is_a_decode_error(amount_json: bytes) -> None:
-    currency = b', "CurrencyIsoCode": "JPY"' if amount_json == b"0.5" else b""
+@pytest.mark.parametrize(("amount_json", "currency"), [
+    (b"1.005", "USD"), (b"0.5", "JPY"), (b"1.00005", None), (b'"NaN"', None), (b'"Infinity"', None), (b"1e40", None),
+    (b'"12,5"', None),
+])
+def test_bad_amount_is_a_decode_error(amount_json: bytes, currency: str | None) -> None:
+    currency_json = b', "CurrencyIsoCode": "' + currency.encode() + b'"' if currency else b""
     with pytest.raises(DecodeError) as excinfo:
-        decode(created_with_raw_json(b'"Amount": ' + amount_json + currency))
+        decode(created_with_raw_json(b'"Amount": ' + amount_json + currency_json))
     assert excinfo.value.reason in {"invalid_amount", "invalid_value"}
+
+
+@pytest.mark.parametrize(
+    ("amount_json", "currency", "minor", "digits"),
+    [
+        (b"5000", "JPY", 5000, 0),
+        (b"12.5", "USD", 1250, 2),
+        (b"1.234", "KWD", 1234, 3),
+        # No currency in the event (an amount-only update): the fewest decimals, at least 2, kept exact.
+        (b"5000", None, 500000, 2),
+        (b"1.234", None, 1234, 3),
+        (b"1.2345", None, 12345, 4),
+    ],
+)
+def test_amount_says_which_decimals_it_is_counted_in(amount_json: bytes, currency: str | None, minor: int,
+                                                     digits: int) -> None:
+    currency_json = b', "CurrencyIsoCode": "' + currency.encode() + b'"' if currency else b""
+    event = opportunity(decode(created_with_raw_json(b'"Amount": ' + amount_json + currency_json)))
+    assert (event.amount, event.amount_digits) == (minor, digits)
 
 
 @pytest.mark.parametrize(
@@ -792,3 +815,18 @@ def test_fuzz_byte_edits_of_real_payloads(samples: list[bytes], data: st.DataObj
     end = data.draw(st.integers(start, min(len(body), start + 8)))
     insert = data.draw(st.binary(max_size=8))
     decode_only_raises_decode_error(body[:start] + insert + body[end:])
+
+
+def test_an_amount_only_update_is_read_in_the_opportunity_currency() -> None:
+    """Pub/Sub sends an amount-only UPDATE without CurrencyIsoCode: the state must not read it as cents."""
+    created = opportunity(decode(pubsub(header(change_type="CREATE", commitTimestamp=COMMIT_TIMESTAMP),
+                                        {"StageName": "Closed Won", "Amount": 5000, "CurrencyIsoCode": "JPY",
+                                         "AccountId": ACCOUNT_ID}, [])))
+    updated = opportunity(decode(pubsub(header(changed_fields=["Amount"], commitTimestamp=COMMIT_TIMESTAMP + 1,
+                                               sequenceNumber=2), {"Amount": 6000}, ["CurrencyIsoCode", "StageName"])))
+    assert (updated.amount, updated.amount_digits, updated.currency) == (600000, 2, UNSET)
+    state = empty(ACCOUNT_ID)
+    for event in (created, msgspec.structs.replace(updated, customer_key=ACCOUNT_ID)):
+        state, _ = apply(state, event)
+    opp = state.crm.opportunities[OPPORTUNITY_ID]
+    assert (opp.amount_in(opp.currency), opp.currency) == (6000, "JPY")
