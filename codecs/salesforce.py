@@ -343,15 +343,21 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
             return _decode_strictly(body, reader)
         record_id = envelope.record_id if isinstance(envelope.record_id, str) else None
         return _events(header, _PUBSUB, envelope, None, None, record_id, kind, reader)
-    located = _locate(envelope, body)
-    if located is None:
-        return []
-    kind = _ENTITY_KINDS.get(located.header.entityName)
-    if kind is None:
+    found = _entity(envelope, body)
+    if found is None:
         return []
     if _has_compound_name(envelope):
         return _decode_strictly(body, reader)
-    return _events_of(located, kind, reader)
+    return _events_of(*found, reader)
+
+
+def _entity(envelope: _ProbeEnvelope | _RecordEnvelope, body: bytes) -> tuple[_Located, str] | None:
+    """The change event in a decoded message and the kind of record it changes; None for anything else."""
+    located = _locate(envelope, body)
+    if located is None:
+        return None
+    kind = _ENTITY_KINDS.get(located.header.entityName)
+    return None if kind is None else (located, kind)
 
 
 def _events_of(located: _Located, kind: str, reader: _Reader) -> list[CanonicalEvent]:
@@ -373,13 +379,8 @@ def _decode_strictly(body: bytes, reader: _Reader) -> list[CanonicalEvent]:
         return _mistyped(body, exc)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string: UnicodeDecodeError
         raise DecodeError(INVALID_JSON, f"message is not valid JSON: {exc}") from None
-    located = _locate(envelope, body)
-    if located is None:
-        return []
-    kind = _ENTITY_KINDS.get(located.header.entityName)
-    if kind is None:
-        return []
-    return _events_of(located, kind, reader)
+    found = _entity(envelope, body)
+    return [] if found is None else _events_of(*found, reader)
 
 
 def parse_field_bitmap(values: Sequence[str]) -> FieldBitmap:
