@@ -7,8 +7,8 @@
    (`already_done`), `failed` -> skip unless replayed (`skipped_failed`), `new`/`pending`/replayed ->
    execute (a `pending` one is a crashed run: calling again is safe, the connector is idempotent);
 3. loops: the platform's circuit breaker lets the call through (or the executor waits for the
-   half-open probe), the shared rate limit gives a token, the attempt is noted in the ledger, the
-   connector is called;
+   half-open probe), the attempt is noted in the ledger, the connector is called (the shared rate
+   limit gives a token before each HTTP request it sends);
 4. success -> re-fetched bytes published (if any), the ledger says `done`, result `done`;
    `ConnectorError` -> breaker, then the error policy (connectors/policy.py): retry after a delay,
    dead letter (published, then the ledger says `failed`), or halt (auth: logged loudly, the command
@@ -42,6 +42,7 @@ from concord.app import metrics
 from concord.codecs import internal as records
 from concord.connectors.base import Connector, ConnectorError, ErrorKind, Outcome
 from concord.connectors.breaker import GAUGE_VALUE, Breaker, Breakers, BreakerStatus, State
+from concord.connectors.http import HttpClient
 from concord.connectors.internal import PLATFORM as INTERNAL_PLATFORM
 from concord.connectors.internal import InternalActions
 from concord.connectors.ledger import Claim, Ledger, StoredOutcome, Verdict
@@ -233,7 +234,7 @@ class Executor:
                 await self._breaker_turn(breaker)
             attempts += 1
             try:
-                if not is_internal:
+                if not is_internal and not self._paces_requests(connector, platform):
                     await self._rate_token(platform)
                 await self._redis(functools.partial(self.ledger.record_attempt, command, attempts, self._now_ms()))
                 metrics.command_attempts.labels(platform).inc()
@@ -342,6 +343,19 @@ class Executor:
     @staticmethod
     def _gauge(breaker: Breaker) -> None:
         metrics.breaker_state.labels(breaker.platform).set(GAUGE_VALUE[breaker.state])
+
+    def _paces_requests(self, connector: Connector, platform: str) -> bool:
+        """Have the connector's HTTP client take a rate token before each request it sends.
+
+        A platform's limit counts requests, and some actions make two (a lookup, then the write). A
+        connector without an `HttpClient` takes one token per attempt instead.
+        """
+        http = getattr(connector, "http", None)
+        if not isinstance(http, HttpClient):
+            return False
+        if http.pace is None:
+            http.pace = functools.partial(self._rate_token, platform)
+        return True
 
     async def _rate_token(self, platform: str) -> None:
         while True:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
@@ -113,6 +113,9 @@ class HttpClient:
         self._headers = dict(headers)
         self._error_reader = error_reader
         self._session: aiohttp.ClientSession | None = None
+        # Awaited before every request: the executor paces requests by the platform's shared rate
+        # limit, so an action that makes two requests takes two tokens.
+        self.pace: Callable[[], Awaitable[None]] | None = None
 
     async def request(
         self,
@@ -128,6 +131,8 @@ class HttpClient:
         """Send one request; an error status not in `allow` raises `ConnectorError`."""
         if not self.base_url:
             raise not_configured(self.platform, self.url_variable)
+        if self.pace is not None:
+            await self.pace()
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(headers=self._headers,
                                                   timeout=aiohttp.ClientTimeout(total=self.timeout))

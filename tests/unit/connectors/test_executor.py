@@ -31,7 +31,9 @@ from concord.connectors.executor import (
 from concord.connectors.ledger import DONE as LEDGER_DONE
 from concord.connectors.ledger import FAILED, PENDING, Claim, LedgerEntry, StoredOutcome, Verdict
 from concord.connectors.policy import RetryPolicy
+from concord.connectors.zendesk import ZendeskConnector
 from concord.drift.lifecycle import Command
+from tests.unit.connectors import platform_sandbox
 
 T0 = 1_800_000_000.0
 
@@ -472,3 +474,23 @@ async def test_redis_outage_after_the_call_waits_to_record_the_outcome() -> None
     result = await task
     assert result.status == DONE and platform.calls == 1 and platform.applied["c1"] == 1
     assert ledger.entries["c1"].state == "done"
+
+
+async def test_every_http_request_of_an_action_takes_a_rate_token() -> None:
+    # A grant by CRM account looks the organization up, then creates it: two requests, two tokens.
+    async with platform_sandbox.running() as box:
+        connector = ZendeskConnector(box.settings)
+        limiter = FakeLimiter()
+        memory = MemoryLedger()
+        executor = Executor(connectors={"zendesk": connector}, ledger=memory, limiter=limiter,
+                            breakers=Breakers(5, 15.0, FakeClock()),
+                            policy=RetryPolicy(max_attempts=2, backoff_seconds=0.1, backoff_max_seconds=1.0),
+                            publisher=Publisher(memory))
+        try:
+            result = await executor.run(platform_sandbox.command(
+                "support.grant_entitlement", "zendesk", {"crm_account_id": "001Hp00000ACMEAAA"}, {"tier": "gold"}))
+        finally:
+            await connector.close()
+        assert result.status == DONE
+        assert limiter.taken == ["zendesk", "zendesk"]
+        assert [o["external_id"] for o in box.world.all("zendesk", "organization")] == ["001Hp00000ACMEAAA"]
