@@ -14,8 +14,9 @@ Actions:
   total, tax, currency, due_at, status) -> invoice; its customer referenced by externalId.
 * `erp.apply_payment` (target `external_id` = billing invoice id; payload amount, currency,
   paid_at) -> reads the invoice (`GET invoice/eid:<id>`), then upserts a customerPayment applied to
-  it, whose externalId is derived from the invoice and the amount (`concord-pay-<invoice>-<amount>`):
-  a retry finds that payment and pays nothing twice.
+  it, whose externalId is derived from the invoice, the amount and when the disagreement began
+  (`concord-pay-<invoice>-<amount>-<occurrence>`): a retry or a later correction of the same
+  occurrence finds that payment and pays nothing twice; the drift coming back is paid anew.
 * `erp.create_credit_memo` (target `external_id` = refund id; payload customer_key, document,
   invoice_id, charge_id, amount, currency) -> creditMemo, applied to the invoice when the ERP has it.
 
@@ -199,7 +200,9 @@ class NetSuiteConnector:
             raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id}: nothing to pay "
                                  f"(amount {amount})")
         invoice = (await self.http.request("GET", f"{ROOT}/invoice/eid:{invoice_key}")).json()
-        payment_key = f"concord-pay-{invoice_key}-{amount}"
+        # One payment per occurrence of the disagreement: a retry or a later generation finds it, and a
+        # payment undone in the ERP (voided, say) after the drift resolved is paid again when it recurs.
+        payment_key = f"concord-pay-{invoice_key}-{amount}" + (f"-{command.occurrence}" if command.occurrence else "")
         body: dict[str, Any] = {
             "customer": {"id": invoice["entity"]["id"]},
             "currency": {"refName": currency},

@@ -87,6 +87,10 @@ class Command(Struct, frozen=True, kw_only=True):
     created_at: int
     not_before: int = 0
     attempt: int = 0
+    # When this occurrence of the finding began (its `since`): every correction of one occurrence
+    # carries the same, a drift that comes back after its correction another. Connectors whose
+    # platform has no idempotency key derive a record key from it (NetSuite payments).
+    occurrence: int = 0
 
 
 class Verdict(Struct, frozen=True):
@@ -192,7 +196,7 @@ class _Run:
             command_id=cid, action=item.action, platform=finding_action.platform,
             target=dict(finding_action.target), payload=dict(finding_action.payload),
             fingerprint=item.fingerprint, rule=item.rule, customer_key=self.state.key, generation=generation,
-            correlation_id=self.correlation_id, created_at=self.now,
+            correlation_id=self.correlation_id, created_at=self.now, occurrence=item.since,
         ))
         return _replace(item, status=COMMANDED, generation=generation, last_command_at=self.now, command_id=cid)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 
 from concord.connectors.base import ConnectorError, ErrorKind, Outcome
@@ -94,6 +95,23 @@ async def test_apply_payment_pays_the_invoice_once() -> None:
         assert (payment["payment"], payment["tranDate"]) == (120.0, "2025-03-31")
         assert outcome.detail["external_id"] == "concord-pay-in_1-12000"
         assert box.effect("netsuite", "customerPayment:eid:concord-pay-in_1-12000") == (2, 1)
+
+
+async def test_apply_payment_pays_once_per_occurrence_of_the_drift() -> None:
+    async with running(timeout=2.0) as box:
+        _invoice(box, total=24_000)
+        connector = NetSuiteConnector(box.settings)
+        pay = command("erp.apply_payment", "netsuite", {"external_id": "in_1"}, {"amount": 12_000, "currency": "USD"})
+        try:
+            first = msgspec.structs.replace(pay, occurrence=1_000)
+            await connector.execute(first)
+            await connector.execute(msgspec.structs.replace(first, command_id="cmd-2", generation=2))  # same drift
+            # The payment was undone in the ERP, the drift came back: a new occurrence pays again.
+            again = await connector.execute(msgspec.structs.replace(pay, command_id="cmd-3", occurrence=5_000))
+        finally:
+            await connector.close()
+        assert len(list(box.world.all("netsuite", "customerPayment"))) == 2
+        assert again.detail["external_id"] == "concord-pay-in_1-12000-5000"
 
 
 async def test_apply_payment_to_an_unknown_invoice_is_data() -> None:
