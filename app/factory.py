@@ -10,6 +10,7 @@ from typing import Any, Final
 import faust
 from faust.types import TableT
 
+from concord.app import faust_patches
 from concord.app.settings import Settings, kafka_bootstrap
 from concord.app.topics import TopicNames, TopicSpec, ensure_topics, topic_names
 
@@ -78,6 +79,7 @@ class Concord:
 
 def create_faust_app(settings: Settings) -> faust.App:
     """A `faust.App` configured from settings; agents and views are registered by the caller."""
+    faust_patches.apply()  # never commit past an unprocessed offset (see app/faust_patches.py)
     return faust.App(
         settings.app_id,
         broker=settings.kafka_url,
