@@ -235,6 +235,11 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     salesforce_rate_limit: Annotated[
         float, Meta(gt=0, le=10_000, description="Requests per second to Salesforce, shared by all workers.")
     ] = 20.0
+    zendesk_reread_window_seconds: Annotated[
+        float, Meta(ge=0, le=300, description="Zendesk organization webhooks received within one window of "
+                    "this length make one re-read of the organization, sent when the window has closed (0: one "
+                    "re-read per webhook).")
+    ] = 2.0
     zendesk_rate_limit: Annotated[
         float, Meta(gt=0, le=10_000, description="Requests per second to Zendesk, shared by all workers "
                     "(Zendesk plans allow 200-2500 per minute).")

@@ -1,6 +1,9 @@
-"""Which re-read requests become commands, and that a redelivered webhook re-reads once."""
+"""Which re-read requests become commands, that a redelivered webhook re-reads once, and that a burst
+of webhooks for one organization makes one re-read after its window."""
 
 from __future__ import annotations
+
+import msgspec
 
 from concord.codecs import zendesk
 from concord.codecs.model import ResyncRequired
@@ -40,3 +43,20 @@ def test_salesforce_gaps_have_no_reread_connector() -> None:
     assert reread_commands(event, "salesforce", now=1) == []
 
 
+
+
+def test_webhooks_of_one_organization_within_a_window_make_one_late_enough_reread() -> None:
+    event = _resync()
+    other = msgspec.structs.replace(event, event_id="evt-8")
+    [first] = reread_commands(event, "zendesk", now=10_100, window_ms=2_000)
+    [second] = reread_commands(other, "zendesk", now=11_900, window_ms=2_000)
+    assert first.command_id == second.command_id  # one re-read for the burst: the ledger skips the repeat
+    assert first.not_before == second.not_before == 12_500  # after the window closed (12,000) and a margin
+    [later] = reread_commands(other, "zendesk", now=12_000, window_ms=2_000)
+    assert later.command_id != first.command_id and later.not_before == 14_500
+    [elsewhere] = reread_commands(msgspec.structs.replace(event, record_ids=("362",)), "zendesk", now=10_100,
+                                  window_ms=2_000)
+    assert elsewhere.command_id != first.command_id
+    # Without a window: one re-read per webhook, at once.
+    [a], [b] = reread_commands(event, "zendesk", now=10_100), reread_commands(other, "zendesk", now=10_100)
+    assert a.command_id != b.command_id and a.not_before == b.not_before == 0
