@@ -51,6 +51,7 @@ def register(concord: Concord) -> None:
     names = concord.names
     platform_of = {topic: Platform(platform) for platform, topic in names.raw.items()}
     config = codec_config(concord.settings)
+    reread_window_ms = int(concord.settings.zendesk_reread_window_seconds * 1000)
     raw = concord.app.topic(*names.raw.values(), key_type=bytes, value_type=bytes,
                             key_serializer="raw", value_serializer="raw")
     identity = concord.topics[names.identity]
@@ -66,7 +67,7 @@ def register(concord: Concord) -> None:
             # command); the rest (events lost at the source) is said loudly for a person.
             metrics.resync_required.labels(platform.value, event.object_type).inc()
             now = int(time.time() * 1000)
-            rereads = reread_commands(event, platform.value, now)
+            rereads = reread_commands(event, platform.value, now, reread_window_ms)
             if not rereads:
                 log.warning("resync required: %s %s %s (%s)", platform.value, event.object_type,
                             ",".join(event.record_ids) or event.entity.id, event.reason)
