@@ -80,7 +80,7 @@ class Concord:
 def create_faust_app(settings: Settings) -> faust.App:
     """A `faust.App` configured from settings; agents and views are registered by the caller."""
     faust_patches.apply()  # never commit past an unprocessed offset (see app/faust_patches.py)
-    return faust.App(
+    app = faust.App(
         settings.app_id,
         broker=settings.kafka_url,
         store="memory://",
@@ -102,3 +102,5 @@ def create_faust_app(settings: Settings) -> faust.App:
         # The changelog is the truth; a worker restarted on another host rebuilds from it.
         table_standby_replicas=0,
     )
+    faust_patches.redeliver_skipped(app)  # a message a rebalance made the stream skip is sought back to
+    return app

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from faust.transport.consumer import Consumer
 
@@ -51,3 +52,62 @@ def apply() -> None:
         log.warning("faust consumer internals changed: the commit head guard (app/faust_patches.py) is not applied")
         return
     setattr(Consumer, "_new_offset", _guard_head(current))  # noqa: B010 (a method replaced on the class)
+
+
+# How long the next offset of a partition may stay skipped while later ones are processed.
+STALL_SECONDS: Final = 10.0
+
+
+class SkippedOffsets:
+    """Finds partitions whose next offset to commit the stream skipped: they need a seek back.
+
+    Around a rebalance Faust's stream drops messages fetched for an older consumer generation, and
+    the fetch position can already be past them: the message is never delivered, later ones are. With
+    the guard above the commit then stays at the skipped offset (a restart would process it), but
+    the running worker would not. A partition whose next offset to commit is neither acknowledged nor
+    a gap while later offsets are, for `STALL_SECONDS`, is sought back to it: the skipped message is
+    delivered, and the later ones again (Concord drops the duplicates). A message still being
+    processed never looks like this: a partition's messages are acknowledged in order.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._since: dict[Any, float] = {}
+
+    def due(self, consumer: Any) -> list[tuple[Any, int]]:
+        """(partition, offset) to seek back to now."""
+        now = self._clock()
+        skipped: dict[Any, int] = {}
+        for tp in consumer.assignment():
+            committed = consumer._committed_offset.get(tp)
+            acked = consumer._acked.get(tp)
+            if committed is None or not acked or min(acked) <= committed:
+                continue
+            gap = consumer._gap.get(tp)
+            if gap is not None and gap.overlaps_point(committed):
+                continue
+            skipped[tp] = committed
+        for tp in list(self._since):
+            if tp not in skipped:
+                del self._since[tp]
+        due = []
+        for tp, offset in skipped.items():
+            first = self._since.setdefault(tp, now)
+            if now - first >= STALL_SECONDS:
+                due.append((tp, offset))
+                del self._since[tp]
+        return due
+
+
+def redeliver_skipped(app: Any, interval: float = 5.0) -> None:
+    """Add a timer to `app` that seeks back to messages the stream skipped (see `SkippedOffsets`)."""
+    finder = SkippedOffsets(time.monotonic)
+
+    @app.timer(interval=interval)
+    async def _redeliver_skipped() -> None:
+        consumer = app.consumer
+        for tp, offset in finder.due(consumer):
+            log.warning("%s[%d]: offset %d was skipped by the stream while later ones were processed (a "
+                        "rebalance); seeking back to it, the later ones are processed again", tp.topic,
+                        tp.partition, offset)
+            await consumer.seek(tp, offset)

@@ -49,3 +49,34 @@ def test_applying_twice_wraps_once() -> None:
     first = Consumer._new_offset
     faust_patches.apply()
     assert Consumer._new_offset is first
+
+
+class FakeConsumer:
+    def __init__(self, committed: int | None, acked: list[int], gaps: tuple[tuple[int, int], ...] = ()) -> None:
+        self.offsets = Offsets(committed, acked, gaps)
+        self._committed_offset = self.offsets._committed_offset
+        self._acked = self.offsets._acked
+        self._gap = self.offsets._gap
+
+    def assignment(self) -> set[Any]:
+        return {TP}
+
+
+def test_a_skipped_next_offset_is_sought_back_to_after_a_while() -> None:
+    now = [100.0]
+    finder = faust_patches.SkippedOffsets(lambda: now[0])
+    consumer = FakeConsumer(committed=14, acked=[15, 16])  # 14 skipped, 15-16 processed
+    assert finder.due(consumer) == []
+    now[0] += faust_patches.STALL_SECONDS
+    assert finder.due(consumer) == [(TP, 14)]
+    assert finder.due(consumer) == []  # once; then it waits again
+
+
+def test_in_order_progress_and_known_gaps_are_left_alone() -> None:
+    now = [100.0]
+    finder = faust_patches.SkippedOffsets(lambda: now[0])
+    for consumer in (FakeConsumer(committed=14, acked=[14, 15]), FakeConsumer(committed=14, acked=[]),
+                     FakeConsumer(committed=14, acked=[15], gaps=((14, 15),))):
+        assert finder.due(consumer) == []
+        now[0] += 2 * faust_patches.STALL_SECONDS
+        assert finder.due(consumer) == []
