@@ -16,6 +16,7 @@ drops duplicates), instead of never.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -27,12 +28,20 @@ from faust.transport.consumer import Consumer
 log = logging.getLogger(__name__)
 
 _MARK = "_concord_head_guard"
+# Where each assigned partition's log begins (`record_log_starts`): the first offset to guard while a
+# partition has no committed offset yet (its first messages, in a new consumer group).
+_log_start: dict[Any, int] = {}
+
+
+def _next_to_commit(consumer: Any, tp: Any) -> int | None:
+    committed = consumer._committed_offset.get(tp)
+    return committed if committed is not None else _log_start.get(tp)
 
 
 def _guard_head(original: Callable[[Any, Any], int | None]) -> Callable[[Any, Any], int | None]:
     @functools.wraps(original)
     def new_offset(self: Any, tp: Any) -> int | None:
-        committed = self._committed_offset[tp]
+        committed = _next_to_commit(self, tp)
         acked = self._acked[tp]
         if committed is not None and acked and min(acked) > committed and not self._gap[tp].overlaps_point(committed):
             return None  # offset `committed` is still unprocessed: commit nothing beyond it
@@ -79,7 +88,7 @@ class SkippedOffsets:
         now = self._clock()
         skipped: dict[Any, int] = {}
         for tp in consumer.assignment():
-            committed = consumer._committed_offset.get(tp)
+            committed = _next_to_commit(consumer, tp)
             acked = consumer._acked.get(tp)
             if committed is None or not acked or min(acked) <= committed:
                 continue
@@ -102,6 +111,17 @@ class SkippedOffsets:
 def redeliver_skipped(app: Any, interval: float = 5.0) -> None:
     """Add a timer to `app` that seeks back to messages the stream skipped (see `SkippedOffsets`)."""
     finder = SkippedOffsets(time.monotonic)
+
+    @app.on_partitions_assigned.connect
+    async def record_log_starts(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned = list(args[0]) if args else []
+        if not assigned:
+            return
+        try:
+            _log_start.update(await asyncio.wait_for(app.consumer.earliest_offsets(*assigned), timeout=10.0))
+        except Exception as exc:  # a failure here would crash the rebalance: without it, only this guard is off
+            log.warning("could not read where the assigned partitions begin (%s: %s): their first messages are "
+                        "not guarded until their first commit", type(exc).__name__, exc)
 
     @app.timer(interval=interval)
     async def _redeliver_skipped() -> None:

@@ -80,3 +80,18 @@ def test_in_order_progress_and_known_gaps_are_left_alone() -> None:
         assert finder.due(consumer) == []
         now[0] += 2 * faust_patches.STALL_SECONDS
         assert finder.due(consumer) == []
+
+
+def test_a_partition_without_a_committed_offset_is_guarded_from_where_its_log_begins() -> None:
+    faust_patches._log_start[TP] = 0
+    try:
+        assert new_offset(Offsets(committed=None, acked=[1, 2])) is None  # offset 0 not processed yet
+        assert new_offset(Offsets(committed=None, acked=[0, 1])) == 2
+        now = [0.0]
+        finder = faust_patches.SkippedOffsets(lambda: now[0])
+        consumer = FakeConsumer(committed=None, acked=[1, 2])
+        assert finder.due(consumer) == []
+        now[0] += faust_patches.STALL_SECONDS
+        assert finder.due(consumer) == [(TP, 0)]
+    finally:
+        del faust_patches._log_start[TP]
