@@ -303,6 +303,13 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
             index.submit(key, state.drift.values())
         deadlines.set(key, state.next_due)
 
+    async def settle(key: str, verdict: lifecycle.Verdict, partition: int) -> None:
+        """Write, publish and mirror a verdict on one finding (an accept, a refused correction)."""
+        store(key, verdict.state, partition)
+        await publish(verdict)
+        index.submit(key, verdict.state.drift.values())
+        deadlines.set(key, verdict.state.next_due)
+
     async def accept(message: internal.AcceptFinding, now: int, partition: int) -> None:
         state = load_state(message.customer_key)
         verdict = lifecycle.accept(state, message.fingerprint, now, message.by)
@@ -310,9 +317,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
             log.warning("accept of %s for %s: no such active finding here", message.fingerprint,
                         message.customer_key)
             return
-        store(message.customer_key, verdict.state, partition)
-        await publish(verdict)
-        index.submit(message.customer_key, verdict.state.drift.values())
+        await settle(message.customer_key, verdict, partition)
 
     async def correction_failed(message: internal.CorrectionFailed, now: int, partition: int) -> None:
         state = load_state(message.customer_key)
@@ -321,10 +326,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
             return  # an older generation's command, or the finding moved on: nothing to escalate
         log.warning("finding %s of %s escalated: its correction %s was dead-lettered (%s)", message.fingerprint,
                     message.customer_key, message.command_id, message.reason)
-        store(message.customer_key, verdict.state, partition)
-        await publish(verdict)
-        index.submit(message.customer_key, verdict.state.drift.values())
-        deadlines.set(message.customer_key, verdict.state.next_due)
+        await settle(message.customer_key, verdict, partition)
 
     @app.agent(canonical, name="concord.state", concurrency=1)
     async def process(stream: faust.StreamT[bytes]) -> None:

@@ -11,7 +11,9 @@ now loses it: the closed-loop test found raw events committed without their outp
 `_new_offset` is wrapped: while the next offset to commit is neither acknowledged nor a known gap in
 the partition (offsets the broker skips, which Faust records as gaps), nothing is committed for that
 partition. The message is then processed again after a restart or rebalance (at least once; Concord
-drops duplicates), instead of never.
+drops duplicates), instead of never. A partition without a committed offset is guarded from where
+its log begins, read when partitions are assigned; and a timer seeks a partition back to a skipped
+offset so that the running worker delivers it too (`redeliver_skipped`).
 """
 
 from __future__ import annotations
@@ -33,18 +35,26 @@ _MARK = "_concord_head_guard"
 _log_start: dict[Any, int] = {}
 
 
-def _next_to_commit(consumer: Any, tp: Any) -> int | None:
+def _skipped_head(consumer: Any, tp: Any) -> int | None:
+    """The next offset to commit of `tp` when it is unprocessed while later offsets are acknowledged.
+
+    None when it is processed, a known gap (offsets the broker skips, which Faust records as gaps),
+    or not known (no committed offset and no log start read yet).
+    """
     committed = consumer._committed_offset.get(tp)
-    return committed if committed is not None else _log_start.get(tp)
+    head = committed if committed is not None else _log_start.get(tp)
+    acked = consumer._acked.get(tp)
+    if head is None or not acked or min(acked) <= head:
+        return None
+    gap = consumer._gap.get(tp)
+    return None if gap is not None and gap.overlaps_point(head) else head
 
 
 def _guard_head(original: Callable[[Any, Any], int | None]) -> Callable[[Any, Any], int | None]:
     @functools.wraps(original)
     def new_offset(self: Any, tp: Any) -> int | None:
-        committed = _next_to_commit(self, tp)
-        acked = self._acked[tp]
-        if committed is not None and acked and min(acked) > committed and not self._gap[tp].overlaps_point(committed):
-            return None  # offset `committed` is still unprocessed: commit nothing beyond it
+        if _skipped_head(self, tp) is not None:
+            return None  # the next offset to commit is still unprocessed: commit nothing beyond it
         return original(self, tp)
 
     setattr(new_offset, _MARK, True)
@@ -88,14 +98,9 @@ class SkippedOffsets:
         now = self._clock()
         skipped: dict[Any, int] = {}
         for tp in consumer.assignment():
-            committed = _next_to_commit(consumer, tp)
-            acked = consumer._acked.get(tp)
-            if committed is None or not acked or min(acked) <= committed:
-                continue
-            gap = consumer._gap.get(tp)
-            if gap is not None and gap.overlaps_point(committed):
-                continue
-            skipped[tp] = committed
+            head = _skipped_head(consumer, tp)
+            if head is not None:
+                skipped[tp] = head
         for tp in list(self._since):
             if tp not in skipped:
                 del self._since[tp]
