@@ -312,7 +312,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
 
     async def accept(message: internal.AcceptFinding, now: int, partition: int) -> None:
         state = load_state(message.customer_key)
-        verdict = lifecycle.accept(state, message.fingerprint, now, message.by)
+        verdict = lifecycle.accept(state, message.fingerprint, now, message.by, config)
         if not verdict.transitions:
             log.warning("accept of %s for %s: no such active finding here", message.fingerprint,
                         message.customer_key)

@@ -340,16 +340,14 @@ def _resolve(item: DriftItem, now: int, run: _Run) -> DriftItem | None:
     return resolved
 
 
-def accept(state: CustomerState, fingerprint: str, now: int, by: str, correlation_id: str = "") -> Verdict:
+def accept(state: CustomerState, fingerprint: str, now: int, by: str, config: DriftConfig,
+           correlation_id: str = "") -> Verdict:
     """A person accepts a reported finding: resolved as `accepted`, silent while it lasts."""
     item = state.drift.get(fingerprint)
     if item is None or item.status not in ACTIVE:
         return Verdict(state)
-    run = _Run(state, now, correlation_id or f"accept:{by}")
     accepted = _replace(item, status=RESOLVED, resolution="accepted", resolved_at=now, last_seen=now)
-    run.transition(accepted, item.status)
-    items = {**state.drift, fingerprint: accepted}
-    return Verdict(_replace(state, drift=items), tuple(run.transitions))
+    return _settled(state, accepted, item.status, now, config, correlation_id or f"accept:{by}")
 
 
 def correction_failed(state: CustomerState, failed: CorrectionFailed, now: int, config: DriftConfig,
@@ -365,11 +363,20 @@ def correction_failed(state: CustomerState, failed: CorrectionFailed, now: int, 
     item = state.drift.get(failed.fingerprint)
     if item is None or item.status != COMMANDED or item.command_id != failed.command_id:
         return Verdict(state)
-    run = _Run(state, now, correlation_id or failed.command_id)
     escalated = _replace(item, status=ESCALATED, last_seen=now,
                          note=f"correction {failed.command_id} was dead-lettered: {failed.reason}"[:500])
-    run.transition(escalated, COMMANDED)
-    items = {**state.drift, failed.fingerprint: escalated}
+    return _settled(state, escalated, COMMANDED, now, config, correlation_id or failed.command_id)
+
+
+def _settled(state: CustomerState, item: DriftItem, previous: str, now: int, config: DriftConfig,
+             correlation_id: str) -> Verdict:
+    """A verdict on one finding from outside the rules (an accept, a refused correction): `item` replaces it.
+
+    The customer's next deadline is recomputed: the finding may have been the one it waited for.
+    """
+    run = _Run(state, now, correlation_id)
+    run.transition(item, previous)
+    items = {**state.drift, item.fingerprint: item}
     return Verdict(_replace(state, drift=items, next_due=_next_due(items.values(), config)), tuple(run.transitions))
 
 

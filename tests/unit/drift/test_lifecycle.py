@@ -185,11 +185,21 @@ def test_accepted_finding_stays_silent_while_the_condition_lasts() -> None:
     switch, rules, config = setup(grace_min=0, action="review")
     v = lifecycle.evaluate(empty("001"), MIN, rules, config)
     (fp,) = v.state.drift
-    accepted = lifecycle.accept(v.state, fp, 2 * MIN, by="ops")
+    accepted = lifecycle.accept(v.state, fp, 2 * MIN, by="ops", config=config)
     assert statuses(accepted) == [("open", "resolved")] and accepted.transitions[0].resolution == "accepted"
     later = lifecycle.evaluate(accepted.state, 3 * MIN, rules, config)
     assert later.transitions == ()
     assert later.state.drift[fp].resolution == "accepted"
+
+
+def test_accepting_the_finding_a_deadline_waited_for_cancels_the_deadline() -> None:
+    switch, rules, config = setup(grace_min=0)
+    v = lifecycle.evaluate(empty("001"), MIN, rules, config)
+    (fp,) = v.state.drift
+    assert v.state.drift[fp].status == "commanded" and v.state.next_due > MIN  # waits for the correction timeout
+    accepted = lifecycle.accept(v.state, fp, 2 * MIN, by="ops", config=config)
+    assert accepted.state.drift[fp].resolution == "accepted"
+    assert accepted.state.next_due == 0  # nothing left to wait for: no tick
 
 
 def test_rules_not_reading_the_changed_section_do_not_run() -> None:
