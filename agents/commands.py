@@ -41,8 +41,6 @@ from concord.connectors.base import Connector, ErrorKind, Outcome
 from concord.connectors.breaker import Breakers
 from concord.connectors.executor import (
     DEAD_LETTERED,
-    DLQ_ATTEMPTS,
-    DLQ_KIND,
     SKIPPED_FAILED,
     CommandResult,
     Executor,
@@ -162,15 +160,10 @@ def register(concord: Concord, connector_factory: ConnectorFactory = configured_
         # Only Concord writes commands: a bug or a foreign producer. Keep the bytes where a person looks.
         log.error("unreadable command at %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
         metrics.command_dead_letters.labels("unknown", "undecodable").inc()
-        headers = [
-            (internal.DLQ_REASON, f"undecodable command: {exc}"[:1000].encode()),
-            (DLQ_KIND, b"data"),
-            (DLQ_ATTEMPTS, b"0"),
-            (internal.DLQ_FAILED_AT, str(int(time.time() * 1000)).encode()),
-            (internal.DLQ_SOURCE_TOPIC, message.topic.encode()),
-            (internal.DLQ_SOURCE_PARTITION, str(message.partition).encode()),
-            (internal.DLQ_SOURCE_OFFSET, str(message.offset).encode()),
-        ]
+        result = CommandResult(command_id="", action="", platform="unknown", status="dead_lettered", attempts=0,
+                               finished_at=int(time.time() * 1000), error_kind="data",
+                               reason=f"undecodable command: {exc}")
+        headers = dead_letter_headers(result, message.topic, message.partition, message.offset)
         await dlq.send(key=message.key, value=value, headers=headers)
 
     async def commands_in(stream: faust.StreamT[bytes]) -> AsyncIterator[tuple[Any, Command]]:
