@@ -1,19 +1,34 @@
-"""A fix to faust-streaming's offset commits: never commit past a message that was not processed.
+"""Fixes to faust-streaming's offset commits: never commit past a message that was not processed.
 
-Faust commits, per partition, the end of the first run of consecutive acknowledged offsets. Its guard
-against a hole at the head of that run compares the smallest acknowledged offset with the last
-committed one, but the committed offset is Kafka's *next* offset to read: with offset 4 committed
-(0-3 done), offset 4 not acknowledged and 5, 6 acknowledged, `5 - 4 > 1` is false and Faust commits
-7. Offset 4 was never processed (a message the stream did not get, around a rebalance), and a crash
-now loses it: the closed-loop test found raw events committed without their output after a SIGKILL
-(faust-streaming 0.15.3).
+Found by the closed-loop test, which SIGKILLs a worker mid-run: raw events produced in the seconds
+around the restart were committed with no output, no dead letter and no log line (faust-streaming
+0.15.3). The restarted worker gets a second rebalance when the killed member's session expires, and
+Faust loses messages then in these ways, each fixed here:
 
-`_new_offset` is wrapped: while the next offset to commit is neither acknowledged nor a known gap in
-the partition (offsets the broker skips, which Faust records as gaps), nothing is committed for that
-partition. The message is then processed again after a restart or rebalance (at least once; Concord
-drops duplicates), instead of never. A partition without a committed offset is guarded from where
-its log begins, read when partitions are assigned; and a timer seeks a partition back to a skipped
-offset so that the running worker delivers it too (`redeliver_skipped`).
+1. **The commit guard is off by one.** Faust commits, per partition, the end of the first run of
+   consecutive acknowledged offsets. Its guard against a hole at the head of that run compares the
+   smallest acknowledged offset with the committed one, but the committed offset is Kafka's *next*
+   offset to read: with 4 committed (0-3 done), 4 not acknowledged and 5, 6 acknowledged, `5 - 4 > 1`
+   is false and Faust commits 7. `_new_offset` is wrapped (`_guard_head`): while the next offset to
+   commit is neither acknowledged nor a gap in the log, nothing is committed for that partition. A
+   partition without a committed offset is guarded from where its log begins (read on assignment).
+2. **A dropped message is taken for a gap in the log.** `getmany` stops handing out a fetched batch
+   when the consumer generation changes or flow control stops, the stream skips messages fetched
+   for an older generation, and after a seek messages of an older fetch still come: the offsets
+   delivered then jump. Faust takes every jump for offsets the broker skips (transaction markers,
+   compaction) and commits past it, and for messages delivered before the jump it adds duplicates
+   to its acknowledged list, which slow its commits to one offset per interval. Every fetched
+   offset is now noted (`note_fetched`), and a jump's gap holds only offsets no fetch returned
+   (`_true_gap`); a head offset no fetch returned while later ones came is a gap for the guard too.
+3. **Skipped messages are redelivered**: a timer seeks a partition back to a next offset to commit
+   that stays unprocessed while later offsets are processed (`redeliver_skipped`); the later ones are
+   processed again and Concord drops the duplicates.
+4. **The pure-Python stream acknowledges what it skips** (the compiled stream iterator, used when
+   present, does not): a message fetched for an older generation, or taken while flow control is
+   off, is dropped before the agent sees it and then acknowledged as if processed. `Event.ack` is
+   wrapped (`_no_ack_when_skipped`) to leave such a message unacknowledged.
+
+Each wrapper is installed once, and only when the Faust internals it relies on are there.
 """
 
 from __future__ import annotations
@@ -25,7 +40,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from faust.events import Event
 from faust.transport.consumer import Consumer
+from faust.types.tuples import Message
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +53,18 @@ _log_start: dict[Any, int] = {}
 
 
 def _skipped_head(consumer: Any, tp: Any) -> int | None:
-    """The next offset to commit of `tp` when it is unprocessed while later offsets are acknowledged.
+    """The next offset to commit of `tp` when it holds a message not processed while later ones are.
 
-    None when it is processed, a known gap (offsets the broker skips, which Faust records as gaps),
-    or not known (no committed offset and no log start read yet).
+    None when it is processed, when no fetch returned a message there while later offsets came (an
+    offset the broker skips: a transaction marker, a compacted record), when Faust knows it for a
+    gap, or when it is not known (no committed offset and no log start read yet).
     """
     committed = consumer._committed_offset.get(tp)
     head = committed if committed is not None else _log_start.get(tp)
     acked = consumer._acked.get(tp)
     if head is None or not acked or min(acked) <= head:
+        return None
+    if head not in _fetched(consumer).get(tp, ()):
         return None
     gap = consumer._gap.get(tp)
     return None if gap is not None and gap.overlaps_point(head) else head
@@ -61,16 +81,130 @@ def _guard_head(original: Callable[[Any, Any], int | None]) -> Callable[[Any, An
     return new_offset
 
 
+_told: set[tuple[Any, int]] = set()
+
+
+def _skipped_by_stream(event: Any) -> bool:
+    """Whether the stream is acknowledging `event` without having processed it (see the module doc)."""
+    message = event.message
+    if message.tracked:  # taken for processing: the stream tracks a message before it reaches the agent
+        return False
+    app = event.app
+    if not app.topics.acks_enabled_for(message.topic):
+        return False
+    return not app.flow_control.is_active() or message.generation_id != app.consumer_generation_id
+
+
+def _no_ack_when_skipped(original: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    @functools.wraps(original)
+    def ack(self: Any) -> bool:
+        if _skipped_by_stream(self):
+            message = self.message
+            if (message.tp, message.generation_id) not in _told:  # once per partition and generation
+                if len(_told) > 10_000:
+                    _told.clear()
+                _told.add((message.tp, message.generation_id))
+                log.info("%s[%d]@%d, fetched before a rebalance, was skipped by the stream: left unacknowledged, "
+                         "it is delivered again", message.topic, message.partition, message.offset)
+            return False
+        return original(self)
+
+    setattr(ack, _MARK, True)
+    return ack
+
+
+# Per consumer: the offsets of the messages each partition's fetches returned, from the committed one on.
+_FETCHED = "_concord_fetched"
+# Fetched offsets kept per partition before those below the committed offset are let go.
+_FETCHED_PRUNE = 10_000
+
+
+def _fetched(consumer: Any) -> dict[Any, set[int]]:
+    found = consumer.__dict__.get(_FETCHED)
+    if found is None:
+        found = consumer.__dict__[_FETCHED] = {}
+    return found
+
+
+def note_fetched(consumer: Any, records: Any) -> None:
+    """Remember the offsets of a fetched batch (`{tp: [record, ...]}`): each is a message in the log."""
+    fetched = _fetched(consumer)
+    for tp, batch in records.items():
+        offsets = fetched.get(tp)
+        if offsets is None:
+            offsets = fetched[tp] = set()
+        elif len(offsets) > _FETCHED_PRUNE:
+            committed = consumer._committed_offset.get(tp)
+            if committed is not None:
+                offsets.difference_update([o for o in offsets if o < committed])
+        offsets.update(record.offset for record in batch)
+
+
+def _note_batches(original: Callable[..., Any]) -> Callable[..., Any]:
+    """`Consumer._wait_next_records` (what `getmany` hands out from), noting every offset fetched."""
+    @functools.wraps(original)
+    async def wait_next_records(self: Any, timeout: float) -> Any:
+        records, active = await original(self, timeout)
+        if records:
+            note_fetched(self, records)
+        return records, active
+
+    setattr(wait_next_records, _MARK, True)
+    return wait_next_records
+
+
+def _true_gap(original: Callable[..., Any]) -> Callable[..., Any]:
+    """`Consumer._add_gap`, taking for a gap only the offsets of the jump that no fetch returned.
+
+    Faust calls it when the offsets it delivers jump (from `offset_from` to the message at
+    `offset_to`), and commits past the whole jump: right for offsets the broker skips (transaction
+    markers, compaction), a loss for messages it fetched and dropped around a rebalance, and, for
+    messages delivered before a seek back, duplicates in its acknowledged list that slow its commits
+    to one offset per interval. Here a fetched message is never a gap: processed, it is acknowledged
+    anyway; not processed, it stays a hole where the commit stops (`_guard_head`) until it is
+    delivered again (`redeliver_skipped`).
+    """
+    @functools.wraps(original)
+    async def add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+        fetched = _fetched(self).get(tp, ())
+        committed = self._committed_offset.get(tp)
+        start = offset_from if committed is None else max(offset_from, committed)
+        gap = self._gap[tp]
+        run_start: int | None = None
+        for offset in range(start, offset_to + 1):
+            if offset < offset_to and offset not in fetched:
+                if run_start is None:
+                    run_start = offset
+            elif run_start is not None:
+                gap.addi(run_start, offset)
+                run_start = None
+
+    setattr(add_gap, _MARK, True)
+    return add_gap
+
+
+def _wrap(cls: Any, name: str, wrapper: Callable[[Any], Any]) -> None:
+    current = getattr(cls, name, None)
+    if current is not None and not getattr(current, _MARK, False):
+        setattr(cls, name, wrapper(current))
+
+
 def apply() -> None:
-    """Install the guard (once); a Faust whose consumer no longer has these internals is left alone."""
-    current = getattr(Consumer, "_new_offset", None)
-    if current is None or getattr(current, _MARK, False):
-        return
-    needed = ("_committed_offset", "_acked", "_gap")
-    if not all(name in Consumer.__init__.__code__.co_names for name in needed):
+    """Install the fixes (once); a Faust whose internals they rely on changed is left alone, with a warning."""
+    if all(name in Consumer.__init__.__code__.co_names for name in ("_committed_offset", "_acked", "_gap")):
+        _wrap(Consumer, "_new_offset", _guard_head)
+    else:
         log.warning("faust consumer internals changed: the commit head guard (app/faust_patches.py) is not applied")
-        return
-    setattr(Consumer, "_new_offset", _guard_head(current))  # noqa: B010 (a method replaced on the class)
+    if all(hasattr(Consumer, name) for name in ("_wait_next_records", "_add_gap")):
+        _wrap(Consumer, "_wait_next_records", _note_batches)
+        _wrap(Consumer, "_add_gap", _true_gap)
+    else:
+        log.warning("faust consumer internals changed: dropped messages may be taken for gaps (app/faust_patches.py)")
+    slots = getattr(Message, "__slots__", ())
+    if "tracked" in slots and "generation_id" in slots:
+        _wrap(Event, "ack", _no_ack_when_skipped)
+    else:
+        log.warning("faust message internals changed: skipped messages may be acknowledged (app/faust_patches.py)")
 
 
 # How long the next offset of a partition may stay skipped while later ones are processed.
