@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 from concord.app.settings import Settings
 from concord.infra import kafka, redis
 from concord.infra.cli import default_cache
-from tests.integration.harness import Infra, unique_settings
+from tests.integration.harness import Infra, delete_app_topics, unique_settings
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -40,7 +42,29 @@ def infra() -> Iterator[Infra]:
         kafka.stop(knode)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    if call.when == "call":
+        item.stash[_FAILED] = outcome.get_result().failed  # type: ignore[attr-defined]
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-def settings(infra: Infra, tmp_path: Path) -> Settings:
-    """Settings of a fresh app: its own app id, topic prefix, web port and data folder."""
-    return unique_settings(infra, tmp_path / "data")
+def settings(infra: Infra, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Settings of a fresh app: its own app id, topic prefix, web port and data folder.
+
+    Its topics are deleted after a test that passed (best effort: a failure to delete is a warning);
+    a failed test's are kept, to be read.
+    """
+    fresh = unique_settings(infra, tmp_path / "data")
+    yield fresh
+    if request.node.stash.get(_FAILED, False):
+        print(f"kept the topics of the failed test ({fresh.app_id}.*, {fresh.app_id}-*) for inspection")
+        return
+    try:
+        asyncio.run(delete_app_topics(infra.bootstrap, fresh.app_id))
+    except Exception as exc:  # noqa: BLE001 (cleanup must not fail a test that passed)
+        warnings.warn(f"could not delete the topics of {fresh.app_id}: {exc}", stacklevel=1)

@@ -57,6 +57,23 @@ def unique_settings(infra: Infra, data_dir: Path, partitions: int = 4) -> Settin
     )
 
 
+async def delete_app_topics(bootstrap: str, tag: str) -> int:
+    """Delete the topics of the app `tag` (its own and Faust's: `<tag>.*`, `<tag>-*`); how many went.
+
+    A development broker reused across many test runs otherwise keeps every run's topics, and its
+    heap (512 MiB) runs out after a few thousand partitions.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith((f"{tag}.", f"{tag}-"))]
+        if names:
+            await admin.delete_topics(names)
+        return len(names)
+    finally:
+        await admin.close()
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment variables that reproduce `settings` in a child process."""
     return {env_var(k): str(v) for k, v in msgspec.structs.asdict(settings).items()}
