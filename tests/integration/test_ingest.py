@@ -9,12 +9,13 @@ from pathlib import Path
 import aiohttp
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from concord.app.settings import Settings
 from concord.app.signatures import sign_t_v1
 from concord.app.topics import topic_names
 from concord.codecs import internal
-from tests.integration.harness import Infra, WorkerProcess, consume_all, produce, wait_for_record
+from tests.integration.harness import Infra, WorkerProcess, consume_all, produce, wait_committed, wait_for_record
 
 SECRET = "whsec_integration"
 
@@ -235,3 +236,45 @@ async def test_park_overflow_is_dead_lettered_and_replays_to_the_identity_topic(
         assert {r.key for r in records} == {b"001OVF"}
     finally:
         proc.stop()
+
+
+async def test_transaction_markers_in_a_raw_topic_are_committed_past_without_redelivery(
+    infra: Infra, ingest_settings: Settings, worker: WorkerProcess
+) -> None:
+    # A transactional producer (Kafka Connect with exactly-once source, say) leaves a marker after each
+    # transaction: offsets no fetch returns. The commit must go past them, and no message is taken for one.
+    names = topic_names(ingest_settings)
+    topic = names.raw["stripe"]
+    events = [stripe_event(f"evt_tx{i}", "customer.updated", stripe_customer(f"cus_TX{i}", f"001TX{i}"))
+              for i in range(4)]
+    # Two transactional producers interleaved: their commit markers land next to each other, a gap of two
+    # offsets (a lone marker would hide a mistake: Faust steps over a single missing offset anyway).
+    producers = [AIOKafkaProducer(bootstrap_servers=infra.bootstrap, transactional_id=f"{ingest_settings.app_id}-tx{n}")
+                 for n in range(2)]
+    for producer in producers:
+        await producer.start()
+    try:
+        for first, second in ((events[0], events[1]), (events[2], events[3])):  # 0, 1, markers 2-3; 4, 5, markers 6-7
+            for producer, value in zip(producers, (first, second), strict=True):
+                await producer.begin_transaction()
+                await producer.send_and_wait(topic, value=value, partition=0)
+            for producer in producers:
+                await producer.commit_transaction()
+    finally:
+        for producer in producers:
+            await producer.stop()
+    # Offset 8, plain: the last markers are followed by a message (trailing markers are never committed past).
+    plain = AIOKafkaProducer(bootstrap_servers=infra.bootstrap, acks="all")
+    await plain.start()
+    try:
+        last = stripe_event("evt_tx_last", "customer.updated", stripe_customer("cus_TXL", "001TXL"))
+        await plain.send_and_wait(topic, value=last, partition=0)
+    finally:
+        await plain.stop()
+
+    canonical = await consume_all(infra.bootstrap, names.canonical, expected=5, timeout=60)
+    assert sorted({orjson.loads(r.value)["event_id"] for r in canonical}) == sorted(
+        [f"evt_tx{i}" for i in range(4)] + ["evt_tx_last"])
+    await wait_committed(infra.bootstrap, ingest_settings.app_id, topic, timeout=30)  # to 9: past the markers
+    log = worker.log_path.read_text()
+    assert "was skipped by the stream" not in log  # no marker was taken for a skipped message
