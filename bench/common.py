@@ -32,8 +32,37 @@ def free_port() -> int:
         return port
 
 
+# Every topic and app id this process makes starts with `bench-<RUN>-` (see `delete_run_topics`).
+RUN = uuid.uuid4().hex[:6]
+
+
 def unique(prefix: str) -> str:
-    return f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
+    return f"bench-{RUN}-{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def delete_run_topics() -> int:
+    """Delete the topics this benchmark process made (its own and its Faust apps'); how many went.
+
+    A broker reused for many runs would otherwise keep every run's topics (and run out of heap).
+    Best effort: a failure is printed, not raised.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap())
+    started = False
+    try:
+        await admin.start()
+        started = True
+        names = [t for t in await admin.list_topics() if t.startswith(f"bench-{RUN}-")]
+        if names:
+            await admin.delete_topics(names)
+        return len(names)
+    except Exception as exc:  # noqa: BLE001 (cleanup must not fail a benchmark that ran)
+        print(f"could not delete this run's topics (bench-{RUN}-*): {exc}", file=sys.stderr)
+        return 0
+    finally:
+        if started:
+            await admin.close()
 
 
 def sample_event(i: int) -> bytes:

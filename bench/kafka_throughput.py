@@ -15,7 +15,15 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from concord.bench.common import bootstrap, print_table, produce_events, run_counting_app, unique, write_result
+from concord.bench.common import (
+    bootstrap,
+    delete_run_topics,
+    print_table,
+    produce_events,
+    run_counting_app,
+    unique,
+    write_result,
+)
 
 PASSTHROUGH = Path(__file__).resolve().parent / "apps" / "passthrough.py"
 
@@ -43,6 +51,13 @@ async def raw_consume(topic: str, count: int) -> float:
 
 
 async def main(argv: list[str] | None = None) -> int:
+    try:
+        return await _main(argv)
+    finally:
+        await delete_run_topics()
+
+
+async def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m concord.bench.kafka_throughput", description=__doc__)
     parser.add_argument("--events", type=int, default=200_000, help="events to produce (default %(default)s)")
     parser.add_argument("--partitions", type=int, default=4, help="topic partitions (default %(default)s)")

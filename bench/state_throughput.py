@@ -29,7 +29,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from concord.app.partitioning import partition_for
-from concord.bench.common import bootstrap, print_table, run_counting_app, unique, worker_env, write_result
+from concord.bench.common import (
+    bootstrap,
+    delete_run_topics,
+    print_table,
+    run_counting_app,
+    unique,
+    worker_env,
+    write_result,
+)
 from concord.bench.workload import interleaved
 from concord.codecs import internal
 from concord.codecs.model import CanonicalEvent
@@ -122,6 +130,13 @@ async def concord_agent(app_id: str, count: int, timeout: float) -> float:
 
 
 async def main(argv: list[str] | None = None) -> int:
+    try:
+        return await _main(argv)
+    finally:
+        await delete_run_topics()
+
+
+async def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m concord.bench.state_throughput", description=__doc__)
     parser.add_argument("--customers", type=int, default=6000, help="typical customers, 15 events each")
     parser.add_argument("--partitions", type=int, default=4)
