@@ -46,7 +46,7 @@ from faust.types.tuples import Message
 
 log = logging.getLogger(__name__)
 
-_MARK = "_concord_head_guard"
+_MARK = "_concord_patched"  # set on every wrapper installed here, so that none is installed twice
 # Where each assigned partition's log begins (`record_log_starts`): the first offset to guard while a
 # partition has no committed offset yet (its first messages, in a new consumer group).
 _log_start: dict[Any, int] = {}
@@ -73,6 +73,7 @@ def _skipped_head(consumer: Any, tp: Any) -> int | None:
 def _guard_head(original: Callable[[Any, Any], int | None]) -> Callable[[Any, Any], int | None]:
     @functools.wraps(original)
     def new_offset(self: Any, tp: Any) -> int | None:
+        _prune_fetched(self, tp)  # here, once per commit, not on every fetch
         if _skipped_head(self, tp) is not None:
             return None  # the next offset to commit is still unprocessed: commit nothing beyond it
         return original(self, tp)
@@ -130,14 +131,15 @@ def note_fetched(consumer: Any, records: Any) -> None:
     """Remember the offsets of a fetched batch (`{tp: [record, ...]}`): each is a message in the log."""
     fetched = _fetched(consumer)
     for tp, batch in records.items():
-        offsets = fetched.get(tp)
-        if offsets is None:
-            offsets = fetched[tp] = set()
-        elif len(offsets) > _FETCHED_PRUNE:
-            committed = consumer._committed_offset.get(tp)
-            if committed is not None:
-                offsets.difference_update([o for o in offsets if o < committed])
-        offsets.update(record.offset for record in batch)
+        fetched.setdefault(tp, set()).update(record.offset for record in batch)
+
+
+def _prune_fetched(consumer: Any, tp: Any) -> None:
+    """Let go of the noted offsets of `tp` below its committed offset, once there are many."""
+    offsets = _fetched(consumer).get(tp)
+    committed = consumer._committed_offset.get(tp)
+    if offsets is not None and committed is not None and len(offsets) > _FETCHED_PRUNE:
+        offsets.difference_update([o for o in offsets if o < committed])
 
 
 def _note_batches(original: Callable[..., Any]) -> Callable[..., Any]:

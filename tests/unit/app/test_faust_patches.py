@@ -213,3 +213,11 @@ def test_the_fixes_are_installed_on_faust_once() -> None:
     faust_patches.apply()
     assert (Consumer._new_offset, Consumer._wait_next_records, Consumer._add_gap, Event.ack) == installed
     assert all(getattr(f, faust_patches._MARK, False) for f in installed)
+
+
+def test_fetched_offsets_below_the_committed_one_are_let_go_at_commit_time() -> None:
+    consumer = Offsets(committed=20_000, acked=[20_000])
+    faust_patches.note_fetched(consumer, {TP: [Record(o) for o in range(100, 20_010)]})
+    assert len(faust_patches._fetched(consumer)[TP]) > faust_patches._FETCHED_PRUNE
+    assert new_offset(consumer) == 20_001
+    assert min(faust_patches._fetched(consumer)[TP]) == 20_000  # what is below the commit is let go
