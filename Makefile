@@ -56,7 +56,7 @@ bench: venv
 	@status=0; $(BIN)/python -m concord.bench || status=$$?; \
 	  $(INFRA) down --session $(CACHE)/bench-session.json; exit $$status
 
-PACKAGES := app agents tables codecs drift connectors sandbox infra bench
+PACKAGES := core app agents tables codecs drift connectors sandbox infra bench
 
 lint: venv
 	$(BIN)/ruff check .
@@ -67,7 +67,7 @@ lint: venv
 
 docs: venv
 	$(BIN)/concord config --markdown > docs/configuration.md
-	$(BIN)/python -m concord.app.metrics > docs/metrics.md
+	$(BIN)/python -m concord.core.metrics > docs/metrics.md
 
 infra-up: venv
 	$(INFRA) up

@@ -33,10 +33,6 @@ from typing import TYPE_CHECKING, Any
 import faust
 import msgspec
 
-from concord.app import metrics
-from concord.app.replay import REPLAY_HEADER
-from concord.app.settings import Settings
-from concord.codecs import internal
 from concord.connectors.base import Connector, ErrorKind, Outcome
 from concord.connectors.breaker import Breakers
 from concord.connectors.executor import (
@@ -50,7 +46,9 @@ from concord.connectors.ledger import RedisLedger, redis_client
 from concord.connectors.policy import RetryPolicy
 from concord.connectors.ratelimit import RedisRateLimiter, limits_from_settings
 from concord.connectors.registry import configured_connectors
-from concord.drift.lifecycle import Command
+from concord.core import messages, metrics
+from concord.core.messages import Command
+from concord.core.settings import Settings
 
 if TYPE_CHECKING:
     from concord.app.factory import Concord
@@ -82,7 +80,7 @@ def header(headers: Any, name: str) -> bytes | None:
 
 def is_replay(headers: Any) -> bool:
     """Whether the message was re-sent by `concord replay` (header `concord-replay: 1`)."""
-    return header(headers, REPLAY_HEADER) == b"1"
+    return header(headers, messages.REPLAY) == b"1"
 
 
 class KafkaPublisher:
@@ -111,12 +109,12 @@ class KafkaPublisher:
         await pending
 
     async def dead_letter(self, command: Command, result: CommandResult) -> None:
-        pending = await self._dlq.send(key=self.key, value=internal.encode(command),
+        pending = await self._dlq.send(key=self.key, value=messages.encode(command),
                                        headers=dead_letter_headers(result, *self.source))
         await pending
 
 
-def correction_failed(command: Command, result: CommandResult) -> internal.CorrectionFailed | None:
+def correction_failed(command: Command, result: CommandResult) -> messages.CorrectionFailed | None:
     """What the state agent must hear of a finding's correction that no retry can make succeed.
 
     A `data` dead letter (the platform refused what was sent, or no connector can send it), also when
@@ -127,7 +125,7 @@ def correction_failed(command: Command, result: CommandResult) -> internal.Corre
         return None
     if not command.fingerprint or not command.customer_key:
         return None  # not a finding's correction (a re-read)
-    return internal.CorrectionFailed(customer_key=command.customer_key, fingerprint=command.fingerprint,
+    return messages.CorrectionFailed(customer_key=command.customer_key, fingerprint=command.fingerprint,
                                      command_id=command.command_id, reason=result.reason, at=result.finished_at)
 
 
@@ -199,10 +197,10 @@ def register(concord: Concord, connector_factory: ConnectorFactory = configured_
                 started = time.perf_counter()
                 publisher.at(message)
                 result = await executor.run(command, replay=is_replay(message.headers))
-                await results.send(key=command.command_id.encode(), value=internal.encode(result))
+                await results.send(key=command.command_id.encode(), value=messages.encode(result))
                 failed = correction_failed(command, result)
                 if failed is not None:
-                    await canonical.send(key=failed.customer_key.encode(), value=internal.encode(failed))
+                    await canonical.send(key=failed.customer_key.encode(), value=messages.encode(failed))
                 processed.inc()
                 metrics.agent_batch_seconds.labels("commands").observe(time.perf_counter() - started)
 

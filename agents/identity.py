@@ -16,10 +16,10 @@ import faust
 import msgspec
 
 from concord.agents.ingest import dead_letter_headers
-from concord.app import metrics
-from concord.codecs import internal
+from concord.codecs import records
 from concord.codecs.model import AccountMerged, CanonicalEvent
 from concord.codecs.model import encode as encode_event
+from concord.core import messages, metrics
 from concord.tables import identity as rules
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def register(concord: Concord) -> None:
         async for event in stream.events():
             local_id = event.message.key.decode()
             try:
-                message = internal.decode_identity(event.value)
+                message = records.decode_identity(event.value)
             except msgspec.DecodeError as exc:  # only Concord writes here: a bug or a foreign producer
                 log.error("unreadable identity record %s: %s", local_id, exc)
                 metrics.ingest_dead_letters.labels("internal", "bad_identity_record").inc()
@@ -67,7 +67,7 @@ def register(concord: Concord) -> None:
             for resolved in outcome.forward:
                 await forward(resolved)
             for link in outcome.alias_links:
-                await identity_topic.send(key=link.local_id.encode(), value=internal.encode(link))
+                await identity_topic.send(key=link.local_id.encode(), value=messages.encode(link))
             if outcome.parked != queue:
                 platform = local_id.split(":", 1)[0]
                 if outcome.parked.events:

@@ -13,15 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
-from concord.app import metrics
-from concord.app.settings import codec_config
-from concord.codecs import internal
+from concord.codecs.config import codec_config
 from concord.codecs.errors import DecodeError
 from concord.codecs.model import CanonicalEvent, Platform, ResyncRequired
 from concord.codecs.model import encode as encode_event
 from concord.codecs.registry import CODEC_VERSION, decoder
 from concord.connectors.rereads import reread_commands
-from concord.drift.lifecycle import command_key
+from concord.core import messages, metrics
+from concord.core.messages import command_key
 
 if TYPE_CHECKING:
     from concord.app.factory import Concord
@@ -35,14 +34,14 @@ def dead_letter_headers(
     """The original headers plus where the record came from and why it could not be used."""
     headers = [(k, v) for k, v in (original or [])]
     headers += [
-        (internal.DLQ_PLATFORM, platform.encode()),
-        (internal.DLQ_REASON, reason.encode()),
-        (internal.DLQ_DETAIL, detail[:1000].encode()),
-        (internal.DLQ_SOURCE_TOPIC, topic.encode()),
-        (internal.DLQ_SOURCE_PARTITION, str(partition).encode()),
-        (internal.DLQ_SOURCE_OFFSET, str(offset).encode()),
-        (internal.DLQ_CODEC_VERSION, CODEC_VERSION.encode()),
-        (internal.DLQ_FAILED_AT, str(int(time.time() * 1000)).encode()),
+        (messages.DLQ_PLATFORM, platform.encode()),
+        (messages.DLQ_REASON, reason.encode()),
+        (messages.DLQ_DETAIL, detail[:1000].encode()),
+        (messages.DLQ_SOURCE_TOPIC, topic.encode()),
+        (messages.DLQ_SOURCE_PARTITION, str(partition).encode()),
+        (messages.DLQ_SOURCE_OFFSET, str(offset).encode()),
+        (messages.DLQ_CODEC_VERSION, CODEC_VERSION.encode()),
+        (messages.DLQ_FAILED_AT, str(int(time.time() * 1000)).encode()),
     ]
     return headers
 
@@ -71,7 +70,7 @@ def register(concord: Concord) -> None:
             if not rereads:
                 log.warning("resync required: %s %s %s (%s)", platform.value, event.object_type,
                             ",".join(event.record_ids) or event.entity.id, event.reason)
-            await audit.send(key=event.event_id.encode(), value=internal.encode(internal.AuditRecord(
+            await audit.send(key=event.event_id.encode(), value=messages.encode(messages.AuditRecord(
                 kind="resync_required", at=now, correlation_id=event.correlation_id,
                 platform=platform.value, customer_key=event.customer_key,
                 detail={"reason": event.reason, "object_type": event.object_type,
@@ -80,7 +79,7 @@ def register(concord: Concord) -> None:
             )))
             for command in rereads:
                 metrics.commands_emitted.labels(command.action).inc()
-                await commands.send(key=command_key(command), value=internal.encode(command))
+                await commands.send(key=command_key(command), value=messages.encode(command))
             return
         if event.local_customer is not None:
             await identity.send(key=event.local_customer.encode(), value=encode_event(event))

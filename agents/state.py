@@ -28,12 +28,12 @@ import msgspec
 from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.serializers import codecs
 
-from concord.app import metrics
 from concord.app.drift_index import DriftIndex
 from concord.app.web import recovery_finished
-from concord.codecs import internal
+from concord.codecs import records
 from concord.codecs.model import AccountMerged, CanonicalEvent
 from concord.codecs.model import encode as encode_event
+from concord.core import messages, metrics
 from concord.drift import lifecycle
 from concord.drift.config import DriftConfig
 from concord.drift.rule import Rule
@@ -165,15 +165,15 @@ def _reported_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
         k: v for k, v in after.items() if v.status != "pending"}
 
 
-def _group(message: internal.StateMessage, key: str) -> dict[str, list[CanonicalEvent]]:
-    if isinstance(message, internal.CanonicalBatch):
+def _group(message: records.StateMessage, key: str) -> dict[str, list[CanonicalEvent]]:
+    if isinstance(message, records.CanonicalBatch):
         groups: dict[str, list[CanonicalEvent]] = {}
         for event in message.events:
             if event.customer_key is None:
                 raise ValueError(f"batched event {event.event_id} has no customer key")
             groups.setdefault(event.customer_key, []).append(event)
         return groups
-    assert not isinstance(message, internal.Tick | internal.AcceptFinding | internal.CorrectionFailed)
+    assert not isinstance(message, messages.Tick | messages.AcceptFinding | messages.CorrectionFailed)
     return {key: [message]}
 
 
@@ -223,8 +223,8 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
     async def publish(verdict: lifecycle.Verdict) -> None:
         for t in verdict.transitions:
             metrics.drift_transitions.labels(t.rule, t.status).inc()
-            await drift_topic.send(key=t.customer_key.encode(), value=internal.encode(t))
-            await audit.send(key=t.customer_key.encode(), value=internal.encode(internal.AuditRecord(
+            await drift_topic.send(key=t.customer_key.encode(), value=messages.encode(t))
+            await audit.send(key=t.customer_key.encode(), value=messages.encode(messages.AuditRecord(
                 kind=f"drift.{t.status}", at=t.at, correlation_id=t.correlation_id, platform="concord",
                 customer_key=t.customer_key,
                 detail={"fingerprint": t.fingerprint, "rule": t.rule, "previous": t.previous,
@@ -232,14 +232,14 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
             )))
         for c in verdict.commands:
             metrics.commands_emitted.labels(c.action).inc()
-            await commands.send(key=lifecycle.command_key(c), value=internal.encode(c))
+            await commands.send(key=messages.command_key(c), value=messages.encode(c))
 
     async def route_away(state: st.CustomerState, event: CanonicalEvent) -> bool:
         """Handle merges: re-point ids of a merged-away key, re-address its late events."""
         outcome = merge_routing(state, event)
         for repoint in outcome.repoints:
             metrics.identity_repoints.inc()
-            await identity.send(key=repoint.local_id.encode(), value=internal.encode(repoint))
+            await identity.send(key=repoint.local_id.encode(), value=messages.encode(repoint))
         for moved in outcome.readdressed:
             assert moved.customer_key is not None
             await canonical.send(key=moved.customer_key.encode(), value=encode_event(moved))
@@ -310,7 +310,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
         index.submit(key, verdict.state.drift.values())
         deadlines.set(key, verdict.state.next_due)
 
-    async def accept(message: internal.AcceptFinding, now: int, partition: int) -> None:
+    async def accept(message: messages.AcceptFinding, now: int, partition: int) -> None:
         state = load_state(message.customer_key)
         verdict = lifecycle.accept(state, message.fingerprint, now, message.by, config)
         if not verdict.transitions:
@@ -319,7 +319,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
             return
         await settle(message.customer_key, verdict, partition)
 
-    async def correction_failed(message: internal.CorrectionFailed, now: int, partition: int) -> None:
+    async def correction_failed(message: messages.CorrectionFailed, now: int, partition: int) -> None:
         state = load_state(message.customer_key)
         verdict = lifecycle.correction_failed(state, message, now, config)
         if not verdict.transitions:
@@ -333,7 +333,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
         async for event in stream.events():
             key = event.message.key.decode() if event.message.key else ""
             try:
-                message = internal.decode_state(event.value)
+                message = records.decode_state(event.value)
             except msgspec.DecodeError as exc:  # only Concord writes here: a bug or a foreign producer
                 log.error("unreadable canonical record at %s[%d]@%d: %s", event.message.topic,
                           event.message.partition, event.message.offset, exc)
@@ -343,12 +343,12 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
             started = time.perf_counter()
             partition = event.message.partition
             try:
-                if isinstance(message, internal.Tick):
+                if isinstance(message, messages.Tick):
                     metrics.deadline_ticks.inc()
                     await process_customer(message.customer_key, [], now, True, partition)
-                elif isinstance(message, internal.AcceptFinding):
+                elif isinstance(message, messages.AcceptFinding):
                     await accept(message, now, partition)
-                elif isinstance(message, internal.CorrectionFailed):
+                elif isinstance(message, messages.CorrectionFailed):
                     await correction_failed(message, now, partition)
                 else:
                     groups = _group(message, key)
@@ -363,7 +363,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
                             # when the next one is taken), and the states written so far are in
                             # the table already.
                             await asyncio.sleep(0)
-                    processed.inc(len(message.events) if isinstance(message, internal.CanonicalBatch) else 1)
+                    processed.inc(len(message.events) if isinstance(message, records.CanonicalBatch) else 1)
             finally:
                 count_events()
                 # The states written above reach the producer before the event is acknowledged (when
@@ -400,7 +400,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
         if deadlines.rebuild_needed:
             rebuild()
         for key in deadlines.pop_due(now_ms()):
-            await canonical.send(key=key.encode(), value=internal.encode(internal.Tick(customer_key=key,
+            await canonical.send(key=key.encode(), value=messages.encode(messages.Tick(customer_key=key,
                                                                                        due=now_ms())))
         metrics.drift_index_backlog.set(index.backlog)
 

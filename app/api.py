@@ -15,7 +15,7 @@ import msgspec
 from faust.web import Request, Response, View
 
 from concord.app.drift_index import DriftIndex
-from concord.codecs import internal
+from concord.core import messages
 from concord.drift.config import DriftConfig
 from concord.drift.rule import Rule
 from concord.tables import state as st
@@ -112,9 +112,9 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
             if found is None:
                 return json(self, {"error": f"no finding {fingerprint}"}, 404)
             body = await request.json() if request.headers.get("Content-Type") == "application/json" else {}
-            message = internal.AcceptFinding(customer_key=found.customer_key, fingerprint=fingerprint,
+            message = messages.AcceptFinding(customer_key=found.customer_key, fingerprint=fingerprint,
                                               by=str(body.get("by", "admin")), note=str(body.get("note", "")))
-            await canonical.send(key=found.customer_key.encode(), value=internal.encode(message))
+            await canonical.send(key=found.customer_key.encode(), value=messages.encode(message))
             return json(self, {"status": "accepted", "fingerprint": fingerprint}, 202)
 
     @app.page("/api/rules")

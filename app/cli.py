@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from concord.app import settings as settings_mod
+from concord.core import settings as settings_mod
 
 E_SETTINGS = "concord: configuration error: {error}"
 
@@ -59,8 +59,9 @@ def cmd_infra(args: argparse.Namespace) -> int:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     from concord.app.decode_cmd import main as decode_main
+    from concord.codecs.config import codec_config
 
-    return decode_main(args.platform, args.file, settings_mod.codec_config(_load_settings()))
+    return decode_main(args.platform, args.file, codec_config(_load_settings()))
 
 
 def cmd_rules(args: argparse.Namespace) -> int:

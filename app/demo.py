@@ -33,7 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from msgspec import Struct
 from prometheus_client.parser import text_string_to_metric_families
 
-from concord.app.settings import Settings, env_var
+from concord.core.settings import Settings, env_var
 from concord.drift import catalog
 from concord.infra import cli as infra_cli
 from concord.infra.process import port_open

@@ -31,7 +31,7 @@ import msgspec
 import redis.asyncio as aioredis
 from msgspec import Struct
 
-from concord.drift.finding import Observation
+from concord.core.messages import Observation
 from concord.tables.state import DriftItem
 
 log = logging.getLogger("concord.drift_index")

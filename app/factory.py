@@ -11,8 +11,8 @@ import faust
 from faust.types import TableT
 
 from concord.app import faust_patches
-from concord.app.settings import Settings, kafka_bootstrap
-from concord.app.topics import TopicNames, TopicSpec, ensure_topics, topic_names
+from concord.core.settings import Settings, kafka_bootstrap
+from concord.core.topics import TopicNames, TopicSpec, ensure_topics, topic_names
 
 log = logging.getLogger("concord.app")
 

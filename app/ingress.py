@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Final
 
 from faust.web import Request, Response, View
 
-from concord.app import metrics, signatures
+from concord.app import signatures
+from concord.core import metrics
 
 if TYPE_CHECKING:
     from concord.app.factory import Concord

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from concord.agents import commands, identity, ingest, state
 from concord.app import api, commands_api, ingress, web
 from concord.app.factory import ROLES, Concord
-from concord.app.settings import Settings
+from concord.core.settings import Settings
 from concord.drift import catalog
 from concord.drift.config import DriftConfig
 from concord.drift.config import load as load_drift_config

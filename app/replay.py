@@ -25,14 +25,11 @@ from typing import Any, Final
 import msgspec
 from msgspec import Struct
 
-from concord.app.settings import Settings, kafka_bootstrap
-from concord.codecs import internal
-from concord.drift.lifecycle import Command
+from concord.core import messages
+from concord.core.messages import Command
+from concord.core.settings import Settings, kafka_bootstrap
 
 # aiokafka is imported where Kafka is used: `concord --help` builds this parser and should stay quick.
-
-#: Header that marks a command re-sent by replay (value "1"): the ledger may re-open a failed command.
-REPLAY_HEADER: Final = "concord-replay"
 
 E_EXPIRED: Final = (
     "skipped {command_id}: dead-lettered {hours:.0f} h longer ago than the ledger remembers "
@@ -47,12 +44,6 @@ E_NO_FILTER_COMMANDS: Final = (
     "or --all for every one"
 )
 E_NO_FILTER_INGEST: Final = "say which ingest dead letters to replay: --reason or --platform, or --all for every one"
-
-#: Headers the ingest agent adds to a dead letter; everything else is the original delivery's.
-INGEST_DLQ_HEADERS: Final = frozenset({
-    internal.DLQ_REASON, internal.DLQ_DETAIL, internal.DLQ_SOURCE_TOPIC, internal.DLQ_SOURCE_PARTITION,
-    internal.DLQ_SOURCE_OFFSET, internal.DLQ_CODEC_VERSION, internal.DLQ_PLATFORM, internal.DLQ_FAILED_AT,
-})
 
 PROGRESS_EVERY: Final = 100
 CONNECT_TIMEOUT_SECONDS: Final = 15.0
@@ -104,8 +95,8 @@ class IngestFilter(Struct, frozen=True, kw_only=True):
     def matches(self, headers: dict[str, bytes]) -> bool:
         if self.all:
             return True
-        return ((self.reason is None or headers.get(internal.DLQ_REASON, b"").decode() == self.reason)
-                and (self.platform is None or headers.get(internal.DLQ_PLATFORM, b"").decode() == self.platform))
+        return ((self.reason is None or headers.get(messages.DLQ_REASON, b"").decode() == self.reason)
+                and (self.platform is None or headers.get(messages.DLQ_PLATFORM, b"").decode() == self.platform))
 
 
 class Summary(Struct, frozen=True, kw_only=True):
@@ -123,7 +114,7 @@ class Summary(Struct, frozen=True, kw_only=True):
 
 def original_headers(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     """An ingest dead letter's headers without the ones the ingest agent added."""
-    return [(k, v) for k, v in headers if k not in INGEST_DLQ_HEADERS]
+    return [(k, v) for k, v in headers if k not in messages.INGEST_DLQ_HEADERS]
 
 
 def _last_headers(headers: Sequence[tuple[str, bytes]]) -> dict[str, bytes]:
@@ -165,14 +156,14 @@ def choose_commands(records: Sequence[Any], flt: CommandFilter, commands_topic: 
             skipped += 1  # dead-lettered more than once: one replay re-drives it
             continue
         headers = _last_headers(record.headers)
-        reason = headers.get(internal.DLQ_REASON, b"").decode()
-        failed_at = int(headers.get(internal.DLQ_FAILED_AT, b"0") or 0)
+        reason = headers.get(messages.DLQ_REASON, b"").decode()
+        failed_at = int(headers.get(messages.DLQ_FAILED_AT, b"0") or 0)
         if not_before_ms and failed_at < not_before_ms:
             skipped += 1
             out(E_EXPIRED.format(command_id=command.command_id, hours=(not_before_ms - failed_at) / 3_600_000))
             continue
         chosen[command.command_id] = Replayable(
-            commands_topic, record.key, record.value, [(REPLAY_HEADER, b"1")],
+            commands_topic, record.key, record.value, [(messages.REPLAY, b"1")],
             f"{command.command_id} {command.platform} {command.action} rule={command.rule or '-'} "
             f"customer={command.customer_key or '-'}: {reason}")
     return matched, list(chosen.values()), skipped
@@ -188,13 +179,13 @@ def choose_ingest(records: Sequence[Any], flt: IngestFilter,
         if not flt.matches(headers):
             continue
         matched += 1
-        source = headers.get(internal.DLQ_SOURCE_TOPIC, b"").decode()
+        source = headers.get(messages.DLQ_SOURCE_TOPIC, b"").decode()
         if not source:
             skipped += 1
             out(f"skipped dead letter at {record.topic}[{record.partition}]@{record.offset}: it names no source "
-                f"topic ({internal.DLQ_SOURCE_TOPIC})")
+                f"topic ({messages.DLQ_SOURCE_TOPIC})")
             continue
-        reason = headers.get(internal.DLQ_REASON, b"").decode()
+        reason = headers.get(messages.DLQ_REASON, b"").decode()
         chosen.append(Replayable(source, record.key, record.value, original_headers(record.headers),
                                  f"{record.topic}@{record.partition}:{record.offset} -> {source}: {reason}"))
     return matched, chosen, skipped
@@ -272,7 +263,7 @@ async def replay_commands(settings: Settings, flt: CommandFilter, dry_run: bool 
 
     Dead letters older than the ledger's memory (`command_ledger_ttl_seconds`) are skipped unless
     `include_expired`."""
-    from concord.app.topics import topic_names
+    from concord.core.topics import topic_names
 
     if not flt.given:
         raise ReplayError(E_NO_FILTER_COMMANDS)
@@ -287,7 +278,7 @@ async def replay_commands(settings: Settings, flt: CommandFilter, dry_run: bool 
 async def replay_ingest(settings: Settings, flt: IngestFilter, dry_run: bool = False,
                         out: Callable[[str], None] = _print) -> Summary:
     """Re-send the ingest dead letters matching `flt`, as they were delivered, to their source topics."""
-    from concord.app.topics import topic_names
+    from concord.core.topics import topic_names
 
     if not flt.given:
         raise ReplayError(E_NO_FILTER_INGEST)

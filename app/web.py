@@ -12,8 +12,8 @@ from aiokafka import AIOKafkaClient
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from concord.app import metrics
-from concord.app.settings import kafka_bootstrap
+from concord.core import metrics
+from concord.core.settings import kafka_bootstrap
 
 if TYPE_CHECKING:
     from concord.app.factory import Concord

@@ -28,7 +28,6 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from concord.app.partitioning import partition_for
 from concord.bench.common import (
     bootstrap,
     delete_run_topics,
@@ -39,9 +38,11 @@ from concord.bench.common import (
     write_result,
 )
 from concord.bench.workload import interleaved
-from concord.codecs import internal
+from concord.codecs import records
 from concord.codecs.model import CanonicalEvent
 from concord.codecs.model import encode as encode_event
+from concord.core import messages
+from concord.core.partitioning import partition_for
 
 APPS = Path(__file__).resolve().parent / "apps"
 COUNTER = re.compile(rb'^concord_events_processed_total\{agent="state"\} ([0-9.e+]+)$', re.M)
@@ -66,12 +67,12 @@ async def produce(canonical: str, singles: str, events: list[CanonicalEvent], pa
             part = partition_for(key, partitions)
             pending.setdefault(part, []).append(event)
             if len(pending[part]) >= batch:
-                await producer.send(canonical, internal.encode(internal.CanonicalBatch(events=pending.pop(part))),
+                await producer.send(canonical, messages.encode(records.CanonicalBatch(events=pending.pop(part))),
                                     partition=part)
             if n % 25_000 == 0:
                 print(f"  produced {n:,}/{len(events):,}", flush=True)
         for part, rest in pending.items():
-            await producer.send(canonical, internal.encode(internal.CanonicalBatch(events=rest)), partition=part)
+            await producer.send(canonical, messages.encode(records.CanonicalBatch(events=rest)), partition=part)
         await producer.flush()
     finally:
         await producer.stop()
@@ -88,8 +89,8 @@ async def raw_consume(topic: str, count: int) -> float:
                 if seen == 0:
                     started = time.perf_counter()
                 for record in records:
-                    message = internal.decode_state(record.value)
-                    seen += len(message.events) if isinstance(message, internal.CanonicalBatch) else 1
+                    message = records.decode_state(record.value)
+                    seen += len(message.events) if isinstance(message, records.CanonicalBatch) else 1
     finally:
         await consumer.stop()
     return count / (time.perf_counter() - started)

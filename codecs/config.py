@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from msgspec import Struct
 
+from concord.core.settings import Settings
+
 
 class CodecConfig(Struct, frozen=True, kw_only=True):
     # Salesforce Opportunity field holding the plan sold (a custom field in most orgs).
@@ -15,3 +17,13 @@ class CodecConfig(Struct, frozen=True, kw_only=True):
 
 
 DEFAULT_CODEC_CONFIG = CodecConfig()
+
+
+def codec_config(settings: Settings) -> CodecConfig:
+    """The codec options among the settings."""
+    return CodecConfig(
+        salesforce_plan_field=settings.salesforce_plan_field,
+        zendesk_status_field=settings.zendesk_status_field,
+        zendesk_tier_field=settings.zendesk_tier_field,
+        zendesk_end_date_field=settings.zendesk_end_date_field,
+    )

@@ -42,7 +42,6 @@ import msgspec
 from msgspec import Raw, Struct
 
 from concord.codecs.config import DEFAULT_CODEC_CONFIG, CodecConfig
-from concord.codecs.currency import minor_units
 from concord.codecs.errors import DecodeError
 from concord.codecs.model import (
     CanonicalEvent,
@@ -56,6 +55,7 @@ from concord.codecs.model import (
     SalesOrderChanged,
     Version,
 )
+from concord.core.currency import minor_units
 
 __all__ = ["ENVELOPE_V1", "decode"]
 

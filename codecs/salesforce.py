@@ -50,7 +50,6 @@ import msgspec
 from msgspec import UNSET, Meta, Raw, Struct, UnsetType, field
 
 from concord.codecs.config import DEFAULT_CODEC_CONFIG, CodecConfig
-from concord.codecs.currency import DEFAULT_MINOR_UNITS, MAX_MINOR_UNITS, minor_units
 from concord.codecs.errors import DecodeError
 from concord.codecs.model import (
     AccountMerged,
@@ -62,6 +61,7 @@ from concord.codecs.model import (
     ResyncRequired,
     Version,
 )
+from concord.core.currency import DEFAULT_MINOR_UNITS, MAX_MINOR_UNITS, minor_units
 
 __all__ = [
     "ACCOUNT_PAYMENT_TERMS_FIELD",

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from msgspec import Struct
 
-from concord.drift.lifecycle import Command
+from concord.core.messages import Command
 
 
 class ErrorKind(enum.StrEnum):

@@ -38,8 +38,6 @@ from typing import Any, Final, Protocol, TypeVar
 from msgspec import Struct
 from redis.exceptions import RedisError
 
-from concord.app import metrics
-from concord.codecs import internal as records
 from concord.connectors.base import Connector, ConnectorError, ErrorKind, Outcome
 from concord.connectors.breaker import GAUGE_VALUE, Breaker, Breakers, BreakerStatus, State
 from concord.connectors.http import HttpClient
@@ -48,7 +46,8 @@ from concord.connectors.internal import InternalActions
 from concord.connectors.ledger import Claim, Ledger, StoredOutcome, Verdict
 from concord.connectors.policy import DeadLetter, Halt, Retry, RetryPolicy, decide
 from concord.connectors.ratelimit import RateLimiter
-from concord.drift.lifecycle import Command
+from concord.core import messages, metrics
+from concord.core.messages import Command
 
 log = logging.getLogger("concord.commands")
 
@@ -59,11 +58,6 @@ DONE: Final = "done"
 ALREADY_DONE: Final = "already_done"
 DEAD_LETTERED: Final = "dead_lettered"
 SKIPPED_FAILED: Final = "skipped_failed"
-
-#: Headers of a command dead letter besides those of codecs/internal.py (reason, platform, source, failed-at).
-DLQ_KIND: Final = "concord-dlq-kind"
-DLQ_ATTEMPTS: Final = "concord-dlq-attempts"
-DLQ_COMMAND_ID: Final = "concord-command-id"
 
 # Dead-letter reason classes of the executor itself (the policy has "exhausted" and "data").
 NO_CONNECTOR: Final = "no_connector"
@@ -134,15 +128,15 @@ class ExecutorStatus(Struct, frozen=True, kw_only=True):
 def dead_letter_headers(result: CommandResult, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
     """Headers of a command dead letter: why, after how many attempts, when, and where it came from."""
     return [
-        (records.DLQ_REASON, result.reason[:1000].encode()),
-        (DLQ_KIND, result.error_kind.encode()),
-        (DLQ_ATTEMPTS, str(result.attempts).encode()),
-        (records.DLQ_FAILED_AT, str(result.finished_at).encode()),
-        (records.DLQ_PLATFORM, result.platform.encode()),
-        (DLQ_COMMAND_ID, result.command_id.encode()),
-        (records.DLQ_SOURCE_TOPIC, topic.encode()),
-        (records.DLQ_SOURCE_PARTITION, str(partition).encode()),
-        (records.DLQ_SOURCE_OFFSET, str(offset).encode()),
+        (messages.DLQ_REASON, result.reason[:1000].encode()),
+        (messages.DLQ_KIND, result.error_kind.encode()),
+        (messages.DLQ_ATTEMPTS, str(result.attempts).encode()),
+        (messages.DLQ_FAILED_AT, str(result.finished_at).encode()),
+        (messages.DLQ_PLATFORM, result.platform.encode()),
+        (messages.DLQ_COMMAND_ID, result.command_id.encode()),
+        (messages.DLQ_SOURCE_TOPIC, topic.encode()),
+        (messages.DLQ_SOURCE_PARTITION, str(partition).encode()),
+        (messages.DLQ_SOURCE_OFFSET, str(offset).encode()),
     ]
 
 

@@ -32,9 +32,9 @@ import aiohttp
 import msgspec
 from msgspec import Struct
 
-from concord.codecs.currency import minor_units
 from concord.connectors.base import ConnectorError, ErrorKind, classify_status
-from concord.drift.lifecycle import Command
+from concord.core.currency import minor_units
+from concord.core.messages import Command
 
 log = logging.getLogger(__name__)
 

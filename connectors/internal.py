@@ -16,7 +16,7 @@ from typing import Final
 
 from concord.connectors.base import ConnectorError, ErrorKind, Outcome
 from concord.connectors.ledger import Ledger
-from concord.drift.lifecycle import Command
+from concord.core.messages import Command
 
 PLATFORM: Final = "concord"
 PROBE: Final = "concord.probe"

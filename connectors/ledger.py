@@ -30,7 +30,7 @@ from msgspec import Struct
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from concord.drift.lifecycle import Command
+from concord.core.messages import Command
 
 PENDING: Final = "pending"
 DONE: Final = "done"

@@ -31,7 +31,6 @@ from typing import Any, Final
 
 import msgspec
 
-from concord.app.settings import Settings
 from concord.connectors.base import ConnectorError, ErrorKind, Outcome
 from concord.connectors.http import (
     HttpClient,
@@ -42,7 +41,8 @@ from concord.connectors.http import (
     unknown_field,
     unsupported,
 )
-from concord.drift.lifecycle import Command
+from concord.core.messages import Command
+from concord.core.settings import Settings
 
 PLATFORM: Final = "netsuite"
 UPSERT_CUSTOMER: Final = "erp.upsert_customer"

@@ -17,8 +17,8 @@ from typing import Final
 
 from msgspec import Struct
 
-from concord.app.settings import Settings
 from concord.connectors.base import ConnectorError, ErrorKind
+from concord.core.settings import Settings
 
 #: Reason classes of dead letters (a metric label and the start of the reason text).
 EXHAUSTED: Final = "exhausted"

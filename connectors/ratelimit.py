@@ -17,8 +17,8 @@ from typing import Final, Protocol
 import redis.asyncio as aioredis
 from msgspec import Struct
 
-from concord.app.settings import Settings
-from concord.app.topics import PLATFORMS
+from concord.core.settings import Settings
+from concord.core.topics import PLATFORMS
 
 # ARGV: rate (tokens/s), burst (max tokens). Returns the wait in seconds as a string ("0": taken).
 _TAKE: Final = """

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Final
 
-from concord.app.settings import Settings
 from concord.connectors.base import Connector
 from concord.connectors.netsuite import NetSuiteConnector
 from concord.connectors.salesforce import SalesforceConnector
 from concord.connectors.stripe import StripeConnector
 from concord.connectors.zendesk import ZendeskConnector
+from concord.core.settings import Settings
 
 
 def build_connectors(settings: Settings) -> dict[str, Connector]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Final
 
 from concord.codecs.model import ResyncRequired
-from concord.drift.lifecycle import Command, command_id
+from concord.core.messages import Command, command_id
 
 FETCH_ORGANIZATION: Final = "support.fetch_organization"
 

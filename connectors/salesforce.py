@@ -18,11 +18,11 @@ from typing import Any, Final
 
 import msgspec
 
-from concord.app.settings import Settings
 from concord.codecs.salesforce import ACCOUNT_PAYMENT_TERMS_FIELD, ACCOUNT_TAX_ID_FIELD
 from concord.connectors.base import ConnectorError, ErrorKind, Outcome
 from concord.connectors.http import HttpClient, split_address, target, unknown_field, unsupported
-from concord.drift.lifecycle import Command
+from concord.core.messages import Command
+from concord.core.settings import Settings
 
 PLATFORM: Final = "salesforce"
 UPDATE_CUSTOMER: Final = "crm.update_customer"

@@ -20,10 +20,10 @@ from typing import Any, Final
 
 import msgspec
 
-from concord.app.settings import Settings
 from concord.connectors.base import ConnectorError, ErrorKind, Outcome
 from concord.connectors.http import HttpClient, split_address, target, unknown_field, unsupported
-from concord.drift.lifecycle import Command
+from concord.core.messages import Command
+from concord.core.settings import Settings
 
 PLATFORM: Final = "stripe"
 UPDATE_CUSTOMER: Final = "billing.update_customer"

@@ -27,10 +27,10 @@ from typing import Any, Final
 
 import msgspec
 
-from concord.app.settings import Settings
 from concord.connectors.base import ConnectorError, ErrorKind, Outcome
 from concord.connectors.http import HttpClient, HttpResponse, target, unknown_field, unsupported
-from concord.drift.lifecycle import Command
+from concord.core.messages import Command
+from concord.core.settings import Settings
 
 PLATFORM: Final = "zendesk"
 SUSPEND: Final = "support.suspend_entitlement"

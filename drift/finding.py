@@ -7,16 +7,7 @@ from typing import Any
 
 from msgspec import Struct
 
-
-class Observation(Struct, gc=False, frozen=True, kw_only=True, array_like=True):
-    """One side of a disagreement: a value as a system holds it, with its version and source time."""
-
-    system: str  # salesforce, stripe, zendesk, netsuite, concord
-    record: str  # the record's id in that system ("" when the record is missing)
-    field: str
-    value: Any
-    version: int = 0  # the record's version (Stamp.ts) when read; 0 when missing
-    at: int = 0  # source time (epoch ms) of that value
+from concord.core.messages import Observation
 
 
 class Action(Struct, frozen=True, kw_only=True):

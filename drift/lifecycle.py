@@ -23,18 +23,17 @@ most once, and a drift that comes back after its correction gets new ones.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import msgspec
 from msgspec import Struct
 
-from concord.codecs.internal import CorrectionFailed
+from concord.core.messages import Command, CorrectionFailed, DriftItem, Transition, command_id
 from concord.drift.config import DriftConfig, RuleConfig
-from concord.drift.finding import Finding, Observation
+from concord.drift.finding import Finding
 from concord.drift.rule import Context, Rule
-from concord.tables.state import CustomerState, DriftItem
+from concord.tables.state import CustomerState
 
 PENDING: Final = "pending"
 OPEN: Final = "open"
@@ -46,74 +45,10 @@ ACTIVE: Final = frozenset({OPEN, COMMANDED, ESCALATED})
 _replace = msgspec.structs.replace
 
 
-class Transition(Struct, frozen=True, kw_only=True):
-    """One lifecycle step of a finding, published on `concord.drift` (and checkpointed on audit)."""
-
-    fingerprint: str
-    rule: str
-    customer_key: str
-    subject: str
-    status: str
-    previous: str | None
-    severity: str
-    at: int
-    since: int
-    first_seen: int
-    last_seen: int
-    generation: int = 0
-    command_id: str = ""
-    action: str = "review"
-    dry_run: bool = False
-    resolution: str | None = None
-    summary: str = ""
-    evidence: tuple[Observation, ...] = ()
-    correlation_id: str = ""
-    note: str = ""  # why it was escalated
-
-
-class Command(Struct, frozen=True, kw_only=True):
-    """A corrective command on `concord.commands` (executed by the command agent)."""
-
-    command_id: str
-    action: str
-    platform: str
-    target: dict[str, str]
-    payload: dict[str, Any]
-    fingerprint: str
-    rule: str
-    customer_key: str
-    generation: int
-    correlation_id: str
-    created_at: int
-    not_before: int = 0
-    attempt: int = 0
-    # When this occurrence of the finding began (its `since`): every correction of one occurrence
-    # carries the same, a drift that comes back after its correction another. Connectors whose
-    # platform has no idempotency key derive a record key from it (NetSuite payments).
-    occurrence: int = 0
-
-
 class Verdict(Struct, frozen=True):
     state: CustomerState
     transitions: tuple[Transition, ...] = ()
     commands: tuple[Command, ...] = ()
-
-
-def command_id(fingerprint: str, action: str, generation: int, since: int = 0) -> str:
-    """Deterministic: the same correction of the same finding always has the same id.
-
-    `since` (when this occurrence of the disagreement began, from source times) tells occurrences
-    apart: a drift that was corrected and comes back is a new occurrence whose first correction must
-    not carry the id the ledger already holds as done (it would be skipped as already applied).
-    """
-    key = f"{fingerprint}|{action}|{generation}" + (f"|{since}" if since else "")
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
-
-
-def command_key(command: Command) -> bytes:
-    """Kafka key of a command: its target record, so commands for one record stay in order."""
-    target = next(iter(command.target.values()), command.customer_key)
-    return f"{command.platform}:{target}".encode()
 
 
 def rules_to_run(rules: Sequence[Rule], sections: Iterable[str] | None) -> list[Rule]:

@@ -17,7 +17,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Final, TextIO
 
-from concord.app import settings as settings_mod
+from concord.core import settings as settings_mod
 
 if TYPE_CHECKING:
     from collections.abc import Callable

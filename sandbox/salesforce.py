@@ -39,8 +39,8 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from concord.codecs.currency import minor_units
 from concord.codecs.salesforce import ACCOUNT_PAYMENT_TERMS_FIELD, ACCOUNT_TAX_ID_FIELD
+from concord.core.currency import minor_units
 from concord.sandbox.faults import Faults, Handler, PlatformCredentials, WriteCounter, guard
 from concord.sandbox.world import Record, World
 

@@ -32,8 +32,8 @@ import msgspec
 from aiohttp import web
 from msgspec import Struct
 
-from concord.app.settings import Settings, kafka_bootstrap
-from concord.app.topics import topic_names
+from concord.core.settings import Settings, kafka_bootstrap
+from concord.core.topics import topic_names
 from concord.sandbox import netsuite, salesforce, stripe, zendesk
 from concord.sandbox.emit import Emitter, EmitterStats
 from concord.sandbox.faults import Faults, FaultsError, PlatformCredentials

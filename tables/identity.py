@@ -13,10 +13,11 @@ from typing import Any, Final
 import msgspec
 from msgspec import Struct
 
-from concord.codecs.internal import IdentityMessage, Repoint
 from concord.codecs.model import UNSET, AccountMerged, CanonicalEvent, CustomerUpserted, EntityRef, Platform, Version
 from concord.codecs.model import decode as decode_event
 from concord.codecs.model import encode as encode_event
+from concord.codecs.records import IdentityMessage
+from concord.core.messages import Repoint
 from concord.tables.state import ZERO, CustomerState, PartyRecord
 
 

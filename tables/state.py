@@ -34,7 +34,6 @@ from typing import Any, ClassVar, Final, Protocol, TypeVar
 import msgspec
 from msgspec import UNSET, Struct
 
-from concord.codecs.currency import minor_units, rescale
 from concord.codecs.model import (
     AccountMerged,
     AccountUpserted,
@@ -52,7 +51,8 @@ from concord.codecs.model import (
     SubscriptionChanged,
     SupportCaseChanged,
 )
-from concord.drift.finding import Observation
+from concord.core.currency import minor_units, rescale
+from concord.core.messages import DriftItem
 
 
 class Stamp(Struct, gc=False, frozen=True, order=True, array_like=True):
@@ -333,30 +333,6 @@ class SalesOrder(Struct, Versioned, gc=False, kw_only=True, frozen=True, array_l
     deleted: bool = False
     since_lag: int = 0
     stamp: Stamp = ZERO
-
-
-class DriftItem(Struct, gc=False, kw_only=True, frozen=True, array_like=True):
-    """The lifecycle of one finding of this customer (see drift/lifecycle.py)."""
-
-    fingerprint: str
-    rule: str
-    subject: str
-    status: str  # pending, open, commanded, escalated, resolved
-    severity: str
-    since: int  # when the disagreement began (source time)
-    due: int  # since + grace: not reported before
-    action: str = "review"
-    dry_run: bool = False
-    first_seen: int = 0  # when it was reported (0 while pending)
-    last_seen: int = 0
-    generation: int = 0  # corrections commanded so far
-    last_command_at: int = 0
-    command_id: str = ""
-    resolution: str | None = None  # converged, corrected, accepted
-    resolved_at: int = 0
-    summary: str = ""
-    evidence: tuple[Observation, ...] = ()
-    note: str = ""  # why it was escalated (for the person who takes it over)
 
 
 # ---------------------------------------------------------------- sections

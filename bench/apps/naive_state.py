@@ -13,10 +13,10 @@ from pathlib import Path
 
 import faust
 
-from concord.app import settings as settings_mod
 from concord.app.factory import Concord
 from concord.app.worker import run
 from concord.codecs.model import decode as decode_event
+from concord.core import settings as settings_mod
 from concord.drift import catalog, lifecycle
 from concord.drift.config import DriftConfig
 from concord.drift.sections import sections_of

@@ -15,9 +15,9 @@ from typing import cast
 import faust
 import orjson
 
-from concord.app import settings as settings_mod
 from concord.app.factory import create_faust_app
 from concord.app.worker import run
+from concord.core import settings as settings_mod
 
 
 def make() -> faust.App:

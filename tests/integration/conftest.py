@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from concord.app.settings import Settings
+from concord.core.settings import Settings
 from concord.infra import kafka, redis
 from concord.infra.cli import default_cache
 from tests.integration.harness import Infra, delete_app_topics, unique_settings

@@ -19,8 +19,8 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from concord.app.settings import Settings, env_var
 from concord.bench.common import free_port
+from concord.core.settings import Settings, env_var
 
 REPO = Path(__file__).resolve().parents[2]
 

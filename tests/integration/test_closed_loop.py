@@ -20,14 +20,14 @@ import aiohttp
 import msgspec
 import pytest
 
-from concord.app.settings import Settings
-from concord.app.topics import topic_names
 from concord.bench.common import free_port
-from concord.codecs import internal
 from concord.connectors.executor import DLQ_KIND
+from concord.core import messages
+from concord.core.messages import Command
+from concord.core.settings import Settings
+from concord.core.topics import topic_names
 from concord.drift import catalog
 from concord.drift.finding import fingerprint
-from concord.drift.lifecycle import Command
 from concord.infra import redis
 from concord.infra.cli import default_cache
 from concord.sandbox.traffic import PLAN_TIERS
@@ -207,7 +207,7 @@ async def outcomes(worker: WorkerProcess, injected: list[dict[str, Any]], bootst
     for record in await read_all(bootstrap, dlq_topic):
         command = msgspec.json.decode(record.value, type=Command)
         headers = dict(record.headers or ())
-        dead[command.fingerprint] = headers.get(internal.DLQ_REASON, b"").decode()
+        dead[command.fingerprint] = headers.get(messages.DLQ_REASON, b"").decode()
     found: dict[str, str] = {}
     for item in injected:
         fp = fingerprint(item["rule"], item["customer_key"], item["subject"])

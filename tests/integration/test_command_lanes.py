@@ -13,12 +13,12 @@ from typing import Any
 
 import msgspec
 
-from concord.app.settings import Settings, kafka_bootstrap
-from concord.app.topics import topic_names
-from concord.codecs import internal
 from concord.connectors.base import ConnectorError, ErrorKind, Outcome
 from concord.connectors.executor import DLQ_ATTEMPTS, DLQ_KIND, CommandResult
-from concord.drift.lifecycle import Command
+from concord.core import messages
+from concord.core.messages import Command
+from concord.core.settings import Settings, kafka_bootstrap
+from concord.core.topics import topic_names
 from tests.integration.harness import WorkerProcess, produce, read_all, wait_for_record
 from tests.integration.test_replay import RereadConnector, run_commands_worker
 
@@ -64,8 +64,8 @@ async def test_an_outage_on_one_platform_does_not_hold_up_another(settings: Sett
                          customer_key="001L1", generation=0, correlation_id="corr-l2", created_at=2)
         # An unreadable record first: dead-lettered with its bytes and why, and the commands behind it flow on.
         await produce(bootstrap, names.commands, [(b"stripe:cus_L0", b"{not a command"),
-                                                  (b"stripe:cus_L1", internal.encode(stuck)),
-                                                  (b"zendesk:7002", internal.encode(reread))])
+                                                  (b"stripe:cus_L1", messages.encode(stuck)),
+                                                  (b"zendesk:7002", messages.encode(reread))])
         done = await wait_for_record(
             bootstrap, names.command_results, lambda r: r.key == reread.command_id.encode(), timeout=30)
         assert msgspec.json.decode(done.value, type=CommandResult).status == "done"
@@ -76,8 +76,8 @@ async def test_an_outage_on_one_platform_does_not_hold_up_another(settings: Sett
         (dead,) = await read_all(bootstrap, names.dlq_commands)
         headers = dict(dead.headers)
         assert (dead.key, dead.value) == (b"stripe:cus_L0", b"{not a command")
-        assert headers[internal.DLQ_REASON].startswith(b"undecodable command: ")
-        assert (headers[DLQ_KIND], headers[DLQ_ATTEMPTS], headers[internal.DLQ_SOURCE_TOPIC]) == (
+        assert headers[messages.DLQ_REASON].startswith(b"undecodable command: ")
+        assert (headers[DLQ_KIND], headers[DLQ_ATTEMPTS], headers[messages.DLQ_SOURCE_TOPIC]) == (
             b"data", b"0", names.commands.encode())
         status = await worker.get_json("/api/commands/status")
         assert isinstance(status, dict) and status["executing"] is True

@@ -18,7 +18,7 @@ from concord.connectors.executor import DONE, Executor
 from concord.connectors.ledger import RedisLedger, StoredOutcome, Verdict, redis_client
 from concord.connectors.policy import RetryPolicy
 from concord.connectors.ratelimit import Limit, RedisRateLimiter
-from concord.drift.lifecycle import Command
+from concord.core.messages import Command
 from concord.infra import redis as redis_infra
 from concord.infra.cli import default_cache
 from tests.integration.harness import Infra

@@ -14,8 +14,6 @@ import msgspec
 import orjson
 import pytest
 
-from concord.app.settings import Settings
-from concord.app.topics import topic_names
 from concord.bench.workload import customer_key, history
 from concord.codecs.model import (
     CanonicalEvent,
@@ -25,6 +23,8 @@ from concord.codecs.model import (
     Version,
 )
 from concord.codecs.model import encode as encode_event
+from concord.core.settings import Settings
+from concord.core.topics import topic_names
 from concord.drift.finding import fingerprint
 from concord.drift.lifecycle import command_id
 from tests.integration.harness import Infra, WorkerProcess, consume_all, produce, read_all, wait_committed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from concord.app.settings import Settings
+from concord.core.settings import Settings
 from tests.integration.harness import Infra, produce, python_worker, wait_committed
 
 APP = Path(__file__).parent / "apps" / "counter_app.py"

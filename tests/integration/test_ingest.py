@@ -11,10 +11,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from concord.app.settings import Settings
 from concord.app.signatures import sign_t_v1
-from concord.app.topics import topic_names
-from concord.codecs import internal
+from concord.core import messages
+from concord.core.settings import Settings
+from concord.core.topics import topic_names
 from tests.integration.harness import Infra, WorkerProcess, consume_all, produce, wait_committed, wait_for_record
 
 SECRET = "whsec_integration"
@@ -120,10 +120,10 @@ async def test_bad_payload_goes_to_the_dlq_with_its_reason_and_good_ones_behind_
     headers = dict(record.headers)
     assert record.value == b"{not json" and record.key == b"k"
     assert headers["source"] == b"test"  # original headers kept
-    assert headers[internal.DLQ_REASON] == b"invalid_json"
-    assert headers[internal.DLQ_SOURCE_TOPIC] == names.raw["stripe"].encode()
-    assert headers[internal.DLQ_SOURCE_OFFSET] == b"0"
-    assert headers[internal.DLQ_CODEC_VERSION]
+    assert headers[messages.DLQ_REASON] == b"invalid_json"
+    assert headers[messages.DLQ_SOURCE_TOPIC] == names.raw["stripe"].encode()
+    assert headers[messages.DLQ_SOURCE_OFFSET] == b"0"
+    assert headers[messages.DLQ_CODEC_VERSION]
 
     canonical = await consume_all(infra.bootstrap, names.canonical, expected=1, timeout=60)
     assert [orjson.loads(r.value)["event_id"] for r in canonical] == ["evt_good"]
@@ -221,9 +221,9 @@ async def test_park_overflow_is_dead_lettered_and_replays_to_the_identity_topic(
             assert (await _post(proc, body, sign_t_v1(body, SECRET, now)))[0] == 200
         [dead] = await consume_all(infra.bootstrap, names.dlq_ingest, expected=1, timeout=60)
         headers = dict(dead.headers)
-        assert headers[internal.DLQ_REASON] == b"identity_park_overflow"
-        assert headers[internal.DLQ_SOURCE_TOPIC] == names.identity.encode()  # where a replay sends it
-        assert headers[internal.DLQ_PLATFORM] == b"stripe"
+        assert headers[messages.DLQ_REASON] == b"identity_park_overflow"
+        assert headers[messages.DLQ_SOURCE_TOPIC] == names.identity.encode()  # where a replay sends it
+        assert headers[messages.DLQ_PLATFORM] == b"stripe"
 
         # The link arrives and releases the parked invoice; then the replayed one resolves through it too.
         customer = stripe_event("evt_ovfc", "customer.created", stripe_customer("cus_OVF", "001OVF"))

@@ -30,13 +30,13 @@ from concord.app.replay import (
     replay_ingest,
     resend,
 )
-from concord.app.settings import Settings, kafka_bootstrap
-from concord.app.topics import TopicSpec, ensure_topics, topic_names
 from concord.bench.common import free_port
-from concord.codecs import internal
 from concord.connectors.base import ConnectorError, Outcome, classify_status
 from concord.connectors.executor import CommandResult
-from concord.drift.lifecycle import Command
+from concord.core import messages
+from concord.core.messages import Command
+from concord.core.settings import Settings, kafka_bootstrap
+from concord.core.topics import TopicSpec, ensure_topics, topic_names
 from tests.integration.harness import WorkerProcess, produce, read_all, settings_env, wait_for_record
 
 STUB_ENV = "CONCORD_TEST_STUB_URL"
@@ -93,9 +93,9 @@ def run_commands_worker(connector_factory: Any) -> None:
     """A worker process running only the command agents (and their API) with `connector_factory`."""
     from concord.agents import commands
     from concord.app import commands_api, web
-    from concord.app import settings as settings_mod
     from concord.app.factory import Concord
     from concord.app.worker import run
+    from concord.core import settings as settings_mod
 
     concord = Concord(settings_mod.load(), roles=["commands"])
     web.register(concord)
@@ -155,8 +155,8 @@ async def test_a_replayed_dead_letter_executes_once_and_a_second_replay_does_not
                       target={"customer_id": "cus_R1"}, payload={"name": "Acme GmbH"}, fingerprint="fp-r1",
                       rule="D09", customer_key="001R1", generation=1, correlation_id="corr-r1", created_at=1)
         other = msgspec.structs.replace(cmd, command_id="b" * 32, rule="D04", target={"customer_id": "cus_R2"})
-        await produce(bootstrap, names.commands, [(b"stripe:cus_R1", internal.encode(cmd)),
-                                                  (b"stripe:cus_R2", internal.encode(other))])
+        await produce(bootstrap, names.commands, [(b"stripe:cus_R1", messages.encode(cmd)),
+                                                  (b"stripe:cus_R2", messages.encode(other))])
 
         # Refused by the platform (data error): dead-lettered at once, with why and from where.
         dead = await wait_for_record(bootstrap, names.dlq_commands,
@@ -205,7 +205,7 @@ async def test_a_replayed_dead_letter_executes_once_and_a_second_replay_does_not
         # A re-read's record goes to the platform's raw topic, keyed by the record id, for the codec.
         reread = msgspec.structs.replace(cmd, command_id="c" * 32, platform="zendesk",
                                          action="support.fetch_organization", target={"organization_id": "7001"})
-        await produce(bootstrap, names.commands, [(b"zendesk:7001", internal.encode(reread))])
+        await produce(bootstrap, names.commands, [(b"zendesk:7001", messages.encode(reread))])
         fetched = await wait_for_record(bootstrap, names.raw["zendesk"], lambda r: r.key == b"7001")
         assert fetched.value == b'{"organization": {"id": 7001, "external_id": "001R1"}}'
         await wait_for_record(bootstrap, names.command_results,
@@ -222,10 +222,10 @@ async def test_ingest_dead_letters_return_to_their_source_topic_with_original_he
 
     def dlq_headers(platform: str, reason: str) -> list[tuple[str, bytes]]:
         return original + [
-            (internal.DLQ_PLATFORM, platform.encode()), (internal.DLQ_REASON, reason.encode()),
-            (internal.DLQ_DETAIL, b"detail"), (internal.DLQ_SOURCE_TOPIC, names.raw[platform].encode()),
-            (internal.DLQ_SOURCE_PARTITION, b"0"), (internal.DLQ_SOURCE_OFFSET, b"5"),
-            (internal.DLQ_CODEC_VERSION, b"1"), (internal.DLQ_FAILED_AT, b"1700000000001"),
+            (messages.DLQ_PLATFORM, platform.encode()), (messages.DLQ_REASON, reason.encode()),
+            (messages.DLQ_DETAIL, b"detail"), (messages.DLQ_SOURCE_TOPIC, names.raw[platform].encode()),
+            (messages.DLQ_SOURCE_PARTITION, b"0"), (messages.DLQ_SOURCE_OFFSET, b"5"),
+            (messages.DLQ_CODEC_VERSION, b"1"), (messages.DLQ_FAILED_AT, b"1700000000001"),
         ]
 
     await produce(bootstrap, names.dlq_ingest, [(b"k1", b'{"id": "evt_1"}')], headers=dlq_headers("stripe", "bad_json"))
@@ -262,8 +262,8 @@ async def test_resend_reports_progress(settings: Settings) -> None:
 
 
 def test_only_the_dead_letter_headers_are_dropped() -> None:
-    headers = [("Stripe-Signature", b"t=1,v1=x"), (internal.DLQ_REASON, b"bad_json"),
-               (internal.DLQ_SOURCE_TOPIC, b"c.raw.stripe"), ("concord-received-at", b"1")]
+    headers = [("Stripe-Signature", b"t=1,v1=x"), (messages.DLQ_REASON, b"bad_json"),
+               (messages.DLQ_SOURCE_TOPIC, b"c.raw.stripe"), ("concord-received-at", b"1")]
     assert original_headers(headers) == [("Stripe-Signature", b"t=1,v1=x"), ("concord-received-at", b"1")]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
-from concord.app.settings import Settings
+from concord.core.settings import Settings
 from tests.integration.harness import WorkerProcess
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from concord.app import settings as s
+from concord.core import settings as s
 from tests.conftest import REPO_ROOT
 
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 import msgspec
 
 from concord.agents.commands import correction_failed
-from concord.codecs.internal import CorrectionFailed
 from concord.connectors.executor import CommandResult
-from concord.drift.lifecycle import Command
+from concord.core.messages import Command, CorrectionFailed
 
 COMMAND = Command(command_id="c" * 32, action="erp.update_customer", platform="netsuite", target={"id": "7"},
                   payload={}, fingerprint="f" * 20, rule="D13", customer_key="001A", generation=1,

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from concord.app.factory import ROLES, Concord
-from concord.app.settings import Settings
+from concord.core.settings import Settings
 
 
 def _concord(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

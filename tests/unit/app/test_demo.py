@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from concord.app import demo
-from concord.app import settings as s
 from concord.app.demo import Totals
+from concord.core import settings as s
 from concord.drift import catalog
 from concord.drift.config import load as load_drift_config
 from concord.sandbox.traffic import PLAN_TIERS

@@ -6,9 +6,9 @@ from typing import Any
 
 from msgspec import Struct
 
-from concord.app.replay import REPLAY_HEADER, CommandFilter, choose_commands
-from concord.codecs import internal
-from concord.drift.lifecycle import Command
+from concord.app.replay import CommandFilter, choose_commands
+from concord.core import messages
+from concord.core.messages import Command
 
 HOUR = 3_600_000
 
@@ -26,8 +26,8 @@ def dead(command_id: str, failed_at: int, rule: str = "D04") -> Record:
     command = Command(command_id=command_id, action="erp.upsert_invoice", platform="netsuite",
                       target={"external_id": "in_1"}, payload={}, fingerprint="fp", rule=rule, customer_key="001A",
                       generation=1, correlation_id="c", created_at=1)
-    return Record(key=b"netsuite:in_1", value=internal.encode(command), headers=[
-        (internal.DLQ_REASON, b"exhausted: 503"), (internal.DLQ_FAILED_AT, str(failed_at).encode())])
+    return Record(key=b"netsuite:in_1", value=messages.encode(command), headers=[
+        (messages.DLQ_REASON, b"exhausted: 503"), (messages.DLQ_FAILED_AT, str(failed_at).encode())])
 
 
 def test_one_replay_per_command_id_marked_as_replay() -> None:
@@ -35,7 +35,7 @@ def test_one_replay_per_command_id_marked_as_replay() -> None:
     records: list[Any] = [dead("a", 10 * HOUR), dead("a", 11 * HOUR), dead("b", 12 * HOUR, rule="D06")]
     matched, chosen, skipped = choose_commands(records, CommandFilter(rule="D04"), "t.commands", lines.append)
     assert (matched, skipped) == (2, 1)
-    assert [c.topic for c in chosen] == ["t.commands"] and chosen[0].headers == [(REPLAY_HEADER, b"1")]
+    assert [c.topic for c in chosen] == ["t.commands"] and chosen[0].headers == [(messages.REPLAY, b"1")]
 
 
 def test_dead_letters_older_than_the_ledger_remembers_are_skipped_and_said() -> None:

@@ -11,8 +11,8 @@ import msgspec
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from concord.app.settings import Settings
-from concord.drift.lifecycle import Command
+from concord.core.messages import Command
+from concord.core.settings import Settings
 from concord.sandbox import netsuite, salesforce, stripe, zendesk
 from concord.sandbox.faults import Faults, PlatformCredentials
 from concord.sandbox.world import World

@@ -16,7 +16,6 @@ import msgspec
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from concord.app import metrics
 from concord.connectors.base import ConnectorError, ErrorKind, Outcome
 from concord.connectors.breaker import Breakers, State
 from concord.connectors.executor import (
@@ -32,7 +31,8 @@ from concord.connectors.ledger import DONE as LEDGER_DONE
 from concord.connectors.ledger import FAILED, PENDING, Claim, LedgerEntry, StoredOutcome, Verdict
 from concord.connectors.policy import RetryPolicy
 from concord.connectors.zendesk import ZendeskConnector
-from concord.drift.lifecycle import Command
+from concord.core import metrics
+from concord.core.messages import Command
 from tests.unit.connectors import platform_sandbox
 
 T0 = 1_800_000_000.0

@@ -61,7 +61,7 @@ def test_auth_errors_halt_the_platform_whatever_the_attempt() -> None:
 
 
 def test_policy_from_settings() -> None:
-    from concord.app.settings import Settings
+    from concord.core.settings import Settings
 
     policy = RetryPolicy.from_settings(Settings(command_max_attempts=3, command_backoff_seconds=1.0,
                                                 command_backoff_max_seconds=9.0))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from concord.app.settings import Settings
 from concord.connectors.registry import build_connectors, configured, configured_connectors
+from concord.core.settings import Settings
 
 RULE_ACTIONS = {
     "zendesk": {"support.suspend_entitlement", "support.grant_entitlement", "support.set_tier",

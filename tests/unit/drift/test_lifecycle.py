@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from concord.codecs.internal import CorrectionFailed
+from concord.core import messages
+from concord.core.messages import CorrectionFailed
 from concord.drift import lifecycle
 from concord.drift.config import DriftConfig, RuleConfig
 from concord.drift.finding import Action, Finding, Observation
@@ -56,7 +57,7 @@ def test_younger_than_grace_is_pending_and_silent_then_opens_and_commands_when_d
     assert statuses(v) == [("pending", "open"), ("open", "commanded")]
     (command,) = v.commands
     assert command.action == "support.suspend_entitlement" and command.generation == 1
-    assert command.command_id == lifecycle.command_id(item.fingerprint, command.action, 1)
+    assert command.command_id == messages.command_id(item.fingerprint, command.action, 1)
     assert command.target == {"organization_id": "361"}
     assert v.state.next_due == 10 * MIN + 30 * MIN
 

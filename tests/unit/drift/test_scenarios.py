@@ -8,6 +8,7 @@ import msgspec
 
 from concord.bench.workload import history
 from concord.codecs.model import CanonicalEvent, InvoiceChanged, Platform, SubscriptionChanged, Version
+from concord.core import messages
 from concord.drift import catalog, lifecycle
 from concord.drift.config import DriftConfig
 from concord.drift.sections import sections_of
@@ -23,8 +24,8 @@ class Worker:
 
     def __init__(self) -> None:
         self.states: dict[str, st.CustomerState] = {}
-        self.transitions: list[lifecycle.Transition] = []
-        self.commands: list[lifecycle.Command] = []
+        self.transitions: list[messages.Transition] = []
+        self.commands: list[messages.Command] = []
 
     def feed(self, events: list[CanonicalEvent], now: int) -> None:
         for event in events:

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from concord.app.cli import build_parser
-from concord.app.settings import load
+from concord.core.settings import load
 from concord.sandbox import cli
 from concord.sandbox.emit import EmitterStats, PlatformStats
 from concord.sandbox.faults import PlatformCredentials

@@ -17,9 +17,9 @@ import msgspec
 import pytest
 
 from concord.codecs.config import DEFAULT_CODEC_CONFIG
-from concord.codecs.internal import Repoint
 from concord.codecs.model import AccountMerged, CanonicalEvent, ResyncRequired
 from concord.codecs.registry import decoder
+from concord.core.messages import Repoint
 from concord.drift import catalog, lifecycle
 from concord.drift.config import DriftConfig
 from concord.drift.finding import Finding

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from concord.codecs.internal import Repoint
 from concord.codecs.model import (
     UNSET,
     AccountMerged,
@@ -12,6 +11,7 @@ from concord.codecs.model import (
     RefundChanged,
     Version,
 )
+from concord.core.messages import Repoint
 from concord.tables.identity import EMPTY_QUEUE, ParkedQueue, merge_routing, step
 from concord.tables.state import CustomerState, apply, empty
 

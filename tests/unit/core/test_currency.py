@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from concord.codecs.currency import minor_units, rescale
+from concord.core.currency import minor_units, rescale
 
 
 @pytest.mark.parametrize(("currency", "digits"), [("USD", 2), ("EUR", 2), ("JPY", 0), ("DJF", 0), ("KWD", 3),

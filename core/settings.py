@@ -15,8 +15,6 @@ from typing import Annotated, Any, Final
 import msgspec
 from msgspec import Meta, Struct
 
-from concord.codecs.config import CodecConfig
-
 ENV_PREFIX: Final = "CONCORD_"
 
 E_BAD_SETTING: Final = (
@@ -325,16 +323,6 @@ def redacted(settings: Settings) -> dict[str, Any]:
         if _is_secret(meta) and out[name]:
             out[name] = "********"
     return out
-
-
-def codec_config(settings: Settings) -> CodecConfig:
-    """The codec options among the settings."""
-    return CodecConfig(
-        salesforce_plan_field=settings.salesforce_plan_field,
-        zendesk_status_field=settings.zendesk_status_field,
-        zendesk_tier_field=settings.zendesk_tier_field,
-        zendesk_end_date_field=settings.zendesk_end_date_field,
-    )
 
 
 def kafka_bootstrap(settings: Settings) -> str:

@@ -112,11 +112,11 @@ rate_limit_wait_seconds = Counter(
 
 
 def markdown_reference() -> str:
-    """docs/metrics.md, generated from the registry (`python -m concord.app.metrics`)."""
+    """docs/metrics.md, generated from the registry (`python -m concord.core.metrics`)."""
     lines = [
         "# Metrics",
         "",
-        "<!-- Generated from app/metrics.py by `python -m concord.app.metrics`. Do not edit by hand. -->",
+        "<!-- Generated from app/metrics.py by `python -m concord.core.metrics`. Do not edit by hand. -->",
         "",
         "Every worker serves these at `/metrics` (Prometheus text format).",
         "",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from concord.app import settings as s
+from concord.core import settings as s
 from tests.conftest import REPO_ROOT
 
 
@@ -59,7 +59,7 @@ def test_configuration_doc_matches_the_settings() -> None:
 
 
 def test_metrics_doc_matches_the_registry() -> None:
-    from concord.app import metrics
+    from concord.core import metrics
 
     doc = (REPO_ROOT / "docs" / "metrics.md").read_text()
     assert doc == metrics.markdown_reference(), "docs/metrics.md is stale: run `make docs`"

@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from msgspec import Struct
 
-from concord.app.settings import Settings
+from concord.core.settings import Settings
 
 PLATFORMS: Final = ("stripe", "salesforce", "zendesk", "netsuite")
 #: Command lanes: one per platform plus Concord's own actions, so one platform's outage or halt

@@ -1,0 +1,39 @@
+"""What Concord's identity and canonical topics carry: canonical events, their envelopes and the control
+records beside them (the control records themselves are `core/messages.py`'s)."""
+
+from __future__ import annotations
+
+import msgspec
+from msgspec import Struct
+
+from concord.codecs.model import CanonicalEvent
+from concord.core.messages import AcceptFinding, CorrectionFailed, Repoint, Tick
+
+IdentityMessage = CanonicalEvent | Repoint
+
+
+class CanonicalBatch(Struct, frozen=True, kw_only=True, tag_field="kind", tag="batch"):
+    """Many canonical events of one partition in one Kafka message (bulk producers, benchmarks).
+
+    The state agent handles it as one Faust event, grouping by customer key, so per-message costs
+    are paid once for the batch. Every event must carry its customer key, and the message must go
+    to the partition of those keys (`concord.core.partitioning.partition_for`).
+    """
+
+    events: list[CanonicalEvent]
+
+
+StateMessage = CanonicalEvent | CanonicalBatch | Tick | AcceptFinding | CorrectionFailed
+
+
+_identity_decoder = msgspec.json.Decoder(IdentityMessage)
+_state_decoder = msgspec.json.Decoder(StateMessage)
+
+
+def decode_state(data: bytes) -> StateMessage:
+    return _state_decoder.decode(data)
+
+
+def decode_identity(data: bytes) -> IdentityMessage:
+    return _identity_decoder.decode(data)
+

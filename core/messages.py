@@ -1,0 +1,212 @@
+"""The messages that cross folders: findings' records, commands, control records, audit, Kafka headers.
+
+One module, so that a codec, a rule, a connector, an agent and a view agree on a message by importing
+it from the layer below them all, not from whichever folder needed it first. Canonical events and
+the envelopes that carry them are the codecs' (`codecs/model.py`, `codecs/records.py`).
+
+Every Kafka header Concord writes is named here: dead letters keep the original bytes and headers
+untouched and add these to say where a record came from and why it could not be used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Final
+
+import msgspec
+from msgspec import Struct
+
+# ---------------------------------------------------------------- Kafka headers
+
+#: Dead letters (`<prefix>.dlq.ingest`, `<prefix>.dlq.commands`): why, from where, when.
+DLQ_REASON: Final = "concord-dlq-reason"
+DLQ_DETAIL: Final = "concord-dlq-detail"
+DLQ_SOURCE_TOPIC: Final = "concord-source-topic"
+DLQ_SOURCE_PARTITION: Final = "concord-source-partition"
+DLQ_SOURCE_OFFSET: Final = "concord-source-offset"
+DLQ_CODEC_VERSION: Final = "concord-codec-version"
+DLQ_PLATFORM: Final = "concord-platform"
+DLQ_FAILED_AT: Final = "concord-failed-at"
+#: Command dead letters only: the error class (transient, data, auth), attempts made, the command.
+DLQ_KIND: Final = "concord-dlq-kind"
+DLQ_ATTEMPTS: Final = "concord-dlq-attempts"
+DLQ_COMMAND_ID: Final = "concord-command-id"
+#: Headers the ingest path adds to an ingest dead letter; every other header is the original delivery's.
+INGEST_DLQ_HEADERS: Final = frozenset({
+    DLQ_REASON, DLQ_DETAIL, DLQ_SOURCE_TOPIC, DLQ_SOURCE_PARTITION, DLQ_SOURCE_OFFSET, DLQ_CODEC_VERSION,
+    DLQ_PLATFORM, DLQ_FAILED_AT,
+})
+#: A command re-sent by `concord replay` (value "1"): the ledger may re-open a failed command.
+REPLAY: Final = "concord-replay"
+#: When the webhook ingress received a delivery (epoch ms), on the raw record beside the platform's headers.
+RECEIVED_AT: Final = "concord-received-at"
+#: A record a re-read command fetched from a platform's API (value: the command id), on the raw topic.
+REFETCHED_BY: Final = "concord-refetched-by"
+
+
+# ---------------------------------------------------------------- findings
+
+
+class Observation(Struct, gc=False, frozen=True, kw_only=True, array_like=True):
+    """One side of a disagreement: a value as a system holds it, with its version and source time."""
+
+    system: str  # salesforce, stripe, zendesk, netsuite, concord
+    record: str  # the record's id in that system ("" when the record is missing)
+    field: str
+    value: Any
+    version: int = 0  # the record's version (Stamp.ts) when read; 0 when missing
+    at: int = 0  # source time (epoch ms) of that value
+
+
+class DriftItem(Struct, gc=False, kw_only=True, frozen=True, array_like=True):
+    """The lifecycle of one finding of a customer, kept in its state (see drift/lifecycle.py).
+
+    Array-like, as the state's records: field names would repeat in every stored state (new fields go
+    last, with a default, so that states stored before them still decode).
+    """
+
+    fingerprint: str
+    rule: str
+    subject: str
+    status: str  # pending, open, commanded, escalated, resolved
+    severity: str
+    since: int  # when the disagreement began (source time)
+    due: int  # since + grace: not reported before
+    action: str = "review"
+    dry_run: bool = False
+    first_seen: int = 0  # when it was reported (0 while pending)
+    last_seen: int = 0
+    generation: int = 0  # corrections commanded so far
+    last_command_at: int = 0
+    command_id: str = ""
+    resolution: str | None = None  # converged, corrected, accepted
+    resolved_at: int = 0
+    summary: str = ""
+    evidence: tuple[Observation, ...] = ()
+    note: str = ""  # why it was escalated (for the person who takes it over)
+
+
+class Transition(Struct, frozen=True, kw_only=True):
+    """One lifecycle step of a finding, published on `concord.drift` (and checkpointed on audit)."""
+
+    fingerprint: str
+    rule: str
+    customer_key: str
+    subject: str
+    status: str
+    previous: str | None
+    severity: str
+    at: int
+    since: int
+    first_seen: int
+    last_seen: int
+    generation: int = 0
+    command_id: str = ""
+    action: str = "review"
+    dry_run: bool = False
+    resolution: str | None = None
+    summary: str = ""
+    evidence: tuple[Observation, ...] = ()
+    correlation_id: str = ""
+    note: str = ""  # why it was escalated
+
+
+# ---------------------------------------------------------------- commands
+
+
+class Command(Struct, frozen=True, kw_only=True):
+    """A corrective command on `concord.commands` (executed by the command agent)."""
+
+    command_id: str
+    action: str
+    platform: str
+    target: dict[str, str]
+    payload: dict[str, Any]
+    fingerprint: str
+    rule: str
+    customer_key: str
+    generation: int
+    correlation_id: str
+    created_at: int
+    not_before: int = 0
+    attempt: int = 0
+    # When this occurrence of the finding began (its `since`): every correction of one occurrence
+    # carries the same, a drift that comes back after its correction another. Connectors whose
+    # platform has no idempotency key derive a record key from it (NetSuite payments).
+    occurrence: int = 0
+
+
+def command_id(fingerprint: str, action: str, generation: int, since: int = 0) -> str:
+    """Deterministic: the same correction of the same finding always has the same id.
+
+    `since` (when this occurrence of the disagreement began, from source times) tells occurrences
+    apart: a drift that was corrected and comes back is a new occurrence whose first correction must
+    not carry the id the ledger already holds as done (it would be skipped as already applied).
+    """
+    key = f"{fingerprint}|{action}|{generation}" + (f"|{since}" if since else "")
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def command_key(command: Command) -> bytes:
+    """Kafka key of a command: its target record, so commands for one record stay in order."""
+    target = next(iter(command.target.values()), command.customer_key)
+    return f"{command.platform}:{target}".encode()
+
+
+# ---------------------------------------------------------------- control records
+
+
+class Repoint(Struct, frozen=True, kw_only=True, tag_field="kind", tag="repoint"):
+    """Identity control: from now on `local_id` belongs to `customer_key` (after a CRM merge)."""
+
+    local_id: str
+    customer_key: str
+    reason: str
+    correlation_id: str = ""
+
+
+class Tick(Struct, frozen=True, kw_only=True, tag_field="kind", tag="tick"):
+    """A deadline of a customer is due: evaluate its drift rules now, even without a new event."""
+
+    customer_key: str
+    due: int
+
+
+class AcceptFinding(Struct, frozen=True, kw_only=True, tag_field="kind", tag="accept"):
+    """A person accepted a finding (admin API): resolve it as `accepted`."""
+
+    customer_key: str
+    fingerprint: str
+    by: str
+    note: str = ""
+
+
+class CorrectionFailed(Struct, frozen=True, kw_only=True, tag_field="kind", tag="correction_failed"):
+    """A finding's correction was dead-lettered for a reason that retrying cannot fix (a `data` error:
+    the platform refused what was sent, or no connector can send it). The command agents tell the state
+    agent, on the canonical topic keyed by customer; the finding is escalated at once."""
+
+    customer_key: str
+    fingerprint: str
+    command_id: str
+    reason: str
+    at: int
+
+
+class AuditRecord(Struct, frozen=True, kw_only=True):
+    """A checkpoint on `concord.audit`: what happened, to what, when, under which correlation id."""
+
+    kind: str
+    at: int
+    correlation_id: str = ""
+    platform: str = ""
+    customer_key: str | None = None
+    detail: dict[str, Any] = {}
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(message: Struct) -> bytes:
+    """A message as JSON bytes, the value of its Kafka record."""
+    return _encoder.encode(message)
