@@ -42,7 +42,7 @@ from concord.connectors.executor import (
     Executor,
     dead_letter_headers,
 )
-from concord.connectors.ledger import RedisLedger, redis_client
+from concord.connectors.ledger import RedisLedger
 from concord.connectors.policy import RetryPolicy
 from concord.connectors.ratelimit import RedisRateLimiter, limits_from_settings
 from concord.connectors.registry import configured_connectors
@@ -51,7 +51,7 @@ from concord.core.messages import Command
 from concord.core.settings import Settings
 
 if TYPE_CHECKING:
-    from concord.app.factory import Concord
+    from concord.agents.context import Concord
 
 log = logging.getLogger("concord.commands")
 
@@ -138,7 +138,7 @@ def register(concord: Concord, connector_factory: ConnectorFactory = configured_
     results = concord.topics[names.command_results]
     canonical = concord.topics[names.canonical]
     dlq = concord.topics[names.dlq_commands]
-    client = redis_client(settings.redis_url)
+    client = concord.redis
     connectors: dict[str, Connector] = {}
     ledger = RedisLedger(client, settings.topic_prefix, settings.command_ledger_ttl_seconds)
     limiter = RedisRateLimiter(client, settings.topic_prefix, limits_from_settings(settings))
@@ -208,14 +208,13 @@ def register(concord: Concord, connector_factory: ConnectorFactory = configured_
 
     executors = [lane_agent(lane, topic) for lane, topic in lanes.items()]
 
-    @app.on_before_shutdown.connect
-    async def _close(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    async def close_connectors() -> None:
         for connector in connectors.values():
             try:
                 await connector.close()
             except Exception:  # one connector failing to close must not keep the others' sessions open
                 log.exception("closing the %s connector failed", connector.platform)
-        await client.aclose()
+    concord.on_shutdown(close_connectors)
 
     return executors[0]
 

@@ -3,8 +3,9 @@
 `concord.identity` is keyed by the local id, so every event naming one local id, and the event that
 links it, meet on one partition in order. The `links` table maps local id -> customer key; events
 whose local id has no link yet are parked (bounded per id, in order) and released when it arrives.
-A CRM merge re-points links: the loser's own id at once, and every other id known for the loser
-(`members`, kept on the canonical side) by `Repoint` messages.
+A CRM merge re-points links: the loser's own id at once, and every other id known for the loser by
+`Repoint` messages, which the state agent sends from the loser's customer state (its `local_ids`,
+every platform id seen for that customer).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from concord.codecs import records
 from concord.codecs.model import AccountMerged, CanonicalEvent
 from concord.codecs.model import encode as encode_event
 from concord.core import messages, metrics
-from concord.tables import identity as rules
+from concord.tables.identity import ParkedQueue, step
 
 if TYPE_CHECKING:
-    from concord.app.factory import Concord
+    from concord.agents.context import Concord
 
 log = logging.getLogger("concord.identity")
 
@@ -59,9 +60,9 @@ def register(concord: Concord) -> None:
                     event.message.headers, "internal", "bad_identity_record", str(exc), event.message.topic,
                     event.message.partition, event.message.offset))
                 continue
-            queue = rules.ParkedQueue.load(parked.get(local_id))
+            queue = ParkedQueue.load(parked.get(local_id))
             current = links.get(local_id)
-            outcome = rules.step(current, queue, message, limit)
+            outcome = step(current, queue, message, limit)
             if outcome.link is not None and outcome.link != current:
                 links[local_id] = outcome.link
             for resolved in outcome.forward:

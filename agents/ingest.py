@@ -23,7 +23,7 @@ from concord.core import messages, metrics
 from concord.core.messages import command_key
 
 if TYPE_CHECKING:
-    from concord.app.factory import Concord
+    from concord.agents.context import Concord
 
 log = logging.getLogger("concord.ingest")
 

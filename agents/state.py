@@ -13,7 +13,6 @@ deterministic command ids make that harmless.
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import heapq
 import logging
@@ -22,14 +21,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import aiokafka
 import faust
 import msgspec
-from aiokafka.producer.message_accumulator import BatchBuilder
-from faust.serializers import codecs
 
-from concord.app.drift_index import DriftIndex
-from concord.app.web import recovery_finished
+from concord.agents.faust_internals.changelog import ChangelogWriter
+from concord.agents.faust_internals.recovery import recovery_finished
 from concord.codecs import records
 from concord.codecs.model import AccountMerged, CanonicalEvent
 from concord.codecs.model import encode as encode_event
@@ -41,83 +37,14 @@ from concord.drift.sections import sections_of
 from concord.tables import state as st
 from concord.tables.identity import merge_routing
 
-# The customers table's key serializer (Concord.table): JSON, as Faust encodes it.
-_KEY_CODEC = codecs.get_codec("json")
-
-
-@functools.lru_cache(maxsize=65_536)
-def _changelog_key(key: str) -> bytes:
-    """A customer key as the table's changelog stores it (memoized: the same customers recur)."""
-    return _KEY_CODEC.dumps(key)
-
 if TYPE_CHECKING:
-    from concord.app.factory import Concord
+    from concord.agents.context import Concord
 
 log = logging.getLogger("concord.state")
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-class ChangelogWriter:
-    """Writes table values the way Faust does, without Faust's per-write machinery.
-
-    A value goes into the table's local store at once and, as one record, to the table's changelog
-    topic partition (the partition of the event being processed, as Faust's own writes do). The
-    records of one Faust event are handed to the app's producer together by `flush`, which the agent
-    awaits before it takes the next event (so before this one is acknowledged): one record batch per
-    changelog partition, as large as a request allows. Faust flushes that producer before it commits
-    the event's offset, so a crash never acknowledges an event whose state was not written. Recovery
-    reads these records like any other changelog record.
-
-    (Faust's `table[key] = value` schedules each write through a buffer and several tasks, and even a
-    plain `producer.send` per record fills the producer's 16 KiB batches after ten states or so: the
-    agent then waited for a broker round trip every ten customers. One batch per partition and event
-    takes one request.)
-    """
-
-    def __init__(self, app: faust.App, table: Any) -> None:
-        self._app = app
-        self._table = table
-        self._topic = table.changelog_topic.get_topic_name()
-        self._pending: dict[int, list[tuple[bytes, bytes]]] = {}
-
-    def put(self, key: str, value: bytes, partition: int) -> None:
-        """Store `value` locally now; its changelog record goes out with the next `flush`."""
-        self._table.data[key] = value
-        records = self._pending.get(partition)
-        if records is None:
-            records = self._pending[partition] = []
-        records.append((_changelog_key(key), value))
-
-    async def flush(self) -> None:
-        """Hand every record `put` since the last flush to the producer (in order, per partition)."""
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, {}
-        producer = self._app.producer
-        client = getattr(producer, "_producer", None)
-        accumulator = getattr(client, "_message_accumulator", None)
-        compression = getattr(accumulator, "_compression_type", None)
-        if (not isinstance(client, aiokafka.AIOKafkaProducer) or client._txn_manager is not None
-                or not isinstance(compression, int)):
-            # Not the plain aiokafka producer this was written against (transactions, a threaded or
-            # newer producer): record by record, as Faust would.
-            for partition, records in pending.items():
-                for key, value in records:
-                    await producer.send(self._topic, key, value, partition, None, None)
-            return
-        # As large as a request may be (the producer's max_request_size, below the broker's limit).
-        limit = max(int(self._app.conf.producer_max_request_size), 16384)
-        for partition, records in pending.items():
-            batch = BatchBuilder(limit, compression)
-            for key, value in records:
-                if batch.append(timestamp=None, key=key, value=value) is None:
-                    await client.send_batch(batch, self._topic, partition=partition)
-                    batch = BatchBuilder(limit, compression)
-                    batch.append(timestamp=None, key=key, value=value)  # an empty batch takes any record
-            await client.send_batch(batch, self._topic, partition=partition)
 
 
 class Deadlines:
@@ -213,7 +140,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
     commands = concord.topics[names.commands]
     limits = st.Limits(closed_invoices=settings.state_closed_invoices, payments=settings.state_payments,
                        refunds=settings.state_payments, closed_cases=settings.state_closed_cases)
-    index = DriftIndex(settings.redis_url, settings.topic_prefix)
+    index = concord.drift_index
     deadlines = Deadlines()
 
     def index_lost() -> None:
@@ -407,8 +334,4 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
     @app.task
     async def mirror_drift() -> None:
         await index.run()
-
-    @app.on_before_shutdown.connect
-    async def _close(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        await index.close()
 

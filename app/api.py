@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from faust.web import Request, Response, View
 
-from concord.app.drift_index import DriftIndex
 from concord.core import messages
 from concord.drift.config import DriftConfig
 from concord.drift.rule import Rule
 from concord.tables import state as st
 
 if TYPE_CHECKING:
-    from concord.app.factory import Concord
+    from concord.agents.context import Concord
 
 _encode = msgspec.json.Encoder().encode
 MAX_LIMIT = 500
@@ -70,7 +69,7 @@ def rules_listing(rules: Sequence[Rule], config: DriftConfig) -> list[dict[str, 
 def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> None:
     app = concord.app
     settings = concord.settings
-    index = DriftIndex(settings.redis_url, settings.topic_prefix)
+    index = concord.drift_index
     canonical = concord.topics[concord.names.canonical]
 
     def json(view: View, value: Any, status: int = 200) -> Response:
@@ -137,7 +136,3 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
             if raw is None:
                 return json(self, {"error": f"no customer {key}"}, 404)
             return json(self, readable(st.load(raw)))
-
-    @app.on_before_shutdown.connect
-    async def _close(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        await index.close()

@@ -18,7 +18,8 @@ def _load_settings() -> settings_mod.Settings:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from concord.app.factory import ROLES
+    from concord.agents.context import ROLES
+    from concord.agents.faust_internals import UnsupportedVersion
     from concord.app.main import build
     from concord.app.worker import run
 
@@ -26,7 +27,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     roles = [r.strip() for r in args.roles.split(",") if r.strip()] if args.roles else list(ROLES)
     try:
         concord = build(settings, roles=roles)
-    except ValueError as exc:
+    except (ValueError, UnsupportedVersion) as exc:
         raise SystemExit(f"concord worker: {exc}") from None
     print(f"concord: worker {settings.app_id} on {settings.kafka_url}, "
           f"web http://{settings.web_host}:{settings.web_port}/ (roles: {', '.join(sorted(concord.roles))})",
@@ -64,6 +65,14 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return decode_main(args.platform, args.file, codec_config(_load_settings()))
 
 
+def duration(seconds: int) -> str:
+    """A duration as a person reads it at a glance: the largest of h, m, s that divides it (`24h`, `15m`, `90s`)."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def cmd_rules(args: argparse.Namespace) -> int:
     import json
 
@@ -81,13 +90,12 @@ def cmd_rules(args: argparse.Namespace) -> int:
         return 0
     print(f"{'id':4} {'name':34} {'on':3} {'grace':>7} {'severity':8} {'dry':4} {'tolerance':>9}  action")
     for r in listing:
-        grace = f"{r['grace_seconds'] // 60}m" if r["grace_seconds"] % 60 == 0 else f"{r['grace_seconds']}s"
-        print(f"{r['id']:4} {r['name']:34} {'yes' if r['enabled'] else 'no':3} {grace:>7} {r['severity']:8} "
-              f"{'yes' if r['dry_run'] else 'no':4} {r['amount_tolerance']:>9}  {r['action']}")
+        print(f"{r['id']:4} {r['name']:34} {'yes' if r['enabled'] else 'no':3} {duration(r['grace_seconds']):>7} "
+              f"{r['severity']:8} {'yes' if r['dry_run'] else 'no':4} {r['amount_tolerance']:>9}  {r['action']}")
     print(f"\nplan -> tier: {config.plan_tiers or '(none: D03 skips unmapped plans)'}")
     print(f"field owners: {config.ownership}")
     print(f"corrections before escalation: {config.max_corrections}, "
-          f"correction timeout: {config.correction_timeout_seconds}s")
+          f"correction timeout: {duration(config.correction_timeout_seconds)}")
     return 0
 
 
@@ -163,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the sandbox plays customers on Stripe, Salesforce, Zendesk and NetSuite and injects drift, the "
         "worker detects and corrects it. Prints a live summary; Ctrl-C (or the end of --duration) stops "
         "everything started here.")
-    add_arguments(demo, with_action=False)
+    add_arguments(demo, with_action=False, with_session=False)  # the demo keeps its own session file
     from concord.app.demo import add_arguments as add_demo_arguments
 
     add_demo_arguments(demo)

@@ -17,11 +17,11 @@ from msgspec import Struct
 
 from concord.connectors.breaker import BreakerStatus
 from concord.connectors.executor import REDIS_ERRORS, Executor
-from concord.connectors.ledger import RedisLedger, redis_client
+from concord.connectors.ledger import RedisLedger
 from concord.connectors.ratelimit import Limit, limits_from_settings
 
 if TYPE_CHECKING:
-    from concord.app.factory import Concord
+    from concord.agents.context import Concord
 
 _encode = msgspec.json.Encoder().encode
 
@@ -42,7 +42,7 @@ def register(concord: Concord, executor: Executor | None) -> None:
     """Add the command views; `executor` is None on a worker without the commands role."""
     app = concord.app
     settings = concord.settings
-    client = redis_client(settings.redis_url)
+    client = concord.redis
     ledger = RedisLedger(client, settings.topic_prefix, settings.command_ledger_ttl_seconds)
     limits = limits_from_settings(settings)
 
@@ -75,7 +75,3 @@ def register(concord: Concord, executor: Executor | None) -> None:
                 return json(self, {"error": f"no ledger entry for command {command_id} (never executed, or "
                                    f"older than {settings.command_ledger_ttl_seconds} s)"}, 404)
             return json(self, entry)
-
-    @app.on_before_shutdown.connect
-    async def _close(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        await client.aclose()

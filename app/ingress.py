@@ -19,7 +19,7 @@ from concord.app import signatures
 from concord.core import metrics
 
 if TYPE_CHECKING:
-    from concord.app.factory import Concord
+    from concord.agents.context import Concord
 
 log = logging.getLogger("concord.ingress")
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from concord.agents import commands, identity, ingest, state
+from concord.agents.context import ROLES, Concord
 from concord.app import api, commands_api, ingress, web
-from concord.app.factory import ROLES, Concord
+from concord.app.factory import create_concord
 from concord.core.settings import Settings
 from concord.drift import catalog
 from concord.drift.config import DriftConfig
@@ -23,9 +24,10 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
 
     * ingest: webhook ingress, decoding (raw -> identity/canonical), identity resolution;
     * state: per-customer state, drift detection and its lifecycle, deadlines, merges;
-    * commands: corrective command execution (the commands issue).
+    * commands: corrective commands, one lane per platform, exactly once in effect (ledger, breakers,
+      rate limits, dead letters).
     """
-    concord = Concord(settings, roles)
+    concord = create_concord(settings, roles)
     config = drift_config(settings)
     web.register(concord)
     if "ingest" in concord.roles:

@@ -196,6 +196,8 @@ async def read_dead_letters(bootstrap: str, topic: str, timeout: float = 120.0) 
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.errors import KafkaError
 
+    from concord.agents.faust_internals.recovery import force_metadata_update
+
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", request_timeout_ms=10_000)
     try:
@@ -204,7 +206,7 @@ async def read_dead_letters(bootstrap: str, topic: str, timeout: float = 120.0) 
         await consumer.stop()
         raise ReplayError(E_KAFKA.format(bootstrap=bootstrap, error=f"{type(exc).__name__}: {exc}")) from None
     try:
-        await consumer._client.force_metadata_update()
+        await force_metadata_update(consumer)
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not partitions:
             return []

@@ -6,17 +6,17 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-import faust
 import msgspec
 from aiokafka import AIOKafkaClient
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from concord.agents.faust_internals.recovery import recovery_finished
 from concord.core import metrics
 from concord.core.settings import kafka_bootstrap
 
 if TYPE_CHECKING:
-    from concord.app.factory import Concord
+    from concord.agents.context import Concord
 
 
 class Readiness(msgspec.Struct, frozen=True):
@@ -99,12 +99,6 @@ def register(concord: Concord) -> None:
     @app.on_before_shutdown.connect
     async def _close_probe(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         await probe.close()
-
-
-def recovery_finished(app: faust.App) -> bool:
-    """Every assigned table partition recovered from its changelog (and no recovery under way)."""
-    recovery = app.tables.recovery  # type: ignore[attr-defined]  # TableManager, not in the ABC
-    return bool(recovery.completed.is_set() and not recovery.in_recovery)
 
 
 async def readiness(concord: Concord, probe: KafkaProbe) -> Readiness:

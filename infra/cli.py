@@ -29,11 +29,15 @@ def _int_env(name: str, default: int) -> int:
         raise SystemExit(f"{name}={value!r} is not valid: expected a port number") from None
 
 
-def add_arguments(parser: argparse.ArgumentParser, with_action: bool = True) -> None:
-    """Options shared by every infra command (also used by `concord infra` and `concord demo`)."""
+def add_arguments(parser: argparse.ArgumentParser, with_action: bool = True, with_session: bool = True) -> None:
+    """Options shared by every infra command (also used by `concord infra` and `concord demo`).
+
+    `concord demo` takes neither the action nor `--session`: it brings the infra up and down itself and
+    keeps its own session file (`<cache>/demo-session.json`).
+    """
     if with_action:
         _add_action(parser)
-    _add_options(parser)
+    _add_options(parser, with_session)
 
 
 def _add_action(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +46,7 @@ def _add_action(parser: argparse.ArgumentParser) -> None:
                         "status: say what runs where; wipe: delete Kafka's data (jars stay)")
 
 
-def _add_options(parser: argparse.ArgumentParser) -> None:
+def _add_options(parser: argparse.ArgumentParser, with_session: bool = True) -> None:
     parser.add_argument("--cache", type=Path, default=default_cache(),
                         help="folder for Kafka's jars, data and logs, and Redis' log (default: %(default)s)")
     parser.add_argument("--kafka-port", type=int, default=_int_env("CONCORD_INFRA_KAFKA_PORT", 9092),
@@ -55,9 +59,10 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kafka-version", default=os.environ.get("CONCORD_INFRA_KAFKA_VERSION",
                                                                  kafka.DEFAULT_VERSION),
                         help="Apache Kafka version from Maven Central (default: %(default)s)")
-    parser.add_argument("--session", type=Path, default=None,
-                        help="up: record in this file what this call started; down: stop only those "
-                        "(so `make test` leaves running what it found running)")
+    if with_session:
+        parser.add_argument("--session", type=Path, default=None,
+                            help="up: record in this file what this call started; down: stop only those "
+                            "(so `make test` leaves running what it found running)")
 
 
 def nodes(args: argparse.Namespace) -> tuple[kafka.KafkaNode, redis.RedisNode]:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import faust
 
-from concord.app.factory import Concord
+from concord.agents.context import Concord
+from concord.app.factory import create_concord
 from concord.app.worker import run
 from concord.codecs.model import decode as decode_event
 from concord.core import settings as settings_mod
@@ -24,7 +25,7 @@ from concord.tables import state as st
 
 
 def make() -> Concord:
-    concord = Concord(settings_mod.load(), roles=["state"])
+    concord = create_concord(settings_mod.load(), roles=["state"])
     app = concord.app
     topic = concord.topic(os.environ["BENCH_TOPIC"])
     table = concord.table("naive-customers")

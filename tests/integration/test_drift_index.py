@@ -8,8 +8,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from concord.app import drift_index
-from concord.app.drift_index import DriftIndex
+from concord.connectors import drift_index
+from concord.connectors.drift_index import DriftIndex
+from concord.connectors.ledger import redis_client
 from concord.tables.state import DriftItem
 from tests.integration.harness import Infra
 
@@ -29,7 +30,8 @@ async def flushed(index: DriftIndex) -> None:
 
 
 async def test_query_filters_paging_and_snapshot_replacement(infra: Infra) -> None:
-    index = DriftIndex(infra.redis_url, f"t{uuid.uuid4().hex[:8]}", flush_interval=0.05)
+    client = redis_client(infra.redis_url)
+    index = DriftIndex(client, f"t{uuid.uuid4().hex[:8]}", flush_interval=0.05)
     runner = asyncio.create_task(index.run())
     try:
         index.submit("001A", [item("a1", "D01", "commanded", 10), item("a2", "D15", "open", 20),
@@ -54,11 +56,12 @@ async def test_query_filters_paging_and_snapshot_replacement(infra: Infra) -> No
         assert await index.get("a2") is None
     finally:
         runner.cancel()
-        await index.close()
+        await client.aclose()
 
 
 async def test_redis_outage_queues_snapshots_and_detection_goes_on(infra: Infra) -> None:
-    index = DriftIndex("redis://127.0.0.1:1/0", "outage", flush_interval=0.05)  # nothing listens there
+    client = redis_client("redis://127.0.0.1:1/0")  # nothing listens there
+    index = DriftIndex(client, "outage", flush_interval=0.05)
     runner = asyncio.create_task(index.run())
     try:
         index.submit("001A", [item("a1", "D01", "open", 10)])
@@ -66,14 +69,15 @@ async def test_redis_outage_queues_snapshots_and_detection_goes_on(infra: Infra)
         assert index.backlog == 1 and index.healthy is False  # kept, not lost; submit never blocked
     finally:
         runner.cancel()
-        await index.close()
+        await client.aclose()
 
 
 async def test_a_redis_that_lost_the_index_is_noticed_by_every_worker(infra: Infra, monkeypatch: Any) -> None:
     monkeypatch.setattr(drift_index, "EPOCH_CHECK_SECONDS", 0.1)
     prefix = f"t{uuid.uuid4().hex[:8]}"
     lost: list[str] = []
-    workers = [DriftIndex(infra.redis_url, prefix, flush_interval=0.05) for _ in range(2)]
+    clients = [redis_client(infra.redis_url) for _ in range(2)]  # two workers, each with its own client
+    workers = [DriftIndex(c, prefix, flush_interval=0.05) for c in clients]
     for name, index in zip("ab", workers, strict=True):
         index.on_lost = lambda name=name: lost.append(name)  # type: ignore[misc]
     runners = [asyncio.create_task(index.run()) for index in workers]
@@ -95,6 +99,6 @@ async def test_a_redis_that_lost_the_index_is_noticed_by_every_worker(infra: Inf
     finally:
         for runner in runners:
             runner.cancel()
-        for index in workers:
-            await index.close()
+        for c in clients:
+            await c.aclose()
         await client.aclose()

@@ -93,11 +93,11 @@ def run_commands_worker(connector_factory: Any) -> None:
     """A worker process running only the command agents (and their API) with `connector_factory`."""
     from concord.agents import commands
     from concord.app import commands_api, web
-    from concord.app.factory import Concord
+    from concord.app.factory import create_concord
     from concord.app.worker import run
     from concord.core import settings as settings_mod
 
-    concord = Concord(settings_mod.load(), roles=["commands"])
+    concord = create_concord(settings_mod.load(), roles=["commands"])
     web.register(concord)
     commands_api.register(concord, commands.register(concord, connector_factory=connector_factory))
     concord.prepare()

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from faust.web import Request, Response, View  # noqa: E402
 
-from concord.app.factory import Concord  # noqa: E402
+from concord.agents.context import Concord  # noqa: E402
 from concord.app.main import build  # noqa: E402
 from concord.app.worker import run  # noqa: E402
 from concord.core import settings as settings_mod  # noqa: E402

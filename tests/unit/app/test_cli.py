@@ -3,7 +3,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from concord.app.factory import ROLES, Concord
+from concord.agents.context import ROLES
+from concord.app.factory import create_concord
 from concord.core.settings import Settings
 
 
@@ -34,7 +35,7 @@ def test_config_prints_effective_settings() -> None:
 
 
 def test_app_declares_every_topic_with_settings_partitions_and_replication() -> None:
-    concord = Concord(Settings(topic_prefix="acme", topic_partitions=6, topic_replication_factor=1))
+    concord = create_concord(Settings(topic_prefix="acme", topic_partitions=6, topic_replication_factor=1))
     names = set(concord.topics)
     assert {"acme.raw.stripe", "acme.raw.salesforce", "acme.raw.zendesk", "acme.raw.netsuite",
             "acme.dlq.ingest", "acme.identity", "acme.canonical", "acme.drift", "acme.commands",
@@ -50,7 +51,7 @@ def test_app_declares_every_topic_with_settings_partitions_and_replication() -> 
 
 def test_unknown_role_is_refused() -> None:
     try:
-        Concord(Settings(), roles=["ingest", "billing"])
+        create_concord(Settings(), roles=["ingest", "billing"])
     except ValueError as exc:
         assert "billing" in str(exc)
     else:
@@ -80,3 +81,33 @@ def test_a_bad_rules_file_is_a_clear_error(tmp_path) -> None:  # type: ignore[no
     out = _concord("rules", env={"PATH": "/usr/bin:/bin", "CONCORD_RULES_FILE": str(bad)})
     assert out.returncode == 1
     assert "unknown rule 'D99'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_rules_durations_read_at_a_glance() -> None:
+    from concord.app.cli import duration
+
+    assert [duration(s) for s in (0, 45, 90, 60, 900, 3600, 5400, 7200, 86400)] == [
+        "0s", "45s", "90s", "1m", "15m", "1h", "90m", "2h", "24h"]
+
+
+def test_rules_table_prints_the_default_graces_as_the_docs_give_them() -> None:
+    out = _concord("rules", env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    graces = {line.split()[0]: line.split()[3] for line in out.stdout.splitlines() if line.startswith("D")}
+    assert (graces["D01"], graces["D02"], graces["D05"], graces["D06"], graces["D07"]) == (
+        "1h", "15m", "0s", "2h", "24h")
+    assert "correction timeout: 30m" in out.stdout
+
+
+def test_demo_help_offers_only_what_the_demo_uses() -> None:
+    out = _concord("demo", "--help")
+    assert out.returncode == 0, out.stderr
+    # The demo brings Kafka and Redis up and down itself, with its own session file: `concord infra`'s
+    # --session (and its text about `make test`) is not the demo's.
+    assert "--session" not in out.stdout and "make test" not in out.stdout
+    for option in ("--cache", "--kafka-port", "--redis-port", "--seed", "--customers", "--drift-rate",
+                   "--time-scale", "--duration", "--settle", "--procfile"):
+        assert option in out.stdout
+    assert "Procfile's worker and sandbox" in out.stdout
+    infra = _concord("infra", "--help")
+    assert "--session" in infra.stdout

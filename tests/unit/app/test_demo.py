@@ -7,7 +7,7 @@ from pathlib import Path
 
 from concord.app import demo
 from concord.app.demo import Totals
-from concord.core import settings as s
+from concord.core import settings as settings_mod
 from concord.drift import catalog
 from concord.drift.config import load as load_drift_config
 from concord.sandbox.traffic import PLAN_TIERS
@@ -41,7 +41,7 @@ def test_rules_are_scaled_with_simulated_time(tmp_path: Path) -> None:
 def test_environment_aims_connectors_at_the_sandbox_and_is_valid(tmp_path: Path) -> None:
     env = demo.demo_environment(tmp_path / "rules.json", {"PATH": "/bin"}, kafka_port=9192, redis_port=6380,
                                 run_id="concord-demo-1")
-    settings = s.load({k: v for k, v in env.items() if k.startswith("CONCORD_")})
+    settings = settings_mod.load({k: v for k, v in env.items() if k.startswith("CONCORD_")})
     assert settings.stripe_api_url == settings.zendesk_url == settings.netsuite_url == "http://127.0.0.1:6070"
     assert settings.salesforce_instance_url == "http://127.0.0.1:6070"
     assert settings.kafka_url == "kafka://127.0.0.1:9192"

@@ -8,7 +8,7 @@ from faust.transport.consumer import Consumer
 from faust.types.tuples import ConsumerMessage
 from intervaltree import IntervalTree
 
-from concord.app import faust_patches
+from concord.agents.faust_internals import commits
 
 TP = ("raw", 0)
 
@@ -32,11 +32,11 @@ class Offsets:
         self._gap: Any = defaultdict(IntervalTree)
         for begin, end in gaps:
             self._gap[TP].addi(begin, end)
-        faust_patches.note_fetched(self, {TP: [Record(o) for o in range(100) if o not in never_fetched]})
+        commits.note_fetched(self, {TP: [Record(o) for o in range(100) if o not in never_fetched]})
 
 
 def new_offset(state: Offsets) -> int | None:
-    faust_patches.apply()
+    commits.apply()
     return Consumer._new_offset(state, TP)  # type: ignore[arg-type]
 
 
@@ -57,9 +57,9 @@ def test_offsets_the_broker_skipped_do_not_block_the_commit() -> None:
 
 
 def test_applying_twice_wraps_once() -> None:
-    faust_patches.apply()
+    commits.apply()
     first = Consumer._new_offset
-    faust_patches.apply()
+    commits.apply()
     assert Consumer._new_offset is first
 
 
@@ -72,37 +72,37 @@ class FakeConsumer(Offsets):
 
 def test_a_skipped_next_offset_is_sought_back_to_after_a_while() -> None:
     now = [100.0]
-    finder = faust_patches.SkippedOffsets(lambda: now[0])
+    finder = commits.SkippedOffsets(lambda: now[0])
     consumer = FakeConsumer(committed=14, acked=[15, 16])  # 14 skipped, 15-16 processed
     assert finder.due(consumer) == []
-    now[0] += faust_patches.STALL_SECONDS
+    now[0] += commits.STALL_SECONDS
     assert finder.due(consumer) == [(TP, 14)]
     assert finder.due(consumer) == []  # once; then it waits again
 
 
 def test_in_order_progress_and_known_gaps_are_left_alone() -> None:
     now = [100.0]
-    finder = faust_patches.SkippedOffsets(lambda: now[0])
+    finder = commits.SkippedOffsets(lambda: now[0])
     for consumer in (FakeConsumer(committed=14, acked=[14, 15]), FakeConsumer(committed=14, acked=[]),
                      FakeConsumer(committed=14, acked=[15], gaps=((14, 15),))):
         assert finder.due(consumer) == []
-        now[0] += 2 * faust_patches.STALL_SECONDS
+        now[0] += 2 * commits.STALL_SECONDS
         assert finder.due(consumer) == []
 
 
 def test_a_partition_without_a_committed_offset_is_guarded_from_where_its_log_begins() -> None:
-    faust_patches._log_start[TP] = 0
+    commits._log_start[TP] = 0
     try:
         assert new_offset(Offsets(committed=None, acked=[1, 2])) is None  # offset 0 not processed yet
         assert new_offset(Offsets(committed=None, acked=[0, 1])) == 2
         now = [0.0]
-        finder = faust_patches.SkippedOffsets(lambda: now[0])
+        finder = commits.SkippedOffsets(lambda: now[0])
         consumer = FakeConsumer(committed=None, acked=[1, 2])
         assert finder.due(consumer) == []
-        now[0] += faust_patches.STALL_SECONDS
+        now[0] += commits.STALL_SECONDS
         assert finder.due(consumer) == [(TP, 0)]
     finally:
-        del faust_patches._log_start[TP]
+        del commits._log_start[TP]
 
 
 class AckingConsumer:
@@ -145,7 +145,7 @@ class StreamEvent:
 
 
 def ack(event: StreamEvent) -> bool:
-    faust_patches.apply()
+    commits.apply()
     return bool(Event.ack(event))  # type: ignore[arg-type]
 
 
@@ -172,7 +172,7 @@ def test_processed_and_filtered_messages_are_acknowledged() -> None:
 class Jumping(Offsets):
     """A consumer whose delivered offsets jump: `_add_gap` as Faust calls it then."""
 
-    add_gap = faust_patches._true_gap(Consumer._add_gap)
+    add_gap = commits._true_gap(Consumer._add_gap)
 
 
 async def test_a_jump_over_fetched_messages_is_not_a_gap() -> None:
@@ -184,7 +184,7 @@ async def test_a_jump_over_fetched_messages_is_not_a_gap() -> None:
     consumer._acked_index[TP].add(7)
     assert new_offset(consumer) == 6  # up to the hole
     consumer._committed_offset[TP] = 6
-    assert faust_patches._skipped_head(consumer, TP) == 6
+    assert commits._skipped_head(consumer, TP) == 6
     assert new_offset(consumer) is None  # held there until 6 is delivered again
 
 
@@ -201,23 +201,23 @@ async def test_a_jump_keeps_as_gaps_only_the_offsets_no_fetch_returned() -> None
 def test_a_head_no_fetch_returned_does_not_hold_the_commit() -> None:
     # Committed 20 is a transaction marker: after a restart the first message delivered is 21.
     consumer = Offsets(committed=20, acked=[21, 22], never_fetched=(20,))
-    assert faust_patches._skipped_head(consumer, TP) is None
+    assert commits._skipped_head(consumer, TP) is None
     assert new_offset(consumer) == 23
     # A head that was fetched and not processed holds it (see above): the message is real.
-    assert faust_patches._skipped_head(Offsets(committed=20, acked=[21, 22]), TP) == 20
+    assert commits._skipped_head(Offsets(committed=20, acked=[21, 22]), TP) == 20
 
 
 def test_the_fixes_are_installed_on_faust_once() -> None:
-    faust_patches.apply()
+    commits.apply()
     installed = (Consumer._new_offset, Consumer._wait_next_records, Consumer._add_gap, Event.ack)
-    faust_patches.apply()
+    commits.apply()
     assert (Consumer._new_offset, Consumer._wait_next_records, Consumer._add_gap, Event.ack) == installed
-    assert all(getattr(f, faust_patches._MARK, False) for f in installed)
+    assert all(getattr(f, commits._MARK, False) for f in installed)
 
 
 def test_fetched_offsets_below_the_committed_one_are_let_go_at_commit_time() -> None:
     consumer = Offsets(committed=20_000, acked=[20_000])
-    faust_patches.note_fetched(consumer, {TP: [Record(o) for o in range(100, 20_010)]})
-    assert len(faust_patches._fetched(consumer)[TP]) > faust_patches._FETCHED_PRUNE
+    commits.note_fetched(consumer, {TP: [Record(o) for o in range(100, 20_010)]})
+    assert len(commits._fetched(consumer)[TP]) > commits._FETCHED_PRUNE
     assert new_offset(consumer) == 20_001
-    assert min(faust_patches._fetched(consumer)[TP]) == 20_000  # what is below the commit is let go
+    assert min(commits._fetched(consumer)[TP]) == 20_000  # what is below the commit is let go

@@ -1,5 +1,7 @@
 """Fixes to faust-streaming's offset commits: never commit past a message that was not processed.
 
+Written for faust-streaming 0.15.3 (`check_versions` in this package refuses others at start).
+
 Found by the closed-loop test, which SIGKILLs a worker mid-run: raw events produced in the seconds
 around the restart were committed with no output, no dead letter and no log line (faust-streaming
 0.15.3). The restarted worker gets a second rebalance when the killed member's session expires, and
@@ -196,17 +198,17 @@ def apply() -> None:
     if all(name in Consumer.__init__.__code__.co_names for name in ("_committed_offset", "_acked", "_gap")):
         _wrap(Consumer, "_new_offset", _guard_head)
     else:
-        log.warning("faust consumer internals changed: the commit head guard (app/faust_patches.py) is not applied")
+        log.warning("faust consumer internals changed: the commit head guard is not applied (%s)", __file__)
     if all(hasattr(Consumer, name) for name in ("_wait_next_records", "_add_gap")):
         _wrap(Consumer, "_wait_next_records", _note_batches)
         _wrap(Consumer, "_add_gap", _true_gap)
     else:
-        log.warning("faust consumer internals changed: dropped messages may be taken for gaps (app/faust_patches.py)")
+        log.warning("faust consumer internals changed: dropped messages may be taken for gaps (%s)", __file__)
     slots = getattr(Message, "__slots__", ())
     if "tracked" in slots and "generation_id" in slots:
         _wrap(Event, "ack", _no_ack_when_skipped)
     else:
-        log.warning("faust message internals changed: skipped messages may be acknowledged (app/faust_patches.py)")
+        log.warning("faust message internals changed: skipped messages may be acknowledged (%s)", __file__)
 
 
 # How long the next offset of a partition may stay skipped while later ones are processed.

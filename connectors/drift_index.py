@@ -31,8 +31,7 @@ import msgspec
 import redis.asyncio as aioredis
 from msgspec import Struct
 
-from concord.core.messages import Observation
-from concord.tables.state import DriftItem
+from concord.core.messages import DriftItem, Observation
 
 log = logging.getLogger("concord.drift_index")
 
@@ -94,8 +93,10 @@ _decode_finding = msgspec.json.Decoder(IndexedFinding).decode
 class DriftIndex:
     """Mirror of reported findings in Redis (writes in the background) and the query behind the API."""
 
-    def __init__(self, redis_url: str, prefix: str, flush_interval: float = 0.2) -> None:
-        self._redis = aioredis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    def __init__(self, client: aioredis.Redis, prefix: str, flush_interval: float = 0.2) -> None:
+        # The worker's one client (`Concord.redis`), closed by its owner. Any: redis-py types its commands
+        # as sync-or-async unions that mypy cannot await.
+        self._redis: Any = client
         self._p = f"{prefix}:drift:"
         self._pending: dict[str, list[DriftItem]] = {}
         self._flush_interval = flush_interval
@@ -254,6 +255,3 @@ class DriftIndex:
     async def get(self, fingerprint: str) -> IndexedFinding | None:
         raw = await self._redis.hget(f"{self._p}f:{fingerprint}", "json")
         return _decode_finding(raw) if raw else None
-
-    async def close(self) -> None:
-        await self._redis.aclose()
