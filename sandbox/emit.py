@@ -4,7 +4,8 @@
 delivers them the way each platform does:
 
 * Stripe, Zendesk, NetSuite: an HTTP POST to Concord's `/webhooks/<platform>`, signed at send time
-  (a fresh timestamp for every attempt, so a retry is never refused as stale). A 2xx is delivered;
+  by each platform's published scheme (`sandbox/signing.py`; a fresh timestamp for every attempt,
+  so a retry is never refused as stale). A 2xx is delivered;
   a 5xx, 408, 429, timeout or refused connection is retried with exponential backoff, as Stripe and
   Zendesk retry webhooks (so Concord may start after the sandbox); any other 4xx means the payload
   or the signature is wrong: the event is counted as failed, with Concord's answer, and logged.
@@ -30,14 +31,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 import aiohttp
 import msgspec
 from msgspec import Struct
 
-from concord.app import signatures
+from concord.sandbox import signing
 from concord.sandbox.events import Delivery, EventConfig, KafkaDelivery, NativeEvents, WebhookDelivery
 from concord.sandbox.world import Change, World
 
@@ -107,17 +107,10 @@ class _Lane:
 
 def sign_headers(delivery: WebhookDelivery, secret: str, now: float) -> dict[str, str]:
     """The signature headers of a webhook delivery at time `now`, as the platform would sign it."""
-    if delivery.platform == "stripe":
-        return {signatures.STRIPE_HEADER: signatures.sign_t_v1(delivery.body, secret, int(now))}
-    if delivery.platform == "netsuite":
-        return {signatures.NETSUITE_HEADER: signatures.sign_t_v1(delivery.body, secret, int(now))}
-    if delivery.platform == "zendesk":
-        timestamp = datetime.fromtimestamp(int(now), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return {
-            signatures.ZENDESK_HEADER: signatures.sign_zendesk(delivery.body, secret, timestamp),
-            signatures.ZENDESK_TIMESTAMP_HEADER: timestamp,
-        }
-    raise ValueError(f"no webhook signature scheme for platform {delivery.platform!r}")
+    signer = signing.SIGNERS.get(delivery.platform)
+    if signer is None:
+        raise ValueError(f"no webhook signature scheme for platform {delivery.platform!r}")
+    return signer(delivery.body, secret, now)
 
 
 def run_token(now: float) -> str:

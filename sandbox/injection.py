@@ -31,13 +31,10 @@ failed, and the duplicate Stripe customer (D12) a merge leaves once Concord re-p
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final
 
 from msgspec import Struct
-
-from concord.drift import catalog
-from concord.drift.finding import fingerprint as finding_fingerprint
-from concord.drift.rules._common import DOMAIN
 
 RULES: Final = tuple(f"D{n:02d}" for n in range(1, 16))
 
@@ -79,6 +76,39 @@ _SUBJECTS: Final[dict[str, str]] = {
     "D15": "{ticket_id}",
 }
 
+# What the sandbox expects Concord to do about each rule's finding: the built-in actions documented
+# in docs/rules.md. The sandbox states them itself rather than reading Concord's rule catalogue,
+# because it is the oracle that judges Concord: a changed default on either side must show up as a
+# disagreement (tests/unit/sandbox/test_contracts.py compares this table with the catalogue).
+# D09 and D13 name only a verb, sent to the system that disagrees (prefixed by its domain below);
+# D14 is the probe of a stuck correction, but what the sandbox injects is an escalation: review.
+DEFAULT_ACTION: Final[dict[str, str]] = {
+    "D01": "support.suspend_entitlement",
+    "D02": "support.grant_entitlement",
+    "D03": "support.set_tier",
+    "D04": "erp.upsert_invoice",
+    "D05": "review",
+    "D06": "erp.apply_payment",
+    "D07": "erp.create_credit_memo",
+    "D08": "erp.upsert_customer",
+    "D09": "update_customer",
+    "D10": "saga.resume",
+    "D11": "review",
+    "D12": "review",
+    "D13": "update_customer",
+    "D14": "concord.probe",
+    "D15": "review",
+}
+REVIEW: Final = "review"
+
+# Each platform's domain in Concord's action names (`erp.update_customer`), as docs/rules.md names them.
+DOMAIN_OF: Final[dict[str, str]] = {"salesforce": "crm", "stripe": "billing", "zendesk": "support",
+                                    "netsuite": "erp"}
+
+# The published fingerprint contract (docs/drift.md): the first 20 hex digits of the sha256 of the
+# UTF-8 text "<rule>|<customer key>|<subject>".
+FINGERPRINT_HEX_DIGITS: Final = 20
+
 E_UNKNOWN_RULE: Final = "unknown rule {rule!r} in --rules: choose among {rules}"
 
 
@@ -111,13 +141,19 @@ def parse_rules(text: str) -> tuple[str, ...]:
     return tuple(chosen) or RULES
 
 
+def fingerprint(rule: str, customer_key: str, subject: str) -> str:
+    """The id Concord gives the finding, by the published contract: the scorer matches findings on it."""
+    text = f"{rule}|{customer_key}|{subject}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:FINGERPRINT_HEX_DIGITS]
+
+
 def expected_action(rule: str, system: str | None = None) -> str:
     """The built-in action of `rule`; D09/D13 name only a verb, prefixed by the target system's domain."""
     if rule == "D14":
-        return "review"  # an escalated correction is always left to a person (drift/rules/correction_stuck.py)
-    action = catalog.BY_ID[rule].defaults.action
-    if rule in ("D09", "D13") and system is not None and action != "review":
-        return f"{DOMAIN[system]}.{action}"
+        return REVIEW  # the sandbox injects escalations, and an escalation is always left to a person
+    action = DEFAULT_ACTION[rule]
+    if rule in ("D09", "D13") and system is not None and action != REVIEW:
+        return f"{DOMAIN_OF[system]}.{action}"
     return action
 
 
@@ -131,7 +167,7 @@ def make(rule: str, customer_key: str, at: int, detail: str, system: str | None 
     """The ground-truth record of one injection (`ids` fill the rule's subject template)."""
     reported = subject(rule, customer_key=customer_key, system=system or "", **ids)
     return Injection(rule=rule, customer_key=customer_key, subject=reported,
-                     fingerprint=finding_fingerprint(rule, customer_key, reported), injected_at=at, detail=detail,
+                     fingerprint=fingerprint(rule, customer_key, reported), injected_at=at, detail=detail,
                      expected_action=expected_action(rule, system), after=after)
 
 

@@ -39,7 +39,6 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from concord.codecs.salesforce import ACCOUNT_PAYMENT_TERMS_FIELD, ACCOUNT_TAX_ID_FIELD
 from concord.core.currency import minor_units
 from concord.sandbox.faults import Faults, Handler, PlatformCredentials, WriteCounter, guard
 from concord.sandbox.world import Record, World
@@ -49,9 +48,10 @@ API_VERSION: Final = "v62.0"
 PLAN_FIELD: Final = "Plan__c"
 # The external id field Concord's sandbox org defines on Account and Opportunity.
 EXTERNAL_ID_FIELD: Final = "External_Id__c"
-# The Account custom fields Concord's Salesforce codec reads for the tax id and payment terms.
-TAX_ID_FIELD: Final = ACCOUNT_TAX_ID_FIELD
-PAYMENT_TERMS_FIELD: Final = ACCOUNT_PAYMENT_TERMS_FIELD
+# The Account custom fields Concord's sandbox org defines for the tax id and payment terms (named
+# here, not taken from Concord's codec: tests/unit/sandbox/test_contracts.py checks the codec reads them).
+TAX_ID_FIELD: Final = "Tax_Id__c"
+PAYMENT_TERMS_FIELD: Final = "Payment_Terms__c"
 _KEY_PREFIX: Final = {"Account": "001", "Opportunity": "006"}
 # The standard StageName picklist: probability, closed, won.
 _STAGES: Final = {

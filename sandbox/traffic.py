@@ -42,7 +42,7 @@ from msgspec import Struct
 from concord.sandbox import injection
 from concord.sandbox import netsuite as ns
 from concord.sandbox import salesforce as sf
-from concord.sandbox import stripe as st
+from concord.sandbox import stripe as stripe_sandbox
 from concord.sandbox import zendesk as zd
 from concord.sandbox.injection import Injection
 from concord.sandbox.world import Change, Record, World
@@ -469,7 +469,7 @@ class Traffic:
                          f"(first: {live.stripe})", "stripe")
         if rule != "D10":
             seats = max(1, quantity + step.value) if rule == "D11" else quantity
-            live.subscription = st.create_subscription(world, live.stripe, price_id=plan.price_id,
+            live.subscription = stripe_sandbox.create_subscription(world, live.stripe, price_id=plan.price_id,
                                                        unit_amount=plan.unit_amount, currency=p.currency,
                                                        quantity=seats)["id"]
         sf.close_won(world, live.opportunity)
@@ -490,16 +490,16 @@ class Traffic:
                          opportunity_id=live.opportunity, subscription_id=live.subscription)
 
     def _stripe_customer(self, p: Profile, account_id: str) -> Record:
-        return st.create_customer(self.world, name=p.name, email=p.email, country=p.country,
+        return stripe_sandbox.create_customer(self.world, name=p.name, email=p.email, country=p.country,
                                   address={"line1": p.street, "city": p.city, "postal_code": p.postal_code},
                                   currency=p.currency, salesforce_account_id=account_id, tax_id=p.tax_id)
 
     def _invoice(self, live: _Live, step: Step) -> None:
         world, p = self.world, live.script.profile
-        sub = st.advance_period(world, live.subscription)
+        sub = stripe_sandbox.advance_period(world, live.subscription)
         item = sub["items"]["data"][0]
         tax = item["price"]["unit_amount"] * item["quantity"] * p.tax_percent // 100
-        invoice = st.create_invoice(world, live.stripe, subscription_id=live.subscription, tax=tax)
+        invoice = stripe_sandbox.create_invoice(world, live.stripe, subscription_id=live.subscription, tax=tax)
         if step.inject == "D04":
             live.invoices[step.n] = (invoice["id"], "")
             self._inject("D04", live, f"invoice {invoice['number']} ({invoice['id']}) finalized in Stripe, "
@@ -515,7 +515,7 @@ class Traffic:
 
     def _payment(self, live: _Live, step: Step) -> None:
         billing_id, erp_id = live.invoices[step.n]
-        _, charge = st.pay_invoice(self.world, billing_id)
+        _, charge = stripe_sandbox.pay_invoice(self.world, billing_id)
         live.charges[step.n] = charge["id"]
         if step.inject == "D06":
             self._inject("D06", live, f"invoice {billing_id} paid in Stripe (charge {charge['id']}), NetSuite "
@@ -526,24 +526,24 @@ class Traffic:
             ns.apply_payment(self.world, erp_id)
 
     def _payment_failed(self, live: _Live, step: Step) -> None:
-        st.fail_invoice_payment(self.world, live.invoices[step.n][0])
+        stripe_sandbox.fail_invoice_payment(self.world, live.invoices[step.n][0])
 
     def _nonpayment(self, live: _Live, step: Step) -> None:
         """Dunning exhausted: the invoice is voided in both books, the subscription and support end."""
         billing_id, erp_id = live.invoices[step.n]
-        st.fail_invoice_payment(self.world, billing_id)
-        st.void_invoice(self.world, billing_id)
+        stripe_sandbox.fail_invoice_payment(self.world, billing_id)
+        stripe_sandbox.void_invoice(self.world, billing_id)
         if erp_id:
             ns.void_invoice(self.world, erp_id)
         self._end_subscription(live, support=True)
 
     def _refund(self, live: _Live, step: Step) -> None:
         world, p = self.world, live.script.profile
-        charge = world.get(st.PLATFORM, "charge", live.charges[step.n])
+        charge = world.get(stripe_sandbox.PLATFORM, "charge", live.charges[step.n])
         if charge is None:
             raise LookupError(f"charge {live.charges[step.n]} is gone")
         amount = charge["amount"] * step.value // 100
-        refund, _ = st.refund_charge(world, charge["id"], amount=amount, reason="requested_by_customer")
+        refund, _ = stripe_sandbox.refund_charge(world, charge["id"], amount=amount, reason="requested_by_customer")
         if step.inject == "D07":
             self._inject("D07", live, f"refund {refund['id']} of {amount} on charge {charge['id']} has no "
                          "NetSuite credit memo", refund_id=refund["id"])
@@ -574,7 +574,7 @@ class Traffic:
                                             amount=new.unit_amount * quantity, currency=p.currency,
                                             stage="Negotiation/Review", plan=new.price_id,
                                             plan_field=self.config.plan_field)
-        st.update_subscription(world, live.subscription, price_id=new.price_id, unit_amount=new.unit_amount)
+        stripe_sandbox.update_subscription(world, live.subscription, price_id=new.price_id, unit_amount=new.unit_amount)
         if step.inject == "D03":
             self._inject("D03", live, f"subscription {live.subscription} moved from {old.name} to {new.name}, "
                          f"organization {live.organization} kept tier {old.tier!r}",
@@ -593,7 +593,7 @@ class Traffic:
             return
         live.name = name
         sf.update_account(world, live.account, {"Name": name})
-        st.update_customer(world, live.stripe, {"name": name})
+        stripe_sandbox.update_customer(world, live.stripe, {"name": name})
         zd.update_organization(world, live.organization, name=name)
         ns.upsert_customer(world, live.account, company_name=name, email=p.email, currency=p.currency, terms=TERMS)
 
@@ -627,7 +627,8 @@ class Traffic:
 
     def _merge_touch(self, live: _Live, step: Step) -> None:
         """The merged-away account's Stripe customer changes (still naming the loser), so Concord sees it."""
-        st.update_customer(self.world, live.duplicate_stripe, {"email": f"accounts@{live.duplicate.lower()}.example"})
+        email = f"accounts@{live.duplicate.lower()}.example"
+        stripe_sandbox.update_customer(self.world, live.duplicate_stripe, {"email": email})
 
     def _cancel(self, live: _Live, step: Step) -> None:
         rule = step.inject
@@ -643,7 +644,7 @@ class Traffic:
                          "cannot stick and must be escalated", after=unpaid.fingerprint, stuck=unpaid.fingerprint)
 
     def _end_subscription(self, live: _Live, support: bool) -> None:
-        st.cancel_subscription(self.world, live.subscription)
+        stripe_sandbox.cancel_subscription(self.world, live.subscription)
         if support:
             today = _date(self.world.now_ms() // 1000)
             zd.set_entitlement(self.world, live.organization, status="inactive", end_date=today,

@@ -25,7 +25,7 @@ from concord.drift.config import DriftConfig
 from concord.drift.finding import Finding
 from concord.drift.rule import Context
 from concord.sandbox import injection
-from concord.sandbox import stripe as st_ops
+from concord.sandbox import stripe as stripe_sandbox
 from concord.sandbox import zendesk as zd
 from concord.sandbox.events import Delivery, EventConfig, KafkaDelivery, NativeEvents
 from concord.sandbox.traffic import PLAN_TIERS, Runner, Traffic, TrafficConfig, build_scripts, timeline
@@ -276,7 +276,7 @@ def test_fixing_a_merged_account_reference_reveals_the_duplicate_in_the_ground_t
     # What Concord's Stripe connector does for billing.update_customer {"crm_account_id": <winner>}.
     stripe_customer = merged.subject.removeprefix("stripe:")
     clock.now += 60
-    st_ops.update_customer(world, stripe_customer, {"metadata": {"salesforce_account_id": merged.customer_key}})
+    stripe_sandbox.update_customer(world, stripe_customer, {"metadata": {"salesforce_account_id": merged.customer_key}})
     concord.flush()
     assert {f.fingerprint for f in concord_findings(concord, world, clock)} == {duplicate.fingerprint,
                                                                                erp_merged.fingerprint}
