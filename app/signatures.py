@@ -112,10 +112,12 @@ def _zendesk_time(value: str) -> float:
 
 
 def sign_t_v1(body: bytes, secret: str, timestamp: int) -> str:
-    """`t=<ts>,v1=<hex>`: the header value Stripe and our NetSuite script send (used by the sandbox)."""
+    """`t=<ts>,v1=<hex>`: the header value Stripe and our NetSuite script send (for tests that
+    deliver a signed webhook; the sandbox signs with its own code)."""
     return f"t={timestamp},v1={_hmac(secret, str(timestamp).encode() + b'.' + body).hex()}"
 
 
 def sign_zendesk(body: bytes, secret: str, timestamp: str) -> str:
-    """Zendesk's `X-Zendesk-Webhook-Signature` value for `timestamp` + `body` (used by the sandbox)."""
+    """Zendesk's `X-Zendesk-Webhook-Signature` value for `timestamp` + `body` (for tests that deliver a
+    signed webhook)."""
     return base64.b64encode(_hmac(secret, timestamp.encode() + body)).decode()

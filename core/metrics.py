@@ -31,7 +31,10 @@ ingest_dead_letters = Counter(
     registry=REGISTRY,
 )
 resync_required = Counter(
-    "concord_resync_required_total", "Source said events were lost (Salesforce GAP_*): records must be re-read",
+    "concord_resync_required_total",
+    "Re-read requests from the sources: Salesforce GAP_* and wildcard change events (events lost; no "
+    "connector re-reads them: audit and log only) and every Zendesk organization webhook that may change "
+    "the entitlement (it carries no entitlement fields: re-read by a support.fetch_organization command)",
     ["platform", "object"], registry=REGISTRY,
 )
 identity_parked = Counter(
@@ -116,7 +119,7 @@ def markdown_reference() -> str:
     lines = [
         "# Metrics",
         "",
-        "<!-- Generated from app/metrics.py by `python -m concord.core.metrics`. Do not edit by hand. -->",
+        "<!-- Generated from core/metrics.py by `python -m concord.core.metrics`. Do not edit by hand. -->",
         "",
         "Every worker serves these at `/metrics` (Prometheus text format).",
         "",

@@ -335,7 +335,7 @@ def markdown_reference() -> str:
     lines = [
         "# Configuration",
         "",
-        "<!-- Generated from app/settings.py by `concord config --markdown`. Do not edit by hand. -->",
+        "<!-- Generated from core/settings.py by `concord config --markdown`. Do not edit by hand. -->",
         "",
         "Every setting is an environment variable. A bad value stops the process at start with the",
         "variable's name and what is expected; an unknown `CONCORD_*` variable is refused too.",

@@ -44,6 +44,43 @@ def test_prometheus_scrapes_the_worker_metrics_port() -> None:
     assert config["scrape_configs"][0]["metrics_path"] == "/metrics"
 
 
+def test_prometheus_scrapes_the_split_processes_too() -> None:
+    services = _compose()["services"]
+    volume = services["prometheus"]["volumes"][0].split(":")[0]
+    config = yaml.safe_load((REPO_ROOT / volume).read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert len(jobs) == len(config["scrape_configs"])  # job names are unique
+    split = [name for name, service in services.items() if service.get("profiles") == ["split"]]
+    assert sorted(split) == ["commands", "ingest", "state"]
+    discovered = {}
+    for job in jobs.values():
+        assert job["metrics_path"] == "/metrics"
+        for sd in job.get("dns_sd_configs", []):
+            assert sd["type"] == "A"  # Docker's DNS answers A records, one per replica
+            discovered.update(dict.fromkeys(sd["names"], sd["port"]))
+    for name in split:
+        env = {k: str(v) for k, v in services[name]["environment"].items()}
+        assert discovered.get(name) == s.load(env).web_port, f"Prometheus does not scrape {name}"
+    # Prometheus must not pull `worker` into a split deployment.
+    assert "worker" not in services["prometheus"].get("depends_on", [])
+
+
+def test_split_deployment_commands_send_the_webhooks_to_ingest() -> None:
+    services = _compose()["services"]
+    env = {k: str(v) for k, v in services["ingest"]["environment"].items()}
+    wanted = f"SANDBOX_CONCORD_URL=http://ingest:{s.load(env).web_port}"
+    assert "${SANDBOX_CONCORD_URL:-http://worker:6066}" in services["sandbox"]["command"]
+    for doc in ("README.md", "docker-compose.yml"):
+        lines = iter((REPO_ROOT / doc).read_text().split(wanted, 1)[1].splitlines())
+        command = [next(lines)]  # the shell command, continued over lines ending with a backslash
+        while command[-1].endswith("\\"):
+            command.append(next(lines).lstrip("# "))
+        words = " ".join(command).replace("\\", " ").split()
+        assert words[:4] == ["docker", "compose", "--profile", "split"], f"{doc}: {words}"
+        assert {"ingest", "state", "commands", "sandbox", "prometheus"} <= set(words), f"{doc}: {words}"
+        assert "worker" not in words
+
+
 def test_procfile_runs_the_worker() -> None:
     lines = (REPO_ROOT / "Procfile").read_text().splitlines()
     assert "worker: concord worker -l info" in lines
