@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from concord.core import settings as s
+from concord.core import settings as settings_mod
 from tests.conftest import REPO_ROOT
 
 
@@ -23,8 +23,8 @@ def test_services_present() -> None:
 def test_worker_environment_is_valid_settings_pointing_at_the_services() -> None:
     services = _compose()["services"]
     env = {k: str(v) for k, v in services["worker"]["environment"].items()}
-    settings = s.load(env)  # raises on an unknown or bad CONCORD_* variable
-    kafka_host, kafka_port = s.kafka_bootstrap(settings).split(":")
+    settings = settings_mod.load(env)  # raises on an unknown or bad CONCORD_* variable
+    kafka_host, kafka_port = settings_mod.kafka_bootstrap(settings).split(":")
     assert kafka_host == "kafka"
     assert f"PLAINTEXT://kafka:{kafka_port}" in services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     assert settings.redis_url.startswith("redis://redis:6379")
@@ -38,7 +38,7 @@ def test_prometheus_scrapes_the_worker_metrics_port() -> None:
     volume = services["prometheus"]["volumes"][0].split(":")[0]
     config = yaml.safe_load((REPO_ROOT / volume).read_text())
     env = {k: str(v) for k, v in services["worker"]["environment"].items()}
-    port = s.load(env).web_port
+    port = settings_mod.load(env).web_port
     targets = config["scrape_configs"][0]["static_configs"][0]["targets"]
     assert f"worker:{port}" in targets
     assert config["scrape_configs"][0]["metrics_path"] == "/metrics"
@@ -60,7 +60,7 @@ def test_prometheus_scrapes_the_split_processes_too() -> None:
             discovered.update(dict.fromkeys(sd["names"], sd["port"]))
     for name in split:
         env = {k: str(v) for k, v in services[name]["environment"].items()}
-        assert discovered.get(name) == s.load(env).web_port, f"Prometheus does not scrape {name}"
+        assert discovered.get(name) == settings_mod.load(env).web_port, f"Prometheus does not scrape {name}"
     # Prometheus must not pull `worker` into a split deployment.
     assert "worker" not in services["prometheus"].get("depends_on", [])
 
@@ -68,7 +68,7 @@ def test_prometheus_scrapes_the_split_processes_too() -> None:
 def test_split_deployment_commands_send_the_webhooks_to_ingest() -> None:
     services = _compose()["services"]
     env = {k: str(v) for k, v in services["ingest"]["environment"].items()}
-    wanted = f"SANDBOX_CONCORD_URL=http://ingest:{s.load(env).web_port}"
+    wanted = f"SANDBOX_CONCORD_URL=http://ingest:{settings_mod.load(env).web_port}"
     assert "${SANDBOX_CONCORD_URL:-http://worker:6066}" in services["sandbox"]["command"]
     for doc in ("README.md", "docker-compose.yml"):
         lines = iter((REPO_ROOT / doc).read_text().split(wanted, 1)[1].splitlines())
@@ -100,7 +100,7 @@ def test_sandbox_and_split_services_share_valid_settings_aimed_at_the_sandbox() 
     services = _compose()["services"]
     for name in ("sandbox", "ingest", "state", "commands"):
         env = {k: str(v) for k, v in services[name]["environment"].items()}
-        settings = s.load(env)
+        settings = settings_mod.load(env)
         assert settings.stripe_api_url == "http://sandbox:6070"
         assert settings.zendesk_url == "http://sandbox:6070"
         assert settings.stripe_webhook_secret  # the sandbox signs what the worker verifies

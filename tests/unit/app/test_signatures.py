@@ -6,7 +6,7 @@ import hmac
 
 import pytest
 
-from concord.app import signatures as sig
+from concord.app import signatures
 
 BODY = b'{"id":"evt_1","object":"event","type":"invoice.paid"}'
 SECRET = "whsec_test_secret"
@@ -19,12 +19,12 @@ def _stripe_header(body: bytes, secret: str, t: int, extra: str = "") -> str:
 
 
 def test_stripe_valid_signature_passes() -> None:
-    sig.verify_stripe(BODY, {"Stripe-Signature": _stripe_header(BODY, SECRET, int(NOW))}, SECRET, NOW)
+    signatures.verify_stripe(BODY, {"Stripe-Signature": _stripe_header(BODY, SECRET, int(NOW))}, SECRET, NOW)
 
 
 def test_stripe_header_name_is_case_insensitive_and_any_v1_may_match() -> None:
     header = f"t={int(NOW)},v1=deadbeef," + _stripe_header(BODY, SECRET, int(NOW)).split(",", 1)[1] + ",v0=abc"
-    sig.verify_stripe(BODY, {"stripe-signature": header}, SECRET, NOW)
+    signatures.verify_stripe(BODY, {"stripe-signature": header}, SECRET, NOW)
 
 
 @pytest.mark.parametrize(
@@ -40,13 +40,13 @@ def test_stripe_header_name_is_case_insensitive_and_any_v1_may_match() -> None:
     ],
 )
 def test_stripe_refusals_say_why(headers: dict[str, str], reason: str) -> None:
-    with pytest.raises(sig.SignatureError) as err:
-        sig.verify_stripe(BODY, headers, SECRET, NOW)
+    with pytest.raises(signatures.SignatureError) as err:
+        signatures.verify_stripe(BODY, headers, SECRET, NOW)
     assert err.value.reason == reason
 
 
 def test_stripe_tolerance_edge_is_accepted() -> None:
-    sig.verify_stripe(BODY, {"Stripe-Signature": _stripe_header(BODY, SECRET, int(NOW) - 300)}, SECRET, NOW)
+    signatures.verify_stripe(BODY, {"Stripe-Signature": _stripe_header(BODY, SECRET, int(NOW) - 300)}, SECRET, NOW)
 
 
 def test_zendesk_signature() -> None:
@@ -54,19 +54,19 @@ def test_zendesk_signature() -> None:
     good = base64.b64encode(hmac.new(SECRET.encode(), ts.encode() + BODY, hashlib.sha256).digest()).decode()
     now = 1_795_773_600.0  # 2026-11-27T10:00:00Z
     headers = {"X-Zendesk-Webhook-Signature": good, "X-Zendesk-Webhook-Signature-Timestamp": ts}
-    sig.verify_zendesk(BODY, headers, SECRET, now)
-    assert sig.sign_zendesk(BODY, SECRET, ts) == good
-    with pytest.raises(sig.SignatureError, match="bad_signature"):
-        sig.verify_zendesk(BODY + b"x", headers, SECRET, now)
-    with pytest.raises(sig.SignatureError, match="stale"):
-        sig.verify_zendesk(BODY, headers, SECRET, now + 3600)
-    with pytest.raises(sig.SignatureError, match="missing_signature"):
-        sig.verify_zendesk(BODY, {"X-Zendesk-Webhook-Signature": good}, SECRET, now)
+    signatures.verify_zendesk(BODY, headers, SECRET, now)
+    assert signatures.sign_zendesk(BODY, SECRET, ts) == good
+    with pytest.raises(signatures.SignatureError, match="bad_signature"):
+        signatures.verify_zendesk(BODY + b"x", headers, SECRET, now)
+    with pytest.raises(signatures.SignatureError, match="stale"):
+        signatures.verify_zendesk(BODY, headers, SECRET, now + 3600)
+    with pytest.raises(signatures.SignatureError, match="missing_signature"):
+        signatures.verify_zendesk(BODY, {"X-Zendesk-Webhook-Signature": good}, SECRET, now)
 
 
 def test_netsuite_signature_uses_the_t_v1_scheme() -> None:
-    header = sig.sign_t_v1(BODY, SECRET, int(NOW))
+    header = signatures.sign_t_v1(BODY, SECRET, int(NOW))
     assert header == _stripe_header(BODY, SECRET, int(NOW))
-    sig.verify_netsuite(BODY, {"X-Concord-Signature": header}, SECRET, NOW)
-    with pytest.raises(sig.SignatureError, match="bad_signature"):
-        sig.verify_netsuite(BODY, {"X-Concord-Signature": header}, "wrong", NOW)
+    signatures.verify_netsuite(BODY, {"X-Concord-Signature": header}, SECRET, NOW)
+    with pytest.raises(signatures.SignatureError, match="bad_signature"):
+        signatures.verify_netsuite(BODY, {"X-Concord-Signature": header}, "wrong", NOW)
