@@ -21,7 +21,6 @@ import msgspec
 import pytest
 
 from concord.bench.common import free_port
-from concord.connectors.executor import DLQ_KIND
 from concord.core import messages
 from concord.core.messages import Command
 from concord.core.settings import Settings
@@ -34,15 +33,15 @@ from concord.sandbox.traffic import PLAN_TIERS
 from tests.integration.harness import Infra, WorkerProcess, read_all
 
 SANDBOX_CREDENTIALS = {
-    "stripe_api_key": "sk_test_loop",
-    "salesforce_access_token": "00Dloop!token",
+    "stripe_api_key": "sk_test_loop_stripe_key",
+    "salesforce_access_token": "00Dloop!access_token",
     "zendesk_api_email": "loop@concord.invalid",
-    "zendesk_api_token": "loop-token",
-    "netsuite_access_token": "loop-netsuite",
-    "stripe_webhook_secret": "whsec_loop",
-    "zendesk_webhook_secret": "loop-zendesk",
-    "netsuite_webhook_secret": "loop-netsuite-hook",
-    "admin_token": "loop-admin",
+    "zendesk_api_token": "loop-zendesk-api-token",
+    "netsuite_access_token": "loop-netsuite-access-token",
+    "stripe_webhook_secret": "whsec_loop_stripe_secret",
+    "zendesk_webhook_secret": "loop-zendesk-webhook-secret",
+    "netsuite_webhook_secret": "loop-netsuite-hook-secret",
+    "admin_token": "loop-admin-token-secret",
 }
 FAULTS = {
     # 30% 5xx before anything is applied, a burst of 429s, and 10% applied but answered 500 (the call
@@ -122,7 +121,7 @@ async def test_every_injected_drift_ends_corrected_or_dead_lettered_without_doub
         [sys.executable, "-m", "concord.app.cli", "sandbox", "--port", str(sandbox_port), "--seed", "7",
          "--customers", "16", "--drift-rate", "0.5", "--time-scale", "864000", "--duration", "25",
          "--linger", "600", "--progress", "5",
-         "--concord-url", worker.base_url],
+         "--concord-url", worker.base_url, "--test-credentials"],
         cfg, tmp_path / "sandbox.log")
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
 
@@ -177,7 +176,7 @@ async def test_every_injected_drift_ends_corrected_or_dead_lettered_without_doub
         async def refused_corrections_escalated() -> bool:
             for record in await read_all(infra.bootstrap, names.dlq_commands):
                 command = msgspec.json.decode(record.value, type=Command)
-                if dict(record.headers or ()).get(DLQ_KIND) == b"data" and command.fingerprint:
+                if dict(record.headers or ()).get(messages.DLQ_KIND) == b"data" and command.fingerprint:
                     refused[command.fingerprint] = command.command_id
             for fp in refused:
                 finding = await worker.get_json(f"/api/drift/{fp}")

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from concord.connectors.base import ConnectorError, ErrorKind, Outcome
-from concord.connectors.executor import DLQ_ATTEMPTS, DLQ_KIND, CommandResult
+from concord.connectors.executor import CommandResult
 from concord.core import messages
 from concord.core.messages import Command
 from concord.core.settings import Settings, kafka_bootstrap
@@ -77,7 +77,7 @@ async def test_an_outage_on_one_platform_does_not_hold_up_another(settings: Sett
         headers = dict(dead.headers)
         assert (dead.key, dead.value) == (b"stripe:cus_L0", b"{not a command")
         assert headers[messages.DLQ_REASON].startswith(b"undecodable command: ")
-        assert (headers[DLQ_KIND], headers[DLQ_ATTEMPTS], headers[messages.DLQ_SOURCE_TOPIC]) == (
+        assert (headers[messages.DLQ_KIND], headers[messages.DLQ_ATTEMPTS], headers[messages.DLQ_SOURCE_TOPIC]) == (
             b"data", b"0", names.commands.encode())
         status = await worker.get_json("/api/commands/status")
         assert isinstance(status, dict) and status["executing"] is True
