@@ -34,15 +34,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Final, NamedTuple, TypedDict, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
 import msgspec
 from msgspec import Raw, Struct
 
+from concord.codecs.common import EventFields, decode_json, epoch_ms, event_fields
 from concord.codecs.config import DEFAULT_CODEC_CONFIG, CodecConfig
-from concord.codecs.errors import DecodeError
+from concord.codecs.errors import BAD_CURRENCY, BAD_TYPE, INVALID_JSON, MISSING_FIELD, UNKNOWN_SHAPE, DecodeError
 from concord.codecs.model import (
     CanonicalEvent,
     CustomerUpserted,
@@ -61,8 +62,15 @@ __all__ = ["ENVELOPE_V1", "decode"]
 
 ENVELOPE_V1: Final = "concord.netsuite.v1"
 
+# DecodeError reasons only this codec gives (the shared ones are in codecs/errors.py).
+BAD_AMOUNT: Final = "bad_amount"
+BAD_STATUS: Final = "bad_status"
+ID_MISMATCH: Final = "id_mismatch"
+
 # User Event types that do not change the record (the script does not send them; tolerated).
 _READ_ONLY_EVENT_TYPES: Final = frozenset({"view", "print", "email"})
+# Ends the error detail of a time without a UTC offset.
+_TIME_HINT: Final = " (send ISO 8601 with Z)"
 _ISO_CURRENCY: Final = re.compile(r"^[A-Z]{3}$")
 # Fallback only: names NetSuite gives its currency records by default. "USA" is the US dollar in
 # Oracle's documented invoice example; every other name needs `currencyCode` in the envelope.
@@ -96,8 +104,6 @@ _CREDIT_MEMO_STATUS: Final = {"open": "open", "fullyapplied": "applied", "voided
 # creditHoldOverride: ON and OFF are standing decisions; AUTO leaves the hold to NetSuite's
 # credit-limit check at transaction time, which Concord cannot see, so it is reported as unknown.
 _CREDIT_HOLD: Final = {"on": True, "off": False, "auto": None}
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MS: Final = timedelta(milliseconds=1)
 
 
 class _Ref(Struct, rename="camel"):
@@ -215,19 +221,19 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
     anything else that cannot be read (a bare REST record without the envelope is `unknown_shape`).
     """
     try:
-        head = _decode(_head_decoder, body, "body")
+        head = decode_json(_head_decoder, body, "body")
     except DecodeError as exc:
-        if exc.reason == "invalid_json":
+        if exc.reason == INVALID_JSON:
             raise
-        raise DecodeError("unknown_shape", f"body is not a {ENVELOPE_V1} envelope object: {exc.detail}") from None
+        raise DecodeError(UNKNOWN_SHAPE, f"body is not a {ENVELOPE_V1} envelope object: {exc.detail}") from None
     if head.envelope != ENVELOPE_V1:
         found = "no `envelope` field" if head.envelope is None else f"envelope {head.envelope!r}"
         raise DecodeError(
-            "unknown_shape",
+            UNKNOWN_SHAPE,
             f"{found}; Concord reads {ENVELOPE_V1} envelopes posted by the SuiteScript in "
             "docs/netsuite-suitescript.md - deploy that script (or update it) in the sending account",
         )
-    env = _decode(_envelope_decoder, body, "envelope")
+    env = decode_json(_envelope_decoder, body, "envelope")
     record_id = str(env.id)
     required = {
         "recordType": env.record_type,
@@ -237,14 +243,14 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
     }
     for name, value in required.items():
         if not value.strip():
-            raise DecodeError("missing_field", f"envelope field {name} is empty")
+            raise DecodeError(MISSING_FIELD, f"envelope field {name} is empty")
     event_type = env.event_type.lower()
     record_type = env.record_type.lower()
     mapper = _MAPPERS.get(record_type)
     if mapper is None or event_type in _READ_ONLY_EVENT_TYPES:
         return []
     deleted = event_type == "delete"
-    ts = _ms(env.last_modified_date, "envelope lastModifiedDate")
+    ts = epoch_ms(env.last_modified_date, "envelope lastModifiedDate", _TIME_HINT)
     event_id = f"{record_type}:{record_id}:{ts}" + (":delete" if deleted else "")
     source = _Source(
         record_type=record_type,
@@ -292,7 +298,7 @@ def _customer(src: _Source, raw: Raw) -> list[CanonicalEvent]:
     if rec.overdue_balance is not None:
         if currency is None:
             raise DecodeError(
-                "bad_currency",
+                BAD_CURRENCY,
                 f"{where} has overdueBalance but no currency: send currencyCode in the envelope",
             )
         overdue = _minor(rec.overdue_balance, currency, f"{where} overdueBalance")
@@ -431,7 +437,7 @@ def _sales_order(src: _Source, raw: Raw) -> list[CanonicalEvent]:
     where = f"salesorder {src.record_id}"
     currency = _currency(src.currency_code, rec.currency, where)
     if rec.total is not None and currency is None:
-        raise DecodeError("bad_currency", f"{where} has a total but no currency: send currencyCode")
+        raise DecodeError(BAD_CURRENCY, f"{where} has a total but no currency: send currencyCode")
     customer_id = rec.entity.id if rec.entity else None
     return [
         SalesOrderChanged(
@@ -463,52 +469,38 @@ _MAPPERS: Final[dict[str, Callable[[_Source, Raw], list[CanonicalEvent]]]] = {
 }
 
 
-class _Common(TypedDict):
-    """Event fields every mapper fills the same way."""
+def _base(src: _Source, *, customer_key: str | None, local_customer: str | None, suffix: str = "") -> EventFields:
+    """The common fields of an event about the envelope's record.
 
-    event_id: str
-    source: Platform
-    entity: EntityRef
-    occurred_at: int
-    version: Version
-    customer_key: str | None
-    local_customer: str | None
-    xrefs: dict[str, str]
-
-
-def _base(src: _Source, *, customer_key: str | None, local_customer: str | None, suffix: str = "") -> _Common:
-    return _Common(
-        event_id=src.event_id + suffix,
-        source=Platform.NETSUITE,
-        entity=EntityRef(src.record_type, src.record_id),
-        occurred_at=src.version.ts,
-        version=src.version,
-        customer_key=customer_key,
-        local_customer=local_customer,
-        # Only a customer's externalId is a CRM account id (an invoice's is the billing invoice id).
-        xrefs={"salesforce": customer_key} if customer_key else {},
+    Only a customer's externalId is a CRM account id (an invoice's is the billing invoice id), so
+    only customer events pass a `customer_key`.
+    """
+    entity = EntityRef(src.record_type, src.record_id)
+    event_id = src.event_id + suffix
+    return event_fields(
+        Platform.NETSUITE, event_id, entity, src.version, crm_account_id=customer_key, local_customer=local_customer
     )
 
 
 def _record(src: _Source, raw: Raw, decoder: msgspec.json.Decoder[_T | None]) -> _T | None:
     """The decoded `record`, or None when the envelope has none (absent or null)."""
-    rec = _decode(decoder, raw, f"{src.record_type} {src.record_id} record") if len(raw) else None
+    rec = decode_json(decoder, raw, f"{src.record_type} {src.record_id} record") if len(raw) else None
     record_id = getattr(rec, "id", None)
     if record_id is not None and record_id != src.record_id:
-        raise DecodeError("id_mismatch", f"envelope id {src.record_id} but record id {record_id}")
+        raise DecodeError(ID_MISMATCH, f"envelope id {src.record_id} but record id {record_id}")
     return rec
 
 
 def _no_record(src: _Source) -> DecodeError:
     return DecodeError(
-        "missing_field",
+        MISSING_FIELD,
         f"{src.record_type} {src.record_id}: envelope has no record (only a delete may omit it)",
     )
 
 
 def _missing(where: str, **fields: object) -> DecodeError:
     missing = [name for name, value in fields.items() if value is None]
-    return DecodeError("missing_field", f"{where} record lacks {', '.join(missing)}")
+    return DecodeError(MISSING_FIELD, f"{where} record lacks {', '.join(missing)}")
 
 
 def _local(customer_id: str | None) -> str | None:
@@ -520,7 +512,7 @@ def _currency(code: str | None, ref: _Ref | None, where: str) -> str | None:
     if code is not None:
         upper = code.strip().upper()
         if not _ISO_CURRENCY.match(upper):
-            raise DecodeError("bad_currency", f"{where}: envelope currencyCode {code!r} is not ISO 4217")
+            raise DecodeError(BAD_CURRENCY, f"{where}: envelope currencyCode {code!r} is not ISO 4217")
         return upper
     if ref is None:
         return None
@@ -530,7 +522,7 @@ def _currency(code: str | None, ref: _Ref | None, where: str) -> str | None:
     resolved = _CURRENCY_NAMES.get(name.upper()) or (name if _ISO_CURRENCY.match(name) else None)
     if resolved is None:
         raise DecodeError(
-            "bad_currency",
+            BAD_CURRENCY,
             f"{where}: currency {ref.id}/{ref.ref_name!r} is a NetSuite currency name, not an ISO code; "
             "send currencyCode in the envelope (see docs/netsuite-suitescript.md)",
         )
@@ -541,7 +533,7 @@ def _minor(amount: Decimal, currency: str, where: str) -> int:
     """Exact integer minor units of a decimal amount; refuses to round."""
     sign, digits, exponent = amount.as_tuple()
     if not isinstance(exponent, int):  # NaN or Infinity
-        raise DecodeError("bad_amount", f"{where}={str(amount)[:40]} is not a number")
+        raise DecodeError(BAD_AMOUNT, f"{where}={str(amount)[:40]} is not a number")
     text = "".join(map(str, digits))
     significant = text.rstrip("0")
     if not significant:
@@ -549,10 +541,10 @@ def _minor(amount: Decimal, currency: str, where: str) -> int:
     # Trailing zeros carry no value ("1.5000"); the last significant digit must be a whole minor unit.
     shift = exponent + len(text) - len(significant) + minor_units(currency)
     if shift < 0:
-        raise DecodeError("bad_amount", f"{where}={str(amount)[:40]} has more decimals than {currency} allows")
+        raise DecodeError(BAD_AMOUNT, f"{where}={str(amount)[:40]} has more decimals than {currency} allows")
     # Sized before int(): 17+ digits is out of range anyway, and no giant number gets built.
     if len(significant) + shift > len(str(_MAX_MINOR)) or (value := int(significant) * 10**shift) > _MAX_MINOR:
-        raise DecodeError("bad_amount", f"{where}={str(amount)[:40]} is out of range")
+        raise DecodeError(BAD_AMOUNT, f"{where}={str(amount)[:40]} is out of range")
     return -value if sign else value
 
 
@@ -568,7 +560,7 @@ def _status(value: _Select, known: dict[str, str], where: str, *, strict: bool) 
             return found
     label = next((text for text in texts if text), None)
     if strict or label is None:
-        raise DecodeError("bad_status", f"{where}: status {label!r} is not one of {sorted(set(known.values()))}")
+        raise DecodeError(BAD_STATUS, f"{where}: status {label!r} is not one of {sorted(set(known.values()))}")
     return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
 
 
@@ -579,7 +571,7 @@ def _credit_hold(value: _Select | None, where: str) -> bool | None:
     for text in texts:
         if text and _squash(text) in _CREDIT_HOLD:
             return _CREDIT_HOLD[_squash(text)]
-    raise DecodeError("bad_type", f"{where}: creditHoldOverride {texts!r} is not ON, OFF or AUTO")
+    raise DecodeError(BAD_TYPE, f"{where}: creditHoldOverride {texts!r} is not ON, OFF or AUTO")
 
 
 def _single_applied_doc(apply: _ApplyList | None) -> str | None:
@@ -596,23 +588,4 @@ def _date_ms(value: date | None) -> int | None:
     # NetSuite dates carry no time zone; midnight UTC keeps them comparable with billing due dates.
     if value is None:
         return None
-    return (datetime(value.year, value.month, value.day, tzinfo=UTC) - _EPOCH) // _MS
-
-
-def _ms(value: datetime, field: str) -> int:
-    if value.tzinfo is None:
-        raise DecodeError("bad_time", f"{field}={value.isoformat()} has no UTC offset (send ISO 8601 with Z)")
-    return (value - _EPOCH) // _MS
-
-
-def _decode(decoder: msgspec.json.Decoder[_T], data: bytes | Raw, where: str) -> _T:
-    """msgspec decode with every failure turned into a DecodeError naming the place."""
-    try:
-        return decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        reason = "missing_field" if str(exc).startswith("Object missing required field") else "bad_type"
-        raise DecodeError(reason, f"{where}: {exc}") from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise DecodeError("invalid_json", f"{where}: {exc}") from None
-    except RecursionError:
-        raise DecodeError("invalid_json", f"{where}: JSON nested too deeply") from None
+    return epoch_ms(datetime(value.year, value.month, value.day, tzinfo=UTC), "date")

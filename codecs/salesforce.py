@@ -49,13 +49,15 @@ from typing import Annotated, Any, Final, NamedTuple, TypeVar, cast
 import msgspec
 from msgspec import UNSET, Meta, Raw, Struct, UnsetType, field
 
+from concord.codecs.common import blank_event
 from concord.codecs.config import DEFAULT_CODEC_CONFIG, CodecConfig
-from concord.codecs.errors import DecodeError
+from concord.codecs.errors import INVALID_JSON, UNKNOWN_SHAPE, DecodeError
 from concord.codecs.model import (
     AccountMerged,
     AccountUpserted,
     CanonicalEvent,
     EntityRef,
+    Event,
     OpportunityChanged,
     Platform,
     ResyncRequired,
@@ -76,10 +78,9 @@ __all__ = [
 ACCOUNT_TAX_ID_FIELD: Final = "Tax_Id__c"
 ACCOUNT_PAYMENT_TERMS_FIELD: Final = "Payment_Terms__c"
 
-# DecodeError reasons: short, stable, used as metric labels.
-INVALID_JSON: Final = "invalid_json"
+# DecodeError reasons: short, stable, used as metric labels. INVALID_JSON and UNKNOWN_SHAPE, which
+# other codecs give too, are codecs/errors.py's.
 INVALID_MESSAGE: Final = "invalid_message"
-UNKNOWN_SHAPE: Final = "unknown_shape"
 MISSING_HEADER: Final = "missing_header"
 MISSING_PAYLOAD: Final = "missing_payload"
 MISSING_EVENT_ID: Final = "missing_event_id"
@@ -280,6 +281,7 @@ _PUBSUB: Final = _Shape.PUBSUB
 _KAFKA_CONNECT: Final = _Shape.KAFKA_CONNECT
 
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound=Event)
 _PROBE_DECODER: Final = msgspec.json.Decoder(_ProbeEnvelope)
 _replace: Final = msgspec.structs.replace
 _RECORD_DECODER: Final = msgspec.json.Decoder(_RecordEnvelope)
@@ -684,46 +686,21 @@ def _resync_events(header: _Header, kind: str, record_ids: list[str], base_id: s
     wildcard = any(rid.endswith("*") for rid in record_ids)
     reason = header.changeType if header.changeType in _GAP_CHANGE_TYPES else f"WILDCARD_{header.changeType}"
     named = [] if wildcard else [rid for rid in record_ids if not rid.startswith(_EMPTY_ID_PREFIX)]
-    version = _version(header)
-    correlation = header.transactionKey or ""
     if not named:
-        return [
-            ResyncRequired(
-                event_id=base_id,
-                source=Platform.SALESFORCE,
-                entity=EntityRef(kind, "*"),
-                occurred_at=header.commitTimestamp,
-                version=version,
-                correlation_id=correlation,
-                reason=reason,
-                object_type=header.entityName,
-            )
-        ]
-    return [
-        ResyncRequired(
-            event_id=base_id if len(named) == 1 else f"{base_id}:{rid}",
-            source=Platform.SALESFORCE,
-            entity=EntityRef(kind, rid),
-            occurred_at=header.commitTimestamp,
-            version=version,
-            customer_key=rid if kind == "account" else None,
-            local_customer=f"salesforce:{rid}",
-            correlation_id=correlation,
-            reason=reason,
-            object_type=header.entityName,
-            record_ids=(rid,),
-        )
-        for rid in named
-    ]
+        resync = _stamped(_RESYNC, header, kind, None, base_id, None)
+        return [_replace(resync, reason=reason, object_type=header.entityName)]
+    events: list[CanonicalEvent] = []
+    for rid in named:
+        event_id = base_id if len(named) == 1 else f"{base_id}:{rid}"
+        resync = _stamped(_RESYNC, header, kind, rid, event_id, rid if kind == "account" else None)
+        events.append(_replace(resync, reason=reason, object_type=header.entityName, record_ids=(rid,)))
+    return events
 
 
 def _account_events(
     header: _Header, targets: list[tuple[str, str]], record: _Record, carry: _Carry
 ) -> list[CanonicalEvent]:
     """One AccountUpserted (or AccountMerged) per (record id, event id) in `targets`."""
-    occurred_at = header.commitTimestamp
-    version = Version(occurred_at, int(header.commitNumber or 0))
-    correlation = header.transactionKey or ""
     events: list[CanonicalEvent] = []
     if header.changeType == "DELETE":
         master = record.MasterRecordId
@@ -731,35 +708,12 @@ def _account_events(
             # A merge deletes the losers with MasterRecordId naming the winner.
             winner = _record_id(master, "Account.MasterRecordId")
             for record_id, event_id in targets:
-                events.append(
-                    AccountMerged(
-                        event_id=event_id,
-                        source=_SALESFORCE,
-                        entity=EntityRef("account", record_id),
-                        occurred_at=occurred_at,
-                        version=version,
-                        customer_key=winner,
-                        local_customer=f"salesforce:{record_id}",
-                        correlation_id=correlation,
-                        winner_id=master,
-                        loser_ids=(record_id,),
-                    )
-                )
+                merged = _stamped(_MERGED, header, "account", record_id, event_id, winner)
+                events.append(_replace(merged, winner_id=master, loser_ids=(record_id,)))
             return events
         for record_id, event_id in targets:
-            events.append(
-                AccountUpserted(
-                    event_id=event_id,
-                    source=_SALESFORCE,
-                    entity=EntityRef("account", record_id),
-                    occurred_at=occurred_at,
-                    version=version,
-                    customer_key=record_id,
-                    local_customer=f"salesforce:{record_id}",
-                    correlation_id=correlation,
-                    deleted=True,
-                )
-            )
+            account = _stamped(_ACCOUNT, header, "account", record_id, event_id, record_id)
+            events.append(_replace(account, deleted=True))
         return events
 
     # `decode` has refused a compound Name for accounts.
@@ -791,16 +745,10 @@ def _account_events(
         changed.append("payment_terms")
     changed_names = tuple(changed)
     for record_id, event_id in targets:
+        account = _stamped(_ACCOUNT, header, "account", record_id, event_id, record_id)
         events.append(
-            AccountUpserted(
-                event_id=event_id,
-                source=_SALESFORCE,
-                entity=EntityRef("account", record_id),
-                occurred_at=occurred_at,
-                version=version,
-                customer_key=record_id,
-                local_customer=f"salesforce:{record_id}",
-                correlation_id=correlation,
+            _replace(
+                account,
                 name=name,
                 country=country,
                 currency=currency,
@@ -817,25 +765,11 @@ def _opportunity_events(
     header: _Header, targets: list[tuple[str, str]], record: _Record, carry: _Carry, reader: _Reader
 ) -> list[CanonicalEvent]:
     """One OpportunityChanged per (record id, event id) in `targets`."""
-    occurred_at = header.commitTimestamp
-    version = Version(occurred_at, int(header.commitNumber or 0))
-    correlation = header.transactionKey or ""
     events: list[CanonicalEvent] = []
     if header.changeType == "DELETE":
         for record_id, event_id in targets:
-            events.append(
-                OpportunityChanged(
-                    event_id=event_id,
-                    source=_SALESFORCE,
-                    entity=EntityRef("opportunity", record_id),
-                    occurred_at=occurred_at,
-                    version=version,
-                    local_customer=f"salesforce:{record_id}",
-                    correlation_id=correlation,
-                    opportunity_id=record_id,
-                    deleted=True,
-                )
-            )
+            opportunity = _stamped(_OPPORTUNITY, header, "opportunity", record_id, event_id, None)
+            events.append(_replace(opportunity, opportunity_id=record_id, deleted=True))
         return events
     values = (
         record.AccountId,
@@ -885,33 +819,56 @@ def _opportunity_events(
     changed_names = tuple(changed)
     customer_key = account_id if isinstance(account_id, str) else None
     for record_id, event_id in targets:
-        # Built in two calls: CPython passes more than 15 keyword arguments through a dict,
-        # several times slower than a plain call.
-        opportunity = OpportunityChanged(
-            event_id=event_id,
-            source=_SALESFORCE,
-            entity=EntityRef("opportunity", record_id),
-            occurred_at=occurred_at,
-            version=version,
-            customer_key=customer_key,
-            local_customer=f"salesforce:{record_id}",
-            correlation_id=correlation,
-            opportunity_id=record_id,
-            account_id=account_id,
-            stage=stage,
-            is_won=is_won,
-            is_closed=is_closed,
-            amount=amount,
-            currency=currency,
+        opportunity = _stamped(_OPPORTUNITY, header, "opportunity", record_id, event_id, customer_key)
+        events.append(
+            _replace(
+                opportunity,
+                opportunity_id=record_id,
+                account_id=account_id,
+                stage=stage,
+                is_won=is_won,
+                is_closed=is_closed,
+                amount=amount,
+                currency=currency,
+                close_date=close_date,
+                plan=plan,
+                changed=changed_names,
+                amount_digits=digits,
+            )
         )
-        events.append(_replace(opportunity, close_date=close_date, plan=plan, changed=changed_names,
-                               amount_digits=digits))
     return events
 
 
-def _version(header: _Header) -> Version:
-    # Inlined in the account and opportunity events (a call costs more than the work).
-    return Version(header.commitTimestamp, int(header.commitNumber or 0))
+# Building events: a blank of the event's class gets what every Salesforce event carries from
+# `_stamped`, then its own fields in one `replace` call (see `blank_event`).
+_ACCOUNT: Final = blank_event(AccountUpserted, _SALESFORCE)
+_MERGED: Final = blank_event(AccountMerged, _SALESFORCE, winner_id="", loser_ids=())
+_OPPORTUNITY: Final = blank_event(OpportunityChanged, _SALESFORCE, opportunity_id="")
+_RESYNC: Final = blank_event(ResyncRequired, _SALESFORCE, reason="", object_type="")
+
+
+def _stamped(
+    blank: _E, header: _Header, kind: str, record_id: str | None, event_id: str, customer_key: str | None
+) -> _E:
+    """`blank` with the fields every Salesforce event sets the same way.
+
+    `version` is `(commitTimestamp, commitNumber)` and `correlation_id` the transactionKey, shared by
+    every event of one transaction. `record_id` None: the event is about every record of the object
+    (entity id `*`, no local customer).
+    """
+    occurred_at = header.commitTimestamp
+    return _replace(
+        blank,
+        event_id=event_id,
+        entity=EntityRef(kind, "*" if record_id is None else record_id),
+        occurred_at=occurred_at,
+        version=Version(occurred_at, int(header.commitNumber or 0)),
+        customer_key=customer_key,
+        local_customer=None if record_id is None else f"salesforce:{record_id}",
+        # A dict of its own: a copy would share the blank's.
+        xrefs={},
+        correlation_id=header.transactionKey or "",
+    )
 
 
 # Carry modes: which fields of the payload an event sets.

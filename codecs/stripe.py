@@ -37,12 +37,14 @@ from typing import Annotated, Final, TypeVar
 import msgspec
 from msgspec import UNSET, Meta, Raw, Struct, UnsetType
 
+from concord.codecs.common import blank_event
 from concord.codecs.config import DEFAULT_CODEC_CONFIG, CodecConfig
-from concord.codecs.errors import DecodeError
+from concord.codecs.errors import BAD_CURRENCY, BAD_TYPE, INVALID_JSON, MISSING_FIELD, DecodeError
 from concord.codecs.model import (
     CanonicalEvent,
     CustomerUpserted,
     EntityRef,
+    Event,
     InvoiceChanged,
     PaymentChanged,
     Platform,
@@ -52,6 +54,10 @@ from concord.codecs.model import (
 )
 
 __all__ = ["decode"]
+
+# DecodeError reasons only this codec gives (the shared ones are in codecs/errors.py).
+NOT_A_STRIPE_EVENT: Final = "not_a_stripe_event"
+UNEXPECTED_OBJECT: Final = "unexpected_object"
 
 # Bounds keep garbage out of the canonical stream (and out of 64-bit consumers downstream).
 _Id = Annotated[str, Meta(min_length=1)]
@@ -300,6 +306,7 @@ class _Event(Struct, frozen=True, gc=False):
 
 _Handler = Callable[[_Event], list[CanonicalEvent]]
 _T = TypeVar("_T")
+_E = TypeVar("_E", bound=Event)
 
 
 def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[CanonicalEvent]:
@@ -344,42 +351,42 @@ def _decode_unmodelled(body: bytes, error: msgspec.ValidationError) -> list[Cano
 def _checked(env: _Envelope | _RawEnvelope) -> tuple[str, str, int]:
     """The envelope's id, type and created, once they are known to be there."""
     if env.object != "event":
-        raise DecodeError("not_a_stripe_event", _E_NOT_EVENT)
+        raise DecodeError(NOT_A_STRIPE_EVENT, _E_NOT_EVENT)
     if env.id is None:
-        raise DecodeError("missing_field", "event `id` is missing or null - at `$.id`")
+        raise DecodeError(MISSING_FIELD, "event `id` is missing or null - at `$.id`")
     if not env.type:
-        raise DecodeError("missing_field", "event `type` is missing, null or empty - at `$.type`")
+        raise DecodeError(MISSING_FIELD, "event `type` is missing, null or empty - at `$.type`")
     if env.created is None:
-        raise DecodeError("missing_field", "event `created` is missing or null - at `$.created`")
+        raise DecodeError(MISSING_FIELD, "event `created` is missing or null - at `$.created`")
     return env.id, env.type, env.created
 
 
 def _missing_data() -> DecodeError:
-    return DecodeError("missing_field", "event `data` is missing or null - at `$.data`")
+    return DecodeError(MISSING_FIELD, "event `data` is missing or null - at `$.data`")
 
 
 def _invalid(exc: msgspec.ValidationError, event_type: str | None) -> DecodeError:
     """Classify a msgspec validation error; its message names the field and path, not the value."""
     message = str(exc)
     if " - at `" not in message and message.startswith("Expected `object`"):
-        return DecodeError("not_a_stripe_event", f"{_E_NOT_EVENT} ({message})")
+        return DecodeError(NOT_A_STRIPE_EVENT, f"{_E_NOT_EVENT} ({message})")
     if message.endswith("- at `$.data.object.object`"):
         # The object's type is not the one the event type promises (msgspec would quote the value).
         expected = _EXPECTED_OBJECT.get(_route(event_type or ""), "another object")
-        return DecodeError("unexpected_object", _E_WRONG_OBJECT.format(event_type=event_type, expected=expected))
+        return DecodeError(UNEXPECTED_OBJECT, _E_WRONG_OBJECT.format(event_type=event_type, expected=expected))
     if message.startswith("Object missing required field"):
-        return DecodeError("missing_field", message)
+        return DecodeError(MISSING_FIELD, message)
     if message.startswith("Invalid value"):
         # A nested tag (refunds.data[].object) of the wrong type: keep the path, drop the quoted value.
         message = "Invalid value" + message[message.find(" - at `") :]
-    return DecodeError("bad_type", message)
+    return DecodeError(BAD_TYPE, message)
 
 
 def _malformed(exc: msgspec.DecodeError | UnicodeDecodeError) -> DecodeError:
     if isinstance(exc, UnicodeDecodeError):
         # msgspec hands invalid UTF-8 inside strings to Python's codec, which raises this.
-        return DecodeError("invalid_json", f"invalid UTF-8 in a JSON string at byte {exc.start}")
-    return DecodeError("invalid_json", str(exc))
+        return DecodeError(INVALID_JSON, f"invalid UTF-8 in a JSON string at byte {exc.start}")
+    return DecodeError(INVALID_JSON, str(exc))
 
 
 @lru_cache(maxsize=512)
@@ -409,7 +416,7 @@ def _expect(event: _Event, cls: type[_T]) -> _T:
     obj = event.object
     if not isinstance(obj, cls):
         expected = _EXPECTED_OBJECT.get(_route(event.type), "another object")
-        raise DecodeError("unexpected_object", _E_WRONG_OBJECT.format(event_type=event.type, expected=expected))
+        raise DecodeError(UNEXPECTED_OBJECT, _E_WRONG_OBJECT.format(event_type=event.type, expected=expected))
     return obj
 
 
@@ -417,7 +424,7 @@ def _currency(code: str, where: str) -> str:
     # `_currency_code`, inlined: this runs for every event.
     upper = _upper_letters(code) if len(code) == 3 else None
     if upper is None:
-        raise DecodeError("bad_currency", _E_CURRENCY.format(where=where, length=len(code)))
+        raise DecodeError(BAD_CURRENCY, _E_CURRENCY.format(where=where, length=len(code)))
     return upper
 
 
@@ -433,23 +440,58 @@ def _upper_letters(code: str) -> str | None:
     return code.upper() if code.isascii() and code.isalpha() else None
 
 
-def _identity(customer_id: str | None, crm_account_id: str | None = None) -> tuple[str | None, dict[str, str]]:
-    """`local_customer` and `xrefs` of an event about this Stripe customer (and CRM account)."""
-    if customer_id:
-        xrefs = {"stripe": customer_id, "salesforce": crm_account_id} if crm_account_id else {"stripe": customer_id}
-        return "stripe:" + customer_id, xrefs
-    return None, {"salesforce": crm_account_id} if crm_account_id else {}
-
-
 def _one_line(address: _Address) -> str | None:
     parts = (address.line1, address.line2, address.city, address.state, address.postal_code, address.country)
     return ", ".join(filter(None, parts)) or None  # filter(None, ...): the non-empty parts, without a generator
 
 
-# Building events: `correlation_id` is the Stripe event id, `version` is `(created ms, rank)`, and
-# only customer events know a CRM account (`customer_key`; the others leave the default None).
-# CPython compiles a call with more than 15 keyword arguments into a dict and an unpacking call,
-# several times slower: events with more fields are built with 15 and completed by `replace`.
+# Building events: a handler stamps what every Stripe event carries on a blank of its class
+# (`_stamped`), then sets its own fields in one `replace` call of at most 15 keyword arguments
+# (CPython passes more in a dict, several times slower; see `blank_event`).
+_CUSTOMER: Final = blank_event(CustomerUpserted, _STRIPE, system=_STRIPE, customer_id="")
+_SUBSCRIPTION: Final = blank_event(SubscriptionChanged, _STRIPE, subscription_id="", customer_id="", status="")
+_INVOICE: Final = blank_event(InvoiceChanged, _STRIPE, system=_STRIPE, invoice_id="", status="", total=0, currency="")
+_PAYMENT: Final = blank_event(PaymentChanged, _STRIPE, system=_STRIPE, payment_id="", status="", amount=0, currency="")
+_REFUND: Final = blank_event(
+    RefundChanged, _STRIPE, system=_STRIPE, refund_id="", document="", status="", amount=0, currency=""
+)
+
+
+def _stamped(
+    blank: _E,
+    event: _Event,
+    kind: str,
+    object_id: str,
+    seq: int,
+    customer_id: str | None,
+    crm_account_id: str | None = None,
+    *,
+    event_id: str | None = None,
+    local_customer: str | None = None,
+) -> _E:
+    """`blank` with the fields every Stripe event sets the same way.
+
+    `version` is `(created ms, seq)`, `correlation_id` the Stripe event id, `event_id` that id unless
+    the event is one of several. Only customer events know a CRM account (`customer_key`); the
+    customer's ids go to `local_customer` (else the given fallback) and `xrefs`.
+    """
+    if customer_id:
+        local_customer = "stripe:" + customer_id
+        xrefs = {"stripe": customer_id, "salesforce": crm_account_id} if crm_account_id else {"stripe": customer_id}
+    else:
+        xrefs = {"salesforce": crm_account_id} if crm_account_id else {}
+    ms = event.created_ms
+    return _replace(
+        blank,
+        event_id=event_id or event.id,
+        entity=EntityRef(kind, object_id),
+        occurred_at=ms,
+        version=Version(ms, seq),
+        customer_key=crm_account_id,
+        local_customer=local_customer,
+        xrefs=xrefs,
+        correlation_id=event.id,
+    )
 
 
 def _customer_upserted(event: _Event) -> list[CanonicalEvent]:
@@ -482,26 +524,21 @@ def _customer_upserted(event: _Event) -> list[CanonicalEvent]:
 
     seq = _DELETED_RANK if deleted else _CUSTOMER_RANK.get(event.type, 0)
     sf_id = crm_account_id if isinstance(crm_account_id, str) else None
-    local_customer, xrefs = _identity(cus.id, sf_id)
-    ms = event.created_ms
-    upserted = CustomerUpserted(
-        event_id=event.id,
-        source=_STRIPE,
-        entity=EntityRef("customer", cus.id),
-        occurred_at=ms,
-        version=Version(ms, seq),
-        customer_key=sf_id,
-        local_customer=local_customer,
-        xrefs=xrefs,
-        correlation_id=event.id,
-        system=_STRIPE,
-        customer_id=cus.id,
-        name=cus.name,
-        email=cus.email,
-        country=country,
-        currency=currency,
-    )
-    return [_replace(upserted, tax_id=tax_id, address=address, crm_account_id=crm_account_id, deleted=deleted)]
+    upserted = _stamped(_CUSTOMER, event, "customer", cus.id, seq, cus.id, sf_id)
+    return [
+        _replace(
+            upserted,
+            customer_id=cus.id,
+            name=cus.name,
+            email=cus.email,
+            country=country,
+            currency=currency,
+            tax_id=tax_id,
+            address=address,
+            crm_account_id=crm_account_id,
+            deleted=deleted,
+        )
+    ]
 
 
 def _subscription_changed(event: _Event) -> list[CanonicalEvent]:
@@ -557,28 +594,17 @@ def _subscription_changed(event: _Event) -> list[CanonicalEvent]:
 
     deleted = event.type == "customer.subscription.deleted"
     seq = _DELETED_RANK if deleted else _SUBSCRIPTION_RANK.get(sub.status, 0)
-    local_customer, xrefs = _identity(sub.customer)
-    ms = event.created_ms
-    changed = SubscriptionChanged(
-        event_id=event.id,
-        source=_STRIPE,
-        entity=EntityRef("subscription", sub.id),
-        occurred_at=ms,
-        version=Version(ms, seq),
-        local_customer=local_customer,
-        xrefs=xrefs,
-        correlation_id=event.id,
-        subscription_id=sub.id,
-        customer_id=sub.customer,
-        status=sub.status,
-        plan=plan,
-        quantity=quantity,
-        amount=amount,
-        currency=currency,
-    )
+    changed = _stamped(_SUBSCRIPTION, event, "subscription", sub.id, seq, sub.customer)
     return [
         _replace(
             changed,
+            subscription_id=sub.id,
+            customer_id=sub.customer,
+            status=sub.status,
+            plan=plan,
+            quantity=quantity,
+            amount=amount,
+            currency=currency,
             # Epoch seconds to ms, inline (a call costs more than the work).
             current_period_end=None if period_end is None else period_end * 1000,
             cancel_at_period_end=sub.cancel_at_period_end,
@@ -607,28 +633,16 @@ def _invoice_changed(event: _Event) -> list[CanonicalEvent]:
     paid_at = inv.status_transitions.paid_at if inv.status_transitions is not None else None
     deleted = event.type == "invoice.deleted"
     seq = _DELETED_RANK if deleted else _INVOICE_RANK.get(inv.status, 0)
-    local_customer, xrefs = _identity(inv.customer)
-    ms = event.created_ms
-    changed = InvoiceChanged(
-        event_id=event.id,
-        source=_STRIPE,
-        entity=EntityRef("invoice", inv.id),
-        occurred_at=ms,
-        version=Version(ms, seq),
-        local_customer=local_customer,
-        xrefs=xrefs,
-        correlation_id=event.id,
-        system=_STRIPE,
-        invoice_id=inv.id,
-        billing_invoice_id=inv.id,
-        customer_id=inv.customer,
-        status=inv.status,
-        total=inv.total,
-        currency=_currency(inv.currency, "$.data.object.currency"),
-    )
+    changed = _stamped(_INVOICE, event, "invoice", inv.id, seq, inv.customer)
     return [
         _replace(
             changed,
+            invoice_id=inv.id,
+            billing_invoice_id=inv.id,
+            customer_id=inv.customer,
+            status=inv.status,
+            total=inv.total,
+            currency=_currency(inv.currency, "$.data.object.currency"),
             subscription_id=subscription,
             number=inv.number,
             tax=tax,
@@ -646,27 +660,20 @@ def _payment_changed(event: _Event) -> list[CanonicalEvent]:
     seq = _CHARGE_RANK.get(charge.status, 0)
     if charge.status == "succeeded" and charge.captured:
         seq += 1
-    local_customer, xrefs = _identity(charge.customer)
-    ms = event.created_ms
-    changed = PaymentChanged(
-        event_id=event.id,
-        source=_STRIPE,
-        entity=EntityRef("charge", charge.id),
-        occurred_at=ms,
-        version=Version(ms, seq),
-        local_customer=local_customer,
-        xrefs=xrefs,
-        correlation_id=event.id,
-        system=_STRIPE,
-        payment_id=charge.id,
-        invoice_id=charge.invoice,
-        customer_id=charge.customer,
-        status=charge.status,
-        amount=charge.amount,
-        currency=_currency(charge.currency, "$.data.object.currency"),
-    )
-    # Refund objects name only their charge: link the charge id to this customer.
-    return [_replace(changed, aliases=_charge_alias(charge))]
+    changed = _stamped(_PAYMENT, event, "charge", charge.id, seq, charge.customer)
+    return [
+        _replace(
+            changed,
+            payment_id=charge.id,
+            invoice_id=charge.invoice,
+            customer_id=charge.customer,
+            status=charge.status,
+            amount=charge.amount,
+            currency=_currency(charge.currency, "$.data.object.currency"),
+            # Refund objects name only their charge: link the charge id to this customer.
+            aliases=_charge_alias(charge),
+        )
+    ]
 
 
 def _charge_refunded(event: _Event) -> list[CanonicalEvent]:
@@ -692,26 +699,21 @@ def _charge_refunded(event: _Event) -> list[CanonicalEvent]:
     # keyed by the charge id (never a real `re_` id). `amount_refunded` counts refunds that did
     # not fail or get canceled; the refund.* events carry each refund's own status.
     status = "succeeded"
-    local_customer, xrefs = _identity(charge.customer)
-    ms = event.created_ms
-    refunded = RefundChanged(
-        event_id=f"{event.id}:{charge.id}",
-        source=_STRIPE,
-        entity=EntityRef("refund", charge.id),
-        occurred_at=ms,
-        version=Version(ms, _REFUND_RANK[status]),
-        local_customer=local_customer,
-        xrefs=xrefs,
-        correlation_id=event.id,
-        system=_STRIPE,
-        refund_id=charge.id,
-        document="refund",
-        charge_id=charge.id,
-        status=status,
-        amount=charge.amount_refunded,
-        currency=_currency(charge.currency, "$.data.object.currency"),
-    )
-    return [_replace(refunded, invoice_id=charge.invoice, customer_id=charge.customer)]
+    seq = _REFUND_RANK[status]
+    refunded = _stamped(_REFUND, event, "refund", charge.id, seq, charge.customer, event_id=f"{event.id}:{charge.id}")
+    return [
+        _replace(
+            refunded,
+            refund_id=charge.id,
+            document="refund",
+            charge_id=charge.id,
+            status=status,
+            amount=charge.amount_refunded,
+            currency=_currency(charge.currency, "$.data.object.currency"),
+            invoice_id=charge.invoice,
+            customer_id=charge.customer,
+        )
+    ]
 
 
 def _charge_alias(charge: _Charge) -> tuple[str, ...]:
@@ -739,26 +741,21 @@ def _refund_event(
 ) -> RefundChanged:
     """A RefundChanged for `refund`; `local_customer` is used when `customer_id` gives none."""
     status = refund.status or "pending"
-    customer, xrefs = _identity(customer_id)
-    ms = event.created_ms
-    refunded = RefundChanged(
-        event_id=event_id or event.id,
-        source=_STRIPE,
-        entity=EntityRef("refund", refund.id),
-        occurred_at=ms,
-        version=Version(ms, _REFUND_RANK.get(status, 0)),
-        local_customer=customer or local_customer,
-        xrefs=xrefs,
-        correlation_id=event.id,
-        system=_STRIPE,
+    seq = _REFUND_RANK.get(status, 0)
+    refunded = _stamped(
+        _REFUND, event, "refund", refund.id, seq, customer_id, event_id=event_id, local_customer=local_customer
+    )
+    return _replace(
+        refunded,
         refund_id=refund.id,
         document="refund",
         charge_id=charge_id or refund.charge,
         status=status,
         amount=refund.amount,
         currency=_currency(refund.currency, currency_path),
+        invoice_id=invoice_id,
+        customer_id=customer_id,
     )
-    return _replace(refunded, invoice_id=invoice_id, customer_id=customer_id)
 
 
 def _credit_note_changed(event: _Event) -> list[CanonicalEvent]:
@@ -766,27 +763,21 @@ def _credit_note_changed(event: _Event) -> list[CanonicalEvent]:
     # `total` includes discounts and tax; very old payloads only have `amount`.
     amount = note.total if note.total is not None else note.amount
     if amount is None:
-        raise DecodeError("missing_field", "credit note has neither `total` nor `amount` - at `$.data.object`")
-    local_customer, xrefs = _identity(note.customer)
-    ms = event.created_ms
-    changed = RefundChanged(
-        event_id=event.id,
-        source=_STRIPE,
-        entity=EntityRef("credit_note", note.id),
-        occurred_at=ms,
-        version=Version(ms, _CREDIT_NOTE_RANK.get(note.status, 0)),
-        local_customer=local_customer,
-        xrefs=xrefs,
-        correlation_id=event.id,
-        system=_STRIPE,
-        refund_id=note.id,
-        document="credit_note",
-        invoice_id=note.invoice,
-        status=note.status,
-        amount=amount,
-        currency=_currency(note.currency, "$.data.object.currency"),
-    )
-    return [_replace(changed, customer_id=note.customer)]
+        raise DecodeError(MISSING_FIELD, "credit note has neither `total` nor `amount` - at `$.data.object`")
+    seq = _CREDIT_NOTE_RANK.get(note.status, 0)
+    changed = _stamped(_REFUND, event, "credit_note", note.id, seq, note.customer)
+    return [
+        _replace(
+            changed,
+            refund_id=note.id,
+            document="credit_note",
+            invoice_id=note.invoice,
+            status=note.status,
+            amount=amount,
+            currency=_currency(note.currency, "$.data.object.currency"),
+            customer_id=note.customer,
+        )
+    ]
 
 
 # What each handler needs in data.object, for the unexpected_object message.

@@ -27,14 +27,15 @@ derived from the same input appends `:entitlement` or `:resync`. `version.ts` is
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
-from typing import Final, TypedDict, TypeVar
+from datetime import date, datetime
+from typing import Final
 
 import msgspec
 from msgspec import Raw, Struct
 
+from concord.codecs.common import EventFields, decode_json, epoch_ms, event_fields
 from concord.codecs.config import DEFAULT_CODEC_CONFIG, CodecConfig
-from concord.codecs.errors import DecodeError
+from concord.codecs.errors import BAD_TYPE, INVALID_JSON, MISSING_FIELD, UNKNOWN_SHAPE, DecodeError
 from concord.codecs.model import (
     CanonicalEvent,
     CustomerUpserted,
@@ -64,8 +65,6 @@ _IGNORED_WRAPPERS: Final = frozenset(
 # `url` of a REST object: the last collection name before the id says what the object is.
 _URL_RESOURCE: Final = re.compile(r"/api/v2/(?:[a-z_]+/\d+/)*([a-z_]+)/\d+\.json")
 _DATE: Final = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:T.*)?$")
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MS: Final = timedelta(milliseconds=1)
 _RESYNC_REASON: Final = "zendesk_entitlement_not_in_payload"
 
 
@@ -95,18 +94,6 @@ class _Ticket(Struct):
     updated_at: datetime | None = None
 
 
-class _Common(TypedDict):
-    """Event fields shared by everything derived from one organization payload."""
-
-    source: Platform
-    entity: EntityRef
-    occurred_at: int
-    version: Version
-    customer_key: str | None
-    local_customer: str | None
-    xrefs: dict[str, str]
-
-
 class _Webhook(Struct):
     type: str
     id: str
@@ -122,8 +109,6 @@ class _Wrapper(Struct):
     ticket: _Ticket | None = None
     tickets: list[_Ticket] | None = None
 
-
-_T = TypeVar("_T")
 
 _top_decoder: Final = msgspec.json.Decoder(dict[str, Raw])
 _webhook_decoder: Final = msgspec.json.Decoder(_Webhook)
@@ -141,15 +126,15 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
     Raises `DecodeError` for anything that is not a Zendesk payload this codec knows.
     """
     try:
-        top = _decode(_top_decoder, body, "body")
+        top = decode_json(_top_decoder, body, "body")
     except DecodeError as exc:
-        if exc.reason == "invalid_json":
+        if exc.reason == INVALID_JSON:
             raise
-        raise DecodeError("unknown_shape", "body is not a JSON object: not a Zendesk payload") from None
+        raise DecodeError(UNKNOWN_SHAPE, "body is not a JSON object: not a Zendesk payload") from None
     if _is_webhook(top):
-        return _from_webhook(_decode(_webhook_decoder, body, "webhook"), config)
+        return _from_webhook(decode_json(_webhook_decoder, body, "webhook"), config)
     if {"organization", "organizations", "ticket", "tickets"} & top.keys():
-        wrapper = _decode(_wrapper_decoder, body, "REST response")
+        wrapper = decode_json(_wrapper_decoder, body, "REST response")
         orgs = [wrapper.organization] if wrapper.organization is not None else []
         orgs += wrapper.organizations or []
         tickets = [wrapper.ticket] if wrapper.ticket is not None else []
@@ -159,13 +144,13 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
         ]
     kind = _bare_object_kind(top)
     if kind == "organization":
-        return _from_rest_organization(_decode(_org_decoder, body, "organization"), config)
+        return _from_rest_organization(decode_json(_org_decoder, body, "organization"), config)
     if kind == "ticket":
-        return [_from_rest_ticket(_decode(_ticket_decoder, body, "ticket"))]
+        return [_from_rest_ticket(decode_json(_ticket_decoder, body, "ticket"))]
     if kind == "ignored":
         return []
     raise DecodeError(
-        "unknown_shape",
+        UNKNOWN_SHAPE,
         f"not a Zendesk webhook event or REST object (top-level keys: {sorted(top)[:12]}); Concord reads "
         "webhooks subscribed to zen:event-type:* and REST organizations/tickets - check the sender",
     )
@@ -204,13 +189,13 @@ def _text(raw: Raw | None) -> str | None:
     """The value if it is a JSON string, else None (any other JSON value is simply not a match)."""
     if raw is None or not bytes(raw).startswith(b'"'):
         return None
-    return _decode(_str_decoder, raw, "string")
+    return decode_json(_str_decoder, raw, "string")
 
 
 def _from_webhook(hook: _Webhook, config: CodecConfig) -> list[CanonicalEvent]:
     domain, _, action = hook.type.removeprefix(_WEBHOOK_PREFIX).partition(".")
     if domain == "organization":
-        org = _decode(_org_decoder, hook.detail, "webhook detail")
+        org = decode_json(_org_decoder, hook.detail, "webhook detail")
         deleted = action == "deleted"
         version = _webhook_version(org.updated_at, hook.time, deleted)
         events = _organization_events(org, config, hook.id, version, deleted)
@@ -218,7 +203,7 @@ def _from_webhook(hook: _Webhook, config: CodecConfig) -> list[CanonicalEvent]:
             return events[:1]
         return events
     if domain == "ticket":
-        ticket = _decode(_ticket_decoder, hook.detail, "webhook detail")
+        ticket = decode_json(_ticket_decoder, hook.detail, "webhook detail")
         deleted = action in _TICKET_DELETE_ACTIONS
         version = _webhook_version(ticket.updated_at, hook.time, deleted)
         return [_ticket_event(ticket, hook.id, version, deleted)]
@@ -226,8 +211,8 @@ def _from_webhook(hook: _Webhook, config: CodecConfig) -> list[CanonicalEvent]:
 
 
 def _webhook_version(updated_at: datetime | None, time: datetime, deleted: bool) -> Version:
-    updated = _ms(updated_at, "detail.updated_at") if updated_at is not None else None
-    at = _ms(time, "time")
+    updated = epoch_ms(updated_at, "detail.updated_at") if updated_at is not None else None
+    at = epoch_ms(time, "time")
     if updated is None:
         return Version(ts=at)
     # A deletion may not bump updated_at; the event time keeps it ordered after the last edit.
@@ -246,48 +231,48 @@ def _organization_events(
     """CustomerUpserted, then the entitlement: known, deleted, or to be re-read (ResyncRequired)."""
     org_id = str(org.id)
     crm_account_id = org.external_id or None
-    common = _Common(
-        source=Platform.ZENDESK,
-        entity=EntityRef("organization", org_id),
-        occurred_at=version.ts,
-        version=version,
-        customer_key=crm_account_id,
-        local_customer=f"zendesk:{org_id}",
-        xrefs={"salesforce": crm_account_id} if crm_account_id else {},
-    )
+    entity = EntityRef("organization", org_id)
+    local_customer = f"zendesk:{org_id}"
+
+    def common(suffix: str) -> EventFields:
+        # The organization's events differ only in their event id.
+        return event_fields(
+            Platform.ZENDESK,
+            event_id + suffix,
+            entity,
+            version,
+            crm_account_id=crm_account_id,
+            local_customer=local_customer,
+        )
+
     customer = CustomerUpserted(
-        event_id=event_id,
+        **common(""),
         system=Platform.ZENDESK,
         customer_id=org_id,
         name=org.name,
         crm_account_id=crm_account_id,
         deleted=deleted,
-        **common,
     )
     entitlement: CanonicalEvent
     if deleted:
-        entitlement = EntitlementChanged(
-            event_id=f"{event_id}:entitlement", organization_id=org_id, deleted=True, **common
-        )
+        entitlement = EntitlementChanged(**common(":entitlement"), organization_id=org_id, deleted=True)
     elif org.organization_fields is None or org.tags is None:
         entitlement = ResyncRequired(
-            event_id=f"{event_id}:resync",
+            **common(":resync"),
             reason=_RESYNC_REASON,
             object_type="organization",
             record_ids=(org_id,),
-            **common,
         )
     else:
         fields = org.organization_fields
         where = f"organization {org_id} organization_fields"
         entitlement = EntitlementChanged(
-            event_id=f"{event_id}:entitlement",
+            **common(":entitlement"),
             organization_id=org_id,
             status=_field_text(fields, config.zendesk_status_field, where),
             tier=_field_text(fields, config.zendesk_tier_field, where),
             end_date=_field_date(fields, config.zendesk_end_date_field, where),
             tags=tuple(org.tags),
-            **common,
         )
     return [customer, entitlement]
 
@@ -302,20 +287,18 @@ def _ticket_event(ticket: _Ticket, event_id: str, version: Version, deleted: boo
     org_id = _optional_id(ticket.organization_id)
     # Webhooks send status/priority upper case ("OPEN"), REST lower case: one vocabulary downstream.
     status = ticket.status.lower() if ticket.status else None
+    # A ticket names its organization, never the CRM account: identity resolves it from there.
+    local_customer = f"zendesk:{org_id}" if org_id else None
+    entity = EntityRef("ticket", ticket_id)
     return SupportCaseChanged(
-        event_id=event_id,
-        source=Platform.ZENDESK,
-        entity=EntityRef("ticket", ticket_id),
-        occurred_at=version.ts,
-        version=version,
-        local_customer=f"zendesk:{org_id}" if org_id else None,
+        **event_fields(Platform.ZENDESK, event_id, entity, version, crm_account_id=None, local_customer=local_customer),
         ticket_id=ticket_id,
         organization_id=org_id,
         requester_id=_optional_id(ticket.requester_id),
         status=status,
         priority=ticket.priority.lower() if ticket.priority else None,
         subject=ticket.subject,
-        created_at=_ms(ticket.created_at, "created_at") if ticket.created_at is not None else None,
+        created_at=epoch_ms(ticket.created_at, "created_at") if ticket.created_at is not None else None,
         # The incremental ticket export lists deleted tickets with status "deleted".
         deleted=deleted or status == "deleted",
     )
@@ -325,7 +308,7 @@ def _field_text(fields: dict[str, Raw], key: str, where: str) -> str | None:
     raw = fields.get(key)
     if raw is None:
         return None
-    value = _decode(_scalar_decoder, raw, f"{where}.{key}")
+    value = decode_json(_scalar_decoder, raw, f"{where}.{key}")
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None or value == "":
@@ -343,7 +326,7 @@ def _field_date(fields: dict[str, Raw], key: str, where: str) -> str | None:
             return date.fromisoformat(match.group(1)).isoformat()
     except ValueError:
         pass
-    raise DecodeError("bad_type", f"{where}.{key}={text!r} is not a date (YYYY-MM-DD); make it a Zendesk date field")
+    raise DecodeError(BAD_TYPE, f"{where}.{key}={text!r} is not a date (YYYY-MM-DD); make it a Zendesk date field")
 
 
 def _optional_id(value: int | str | None) -> str | None:
@@ -354,24 +337,5 @@ def _optional_id(value: int | str | None) -> str | None:
 
 def _required_ms(value: datetime | None, what: str, field: str) -> int:
     if value is None:
-        raise DecodeError("missing_field", f"{what} has no {field}: cannot order its versions")
-    return _ms(value, field)
-
-
-def _ms(value: datetime, field: str) -> int:
-    if value.tzinfo is None:
-        raise DecodeError("bad_time", f"{field}={value.isoformat()} has no UTC offset")
-    return (value - _EPOCH) // _MS
-
-
-def _decode(decoder: msgspec.json.Decoder[_T], data: bytes | Raw, where: str) -> _T:
-    """msgspec decode with every failure turned into a DecodeError naming the place."""
-    try:
-        return decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        reason = "missing_field" if str(exc).startswith("Object missing required field") else "bad_type"
-        raise DecodeError(reason, f"{where}: {exc}") from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise DecodeError("invalid_json", f"{where}: {exc}") from None
-    except RecursionError:
-        raise DecodeError("invalid_json", f"{where}: JSON nested too deeply") from None
+        raise DecodeError(MISSING_FIELD, f"{what} has no {field}: cannot order its versions")
+    return epoch_ms(value, field)

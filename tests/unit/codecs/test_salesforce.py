@@ -405,6 +405,14 @@ def test_cometd_account_create_with_custom_fields_and_address() -> None:
     assert event.customer_key == ACCOUNT_ID
 
 
+def test_every_event_has_its_own_xrefs() -> None:
+    # Events are copies of one blank per class: a shared dict would carry one event's xrefs into all.
+    account_event = account(decode(cometd(header("Account", "CREATE", [ACCOUNT_ID]), {"Name": "Acme"})))
+    other = account(decode(cometd(header("Account", "CREATE", [OTHER_ACCOUNT_ID]), {"Name": "Other"})))
+    assert account_event.xrefs == other.xrefs == {}
+    assert account_event.xrefs is not other.xrefs
+
+
 def test_kafka_connect_account_create_with_flat_address() -> None:
     body = connect(
         header("Account", "CREATE", [ACCOUNT_ID]),
@@ -553,6 +561,8 @@ def test_overflow_names_no_record() -> None:
     assert (event.reason, event.object_type, event.record_ids) == ("GAP_OVERFLOW", "Account", ())
     assert event.entity == EntityRef("account", "*")
     assert event.customer_key is None
+    # About the whole object: no one customer's event.
+    assert event.local_customer is None
 
 
 def test_wildcard_record_id_requires_a_resync_of_the_object() -> None:
