@@ -29,7 +29,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         concord = build(settings, roles=roles)
     except (ValueError, UnsupportedVersion) as exc:
         raise SystemExit(f"concord worker: {exc}") from None
-    print(f"concord: worker {settings.app_id} on {settings.kafka_url}, "
+    print(f"concord: worker {settings.app_id} on {settings_mod.mask_url(settings.kafka_url)}, "
           f"web http://{settings.web_host}:{settings.web_port}/ (roles: {', '.join(sorted(concord.roles))})",
           flush=True)
     try:

@@ -33,7 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from msgspec import Struct
 from prometheus_client.parser import text_string_to_metric_families
 
-from concord.core.settings import Settings, env_var
+from concord.core.settings import Settings, env_var, mask_url
 from concord.drift import catalog
 from concord.infra import cli as infra_cli
 from concord.infra.process import port_open
@@ -136,18 +136,19 @@ def demo_environment(rules_file: Path, environ: dict[str, str], kafka_port: int 
         "kafka_url": f"kafka://127.0.0.1:{kafka_port}",
         "redis_url": f"redis://127.0.0.1:{redis_port}/0",
         "stripe_api_url": sandbox,
-        "stripe_api_key": "sk_test_concord_demo",
+        "stripe_api_key": "sk_test_concord_demo_key",
         "salesforce_instance_url": sandbox,
-        "salesforce_access_token": "00Ddemo!concord",
+        "salesforce_access_token": "00Ddemo!concord_access_token",
         "zendesk_url": sandbox,
         "zendesk_api_email": "demo@concord.invalid",
-        "zendesk_api_token": "concord-demo-token",
+        "zendesk_api_token": "concord-demo-zendesk-token",
         "netsuite_url": sandbox,
-        "netsuite_access_token": "concord-demo-netsuite",
-        "stripe_webhook_secret": "whsec_concord_demo",
+        "netsuite_access_token": "concord-demo-netsuite-token",
+        "stripe_webhook_secret": "whsec_concord_demo_secret",
         "zendesk_webhook_secret": "concord-demo-zendesk-secret",
         "netsuite_webhook_secret": "concord-demo-netsuite-secret",
-        "admin_token": "concord-demo-admin",
+        "admin_token": "concord-demo-admin-token",
+        "read_token": "concord-demo-read-token",
         "rules_file": str(rules_file),
         # Simulated months pass in minutes: look for expired deadlines often.
         "deadline_scan_seconds": "0.2",
@@ -165,21 +166,22 @@ def demo_environment(rules_file: Path, environ: dict[str, str], kafka_port: int 
     return env
 
 
-def _get(url: str, timeout: float = 2.0) -> bytes | None:
+def _get(url: str, timeout: float = 2.0, token: str = "") -> bytes | None:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (local URLs only)
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (local URLs only)
             return bytes(response.read())
     except (urllib.error.URLError, OSError, ValueError):
         return None
 
 
-def read_totals(worker_url: str, sandbox_url: str) -> Totals | None:
+def read_totals(worker_url: str, sandbox_url: str, read_token: str = "") -> Totals | None:
     metrics = _get(f"{worker_url}/metrics")
     if metrics is None:
         return None
     findings = {}
     for status in ("open", "commanded", "escalated"):
-        page = _get(f"{worker_url}/api/drift?status={status}&limit=1")
+        page = _get(f"{worker_url}/api/drift?status={status}&limit=1", token=read_token)
         findings[status] = int(json.loads(page).get("total", 0)) if page else 0
     body = _get(f"{sandbox_url}/_sandbox/status")
     sandbox = json.loads(body) if body else {}
@@ -225,8 +227,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     print(f"concord demo: seed {args.seed}, {args.customers} customers, drift rate {args.drift_rate}, "
           f"time scale {args.time_scale:g}x, duration {args.duration or 'until Ctrl-C'}"
           f"{'s' if args.duration else ''}")
-    print(f"concord demo: drift board {worker_url}/api/drift   metrics {worker_url}/metrics   "
-          f"sandbox {sandbox_url}/_sandbox/status")
+    read_token = env[env_var("read_token")]
+    print(f"concord demo: findings {worker_url}/api/drift (Authorization: Bearer {read_token})   "
+          f"metrics {worker_url}/metrics   sandbox {sandbox_url}/_sandbox/status")
     print(f"concord demo: process logs in {log_path}; Ctrl-C stops everything started here\n", flush=True)
     code = 0
     before: Totals | None = None
@@ -235,7 +238,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         finished_at: float | None = None
         while runner.poll() is None:
             time.sleep(1.0)
-            now = read_totals(worker_url, sandbox_url)
+            now = read_totals(worker_url, sandbox_url, read_token)
             if now is None:
                 print("\rconcord demo: waiting for the worker ...", end="", flush=True)
                 continue
@@ -290,8 +293,8 @@ def forget_run(kafka_url: str, redis_url: str, run_id: str) -> None:
     try:
         topics, keys = asyncio.run(forget())
     except Exception as exc:  # cleanup must not hide how the run ended
-        print(f"concord demo: could not delete this run's topics and keys ({type(exc).__name__}: {exc})",
-              file=sys.stderr)
+        print(f"concord demo: could not delete this run's topics and keys "
+              f"({type(exc).__name__}: {mask_url(str(exc))})", file=sys.stderr)
         return
     print(f"concord demo: deleted this run's {topics} topics and {keys} Redis keys")
 

@@ -6,10 +6,12 @@ from it (`concord config --markdown`), and a test fails when the two differ.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -21,6 +23,47 @@ E_BAD_SETTING: Final = (
     "{var}={value!r} is not valid: {problem}. Fix the environment variable "
     "(see docs/configuration.md for every setting and its default)."
 )
+
+E_BAD_SECRET: Final = (
+    "{var} is not valid: {problem}. The value is a secret and is not shown; fix the environment variable "
+    "(see docs/configuration.md)."
+)
+E_SHORT_SECRET: Final = (
+    "{source} is too short: a secret must be at least {min_bytes} bytes once surrounding whitespace is "
+    "stripped (the value is not shown). Set a longer secret, or unset it to disable what it protects."
+)
+E_SECRET_TWICE: Final = "{var} and {file_var} are both set: set the secret one way only (the variable or the file)"
+E_SECRET_FILE: Final = "{file_var}={path!r}: cannot read the secret file for {var} ({reason})"
+
+MASK: Final = "********"
+SECRET_MIN_BYTES: Final = 16
+SECRET_FILE_SUFFIX: Final = "_FILE"
+
+# `scheme://user:password@` (or `scheme://token@`): the userinfo of a URL anywhere in a text. The password
+# runs to the last `@` before whitespace, so a password with an unescaped `@` or `/` is masked whole.
+_URL_USERINFO: Final = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?:(?P<user>[^\s:/?#@]*):\S*|[^\s:/?#@]+)@"
+)
+# A text that is one URL (a setting's value): its password runs to the last `@`, whitespace included
+# (a bad value with a space in its password must not leak the part after the space).
+_ONE_URL_USERINFO: Final = re.compile(
+    r"^(?P<scheme>\s*[A-Za-z][A-Za-z0-9+.\-]*://)(?:(?P<user>[^\s:/?#@]*):.*|[^:/?#@]+)@", re.DOTALL
+)
+
+
+def mask_url(text: str) -> str:
+    """`text` with the credentials of every URL in it masked: `redis://:********@host:6379/0`,
+    `https://user:********@host/`; a userinfo without a password (often a token) is masked whole.
+
+    Use it wherever a setting's value, or a message that may quote one, is printed or logged.
+    """
+
+    def mask(match: re.Match[str]) -> str:
+        user = match.group("user")
+        return f"{match.group('scheme')}{'' if user is None else user + ':'}{MASK}@"
+
+    return _URL_USERINFO.sub(mask, _ONE_URL_USERINFO.sub(mask, text, count=1))
+
 
 _URL_KAFKA = r"^kafka://[^,/\s]+:\d+(,[^,/\s]+:\d+)*$"
 _URL_REDIS = r"^rediss?://\S+$"
@@ -133,6 +176,16 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         int,
         Meta(ge=1024, le=64 * 1024 * 1024, description="Webhook bodies larger than this are refused with 413."),
     ] = 1_048_576
+    webhook_read_timeout_seconds: Annotated[
+        float,
+        Meta(gt=0, le=300, description="A webhook body not fully received within this many seconds is "
+             "refused with 408 (slow senders)."),
+    ] = 10.0
+    webhook_max_concurrent_reads: Annotated[
+        int,
+        Meta(ge=1, le=100_000, description="Webhook bodies read at the same time, per worker; when all are "
+             "taken a request is answered 503 with `Retry-After: 1`."),
+    ] = 64
     salesforce_plan_field: Annotated[
         str, Meta(min_length=1, description="Opportunity field that holds the plan sold (custom in most orgs).")
     ] = "Plan__c"
@@ -159,6 +212,22 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         str, _secret("Bearer token for admin actions (accept a finding). Admin endpoints answer 503 "
                      "while unset.")
     ] = ""
+    read_token: Annotated[
+        str, _secret("Bearer token for reading customer data through `/api/*` (findings, customers, ledger "
+                     "entries); the admin token reads too. `/api/*` answers 503 while neither is set.")
+    ] = ""
+    webhook_port: Annotated[
+        int, Meta(ge=0, le=65535, description="Port of a second, public listener that serves only `/webhooks/*` "
+                  "and `/healthz` (expose this one to the internet). 0: webhooks are served on the worker port.")
+    ] = 0
+    webhook_host: Annotated[
+        str, Meta(min_length=1, description="Interface the public webhook listener binds to (with "
+                  "`CONCORD_WEBHOOK_PORT`).")
+    ] = "0.0.0.0"
+    metrics_require_token: Annotated[
+        bool, Meta(description="`/metrics` needs the read token (Prometheus' `authorization` scrape setting). "
+                   "Off: open on the internal listener, which only the monitoring network should reach.")
+    ] = False
     state_closed_invoices: Annotated[
         int, Meta(ge=1, le=1000, description="Closed invoices kept per customer and system (open ones are all "
                   "kept): bounds a customer's state as its history grows.")
@@ -263,14 +332,23 @@ class SettingsError(ValueError):
     """A setting has a bad value; the message names the variable and what is expected."""
 
 
+@functools.cache
+def secret_file_vars() -> dict[str, str]:
+    """Each secret field and the `CONCORD_<NAME>_FILE` variable that may name a file holding it."""
+    return {name: env_var(name) + SECRET_FILE_SUFFIX for name, (_, meta) in _field_meta().items()
+            if _is_secret(meta)}
+
+
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """Read settings from `environ` (default: the process environment).
 
     Raises `SettingsError` naming the variable and the expected value when one is bad.
     Unknown `CONCORD_*` variables are rejected too: a typo must not silently fall back to a default.
+    A secret is stripped of surrounding whitespace (blank: unset), may come from the file named by
+    `CONCORD_<NAME>_FILE` instead, and when set must be at least `SECRET_MIN_BYTES` bytes.
     """
     env = os.environ if environ is None else environ
-    known = set(_FIELD_VARS.values())
+    known = set(_FIELD_VARS.values()) | set(secret_file_vars().values())
     unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known and not _ignored(k))
     if unknown:
         raise SettingsError(
@@ -278,6 +356,12 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "(see docs/configuration.md for the list); remove it or fix its name"
         )
     raw: dict[str, Any] = {f: env[v] for f, v in _FIELD_VARS.items() if v in env}
+    for field in secret_file_vars():
+        value = _read_secret(env, field)
+        if value:
+            raw[field] = value
+        else:
+            raw.pop(field, None)
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
@@ -292,14 +376,43 @@ def _ignored(name: str) -> bool:
     return name.startswith(_IGNORED_PREFIXES)
 
 
+def _read_secret(env: Mapping[str, str], field: str) -> str:
+    """A secret's value, stripped, from its variable or its `_FILE` (blank: unset); checked for length."""
+    var, file_var = env_var(field), secret_file_vars()[field]
+    direct = env.get(var, "").strip()
+    path = env.get(file_var, "").strip()
+    if direct and path:
+        raise SettingsError(E_SECRET_TWICE.format(var=var, file_var=file_var))
+    source = var
+    value = direct
+    if path:
+        source = f"{var} (read from {file_var}={path!r})"
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(E_SECRET_FILE.format(
+                file_var=file_var, path=path, var=var, reason=exc.strerror or type(exc).__name__)) from None
+        except UnicodeDecodeError:
+            raise SettingsError(E_SECRET_FILE.format(
+                file_var=file_var, path=path, var=var, reason="not UTF-8 text")) from None
+    if value and len(value.encode()) < SECRET_MIN_BYTES:
+        raise SettingsError(E_SHORT_SECRET.format(source=source, min_bytes=SECRET_MIN_BYTES))
+    return value
+
+
 def _explain(exc: msgspec.ValidationError, raw: Mapping[str, Any]) -> SettingsError:
     message = str(exc)
     match = re.search(r"at `\$\.(\w+)`", message)
     if not match:
-        return SettingsError(f"invalid settings: {message}")
+        return SettingsError(f"invalid settings: {mask_url(message)}")
     field = match.group(1)
-    problem = message[: match.start()].rstrip(" -")
-    return SettingsError(E_BAD_SETTING.format(var=env_var(field), value=raw.get(field), problem=problem))
+    problem = mask_url(message[: match.start()].rstrip(" -"))
+    if field in secret_file_vars():
+        return SettingsError(E_BAD_SECRET.format(var=env_var(field), problem=problem))
+    value = raw.get(field)
+    if isinstance(value, str):
+        value = mask_url(value)
+    return SettingsError(E_BAD_SETTING.format(var=env_var(field), value=value, problem=problem))
 
 
 def _field_meta() -> dict[str, tuple[type, Meta]]:
@@ -317,11 +430,14 @@ def _is_secret(meta: Meta) -> bool:
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
-    """Settings as a dict with secrets masked, safe for logs and `/api` output."""
+    """Settings as a dict with secrets and URL credentials masked, safe for logs and `/api` output."""
     out = msgspec.structs.asdict(settings)
     for name, (_, meta) in _field_meta().items():
-        if _is_secret(meta) and out[name]:
-            out[name] = "********"
+        if _is_secret(meta):
+            if out[name]:
+                out[name] = MASK
+        elif isinstance(out[name], str):
+            out[name] = mask_url(out[name])
     return out
 
 
@@ -340,6 +456,14 @@ def markdown_reference() -> str:
         "Every setting is an environment variable. A bad value stops the process at start with the",
         "variable's name and what is expected; an unknown `CONCORD_*` variable is refused too.",
         "",
+        f"Secrets are never printed or logged (`concord config` shows `{MASK}`, an error never echoes",
+        "one). A secret is stripped of surrounding whitespace (a blank one is unset) and, when set, must be",
+        f"at least {SECRET_MIN_BYTES} bytes. Instead of the variable, `CONCORD_<NAME>{SECRET_FILE_SUFFIX}=/path` "
+        "reads a secret",
+        "from a file (Docker and Kubernetes secrets), stripped the same way; setting both is an error.",
+        "The password of a URL setting (`redis://:password@host:6379/0`) is masked wherever the URL is",
+        "shown: `concord config`, start-up lines and errors.",
+        "",
         "| variable | type | default | description |",
         "|---|---|---|---|",
     ]
@@ -348,7 +472,9 @@ def markdown_reference() -> str:
         bounds = [f"{op} {v}" for op, v in ((">=", meta.ge), ("<=", meta.le)) if v is not None]
         type_text = base.__name__ + (f" ({', '.join(bounds)})" if bounds else "")
         default = "(empty)" if _is_secret(meta) else f"`{getattr(defaults, name)}`"
-        description = (meta.description or "") + (" Secret: never logged." if _is_secret(meta) else "")
+        description = (meta.description or "") + (
+            f" Secret: never logged; at least {SECRET_MIN_BYTES} bytes; or read from the file named by "
+            f"`{env_var(name)}{SECRET_FILE_SUFFIX}`." if _is_secret(meta) else "")
         description = description.replace("|", r"\|")
         lines.append(f"| `{env_var(name)}` | {type_text} | {default} | {description} |")
     return "\n".join(lines) + "\n"

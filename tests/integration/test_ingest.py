@@ -17,7 +17,7 @@ from concord.core.settings import Settings
 from concord.core.topics import topic_names
 from tests.integration.harness import Infra, WorkerProcess, consume_all, produce, wait_committed, wait_for_record
 
-SECRET = "whsec_integration"
+SECRET = "whsec_integration_secret"
 
 
 def stripe_event(event_id: str, event_type: str, obj: dict) -> bytes:
@@ -165,8 +165,8 @@ async def test_zendesk_and_netsuite_signed_webhooks_are_accepted_and_decoded(
     from tests.unit.codecs import netsuite_payloads as ns
     from tests.unit.codecs import zendesk_payloads as zd
 
-    configured = msgspec.structs.replace(settings, zendesk_webhook_secret="zd-secret",
-                                         netsuite_webhook_secret="ns-secret")
+    configured = msgspec.structs.replace(settings, zendesk_webhook_secret="zd-secret-sixteen-bytes",
+                                         netsuite_webhook_secret="ns-secret-sixteen-bytes")
     names = topic_names(configured)
     org = zd.webhook("organization.name_changed", zd.org_detail(), event_id="zd-evt-1",
                      time="2099-07-07T03:44:13Z")

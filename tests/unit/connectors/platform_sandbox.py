@@ -19,11 +19,11 @@ from concord.sandbox.world import World
 
 NOW = 1_743_422_400.0  # 2025-03-31T12:00:00Z
 CREDENTIALS = PlatformCredentials(
-    stripe_api_key="sk_test_concord",
+    stripe_api_key="sk_test_concord_sandbox",
     salesforce_access_token="00Dsandbox!token",
     zendesk_api_email="concord@example.com",
-    zendesk_api_token="zd-token",
-    netsuite_access_token="ns-token",
+    zendesk_api_token="zd-token-sixteen-bytes",
+    netsuite_access_token="ns-token-sixteen-bytes",
 )
 
 

@@ -64,3 +64,151 @@ def test_metrics_doc_matches_the_registry() -> None:
     doc = (REPO_ROOT / "docs" / "metrics.md").read_text()
     assert doc == metrics.markdown_reference(), "docs/metrics.md is stale: run `make docs`"
     assert "`concord_drift_transitions_total`" in doc
+
+
+# Secrets and URL credentials (the security issue): masked everywhere, checked, readable from files.
+
+REDIS_PASSWORD = "hunter2-redis-password"
+LONG_SECRET = "whsec_0123456789abcdef"  # >= 16 bytes
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        (f"redis://:{REDIS_PASSWORD}@redis:6379/0", "redis://:********@redis:6379/0"),
+        ("https://user:pa55@api.example.com/v1", "https://user:********@api.example.com/v1"),
+        ("https://tok3n@api.example.com", "https://********@api.example.com"),
+        ("kafka://u:p@a:1,b:2", "kafka://u:********@a:1,b:2"),
+        ("https://user:p@ss/word@host/x", "https://user:********@host/x"),  # unescaped @ and /: masked whole
+        ("worker on redis://:pw@h:1/0 and http://h:6066/", "worker on redis://:********@h:1/0 and http://h:6066/"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("https://host:443/path", "https://host:443/path"),
+        ("redis://:pass word@r:6379/0", "redis://:********@r:6379/0"),  # one URL: a space does not end it
+        ("see http://h:1/ and mail a@b", "see http://h:1/ and mail a@b"),  # a text: URLs end at whitespace
+    ],
+)
+def test_mask_url_masks_the_credentials_of_every_url(text: str, masked: str) -> None:
+    assert settings_mod.mask_url(text) == masked
+
+
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(settings_mod.ENV_PREFIX):
+            monkeypatch.delenv(name)
+
+
+def test_concord_config_masks_url_passwords_and_secrets(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from concord.app import cli
+
+    _clean_environment(monkeypatch)
+    monkeypatch.setenv("CONCORD_REDIS_URL", f"redis://:{REDIS_PASSWORD}@redis:6379/0")
+    monkeypatch.setenv("CONCORD_ZENDESK_URL", "https://agent:zd-url-password@acme.zendesk.com")
+    monkeypatch.setenv("CONCORD_ADMIN_TOKEN", LONG_SECRET)
+    assert cli.cmd_config(argparse.Namespace(markdown=False)) == 0
+    out = capsys.readouterr().out
+    assert REDIS_PASSWORD not in out and "zd-url-password" not in out and LONG_SECRET not in out
+    assert "CONCORD_REDIS_URL=redis://:********@redis:6379/0" in out
+    assert "CONCORD_ZENDESK_URL=https://agent:********@acme.zendesk.com" in out
+    assert "CONCORD_ADMIN_TOKEN=********" in out
+
+
+def test_redacted_masks_every_url_setting() -> None:
+    settings = settings_mod.Settings(kafka_url="kafka://svc:kafka-pw@a:1", stripe_api_url="https://u:stripe-pw@s.test")
+    shown = settings_mod.redacted(settings)
+    assert shown["kafka_url"] == "kafka://svc:********@a:1"
+    assert shown["stripe_api_url"] == "https://u:********@s.test"
+    assert "pw" not in repr(shown)
+
+
+@pytest.mark.parametrize("password", [REDIS_PASSWORD, "two words"])
+def test_a_bad_url_is_echoed_with_its_password_masked(password: str) -> None:
+    bad = f"http://:{password}@redis:6379/0"  # not redis://
+    with pytest.raises(settings_mod.SettingsError) as err:
+        settings_mod.load({"CONCORD_REDIS_URL": bad})
+    message = str(err.value)
+    assert password not in message and "words" not in message
+    assert message.startswith("CONCORD_REDIS_URL='http://:********@redis:6379/0' is not valid")
+
+
+@pytest.mark.parametrize("bad", ["xyzzy", "  fifteen-bytes!  ", "é" * 7])  # 5, 15 (stripped) and 14 bytes
+def test_a_short_secret_is_refused_without_echoing_it(bad: str) -> None:
+    with pytest.raises(settings_mod.SettingsError) as err:
+        settings_mod.load({"CONCORD_STRIPE_WEBHOOK_SECRET": bad})
+    message = str(err.value)
+    assert message.startswith("CONCORD_STRIPE_WEBHOOK_SECRET is too short")
+    assert "16 bytes" in message
+    assert bad.strip() not in message
+
+
+def test_secrets_are_stripped_and_16_bytes_is_enough() -> None:
+    settings = settings_mod.load({"CONCORD_ADMIN_TOKEN": f"  {LONG_SECRET}\n",
+                                  "CONCORD_STRIPE_API_KEY": "é" * 8})  # 8 characters, 16 bytes
+    assert settings.admin_token == LONG_SECRET
+    assert settings.stripe_api_key == "é" * 8
+
+
+def test_a_whitespace_only_secret_is_unset() -> None:
+    settings = settings_mod.load({"CONCORD_ZENDESK_WEBHOOK_SECRET": " \t\n", "CONCORD_ADMIN_TOKEN": ""})
+    assert settings.zendesk_webhook_secret == ""
+    assert settings.admin_token == ""
+
+
+def test_a_secret_is_read_from_its_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "stripe_webhook_secret"
+    path.write_text(f"{LONG_SECRET}\n")
+    settings = settings_mod.load({"CONCORD_STRIPE_WEBHOOK_SECRET_FILE": str(path)})
+    assert settings.stripe_webhook_secret == LONG_SECRET
+    for name in settings_mod.secret_file_vars():  # every secret has its _FILE variable
+        path.write_text(f" {LONG_SECRET} ")
+        assert getattr(settings_mod.load({settings_mod.env_var(name) + "_FILE": str(path)}), name) == LONG_SECRET
+
+
+def test_a_short_secret_file_is_refused_naming_the_variable_and_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "token"
+    path.write_text("tiny\n")
+    with pytest.raises(settings_mod.SettingsError) as err:
+        settings_mod.load({"CONCORD_ADMIN_TOKEN_FILE": str(path)})
+    message = str(err.value)
+    assert "CONCORD_ADMIN_TOKEN" in message and str(path) in message and "too short" in message
+    assert "tiny" not in message
+
+
+def test_a_secret_and_its_file_together_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "token"
+    path.write_text(LONG_SECRET)
+    with pytest.raises(settings_mod.SettingsError) as err:
+        settings_mod.load({"CONCORD_ADMIN_TOKEN": "another-long-admin-token", "CONCORD_ADMIN_TOKEN_FILE": str(path)})
+    message = str(err.value)
+    assert "CONCORD_ADMIN_TOKEN and CONCORD_ADMIN_TOKEN_FILE are both set" in message
+    assert "another-long-admin-token" not in message and LONG_SECRET not in message
+
+
+def test_an_unreadable_secret_file_names_the_variable_and_path(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    missing = tmp_path / "no-such-secret"
+    with pytest.raises(settings_mod.SettingsError) as err:
+        settings_mod.load({"CONCORD_NETSUITE_ACCESS_TOKEN_FILE": str(missing)})
+    message = str(err.value)
+    assert message.startswith(f"CONCORD_NETSUITE_ACCESS_TOKEN_FILE={str(missing)!r}: cannot read")
+    assert "CONCORD_NETSUITE_ACCESS_TOKEN" in message and "No such file" in message
+
+
+def test_file_variables_exist_only_for_secrets(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "secret"
+    path.write_text(LONG_SECRET)
+    assert settings_mod.load({"CONCORD_STRIPE_WEBHOOK_SECRET_FILE": str(path)}).stripe_webhook_secret
+    with pytest.raises(settings_mod.SettingsError, match="unknown setting CONCORD_STRIPE_WEBHOOK_SECRT_FILE"):
+        settings_mod.load({"CONCORD_STRIPE_WEBHOOK_SECRT_FILE": str(path)})
+    with pytest.raises(settings_mod.SettingsError, match="unknown setting CONCORD_WEB_PORT_FILE"):
+        settings_mod.load({"CONCORD_WEB_PORT_FILE": str(path)})
+
+
+def test_the_reference_documents_the_secret_files() -> None:
+    doc = settings_mod.markdown_reference()
+    for name in settings_mod.secret_file_vars():
+        assert f"`{settings_mod.env_var(name)}_FILE`" in doc
+    assert "at least 16 bytes" in doc
