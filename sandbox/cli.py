@@ -6,6 +6,12 @@ corrections land and the D14 re-breaks go on), drains the emitter and exits 0; w
 until Ctrl-C (SIGINT) or SIGTERM.
 
 The sandbox's modules are imported when the command runs, not when `concord` builds its parser.
+
+It refuses to start (exit 1, one line naming the setting) unless every credential its platform APIs
+accept and every webhook secret it signs with is set and is a test one (`check_credentials`): Stripe
+API keys must be test keys (`sk_test_`/`rk_test_`; live ones are refused by prefix), and since the
+other platforms' values carry no test/live marker, `--test-credentials` must declare them made up for
+the sandbox. So, started with production settings, it never signs events or answers for anyone.
 """
 
 from __future__ import annotations
@@ -29,6 +35,22 @@ if TYPE_CHECKING:
 
 # How long the exit waits for the emitter to deliver what is queued.
 DRAIN_SECONDS: Final = 30.0
+# The settings the sandbox cannot run without: what its platform APIs require, and what it signs webhooks with.
+REQUIRED_SETTINGS: Final = ("stripe_api_key", "salesforce_access_token", "zendesk_api_email", "zendesk_api_token",
+                            "netsuite_access_token", "stripe_webhook_secret", "zendesk_webhook_secret",
+                            "netsuite_webhook_secret")
+STRIPE_TEST_PREFIXES: Final = ("sk_test_", "rk_test_")
+STRIPE_LIVE_PREFIXES: Final = ("sk_live_", "rk_live_", "pk_live_")
+E_MISSING: Final = ("unset: {names}. The sandbox requires the credentials its platform APIs accept and the secrets it "
+                    "signs webhooks with (unset, it would answer anyone); set them to made-up test values "
+                    "(see docs/sandbox.md)")
+E_LIVE: Final = ("{name} is a Stripe live key ({prefix}...): the sandbox refuses production credentials, as it would "
+                 "answer and sign events for anyone who asks; use made-up test values (sk_test_...)")
+E_NOT_TEST: Final = ("{name} is not a Stripe test key: the sandbox accepts only sk_test_... or rk_test_... keys, "
+                     "so that it never runs with a live one")
+E_UNDECLARED: Final = ("cannot tell whether {names} are test values (only Stripe API keys say whether they are live): "
+                       "pass --test-credentials to declare that they are made up for the sandbox, never production "
+                       "ones")
 E_LISTEN: Final = ("concord sandbox: cannot listen on {host}:{port}: {error} (is another sandbox running? "
                    "choose another --port)")
 
@@ -59,6 +81,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serve the APIs only; start the traffic with POST /_sandbox/traffic")
     parser.add_argument("--progress", type=float, default=10.0,
                         help="seconds between progress lines; 0 prints none (default: %(default)s)")
+    parser.add_argument("--test-credentials", action="store_true",
+                        help="declare that the CONCORD_* credentials and webhook secrets are made-up test values "
+                        "(required: only Stripe API keys show whether they are live)")
+    parser.add_argument("--control-public", action="store_true",
+                        help="serve the control API (/_sandbox/*) to non-loopback peers too (default: loopback only)")
+
+
+def check_credentials(settings: settings_mod.Settings, *, test_credentials: bool) -> None:
+    """ValueError unless every setting of `REQUIRED_SETTINGS` is set and is a test value (see the module doc).
+
+    The messages name settings and key prefixes, never a value."""
+    values = {name: getattr(settings, name) for name in REQUIRED_SETTINGS}
+    missing = [settings_mod.env_var(name) for name, value in values.items() if not value]
+    if missing:
+        raise ValueError(E_MISSING.format(names=", ".join(missing)))
+    for name, value in values.items():
+        live = next((prefix for prefix in STRIPE_LIVE_PREFIXES if value.startswith(prefix)), None)
+        if live:
+            raise ValueError(E_LIVE.format(name=settings_mod.env_var(name), prefix=live))
+    if not values["stripe_api_key"].startswith(STRIPE_TEST_PREFIXES):
+        raise ValueError(E_NOT_TEST.format(name=settings_mod.env_var("stripe_api_key")))
+    if not test_credentials:
+        unmarked = [settings_mod.env_var(name) for name in REQUIRED_SETTINGS if name != "stripe_api_key"]
+        raise ValueError(E_UNDECLARED.format(names=", ".join(unmarked)))
 
 
 def config_from_args(args: argparse.Namespace, settings: settings_mod.Settings) -> SandboxConfig:
@@ -88,7 +134,7 @@ def config_from_args(args: argparse.Namespace, settings: settings_mod.Settings) 
         plan_field=settings.salesforce_plan_field,
     )
     return config_from_settings(settings, traffic, host=args.host, port=args.port, run_traffic=not args.no_traffic,
-                                concord_url=args.concord_url)
+                                concord_url=args.concord_url, control_public=args.control_public)
 
 
 def progress_line(sandbox: Sandbox) -> str:
@@ -132,13 +178,14 @@ async def serve(config: SandboxConfig, *, linger: float = 0.0, progress: float =
     traffic = config.traffic
     print(f"concord sandbox: http://{config.host}:{config.port}/ (status /_sandbox/status, ground truth "
           f"/_sandbox/injected); seed {traffic.seed}, {traffic.customers} customers, drift rate {traffic.drift_rate}, "
-          f"time scale {traffic.time_scale:g}x, webhooks to {config.concord_url}", file=out, flush=True)
+          f"time scale {traffic.time_scale:g}x, webhooks to {settings_mod.mask_url(config.concord_url)}",
+          file=out, flush=True)
     try:
         await _wait(sandbox, stop, config, linger, progress, out)
         print(progress_line(sandbox), file=out, flush=True)
         if not await sandbox.emitter.drain(DRAIN_SECONDS):
             print(f"concord sandbox: events still undelivered after {DRAIN_SECONDS:g}s (is Concord up at "
-                  f"{config.concord_url}?)", file=out, flush=True)
+                  f"{settings_mod.mask_url(config.concord_url)}?)", file=out, flush=True)
     finally:
         await runner.cleanup()
     return 0
@@ -171,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
     """`concord sandbox` with parsed arguments."""
     try:
         settings = settings_mod.load()
+        check_credentials(settings, test_credentials=args.test_credentials)
         config = config_from_args(args, settings)
     except ValueError as exc:  # SettingsError is a ValueError
         raise SystemExit(f"concord sandbox: {exc}") from None

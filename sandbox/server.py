@@ -20,10 +20,14 @@
   POST /_sandbox/faults     merge fault settings: `{"stripe": {"error_rate": 0.3}}`
   POST /_sandbox/traffic    `{"action": "start"}` or `{"action": "stop"}` (pause; start resumes)
   ========================  =======================================================================
+
+  The control API reveals the ground truth and changes faults and traffic, so it answers loopback
+  peers only (403 otherwise) unless `control_public` is set (`concord sandbox --control-public`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from typing import Any, Final, Literal, Protocol
@@ -42,6 +46,9 @@ from concord.sandbox.traffic import PLAN_TIERS, Runner, Traffic, TrafficConfig, 
 from concord.sandbox.world import Effect, World
 
 E_TRAFFIC_BODY: Final = 'POST /_sandbox/traffic wants JSON {{"action": "start"}} or {{"action": "stop"}}: {problem}'
+E_CONTROL_PUBLIC: Final = ("the sandbox control API (/_sandbox/*) answers loopback peers only; start the sandbox with "
+                           "--control-public to serve it to other hosts")
+CONTROL_PREFIX: Final = "/_sandbox"
 
 
 class SandboxConfig(Struct, frozen=True, kw_only=True):
@@ -59,10 +66,12 @@ class SandboxConfig(Struct, frozen=True, kw_only=True):
     salesforce_topic: str = "concord.raw.salesforce"
     credentials: PlatformCredentials = PlatformCredentials()  # what the platform APIs accept
     fault_seed: int = 1
+    control_public: bool = False  # serve `/_sandbox/*` to non-loopback peers too
 
 
 def config_from_settings(settings: Settings, traffic: TrafficConfig, *, host: str = "127.0.0.1", port: int = 6070,
-                         run_traffic: bool = True, concord_url: str | None = None) -> SandboxConfig:
+                         run_traffic: bool = True, concord_url: str | None = None,
+                         control_public: bool = False) -> SandboxConfig:
     """The sandbox's configuration from Concord's settings: the secrets it signs with, the topic it
     produces to, and the connector credentials it accepts (so Concord's connectors authenticate)."""
     web_host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host
@@ -85,6 +94,7 @@ def config_from_settings(settings: Settings, traffic: TrafficConfig, *, host: st
             netsuite_access_token=settings.netsuite_access_token,
         ),
         fault_seed=traffic.seed,
+        control_public=control_public,
     )
 
 
@@ -213,6 +223,36 @@ async def _traffic(request: web.Request) -> web.Response:
                   "finished": sandbox.runner.finished})
 
 
+def is_loopback(peer: object) -> bool:
+    """Whether a transport's `peername` is a loopback address (IPv4, IPv6 or IPv4-mapped IPv6)."""
+    if not isinstance(peer, tuple) or not peer or not isinstance(peer[0], str):
+        return False  # unknown peer (e.g. a Unix socket): not provably loopback
+    try:
+        address = ipaddress.ip_address(peer[0].split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def _is_control(path: str) -> bool:
+    return path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/")
+
+
+@web.middleware
+async def control_guard(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+    """Refuse `/_sandbox/*` with 403 to a non-loopback peer unless the config's `control_public` is set.
+
+    The peer is the TCP connection's, never a forwarded-for header (which any client can write)."""
+    if _is_control(request.path) and not request.app[SANDBOX].config.control_public:
+        transport = request.transport
+        if transport is None or not is_loopback(transport.get_extra_info("peername")):
+            return _error(403, E_CONTROL_PUBLIC)
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
 async def _on_startup(app: web.Application) -> None:
     sandbox = app[SANDBOX]
     await sandbox.emitter.start()
@@ -239,7 +279,7 @@ def build_app(config: SandboxConfig, *, world: World | None = None,
     """The sandbox service: platform APIs, control API, emitter and traffic (started on app startup)."""
     world = world if world is not None else World(clock=clock)
     sandbox = Sandbox(config, world, emitter(config, world))
-    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[control_guard])
     app[SANDBOX] = sandbox
     for platform in (stripe, salesforce, zendesk, netsuite):
         app.add_routes(platform.routes(world, sandbox.faults, config.credentials))

@@ -5,18 +5,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+from unittest import mock
 
 import msgspec
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
 from concord.app.cli import build_parser
 from concord.core.settings import load
 from concord.sandbox import cli
 from concord.sandbox.emit import EmitterStats, PlatformStats
 from concord.sandbox.faults import PlatformCredentials
-from concord.sandbox.server import SANDBOX, SandboxConfig, build_app, config_from_settings
+from concord.sandbox.server import (
+    SANDBOX,
+    SandboxConfig,
+    build_app,
+    config_from_settings,
+    control_guard,
+    is_loopback,
+)
 from concord.sandbox.traffic import PLAN_TIERS, TrafficConfig
 from concord.sandbox.world import World
 
@@ -141,13 +149,15 @@ async def test_effects_count_idempotent_requests_per_key() -> None:
 
 def test_settings_become_the_sandbox_configuration() -> None:
     settings = load({"CONCORD_WEB_HOST": "0.0.0.0", "CONCORD_WEB_PORT": "7000", "CONCORD_TOPIC_PREFIX": "demo",
-                     "CONCORD_KAFKA_URL": "kafka://127.0.0.1:19092", "CONCORD_STRIPE_WEBHOOK_SECRET": "whsec_x",
-                     "CONCORD_STRIPE_API_KEY": "sk_test_y", "CONCORD_ZENDESK_API_EMAIL": "a@b.invalid"})
+                     "CONCORD_KAFKA_URL": "kafka://127.0.0.1:19092",
+                     "CONCORD_STRIPE_WEBHOOK_SECRET": "whsec_x_sixteen_bytes",
+                     "CONCORD_STRIPE_API_KEY": "sk_test_y_sixteen_bytes", "CONCORD_ZENDESK_API_EMAIL": "a@b.invalid"})
     made = config_from_settings(settings, FAST, port=6071)
     assert made.concord_url == "http://127.0.0.1:7000" and made.port == 6071
     assert made.salesforce_topic == "demo.raw.salesforce" and made.kafka_bootstrap == "127.0.0.1:19092"
-    assert made.stripe_webhook_secret == "whsec_x"
-    assert made.credentials.stripe_api_key == "sk_test_y" and made.credentials.zendesk_api_email == "a@b.invalid"
+    assert made.stripe_webhook_secret == "whsec_x_sixteen_bytes"
+    assert made.credentials.stripe_api_key == "sk_test_y_sixteen_bytes"
+    assert made.credentials.zendesk_api_email == "a@b.invalid"
     assert config_from_settings(settings, FAST, concord_url="http://x:1").concord_url == "http://x:1"
 
 
@@ -191,3 +201,56 @@ async def test_serve_prints_progress_and_exits_zero_when_the_duration_ends() -> 
     assert lines[0].startswith("concord sandbox: http://127.0.0.1:0/") and "seed 3, 4 customers" in lines[0]
     assert "finished" in lines[-1] and "customers 4/4" in lines[-1] and "injected 4" in lines[-1]
     assert drained[0].drained == [cli.DRAIN_SECONDS] and drained[0].stopped
+
+
+def request_from(app: web.Application, path: str, peer: tuple[str, int] | None) -> web.Request:
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: peer if name == "peername" else default
+    return make_mocked_request("GET", path, app=app, transport=transport)
+
+
+async def answered(request: web.Request) -> web.Response:
+    return web.Response(text="answered")
+
+
+@pytest.mark.parametrize("path", ["/_sandbox/status", "/_sandbox/injected", "/_sandbox", "/_sandbox/faults"])
+@pytest.mark.parametrize("peer", [("10.0.0.7", 40000), ("192.168.1.20", 40000), ("2001:db8::1", 40000, 0, 0), None])
+async def test_the_control_api_refuses_a_non_loopback_peer(path: str, peer: tuple[str, int] | None) -> None:
+    app = build_app(config(run_traffic=False), emitter=FakeEmitter)
+    response = await control_guard(request_from(app, path, peer), answered)
+    assert response.status == 403
+    assert isinstance(response, web.Response) and b"--control-public" in (response.body or b"")
+
+
+@pytest.mark.parametrize("peer", [("127.0.0.1", 40000), ("127.8.9.1", 1), ("::1", 40000, 0, 0),
+                                  ("::ffff:127.0.0.1", 40000, 0, 0)])
+async def test_the_control_api_answers_a_loopback_peer(peer: tuple[str, int]) -> None:
+    app = build_app(config(run_traffic=False), emitter=FakeEmitter)
+    response = await control_guard(request_from(app, "/_sandbox/status", peer), answered)
+    assert response.status == 200
+
+
+async def test_control_public_serves_the_control_api_to_any_peer_and_platform_apis_are_not_guarded() -> None:
+    public = build_app(msgspec.structs.replace(config(run_traffic=False), control_public=True), emitter=FakeEmitter)
+    assert (await control_guard(request_from(public, "/_sandbox/status", ("10.0.0.7", 1)), answered)).status == 200
+    private = build_app(config(run_traffic=False), emitter=FakeEmitter)
+    for path in ("/v1/customers", "/_sandboxes", "/api/v2/users"):
+        assert (await control_guard(request_from(private, path, ("10.0.0.7", 1)), answered)).status == 200
+
+
+async def test_the_control_api_is_loopback_only_by_default_end_to_end() -> None:
+    assert not SandboxConfig().control_public and not parse().control_public
+    client = await client_for(config(run_traffic=False))  # the test client connects from 127.0.0.1
+    try:
+        async with client.get("/_sandbox/healthz") as resp:
+            assert resp.status == 200
+        async with client.get("/_sandbox/status", headers={"X-Forwarded-For": "10.0.0.7"}) as resp:
+            assert resp.status == 200  # the TCP peer decides, not a header a client writes
+    finally:
+        await client.close()
+
+
+def test_loopback_peers_are_recognised() -> None:
+    assert is_loopback(("127.0.0.1", 1)) and is_loopback(("::1", 1, 0, 0)) and is_loopback(("::ffff:127.0.0.2", 1))
+    assert not is_loopback(("0.0.0.0", 1)) and not is_loopback(("10.1.2.3", 1)) and not is_loopback(None)
+    assert not is_loopback(("::ffff:10.0.0.1", 1)) and not is_loopback(("not-an-ip", 1)) and not is_loopback("")
