@@ -1,18 +1,33 @@
 """Webhook ingress: `/webhooks/stripe`, `/webhooks/zendesk`, `/webhooks/netsuite`.
 
 A request is answered 200 only after Kafka acknowledged the raw bytes on the platform's raw topic
-(acks=all), so a platform that got a 200 can forget the event. Unsigned, forged or stale requests
-get 401, bodies over the limit 413, a platform whose secret is not configured 503; each outcome is
-counted in `concord_webhook_requests_total`. Secrets never reach logs.
+(acks=all), so a platform that got a 200 can forget the event. Each outcome is counted in
+`concord_webhook_requests_total{platform,outcome}`. Secrets never reach logs. In order:
+
+1. Before the body is read: a platform whose secret is not configured gets 503 (`not_configured`); a
+   missing, malformed (not ASCII, any header not UTF-8) or stale signature header 401 with
+   `{"error": reason}` (`missing_signature`, `malformed_signature`, `stale`); a declared
+   Content-Length over the limit 413 (`too_large`).
+2. The body, at most `webhook_max_concurrent_reads` at once (else 503 with `Retry-After: 1`, `busy`),
+   within `webhook_read_timeout_seconds` (else 408, `read_timeout`), at most `webhook_max_body_bytes`
+   (else 413); a broken transfer is 400 (`bad_body`).
+3. The HMAC over the body: 401 `bad_signature` unless it matches, else written to Kafka (`accepted`).
+
+No header or body an outsider controls makes a 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Final
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from faust.web import Request, Response, View
 
 from concord.app import signatures
@@ -20,33 +35,70 @@ from concord.core import metrics
 
 if TYPE_CHECKING:
     from concord.agents.context import Concord
+    from concord.core.settings import Settings
 
 log = logging.getLogger("concord.ingress")
 
-Verifier = Callable[[bytes, Mapping[str, str], str, float, float], None]
-
-VERIFIERS: Final[dict[str, Verifier]] = {
-    "stripe": signatures.verify_stripe,
-    "zendesk": signatures.verify_zendesk,
-    "netsuite": signatures.verify_netsuite,
-}
-
 # Credentials of the caller are not part of the event: never store them.
 _DROPPED_HEADERS: Final = frozenset({"authorization", "cookie", "proxy-authorization"})
+_DIGITS: Final = re.compile(r"[0-9]{1,20}")
 
 
 class BodyTooLarge(Exception):
     pass
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
+class _Content(Protocol):
+    async def read(self, n: int = -1, /) -> bytes: ...
+
+
+class RequestLike(Protocol):
+    """What `handle` needs of a request: aiohttp's `web.Request` (behind Faust's View) has both."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> _Content: ...
+
+
+# platform, body, headers to store -> {"topic", "partition", "offset"} once Kafka has it (acks=all).
+Send = Callable[[str, bytes, list[tuple[str, bytes]]], Awaitable[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ReadSlots:
+    """At most `limit` bodies read at once; a request that finds none free is turned away, not queued
+    (a queue of slow senders is what the bound is there to refuse)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.taken = 0
+
+    def try_take(self) -> bool:
+        if self.taken >= self.limit:
+            return False
+        self.taken += 1
+        return True
+
+    def give_back(self) -> None:
+        self.taken -= 1
+
+
+async def read_limited(request: RequestLike, limit: int) -> bytes:
     """The request body, refusing (before reading it all) anything over `limit` bytes."""
     declared = request.headers.get("Content-Length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and _DIGITS.fullmatch(declared) and int(declared) > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    content = request.content  # type: ignore[attr-defined]  # aiohttp request behind faust's View
+    content = request.content
     while chunk := await content.read(65536):
         size += len(chunk)
         if size > limit:
@@ -55,44 +107,104 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _not_utf8(headers: Mapping[str, str]) -> str | None:
+    """The name of the first header whose name or value was not UTF-8 on the wire (aiohttp decodes with
+    surrogateescape, so such bytes arrive as lone surrogates that cannot be encoded), else None."""
+    for name, value in headers.items():
+        try:
+            name.encode()
+            value.encode()
+        except UnicodeEncodeError:
+            return name.encode(errors="backslashreplace").decode("ascii", "replace")
+    return None
+
+
+class Ingress:
+    """The webhook request handling, apart from Faust (the View below only adapts it): every check that
+    needs no body first, then the body under a concurrency bound and a read timeout, then the HMAC."""
+
+    def __init__(self, settings: Settings, send: Send, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.secrets = {
+            "stripe": settings.stripe_webhook_secret,
+            "zendesk": settings.zendesk_webhook_secret,
+            "netsuite": settings.netsuite_webhook_secret,
+        }
+        self.send = send
+        self.clock = clock
+        self.slots = ReadSlots(settings.webhook_max_concurrent_reads)
+
+    @staticmethod
+    def _refuse(platform: str, status: int, outcome: str, body: dict[str, Any],
+                headers: dict[str, str] | None = None) -> Reply:
+        metrics.webhook_requests.labels(platform, outcome).inc()
+        return Reply(status, body, headers or {})
+
+    async def handle(self, platform: str, request: RequestLike) -> Reply:
+        settings = self.settings
+        if platform not in signatures.PLATFORMS:
+            return Reply(404, {"error": f"no webhook for {platform!r}; webhooks: {', '.join(signatures.PLATFORMS)}"})
+        secret = self.secrets[platform]
+        if not secret:
+            return self._refuse(platform, 503, "not_configured", {
+                "error": f"{platform} webhook secret is not configured (CONCORD_{platform.upper()}_WEBHOOK_SECRET)"})
+        # 1. Before the body: signature headers present, well formed, fresh; every header UTF-8.
+        try:
+            parsed = signatures.parse(platform, request.headers, self.clock(), settings.webhook_tolerance_seconds)
+            if (bad := _not_utf8(request.headers)) is not None:
+                raise signatures.SignatureError("malformed_signature", f"header {bad} is not UTF-8")
+        except signatures.SignatureError as exc:
+            log.warning("refused %s webhook before reading its body: %s", platform, exc.reason)
+            return self._refuse(platform, 401, exc.reason, {"error": exc.reason})
+        limit = settings.webhook_max_body_bytes
+        declared = request.headers.get("Content-Length")
+        if declared is not None and _DIGITS.fullmatch(declared) and int(declared) > limit:
+            return self._refuse(platform, 413, "too_large", {"error": f"body over {limit} bytes"})
+        # 2. The body: a bounded number of reads at once, each within the read timeout.
+        if not self.slots.try_take():
+            log.warning("refused %s webhook: %d bodies already being read", platform, self.slots.limit)
+            return self._refuse(platform, 503, "busy", {"error": "busy"}, {"Retry-After": "1"})
+        try:
+            async with asyncio.timeout(settings.webhook_read_timeout_seconds):
+                body = await read_limited(request, limit)
+        except BodyTooLarge:
+            return self._refuse(platform, 413, "too_large", {"error": f"body over {limit} bytes"})
+        except TimeoutError:
+            log.warning("refused %s webhook: body not received within %s s", platform,
+                        settings.webhook_read_timeout_seconds)
+            return self._refuse(platform, 408, "read_timeout", {"error": "read_timeout"})
+        except (HttpProcessingError, RequestPayloadError, ConnectionError):
+            # A broken chunked encoding or compression, or the sender went away mid-body.
+            return self._refuse(platform, 400, "bad_body", {"error": "bad_body"})
+        finally:
+            self.slots.give_back()
+        # 3. The HMAC over the body as received.
+        try:
+            signatures.verify(parsed, body, secret)
+        except signatures.SignatureError as exc:
+            log.warning("refused %s webhook: %s", platform, exc.reason)
+            return self._refuse(platform, 401, exc.reason, {"error": exc.reason})
+        headers = [(str(k), v.encode()) for k, v in request.headers.items() if k.lower() not in _DROPPED_HEADERS]
+        headers.append(("concord-received-at", str(int(self.clock() * 1000)).encode()))
+        written = await self.send(platform, body, headers)  # acks=all: answered only once Kafka has it
+        metrics.webhook_requests.labels(platform, "accepted").inc()
+        return Reply(200, {"status": "accepted", **written})
+
+
 def register(concord: Concord) -> None:
-    settings = concord.settings
-    secrets = {
-        "stripe": settings.stripe_webhook_secret,
-        "zendesk": settings.zendesk_webhook_secret,
-        "netsuite": settings.netsuite_webhook_secret,
-    }
     raw_topics = {platform: concord.topics[name] for platform, name in concord.names.raw.items()}
+
+    async def send(platform: str, body: bytes, headers: list[tuple[str, bytes]]) -> Mapping[str, Any]:
+        pending = await raw_topics[platform].send(key=None, value=body, headers=headers)
+        metadata = await pending
+        return {"topic": metadata.topic, "partition": metadata.partition, "offset": metadata.offset}
+
+    ingress = Ingress(concord.settings, send)
 
     @concord.app.page("/webhooks/{platform}")
     class Webhook(View):
         """Receive a platform's signed webhook and write it, as delivered, to its raw topic."""
 
         async def post(self, request: Request, platform: str) -> Response:
-            verify = VERIFIERS.get(platform)
-            if verify is None:
-                return self.json({"error": f"no webhook for {platform!r}; webhooks: {', '.join(VERIFIERS)}"},
-                                 status=404)
-            secret = secrets[platform]
-            if not secret:
-                metrics.webhook_requests.labels(platform, "not_configured").inc()
-                return self.json({"error": f"{platform} webhook secret is not configured "
-                                  f"(CONCORD_{platform.upper()}_WEBHOOK_SECRET)"}, status=503)
-            try:
-                body = await read_limited(request, settings.webhook_max_body_bytes)
-            except BodyTooLarge:
-                metrics.webhook_requests.labels(platform, "too_large").inc()
-                return self.json({"error": f"body over {settings.webhook_max_body_bytes} bytes"}, status=413)
-            try:
-                verify(body, request.headers, secret, time.time(), settings.webhook_tolerance_seconds)
-            except signatures.SignatureError as exc:
-                metrics.webhook_requests.labels(platform, exc.reason).inc()
-                log.warning("refused %s webhook: %s", platform, exc.reason)
-                return self.json({"error": exc.reason, "detail": exc.detail}, status=401)
-            headers = [(str(k), v.encode()) for k, v in request.headers.items() if k.lower() not in _DROPPED_HEADERS]
-            headers.append(("concord-received-at", str(int(time.time() * 1000)).encode()))
-            pending = await raw_topics[platform].send(key=None, value=body, headers=headers)
-            metadata = await pending  # acks=all: answered only once Kafka has it
-            metrics.webhook_requests.labels(platform, "accepted").inc()
-            return self.json({"status": "accepted", "topic": metadata.topic, "partition": metadata.partition,
-                              "offset": metadata.offset})
+            reply = await ingress.handle(platform, cast(RequestLike, request))
+            return self.json(reply.body, status=reply.status, headers=reply.headers or None)
