@@ -46,6 +46,7 @@ class Concord:
         self._redis: aioredis.Redis | None = None
         self._drift_index: DriftIndex | None = None
         self._closers: list[Closer] = []
+        self._starters: list[Closer] = []
         for name in self.names.all():
             self.topic(name)
         app.on_startup_finished = self._on_startup_finished
@@ -64,6 +65,10 @@ class Concord:
         if self._drift_index is None:
             self._drift_index = DriftIndex(self.redis, self.settings.topic_prefix)
         return self._drift_index
+
+    def on_started(self, starter: Closer) -> None:
+        """Run `starter` once the worker has started (its web server is listening)."""
+        self._starters.append(starter)
 
     def on_shutdown(self, closer: Closer) -> None:
         """Run `closer` when the worker stops, before the shared clients are closed."""
@@ -106,6 +111,8 @@ class Concord:
         return asyncio.run(ensure_topics(kafka_bootstrap(self.settings), specs, timeout))
 
     async def _on_startup_finished(self) -> None:
+        for starter in self._starters:
+            await starter()
         log.info("Concord worker ready (roles: %s)", ", ".join(sorted(self.roles)))
 
     async def _shutdown(self, app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -7,9 +7,8 @@ the request there). Admin actions need `Authorization: Bearer $CONCORD_ADMIN_TOK
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from faust.web import Request, Response, View
@@ -57,6 +56,21 @@ def readable(value: Any) -> Any:
     return value
 
 
+class AcceptBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The optional JSON body of an accept: who accepts it and why."""
+
+    by: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "admin"
+    note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
+_accept_decoder = msgspec.json.Decoder(AcceptBody)
+
+
+def _accept_body(raw: bytes) -> AcceptBody:
+    """An empty body accepts as `admin`; anything else must be a JSON object of `AcceptBody`."""
+    return _accept_decoder.decode(raw) if raw.strip() else AcceptBody()
+
+
 def rules_listing(rules: Sequence[Rule], config: DriftConfig) -> list[dict[str, Any]]:
     """Every rule with its effective configuration (what `concord rules` prints)."""
     return [
@@ -68,7 +82,6 @@ def rules_listing(rules: Sequence[Rule], config: DriftConfig) -> list[dict[str, 
 
 def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> None:
     app = concord.app
-    settings = concord.settings
     index = concord.drift_index
     canonical = concord.topics[concord.names.canonical]
 
@@ -99,20 +112,18 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
 
     @app.page("/api/drift/{fingerprint}/accept")
     class AcceptView(View):
-        """A person accepts a finding: resolved as `accepted` (admin token required)."""
+        """A person accepts a finding: resolved as `accepted` (the admin token: see app/access.py)."""
 
         async def post(self, request: Request, fingerprint: str) -> Response:
-            if not settings.admin_token:
-                return json(self, {"error": "admin actions are disabled: set CONCORD_ADMIN_TOKEN"}, 503)
-            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), settings.admin_token.encode()):
-                return json(self, {"error": "a valid bearer token is required"}, 401)
+            try:
+                body = _accept_body(await request.read())
+            except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+                return json(self, {"error": "bad_request", "detail": f"body: {exc}"}, 400)
             found = await index.get(fingerprint)
             if found is None:
                 return json(self, {"error": f"no finding {fingerprint}"}, 404)
-            body = await request.json() if request.headers.get("Content-Type") == "application/json" else {}
             message = messages.AcceptFinding(customer_key=found.customer_key, fingerprint=fingerprint,
-                                              by=str(body.get("by", "admin")), note=str(body.get("note", "")))
+                                              by=body.by, note=body.note)
             await canonical.send(key=found.customer_key.encode(), value=messages.encode(message))
             return json(self, {"status": "accepted", "fingerprint": fingerprint}, 202)
 

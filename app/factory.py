@@ -8,6 +8,7 @@ import faust
 
 from concord.agents.context import ROLES, Concord
 from concord.agents.faust_internals import check_versions, commits
+from concord.app.access import Access
 from concord.core.settings import Settings
 
 
@@ -34,8 +35,14 @@ def create_faust_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
-        # Faust's /table endpoints would expose customer data to anyone who can reach the port.
+        # Faust's own routes (/table, /router, its statistics) would show customer data and the cluster
+        # layout to anyone who can reach the port; every route answers through Concord's access policy.
         web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
+        web_application_options={"middlewares": [Access(settings).middleware()]},
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.kafka_session_timeout,
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout / 3),

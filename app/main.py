@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Iterable
 
 from concord.agents import commands, identity, ingest, state
 from concord.agents.context import ROLES, Concord
+from concord.agents.faust_internals.web import add_listener
 from concord.app import api, commands_api, ingress, web
 from concord.app.factory import create_concord
 from concord.core.settings import Settings
@@ -13,10 +16,20 @@ from concord.drift import catalog
 from concord.drift.config import DriftConfig
 from concord.drift.config import load as load_drift_config
 
+log = logging.getLogger("concord.app")
+
 
 def drift_config(settings: Settings) -> DriftConfig:
     """Built-in rule defaults, overridden by CONCORD_RULES_FILE."""
     return load_drift_config(settings.rules_file or None, catalog.default_configs())
+
+
+async def public_listener(concord: Concord) -> None:
+    """Serve webhooks (and `/healthz`) on their own port, the one to expose to the internet."""
+    settings = concord.settings
+    await add_listener(concord.app, settings.webhook_host, settings.webhook_port)
+    log.info("webhooks on http://%s:%d/webhooks/<platform> (public listener)", settings.webhook_host,
+             settings.webhook_port)
 
 
 def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
@@ -37,6 +50,8 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
     if "state" in concord.roles:
         state.register(concord, config, catalog.RULES)
     executor = commands.register(concord) if "commands" in concord.roles else None
+    if settings.webhook_port and "ingest" in concord.roles:
+        concord.on_started(functools.partial(public_listener, concord))
     api.register(concord, catalog.RULES, config)
     commands_api.register(concord, executor)
     return concord

@@ -2,7 +2,8 @@
 
 * `commits.py`: fixes to Faust's offset commits (never commit past a message that was not processed);
 * `changelog.py`: table values written to the changelog in one batch per partition;
-* `recovery.py`: whether table recovery has finished, and a plain consumer's metadata refresh.
+* `recovery.py`: whether table recovery has finished, and a plain consumer's metadata refresh;
+* `web.py`: a second listener on Faust's web server (the public webhook port).
 
 They were written against faust-streaming 0.15.3 and aiokafka 0.12-0.14 (tested on 0.14.0). A worker
 refuses to start on any other version (`check_versions`): a private attribute that moved would at

@@ -41,6 +41,10 @@ class Infra:
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
 
+#: The read token every test worker is given (`/api/*` refuses requests without it).
+READ_TOKEN = "integration-read-token"
+
+
 def unique_settings(infra: Infra, data_dir: Path, partitions: int = 4) -> Settings:
     """Settings with an app id and topic prefix of their own, so tests never share state."""
     tag = f"t{uuid.uuid4().hex[:10]}"
@@ -54,6 +58,7 @@ def unique_settings(infra: Infra, data_dir: Path, partitions: int = 4) -> Settin
         # The broker's minimum: a restarted worker takes over a SIGKILLed one's partitions quickly.
         kafka_session_timeout=6.0,
         data_dir=str(data_dir),
+        read_token=READ_TOKEN,
     )
 
 
@@ -146,7 +151,9 @@ class WorkerProcess:
         raise AssertionError(f"worker not ready after {timeout:.0f} s:\n{self.log_tail()}")
 
     async def get_json(self, path: str) -> object:
-        async with aiohttp.ClientSession() as session, session.get(f"{self.base_url}{path}") as resp:
+        """GET `path` as a reader would (the worker's read token), asserting a 200."""
+        headers = {"Authorization": f"Bearer {self.settings.read_token}"} if self.settings.read_token else {}
+        async with aiohttp.ClientSession(headers=headers) as session, session.get(f"{self.base_url}{path}") as resp:
             assert resp.status == 200, f"GET {path} -> {resp.status}: {await resp.text()}"
             return await resp.json()
 

@@ -23,8 +23,12 @@ async def test_worker_health_ready_metrics_and_no_table_endpoint(settings: Setti
             async with session.get(f"{worker.base_url}/metrics") as resp:
                 assert resp.status == 200
                 assert "concord_worker_ready 1.0" in await resp.text()
-            # Faust's /table endpoints would expose customer data: they must not exist.
-            async with session.get(f"{worker.base_url}/table/") as resp:
-                assert resp.status == 404
+            # Faust's /table and /router endpoints would expose customer data and the cluster layout.
+            for path in ("/table/", "/router/", "/"):
+                async with session.get(f"{worker.base_url}{path}") as resp:
+                    assert resp.status == 404, path
+            # Customer data needs the read token, on the running worker too.
+            async with session.get(f"{worker.base_url}/api/drift") as resp:
+                assert resp.status == 401
     finally:
         assert worker.stop() == 0, worker.log_tail()

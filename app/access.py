@@ -1,0 +1,136 @@
+"""Who may reach which route: one table, enforced for every request by one aiohttp middleware.
+
+Every route the worker serves is listed in `POLICY` with the credential it needs; a route that is not
+listed is closed (404), so a new route is refused until someone decides who may call it, and
+`tests/unit/app/test_access.py` fails until it is listed. Faust's own routes (`/router/*`, its index)
+are not Concord's and stay closed.
+
+* `webhook`: signed by the platform (the ingress checks the signature); served on the public listener
+  when `CONCORD_WEBHOOK_PORT` is set, and then closed on the internal one.
+* `open`: liveness, on every listener. `internal`: readiness (it names the broker), internal listener only.
+* `metrics`: open on the internal listener unless `CONCORD_METRICS_REQUIRE_TOKEN` (then `read`);
+  never served on the public listener.
+* `read`: customer data, findings, ledger entries: `Authorization: Bearer <CONCORD_READ_TOKEN>` (the
+  admin token reads too). No read token configured: 503, never open.
+* `admin`: actions: `Authorization: Bearer <CONCORD_ADMIN_TOKEN>`. No admin token configured: 503.
+
+Refusals are JSON with a one-word `error`; a header with bytes that are not text is a 401, never a 500.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final
+
+from aiohttp import web
+
+from concord.core.settings import Settings
+
+OPEN: Final = "open"
+INTERNAL: Final = "internal"
+WEBHOOK: Final = "webhook"
+METRICS: Final = "metrics"
+READ: Final = "read"
+ADMIN: Final = "admin"
+
+#: Every route (aiohttp's canonical path) -> the credential it needs. Not listed: closed.
+POLICY: Final[Mapping[str, str]] = {
+    "/healthz": OPEN,
+    "/readyz": INTERNAL,
+    "/metrics": METRICS,
+    "/webhooks/{platform}": WEBHOOK,
+    "/api/drift": READ,
+    "/api/drift/{fingerprint}": READ,
+    "/api/drift/{fingerprint}/accept": ADMIN,
+    "/api/rules": READ,
+    "/api/customers/{key}": READ,
+    "/api/commands/status": READ,
+    "/api/commands/{command_id}": READ,
+}
+#: Routes that are served but closed to everyone: Faust's own index page (its other routes are off).
+CLOSED: Final = frozenset({"/"})
+#: What the public (webhook) listener serves, when there is one.
+PUBLIC: Final = frozenset({WEBHOOK, OPEN})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _refuse(status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
+
+
+def bearer(request: web.Request) -> bytes | None:
+    """The bearer token of the request as bytes; None when there is none or it is not `Bearer <token>`."""
+    value = request.headers.get("Authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    # aiohttp decodes header bytes leniently; encode back what was sent so any byte compares, never raises.
+    return token.strip().encode("utf-8", "surrogateescape")
+
+
+def _matches(given: bytes, *tokens: str) -> bool:
+    # Every configured token is compared (no early exit tells which one nearly matched).
+    found = False
+    for token in tokens:
+        if token and hmac.compare_digest(given, token.encode()):
+            found = True
+    return found
+
+
+class Access:
+    """The policy of one worker: its tokens and, when webhooks have their own listener, its port."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.read_token = settings.read_token
+        self.admin_token = settings.admin_token
+        self.webhook_port = settings.webhook_port
+        self.metrics_require_token = settings.metrics_require_token
+
+    def check(self, route: str | None, request: web.Request, local_port: int | None) -> web.Response | None:
+        """None when the request may go on; otherwise the refusal to send."""
+        need = POLICY.get(route or "")
+        if need is None:
+            return _refuse(404, "not_found", "no such route")
+        public = bool(self.webhook_port) and local_port == self.webhook_port
+        if public and need not in PUBLIC:
+            return _refuse(404, "not_found", "this listener serves webhooks only")
+        if need == WEBHOOK:
+            if self.webhook_port and not public:
+                return _refuse(404, "not_found", f"webhooks are served on port {self.webhook_port}")
+            return None
+        if need in (OPEN, INTERNAL) or (need == METRICS and not self.metrics_require_token):
+            return None
+        return self._token(request, admin=need == ADMIN)
+
+    def _token(self, request: web.Request, admin: bool) -> web.Response | None:
+        tokens = (self.admin_token,) if admin else (self.read_token, self.admin_token)
+        variable = "CONCORD_ADMIN_TOKEN" if admin else "CONCORD_READ_TOKEN"
+        if not (self.admin_token if admin else self.read_token):
+            return _refuse(503, "not_configured", f"set {variable} to open this route to its token holders")
+        given = bearer(request)
+        if given is None:
+            return _refuse(401, "unauthorized", "send Authorization: Bearer <token>",
+                           {"WWW-Authenticate": 'Bearer realm="concord"'})
+        if _matches(given, *tokens):
+            return None
+        if admin and _matches(given, self.read_token):
+            return _refuse(403, "forbidden", "a read token cannot act: use the admin token")
+        return _refuse(401, "unauthorized", "token refused", {"WWW-Authenticate": 'Bearer realm="concord"'})
+
+    def middleware(self) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+        """The aiohttp middleware that applies this policy to every request before its handler."""
+
+        @web.middleware
+        async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
+            info = request.match_info
+            route = info.route.resource.canonical if info.route.resource is not None else None
+            sockname = request.transport.get_extra_info("sockname") if request.transport else None
+            local_port = sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
+            refusal = self.check(route, request, local_port)
+            return refusal if refusal is not None else await handler(request)
+
+        return access

@@ -1,0 +1,137 @@
+"""Every route of a worker, with the credential it needs: refused without it, and listed, or this fails.
+
+The worker's real aiohttp application (all roles, every view registered, Faust's own routes applied)
+is served by aiohttp's test server; requests without the right credential never reach a handler, so
+no Kafka or Redis is needed to see each refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from faust.web import Request, Response, View
+
+from concord.app import access
+from concord.app.main import build
+from concord.bench.common import free_port
+from concord.core.settings import Settings
+
+READ = "r" * 24
+ADMIN = "a" * 24
+
+
+def web_app(settings: Settings) -> web.Application:
+    concord = build(settings)
+    faust_web = concord.app.web
+    faust_web.blueprints.apply(faust_web)  # Faust's own routes, as its web server adds them at start
+    return faust_web.web_app
+
+
+def routes(app: web.Application) -> set[str]:
+    return {r.resource.canonical for r in app.router.routes() if r.resource is not None}
+
+
+def unlisted(app: web.Application) -> set[str]:
+    return routes(app) - set(access.POLICY) - access.CLOSED
+
+
+def sample(route: str) -> str:
+    return route.replace("{platform}", "stripe").replace("{fingerprint}", "fp1").replace("{key}", "001A") \
+        .replace("{command_id}", "c1")
+
+
+@pytest.fixture
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[TestClient[Any, Any]]:
+    settings = getattr(request, "param", Settings(read_token=READ, admin_token=ADMIN))
+    server = TestServer(web_app(settings), port=settings.webhook_port or None)
+    async with TestClient(server) as test_client:
+        yield test_client
+
+
+def test_every_route_is_listed_with_its_credential() -> None:
+    app = web_app(Settings())
+    assert unlisted(app) == set()
+    assert set(access.POLICY) <= routes(app)  # and the policy names no route that does not exist
+
+
+def test_a_new_route_without_an_entry_is_caught() -> None:
+    concord = build(Settings())
+
+    @concord.app.page("/api/secrets")
+    class Secrets(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"everything": "for anyone"})
+
+    concord.app.web.blueprints.apply(concord.app.web)
+    assert unlisted(concord.app.web.web_app) == {"/api/secrets"}
+
+
+@pytest.mark.parametrize("route", sorted(r for r, need in access.POLICY.items() if need in (access.READ,
+                                                                                            access.ADMIN)))
+async def test_customer_data_and_actions_need_their_token(client: TestClient[Any, Any], route: str) -> None:
+    method = "POST" if access.POLICY[route] == access.ADMIN else "GET"
+    url = sample(route)
+    for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": READ},
+                    {"Authorization": f"Basic {READ}"}, {"Authorization": "Bearer caf\u00e9\u00ff"}):
+        response = await client.request(method, url, headers=headers)
+        assert response.status == 401, (url, headers, await response.text())
+        assert (await response.json())["error"] == "unauthorized"
+    if access.POLICY[route] == access.ADMIN:
+        response = await client.request(method, url, headers={"Authorization": f"Bearer {READ}"})
+        assert response.status == 403  # a read token cannot act
+
+
+@pytest.mark.parametrize("client", [Settings()], indirect=True)
+async def test_no_token_configured_means_closed_not_open(client: TestClient[Any, Any]) -> None:
+    for route, need in access.POLICY.items():
+        if need in (access.READ, access.ADMIN):
+            response = await client.request("POST" if need == access.ADMIN else "GET", sample(route),
+                                            headers={"Authorization": "Bearer anything-at-all-here"})
+            assert response.status == 503, route
+            assert (await response.json())["error"] == "not_configured"
+
+
+@pytest.mark.parametrize("path", ["/", "/router/", "/router/customers/001A/", "/table/", "/graph/",
+                                  "/assignment/", "/performance/", "/nothing"])
+async def test_faust_routes_and_unknown_paths_are_closed(client: TestClient[Any, Any], path: str) -> None:
+    response = await client.get(path, headers={"Authorization": f"Bearer {ADMIN}"})
+    assert response.status == 404
+
+
+async def test_health_is_open(client: TestClient[Any, Any]) -> None:
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_metrics_are_open_on_the_internal_listener(client: TestClient[Any, Any]) -> None:
+    assert (await client.get("/metrics")).status == 200
+
+
+@pytest.mark.parametrize("client", [Settings(read_token=READ, metrics_require_token=True)], indirect=True)
+async def test_metrics_can_require_the_read_token(client: TestClient[Any, Any]) -> None:
+    assert (await client.get("/metrics")).status == 401
+    assert (await client.get("/metrics", headers={"Authorization": f"Bearer {READ}"})).status == 200
+
+
+PUBLIC_PORT = free_port()
+
+
+@pytest.mark.parametrize("client", [Settings(read_token=READ, admin_token=ADMIN, webhook_port=PUBLIC_PORT)],
+                         indirect=True)
+async def test_the_public_listener_serves_webhooks_and_health_only(client: TestClient[Any, Any]) -> None:
+    assert (await client.get("/healthz")).status == 200
+    for path in ("/api/drift", "/api/customers/001A", "/metrics", "/readyz", "/"):
+        response = await client.get(path, headers={"Authorization": f"Bearer {ADMIN}"})
+        assert response.status == 404, path
+    response = await client.post("/webhooks/stripe", data=b"{}")
+    assert response.status != 404  # reaches the ingress, which checks the signature
+
+
+async def test_with_a_public_listener_webhooks_are_closed_on_the_internal_one() -> None:
+    internal = TestServer(web_app(Settings(webhook_port=free_port())))  # on another port than the public one
+    async with TestClient(internal) as client:
+        assert (await client.post("/webhooks/stripe", data=b"{}")).status == 404
+        assert (await client.get("/readyz")).status != 404
