@@ -49,7 +49,6 @@ class Concord:
         self._starters: list[Closer] = []
         for name in self.names.all():
             self.topic(name)
-        app.on_startup_finished = self._on_startup_finished
         app.on_before_shutdown.connect(self._shutdown)
 
     @property
@@ -67,8 +66,14 @@ class Concord:
         return self._drift_index
 
     def on_started(self, starter: Closer) -> None:
-        """Run `starter` once the worker has started (its web server is listening)."""
+        """Run `starter` once the worker has started (tables recovered, its web server listening)."""
         self._starters.append(starter)
+
+    async def started(self) -> None:
+        """The worker has started: run the starters (the worker's runner calls this; see app/worker.py)."""
+        for starter in self._starters:
+            await starter()
+        log.info("Concord worker ready (roles: %s)", ", ".join(sorted(self.roles)))
 
     def on_shutdown(self, closer: Closer) -> None:
         """Run `closer` when the worker stops, before the shared clients are closed."""
@@ -109,11 +114,6 @@ class Concord:
             for name in self.topics
         ]
         return asyncio.run(ensure_topics(kafka_bootstrap(self.settings), specs, timeout))
-
-    async def _on_startup_finished(self) -> None:
-        for starter in self._starters:
-            await starter()
-        log.info("Concord worker ready (roles: %s)", ", ".join(sorted(self.roles)))
 
     async def _shutdown(self, app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         for closer in self._closers:

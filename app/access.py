@@ -53,7 +53,25 @@ CLOSED: Final = frozenset({"/"})
 #: What the public (webhook) listener serves, when there is one.
 PUBLIC: Final = frozenset({WEBHOOK, OPEN})
 
+NEEDS: Final = frozenset({OPEN, INTERNAL, WEBHOOK, METRICS, READ, ADMIN})
+# Routes an extension of the worker adds (a test app, a plugin), listed with `allow` before it serves.
+_added: dict[str, str] = {}
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def allow(route: str, need: str) -> None:
+    """List a route that code outside app/ adds to a worker, with the credential it needs."""
+    if need not in NEEDS:
+        raise ValueError(f"unknown credential {need!r} for {route}: choose from {', '.join(sorted(NEEDS))}")
+    _added[route] = need
+
+
+def need_of(route: str | None) -> str | None:
+    """The credential `route` needs; None when it is not listed (closed)."""
+    if route is None:
+        return None
+    return POLICY.get(route) or _added.get(route)
 
 
 def _refuse(status: int, error: str, detail: str, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -92,7 +110,7 @@ class Access:
 
     def check(self, route: str | None, request: web.Request, local_port: int | None) -> web.Response | None:
         """None when the request may go on; otherwise the refusal to send."""
-        need = POLICY.get(route or "")
+        need = need_of(route)
         if need is None:
             return _refuse(404, "not_found", "no such route")
         public = bool(self.webhook_port) and local_port == self.webhook_port

@@ -38,7 +38,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise SystemExit(f"concord worker: {exc}") from None
     if created:
         print(f"concord: created {len(created)} topics ({settings.topic_partitions} partitions each)", flush=True)
-    run(concord.app, loglevel=args.loglevel)
+    run(concord.app, loglevel=args.loglevel, on_started=concord.started)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -12,7 +13,18 @@ _QUIET_LOGGERS = ("aiokafka", "faust", "mode", "kafka")
 
 
 class Worker(faust.Worker):
-    """faust.Worker that keeps the client libraries' loggers at WARNING unless we debug."""
+    """faust.Worker that keeps the client libraries' loggers at WARNING unless we debug, and tells the
+    app when it has started (Faust's Worker takes the app's own `on_startup_finished` for itself)."""
+
+    def __init__(self, app: faust.App, *args: Any,
+                 on_started: Callable[[], Awaitable[None]] | None = None, **kwargs: Any) -> None:
+        super().__init__(app, *args, **kwargs)
+        self._on_started = on_started
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        if self._on_started is not None:
+            await self._on_started()
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)
@@ -23,6 +35,10 @@ class Worker(faust.Worker):
                 logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
-def run(app: faust.App, loglevel: str = "info", **kwargs: Any) -> None:
-    """Run the worker until a signal stops it (blocking; exits the process like `faust worker`)."""
-    Worker(app, loglevel=loglevel, **kwargs).execute_from_commandline()
+def run(app: faust.App, loglevel: str = "info", on_started: Callable[[], Awaitable[None]] | None = None,
+        **kwargs: Any) -> None:
+    """Run the worker until a signal stops it (blocking; exits the process like `faust worker`).
+
+    `on_started` is awaited once the worker has started: tables recovered, web server listening.
+    """
+    Worker(app, loglevel=loglevel, on_started=on_started, **kwargs).execute_from_commandline()

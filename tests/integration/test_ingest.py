@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from pathlib import Path
@@ -165,8 +166,9 @@ async def test_zendesk_and_netsuite_signed_webhooks_are_accepted_and_decoded(
     from tests.unit.codecs import netsuite_payloads as ns
     from tests.unit.codecs import zendesk_payloads as zd
 
-    configured = msgspec.structs.replace(settings, zendesk_webhook_secret="zd-secret-sixteen-bytes",
-                                         netsuite_webhook_secret="ns-secret-sixteen-bytes")
+    zendesk_secret, netsuite_secret = "zd-secret-sixteen-bytes", "ns-secret-sixteen-bytes"
+    configured = msgspec.structs.replace(settings, zendesk_webhook_secret=zendesk_secret,
+                                         netsuite_webhook_secret=netsuite_secret)
     names = topic_names(configured)
     org = zd.webhook("organization.name_changed", zd.org_detail(), event_id="zd-evt-1",
                      time="2099-07-07T03:44:13Z")
@@ -178,12 +180,12 @@ async def test_zendesk_and_netsuite_signed_webhooks_are_accepted_and_decoded(
         await proc.wait_ready()
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{proc.base_url}/webhooks/zendesk", data=org, headers={
-                "X-Zendesk-Webhook-Signature": sign_zendesk(org, "zd-secret", stamp),
+                "X-Zendesk-Webhook-Signature": sign_zendesk(org, zendesk_secret, stamp),
                 "X-Zendesk-Webhook-Signature-Timestamp": stamp,
             }) as resp:
                 assert resp.status == 200, await resp.text()
             async with session.post(f"{proc.base_url}/webhooks/netsuite", data=customer, headers={
-                "X-Concord-Signature": sign_t_v1(customer, "ns-secret", int(time.time())),
+                "X-Concord-Signature": sign_t_v1(customer, netsuite_secret, int(time.time())),
             }) as resp:
                 assert resp.status == 200, await resp.text()
             async with session.post(f"{proc.base_url}/webhooks/netsuite", data=customer, headers={
@@ -278,3 +280,45 @@ async def test_transaction_markers_in_a_raw_topic_are_committed_past_without_red
     await wait_committed(infra.bootstrap, ingest_settings.app_id, topic, timeout=30)  # to 9: past the markers
     log = worker.log_path.read_text()
     assert "was skipped by the stream" not in log  # no marker was taken for a skipped message
+
+
+async def test_a_public_webhook_listener_serves_webhooks_only(infra: Infra, ingest_settings: Settings,
+                                                              tmp_path: Path) -> None:
+    import msgspec
+
+    from concord.bench.common import free_port
+
+    public = free_port()
+    settings = msgspec.structs.replace(ingest_settings, webhook_port=public, webhook_host="127.0.0.1")
+    names = topic_names(settings)
+    proc = WorkerProcess([sys.executable, "-m", "concord.app.cli", "worker", "-l", "info"], settings,
+                         tmp_path / "worker.log").start()
+    try:
+        await proc.wait_ready()
+        customer = stripe_event("evt_pub1", "customer.created", stripe_customer("cus_P1", "001P1"))
+        headers = {"Stripe-Signature": sign_t_v1(customer, SECRET, int(time.time())),
+                   "Authorization": f"Bearer {settings.read_token}"}
+        async with aiohttp.ClientSession() as session:
+            async def status(method: str, url: str, data: bytes | None = None) -> int:
+                async with session.request(method, url, data=data, headers=headers) as resp:
+                    return resp.status
+
+            outside = f"http://127.0.0.1:{public}"
+            for _ in range(50):  # the public site opens once the worker has started
+                try:
+                    if await status("GET", f"{outside}/healthz") == 200:
+                        break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+            assert await status("POST", f"{outside}/webhooks/stripe", customer) == 200
+            # Nothing else faces the internet, whatever credential is sent.
+            for path in ("/api/drift", "/api/customers/001P1", "/metrics", "/readyz", "/router/"):
+                assert await status("GET", f"{outside}{path}") == 404, path
+            # And webhooks are not served on the internal listener any more.
+            assert await status("POST", f"{proc.base_url}/webhooks/stripe", customer) == 404
+            assert await status("GET", f"{proc.base_url}/api/drift") == 200
+        raw = await consume_all(infra.bootstrap, names.raw["stripe"], expected=1, timeout=60)
+        assert [r.value for r in raw] == [customer]
+    finally:
+        proc.stop()

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from faust.web import Request, Response, View  # noqa: E402
 
 from concord.agents.context import Concord  # noqa: E402
+from concord.app import access  # noqa: E402
 from concord.app.main import build  # noqa: E402
 from concord.app.worker import run  # noqa: E402
 from concord.core import settings as settings_mod  # noqa: E402
@@ -30,6 +31,8 @@ def make() -> Concord:
         async for key, _value in stream.items():
             counts[key.decode()] += 1
 
+    access.allow("/counts", access.READ)  # the harness reads with the worker's read token
+
     @app.page("/counts")
     class Counts(View):
         async def get(self, request: Request) -> Response:
@@ -41,4 +44,4 @@ def make() -> Concord:
 if __name__ == "__main__":
     concord = make()
     concord.prepare()
-    run(concord.app, loglevel="info")
+    run(concord.app, loglevel="info", on_started=concord.started)

@@ -36,7 +36,7 @@ def routes(app: web.Application) -> set[str]:
 
 
 def unlisted(app: web.Application) -> set[str]:
-    return routes(app) - set(access.POLICY) - access.CLOSED
+    return {route for route in routes(app) - access.CLOSED if access.need_of(route) is None}
 
 
 def sample(route: str) -> str:
@@ -68,6 +68,25 @@ def test_a_new_route_without_an_entry_is_caught() -> None:
 
     concord.app.web.blueprints.apply(concord.app.web)
     assert unlisted(concord.app.web.web_app) == {"/api/secrets"}
+
+
+async def test_a_route_an_extension_lists_is_served_with_its_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(access, "_added", {})
+    concord = build(Settings(read_token=READ))
+
+    @concord.app.page("/counts")
+    class Counts(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"a": 1})
+
+    concord.app.web.blueprints.apply(concord.app.web)
+    async with TestClient(TestServer(concord.app.web.web_app)) as client:
+        assert (await client.get("/counts")).status == 404  # not listed: closed
+        access.allow("/counts", access.READ)
+        assert (await client.get("/counts")).status == 401
+        assert (await client.get("/counts", headers={"Authorization": f"Bearer {READ}"})).status == 200
+    with pytest.raises(ValueError, match="unknown credential"):
+        access.allow("/x", "everyone")
 
 
 @pytest.mark.parametrize("route", sorted(r for r, need in access.POLICY.items() if need in (access.READ,
