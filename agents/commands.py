@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 import msgspec
 
+from concord.codecs.errors import as_decode_error
 from concord.connectors.base import Connector, ErrorKind, Outcome
 from concord.connectors.breaker import Breakers
 from concord.connectors.executor import (
@@ -156,11 +157,26 @@ def register(concord: Concord, connector_factory: ConnectorFactory = configured_
 
     async def undecodable(message: Any, value: bytes, exc: Exception) -> None:
         # Only Concord writes commands: a bug or a foreign producer. Keep the bytes where a person looks.
-        log.error("unreadable command at %s[%d]@%d: %s", message.topic, message.partition, message.offset, exc)
+        # Whatever the decode raised (too deep, too large), one line without a traceback or a value.
+        failure = as_decode_error(exc, "command")
+        log.error("unreadable command at %s[%d]@%d: %s: %s", message.topic, message.partition, message.offset,
+                  failure.reason, failure.detail)
         metrics.command_dead_letters.labels("unknown", "undecodable").inc()
         result = CommandResult(command_id="", action="", platform="unknown", status="dead_lettered", attempts=0,
                                finished_at=int(time.time() * 1000), error_kind="data",
-                               reason=f"undecodable command: {exc}")
+                               reason=f"undecodable command: {failure.reason}: {failure.detail}")
+        headers = dead_letter_headers(result, message.topic, message.partition, message.offset)
+        await dlq.send(key=message.key, value=value, headers=headers)
+
+    async def failed(message: Any, value: bytes, command: Command, exc: Exception) -> None:
+        # A bug while handling a readable command: loud (traceback), and the command is kept, not lost,
+        # so that the lane goes on with the next one (replay it once the bug is fixed).
+        log.exception("command %s at %s[%d]@%d failed in Concord itself (%s): dead-lettered", command.command_id,
+                      message.topic, message.partition, message.offset, type(exc).__name__)
+        metrics.command_dead_letters.labels(command.platform, "internal_error").inc()
+        result = CommandResult(command_id=command.command_id, action=command.action, platform=command.platform,
+                               status="dead_lettered", attempts=0, finished_at=int(time.time() * 1000),
+                               error_kind="data", reason=f"internal_error: {type(exc).__name__} in Concord")
         headers = dead_letter_headers(result, message.topic, message.partition, message.offset)
         await dlq.send(key=message.key, value=value, headers=headers)
 
@@ -169,7 +185,7 @@ def register(concord: Concord, connector_factory: ConnectorFactory = configured_
         async for event in stream.events():
             try:
                 command = decode_command(event.value)
-            except msgspec.DecodeError as exc:
+            except Exception as exc:  # not only msgspec's errors: too deep is a RecursionError
                 await undecodable(event.message, event.value, exc)
                 continue
             yield event, command
@@ -193,14 +209,18 @@ def register(concord: Concord, connector_factory: ConnectorFactory = configured_
         async def execute(stream: faust.StreamT[bytes]) -> None:
             async for event, command in commands_in(stream):
                 message = event.message
-                open_connectors()
                 started = time.perf_counter()
-                publisher.at(message)
-                result = await executor.run(command, replay=is_replay(message.headers))
-                await results.send(key=command.command_id.encode(), value=messages.encode(result))
-                failed = correction_failed(command, result)
-                if failed is not None:
-                    await canonical.send(key=failed.customer_key.encode(), value=messages.encode(failed))
+                try:
+                    open_connectors()
+                    publisher.at(message)
+                    # `run` never raises for a platform's or Redis's faults (it waits or dead-letters).
+                    result = await executor.run(command, replay=is_replay(message.headers))
+                    await results.send(key=command.command_id.encode(), value=messages.encode(result))
+                    refused = correction_failed(command, result)
+                    if refused is not None:
+                        await canonical.send(key=refused.customer_key.encode(), value=messages.encode(refused))
+                except Exception as exc:  # a bug: dead-letter this command, keep the lane running
+                    await failed(message, event.value, command, exc)
                 processed.inc()
                 metrics.agent_batch_seconds.labels("commands").observe(time.perf_counter() - started)
 

@@ -2,7 +2,9 @@
 
 The stream never stops on bad input: a payload the codec cannot read goes to `concord.dlq.ingest`
 with its original bytes and headers, the source topic/partition/offset, the reason and the codec
-version, and the next record is processed.
+version, and the next record is processed. Whatever the decode raised (too deep, too large, a codec
+bug), the reason and detail name the problem without a payload value or a traceback; a failure while
+routing the decoded events (a bug) is logged with its traceback and dead-letters the payload the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 
 from concord.codecs.config import codec_config
-from concord.codecs.errors import DecodeError
+from concord.codecs.errors import DecodeError, as_decode_error
 from concord.codecs.model import CanonicalEvent, Platform, ResyncRequired
 from concord.codecs.model import encode as encode_event
 from concord.codecs.registry import CODEC_VERSION, decoder
@@ -87,7 +89,7 @@ def register(concord: Concord) -> None:
             await canonical.send(key=event.customer_key.encode(), value=encode_event(event))
         else:
             raise DecodeError("no_customer_reference",
-                              f"{type(event).__name__} {event.entity.id} names no customer in any system")
+                              f"{type(event).__name__} ({event.entity.kind}) names no customer in any system")
 
     @concord.app.agent(raw, name="concord.ingest", concurrency=1)
     async def ingest(stream: faust.StreamT[bytes]) -> None:
@@ -95,17 +97,25 @@ def register(concord: Concord) -> None:
             message = event.message
             platform = platform_of[message.topic]
             try:
-                for canonical_event in decoder(platform)(event.value, config):
-                    await route(canonical_event, platform)
-            except DecodeError as exc:
-                reason, detail = exc.reason, exc.detail
-                log.warning("undecodable %s payload at %s[%d]@%d: %s", platform.value, message.topic,
-                            message.partition, message.offset, exc)
-            except Exception as exc:  # a codec bug must not stop the stream nor lose the payload
-                reason, detail = "codec_error", f"{type(exc).__name__}: {exc}"
-                log.exception("codec error on %s[%d]@%d", message.topic, message.partition, message.offset)
+                events = decoder(platform)(event.value, config)
+            except Exception as exc:  # codecs raise only DecodeError; whatever else, never stop the stream
+                failure = as_decode_error(exc, f"{platform.value} payload")
+                reason, detail = failure.reason, failure.detail
+                log.warning("undecodable %s payload at %s[%d]@%d: %s: %s", platform.value, message.topic,
+                            message.partition, message.offset, reason, detail)
             else:
-                continue
+                try:
+                    for canonical_event in events:
+                        await route(canonical_event, platform)
+                except DecodeError as exc:  # decoded, but unusable (no customer reference)
+                    reason, detail = exc.reason, exc.detail
+                    log.warning("unusable %s payload at %s[%d]@%d: %s: %s", platform.value, message.topic,
+                                message.partition, message.offset, reason, detail)
+                except Exception as exc:  # a bug: loud, but it must not stop the stream nor lose the payload
+                    reason, detail = "ingest_error", f"{type(exc).__name__} while routing the decoded events"
+                    log.exception("ingest error on %s[%d]@%d", message.topic, message.partition, message.offset)
+                else:
+                    continue
             metrics.ingest_dead_letters.labels(platform.value, reason).inc()
             await dlq.send(key=message.key, value=event.value, headers=dead_letter_headers(
                 message.headers, platform.value, reason, detail, message.topic, message.partition, message.offset))

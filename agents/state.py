@@ -8,6 +8,11 @@ the changelog). Transitions go to `concord.drift` and `concord.audit`, commands 
 `concord.commands`. The event is acknowledged only after the body ran, and Faust flushes these
 writes before it commits the offset: after a crash the event is processed again, and dedup plus
 deterministic command ids make that harmless.
+
+No record stops the stream (a poison pill would crash the agent again on every restart): one that
+cannot be decoded (malformed, too deep, too large) goes to `concord.dlq.ingest` with its bytes,
+original headers, a reason and where it was read; one whose processing raises (a bug) is logged with
+its traceback and dead-lettered the same way (reason `state_error`), and the next record is processed.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import faust
-import msgspec
 
 from concord.agents.faust_internals.changelog import ChangelogWriter
 from concord.agents.faust_internals.recovery import recovery_finished
+from concord.agents.ingest import dead_letter_headers
 from concord.codecs import records
+from concord.codecs.errors import as_decode_error
 from concord.codecs.model import AccountMerged, CanonicalEvent
 from concord.codecs.model import encode as encode_event
 from concord.core import messages, metrics
@@ -138,6 +144,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
     drift_topic = concord.topics[names.drift]
     audit = concord.topics[names.audit]
     commands = concord.topics[names.commands]
+    dlq = concord.topics[names.dlq_ingest]
     limits = st.Limits(closed_invoices=settings.state_closed_invoices, payments=settings.state_payments,
                        refunds=settings.state_payments, closed_cases=settings.state_closed_cases)
     index = concord.drift_index
@@ -255,48 +262,69 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
                     message.customer_key, message.command_id, message.reason)
         await settle(message.customer_key, verdict, partition)
 
+    async def dead_letter(event: Any, reason: str, detail: str) -> None:
+        """The record, as read, to the ingest dead-letter topic (platform `internal`), where a person looks."""
+        message = event.message
+        pending = await dlq.send(key=message.key, value=event.value, headers=dead_letter_headers(
+            message.headers, "internal", reason, detail, message.topic, message.partition, message.offset))
+        await pending  # acknowledged before this record's offset can be committed
+
     @app.agent(canonical, name="concord.state", concurrency=1)
     async def process(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            key = event.message.key.decode() if event.message.key else ""
+            key = event.message.key.decode(errors="replace") if event.message.key else ""
             try:
                 message = records.decode_state(event.value)
-            except msgspec.DecodeError as exc:  # only Concord writes here: a bug or a foreign producer
-                log.error("unreadable canonical record at %s[%d]@%d: %s", event.message.topic,
-                          event.message.partition, event.message.offset, exc)
+            except Exception as exc:  # only Concord writes here: a bug or a foreign producer (any error: too deep)
+                failure = as_decode_error(exc, "canonical record")
+                reason = failure.reason if failure.reason in ("too_deep", "too_large") else "bad_canonical_record"
+                log.error("unreadable canonical record at %s[%d]@%d (dead-lettered): %s: %s", event.message.topic,
+                          event.message.partition, event.message.offset, failure.reason, failure.detail)
                 metrics.state_events.labels("unreadable").inc()
+                metrics.ingest_dead_letters.labels("internal", reason).inc()
+                await dead_letter(event, reason, failure.detail)
                 continue
-            now = now_ms()
-            started = time.perf_counter()
-            partition = event.message.partition
             try:
-                if isinstance(message, messages.Tick):
-                    metrics.deadline_ticks.inc()
-                    await process_customer(message.customer_key, [], now, True, partition)
-                elif isinstance(message, messages.AcceptFinding):
-                    await accept(message, now, partition)
-                elif isinstance(message, messages.CorrectionFailed):
-                    await correction_failed(message, now, partition)
-                else:
-                    groups = _group(message, key)
-                    for n, (customer_key, events) in enumerate(groups.items(), 1):
-                        await process_customer(customer_key, events, now, False, partition)
-                        if n % _YIELD_EVERY == 0:
-                            # A large batch would otherwise hold the event loop for its whole run:
-                            # Faust could not move fetched records into the stream meanwhile, and
-                            # the Kafka client, finding them unconsumed, long-polls the broker for
-                            # the other (idle) topics, which held up the next fetch of this one for
-                            # up to 1.5 s. Nothing is acknowledged here (the event is acknowledged
-                            # when the next one is taken), and the states written so far are in
-                            # the table already.
-                            await asyncio.sleep(0)
-                    processed.inc(len(message.events) if isinstance(message, records.CanonicalBatch) else 1)
-            finally:
-                count_events()
-                # The states written above reach the producer before the event is acknowledged (when
-                # the next one is taken), and even if the body failed half-way, as they did one by one.
-                await changelog.flush()
-            metrics.agent_batch_seconds.labels("state").observe(time.perf_counter() - started)
+                await handle(event, message, key)
+            except Exception as exc:  # a bug: loud, but one record must not stop every customer's state
+                log.exception("canonical record at %s[%d]@%d failed in the state agent (dead-lettered as "
+                              "state_error)", event.message.topic, event.message.partition, event.message.offset)
+                metrics.state_events.labels("failed").inc()
+                metrics.ingest_dead_letters.labels("internal", "state_error").inc()
+                await dead_letter(event, "state_error", f"{type(exc).__name__} while applying the record")
+
+    async def handle(event: Any, message: records.StateMessage, key: str) -> None:
+        now = now_ms()
+        started = time.perf_counter()
+        partition = event.message.partition
+        try:
+            if isinstance(message, messages.Tick):
+                metrics.deadline_ticks.inc()
+                await process_customer(message.customer_key, [], now, True, partition)
+            elif isinstance(message, messages.AcceptFinding):
+                await accept(message, now, partition)
+            elif isinstance(message, messages.CorrectionFailed):
+                await correction_failed(message, now, partition)
+            else:
+                groups = _group(message, key)
+                for n, (customer_key, events) in enumerate(groups.items(), 1):
+                    await process_customer(customer_key, events, now, False, partition)
+                    if n % _YIELD_EVERY == 0:
+                        # A large batch would otherwise hold the event loop for its whole run:
+                        # Faust could not move fetched records into the stream meanwhile, and
+                        # the Kafka client, finding them unconsumed, long-polls the broker for
+                        # the other (idle) topics, which held up the next fetch of this one for
+                        # up to 1.5 s. Nothing is acknowledged here (the event is acknowledged
+                        # when the next one is taken), and the states written so far are in
+                        # the table already.
+                        await asyncio.sleep(0)
+                processed.inc(len(message.events) if isinstance(message, records.CanonicalBatch) else 1)
+        finally:
+            count_events()
+            # The states written above reach the producer before the event is acknowledged (when
+            # the next one is taken), and even if the body failed half-way, as they did one by one.
+            await changelog.flush()
+        metrics.agent_batch_seconds.labels("state").observe(time.perf_counter() - started)
 
     @app.on_rebalance_complete.connect
     async def _rebalanced(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -8,7 +8,7 @@ from typing import IO, TextIO
 import msgspec
 
 from concord.codecs.config import CodecConfig
-from concord.codecs.errors import DecodeError
+from concord.codecs.errors import DecodeError, as_decode_error
 from concord.codecs.registry import decoder
 
 
@@ -22,6 +22,8 @@ def documents(data: bytes) -> list[tuple[int, bytes]]:
         return [(1, stripped)]
     except msgspec.DecodeError:
         pass
+    except RecursionError:
+        return [(1, stripped)]  # too deep to read here: one document, which its codec refuses by name
     return [(n, line) for n, line in enumerate(data.splitlines(), start=1) if line.strip()]
 
 
@@ -33,9 +35,10 @@ def run(platform: str, source: IO[bytes], out: TextIO, err: TextIO, config: Code
     for line, doc in docs:
         try:
             events = decode(doc, config)
-        except DecodeError as exc:
+        except Exception as exc:  # a codec raises only DecodeError; anything else is still said in one line
+            error = exc if isinstance(exc, DecodeError) else as_decode_error(exc, "payload")
             where = f"line {line}: " if len(docs) > 1 else ""
-            err.write(f"concord decode: {where}{exc.reason}: {exc.detail}\n")
+            err.write(f"concord decode: {where}{error.reason}: {error.detail}\n")
             return 1
         for event in events:
             out.write(encoder.encode(event).decode() + "\n")
@@ -50,6 +53,9 @@ def main(platform: str, path: str | None, config: CodecConfig) -> int:
             return run(platform, source, sys.stdout, sys.stderr, config)
     except OSError as exc:
         sys.stderr.write(f"concord decode: cannot read {path}: {exc.strerror}\n")
+        return 1
+    except MemoryError:
+        sys.stderr.write("concord decode: too_large: the input does not fit in memory\n")
         return 1
     except ValueError as exc:
         sys.stderr.write(f"concord decode: {exc}\n")

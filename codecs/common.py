@@ -8,7 +8,7 @@ from typing import Any, Final, TypedDict, TypeVar
 import msgspec
 from msgspec import Raw
 
-from concord.codecs.errors import BAD_TIME, BAD_TYPE, INVALID_JSON, MISSING_FIELD, DecodeError
+from concord.codecs.errors import BAD_TIME, MISSING_FIELD, DecodeError, as_decode_error, msgspec_message
 from concord.codecs.model import EntityRef, Event, Platform, Version
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -25,21 +25,21 @@ def epoch_ms(value: datetime, field: str, hint: str = "") -> int:
     would order differently on two workers. `hint` ends the error detail (what the sender should do).
     """
     if value.tzinfo is None:
-        raise DecodeError(BAD_TIME, f"{field}={value.isoformat()} has no UTC offset{hint}")
+        raise DecodeError(BAD_TIME, f"{field} has no UTC offset{hint}")
     return (value - _EPOCH) // _MS
 
 
 def decode_json(decoder: msgspec.json.Decoder[_T], data: bytes | Raw, where: str) -> _T:
-    """msgspec decode with every failure turned into a DecodeError naming the place."""
+    """msgspec decode with every failure turned into a DecodeError naming the place (never a value)."""
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as exc:
-        reason = MISSING_FIELD if str(exc).startswith("Object missing required field") else BAD_TYPE
-        raise DecodeError(reason, f"{where}: {exc}") from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise DecodeError(INVALID_JSON, f"{where}: {exc}") from None
-    except RecursionError:
-        raise DecodeError(INVALID_JSON, f"{where}: JSON nested too deeply") from None
+        message = msgspec_message(exc)
+        if message.startswith("Object missing required field"):
+            raise DecodeError(MISSING_FIELD, f"{where}: {message}") from None
+        raise as_decode_error(exc, where) from None
+    except Exception as exc:  # malformed JSON, bad UTF-8, too deep (RecursionError), too large
+        raise as_decode_error(exc, where) from None
 
 
 class EventFields(TypedDict):

@@ -27,7 +27,9 @@ the same millisecond.
 
 Money is converted exactly (Decimal, never float) to the currency's minor unit. `decode` raises only
 `DecodeError`. Reasons: `invalid_json`, `unknown_shape`, `missing_field`, `bad_type`, `bad_time`,
-`bad_currency`, `bad_amount`, `bad_status`, `id_mismatch`.
+`bad_currency`, `bad_amount`, `bad_status`, `id_mismatch`, `too_deep`, `too_large` (and `codec_error`
+for a bug). Details name the record type, fields, types and lengths, never a payload value (not even
+the record id).
 """
 
 from __future__ import annotations
@@ -43,7 +45,14 @@ from msgspec import Raw, Struct
 
 from concord.codecs.common import EventFields, decode_json, epoch_ms, event_fields
 from concord.codecs.config import DEFAULT_CODEC_CONFIG, CodecConfig
-from concord.codecs.errors import BAD_CURRENCY, BAD_TYPE, INVALID_JSON, MISSING_FIELD, UNKNOWN_SHAPE, DecodeError
+from concord.codecs.errors import (
+    BAD_CURRENCY,
+    BAD_TYPE,
+    MISSING_FIELD,
+    UNKNOWN_SHAPE,
+    DecodeError,
+    as_decode_error,
+)
 from concord.codecs.model import (
     CanonicalEvent,
     CustomerUpserted,
@@ -104,6 +113,7 @@ _CREDIT_MEMO_STATUS: Final = {"open": "open", "fullyapplied": "applied", "voided
 # creditHoldOverride: ON and OFF are standing decisions; AUTO leaves the hold to NetSuite's
 # credit-limit check at transaction time, which Concord cannot see, so it is reported as unknown.
 _CREDIT_HOLD: Final = {"on": True, "off": False, "auto": None}
+_ENVELOPE_NAME: Final = re.compile(r"concord\.netsuite\.v[0-9]{1,3}")
 
 
 class _Ref(Struct, rename="camel"):
@@ -221,13 +231,22 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
     anything else that cannot be read (a bare REST record without the envelope is `unknown_shape`).
     """
     try:
+        return _decode(body)
+    except DecodeError:
+        raise
+    except Exception as exc:  # too large (MemoryError), a codec bug: named, without the payload's values
+        raise as_decode_error(exc, "NetSuite envelope") from None
+
+
+def _decode(body: bytes) -> list[CanonicalEvent]:
+    try:
         head = decode_json(_head_decoder, body, "body")
     except DecodeError as exc:
-        if exc.reason == INVALID_JSON:
-            raise
+        if exc.reason not in (BAD_TYPE, MISSING_FIELD):
+            raise  # not JSON, too deep, too large
         raise DecodeError(UNKNOWN_SHAPE, f"body is not a {ENVELOPE_V1} envelope object: {exc.detail}") from None
     if head.envelope != ENVELOPE_V1:
-        found = "no `envelope` field" if head.envelope is None else f"envelope {head.envelope!r}"
+        found = "no `envelope` field" if head.envelope is None else _other_envelope(head.envelope)
         raise DecodeError(
             UNKNOWN_SHAPE,
             f"{found}; Concord reads {ENVELOPE_V1} envelopes posted by the SuiteScript in "
@@ -263,6 +282,13 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
     return mapper(source, env.record)
 
 
+def _other_envelope(envelope: str) -> str:
+    # A version of our own envelope is named (not customer data); any other text only by its length.
+    if _ENVELOPE_NAME.fullmatch(envelope):
+        return f"envelope {envelope}"
+    return f"an unknown `envelope` value ({len(envelope)} characters)"
+
+
 def _customer(src: _Source, raw: Raw) -> list[CanonicalEvent]:
     rec = _record(src, raw, _customer_decoder)
     local = f"netsuite:{src.record_id}"
@@ -277,7 +303,7 @@ def _customer(src: _Source, raw: Raw) -> list[CanonicalEvent]:
                 deleted=True,
             )
         ]
-    where = f"customer {src.record_id}"
+    where = "customer"
     crm_account_id = rec.external_id or None
     currency = _currency(src.currency_code, rec.currency, where)
     person = " ".join(part for part in (rec.first_name, rec.last_name) if part)
@@ -331,7 +357,7 @@ def _invoice(src: _Source, raw: Raw) -> list[CanonicalEvent]:
                 deleted=True,
             )
         ]
-    where = f"invoice {src.record_id}"
+    where = "invoice"
     currency = _currency(src.currency_code, rec.currency, where)
     if rec.status is None or rec.total is None or currency is None:
         raise _missing(where, status=rec.status, total=rec.total, currency=currency)
@@ -367,7 +393,7 @@ def _customer_payment(src: _Source, raw: Raw) -> list[CanonicalEvent]:
                 deleted=True,
             )
         ]
-    where = f"customerpayment {src.record_id}"
+    where = "customerpayment"
     currency = _currency(src.currency_code, rec.currency, where)
     if rec.status is None or rec.payment is None or currency is None:
         raise _missing(where, status=rec.status, payment=rec.payment, currency=currency)
@@ -399,7 +425,7 @@ def _credit_memo(src: _Source, raw: Raw) -> list[CanonicalEvent]:
                 amount=0, currency="XXX", deleted=True,
             )
         ]
-    where = f"creditmemo {src.record_id}"
+    where = "creditmemo"
     currency = _currency(src.currency_code, rec.currency, where)
     if rec.status is None or rec.total is None or currency is None:
         raise _missing(where, status=rec.status, total=rec.total, currency=currency)
@@ -434,7 +460,7 @@ def _sales_order(src: _Source, raw: Raw) -> list[CanonicalEvent]:
                 deleted=True,
             )
         ]
-    where = f"salesorder {src.record_id}"
+    where = "salesorder"
     currency = _currency(src.currency_code, rec.currency, where)
     if rec.total is not None and currency is None:
         raise DecodeError(BAD_CURRENCY, f"{where} has a total but no currency: send currencyCode")
@@ -484,17 +510,17 @@ def _base(src: _Source, *, customer_key: str | None, local_customer: str | None,
 
 def _record(src: _Source, raw: Raw, decoder: msgspec.json.Decoder[_T | None]) -> _T | None:
     """The decoded `record`, or None when the envelope has none (absent or null)."""
-    rec = decode_json(decoder, raw, f"{src.record_type} {src.record_id} record") if len(raw) else None
+    rec = decode_json(decoder, raw, f"{src.record_type} record") if len(raw) else None
     record_id = getattr(rec, "id", None)
     if record_id is not None and record_id != src.record_id:
-        raise DecodeError(ID_MISMATCH, f"envelope id {src.record_id} but record id {record_id}")
+        raise DecodeError(ID_MISMATCH, f"{src.record_type}: the envelope's `id` and the record's `id` differ")
     return rec
 
 
 def _no_record(src: _Source) -> DecodeError:
     return DecodeError(
         MISSING_FIELD,
-        f"{src.record_type} {src.record_id}: envelope has no record (only a delete may omit it)",
+        f"{src.record_type}: envelope has no record (only a delete may omit it)",
     )
 
 
@@ -512,7 +538,9 @@ def _currency(code: str | None, ref: _Ref | None, where: str) -> str | None:
     if code is not None:
         upper = code.strip().upper()
         if not _ISO_CURRENCY.match(upper):
-            raise DecodeError(BAD_CURRENCY, f"{where}: envelope currencyCode {code!r} is not ISO 4217")
+            raise DecodeError(
+                BAD_CURRENCY, f"{where}: envelope currencyCode ({len(code)} characters) is not an ISO 4217 code"
+            )
         return upper
     if ref is None:
         return None
@@ -523,7 +551,7 @@ def _currency(code: str | None, ref: _Ref | None, where: str) -> str | None:
     if resolved is None:
         raise DecodeError(
             BAD_CURRENCY,
-            f"{where}: currency {ref.id}/{ref.ref_name!r} is a NetSuite currency name, not an ISO code; "
+            f"{where}: currency refName ({len(name)} characters) is a NetSuite currency name, not an ISO code; "
             "send currencyCode in the envelope (see docs/netsuite-suitescript.md)",
         )
     return resolved
@@ -533,7 +561,7 @@ def _minor(amount: Decimal, currency: str, where: str) -> int:
     """Exact integer minor units of a decimal amount; refuses to round."""
     sign, digits, exponent = amount.as_tuple()
     if not isinstance(exponent, int):  # NaN or Infinity
-        raise DecodeError(BAD_AMOUNT, f"{where}={str(amount)[:40]} is not a number")
+        raise DecodeError(BAD_AMOUNT, f"{where} is not a number")
     text = "".join(map(str, digits))
     significant = text.rstrip("0")
     if not significant:
@@ -541,10 +569,10 @@ def _minor(amount: Decimal, currency: str, where: str) -> int:
     # Trailing zeros carry no value ("1.5000"); the last significant digit must be a whole minor unit.
     shift = exponent + len(text) - len(significant) + minor_units(currency)
     if shift < 0:
-        raise DecodeError(BAD_AMOUNT, f"{where}={str(amount)[:40]} has more decimals than {currency} allows")
+        raise DecodeError(BAD_AMOUNT, f"{where} has more decimals than {currency} allows")
     # Sized before int(): 17+ digits is out of range anyway, and no giant number gets built.
     if len(significant) + shift > len(str(_MAX_MINOR)) or (value := int(significant) * 10**shift) > _MAX_MINOR:
-        raise DecodeError(BAD_AMOUNT, f"{where}={str(amount)[:40]} is out of range")
+        raise DecodeError(BAD_AMOUNT, f"{where} is out of range (at most {_MAX_MINOR} minor units)")
     return -value if sign else value
 
 
@@ -560,7 +588,8 @@ def _status(value: _Select, known: dict[str, str], where: str, *, strict: bool) 
             return found
     label = next((text for text in texts if text), None)
     if strict or label is None:
-        raise DecodeError(BAD_STATUS, f"{where}: status {label!r} is not one of {sorted(set(known.values()))}")
+        found = "no status" if label is None else f"a status of {len(label)} characters"
+        raise DecodeError(BAD_STATUS, f"{where}: {found}, not one of {sorted(set(known.values()))}")
     return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
 
 
@@ -571,7 +600,7 @@ def _credit_hold(value: _Select | None, where: str) -> bool | None:
     for text in texts:
         if text and _squash(text) in _CREDIT_HOLD:
             return _CREDIT_HOLD[_squash(text)]
-    raise DecodeError(BAD_TYPE, f"{where}: creditHoldOverride {texts!r} is not ON, OFF or AUTO")
+    raise DecodeError(BAD_TYPE, f"{where}: creditHoldOverride is not ON, OFF or AUTO")
 
 
 def _single_applied_doc(apply: _ApplyList | None) -> str | None:

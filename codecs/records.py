@@ -7,9 +7,9 @@ import msgspec
 from msgspec import Struct
 
 from concord.codecs.model import CanonicalEvent
-from concord.core.messages import AcceptFinding, CorrectionFailed, Repoint, Tick
+from concord.core.messages import AcceptFinding, CorrectionFailed, ParkSweep, Repoint, Tick
 
-IdentityMessage = CanonicalEvent | Repoint
+IdentityMessage = CanonicalEvent | Repoint | ParkSweep
 
 
 class CanonicalBatch(Struct, frozen=True, kw_only=True, tag_field="kind", tag="batch"):

@@ -51,7 +51,7 @@ from msgspec import UNSET, Meta, Raw, Struct, UnsetType, field
 
 from concord.codecs.common import blank_event
 from concord.codecs.config import DEFAULT_CODEC_CONFIG, CodecConfig
-from concord.codecs.errors import INVALID_JSON, UNKNOWN_SHAPE, DecodeError
+from concord.codecs.errors import INVALID_JSON, UNKNOWN_SHAPE, DecodeError, as_decode_error, msgspec_message
 from concord.codecs.model import (
     AccountMerged,
     AccountUpserted,
@@ -321,36 +321,41 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
     Returns one event per record id for Account and Opportunity changes, `[]` for other objects
     and platform events. Raises `DecodeError` when the bytes are not a message of these shapes.
     """
-    reader = _reader(config.salesforce_plan_field)
     try:
-        envelope = reader.decoder.decode(body)
-    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
-        return _decode_strictly(body, reader)
-    header = envelope.ChangeEventHeader
-    if (
-        isinstance(header, _Header)
-        and envelope.data is UNSET
-        and envelope.payload is UNSET
-        and envelope.object_type is UNSET
-        and envelope.event_type is UNSET
-        and envelope.replay_id is UNSET
-        and envelope.flat_header_dot is UNSET
-        and envelope.flat_header_underscore is UNSET
-    ):
-        # Pub/Sub, the usual shape: what `_locate` finds, without building a `_Located`.
-        kind = _ENTITY_KINDS.get(header.entityName)
-        if kind is None:
-            return []
-        if type(envelope.Name) is _CompoundName:
+        reader = _reader(config.salesforce_plan_field)
+        try:
+            envelope = reader.decoder.decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError):
             return _decode_strictly(body, reader)
-        record_id = envelope.record_id if isinstance(envelope.record_id, str) else None
-        return _events(header, _PUBSUB, envelope, None, None, record_id, kind, reader)
-    found = _entity(envelope, body)
-    if found is None:
-        return []
-    if _has_compound_name(envelope):
-        return _decode_strictly(body, reader)
-    return _events_of(*found, reader)
+        header = envelope.ChangeEventHeader
+        if (
+            isinstance(header, _Header)
+            and envelope.data is UNSET
+            and envelope.payload is UNSET
+            and envelope.object_type is UNSET
+            and envelope.event_type is UNSET
+            and envelope.replay_id is UNSET
+            and envelope.flat_header_dot is UNSET
+            and envelope.flat_header_underscore is UNSET
+        ):
+            # Pub/Sub, the usual shape: what `_locate` finds, without building a `_Located`.
+            kind = _ENTITY_KINDS.get(header.entityName)
+            if kind is None:
+                return []
+            if type(envelope.Name) is _CompoundName:
+                return _decode_strictly(body, reader)
+            record_id = envelope.record_id if isinstance(envelope.record_id, str) else None
+            return _events(header, _PUBSUB, envelope, None, None, record_id, kind, reader)
+        found = _entity(envelope, body)
+        if found is None:
+            return []
+        if _has_compound_name(envelope):
+            return _decode_strictly(body, reader)
+        return _events_of(*found, reader)
+    except DecodeError:
+        raise
+    except Exception as exc:  # too deep (RecursionError), too large (MemoryError), a codec bug: named, no value
+        raise as_decode_error(exc, "Salesforce message") from None
 
 
 def _entity(envelope: _ProbeEnvelope | _RecordEnvelope, body: bytes) -> tuple[_Located, str] | None:
@@ -380,7 +385,7 @@ def _decode_strictly(body: bytes, reader: _Reader) -> list[CanonicalEvent]:
     except msgspec.ValidationError as exc:
         return _mistyped(body, exc)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string: UnicodeDecodeError
-        raise DecodeError(INVALID_JSON, f"message is not valid JSON: {exc}") from None
+        raise DecodeError(INVALID_JSON, f"message is not valid JSON: {_message(exc)}") from None
     found = _entity(envelope, body)
     return [] if found is None else _events_of(*found, reader)
 
@@ -402,7 +407,7 @@ def parse_field_bitmap(values: Sequence[str]) -> FieldBitmap:
         if nested is None:
             raise DecodeError(
                 INVALID_FIELD_LIST,
-                f"bitmap element {value!r:.100} is malformed: expected '0x<hex>' first, "
+                f"bitmap element {index} ({len(value)} characters) is malformed: expected '0x<hex>' first, "
                 "then '<position>-0x<hex>' per compound field",
             )
         position = int(nested.group(1))
@@ -420,7 +425,7 @@ def _mistyped(body: bytes, error: msgspec.ValidationError) -> list[CanonicalEven
     located = _locate(_decode_part(_PROBE_DECODER, body, "message"), body)
     if located is None or located.header.entityName not in _ENTITY_KINDS:
         return []
-    raise DecodeError(INVALID_VALUE, f"{located.header.entityName} change event: {error}")
+    raise DecodeError(INVALID_VALUE, f"{located.header.entityName} change event: {msgspec_message(error)}")
 
 
 def _has_compound_name(envelope: _RecordEnvelope) -> bool:
@@ -456,7 +461,7 @@ def _cometd(record: _Probe, event: _EventInfo | None | UnsetType, channel: str |
     header = record.ChangeEventHeader
     if not isinstance(header, _Header):
         if isinstance(channel, str) and channel.startswith("/data/"):
-            raise DecodeError(MISSING_HEADER, f"CometD message on change channel {channel!r} has no ChangeEventHeader")
+            raise DecodeError(MISSING_HEADER, "CometD message on a change channel (/data/...) has no ChangeEventHeader")
         return None  # a platform event or another streaming message
     info = event if isinstance(event, _EventInfo) else _EventInfo()
     return _Located(header, _COMETD, record, info.EventUuid, info.replayId, None)
@@ -478,7 +483,8 @@ def _connect_or_pubsub(record: _Probe, body: bytes, in_envelope: bool) -> _Locat
         if isinstance(object_type, str) and object_type.endswith("ChangeEvent"):
             raise DecodeError(
                 MISSING_HEADER,
-                f"Kafka Connect record of {object_type} has no ChangeEventHeader (nested or flattened); "
+                "Kafka Connect record of a change event (`_ObjectType` ends with ChangeEvent) has no "
+                "ChangeEventHeader (nested or flattened); "
                 "check that no transform drops it",
             )
         if connect or not (record.created_date is UNSET or record.created_by is UNSET):
@@ -506,7 +512,7 @@ def _flattened_header(body: bytes, in_envelope: bool) -> _Header | None:
             try:
                 return msgspec.convert(flat, _Header)
             except msgspec.ValidationError as exc:
-                raise DecodeError(INVALID_MESSAGE, f"flattened ChangeEventHeader: {exc}") from None
+                raise DecodeError(INVALID_MESSAGE, f"flattened ChangeEventHeader: {msgspec_message(exc)}") from None
     return None
 
 
@@ -518,9 +524,16 @@ def _decode_part(decoder: msgspec.json.Decoder[_T], data: bytes, where: str) -> 
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as exc:
-        raise DecodeError(INVALID_MESSAGE, f"{where}: {exc}") from None
+        raise DecodeError(INVALID_MESSAGE, f"{where}: {msgspec_message(exc)}") from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise DecodeError(INVALID_JSON, f"{where} is not valid JSON: {exc}") from None
+        raise DecodeError(INVALID_JSON, f"{where} is not valid JSON: {_message(exc)}") from None
+
+
+def _message(exc: msgspec.DecodeError | UnicodeDecodeError) -> str:
+    """What is wrong with the JSON, without its bytes (bad UTF-8: only the position)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid UTF-8 at byte {exc.start}"
+    return msgspec_message(exc)
 
 
 @lru_cache(maxsize=16)
@@ -577,9 +590,12 @@ def _parse_field_list(values: tuple[str, ...], what: str) -> frozenset[str] | No
     if values[0][:1].isdigit():
         parse_field_bitmap(values)
         return None
-    for value in values:
+    for index, value in enumerate(values):
         if _FIELD_NAME.fullmatch(value) is None:
-            raise DecodeError(INVALID_FIELD_LIST, f"{what} mixes names and bitmaps or has a bad name: {value!r:.100}")
+            raise DecodeError(
+                INVALID_FIELD_LIST,
+                f"{what} mixes names and bitmaps or has a bad name: element {index} ({len(value)} characters)",
+            )
     return frozenset(values)
 
 
@@ -595,12 +611,14 @@ def _record_ids(header: _Header, fallback: str | None) -> tuple[list[str], bool]
     ids = header.recordIds or ([fallback] if fallback else [])
     unique = list(dict.fromkeys(ids)) if len(ids) > 1 else ids  # one event per record
     wildcard = False
-    for rid in unique:
+    for index, rid in enumerate(unique):
         # `_is_record_id`, inlined: this runs for every record of every message.
         if not (len(rid) in _RECORD_ID_LENGTHS and rid.isascii() and rid.isalnum()):
             if _WILDCARD_ID.fullmatch(rid) is None:
                 raise DecodeError(
-                    INVALID_RECORD_ID, f"{header.entityName} recordIds has {rid!r:.100}: not a Salesforce id"
+                    INVALID_RECORD_ID,
+                    f"{header.entityName} recordIds[{index}] ({len(rid)} characters) is not a Salesforce id "
+                    "(15 or 18 letters and digits)",
                 )
             wildcard = True
     return unique, wildcard
@@ -639,7 +657,7 @@ def _events(
     if change not in _CHANGE_TYPES and change not in _GAP_CHANGE_TYPES:
         raise DecodeError(
             UNKNOWN_CHANGE_TYPE,
-            f"{header.entityName} change event has changeType {change!r:.100}; expected one of "
+            f"{header.entityName} change event has an unknown changeType ({len(change)} characters); expected one of "
             f"{sorted(_CHANGE_TYPES | _GAP_CHANGE_TYPES)}",
         )
     # The field lists are usually empty: skip the call then.
@@ -664,7 +682,7 @@ def _events(
     if not record_ids:
         raise DecodeError(
             MISSING_RECORD_ID,
-            f"{header.entityName} {change} event (transactionKey {header.transactionKey!r}) has no recordIds",
+            f"{header.entityName} {change} event has no recordIds",
         )
     if change != "UPDATE":
         carry = _ALL_PRESENT
@@ -968,7 +986,9 @@ def _is_record_id(value: str) -> bool:
 
 def _record_id(value: str, where: str) -> str:
     if not _is_record_id(value):
-        raise DecodeError(INVALID_RECORD_ID, f"{where} is {value!r:.100}: not a Salesforce id")
+        raise DecodeError(
+            INVALID_RECORD_ID, f"{where} ({len(value)} characters) is not a Salesforce id (15 or 18 letters and digits)"
+        )
     return value
 
 
@@ -986,7 +1006,9 @@ def _code(value: str | int | None | UnsetType) -> str | None | UnsetType:
 def _currency(value: str | None | UnsetType) -> str | None | UnsetType:
     # Three ASCII upper-case letters; string methods are a few times faster than a regex match.
     if isinstance(value, str) and not (len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()):
-        raise DecodeError(INVALID_CURRENCY, f"CurrencyIsoCode {value!r:.100} is not an upper-case ISO 4217 code")
+        raise DecodeError(
+            INVALID_CURRENCY, f"CurrencyIsoCode ({len(value)} characters) is not an upper-case ISO 4217 code"
+        )
     return value
 
 
@@ -1005,7 +1027,9 @@ def _amount(value: int | Decimal, currency: str | None | UnsetType) -> tuple[int
             return minor, digits
         value = Decimal(value)  # out of range: the error is worded below, as for any amount
     if not value.is_finite() or (value and value.adjusted() > _MAX_AMOUNT_EXPONENT):
-        raise DecodeError(INVALID_AMOUNT, f"Opportunity.Amount {value:.40} is not a finite amount in range")
+        raise DecodeError(
+            INVALID_AMOUNT, f"Opportunity.Amount is not a finite amount in range (at most {_MAX_MINOR} minor units)"
+        )
     # A whole amount (the usual case) scales exactly in integers, without the Decimal context;
     # int() is cheap here because the exponent is bounded above.
     whole = int(value)
@@ -1017,7 +1041,7 @@ def _amount(value: int | Decimal, currency: str | None | UnsetType) -> tuple[int
             digits = min(max(decimals, DEFAULT_MINOR_UNITS), MAX_MINOR_UNITS)
         minor = _fractional_minor(value, digits, currency)
     if not -_MAX_MINOR <= minor <= _MAX_MINOR:
-        raise DecodeError(INVALID_AMOUNT, f"Opportunity.Amount {value:.40} is out of range")
+        raise DecodeError(INVALID_AMOUNT, f"Opportunity.Amount is out of range (at most {_MAX_MINOR} minor units)")
     return minor, digits
 
 
@@ -1029,7 +1053,7 @@ def _fractional_minor(value: Decimal, digits: int, currency: str | None | UnsetT
     except Inexact:
         raise DecodeError(
             INVALID_AMOUNT,
-            f"Opportunity.Amount {value:.40} has more than {digits} decimals ({currency or 'event without currency'})",
+            f"Opportunity.Amount has more than {digits} decimals ({currency or 'event without currency'})",
         ) from None
 
 
@@ -1039,7 +1063,8 @@ def _close_date(value: str | int | None | UnsetType) -> str | None | UnsetType:
         return value
     iso = _iso_date(value)
     if iso is None:
-        raise DecodeError(INVALID_DATE, f"Opportunity.CloseDate {value!r:.100} is not a date (ISO, epoch ms or days)")
+        kind = f"text of {len(value)} characters" if isinstance(value, str) else "a number out of range"
+        raise DecodeError(INVALID_DATE, f"Opportunity.CloseDate ({kind}) is not a date (ISO, epoch ms or days)")
     return iso
 
 

@@ -39,7 +39,15 @@ from msgspec import UNSET, Meta, Raw, Struct, UnsetType
 
 from concord.codecs.common import blank_event
 from concord.codecs.config import DEFAULT_CODEC_CONFIG, CodecConfig
-from concord.codecs.errors import BAD_CURRENCY, BAD_TYPE, INVALID_JSON, MISSING_FIELD, DecodeError
+from concord.codecs.errors import (
+    BAD_CURRENCY,
+    BAD_TYPE,
+    INVALID_JSON,
+    MISSING_FIELD,
+    DecodeError,
+    as_decode_error,
+    msgspec_message,
+)
 from concord.codecs.model import (
     CanonicalEvent,
     CustomerUpserted,
@@ -58,13 +66,16 @@ __all__ = ["decode"]
 # DecodeError reasons only this codec gives (the shared ones are in codecs/errors.py).
 NOT_A_STRIPE_EVENT: Final = "not_a_stripe_event"
 UNEXPECTED_OBJECT: Final = "unexpected_object"
+# An amount the codec computes (unit amount x quantity, a sum of taxes) beyond the bound of decoded ones.
+AMOUNT_OUT_OF_RANGE: Final = "amount_out_of_range"
 
 # Bounds keep garbage out of the canonical stream (and out of 64-bit consumers downstream).
 _Id = Annotated[str, Meta(min_length=1)]
 # Stripe timestamps are epoch seconds; year 9999 is far beyond any real one.
 _Seconds = Annotated[int, Meta(ge=0, le=253_402_300_799)]
-_Amount = Annotated[int, Meta(ge=-(2**53), le=2**53)]
-_Count = Annotated[int, Meta(ge=0, le=2**53)]
+_MAX_AMOUNT: Final = 2**53
+_Amount = Annotated[int, Meta(ge=-_MAX_AMOUNT, le=_MAX_AMOUNT)]
+_Count = Annotated[int, Meta(ge=0, le=_MAX_AMOUNT)]
 
 # Operator-readable failure text: what was wrong and what to check.
 _E_NOT_EVENT: Final = (
@@ -76,6 +87,7 @@ _E_WRONG_OBJECT: Final = (
     "the payload was not produced by Stripe or was altered on the way"
 )
 _E_CURRENCY: Final = "{where} must be a 3-letter ISO 4217 code, got {length} characters"
+_E_COMPUTED: Final = "{what} computed from {source} is beyond +/-2^53 (the bound of every Stripe amount) - at `{where}`"
 
 # Lifecycle ranks (Version.seq). Unknown statuses rank 0 so a known state wins a same-second tie.
 # invoice: draft -> open -> (uncollectible ->) paid | void; paid and void are exclusive end states.
@@ -317,18 +329,23 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
     needs no per-deployment option.
     """
     try:
-        env = _envelope_decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        return _decode_unmodelled(body, exc)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise _malformed(exc) from None
-    event_id, event_type, created = _checked(env)
-    if env.data is None:
-        raise _missing_data()
-    handler = _route(event_type)
-    if handler is None:
-        return []
-    return handler(_Event(event_id, event_type, created * 1000, env.data.object))
+        try:
+            env = _envelope_decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            return _decode_unmodelled(body, exc)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise _malformed(exc) from None
+        event_id, event_type, created = _checked(env)
+        if env.data is None:
+            raise _missing_data()
+        handler = _route(event_type)
+        if handler is None:
+            return []
+        return handler(_Event(event_id, event_type, created * 1000, env.data.object))
+    except DecodeError:
+        raise
+    except Exception as exc:  # too deep (RecursionError), too large (MemoryError), a codec bug: named, no value
+        raise as_decode_error(exc, "Stripe event") from None
 
 
 def _decode_unmodelled(body: bytes, error: msgspec.ValidationError) -> list[CanonicalEvent]:
@@ -373,13 +390,26 @@ def _invalid(exc: msgspec.ValidationError, event_type: str | None) -> DecodeErro
     if message.endswith("- at `$.data.object.object`"):
         # The object's type is not the one the event type promises (msgspec would quote the value).
         expected = _EXPECTED_OBJECT.get(_route(event_type or ""), "another object")
-        return DecodeError(UNEXPECTED_OBJECT, _E_WRONG_OBJECT.format(event_type=event_type, expected=expected))
+        return DecodeError(UNEXPECTED_OBJECT, _E_WRONG_OBJECT.format(event_type=_type_name(event_type),
+                                                                     expected=expected))
     if message.startswith("Object missing required field"):
         return DecodeError(MISSING_FIELD, message)
-    if message.startswith("Invalid value"):
-        # A nested tag (refunds.data[].object) of the wrong type: keep the path, drop the quoted value.
-        message = "Invalid value" + message[message.find(" - at `") :]
-    return DecodeError(BAD_TYPE, message)
+    # A nested tag (refunds.data[].object) of the wrong type: keep the path, drop the quoted value.
+    return DecodeError(BAD_TYPE, msgspec_message(exc))
+
+
+def _type_name(event_type: str | None) -> str:
+    """The event type for an error message, if it has the shape of one (else it is not repeated)."""
+    # Lower-case words joined by dots and underscores, as Stripe's are (no regex: the codec imports none).
+    if (
+        event_type
+        and len(event_type) <= 80
+        and event_type.isascii()
+        and event_type.islower()
+        and event_type.replace(".", "").replace("_", "").isalnum()
+    ):
+        return event_type
+    return "these"
 
 
 def _malformed(exc: msgspec.DecodeError | UnicodeDecodeError) -> DecodeError:
@@ -416,8 +446,13 @@ def _expect(event: _Event, cls: type[_T]) -> _T:
     obj = event.object
     if not isinstance(obj, cls):
         expected = _EXPECTED_OBJECT.get(_route(event.type), "another object")
-        raise DecodeError(UNEXPECTED_OBJECT, _E_WRONG_OBJECT.format(event_type=event.type, expected=expected))
+        raise DecodeError(UNEXPECTED_OBJECT, _E_WRONG_OBJECT.format(event_type=_type_name(event.type),
+                                                                    expected=expected))
     return obj
+
+
+def _computed_out_of_range(what: str, source: str, where: str) -> DecodeError:
+    return DecodeError(AMOUNT_OUT_OF_RANGE, _E_COMPUTED.format(what=what, source=source, where=where))
 
 
 def _currency(code: str, where: str) -> str:
@@ -570,8 +605,14 @@ def _subscription_changed(event: _Event) -> list[CanonicalEvent]:
         # Tiered or metered items have no fixed value: then the total is unknown.
         if amount is not None and unit is not None and item.quantity is not None:
             amount += unit * item.quantity
+            if not -_MAX_AMOUNT <= amount <= _MAX_AMOUNT:
+                raise _computed_out_of_range("subscription amount", "unit amount x quantity of its items",
+                                             f"$.data.object.items.data[{index}].quantity")
         else:
             amount = None
+    if quantity > _MAX_AMOUNT:
+        raise _computed_out_of_range("subscription quantity", "the quantities of its items",
+                                     "$.data.object.items.data")
     if not items:
         # Shapes without items (very old API versions) name a single plan at the top level.
         quantity = sub.quantity if sub.quantity is not None else 1
@@ -580,6 +621,9 @@ def _subscription_changed(event: _Event) -> list[CanonicalEvent]:
             plan = sub.plan.id
             if sub.plan.amount is not None:
                 amount = sub.plan.amount * quantity
+                if not -_MAX_AMOUNT <= amount <= _MAX_AMOUNT:
+                    raise _computed_out_of_range("subscription amount", "plan amount x quantity",
+                                                 "$.data.object.quantity")
             if sub.plan.currency is not None:
                 currencies.add(_currency(sub.plan.currency, "$.data.object.plan.currency"))
 
@@ -629,6 +673,9 @@ def _invoice_changed(event: _Event) -> list[CanonicalEvent]:
             tax = 0
             for tax_amount in taxes:  # a loop, not sum(generator): cheaper for these short lists
                 tax += tax_amount.amount
+            if not -_MAX_AMOUNT <= tax <= _MAX_AMOUNT:
+                field = "total_taxes" if inv.total_taxes is not None else "total_tax_amounts"
+                raise _computed_out_of_range("invoice tax", f"the sum of `{field}`", f"$.data.object.{field}")
 
     paid_at = inv.status_transitions.paid_at if inv.status_transitions is not None else None
     deleted = event.type == "invoice.deleted"

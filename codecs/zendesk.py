@@ -21,7 +21,8 @@ derived from the same input appends `:entitlement` or `:resync`. `version.ts` is
 `updated_at` (webhook: `detail.updated_at`, else the event `time`).
 
 `decode` raises only `DecodeError`. Reasons: `invalid_json`, `unknown_shape`, `missing_field`,
-`bad_type`, `bad_time`.
+`bad_type`, `bad_time`, `too_deep`, `too_large` (and `codec_error` for a bug). Details name fields,
+paths, types and lengths, never a payload value (not even an id).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from msgspec import Raw, Struct
 
 from concord.codecs.common import EventFields, decode_json, epoch_ms, event_fields
 from concord.codecs.config import DEFAULT_CODEC_CONFIG, CodecConfig
-from concord.codecs.errors import BAD_TYPE, INVALID_JSON, MISSING_FIELD, UNKNOWN_SHAPE, DecodeError
+from concord.codecs.errors import BAD_TYPE, MISSING_FIELD, UNKNOWN_SHAPE, DecodeError, as_decode_error
 from concord.codecs.model import (
     CanonicalEvent,
     CustomerUpserted,
@@ -66,6 +67,8 @@ _IGNORED_WRAPPERS: Final = frozenset(
 _URL_RESOURCE: Final = re.compile(r"/api/v2/(?:[a-z_]+/\d+/)*([a-z_]+)/\d+\.json")
 _DATE: Final = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:T.*)?$")
 _RESYNC_REASON: Final = "zendesk_entitlement_not_in_payload"
+# Top-level keys named in an unknown_shape error: only those that look like field names.
+_KEY_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
 class _Organization(Struct):
@@ -126,10 +129,19 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
     Raises `DecodeError` for anything that is not a Zendesk payload this codec knows.
     """
     try:
+        return _decode(body, config)
+    except DecodeError:
+        raise
+    except Exception as exc:  # too large (MemoryError), a codec bug: named, without the payload's values
+        raise as_decode_error(exc, "Zendesk payload") from None
+
+
+def _decode(body: bytes, config: CodecConfig) -> list[CanonicalEvent]:
+    try:
         top = decode_json(_top_decoder, body, "body")
     except DecodeError as exc:
-        if exc.reason == INVALID_JSON:
-            raise
+        if exc.reason not in (BAD_TYPE, MISSING_FIELD):
+            raise  # not JSON, too deep, too large
         raise DecodeError(UNKNOWN_SHAPE, "body is not a JSON object: not a Zendesk payload") from None
     if _is_webhook(top):
         return _from_webhook(decode_json(_webhook_decoder, body, "webhook"), config)
@@ -149,9 +161,12 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
         return [_from_rest_ticket(decode_json(_ticket_decoder, body, "ticket"))]
     if kind == "ignored":
         return []
+    keys = sorted(key for key in top if _KEY_NAME.fullmatch(key))
+    others = len(top) - len(keys)
+    named = ", ".join(keys[:12]) + (f" and {others} other key(s)" if others else "")
     raise DecodeError(
         UNKNOWN_SHAPE,
-        f"not a Zendesk webhook event or REST object (top-level keys: {sorted(top)[:12]}); Concord reads "
+        f"not a Zendesk webhook event or REST object (top-level keys: {named or 'none'}); Concord reads "
         "webhooks subscribed to zen:event-type:* and REST organizations/tickets - check the sender",
     )
 
@@ -220,7 +235,7 @@ def _webhook_version(updated_at: datetime | None, time: datetime, deleted: bool)
 
 
 def _from_rest_organization(org: _Organization, config: CodecConfig) -> list[CanonicalEvent]:
-    version = Version(ts=_required_ms(org.updated_at, f"organization {org.id}", "updated_at"))
+    version = Version(ts=_required_ms(org.updated_at, "organization", "updated_at"))
     event_id = f"organization:{org.id}:{version.ts}"
     return _organization_events(org, config, event_id, version, deleted=org.deleted_at is not None)
 
@@ -265,7 +280,7 @@ def _organization_events(
         )
     else:
         fields = org.organization_fields
-        where = f"organization {org_id} organization_fields"
+        where = "organization organization_fields"
         entitlement = EntitlementChanged(
             **common(":entitlement"),
             organization_id=org_id,
@@ -278,7 +293,7 @@ def _organization_events(
 
 
 def _from_rest_ticket(ticket: _Ticket) -> CanonicalEvent:
-    version = Version(ts=_required_ms(ticket.updated_at, f"ticket {ticket.id}", "updated_at"))
+    version = Version(ts=_required_ms(ticket.updated_at, "ticket", "updated_at"))
     return _ticket_event(ticket, f"ticket:{ticket.id}:{version.ts}", version, deleted=False)
 
 
@@ -326,7 +341,10 @@ def _field_date(fields: dict[str, Raw], key: str, where: str) -> str | None:
             return date.fromisoformat(match.group(1)).isoformat()
     except ValueError:
         pass
-    raise DecodeError(BAD_TYPE, f"{where}.{key}={text!r} is not a date (YYYY-MM-DD); make it a Zendesk date field")
+    raise DecodeError(
+        BAD_TYPE,
+        f"{where}.{key} (text of {len(text)} characters) is not a date (YYYY-MM-DD); make it a Zendesk date field",
+    )
 
 
 def _optional_id(value: int | str | None) -> str | None:

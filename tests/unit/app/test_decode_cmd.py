@@ -51,3 +51,22 @@ def test_missing_file_is_a_clear_error() -> None:
     out = _decode("stripe", "/nonexistent/file.json")
     assert out.returncode == 1
     assert b"cannot read /nonexistent/file.json" in out.stderr
+
+
+def test_deeply_nested_file_is_refused_by_name_without_traceback(tmp_path: Path) -> None:
+    # ~1,000 and ~100,000 levels: msgspec stops at Python's recursion limit (a RecursionError).
+    for platform, body in [
+        ("stripe", b'{"object": "event", "id": "evt_1", "type": "invoice.paid", "created": 1, "data": {"object": '
+                   + b"[" * 1_000 + b"]" * 1_000 + b"}}"),
+        ("salesforce", b'{"a":' * 100_000),
+        ("zendesk", b'{"a": ' + b"[" * 100_000),
+        ("netsuite", b'{"a":' * 1_000 + b"1" + b"}" * 1_000),
+    ]:
+        path = tmp_path / f"{platform}.json"
+        path.write_bytes(body)
+        out = _decode(platform, str(path))
+        err = out.stderr.decode()
+        assert out.returncode == 1, (platform, err)
+        assert err.startswith("concord decode: too_deep: "), (platform, err)
+        assert err.count("\n") == 1 and "Traceback" not in err, (platform, err)
+        assert out.stdout == b""

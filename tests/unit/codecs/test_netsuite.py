@@ -58,7 +58,7 @@ def test_invoice_excerpt_in_envelope_lacks_total_and_status(shared_fixtures: Pat
     # without them would be a guess, so the codec refuses and says which fields are missing.
     error = failure(ns.envelope("invoice", excerpt(shared_fixtures), record_id="1215"))
     assert error.reason == "missing_field"
-    assert error.detail == "invoice 1215 record lacks status, total"
+    assert error.detail == "invoice record lacks status, total"
 
 
 def test_invoice_excerpt_completed_with_the_fields_it_cut(shared_fixtures: Path) -> None:
@@ -253,7 +253,8 @@ def test_invoice_status(status: Any, expected: str) -> None:
 
 def test_invoice_unknown_status_is_an_error() -> None:
     error = failure(ns.envelope("invoice", ns.invoice(status=ns.ref("x", "Partially Haunted"))))
-    assert error.reason == "bad_status" and "Partially Haunted" in error.detail
+    assert error.reason == "bad_status" and "a status of 17 characters" in error.detail
+    assert "Partially Haunted" not in error.detail  # a payload value: never in a dead letter
 
 
 def test_invoice_delete_without_record() -> None:
@@ -338,7 +339,8 @@ def test_money_that_cannot_be_exact_is_refused(amount: bytes) -> None:
     body = ns.envelope("invoice", ns.invoice(total=4242.42)).replace(b"4242.42", amount)
     error = failure(body)
     assert error.reason == "bad_amount"
-    assert "invoice 101 total" in error.detail
+    assert error.detail.startswith("invoice total ")
+    assert "101" not in error.detail.removesuffix("(at most 9007199254740992 minor units)")
 
 
 def test_money_with_decimals_a_zero_decimal_currency_lacks() -> None:
@@ -568,7 +570,7 @@ def test_errors(body: bytes, expected: str) -> None:
 
 def test_record_null_on_edit_is_missing() -> None:
     error = failure(_raw_envelope(record=None))
-    assert error.detail == "invoice 101: envelope has no record (only a delete may omit it)"
+    assert error.detail == "invoice: envelope has no record (only a delete may omit it)"
 
 
 # --- fuzzing ------------------------------------------------------------------------------------------

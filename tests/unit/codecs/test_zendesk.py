@@ -426,7 +426,7 @@ def test_other_webhooks_are_ignored(event_type: str) -> None:
         (b'{"tickets": [{"id": 1, "updated_at": "2024-01-01T00:00:00"}]}', "bad_time"),
         (b'{"tickets": [{"id": 1, "updated_at": "yesterday"}]}', "bad_type"),
         (b'{"organization": {"id": 1, "tags": "x", "updated_at": "2024-01-01T00:00:00Z"}}', "bad_type"),
-        (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "invalid_json"),
+        (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "too_deep"),
     ],
 )
 def test_errors(body: bytes, expected: str) -> None:
@@ -445,7 +445,8 @@ def test_webhook_with_bad_detail() -> None:
 def test_error_detail_names_the_problem() -> None:
     with pytest.raises(DecodeError) as caught:
         decode(rest_org(organization_fields={"support_end_date": "soon"}))
-    assert "support_end_date" in caught.value.detail and "organization 361" in caught.value.detail
+    assert "support_end_date" in caught.value.detail and "organization" in caught.value.detail
+    assert "361" not in caught.value.detail and "soon" not in caught.value.detail  # no payload value
 
 
 # --- fuzzing ------------------------------------------------------------------------------------------
