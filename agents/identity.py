@@ -2,7 +2,13 @@
 
 `concord.identity` is keyed by the local id, so every event naming one local id, and the event that
 links it, meet on one partition in order. The `links` table maps local id -> customer key; events
-whose local id has no link yet are parked (bounded per id, in order) and released when it arrives.
+whose local id has no link yet are parked (in order) and released when it arrives. Parking is bounded
+three ways, each overflow a dead letter on the ingest DLQ (replayable, never dropped): events per id
+(`identity_park_limit`, reason `identity_park_overflow`), ids with parked events per worker
+(`identity_park_max_ids`, `identity_park_full`) and time parked (`identity_park_ttl_seconds`,
+`identity_park_expired`: checked when the id's queue is next touched, and by a sweep timer that
+scans this worker's `parked` table and sends a `ParkSweep` keyed by each id with expired events
+through the identity topic, since only the stream may write the table).
 A CRM merge re-points links: the loser's own id at once, and every other id known for the loser by
 `Repoint` messages, which the state agent sends from the loser's customer state (its `local_ids`,
 every platform id seen for that customer).
@@ -11,28 +17,47 @@ every platform id seen for that customer).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import faust
-import msgspec
 
+from concord.agents.faust_internals.recovery import recovery_finished
 from concord.agents.ingest import dead_letter_headers
 from concord.codecs import records
+from concord.codecs.errors import as_decode_error
 from concord.codecs.model import AccountMerged, CanonicalEvent
 from concord.codecs.model import encode as encode_event
 from concord.core import messages, metrics
-from concord.tables.identity import ParkedQueue, step
+from concord.core.messages import ParkSweep
+from concord.tables.identity import ParkedQueue, expired_by, step
 
 if TYPE_CHECKING:
     from concord.agents.context import Concord
 
 log = logging.getLogger("concord.identity")
 
+# Longest detail of an unreadable record's dead letter (the exception's text, not a traceback).
+_MAX_DETAIL = 500
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def sweep_interval(ttl_seconds: float) -> float:
+    """Seconds between sweeps: a tenth of the TTL (an event expires at most that late), 1 s to 10 min."""
+    return min(max(ttl_seconds / 10, 1.0), 600.0)
+
 
 def register(concord: Concord) -> None:
     app = concord.app
     names = concord.names
-    limit = concord.settings.identity_park_limit
+    settings = concord.settings
+    limit = settings.identity_park_limit
+    max_ids = settings.identity_park_max_ids
+    ttl = int(settings.identity_park_ttl_seconds * 1000)
     identity_topic = concord.topics[names.identity]
     canonical = concord.topics[names.canonical]
     dlq = concord.topics[names.dlq_ingest]
@@ -47,41 +72,96 @@ def register(concord: Concord) -> None:
             for loser in event.loser_ids:
                 await canonical.send(key=loser.encode(), value=encode_event(event))
 
+    # Ids the sweep sent a ParkSweep for, with the parking time it found expired: not sent again
+    # until the stream has handled it (a lagging stream would otherwise get one per sweep).
+    swept: dict[str, int] = {}
+
+    async def dead_letter(event: Any, local_id: str, value: bytes, reason: str, detail: str) -> None:
+        await dlq.send(key=event.message.key, value=value, headers=dead_letter_headers(
+            (), local_id.split(":", 1)[0], reason, detail, event.message.topic, event.message.partition,
+            event.message.offset))
+
     @app.agent(identity_topic, name="concord.identity", concurrency=1)
     async def resolve(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            local_id = event.message.key.decode()
             try:
+                local_id = event.message.key.decode()
                 message = records.decode_identity(event.value)
-            except msgspec.DecodeError as exc:  # only Concord writes here: a bug or a foreign producer
-                log.error("unreadable identity record %s: %s", local_id, exc)
+            except Exception as exc:  # noqa: BLE001 (any: deep nesting raises RecursionError, a bad key ...)
+                # Only Concord writes here: a bug or a foreign producer. The bytes go to the dead-letter
+                # topic with the reason; the stream goes on.
+                unreadable = as_decode_error(exc, "identity record")  # a reason with no payload value in it
+                detail = f"{unreadable.reason}: {unreadable.detail}"[:_MAX_DETAIL]
+                log.error("unreadable identity record at %s[%d]@%d: %s", event.message.topic,
+                          event.message.partition, event.message.offset, detail)
                 metrics.ingest_dead_letters.labels("internal", "bad_identity_record").inc()
                 await dlq.send(key=event.message.key, value=event.value, headers=dead_letter_headers(
-                    event.message.headers, "internal", "bad_identity_record", str(exc), event.message.topic,
+                    event.message.headers, "internal", "bad_identity_record", detail, event.message.topic,
                     event.message.partition, event.message.offset))
                 continue
-            queue = ParkedQueue.load(parked.get(local_id))
+            now = now_ms()
+            stored = parked.get(local_id)
+            queue = ParkedQueue.load(stored, now)
             current = links.get(local_id)
-            outcome = step(current, queue, message, limit)
+            if isinstance(message, ParkSweep):
+                swept.pop(local_id, None)
+            outcome = step(current, queue, message, limit, now=now, ttl=ttl,
+                           room=stored is not None or len(parked) < max_ids)
             if outcome.link is not None and outcome.link != current:
                 links[local_id] = outcome.link
             for resolved in outcome.forward:
                 await forward(resolved)
             for link in outcome.alias_links:
                 await identity_topic.send(key=link.local_id.encode(), value=messages.encode(link))
-            if outcome.parked != queue:
-                platform = local_id.split(":", 1)[0]
-                if outcome.parked.events:
-                    parked[local_id] = outcome.parked.dump()
-                    metrics.identity_parked.labels(platform).inc()
-                else:
-                    del parked[local_id]
-                    metrics.identity_released.labels(platform).inc(len(queue.events))
+            platform = local_id.split(":", 1)[0]
+            # The dead letters first: a crash after them and before the table write processes the
+            # record again, which dead-letters the same events again (a duplicate, never a loss).
+            # The source is the identity topic: `concord replay ingest` sends them back there, where
+            # they park again or resolve once the link is known.
+            for parked_at, expired in outcome.expired:
+                metrics.identity_park_expired.labels(platform).inc()
+                await dead_letter(event, local_id, expired, "identity_park_expired", (
+                    f"parked at {datetime.fromtimestamp(parked_at / 1000, UTC).isoformat()}, more than "
+                    f"{settings.identity_park_ttl_seconds:g}s waiting for a link of {local_id}"))
             for overflow in outcome.overflow:
                 metrics.identity_park_overflow.inc()
-                # The source is the identity topic: `concord replay ingest` sends it back there, where
-                # it parks again or resolves once the link is known.
-                await dlq.send(key=event.message.key, value=overflow, headers=dead_letter_headers(
-                    (), local_id.split(":", 1)[0], "identity_park_overflow",
-                    f"more than {limit} events waiting for a link of {local_id}", event.message.topic,
-                    event.message.partition, event.message.offset))
+                await dead_letter(event, local_id, overflow, "identity_park_overflow",
+                                  f"more than {limit} events waiting for a link of {local_id}")
+            for refused in outcome.refused:
+                metrics.identity_park_full.inc()
+                await dead_letter(event, local_id, refused, "identity_park_full",
+                                  f"{max_ids} platform ids already wait for a link on this worker "
+                                  f"(identity_park_max_ids); {local_id} is not parked")
+            if outcome.parked.dump() != (stored or b""):  # changed, or stored before parking times were kept
+                if len(outcome.parked):
+                    parked[local_id] = outcome.parked.dump()
+                    if len(outcome.parked) > len(queue):
+                        metrics.identity_parked.labels(platform).inc()
+                elif stored is not None:
+                    del parked[local_id]
+                    released = len(queue) - len(outcome.expired)
+                    if released and outcome.link is not None and not isinstance(message, ParkSweep):
+                        metrics.identity_released.labels(platform).inc(released)
+                metrics.identity_parked_ids.set(len(parked))
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        swept.clear()
+
+    @app.timer(interval=sweep_interval(settings.identity_park_ttl_seconds))
+    async def sweep_parked() -> None:
+        """Send a `ParkSweep` for every id of this worker whose oldest parked event has expired."""
+        if not recovery_finished(app):
+            return
+        now = now_ms()
+        metrics.identity_parked_ids.set(len(parked))
+        for local_id, stored in list(parked.data.items()):
+            queue = ParkedQueue.load(stored, now)
+            oldest = queue.oldest_at
+            if oldest is None or swept.get(local_id) == oldest:
+                continue
+            # A queue stored before parking times were kept is rewritten once (timed from now).
+            if expired_by(queue, now, ttl) or queue.dump() != stored:
+                swept[local_id] = oldest
+                await identity_topic.send(key=local_id.encode(), value=messages.encode(
+                    ParkSweep(local_id=local_id, at=now)))

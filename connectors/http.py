@@ -13,6 +13,11 @@
 Credentials travel only in request headers and are never logged: `redacted()` masks them in
 anything written to logs.
 
+Every id a connector puts into a URL path goes through `segment()`: ids come from platform payloads
+(attacker-influenced), so each is percent-encoded as exactly one path segment ("in_1/../customer/5"
+-> "in_1%2F..%2Fcustomer%2F5"), and "", "." and ".." (which no encoding keeps from meaning a
+directory) are DATA errors. `HttpClient` sends the path as encoded, so nothing re-normalizes it.
+
 Also here: `to_major` (money for platforms that show decimal amounts), and the DATA errors every
 connector raises the same way (`target`, `unsupported`, `unknown_field`).
 """
@@ -27,10 +32,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
 from msgspec import Struct
+from yarl import URL
 
 from concord.connectors.base import ConnectorError, ErrorKind, classify_status
 from concord.core.currency import minor_units
@@ -88,6 +95,23 @@ def to_major(minor: int, currency: str) -> float:
     return float(Decimal(minor).scaleb(-minor_units(currency.upper())))
 
 
+_DOT_SEGMENTS: Final = frozenset({"", ".", ".."})
+
+
+def segment(value: object) -> str:
+    """`value` (a record id from a command or a platform's answer) as one percent-encoded URL path segment.
+
+    Every character outside RFC 3986's unreserved set is encoded, "/" and "%" included, so the id
+    can neither add path segments nor smuggle pre-encoded ones; the platform decodes it back to the
+    id. "", "." and ".." are refused (DATA): a dot segment addresses the parent record whether
+    encoded or not (servers and proxies normalize "%2E%2E" too), and no platform id is one.
+    """
+    text = str(value)
+    if text in _DOT_SEGMENTS:
+        raise ConnectorError(ErrorKind.DATA, f"{text!r} is not a record id that can go into a URL path")
+    return quote(text, safe="")
+
+
 def not_configured(platform: str, url_variable: str) -> ConnectorError:
     """The AUTH error of a platform whose base URL is empty."""
     return ConnectorError(ErrorKind.AUTH, f"{platform} is not configured: set {url_variable}")
@@ -108,6 +132,7 @@ class HttpClient:
     ) -> None:
         self.platform = platform
         self.base_url = base_url.rstrip("/")
+        self._base = URL(self.base_url) if self.base_url else None
         self.url_variable = url_variable
         self.timeout = timeout
         self._headers = dict(headers)
@@ -128,9 +153,15 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         allow: frozenset[int] = frozenset(),
     ) -> HttpResponse:
-        """Send one request; an error status not in `allow` raises `ConnectorError`."""
-        if not self.base_url:
+        """Send one request; an error status not in `allow` raises `ConnectorError`.
+
+        `path` is sent as it is (already encoded: every id in it through `segment()`); a dot segment
+        in it is refused before anything is sent.
+        """
+        if self._base is None:
             raise not_configured(self.platform, self.url_variable)
+        if any(part in (".", "..") for part in path.split("/")):
+            raise ConnectorError(ErrorKind.DATA, f"{self.platform} {method} {path}: dot segment in the path")
         if self.pace is not None:
             await self.pace()
         if self._session is None or self._session.closed:
@@ -145,7 +176,9 @@ class HttpClient:
             data = aiohttp.FormData(form)
         what = f"{self.platform} {method} {path}"
         try:
-            async with self._session.request(method, self.base_url + path, data=data, params=params,
+            # encoded=True: yarl neither re-quotes nor normalizes what `segment()` encoded.
+            url = self._base.with_path(self._base.raw_path.rstrip("/") + path, encoded=True)
+            async with self._session.request(method, url, data=data, params=params,
                                              headers=request_headers) as response:
                 body = await response.read()
                 answer = HttpResponse(status=response.status, body=body,

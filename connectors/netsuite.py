@@ -35,6 +35,7 @@ from concord.connectors.base import ConnectorError, ErrorKind, Outcome
 from concord.connectors.http import (
     HttpClient,
     HttpResponse,
+    segment,
     split_address,
     target,
     to_major,
@@ -140,7 +141,7 @@ class NetSuiteConnector:
             customer_id = target(command, "customer_id")
             if not command.payload:
                 raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id} has no fields")
-            response = await self.http.request("PATCH", f"{ROOT}/customer/{customer_id}",
+            response = await self.http.request("PATCH", f"{ROOT}/customer/{segment(customer_id)}",
                                                json=customer_fields(command.payload))
             return Outcome(status=response.status, record_id=customer_id, detail={"fields": sorted(command.payload)})
         if command.action == UPSERT_INVOICE:
@@ -152,8 +153,13 @@ class NetSuiteConnector:
         raise unsupported(PLATFORM, command)
 
     async def _upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> Outcome:
-        response = await self.http.request("PUT", f"{ROOT}/{record_type}/eid:{external_id}", json=body)
+        response = await self.http.request("PUT", self.eid_path(record_type, external_id), json=body)
         return self._located(response, external_id)
+
+    @staticmethod
+    def eid_path(record_type: str, external_id: str) -> str:
+        """The record's path by external id: `eid:` is NetSuite's prefix, the id after it is percent-encoded."""
+        return f"{ROOT}/{record_type}/eid:{segment(external_id)}"
 
     @staticmethod
     def _located(response: HttpResponse, external_id: str) -> Outcome:
@@ -199,7 +205,7 @@ class NetSuiteConnector:
         if amount <= 0:
             raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id}: nothing to pay "
                                  f"(amount {amount})")
-        invoice = (await self.http.request("GET", f"{ROOT}/invoice/eid:{invoice_key}")).json()
+        invoice = (await self.http.request("GET", self.eid_path("invoice", invoice_key))).json()
         # One payment per occurrence of the disagreement: a retry or a later generation finds it, and a
         # payment undone in the ERP (voided, say) after the drift resolved is paid again when it recurs.
         payment_key = f"concord-pay-{invoice_key}-{amount}" + (f"-{command.occurrence}" if command.occurrence else "")
@@ -226,7 +232,8 @@ class NetSuiteConnector:
         }
         invoice_key = command.payload.get("invoice_id")
         if invoice_key:
-            found = await self.http.request("GET", f"{ROOT}/invoice/eid:{invoice_key}", allow=frozenset({404}))
+            found = await self.http.request("GET", self.eid_path("invoice", str(invoice_key)),
+                                           allow=frozenset({404}))
             if found.status == 200:
                 body["apply"] = {"items": [{"doc": {"id": found.json()["id"]}, "apply": True,
                                             "amount": to_major(amount, currency)}]}

@@ -20,7 +20,7 @@ import msgspec
 
 from concord.codecs.salesforce import ACCOUNT_PAYMENT_TERMS_FIELD, ACCOUNT_TAX_ID_FIELD
 from concord.connectors.base import ConnectorError, ErrorKind, Outcome
-from concord.connectors.http import HttpClient, split_address, target, unknown_field, unsupported
+from concord.connectors.http import HttpClient, segment, split_address, target, unknown_field, unsupported
 from concord.core.messages import Command
 from concord.core.settings import Settings
 
@@ -82,7 +82,7 @@ class SalesforceConnector:
         account_id = target(command, "customer_id")
         if not command.payload:
             raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id} has no fields")
-        response = await self.http.request("PATCH", f"{self.root}/Account/{account_id}",
+        response = await self.http.request("PATCH", f"{self.root}/Account/{segment(account_id)}",
                                            json=account_fields(command.payload))
         return Outcome(status=response.status, record_id=account_id, detail={"fields": sorted(command.payload)})
 

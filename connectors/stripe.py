@@ -21,7 +21,7 @@ from typing import Any, Final
 import msgspec
 
 from concord.connectors.base import ConnectorError, ErrorKind, Outcome
-from concord.connectors.http import HttpClient, split_address, target, unknown_field, unsupported
+from concord.connectors.http import HttpClient, segment, split_address, target, unknown_field, unsupported
 from concord.core.messages import Command
 from concord.core.settings import Settings
 
@@ -92,7 +92,7 @@ class StripeConnector:
         if not command.payload:
             raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id} has no fields")
         params = customer_params(command.payload)
-        path = f"/v1/customers/{customer_id}"
+        path = f"/v1/customers/{segment(customer_id)}"
         replayed = False
         status = 200
         if params:

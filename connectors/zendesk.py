@@ -28,7 +28,7 @@ from typing import Any, Final
 import msgspec
 
 from concord.connectors.base import ConnectorError, ErrorKind, Outcome
-from concord.connectors.http import HttpClient, HttpResponse, target, unknown_field, unsupported
+from concord.connectors.http import HttpClient, HttpResponse, segment, target, unknown_field, unsupported
 from concord.core.messages import Command
 from concord.core.settings import Settings
 
@@ -128,7 +128,7 @@ class ZendeskConnector:
         return self._outcome(response)
 
     async def _update(self, command: Command, organization_id: str, organization: dict[str, Any]) -> Outcome:
-        response = await self.http.request("PUT", f"/api/v2/organizations/{organization_id}.json",
+        response = await self.http.request("PUT", f"/api/v2/organizations/{segment(organization_id)}.json",
                                            json={"organization": organization},
                                            headers={"Idempotency-Key": command.command_id})
         return self._outcome(response)
@@ -140,7 +140,7 @@ class ZendeskConnector:
                        detail={"replayed": response.headers.get("x-idempotency-lookup") == "hit"})
 
     async def _fetch(self, organization_id: str) -> Outcome:
-        response = await self.http.request("GET", f"/api/v2/organizations/{organization_id}.json")
+        response = await self.http.request("GET", f"/api/v2/organizations/{segment(organization_id)}.json")
         return Outcome(status=response.status, record_id=organization_id, fetched=response.body)
 
     async def close(self) -> None:

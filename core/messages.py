@@ -165,6 +165,17 @@ class Repoint(Struct, frozen=True, kw_only=True, tag_field="kind", tag="repoint"
     correlation_id: str = ""
 
 
+class ParkSweep(Struct, frozen=True, kw_only=True, tag_field="kind", tag="park_sweep"):
+    """Identity control, sent by the identity agent's own sweep: expire what waited too long for `local_id`.
+
+    The sweep (a timer) may not write the table; this record, keyed by the local id, is processed in
+    the stream in order with the id's events. It only ever expires: harmless if repeated or stale.
+    """
+
+    local_id: str
+    at: int  # when the sweep found an expired event (epoch ms)
+
+
 class Tick(Struct, frozen=True, kw_only=True, tag_field="kind", tag="tick"):
     """A deadline of a customer is due: evaluate its drift rules now, even without a new event."""
 

@@ -49,6 +49,17 @@ identity_park_overflow = Counter(
     "concord_identity_park_overflow_total", "Events dead-lettered because too many waited for one link",
     registry=REGISTRY,
 )
+identity_park_full = Counter(
+    "concord_identity_park_full_total", "Events dead-lettered because the worker already had "
+    "identity_park_max_ids platform ids with parked events", registry=REGISTRY,
+)
+identity_park_expired = Counter(
+    "concord_identity_park_expired_total", "Parked events dead-lettered after waiting longer than "
+    "identity_park_ttl_seconds for their link", ["platform"], registry=REGISTRY,
+)
+identity_parked_ids = Gauge(
+    "concord_identity_parked_ids", "Platform ids with parked events on this worker", registry=REGISTRY,
+)
 identity_repoints = Counter(
     "concord_identity_repoints_total", "Platform ids re-pointed to another customer after a CRM merge",
     registry=REGISTRY,

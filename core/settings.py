@@ -203,6 +203,19 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         Meta(ge=1, le=100_000, description="Events kept per unresolved platform id while its link to a CRM "
              "account is unknown; beyond it they go to the ingest dead-letter topic (never dropped)."),
     ] = 1000
+    identity_park_max_ids: Annotated[
+        int,
+        Meta(ge=1, le=10_000_000, description="Unresolved platform ids that may have parked events on one "
+             "worker (its partitions of the identity topic). An event that would park for one more id goes "
+             "to the ingest dead-letter topic (`identity_park_full`, never dropped); ids already parked keep "
+             "parking up to identity_park_limit. At most this times identity_park_limit events are parked."),
+    ] = 100_000
+    identity_park_ttl_seconds: Annotated[
+        float,
+        Meta(ge=1, le=366 * 86_400, description="A parked event waiting longer than this for its link goes to "
+             "the ingest dead-letter topic (`identity_park_expired`): when its id's next event arrives, or "
+             "by the worker's sweep (every tenth of this, at most every 10 minutes)."),
+    ] = 7 * 86_400.0
     rules_file: Annotated[
         str,
         Meta(description="JSON file overriding drift rule settings (grace, tolerances, severity, action, "

@@ -1,13 +1,15 @@
 """Pure identity logic: links, parking and merges. No Faust, no I/O: the agents call these.
 
 Two halves, on two partitionings:
-* `step` runs on `concord.identity` (keyed by platform-local id): link, resolve or park.
+* `step` runs on `concord.identity` (keyed by platform-local id): link, resolve or park, within the
+  parking bounds (events per id, ids per worker, time parked; see `step`).
 * `merge_routing` runs on `concord.canonical` (keyed by customer key), in the state agent: after a
   CRM merge, tell the identity side to re-point the ids the customer state has seen.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Final
 
 import msgspec
@@ -17,32 +19,116 @@ from concord.codecs.model import UNSET, AccountMerged, CanonicalEvent, CustomerU
 from concord.codecs.model import decode as decode_event
 from concord.codecs.model import encode as encode_event
 from concord.codecs.records import IdentityMessage
-from concord.core.messages import Repoint
+from concord.core.messages import ParkSweep, Repoint
 from concord.tables.state import ZERO, CustomerState, PartyRecord
 
+# Stored queue: MAGIC, count (u32), then one frame per event, oldest first: parked at (epoch ms,
+# u64), length (u32), the event's canonical JSON. Parking appends a frame and rewrites the count:
+# no event of the queue is decoded or re-encoded (the bytes are copied once). MAGIC is a byte
+# msgpack never writes, so a queue stored before (msgpack `{"events": [...]}`) is told apart.
+_MAGIC: Final = b"\xc1"
+_HEAD: Final = struct.Struct(">I")
+_FRAME: Final = struct.Struct(">QI")
+_HEAD_END: Final = len(_MAGIC) + _HEAD.size
 
-class ParkedQueue(Struct, frozen=True):
-    """Events waiting for their local id's link, oldest first, as encoded canonical JSON."""
 
+class _Legacy(Struct, frozen=True):
     events: tuple[bytes, ...] = ()
 
+
+_legacy_decoder = msgspec.msgpack.Decoder(_Legacy)
+
+
+class ParkedQueue:
+    """Events waiting for their local id's link, oldest first: encoded canonical JSON, each with when it
+    was parked. Immutable; held as its stored bytes (`dump()` is free, `append` copies them once)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes = b"") -> None:
+        self.data = data
+
     @classmethod
-    def load(cls, data: bytes | None) -> ParkedQueue:
-        return _parked_decoder.decode(data) if data else EMPTY_QUEUE
+    def of(cls, events: tuple[bytes, ...] | list[bytes], parked_at: int = 0) -> ParkedQueue:
+        """A queue of `events`, all parked at `parked_at` (epoch ms)."""
+        queue = EMPTY_QUEUE
+        for raw in events:
+            queue = queue.append(raw, parked_at)
+        return queue
+
+    @classmethod
+    def load(cls, data: bytes | None, now: int = 0) -> ParkedQueue:
+        """The stored queue; one stored before parking times were kept counts as parked `now`."""
+        if not data:
+            return EMPTY_QUEUE
+        if data[:1] == _MAGIC:
+            return cls(data)
+        return cls.of(_legacy_decoder.decode(data).events, now)
 
     def dump(self) -> bytes:
-        return msgspec.msgpack.encode(self)
+        return self.data
+
+    def __len__(self) -> int:
+        return _HEAD.unpack_from(self.data, 1)[0] if self.data else 0
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ParkedQueue) and self.data == other.data
+
+    def __hash__(self) -> int:
+        return hash(self.data)
+
+    def __repr__(self) -> str:
+        return f"ParkedQueue({len(self)} events)"
+
+    @property
+    def oldest_at(self) -> int | None:
+        """When the oldest event was parked (epoch ms); None when empty. Reads one frame header."""
+        return _FRAME.unpack_from(self.data, _HEAD_END)[0] if self.data else None
+
+    def entries(self) -> tuple[tuple[int, bytes], ...]:
+        """(parked at, event) of every event, oldest first."""
+        out: list[tuple[int, bytes]] = []
+        offset, data = _HEAD_END, self.data
+        for _ in range(len(self)):
+            at, size = _FRAME.unpack_from(data, offset)
+            offset += _FRAME.size
+            out.append((at, data[offset:offset + size]))
+            offset += size
+        return tuple(out)
+
+    @property
+    def events(self) -> tuple[bytes, ...]:
+        return tuple(raw for _, raw in self.entries())
+
+    def append(self, raw: bytes, parked_at: int) -> ParkedQueue:
+        body = memoryview(self.data)[_HEAD_END:]  # copied once, by the join
+        return ParkedQueue(b"".join((_MAGIC, _HEAD.pack(len(self) + 1), body, _FRAME.pack(parked_at, len(raw)), raw)))
+
+    def expire(self, before: int) -> tuple[ParkedQueue, tuple[tuple[int, bytes], ...]]:
+        """(the queue without the events parked before `before`, those events with their parking times)."""
+        oldest = self.oldest_at
+        if oldest is None or oldest >= before:
+            return self, ()
+        entries = self.entries()
+        cut = next((n for n, (at, _) in enumerate(entries) if at >= before), len(entries))
+        kept = EMPTY_QUEUE
+        for at, raw in entries[cut:]:
+            kept = kept.append(raw, at)
+        return kept, entries[:cut]
 
 
 EMPTY_QUEUE: Final = ParkedQueue()
-_parked_decoder = msgspec.msgpack.Decoder(ParkedQueue)
 
 
 class Outcome(Struct, frozen=True):
     link: str | None
     forward: tuple[CanonicalEvent, ...]
     parked: ParkedQueue
+    # Dead letters (never dropped): past the id's `limit`; refused because no room was left for
+    # another id (`room`); parked longer than `ttl` (with when each was parked).
     overflow: tuple[bytes, ...] = ()
+    refused: tuple[bytes, ...] = ()
+    expired: tuple[tuple[int, bytes], ...] = ()
 
     @property
     def alias_links(self) -> tuple[Repoint, ...]:
@@ -67,25 +153,45 @@ def _release(queue: ParkedQueue, customer_key: str) -> tuple[CanonicalEvent, ...
     return tuple(_resolved(decode_event(raw), customer_key) for raw in queue.events)
 
 
-def step(link: str | None, queue: ParkedQueue, message: IdentityMessage, limit: int) -> Outcome:
+def step(link: str | None, queue: ParkedQueue, message: IdentityMessage, limit: int, *, now: int = 0,
+         ttl: int = 0, room: bool = True) -> Outcome:
     """One identity record for a local id whose current link and parked queue are given.
 
     * A `Repoint` or an event that names its customer key sets the link and releases what was parked
-      (in arrival order, before the event itself).
-    * An event without a customer key is resolved through the link, or parked; past `limit` parked
-      events it overflows (the caller dead-letters it: never dropped).
+      (in arrival order, before the event itself), however long it waited: the link is what it
+      waited for.
+    * Otherwise, events parked more than `ttl` ms before `now` expire first (0: never); a
+      `ParkSweep` does nothing else.
+    * An event without a customer key is resolved through the link, or parked (at `now`); past
+      `limit` parked events it overflows, and when the id has nothing parked yet and `room` is
+      False (the worker holds as many parked ids as allowed) it is refused. The caller dead-letters
+      overflow, refused and expired events: none is dropped.
     """
     if isinstance(message, Repoint):
         return Outcome(message.customer_key, _release(queue, message.customer_key), EMPTY_QUEUE)
-    if message.customer_key is not None:
+    if not isinstance(message, ParkSweep) and message.customer_key is not None:
         released = _release(queue, message.customer_key)
         return Outcome(message.customer_key, (*released, message), EMPTY_QUEUE)
+    had_parked = len(queue) > 0
+    expired: tuple[tuple[int, bytes], ...] = ()
+    if ttl > 0:
+        queue, expired = queue.expire(now - ttl)
+    if isinstance(message, ParkSweep):
+        return Outcome(link, (), queue, expired=expired)
     if link is not None:
-        return Outcome(link, (_resolved(message, link),), queue)
+        return Outcome(link, (_resolved(message, link),), queue, expired=expired)
     raw = encode_event(message)
-    if len(queue.events) >= limit:
-        return Outcome(None, (), queue, (raw,))
-    return Outcome(None, (), ParkedQueue((*queue.events, raw)))
+    if len(queue) >= limit:
+        return Outcome(None, (), queue, (raw,), expired=expired)
+    if not had_parked and not room:
+        return Outcome(None, (), queue, refused=(raw,), expired=expired)
+    return Outcome(None, (), queue.append(raw, now), expired=expired)
+
+
+def expired_by(queue: ParkedQueue, now: int, ttl: int) -> bool:
+    """Whether some event of `queue` was parked more than `ttl` ms before `now` (reads one header)."""
+    oldest = queue.oldest_at
+    return ttl > 0 and oldest is not None and oldest < now - ttl
 
 
 class MergeRouting(Struct, frozen=True):

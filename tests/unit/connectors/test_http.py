@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from concord.connectors.base import ConnectorError, ErrorKind
-from concord.connectors.http import HttpClient, redacted, retry_after, split_address, to_major
+from concord.connectors.http import HttpClient, redacted, retry_after, segment, split_address, to_major
 
 
 def test_retry_after_reads_seconds_and_http_dates() -> None:
@@ -75,3 +75,32 @@ async def test_connection_refused_is_transient_without_the_token() -> None:
     assert caught.value.kind is ErrorKind.TRANSIENT
     assert "stripe GET /v1/customers/cus_1" in caught.value.reason
     assert "sk_test_secret" not in caught.value.reason
+
+
+def test_segment_encodes_one_path_segment_and_refuses_dot_segments() -> None:
+    assert segment("in_1/../../customer/5") == "in_1%2F..%2F..%2Fcustomer%2F5"
+    assert segment("a b?c#d%2F:@;") == "a%20b%3Fc%23d%252F%3A%40%3B"
+    assert segment(42) == "42"
+    for bad in ("", ".", ".."):
+        with pytest.raises(ConnectorError) as caught:
+            segment(bad)
+        assert caught.value.kind is ErrorKind.DATA
+
+
+async def test_the_path_is_sent_as_encoded_and_dot_segments_never_leave() -> None:
+    seen: list[str] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.Response(text="{}")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    async with TestServer(app) as server:
+        client = _client(str(server.make_url("")) + "/root/")
+        await client.request("GET", f"/v1/customers/{segment('cus_1/../../x')}/{segment('%2E%2E')}")
+        with pytest.raises(ConnectorError) as caught:
+            await client.request("GET", "/v1/customers/../x")
+        await client.close()
+    assert caught.value.kind is ErrorKind.DATA
+    assert seen == ["/root/v1/customers/cus_1%2F..%2F..%2Fx/%252E%252E"]

@@ -200,3 +200,34 @@ async def test_unknown_action_is_data() -> None:
             await _run(box, "erp.delete_everything", {"external_id": "x"})
         assert caught.value.kind is ErrorKind.DATA
         assert "unsupported action" in caught.value.reason
+
+
+async def test_a_traversal_id_reaches_netsuite_as_one_segment_and_touches_no_other_record() -> None:
+    # Ids come from platform payloads: "<id>/../../invoice/<n>" once normalized to the invoice's own URL.
+    async with running() as box:
+        invoice = _invoice(box)
+        victim = box.world.get("netsuite", "invoice", invoice["id"])
+        before = msgspec.json.encode(victim)
+        customer_id = box.world.find("netsuite", "customer", "externalId", ACCOUNT)["id"]
+        traversal = f"{customer_id}/../../invoice/{invoice['id']}"
+        with pytest.raises(ConnectorError) as caught:
+            await _run(box, "erp.update_customer", {"customer_id": traversal}, {"name": "pwned"})
+        assert (caught.value.kind, caught.value.status) == (ErrorKind.DATA, 404)
+        assert f"customer/{customer_id}%2F..%2F..%2Finvoice%2F{invoice['id']}" in caught.value.reason
+        # An upsert by external id: the id after `eid:` is the whole literal id, a record of its own.
+        eid = f"in_1/../../customer/{customer_id}"
+        await _run(box, "erp.upsert_invoice", {"external_id": eid},
+                   {"customer_key": ACCOUNT, "total": 100, "currency": "USD", "status": "open"}, command_id="cmd-2")
+        created = box.world.find("netsuite", "invoice", "externalId", eid)
+        assert created is not None and created["id"] not in (invoice["id"], customer_id)
+        assert msgspec.json.encode(box.world.get("netsuite", "invoice", invoice["id"])) == before
+        assert box.world.get("netsuite", "customer", customer_id)["companyName"] == "Acme"
+
+
+async def test_dot_segment_ids_are_refused_before_any_request() -> None:
+    async with running() as box:
+        for bad in ("..", "."):
+            with pytest.raises(ConnectorError) as caught:
+                await _run(box, "erp.apply_payment", {"external_id": bad}, {"amount": 100, "currency": "USD"})
+            assert caught.value.kind is ErrorKind.DATA and caught.value.status is None
+        assert box.world.effects.all() == []

@@ -110,3 +110,13 @@ async def test_timeout_is_transient() -> None:
         with pytest.raises(ConnectorError) as caught:
             await _run(box, account_id, {"name": "X"})
         assert caught.value.kind is ErrorKind.TRANSIENT
+
+
+async def test_a_traversal_account_id_cannot_address_another_account() -> None:
+    async with running() as box:
+        attacker, victim = _account(box), _account(box)
+        with pytest.raises(ConnectorError) as caught:
+            await _run(box, f"{attacker}/../{victim}", {"name": "pwned"})
+        assert (caught.value.kind, caught.value.status) == (ErrorKind.DATA, 404)
+        assert f"/Account/{attacker}%2F..%2F{victim}" in caught.value.reason
+        assert [box.world.get("salesforce", "Account", a)["Name"] for a in (attacker, victim)] == ["Acme", "Acme"]

@@ -189,3 +189,20 @@ async def test_timeout_is_transient() -> None:
         await connector.close()
         assert caught.value.kind is ErrorKind.TRANSIENT
         assert "no answer within 0.2s" in caught.value.reason
+
+
+async def test_a_traversal_customer_id_cannot_address_another_customer() -> None:
+    # "cus_A/../cus_B" once normalized to cus_B's URL: the update landed on the other customer.
+    async with running() as box:
+        attacker, victim = await _customer(box), await _customer(box)
+        connector = StripeConnector(box.settings)
+        try:
+            with pytest.raises(ConnectorError) as caught:
+                await connector.execute(command(UPDATE, "stripe", {"customer_id": f"{attacker}/../{victim}"},
+                                                {"name": "pwned", "tax_id": "DE1"}))
+        finally:
+            await connector.close()
+        assert (caught.value.kind, caught.value.status) == (ErrorKind.DATA, 404)
+        assert f"/v1/customers/{attacker}%2F..%2F{victim}" in caught.value.reason
+        assert f"No such customer: '{attacker}/../{victim}'" in caught.value.reason  # one id, decoded back
+        assert [box.world.get("stripe", "customer", c)["name"] for c in (attacker, victim)] == ["Acme", "Acme"]

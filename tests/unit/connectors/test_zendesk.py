@@ -164,3 +164,20 @@ async def test_timeout_is_transient() -> None:
         with pytest.raises(ConnectorError) as caught:
             await _run(box, "support.fetch_organization", {"organization_id": org_id})
         assert caught.value.kind is ErrorKind.TRANSIENT
+
+
+async def test_a_traversal_organization_id_cannot_reach_a_ticket() -> None:
+    # "<org>/../../tickets/<n>" once normalized to the ticket's URL: a write there, or its body fetched.
+    async with running() as box:
+        org_id = _org(box)
+        ticket = zendesk.create_ticket(box.world, organization_id=org_id, subject="private")
+        traversal = f"{org_id}/../../tickets/{ticket['id']}"
+        for action, payload in (("support.suspend_entitlement", None), ("support.fetch_organization", None),
+                                ("support.update_customer", {"name": "pwned"})):
+            target = {"customer_id" if action == "support.update_customer" else "organization_id": traversal}
+            with pytest.raises(ConnectorError) as caught:
+                await _run(box, action, target, payload)
+            assert (caught.value.kind, caught.value.status) == (ErrorKind.DATA, 404)
+            assert f"{org_id}%2F..%2F..%2Ftickets%2F{ticket['id']}.json" in caught.value.reason
+        assert box.world.get("zendesk", "ticket", str(ticket["id"]))["subject"] == "private"
+        assert _fields(box, org_id)["support_status"] == "active"

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import struct
+
 from concord.codecs.model import (
     UNSET,
     AccountMerged,
@@ -11,8 +13,15 @@ from concord.codecs.model import (
     RefundChanged,
     Version,
 )
-from concord.core.messages import Repoint
-from concord.tables.identity import EMPTY_QUEUE, ParkedQueue, merge_routing, step
+from concord.codecs.records import decode_identity
+from concord.core.messages import ParkSweep, Repoint
+from concord.tables.identity import (
+    EMPTY_QUEUE,
+    ParkedQueue,
+    expired_by,
+    merge_routing,
+    step,
+)
 from concord.tables.state import CustomerState, apply, empty
 
 
@@ -135,3 +144,86 @@ def test_the_loser_hands_its_customer_records_to_the_winner() -> None:
     winner, _ = apply(empty("001WIN"), restated)
     assert winner.billing.customers["cus_9"].crm_account_id == "001LOSER"
     assert routing.keep is True  # the merge itself still applies to the loser
+
+
+# ---------------------------------------------------------------- parking bounds
+
+DAY = 86_400_000
+
+
+def test_the_queue_is_stored_with_parking_times_and_parking_appends_a_frame() -> None:
+    queue = EMPTY_QUEUE.append(b'{"a":1}', 10).append(b'{"b":2}', 20)
+    assert len(queue) == 2 and queue.oldest_at == 10
+    assert queue.entries() == ((10, b'{"a":1}'), (20, b'{"b":2}'))
+    assert ParkedQueue.load(queue.dump()) == queue
+    # Appending adds one frame (parked at, length, event) behind the stored bytes: nothing is re-encoded.
+    assert queue.dump() == EMPTY_QUEUE.append(b'{"a":1}', 10).dump()[:1] + struct.pack(">I", 2) + (
+        EMPTY_QUEUE.append(b'{"a":1}', 10).dump()[5:] + struct.pack(">QI", 20, 7) + b'{"b":2}')
+    assert ParkedQueue.load(None) == EMPTY_QUEUE and len(EMPTY_QUEUE) == 0 and EMPTY_QUEUE.oldest_at is None
+
+
+def test_a_queue_stored_before_parking_times_loads_as_parked_now() -> None:
+    import msgspec
+
+    legacy = msgspec.msgpack.encode({"events": [b'{"a":1}', b'{"b":2}']})
+    queue = ParkedQueue.load(legacy, now=500)
+    assert queue.entries() == ((500, b'{"a":1}'), (500, b'{"b":2}'))
+
+
+def test_parked_events_older_than_the_ttl_expire_when_the_queue_is_next_touched() -> None:
+    queue = step(None, EMPTY_QUEUE, invoice(1), 10, now=0, ttl=DAY).parked
+    queue = step(None, queue, invoice(2), 10, now=DAY // 2, ttl=DAY).parked
+    outcome = step(None, queue, invoice(3), 10, now=DAY + 1, ttl=DAY)  # evt_1 is older than a day
+    assert [at for at, _ in outcome.expired] == [0] and b'"evt_1"' in outcome.expired[0][1]
+    assert [e.event_id for e in map(_decoded, outcome.parked.events)] == ["evt_2", "evt_3"]
+    assert outcome.parked.entries()[1][0] == DAY + 1
+    # Exactly the TTL old is not older than it.
+    assert step(None, queue, invoice(3), 10, now=DAY, ttl=DAY).expired == ()
+
+
+def test_a_sweep_only_expires_and_can_empty_the_queue() -> None:
+    queue = step(None, EMPTY_QUEUE, invoice(1), 10, now=0, ttl=DAY).parked
+    nothing = step(None, queue, ParkSweep(local_id="stripe:cus_1", at=5), 10, now=5, ttl=DAY)
+    assert nothing.parked == queue and nothing.expired == () and nothing.forward == () and nothing.link is None
+    swept = step(None, queue, ParkSweep(local_id="stripe:cus_1", at=DAY + 1), 10, now=DAY + 1, ttl=DAY)
+    assert swept.parked == EMPTY_QUEUE and len(swept.expired) == 1 and swept.forward == ()
+    assert expired_by(queue, DAY + 1, DAY) and not expired_by(queue, DAY, DAY) and not expired_by(queue, DAY + 1, 0)
+
+
+def test_the_link_releases_even_events_past_the_ttl() -> None:
+    queue = step(None, EMPTY_QUEUE, invoice(1), 10, now=0, ttl=DAY).parked
+    outcome = step(None, queue, invoice(2, customer_key="001A"), 10, now=5 * DAY, ttl=DAY)
+    assert [e.event_id for e in outcome.forward] == ["evt_1", "evt_2"] and outcome.expired == ()
+    assert outcome.parked == EMPTY_QUEUE
+
+
+def test_without_room_a_new_id_is_refused_but_a_parked_id_keeps_parking() -> None:
+    refused = step(None, EMPTY_QUEUE, invoice(1), 10, room=False)
+    assert refused.parked == EMPTY_QUEUE and len(refused.refused) == 1 and b'"evt_1"' in refused.refused[0]
+    queue = step(None, EMPTY_QUEUE, invoice(1), 10).parked
+    more = step(None, queue, invoice(2), 10, room=False)
+    assert len(more.parked) == 2 and more.refused == ()
+    # An id whose events all expired is still the same id: it parks again without new room.
+    again = step(None, queue, invoice(3), 10, now=2 * DAY, ttl=DAY, room=False)
+    assert len(again.expired) == 1 and len(again.parked) == 1 and again.refused == ()
+    # A resolved event needs no room.
+    assert step("001A", EMPTY_QUEUE, invoice(4), 10, room=False).forward[0].customer_key == "001A"
+
+
+def test_identity_records_decode_sweeps_beside_events_and_repoints() -> None:
+    from concord.codecs.model import encode
+    from concord.core import messages
+
+    sweep = ParkSweep(local_id="stripe:cus_1", at=7)
+    assert decode_identity(messages.encode(sweep)) == sweep
+    assert decode_identity(encode(invoice(1))) == invoice(1)
+    repoint = Repoint(local_id="stripe:cus_1", customer_key="001A", reason="alias")
+    assert decode_identity(messages.encode(repoint)) == repoint
+
+
+def _decoded(raw: bytes) -> InvoiceChanged:
+    from concord.codecs.model import decode
+
+    event = decode(raw)
+    assert isinstance(event, InvoiceChanged)
+    return event
