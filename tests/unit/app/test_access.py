@@ -154,3 +154,13 @@ async def test_with_a_public_listener_webhooks_are_closed_on_the_internal_one() 
     async with TestClient(internal) as client:
         assert (await client.post("/webhooks/stripe", data=b"{}")).status == 404
         assert (await client.get("/readyz")).status != 404
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'"accept"', b"{not json", b'{"by": 5}', b'{"by": "x", "evil": 1}'])
+async def test_an_accept_body_that_is_not_the_object_it_should_be_is_a_400(client: TestClient[Any, Any],
+                                                                            body: bytes) -> None:
+    # Refused before the finding is looked up: no Redis is needed to see it (it was a 500).
+    response = await client.post("/api/drift/fp1/accept", data=body,
+                                 headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"})
+    assert response.status == 400
+    assert (await response.json())["error"] == "bad_request"
