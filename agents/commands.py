@@ -106,7 +106,7 @@ class KafkaPublisher:
             return
         pending = await self._concord.topics[topic_name].send(
             key=outcome.record_id.encode() or None, value=outcome.fetched,
-            headers=[("concord-refetched-by", command.command_id.encode())])
+            headers=[(messages.REFETCHED_BY, command.command_id.encode())])
         await pending
 
     async def dead_letter(self, command: Command, result: CommandResult) -> None:

@@ -31,7 +31,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from faust.web import Request, Response, View
 
 from concord.app import signatures
-from concord.core import metrics
+from concord.core import messages, metrics
 
 if TYPE_CHECKING:
     from concord.agents.context import Concord
@@ -185,7 +185,7 @@ class Ingress:
             log.warning("refused %s webhook: %s", platform, exc.reason)
             return self._refuse(platform, 401, exc.reason, {"error": exc.reason})
         headers = [(str(k), v.encode()) for k, v in request.headers.items() if k.lower() not in _DROPPED_HEADERS]
-        headers.append(("concord-received-at", str(int(self.clock() * 1000)).encode()))
+        headers.append((messages.RECEIVED_AT, str(int(self.clock() * 1000)).encode()))
         written = await self.send(platform, body, headers)  # acks=all: answered only once Kafka has it
         metrics.webhook_requests.labels(platform, "accepted").inc()
         return Reply(200, {"status": "accepted", **written})
