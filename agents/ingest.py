@@ -26,6 +26,7 @@ from concord.core.messages import command_key
 
 if TYPE_CHECKING:
     from concord.agents.context import Concord
+    from concord.agents.watermarks import Progress
 
 log = logging.getLogger("concord.ingest")
 
@@ -48,7 +49,8 @@ def dead_letter_headers(
     return headers
 
 
-def register(concord: Concord) -> None:
+def register(concord: Concord, progress: Progress | None = None) -> None:
+    """Add the ingest agent; `progress` notes what it reads of each raw partition (for the watermarks)."""
     names = concord.names
     platform_of = {topic: Platform(platform) for platform, topic in names.raw.items()}
     config = codec_config(concord.settings)
@@ -91,11 +93,17 @@ def register(concord: Concord) -> None:
             raise DecodeError("no_customer_reference",
                               f"{type(event).__name__} ({event.entity.kind}) names no customer in any system")
 
+    def note(message: Any, platform: Platform, events: list[CanonicalEvent]) -> None:
+        if progress is not None:
+            progress.read(message.tp, platform.value, message.offset, [e.occurred_at for e in events],
+                          int(time.time() * 1000))
+
     @concord.app.agent(raw, name="concord.ingest", concurrency=1)
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             message = event.message
             platform = platform_of[message.topic]
+            events: list[CanonicalEvent] = []
             try:
                 events = decoder(platform)(event.value, config)
             except Exception as exc:  # codecs raise only DecodeError; whatever else, never stop the stream
@@ -115,7 +123,9 @@ def register(concord: Concord) -> None:
                     reason, detail = "ingest_error", f"{type(exc).__name__} while routing the decoded events"
                     log.exception("ingest error on %s[%d]@%d", message.topic, message.partition, message.offset)
                 else:
+                    note(message, platform, events)
                     continue
+            note(message, platform, events)
             metrics.ingest_dead_letters.labels(platform.value, reason).inc()
             await dlq.send(key=message.key, value=event.value, headers=dead_letter_headers(
                 message.headers, platform.value, reason, detail, message.topic, message.partition, message.offset))

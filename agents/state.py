@@ -23,7 +23,7 @@ import heapq
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -133,7 +133,10 @@ def _tune_gc() -> None:
         gc.set_threshold(max(t0, _GC_THRESHOLD0), max(t1, 20), t2)
 
 
-def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> None:
+def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
+             watermarks: Callable[[], Mapping[str, int]] | None = None) -> None:
+    """Add the state agent. `watermarks()` says how far Concord has read each platform (agents/watermarks.py):
+    deadlines are judged only past it (drift/lifecycle.py); None judges on the clock alone."""
     _tune_gc()
     app = concord.app
     settings = concord.settings
@@ -226,7 +229,8 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
                 counts[0] += 1
             else:
                 counts[1] += 1
-        verdict = lifecycle.evaluate(state, now, rules, config, None if tick else sections, correlation)
+        verdict = lifecycle.evaluate(state, now, rules, config, None if tick else sections, correlation,
+                                     watermarks() if watermarks is not None else None)
         if verdict.state is not state:
             dirty = True
         state = verdict.state
@@ -354,7 +358,11 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule]) -> No
             return
         if deadlines.rebuild_needed:
             rebuild()
-        for key in deadlines.pop_due(now_ms()):
+        now = now_ms()
+        # A customer due while a platform is read only up to before its deadline would be looked at
+        # again on every scan and wait still: its tick goes once every platform is read past it.
+        read = watermarks() if watermarks is not None else {}
+        for key in deadlines.pop_due(min(now, *read.values()) if read else now):
             await canonical.send(key=key.encode(), value=messages.encode(messages.Tick(customer_key=key,
                                                                                        due=now_ms())))
         metrics.drift_index_backlog.set(index.backlog)

@@ -40,6 +40,7 @@ POLICY: Final[Mapping[str, str]] = {
     "/readyz": INTERNAL,
     "/metrics": METRICS,
     "/webhooks/{platform}": WEBHOOK,
+    "/api/health": READ,
     "/api/drift": READ,
     "/api/drift/{fingerprint}": READ,
     "/api/drift/{fingerprint}/accept": ADMIN,

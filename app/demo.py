@@ -149,6 +149,8 @@ def demo_environment(rules_file: Path, environ: dict[str, str], kafka_port: int 
         "netsuite_webhook_secret": "concord-demo-netsuite-secret",
         "admin_token": "concord-demo-admin-token",
         "read_token": "concord-demo-read-token",
+        # Rules run at demo speed (graces of 10 s): an idle platform counts as read up to 5 s ago.
+        "watermark_idle_seconds": "5",
         "rules_file": str(rules_file),
         # Simulated months pass in minutes: look for expired deadlines often.
         "deadline_scan_seconds": "0.2",

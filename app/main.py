@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import Iterable
 
-from concord.agents import commands, identity, ingest, state
+from concord.agents import commands, identity, ingest, state, watermarks
 from concord.agents.context import ROLES, Concord
 from concord.agents.faust_internals.web import add_listener
 from concord.app import api, commands_api, ingress, web
@@ -42,13 +42,15 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
     """
     concord = create_concord(settings, roles)
     config = drift_config(settings)
-    web.register(concord)
+    progress = watermarks.Progress() if "ingest" in concord.roles else None
+    health = watermarks.register(concord, progress)
+    web.register(concord, health)
     if "ingest" in concord.roles:
         ingress.register(concord)
-        ingest.register(concord)
+        ingest.register(concord, progress)
         identity.register(concord)
     if "state" in concord.roles:
-        state.register(concord, config, catalog.RULES)
+        state.register(concord, config, catalog.RULES, health.read)
     executor = commands.register(concord) if "commands" in concord.roles else None
     if settings.webhook_port and "ingest" in concord.roles:
         concord.on_started(functools.partial(public_listener, concord))

@@ -1,4 +1,4 @@
-"""Operational HTTP endpoints of every worker: `/healthz`, `/readyz`, `/metrics`."""
+"""Operational HTTP endpoints of every worker: `/healthz`, `/readyz`, `/metrics`, `/api/health`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from aiokafka import AIOKafkaClient
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from concord.agents import watermarks
 from concord.agents.faust_internals.recovery import recovery_finished
+from concord.agents.watermarks import HealthWatch
 from concord.core import metrics
 from concord.core.settings import kafka_bootstrap
+from concord.drift.watermarks import PlatformHealth
 
 if TYPE_CHECKING:
     from concord.agents.context import Concord
@@ -65,9 +68,23 @@ class KafkaProbe:
             await self._client.close()
 
 
-def register(concord: Concord) -> None:
-    """Add the operational views to the app's web server."""
+class Health(msgspec.Struct, frozen=True):
+    """`/api/health`: is Concord behind on a platform, by how much, since when (docs/reliability.md)."""
+
+    ready: bool
+    platforms: list[PlatformHealth]
+    behind: list[str]  # the platforms behind, for a glance
+    read_at: int  # when the watermarks were last read from Redis (epoch ms; 0: never)
+    detail: str = ""
+
+
+def register(concord: Concord, health: HealthWatch | None = None) -> None:
+    """Add the operational views to the app's web server (`health`: the worker's watch of the platforms'
+    watermarks; one is started here when the caller has none)."""
     app = concord.app
+    if health is None:
+        health = watermarks.register(concord, None)
+    watch = health
     probe = KafkaProbe(kafka_bootstrap(concord.settings))
 
     @app.page("/healthz")
@@ -87,6 +104,18 @@ def register(concord: Concord) -> None:
             return self.bytes(
                 msgspec.json.encode(state), content_type="application/json", status=200 if state.ready else 503
             )
+
+    @app.page("/api/health")
+    class HealthView(View):
+        """Per platform: how far Concord has read (its watermark), how far behind, since when. `/readyz`
+        stays ready while Concord is behind: it is working, only slower."""
+
+        async def get(self, request: Request) -> Response:
+            state = await readiness(concord, probe)
+            platforms = list(watch.platforms.values())
+            body = Health(ready=state.ready, platforms=platforms, behind=[p.platform for p in platforms if p.behind],
+                          read_at=watch.read_at, detail="; ".join(d for d in (state.detail, watch.error) if d))
+            return self.bytes(msgspec.json.encode(body), content_type="application/json")
 
     @app.page("/metrics")
     class Metrics(View):

@@ -81,6 +81,11 @@ commands_emitted = Counter(
 deadline_ticks = Counter(
     "concord_deadline_ticks_total", "Customers evaluated because a deadline expired", registry=REGISTRY,
 )
+platform_watermark_lag = Gauge(
+    "concord_platform_watermark_lag_seconds", "How far each platform's watermark trails the clock: the newest "
+    "source time up to which Concord has read all of the platform's events (docs/reliability.md)", ["platform"],
+    registry=REGISTRY,
+)
 drift_index_backlog = Gauge(
     "concord_drift_index_backlog", "Customers whose findings wait to be mirrored to Redis", registry=REGISTRY,
 )

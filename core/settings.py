@@ -255,6 +255,15 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         int, Meta(ge=0, le=10_000_000, description="Decoded customer states a worker keeps in memory beside "
                   "the table's encoded ones (most recently used): saves decoding hot customers on every event.")
     ] = 10_000
+    watermark_idle_seconds: Annotated[
+        float, Meta(ge=1.0, le=3600.0, description="A raw partition caught up with its log and quiet for this "
+                    "long counts as read up to the clock less this much (its watermark advances with the clock): "
+                    "the allowance for events still in flight at the platform.")
+    ] = 30.0
+    platform_behind_seconds: Annotated[
+        float, Meta(ge=1.0, le=86400.0, description="A platform whose watermark trails the clock by more than "
+                    "this is reported behind (`/api/health`, a log line, the lag metric).")
+    ] = 120.0
     deadline_scan_seconds: Annotated[
         float, Meta(ge=0.1, le=60.0, description="How often a worker looks for grace windows and correction "
                     "timeouts that expired without a new event (SLA rules fire within this much of their due time).")

@@ -23,7 +23,7 @@ most once, and a drift that comes back after its correction gets new ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -33,6 +33,7 @@ from concord.core.messages import Command, CorrectionFailed, DriftItem, Transiti
 from concord.drift.config import DriftConfig, RuleConfig
 from concord.drift.finding import Finding
 from concord.drift.rule import Context, Rule
+from concord.drift.watermarks import platforms_read
 from concord.tables.state import CustomerState
 
 PENDING: Final = "pending"
@@ -75,6 +76,8 @@ class _Plan:
                 prepared.append((rule, rule_config, Context(rule_config, config)))
         self.all: tuple[Prepared, ...] = tuple(prepared)
         self.reads_drift = any("drift" in rule.reads for rule, _, _ in self.all)
+        # The platforms whose events each rule reads: its findings wait for their watermarks.
+        self.platforms = {rule.id: platforms_read(rule.reads) for rule in rules}
         self._by_parts: dict[frozenset[str], tuple[Prepared, ...]] = {}
 
     def reading(self, sections: Iterable[str] | None) -> tuple[Prepared, ...]:
@@ -143,15 +146,22 @@ def evaluate(
     config: DriftConfig,
     sections: Iterable[str] | None = None,
     correlation_id: str = "",
+    watermarks: Mapping[str, int] | None = None,
     _again: bool = True,
 ) -> Verdict:
     """Run the rules reading `sections` (all when None) and advance every finding's lifecycle.
 
+    `watermarks` (platform -> epoch ms, drift/watermarks.py): how far Concord has read each platform.
+    A deadline (a grace window, a correction timeout) is judged only once every platform its rule
+    reads has been read past it: behind on a platform, Concord waits instead of reporting a
+    disagreement the events it has not read yet may settle. A platform not in `watermarks` (nothing
+    known of it) does not hold anything back; None judges on the clock alone.
     Transitions change the `drift` section itself: rules reading it (D14) then run once more.
     """
     if state.merged_into is not None:
         return _retired(state, now, correlation_id)
     plan = _plan(rules, config)
+    read_past = _reader(plan, watermarks)
     to_run = plan.reading(sections)
     if not to_run and not (state.next_due and now >= state.next_due):
         return Verdict(state)  # nothing changed that a rule reads, nothing due: the common case
@@ -177,7 +187,7 @@ def evaluate(
             else:
                 items[fp] = resolved
         else:
-            items[fp] = _advance(item, actions.get(fp), config, now, run)
+            items[fp] = _advance(item, actions.get(fp), config, now, run, read_past)
     items = _bound_resolved(items, config.resolved_kept)
     next_due = _next_due(items.values(), config)
     if next_due == state.next_due and _same(items, state.drift):
@@ -186,7 +196,7 @@ def evaluate(
         new_state = _replace(state, drift=items, next_due=next_due)
     verdict = Verdict(new_state, tuple(run.transitions), tuple(run.commands))
     if _again and run.transitions and plan.reads_drift:
-        follow = evaluate(new_state, now, rules, config, {"drift"}, correlation_id, _again=False)
+        follow = evaluate(new_state, now, rules, config, {"drift"}, correlation_id, watermarks, _again=False)
         verdict = Verdict(follow.state, verdict.transitions + follow.transitions, verdict.commands + follow.commands)
     return verdict
 
@@ -239,10 +249,31 @@ def _observe(item: DriftItem | None, finding: Finding, fp: str, grace_ms: int, s
                     severity=severity, dry_run=dry_run)
 
 
-def _advance(item: DriftItem, action: Any, config: DriftConfig, now: int, run: _Run) -> DriftItem:
-    """The passage of time: report what is due, re-command or escalate what did not converge."""
+ReadPast = Callable[[str, int], bool]
+
+
+def _reader(plan: _Plan, watermarks: Mapping[str, int] | None) -> ReadPast:
+    """`read_past(rule, t)`: every platform `rule` reads has been read past `t` (always, without watermarks)."""
+    if not watermarks:
+        return _always
+
+    def read_past(rule: str, t: int) -> bool:
+        return all(watermarks.get(p, t) >= t for p in plan.platforms.get(rule, ()))
+    return read_past
+
+
+def _always(rule: str, t: int) -> bool:
+    return True
+
+
+def _advance(item: DriftItem, action: Any, config: DriftConfig, now: int, run: _Run,
+             read_past: ReadPast = _always) -> DriftItem:
+    """The passage of time: report what is due, re-command or escalate what did not converge.
+
+    Nothing is judged before the platforms the rule reads have been read past the deadline.
+    """
     # `action` is None when the rule did not run now: wait for the deadline tick, which runs them all.
-    if item.status == PENDING and now >= item.due and action is not None:
+    if item.status == PENDING and now >= item.due and action is not None and read_past(item.rule, item.due):
         opened = _replace(item, status=OPEN, first_seen=now, last_seen=now)
         run.transition(opened, PENDING)
         if item.action != "review" and not item.dry_run:
@@ -250,7 +281,8 @@ def _advance(item: DriftItem, action: Any, config: DriftConfig, now: int, run: _
             run.transition(commanded, OPEN)
             return commanded
         return opened
-    if item.status == COMMANDED and now >= item.last_command_at + config.correction_timeout_seconds * 1000:
+    timeout_at = item.last_command_at + config.correction_timeout_seconds * 1000
+    if item.status == COMMANDED and now >= timeout_at and read_past(item.rule, timeout_at):
         if item.generation >= config.max_corrections:
             escalated = _replace(item, status=ESCALATED, last_seen=now,
                                  note=f"still there after {item.generation} correction(s)")

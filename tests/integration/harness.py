@@ -59,6 +59,8 @@ def unique_settings(infra: Infra, data_dir: Path, partitions: int = 4) -> Settin
         kafka_session_timeout=6.0,
         data_dir=str(data_dir),
         read_token=READ_TOKEN,
+        # Judgments wait for the platforms' watermarks; an idle partition counts as read up to 2 s ago.
+        watermark_idle_seconds=2.0,
     )
 
 
@@ -149,6 +151,13 @@ class WorkerProcess:
                     pass
                 await asyncio.sleep(0.3)
         raise AssertionError(f"worker not ready after {timeout:.0f} s:\n{self.log_tail()}")
+
+    async def get_text(self, path: str) -> str:
+        """GET `path` (with the read token), asserting a 200; the body as text."""
+        headers = {"Authorization": f"Bearer {self.settings.read_token}"} if self.settings.read_token else {}
+        async with aiohttp.ClientSession(headers=headers) as session, session.get(f"{self.base_url}{path}") as resp:
+            assert resp.status == 200, f"GET {path} -> {resp.status}: {await resp.text()}"
+            return await resp.text()
 
     async def get_json(self, path: str) -> object:
         """GET `path` as a reader would (the worker's read token), asserting a 200."""

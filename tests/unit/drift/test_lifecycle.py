@@ -229,3 +229,38 @@ def test_resolved_items_are_bounded() -> None:
         switch.on = False
         state = lifecycle.evaluate(state, i * 10 + 2, rules, config).state
     assert [item.subject for item in state.drift.values()] == ["record-2"]  # the newest resolved one
+
+
+def test_a_due_finding_waits_while_a_platform_its_rule_reads_is_read_only_up_to_before_its_deadline() -> None:
+    switch, rules, config = setup()  # the rule reads support.entitlements: Zendesk's events
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    behind = {"zendesk": 10 * MIN - 1, "stripe": 20 * MIN}
+    v = lifecycle.evaluate(v.state, 12 * MIN, rules, config, watermarks=behind)
+    (item,) = v.state.drift.values()
+    assert item.status == "pending" and v.transitions == () and v.commands == ()  # Zendesk not read that far
+    # The Zendesk events Concord had not read yet settle it: never reported, nothing commanded.
+    switch.on = False
+    settled = lifecycle.evaluate(v.state, 13 * MIN, rules, config, watermarks={"zendesk": 11 * MIN})
+    assert settled.transitions == () and settled.state.drift == {}
+    # Or they do not: once Zendesk is read past the deadline, it is reported and corrected.
+    switch.on = True
+    v = lifecycle.evaluate(v.state, 13 * MIN, rules, config, watermarks={"zendesk": 10 * MIN})
+    assert statuses(v) == [("pending", "open"), ("open", "commanded")]
+
+
+def test_another_platform_behind_holds_nothing_back_and_an_unknown_one_neither() -> None:
+    switch, rules, config = setup()
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    v = lifecycle.evaluate(v.state, 10 * MIN, rules, config, watermarks={"stripe": 0, "netsuite": 5})
+    assert statuses(v) == [("pending", "open"), ("open", "commanded")]
+
+
+def test_no_correction_is_commanded_again_while_the_platform_lags_behind_its_timeout() -> None:
+    switch, rules, config = setup()
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    v = lifecycle.evaluate(v.state, 10 * MIN, rules, config)
+    timeout = 10 * MIN + 30 * MIN
+    waiting = lifecycle.evaluate(v.state, timeout + MIN, rules, config, watermarks={"zendesk": timeout - 1})
+    assert waiting.commands == () and waiting.transitions == ()  # the correction may have landed unread
+    again = lifecycle.evaluate(v.state, timeout + MIN, rules, config, watermarks={"zendesk": timeout})
+    assert [c.generation for c in again.commands] == [2]

@@ -1,0 +1,150 @@
+"""Watermarks in a running worker: each ingest agent publishes its raw partitions', every worker watches.
+
+The ingest agent notes, per raw partition it reads, the latest source time and offset read
+(`Progress.read`). Every second it publishes each assigned partition's watermark
+(`drift/watermarks.py`) to one Redis hash, `<prefix>:watermarks` (`<platform>:<partition>` -> JSON),
+so every worker sees every partition whichever worker reads it. Every worker then computes each
+platform's health from that hash (`HealthWatch`): the `concord_platform_watermark_lag_seconds` gauge,
+one log line when a platform falls behind (and one when it caught up), and `/api/health`.
+
+Redis unreachable: nothing is published or read; the last health stays, and says how old it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from concord.agents.faust_internals.recovery import committed_offset, recovery_finished
+from concord.connectors.executor import REDIS_ERRORS
+from concord.core import metrics
+from concord.core.topics import PLATFORMS
+from concord.drift.watermarks import (
+    PartitionMark,
+    PartitionProgress,
+    PlatformHealth,
+    partition_watermark,
+    platform_health,
+)
+
+if TYPE_CHECKING:
+    from concord.agents.context import Concord
+
+log = logging.getLogger("concord.watermarks")
+
+PUBLISH_SECONDS: Final = 1.0
+_encode_mark = msgspec.json.Encoder().encode
+_decode_mark = msgspec.json.Decoder(PartitionMark).decode
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Progress:
+    """What this worker's ingest agent has read of each raw partition."""
+
+    def __init__(self) -> None:
+        self._read: dict[Any, tuple[str, int, int, int]] = {}  # tp -> (platform, next offset, high, read at)
+
+    def read(self, tp: Any, platform: str, offset: int, source_times: list[int], at: int) -> None:
+        """A record at `offset` was read (decoded or dead-lettered); `source_times` of its events."""
+        _, _, high, _ = self._read.get(tp, (platform, 0, 0, 0))
+        self._read[tp] = (platform, offset + 1, max([high, *source_times]), at)
+
+    def progress(self, tp: Any, platform: str, highwater: int | None, committed: int | None) -> PartitionProgress:
+        """The partition's progress: caught up when what was read (or committed) reaches the log's end."""
+        _, next_offset, high, at = self._read.get(tp, (platform, 0, 0, 0))
+        done = max(next_offset, committed or 0)
+        return PartitionProgress(platform=platform, partition=tp.partition, high=high, last_read=at,
+                                 caught_up=highwater is not None and done >= highwater)
+
+    def forget(self, keep: set[Any]) -> None:
+        """Drop partitions no longer assigned (their next reader starts from the committed offset)."""
+        for tp in [tp for tp in self._read if tp not in keep]:
+            del self._read[tp]
+
+
+class HealthWatch:
+    """Every platform's health, from the published watermarks; remembers since when each is behind."""
+
+    def __init__(self, behind_ms: int, stale_ms: int) -> None:
+        self.behind_ms = behind_ms
+        self.stale_ms = stale_ms
+        self.platforms: dict[str, PlatformHealth] = {}
+        self.read_at = 0  # when the watermarks were last read from Redis (0: never)
+        self.error = ""
+
+    def read(self) -> dict[str, int]:
+        """Each platform's watermark, of the platforms any partition of which was read (for the lifecycle)."""
+        return {p: h.watermark for p, h in self.platforms.items() if h.partitions}
+
+    def update(self, marks: Mapping[str, Mapping[int, PartitionMark]], now: int) -> list[str]:
+        """Recompute from `marks`; the log lines of platforms that fell behind or caught up."""
+        since = {p: h.behind_since for p, h in self.platforms.items() if h.behind}
+        health = platform_health(marks, now, self.behind_ms, self.stale_ms, since, PLATFORMS)
+        lines = []
+        for platform, now_health in health.items():
+            before = self.platforms.get(platform)
+            if now_health.behind and not (before and before.behind):
+                lines.append(f"{platform} is behind: Concord has read its events up to {now_health.lag_seconds:.0f} s "
+                             f"ago (bound {self.behind_ms / 1000:.0f} s)")
+            elif before and before.behind and not now_health.behind:
+                lines.append(f"{platform} caught up (lag {now_health.lag_seconds:.0f} s; behind since "
+                             f"{before.behind_since})")
+        self.platforms = health
+        self.read_at = now
+        self.error = ""
+        return lines
+
+
+def decode_marks(raw: Mapping[bytes, bytes]) -> dict[str, dict[int, PartitionMark]]:
+    """The Redis hash as platform -> partition -> mark (entries that do not parse are skipped)."""
+    out: dict[str, dict[int, PartitionMark]] = {}
+    for field, value in raw.items():
+        platform, _, partition = field.decode(errors="replace").partition(":")
+        try:
+            out.setdefault(platform, {})[int(partition)] = _decode_mark(value)
+        except (ValueError, msgspec.DecodeError):
+            continue
+    return out
+
+
+def register(concord: Concord, progress: Progress | None) -> HealthWatch:
+    """Publish the watermarks of `progress` (an ingest worker's) and watch every platform's health."""
+    app = concord.app
+    settings = concord.settings
+    key = f"{settings.topic_prefix}:watermarks"
+    idle_ms = int(settings.watermark_idle_seconds * 1000)
+    watch = HealthWatch(int(settings.platform_behind_seconds * 1000), stale_ms=max(10 * idle_ms, 60_000))
+    raw_topics = {topic: platform for platform, topic in concord.names.raw.items()}
+
+    @app.timer(interval=PUBLISH_SECONDS)
+    async def watermarks() -> None:
+        now = now_ms()
+        try:
+            if progress is not None and recovery_finished(app):
+                assigned = {tp for tp in app.consumer.assignment() if tp.topic in raw_topics}
+                progress.forget(assigned)
+                marks = {}
+                for tp in assigned:
+                    platform = raw_topics[tp.topic]
+                    state = progress.progress(tp, platform, app.consumer.highwater(tp), committed_offset(app, tp))
+                    marks[f"{platform}:{tp.partition}"] = _encode_mark(
+                        PartitionMark(watermark=partition_watermark(state, now, idle_ms), at=now))
+                if marks:
+                    await concord.redis.hset(key, mapping=marks)  # type: ignore[misc]
+            raw = await concord.redis.hgetall(key)  # type: ignore[misc]
+        except REDIS_ERRORS as exc:
+            watch.error = f"redis: {type(exc).__name__}: {exc}"
+            return
+        for line in watch.update(decode_marks(raw), now):
+            log.warning(line)
+        for platform, health in watch.platforms.items():
+            metrics.platform_watermark_lag.labels(platform).set(health.lag_seconds)
+
+    return watch

@@ -1,0 +1,65 @@
+"""The running side of watermarks: what the ingest agent notes, and the health every worker derives."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from concord.agents.watermarks import HealthWatch, Progress, decode_marks
+from concord.drift.watermarks import PartitionMark
+
+NOW = 1_000_000_000
+
+
+class TP(NamedTuple):
+    topic: str
+    partition: int
+
+
+def test_progress_notes_the_latest_source_time_and_whether_the_log_is_read_to_its_end() -> None:
+    progress = Progress()
+    tp = TP("c.raw.stripe", 2)
+    progress.read(tp, "stripe", 41, [NOW - 9_000, NOW - 7_000], at=NOW - 100)
+    progress.read(tp, "stripe", 42, [], at=NOW)  # dead-lettered: no source time, but read
+    state = progress.progress(tp, "stripe", highwater=43, committed=40)
+    assert (state.high, state.last_read, state.caught_up, state.partition) == (NOW - 7_000, NOW, True, 2)
+    assert progress.progress(tp, "stripe", highwater=50, committed=40).caught_up is False
+    assert progress.progress(tp, "stripe", highwater=None, committed=40).caught_up is False  # end not known yet
+
+
+def test_a_partition_not_read_here_is_caught_up_when_its_committed_offset_is_at_the_end() -> None:
+    progress = Progress()
+    tp = TP("c.raw.zendesk", 0)
+    assert progress.progress(tp, "zendesk", highwater=7, committed=7).caught_up is True  # nothing new since
+    assert progress.progress(tp, "zendesk", highwater=9, committed=7).caught_up is False
+    assert progress.progress(tp, "zendesk", highwater=0, committed=None).caught_up is True  # an empty log
+
+
+def test_partitions_moved_to_another_worker_are_forgotten() -> None:
+    progress = Progress()
+    kept, moved = TP("t", 0), TP("t", 1)
+    progress.read(kept, "stripe", 1, [NOW], at=NOW)
+    progress.read(moved, "stripe", 1, [NOW], at=NOW)
+    progress.forget({kept})
+    assert progress.progress(moved, "stripe", highwater=9, committed=None).high == 0
+    assert progress.progress(kept, "stripe", highwater=9, committed=None).high == NOW
+
+
+def marks(watermark: int) -> dict[str, dict[int, PartitionMark]]:
+    return {"stripe": {0: PartitionMark(watermark=watermark, at=NOW)}}
+
+
+def test_one_log_line_when_a_platform_falls_behind_and_one_when_it_caught_up() -> None:
+    watch = HealthWatch(behind_ms=60_000, stale_ms=60_000)
+    assert watch.update(marks(NOW - 1_000), NOW) == []
+    fell = watch.update(marks(NOW - 200_000), NOW)
+    assert len(fell) == 1 and fell[0].startswith("stripe is behind")
+    assert watch.update(marks(NOW - 210_000 + 1_000), NOW + 1_000) == []  # still behind: said once
+    assert watch.platforms["stripe"].behind_since == NOW
+    back = watch.update(marks(NOW + 2_000), NOW + 3_000)
+    assert len(back) == 1 and back[0].startswith("stripe caught up") and str(NOW) in back[0]
+    assert watch.platforms["stripe"].behind is False
+
+
+def test_marks_that_do_not_parse_are_skipped() -> None:
+    raw = {b"stripe:0": b'{"watermark": 5, "at": 6}', b"stripe:x": b"{}", b"zendesk:1": b"not json"}
+    assert decode_marks(raw) == {"stripe": {0: PartitionMark(watermark=5, at=6)}}
