@@ -84,7 +84,10 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
             for command in rereads:
                 metrics.commands_emitted.labels(command.action).inc()
                 await commands.send(key=command_key(command), value=messages.encode(command))
-            return
+            if event.local_customer is None and event.customer_key is None:
+                return  # no customer to tell: the records re-read will find theirs
+            # The customer's state learns what it does not know until the re-read arrives (unknown is not
+            # absent: tables/state.py `Support.unread`), in order with the customer's other events.
         if event.local_customer is not None:
             await identity.send(key=event.local_customer.encode(), value=encode_event(event))
         elif event.customer_key is not None:

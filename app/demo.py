@@ -44,6 +44,9 @@ SANDBOX_PORT = 6070
 # The correction timeout never shrinks below this: a command, the platform's event and the
 # re-evaluation take a moment even when simulated time flies.
 MIN_CORRECTION_TIMEOUT_S = 30
+# A due finding waits at least this long for an unread entitlement before "cannot judge" (re-reads
+# take a second or two).
+MIN_UNREAD_BOUND_S = 60
 # Nor does a grace window shrink below this: a Zendesk change reaches Concord over a webhook and a
 # re-read command, a Stripe change over one webhook; under load the two must not be judged in the
 # gap between them (a grace window is there for systems that legitimately lag, Concord included).
@@ -110,14 +113,16 @@ def render(now: Totals, before: Totals | None) -> str:
 
 
 def scaled_rules(time_scale: float) -> dict[str, Any]:
-    """A rules file: every grace window and the correction timeout divided by the time scale, and
+    """A rules file: every grace window, the correction timeout and the unread bound divided by the time scale, and
     the sandbox's plan -> support tier map (D03 judges tiers only for mapped plans)."""
     defaults = catalog.default_configs()
     rules = {rule_id: {"grace_seconds": max(MIN_GRACE_S, int(config.grace_seconds / time_scale))
                        if config.grace_seconds else 0}
              for rule_id, config in defaults.items()}
     timeout = max(MIN_CORRECTION_TIMEOUT_S, int(1800 / time_scale))
-    return {"rules": rules, "correction_timeout_seconds": timeout, "plan_tiers": dict(PLAN_TIERS)}
+    unread = max(MIN_UNREAD_BOUND_S, int(3600 / time_scale))
+    return {"rules": rules, "correction_timeout_seconds": timeout, "unread_bound_seconds": unread,
+            "plan_tiers": dict(PLAN_TIERS)}
 
 
 def demo_environment(rules_file: Path, environ: dict[str, str], kafka_port: int = 9092,

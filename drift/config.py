@@ -46,6 +46,9 @@ class DriftConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
     correction_timeout_seconds: int = 1800
     # Resolved findings kept in a customer's state (the Redis index keeps the history).
     resolved_kept: int = 10
+    # How long a due finding waits for an input Concord cannot read yet (a Zendesk entitlement whose
+    # re-read is pending or failing) before it is reported as "cannot judge", with no command.
+    unread_bound_seconds: int = 3600
 
     def rule(self, rule_id: str, defaults: RuleConfig) -> RuleConfig:
         return self.rules.get(rule_id, defaults)

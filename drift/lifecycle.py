@@ -24,6 +24,7 @@ most once, and a drift that comes back after its correction gets new ones.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
@@ -35,6 +36,11 @@ from concord.drift.finding import Finding
 from concord.drift.rule import Context, Rule
 from concord.drift.watermarks import platforms_read
 from concord.tables.state import CustomerState
+
+#: The parts of the state an unread re-read leaves unknown (tables/state.py `Support.unread`).
+UNREAD_SECTIONS: Final = frozenset({"support.entitlements"})
+#: The note of a finding reported because it waited too long for an input Concord could not read.
+CANNOT_JUDGE: Final = "cannot judge"
 
 PENDING: Final = "pending"
 OPEN: Final = "open"
@@ -78,6 +84,8 @@ class _Plan:
         self.reads_drift = any("drift" in rule.reads for rule, _, _ in self.all)
         # The platforms whose events each rule reads: its findings wait for their watermarks.
         self.platforms = {rule.id: platforms_read(rule.reads) for rule in rules}
+        # The rules that wait while a customer's support entitlement is unread.
+        self.reads_unread = frozenset(rule.id for rule in rules if rule.reads & UNREAD_SECTIONS)
         self._by_parts: dict[frozenset[str], tuple[Prepared, ...]] = {}
 
     def reading(self, sections: Iterable[str] | None) -> tuple[Prepared, ...]:
@@ -166,10 +174,15 @@ def evaluate(
     if not to_run and not (state.next_due and now >= state.next_due):
         return Verdict(state)  # nothing changed that a rule reads, nothing due: the common case
     items = dict(state.drift)
+    # Unknown is not absent: while an entitlement is unread, the rules reading it still note what they
+    # find (pending), but neither resolve nor report nor command anything (until the bound: "cannot judge").
+    unread_since = min((first for first, _ in state.support.unread.values()), default=0)
+    waiting = plan.reads_unread if unread_since else frozenset()
     ran: set[str] = set()
     actions: dict[str, Any] = {}  # fingerprint -> action, of every finding the rules that ran found now
     for rule, rule_config, ctx in to_run:
-        ran.add(rule.id)
+        if rule.id not in waiting:  # a finding not found now may be one the unread entitlement hides
+            ran.add(rule.id)
         for finding in rule.check(state, now, ctx):
             fp = finding.fingerprint
             actions[fp] = finding.action
@@ -180,7 +193,9 @@ def evaluate(
         return Verdict(_replace(state, drift=items, next_due=0) if state.next_due else state)
     run = _Run(state, now, correlation_id)
     for fp, item in list(items.items()):
-        if item.rule in ran and fp not in actions:
+        if item.rule in waiting:
+            items[fp] = _wait(item, unread_since, config, now, run)
+        elif item.rule in ran and fp not in actions:
             resolved = _resolve(item, now, run)
             if resolved is None:
                 del items[fp]
@@ -189,7 +204,7 @@ def evaluate(
         else:
             items[fp] = _advance(item, actions.get(fp), config, now, run, read_past)
     items = _bound_resolved(items, config.resolved_kept)
-    next_due = _next_due(items.values(), config)
+    next_due = _next_due(items.values(), config, waiting, unread_since)
     if next_due == state.next_due and _same(items, state.drift):
         new_state = state  # nothing moved: callers can skip writing it
     else:
@@ -266,12 +281,40 @@ def _always(rule: str, t: int) -> bool:
     return True
 
 
+def _wait(item: DriftItem, unread_since: int, config: DriftConfig, now: int, run: _Run) -> DriftItem:
+    """A finding whose rule reads an input unread since `unread_since`: it waits, and once due and past the
+    bound is reported as "cannot judge", with no command (a correction made blind could be wrong)."""
+    bound = unread_since + config.unread_bound_seconds * 1000
+    if now < bound:
+        return item
+    seen = datetime.fromtimestamp(unread_since / 1000, UTC).isoformat(timespec="seconds")
+    note = f"{CANNOT_JUDGE}: support unreadable since {seen}"
+    if item.status == PENDING and now >= item.due:
+        opened = _replace(item, status=OPEN, first_seen=now, last_seen=now, note=note)
+        run.transition(opened, PENDING)
+        return opened
+    if item.status == COMMANDED and now >= item.last_command_at + config.correction_timeout_seconds * 1000:
+        # Whether the correction took cannot be seen: a person takes it over (as after failed corrections).
+        escalated = _replace(item, status=ESCALATED, last_seen=now, note=note)
+        run.transition(escalated, COMMANDED)
+        return escalated
+    return item
+
+
 def _advance(item: DriftItem, action: Any, config: DriftConfig, now: int, run: _Run,
              read_past: ReadPast = _always) -> DriftItem:
     """The passage of time: report what is due, re-command or escalate what did not converge.
 
-    Nothing is judged before the platforms the rule reads have been read past the deadline.
+    Nothing is judged before the platforms the rule reads have been read past the deadline. A finding
+    reported as "cannot judge" is judged once its input is read again: still there, it is corrected.
     """
+    if item.status == OPEN and item.note.startswith(CANNOT_JUDGE) and action is not None:
+        judged = _replace(item, note="", last_seen=now)
+        if item.action != "review" and not item.dry_run:
+            commanded = run.command(judged, action)
+            run.transition(commanded, OPEN)
+            return commanded
+        return judged
     # `action` is None when the rule did not run now: wait for the deadline tick, which runs them all.
     if item.status == PENDING and now >= item.due and action is not None and read_past(item.rule, item.due):
         opened = _replace(item, status=OPEN, first_seen=now, last_seen=now)
@@ -357,15 +400,23 @@ def _bound_resolved(items: dict[str, DriftItem], keep: int) -> dict[str, DriftIt
     return {fp: i for fp, i in items.items() if i not in drop}
 
 
-def _next_due(items: Iterable[DriftItem], config: DriftConfig) -> int:
-    """When this customer must be looked at again without a new event (0: never)."""
+def _next_due(items: Iterable[DriftItem], config: DriftConfig, waiting: frozenset[str] = frozenset(),
+              unread_since: int = 0) -> int:
+    """When this customer must be looked at again without a new event (0: never).
+
+    A pending finding of a rule waiting for an unread input is looked at when the wait's bound expires
+    (the re-read, when it comes, is an event of its own).
+    """
     timeout = config.correction_timeout_seconds * 1000
+    hold = unread_since + config.unread_bound_seconds * 1000
     earliest: int | None = None
     for item in items:  # one pass: this runs on every evaluation that ran a rule
         if item.status == PENDING:
-            due = item.due
+            due = max(item.due, hold) if item.rule in waiting else item.due
         elif item.status == COMMANDED:
             due = item.last_command_at + timeout
+            if item.rule in waiting:
+                due = max(due, hold)
         else:
             continue
         if earliest is None or due < earliest:

@@ -360,6 +360,10 @@ class Support(Struct, gc=False, kw_only=True, frozen=True, array_like=True):
     entitlements: dict[str, Entitlement] = {}
     cases: dict[str, Case] = {}
     horizon: Stamp = ZERO
+    # Organizations whose entitlement changed at the source and is not read yet (a Zendesk webhook carries
+    # no custom fields; the re-read brings them): organization id -> (source time of the first change not
+    # read, of the latest). The entitlement the state holds for them is unknown, not absent, meanwhile.
+    unread: dict[str, tuple[int, int]] = {}
 
 
 class Erp(Struct, gc=False, kw_only=True, frozen=True, array_like=True):
@@ -612,11 +616,16 @@ def _apply_refund(state: CustomerState, e: RefundChanged, stamp: Stamp, limits: 
 
 def _apply_entitlement(state: CustomerState, e: EntitlementChanged, stamp: Stamp, limits: Limits) -> Changes | None:
     support = state.support
+    unread = support.unread
+    pending = unread.get(e.organization_id)
+    if pending is not None and stamp.ts >= pending[1]:  # read as of the latest change announced: known again
+        unread = {org: times for org, times in unread.items() if org != e.organization_id}
     if not _is_newer(support.entitlements, e.organization_id, stamp):
-        return None
+        return None if unread is support.unread else {"support": _replace(support, unread=unread)}
     record = Entitlement(organization_id=e.organization_id, status=e.status, tier=e.tier, end_date=e.end_date,
                          tags=e.tags, deleted=e.deleted, since_lag=stamp.ts - e.occurred_at, stamp=stamp)
-    return {"support": _replace(support, entitlements={**support.entitlements, e.organization_id: record})}
+    return {"support": _replace(support, entitlements={**support.entitlements, e.organization_id: record},
+                                unread=unread)}
 
 
 def _is_open_case(case: Case) -> bool:
@@ -666,7 +675,18 @@ def _apply_merge(state: CustomerState, e: AccountMerged, stamp: Stamp, limits: L
 
 
 def _apply_resync(state: CustomerState, e: ResyncRequired, stamp: Stamp, limits: Limits) -> Changes | None:
-    return None  # a request to re-read records: the re-read records change the state, not this
+    """A Zendesk organization changed in ways its webhook does not show: its entitlement is unread until
+    the re-read brings it (other sources' re-read requests change nothing here: the records re-read do)."""
+    if e.source is not Platform.ZENDESK or e.object_type != "organization":
+        return None
+    support = state.support
+    unread = dict(support.unread)
+    for org in e.record_ids:
+        first, latest = unread.get(org, (stamp.ts, stamp.ts))
+        if org in support.entitlements and support.entitlements[org].stamp.ts >= stamp.ts:
+            continue  # the state already holds the entitlement as of this change
+        unread[org] = (min(first, stamp.ts), max(latest, stamp.ts))
+    return None if unread == support.unread else {"support": _replace(support, unread=unread)}
 
 
 _TRANSITIONS: Final[dict[type, Transition]] = {

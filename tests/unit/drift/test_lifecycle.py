@@ -264,3 +264,63 @@ def test_no_correction_is_commanded_again_while_the_platform_lags_behind_its_tim
     assert waiting.commands == () and waiting.transitions == ()  # the correction may have landed unread
     again = lifecycle.evaluate(v.state, timeout + MIN, rules, config, watermarks={"zendesk": timeout})
     assert [c.generation for c in again.commands] == [2]
+
+
+def unread(state: CustomerState, since: int) -> CustomerState:
+    """`state` with its support entitlement unread since `since` (a re-read pending or failing)."""
+    return msgspec.structs.replace(state, support=msgspec.structs.replace(state.support,
+                                                                          unread={"9": (since, since)}))
+
+
+def known(state: CustomerState) -> CustomerState:
+    return msgspec.structs.replace(state, support=msgspec.structs.replace(state.support, unread={}))
+
+
+def test_unknown_is_not_absent_a_rule_reading_an_unread_entitlement_waits_then_cannot_judge() -> None:
+    switch, rules, config = setup()  # grace 10 min; the rule reads support.entitlements
+    config = msgspec.structs.replace(config, unread_bound_seconds=3600)
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    blind = unread(v.state, 5 * MIN)
+    v = lifecycle.evaluate(blind, 30 * MIN, rules, config)  # due, but the entitlement is unread
+    (item,) = v.state.drift.values()
+    assert item.status == "pending" and v.transitions == () and v.commands == ()
+    assert v.state.next_due == 5 * MIN + 60 * MIN  # looked at again at the bound, not every scan
+    # Past the bound: reported, saying why, and nothing commanded blind.
+    v = lifecycle.evaluate(v.state, 65 * MIN, rules, config)
+    assert statuses(v) == [("pending", "open")] and v.commands == ()
+    (item,) = v.state.drift.values()
+    assert item.note.startswith("cannot judge: support unreadable since ")
+    # Read again and still there: corrected.
+    v = lifecycle.evaluate(known(v.state), 70 * MIN, rules, config, {"support.entitlements"})
+    assert statuses(v) == [("open", "commanded")] and len(v.commands) == 1
+    assert next(iter(v.state.drift.values())).note == ""
+
+
+def test_an_unread_entitlement_that_settles_the_disagreement_leaves_nothing_reported() -> None:
+    switch, rules, config = setup()
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    v = lifecycle.evaluate(unread(v.state, 5 * MIN), 30 * MIN, rules, config)
+    switch.on = False  # the re-read shows the systems agree: the rule, running again, finds nothing
+    v = lifecycle.evaluate(known(v.state), 31 * MIN, rules, config, {"support.entitlements"})
+    assert v.transitions == () and v.state.drift == {}
+
+
+def test_rules_not_reading_the_unread_entitlement_go_on() -> None:
+    switch, rules, config = setup()
+    other = msgspec.structs.replace(rules[0], reads=frozenset({"billing.subscriptions"}))
+    v = lifecycle.evaluate(unread(empty("001"), 0), 0, [other], config)
+    v = lifecycle.evaluate(v.state, 10 * MIN, [other], config)
+    assert statuses(v) == [("pending", "open"), ("open", "commanded")]
+
+
+def test_a_correction_whose_effect_cannot_be_read_is_neither_repeated_nor_left_ticking() -> None:
+    switch, rules, config = setup()
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    v = lifecycle.evaluate(v.state, 10 * MIN, rules, config)  # commanded at 10 min; timeout 30 min
+    blind = unread(v.state, 15 * MIN)
+    waiting = lifecycle.evaluate(blind, 45 * MIN, rules, config)
+    assert waiting.commands == () and waiting.transitions == ()  # not commanded again blind
+    assert waiting.state.next_due == 15 * MIN + 60 * MIN
+    v = lifecycle.evaluate(waiting.state, 75 * MIN, rules, config)
+    assert statuses(v) == [("commanded", "escalated")] and v.commands == () and v.state.next_due == 0
+    assert next(iter(v.state.drift.values())).note.startswith("cannot judge")

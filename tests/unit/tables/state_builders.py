@@ -138,6 +138,12 @@ def resync(ts: int, *, event_id: str | None = None) -> ResyncRequired:
                           object_type="Account", record_ids=(KEY,))
 
 
+def organization_unread(ts: int, organization_id: str = "9", *, event_id: str | None = None) -> ResyncRequired:
+    """A Zendesk organization webhook: it changed, but its entitlement is not in the payload (re-read it)."""
+    return ResyncRequired(**_common(ZENDESK, "organization", organization_id, ts, 0, event_id, None),
+                          reason="webhook_without_fields", object_type="organization", record_ids=(organization_id,))
+
+
 def fold(events: list[CanonicalEvent] | tuple[CanonicalEvent, ...], state: CustomerState | None = None,
          limits: Limits = DEFAULT_LIMITS) -> CustomerState:
     """The state after applying `events` one by one, from `state` (an empty customer by default)."""

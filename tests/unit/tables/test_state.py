@@ -628,3 +628,28 @@ def test_without_the_dedup_ring_any_order_with_duplicates_folds_to_the_same_stat
     history, delivered = history_and_delivery
     no_ring = msgspec.structs.replace(_LIMITS, recent_event_ids=0)
     assert fold(delivered, limits=no_ring) == fold(history, limits=no_ring)
+
+
+def test_an_organization_changed_but_not_read_leaves_its_entitlement_unread_until_the_re_read() -> None:
+    from tests.unit.tables.state_builders import entitlement, fold, organization_unread, resync
+
+    state = fold([entitlement(100, "active"), organization_unread(200), organization_unread(300)])
+    assert state.support.unread == {"9": (200, 300)}  # since the first change not read, up to the latest
+    assert state.support.entitlements["9"].status == "active"  # what was read stays: unknown, not absent
+    older = fold([entitlement(250, "inactive", event_id="e250")], state)
+    assert older.support.unread == {"9": (200, 300)}  # read as of before the latest change: still unread
+    read = fold([entitlement(300, "inactive", event_id="e300")], state)
+    assert read.support.unread == {} and read.support.entitlements["9"].status == "inactive"
+    # A change the state already holds (the re-read came first) leaves nothing unread.
+    assert fold([organization_unread(300, event_id="late")], read).support.unread == {}
+    # Another source's re-read request (Salesforce GAP_*) changes nothing here.
+    assert fold([resync(400)], read).support.unread == {}
+
+
+def test_a_re_read_equal_to_what_the_state_holds_still_makes_the_entitlement_known() -> None:
+    from tests.unit.tables.state_builders import entitlement, fold, organization_unread
+
+    state = fold([entitlement(300, "active", event_id="first"), organization_unread(300, event_id="hook")])
+    assert state.support.unread == {}  # held as of that change already
+    state = fold([organization_unread(400, event_id="hook2")], state)
+    assert fold([entitlement(400, "active", event_id="reread")], state).support.unread == {}
