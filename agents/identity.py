@@ -25,6 +25,7 @@ import faust
 
 from concord.agents.faust_internals.recovery import recovery_finished
 from concord.agents.ingest import dead_letter_headers
+from concord.agents.watermarks import IDENTITY
 from concord.codecs import records
 from concord.codecs.errors import as_decode_error
 from concord.codecs.model import AccountMerged, CanonicalEvent
@@ -35,6 +36,7 @@ from concord.tables.identity import ParkedQueue, expired_by, step
 
 if TYPE_CHECKING:
     from concord.agents.context import Concord
+    from concord.agents.watermarks import Progress
 
 log = logging.getLogger("concord.identity")
 
@@ -51,7 +53,8 @@ def sweep_interval(ttl_seconds: float) -> float:
     return min(max(ttl_seconds / 10, 1.0), 600.0)
 
 
-def register(concord: Concord) -> None:
+def register(concord: Concord, progress: Progress | None = None) -> None:
+    """Add the identity agent; `progress` notes what it reads of each identity partition (the hop's watermark)."""
     app = concord.app
     names = concord.names
     settings = concord.settings
@@ -84,6 +87,9 @@ def register(concord: Concord) -> None:
     @app.agent(identity_topic, name="concord.identity", concurrency=1)
     async def resolve(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
+            if progress is not None:  # the records before this one are done; this one is within moments
+                progress.read(event.message.tp, IDENTITY, event.message.offset, [event.message.timestamp],
+                              now_ms())
             try:
                 local_id = event.message.key.decode()
                 message = records.decode_identity(event.value)

@@ -1,11 +1,13 @@
-"""Watermarks in a running worker: each ingest agent publishes its raw partitions', every worker watches.
+"""Watermarks in a running worker: ingest workers publish their partitions', every worker watches.
 
 The ingest agent notes, per raw partition it reads, the latest source time and offset read
-(`Progress.read`). Every second it publishes each assigned partition's watermark
-(`drift/watermarks.py`) to one Redis hash, `<prefix>:watermarks` (`<platform>:<partition>` -> JSON),
-so every worker sees every partition whichever worker reads it. Every worker then computes each
-platform's health from that hash (`HealthWatch`): the `concord_platform_watermark_lag_seconds` gauge,
-one log line when a platform falls behind (and one when it caught up), and `/api/health`.
+(`Progress.read`); the identity agent, per identity partition, when the records it reads were written
+(the identity hop, watched as `identity`: the platforms' watermarks count only as far as it has read).
+Every second an ingest worker publishes each assigned partition's watermark (`drift/watermarks.py`) to
+one Redis hash, `<prefix>:watermarks` (`<platform>:<partition>` -> JSON), so every worker sees every
+partition whichever worker reads it. Every worker then computes each platform's health from that hash
+(`HealthWatch`): the `concord_platform_watermark_lag_seconds` gauge, one log line when a platform falls
+behind (and one when it caught up), and `/api/health`.
 
 Redis unreachable: nothing is published or read; the last health stays, and says how old it is.
 """
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("concord.watermarks")
 
 PUBLISH_SECONDS: Final = 1.0
+#: The identity hop, watched like a platform: its "source time" is when each record was written to the
+#: identity topic, and a caught-up partition is read up to now (no idle allowance).
+IDENTITY: Final = "identity"
 _encode_mark = msgspec.json.Encoder().encode
 _decode_mark = msgspec.json.Decoder(PartitionMark).decode
 
@@ -80,13 +85,19 @@ class HealthWatch:
         self.error = ""
 
     def read(self) -> dict[str, int]:
-        """Each platform's watermark, of the platforms any partition of which was read (for the lifecycle)."""
-        return {p: h.watermark for p, h in self.platforms.items() if h.partitions}
+        """Each platform's watermark, of the platforms any partition of which was read (for the lifecycle).
+
+        Less the identity hop's lag: an event the ingest agent forwarded through the identity topic
+        reaches the customer's state only once the identity agent has read that far.
+        """
+        hop = self.platforms.get(IDENTITY)
+        lag = max(0, self.read_at - hop.watermark) if hop is not None and hop.partitions else 0
+        return {p: h.watermark - lag for p, h in self.platforms.items() if h.partitions and p != IDENTITY}
 
     def update(self, marks: Mapping[str, Mapping[int, PartitionMark]], now: int) -> list[str]:
         """Recompute from `marks`; the log lines of platforms that fell behind or caught up."""
         since = {p: h.behind_since for p, h in self.platforms.items() if h.behind}
-        health = platform_health(marks, now, self.behind_ms, self.stale_ms, since, PLATFORMS)
+        health = platform_health(marks, now, self.behind_ms, self.stale_ms, since, (*PLATFORMS, IDENTITY))
         lines = []
         for platform, now_health in health.items():
             before = self.platforms.get(platform)
@@ -121,21 +132,23 @@ def register(concord: Concord, progress: Progress | None) -> HealthWatch:
     key = f"{settings.topic_prefix}:watermarks"
     idle_ms = int(settings.watermark_idle_seconds * 1000)
     watch = HealthWatch(int(settings.platform_behind_seconds * 1000), stale_ms=max(10 * idle_ms, 60_000))
-    raw_topics = {topic: platform for platform, topic in concord.names.raw.items()}
+    read_topics = {topic: platform for platform, topic in concord.names.raw.items()}
+    read_topics[concord.names.identity] = IDENTITY
 
     @app.timer(interval=PUBLISH_SECONDS)
     async def watermarks() -> None:
         now = now_ms()
         try:
             if progress is not None and recovery_finished(app):
-                assigned = {tp for tp in app.consumer.assignment() if tp.topic in raw_topics}
+                assigned = {tp for tp in app.consumer.assignment() if tp.topic in read_topics}
                 progress.forget(assigned)
                 marks = {}
                 for tp in assigned:
-                    platform = raw_topics[tp.topic]
+                    platform = read_topics[tp.topic]
                     state = progress.progress(tp, platform, app.consumer.highwater(tp), committed_offset(app, tp))
+                    idle = 0 if platform == IDENTITY else idle_ms
                     marks[f"{platform}:{tp.partition}"] = _encode_mark(
-                        PartitionMark(watermark=partition_watermark(state, now, idle_ms), at=now))
+                        PartitionMark(watermark=partition_watermark(state, now, idle), at=now))
                 if marks:
                     await concord.redis.hset(key, mapping=marks)  # type: ignore[misc]
             raw = await concord.redis.hgetall(key)  # type: ignore[misc]

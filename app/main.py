@@ -48,7 +48,7 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
     if "ingest" in concord.roles:
         ingress.register(concord)
         ingest.register(concord, progress)
-        identity.register(concord)
+        identity.register(concord, progress)
     if "state" in concord.roles:
         state.register(concord, config, catalog.RULES, health.read)
     executor = commands.register(concord) if "commands" in concord.roles else None

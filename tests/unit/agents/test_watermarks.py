@@ -63,3 +63,16 @@ def test_one_log_line_when_a_platform_falls_behind_and_one_when_it_caught_up() -
 def test_marks_that_do_not_parse_are_skipped() -> None:
     raw = {b"stripe:0": b'{"watermark": 5, "at": 6}', b"stripe:x": b"{}", b"zendesk:1": b"not json"}
     assert decode_marks(raw) == {"stripe": {0: PartitionMark(watermark=5, at=6)}}
+
+
+def test_the_platforms_count_only_as_far_as_the_identity_hop_has_read() -> None:
+    watch = HealthWatch(behind_ms=60_000, stale_ms=60_000)
+    marks = {"stripe": {0: PartitionMark(watermark=NOW - 1_000, at=NOW)},
+             "zendesk": {0: PartitionMark(watermark=NOW - 2_000, at=NOW)}}
+    watch.update(marks, NOW)
+    assert watch.read() == {"stripe": NOW - 1_000, "zendesk": NOW - 2_000}  # no identity hop known
+    # The identity agent has read only the records written up to 30 s ago: an event forwarded
+    # through it since may not have reached the customer's state yet.
+    watch.update({**marks, "identity": {0: PartitionMark(watermark=NOW - 30_000, at=NOW)}}, NOW)
+    assert watch.read() == {"stripe": NOW - 31_000, "zendesk": NOW - 32_000}
+    assert "identity" in watch.platforms and "identity" not in watch.read()
