@@ -17,7 +17,6 @@ every platform id seen for that customer).
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,7 @@ from concord.codecs.errors import as_decode_error
 from concord.codecs.model import AccountMerged, CanonicalEvent
 from concord.codecs.model import encode as encode_event
 from concord.core import messages, metrics
-from concord.core.messages import ParkSweep
+from concord.core.messages import ParkSweep, now_ms
 from concord.tables.identity import ParkedQueue, expired_by, step
 
 if TYPE_CHECKING:
@@ -42,10 +41,6 @@ log = logging.getLogger("concord.identity")
 
 # Longest detail of an unreadable record's dead letter (the exception's text, not a traceback).
 _MAX_DETAIL = 500
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def sweep_interval(ttl_seconds: float) -> float:

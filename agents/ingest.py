@@ -22,7 +22,7 @@ from concord.codecs.model import encode as encode_event
 from concord.codecs.registry import CODEC_VERSION, decoder
 from concord.connectors.rereads import reread_commands
 from concord.core import messages, metrics
-from concord.core.messages import command_key
+from concord.core.messages import command_key, now_ms
 
 if TYPE_CHECKING:
     from concord.agents.context import Concord
@@ -98,8 +98,7 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
 
     def note(message: Any, platform: Platform, events: list[CanonicalEvent]) -> None:
         if progress is not None:
-            progress.read(message.tp, platform.value, message.offset, [e.occurred_at for e in events],
-                          int(time.time() * 1000))
+            progress.read(message.tp, platform.value, message.offset, [e.occurred_at for e in events], now_ms())
 
     @concord.app.agent(raw, name="concord.ingest", concurrency=1)
     async def ingest(stream: faust.StreamT[bytes]) -> None:

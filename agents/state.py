@@ -36,6 +36,7 @@ from concord.codecs.errors import as_decode_error
 from concord.codecs.model import AccountMerged, CanonicalEvent
 from concord.codecs.model import encode as encode_event
 from concord.core import messages, metrics
+from concord.core.messages import now_ms
 from concord.drift import lifecycle
 from concord.drift.config import DriftConfig
 from concord.drift.rule import Rule
@@ -47,10 +48,6 @@ if TYPE_CHECKING:
     from concord.agents.context import Concord
 
 log = logging.getLogger("concord.state")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Deadlines:

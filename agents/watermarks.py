@@ -15,7 +15,6 @@ Redis unreachable: nothing is published or read; the last health stays, and says
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -24,6 +23,7 @@ import msgspec
 from concord.agents.faust_internals.recovery import committed_offset, recovery_finished
 from concord.connectors.executor import REDIS_ERRORS
 from concord.core import metrics
+from concord.core.messages import now_ms
 from concord.core.topics import PLATFORMS
 from concord.drift.watermarks import (
     PartitionMark,
@@ -44,10 +44,6 @@ PUBLISH_SECONDS: Final = 1.0
 IDENTITY: Final = "identity"
 _encode_mark = msgspec.json.Encoder().encode
 _decode_mark = msgspec.json.Decoder(PartitionMark).decode
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Progress:
@@ -82,17 +78,17 @@ class HealthWatch:
         self.stale_ms = stale_ms
         self.platforms: dict[str, PlatformHealth] = {}
         self.read_at = 0  # when the watermarks were last read from Redis (0: never)
+        self._read: dict[str, int] = {}
         self.error = ""
 
     def read(self) -> dict[str, int]:
         """Each platform's watermark, of the platforms any partition of which was read (for the lifecycle).
 
         Less the identity hop's lag: an event the ingest agent forwarded through the identity topic
-        reaches the customer's state only once the identity agent has read that far.
+        reaches the customer's state only once the identity agent has read that far. Computed once per
+        update: the state agent asks on every event.
         """
-        hop = self.platforms.get(IDENTITY)
-        lag = max(0, self.read_at - hop.watermark) if hop is not None and hop.partitions else 0
-        return {p: h.watermark - lag for p, h in self.platforms.items() if h.partitions and p != IDENTITY}
+        return self._read
 
     def update(self, marks: Mapping[str, Mapping[int, PartitionMark]], now: int) -> list[str]:
         """Recompute from `marks`; the log lines of platforms that fell behind or caught up."""
@@ -109,6 +105,9 @@ class HealthWatch:
                              f"{before.behind_since})")
         self.platforms = health
         self.read_at = now
+        hop = health.get(IDENTITY)
+        lag = max(0, now - hop.watermark) if hop is not None and hop.partitions else 0
+        self._read = {p: h.watermark - lag for p, h in health.items() if h.partitions and p != IDENTITY}
         self.error = ""
         return lines
 

@@ -11,6 +11,7 @@ untouched and add these to say where a record came from and why it could not be 
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any, Final
 
 import msgspec
@@ -213,6 +214,11 @@ class AuditRecord(Struct, frozen=True, kw_only=True):
     platform: str = ""
     customer_key: str | None = None
     detail: dict[str, Any] = {}
+
+
+def now_ms() -> int:
+    """The wall clock in epoch ms, the unit of every time in these messages."""
+    return int(time.time() * 1000)
 
 
 _encoder = msgspec.json.Encoder()

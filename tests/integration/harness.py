@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -160,11 +161,8 @@ class WorkerProcess:
             return await resp.text()
 
     async def get_json(self, path: str) -> object:
-        """GET `path` as a reader would (the worker's read token), asserting a 200."""
-        headers = {"Authorization": f"Bearer {self.settings.read_token}"} if self.settings.read_token else {}
-        async with aiohttp.ClientSession(headers=headers) as session, session.get(f"{self.base_url}{path}") as resp:
-            assert resp.status == 200, f"GET {path} -> {resp.status}: {await resp.text()}"
-            return await resp.json()
+        """GET `path` as a reader would (the worker's read token), asserting a 200; the body as JSON."""
+        return json.loads(await self.get_text(path))
 
 
 def python_worker(script: Path | str, settings: Settings, log_path: Path, *args: str,
