@@ -8,7 +8,8 @@ Actions:
 
 * `erp.upsert_customer` (target `external_id` = CRM account id; payload master fields) -> customer.
 * `erp.update_customer` (target `customer_id` = internal id; payload `{field: value}`) -> PATCH.
-  Master fields: `name` -> companyName, `currency` -> currency, `payment_terms` -> terms, `tax_id`
+  `crm_account_id` -> externalId (the link to the CRM account: re-pointed after a merge, D13). Master
+  fields: `name` -> companyName, `currency` -> currency, `payment_terms` -> terms, `tax_id`
   -> vatRegNumber, `address`/`country` -> the default billing address in `addressBook`.
 * `erp.upsert_invoice` (target `external_id` = billing invoice id; payload customer_key, number,
   total, tax, currency, due_at, status) -> invoice; its customer referenced by externalId.
@@ -87,16 +88,23 @@ def _currency(command: Command) -> str:
     return currency.upper()
 
 
-def customer_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """Canonical master fields -> customer record fields (None values skipped); DATA error for unknown fields."""
+def customer_fields(fields: dict[str, Any], linkable: bool = False) -> dict[str, Any]:
+    """Canonical master fields -> customer record fields (None values skipped); DATA error for unknown fields.
+
+    `linkable`: `crm_account_id` may be written too (an update by internal id; an upsert's externalId is its
+    target, never a field).
+    """
+    known = (*_MASTER_FIELDS, "crm_account_id") if linkable else _MASTER_FIELDS
     record: dict[str, Any] = {}
     address: dict[str, Any] = {}
     for field, value in fields.items():
-        if field not in _MASTER_FIELDS:
-            raise unknown_field(PLATFORM, field, _MASTER_FIELDS)
+        if field not in known:
+            raise unknown_field(PLATFORM, field, known)
         if value is None:
             continue
-        if field == "name":
+        if field == "crm_account_id":
+            record["externalId"] = value
+        elif field == "name":
             record["companyName"] = value
         elif field == "currency":
             record["currency"] = {"refName": str(value).upper()}
@@ -142,7 +150,7 @@ class NetSuiteConnector:
             if not command.payload:
                 raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id} has no fields")
             response = await self.http.request("PATCH", f"{ROOT}/customer/{segment(customer_id)}",
-                                               json=customer_fields(command.payload))
+                                               json=customer_fields(command.payload, linkable=True))
             return Outcome(status=response.status, record_id=customer_id, detail={"fields": sorted(command.payload)})
         if command.action == UPSERT_INVOICE:
             return await self._upsert("invoice", target(command, "external_id"), self._invoice(command))

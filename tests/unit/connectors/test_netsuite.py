@@ -57,6 +57,18 @@ async def test_update_customer_patches_by_internal_id() -> None:
         assert caught.value.kind is ErrorKind.DATA
 
 
+async def test_update_customer_repoints_the_crm_link_after_a_merge() -> None:
+    # D13's correction: the ERP customer still names the merged-away account; its externalId is the link.
+    async with running() as box:
+        customer = netsuite.upsert_customer(box.world, "001LOSER", company_name="Acme")
+        await _run(box, "erp.update_customer", {"customer_id": customer["id"]}, {"crm_account_id": ACCOUNT})
+        assert box.world.get("netsuite", "customer", customer["id"])["externalId"] == ACCOUNT
+        # An upsert's external id is its target: the link is not a field there.
+        with pytest.raises(ConnectorError) as caught:
+            await _run(box, "erp.upsert_customer", {"external_id": ACCOUNT}, {"crm_account_id": "001OTHER"})
+        assert caught.value.kind is ErrorKind.DATA
+
+
 async def test_upsert_invoice_books_the_billing_invoice_for_its_customer() -> None:
     async with running() as box:
         customer = netsuite.upsert_customer(box.world, ACCOUNT, company_name="Acme")
