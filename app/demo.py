@@ -51,6 +51,9 @@ MIN_UNREAD_BOUND_S = 60
 # re-read command, a Stripe change over one webhook; under load the two must not be judged in the
 # gap between them (a grace window is there for systems that legitimately lag, Concord included).
 MIN_GRACE_S = 10
+# With --duration, the run has settled once nothing moved for this long after the traffic (longer than the
+# smallest grace, so a finding about to fall due is waited for).
+QUIET_S = 2 * MIN_GRACE_S
 
 E_BUSY = ("concord demo: something already listens on port {worker} or {sandbox} (another demo, a worker or "
           "a sandbox): stop it first")
@@ -195,6 +198,30 @@ def read_totals(worker_url: str, sandbox_url: str, read_token: str = "") -> Tota
     return totals_from(time.time(), metrics.decode(), findings, sandbox)
 
 
+class Settling:
+    """When a run with `--duration` has settled: the traffic is over, no correction is in flight, and nothing
+    moved (findings, resolutions, commands) for `quiet` seconds (a finding inside its grace window moves
+    once due, and the demo's smallest grace is MIN_GRACE_S), or `limit` seconds passed since the traffic."""
+
+    def __init__(self, quiet: float, limit: float) -> None:
+        self.quiet = quiet
+        self.limit = limit
+        self.traffic_over_at: float | None = None
+        self._last: tuple[int, int, float, float] | None = None
+        self._still_since = 0.0
+
+    def settled(self, now: Totals) -> bool:
+        if now.sandbox_running:
+            return False
+        self.traffic_over_at = self.traffic_over_at or now.at
+        seen = (now.open_findings, now.commanded, now.resolutions, now.commands)
+        if seen != self._last:
+            self._last, self._still_since = seen, now.at
+        if now.at - self.traffic_over_at >= self.limit:
+            return True
+        return now.commanded == 0 and now.at - self._still_since >= self.quiet
+
+
 def _honcho() -> str:
     found = shutil.which("honcho", path=str(Path(sys.executable).parent)) or shutil.which("honcho")
     if found is None:
@@ -241,8 +268,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     code = 0
     before: Totals | None = None
     last: Totals | None = None
+    settling = Settling(quiet=min(args.settle, QUIET_S), limit=args.settle)
+    held = False
     try:
-        finished_at: float | None = None
         while runner.poll() is None:
             time.sleep(1.0)
             now = read_totals(worker_url, sandbox_url, read_token)
@@ -253,10 +281,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             before, last = now, now
             # With --duration: once the sandbox stopped, give the loop time to finish the corrections
             # in flight (findings left for a person stay open: that is their end).
-            if args.duration and not now.sandbox_running:
-                finished_at = finished_at or time.time()
-                if now.commanded == 0 or time.time() - finished_at > args.settle:
+            if args.duration and not held and settling.settled(now):
+                if not args.hold:
                     break
+                held = True
+                print("\nconcord demo: settled; holding everything up until Ctrl-C", flush=True)
         else:
             code = 1
             print(f"\nconcord demo: a process stopped; see {log_path}", file=sys.stderr)
@@ -328,6 +357,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=0.0,
                         help="seconds of sandbox traffic; 0 runs until Ctrl-C (default: %(default)s)")
     parser.add_argument("--settle", type=float, default=60.0,
-                        help="with --duration: seconds to wait after the traffic for open findings to "
-                        "resolve (default: %(default)s)")
+                        help="with --duration: at most this many seconds after the traffic for open findings to "
+                        f"resolve; the run ends sooner once nothing moved for {QUIET_S} s (default: %(default)s)")
+    parser.add_argument("--hold", action="store_true",
+                        help="with --duration: once settled, keep everything running until Ctrl-C (to look "
+                        "at the findings, or score the run: python -m concord.bench.reliability)")
     parser.add_argument("--procfile", default="Procfile", help="Procfile to run (default: %(default)s)")

@@ -29,28 +29,45 @@ def _call(url: str, body: Any = None, token: str = "") -> Any:
         return json.loads(resp.read())
 
 
-def score(worker: str, sandbox: str, token: str) -> dict[str, Any]:
-    injected = _call(f"{sandbox}/_sandbox/injected")
+def findings(worker: str, token: str) -> list[dict[str, Any]]:
+    """Every finding of the drift index (open and resolved), page by page."""
     items: list[dict[str, Any]] = []
     while True:
         page = _call(f"{worker}/api/drift?status=all&limit=200&offset={len(items)}", token=token)
         items += page["items"]
         if len(items) >= page["total"] or not page["items"]:
-            break
+            return items
+
+
+def judge(items: list[dict[str, Any]], injected: list[dict[str, Any]], effects: dict[str, Any]) -> dict[str, Any]:
+    """The figures of a run, plus the false findings and the missed injections themselves (to trace them).
+
+    A finding last reported "cannot judge" (an input unreadable past its bound, no command sent) claims no
+    drift: it is counted apart, never as a false finding, and it does not count as finding an injection.
+    """
     truth = {(i["rule"], i["customer_key"], i["subject"]) for i in injected}
-    found = {(f["rule"], f["customer_key"], f["subject"]) for f in items}
-    effects = _call(f"{sandbox}/_sandbox/effects")
+    undecided = [f for f in items if f.get("note", "").startswith("cannot judge")]
+    claims = [f for f in items if not f.get("note", "").startswith("cannot judge")]
+    found = {(f["rule"], f["customer_key"], f["subject"]) for f in claims}
+    false = [f for f in claims if (f["rule"], f["customer_key"], f["subject"]) not in truth]
     return {
         "injected": len(truth), "findings": len(found), "found_injected": len(truth & found),
-        "recall": round(len(truth & found) / max(1, len(truth)), 3),
-        "precision": round(len(truth & found) / max(1, len(found)), 3),
-        "false_by_rule": dict(Counter(k[0] for k in found - truth)),
+        "recall": round(len(truth & found) / len(truth), 3) if truth else 1.0,
+        "precision": round(len(truth & found) / len(found), 3) if found else 1.0,
+        "false_by_rule": dict(Counter(f["rule"] for f in false)),
         "missed_by_rule": dict(Counter(k[0] for k in truth - found)),
-        "cannot_judge": sum(1 for f in items if f.get("note", "").startswith("cannot judge")),
+        "cannot_judge": len(undecided),
+        "cannot_judge_open": sum(1 for f in undecided if f["status"] != "resolved"),
         "escalated": sum(1 for f in items if f["status"] == "escalated"),
         "platform_writes": sum(e.get("applied", 0) for e in effects.get("effects", [])),
         "duplicate_writes": len(effects.get("duplicates", [])),
+        "false": false,
+        "missed": [i for i in injected if (i["rule"], i["customer_key"], i["subject"]) not in found],
     }
+
+
+def score(worker: str, sandbox: str, token: str) -> dict[str, Any]:
+    return judge(findings(worker, token), _call(f"{sandbox}/_sandbox/injected"), _call(f"{sandbox}/_sandbox/effects"))
 
 
 def main() -> None:
@@ -61,7 +78,8 @@ def main() -> None:
     parser.add_argument("--token", default="concord-demo-read-token", help="the worker's read token")
     args = parser.parse_args()
     if args.action == "score":
-        print(json.dumps(score(args.worker, args.sandbox, args.token), indent=2))
+        figures = score(args.worker, args.sandbox, args.token)
+        print(json.dumps({k: v for k, v in figures.items() if k not in ("false", "missed")}, indent=2))
         return
     faults = STORM if args.action == "faults" else CALM
     _call(f"{args.sandbox}/_sandbox/faults", {p: faults for p in PLATFORMS})

@@ -106,7 +106,7 @@ def test_demo_help_offers_only_what_the_demo_uses() -> None:
     # --session (and its text about `make test`) is not the demo's.
     assert "--session" not in out.stdout and "make test" not in out.stdout
     for option in ("--cache", "--kafka-port", "--redis-port", "--seed", "--customers", "--drift-rate",
-                   "--time-scale", "--duration", "--settle", "--procfile"):
+                   "--time-scale", "--duration", "--settle", "--hold", "--procfile"):
         assert option in out.stdout
     assert "Procfile's worker and sandbox" in out.stdout
     infra = _concord("infra", "--help")

@@ -66,3 +66,27 @@ def test_summary_reads_metrics_and_rates() -> None:
     assert "events/s    10.0" in line
     assert "open findings    2" in line and "commands     9" in line and "resolved     6" in line
     assert "\n" not in line
+
+
+def _at(at: float, running: bool = False, open_findings: int = 3, commanded: int = 0,
+        resolutions: float = 5.0) -> Totals:
+    return Totals(at=at, open_findings=open_findings, commanded=commanded, resolutions=resolutions,
+                  sandbox_running=running)
+
+
+def test_a_run_settles_once_nothing_moved_for_the_quiet_time_after_the_traffic() -> None:
+    settling = demo.Settling(quiet=20, limit=300)
+    assert not settling.settled(_at(0, running=True))  # traffic still on
+    assert not settling.settled(_at(10, commanded=2))  # corrections in flight
+    assert not settling.settled(_at(20))  # the figures moved at 20 s: quiet since then
+    assert not settling.settled(_at(39))
+    assert not settling.settled(_at(40, resolutions=6))  # a finding resolved: the quiet starts again
+    assert not settling.settled(_at(59, resolutions=6))
+    assert settling.settled(_at(60, resolutions=6))
+
+
+def test_a_run_that_never_quiets_down_settles_at_the_limit() -> None:
+    settling = demo.Settling(quiet=20, limit=30)
+    assert not settling.settled(_at(100, commanded=1))
+    assert not settling.settled(_at(120, commanded=2))
+    assert settling.settled(_at(130, commanded=3))
