@@ -18,7 +18,11 @@ Users, articles, audits and other Zendesk objects are valid input of no interest
 Dedup and ordering: a webhook's `event_id` is Zendesk's event `id`; a REST object has none, so it
 gets `"<kind>:<id>:<updated_at ms>"`, stable across re-reads of the same version. A second event
 derived from the same input appends `:entitlement` or `:resync`. `version.ts` is the object's
-`updated_at` (webhook: `detail.updated_at`, else the event `time`).
+`updated_at` (webhook: `detail.updated_at`, else the event `time`). Zendesk's times have one-second
+resolution, and a ticket opened and solved within one second would otherwise be ordered by a hash
+of the event ids (half the time the wrong way, leaving a solved ticket open): a ticket's `version.seq`
+ranks its status in its lifecycle, so within one second the state further along wins (as the Stripe
+codec does); a step backwards within one second (a reopen) loses, and a deletion outranks every status.
 
 `decode` raises only `DecodeError`. Reasons: `invalid_json`, `unknown_shape`, `missing_field`,
 `bad_type`, `bad_time`, `too_deep`, `too_large` (and `codec_error` for a bug). Details name fields,
@@ -297,11 +301,19 @@ def _from_rest_ticket(ticket: _Ticket) -> CanonicalEvent:
     return _ticket_event(ticket, f"ticket:{ticket.id}:{version.ts}", version, deleted=False)
 
 
+# Ticket lifecycle ranks (Version.seq): new -> open -> pending/hold -> solved -> closed; a deletion outranks all.
+# Unknown statuses rank 0, so a known state wins a same-second tie.
+_TICKET_RANK: Final = {"new": 1, "open": 2, "pending": 3, "hold": 3, "solved": 4, "closed": 5, "deleted": 6}
+_DELETED_RANK: Final = 6
+
+
 def _ticket_event(ticket: _Ticket, event_id: str, version: Version, deleted: bool) -> SupportCaseChanged:
     ticket_id = str(ticket.id)
     org_id = _optional_id(ticket.organization_id)
     # Webhooks send status/priority upper case ("OPEN"), REST lower case: one vocabulary downstream.
     status = ticket.status.lower() if ticket.status else None
+    rank = _DELETED_RANK if deleted else _TICKET_RANK.get(status or "", 0)
+    version = Version(version.ts, rank)
     # A ticket names its organization, never the CRM account: identity resolves it from there.
     local_customer = f"zendesk:{org_id}" if org_id else None
     entity = EntityRef("ticket", ticket_id)

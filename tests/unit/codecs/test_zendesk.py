@@ -143,7 +143,7 @@ def test_ticket_fixture(shared_fixtures: Path) -> None:
         source=Platform.ZENDESK,
         entity=EntityRef("ticket", "1"),
         occurred_at=updated,
-        version=Version(ts=updated),
+        version=Version(ts=updated, seq=3),  # pending: its rank in the ticket lifecycle
         local_customer="zendesk:256244608",
         ticket_id="1",
         organization_id="256244608",
@@ -166,7 +166,7 @@ def test_ticket_audit_fixture_reads_the_ticket(shared_fixtures: Path) -> None:
         None,
     )
     assert case.event_id == f"ticket:7:{ms('2015-08-29T03:45:36Z')}"
-    assert case.version == Version(ts=ms("2015-08-29T03:45:36Z"))
+    assert case.version == Version(ts=ms("2015-08-29T03:45:36Z"), seq=2)
 
 
 def test_fixture_objects_in_wrappers_and_pages(shared_fixtures: Path) -> None:
@@ -351,7 +351,7 @@ def test_ticket_webhooks(action: str) -> None:
         source=Platform.ZENDESK,
         entity=EntityRef("ticket", TICKET_ID),
         occurred_at=updated,
-        version=Version(ts=updated),
+        version=Version(ts=updated, seq=2),
         local_customer=f"zendesk:{ORG_ID}",
         ticket_id=TICKET_ID,
         organization_id=ORG_ID,
@@ -368,7 +368,7 @@ def test_ticket_deleted_webhooks(action: str) -> None:
     body = webhook(f"ticket.{action}", ticket_detail(), event_id=EVENT_ID, time=TICKET_TIME)
     (case,) = decode(body)
     assert isinstance(case, SupportCaseChanged) and case.deleted
-    assert case.version == Version(ts=ms(TICKET_TIME))
+    assert case.version == Version(ts=ms(TICKET_TIME), seq=6)  # a deletion outranks every status
 
 
 def test_ticket_undeleted_webhook_is_not_deleted() -> None:
@@ -389,7 +389,19 @@ def test_ticket_webhook_with_minimal_detail() -> None:
     (case,) = decode(webhook("ticket.status_changed", detail, event_id=EVENT_ID, time=TICKET_TIME))
     assert isinstance(case, SupportCaseChanged)
     assert (case.ticket_id, case.status, case.priority, case.created_at) == ("5158", "solved", None, None)
-    assert case.version == Version(ts=ms(TICKET_TIME))
+    assert case.version == Version(ts=ms(TICKET_TIME), seq=4)
+
+
+def test_a_ticket_solved_in_the_second_it_was_opened_orders_after_the_opening() -> None:
+    # Zendesk's times are whole seconds: within one, the state further along the lifecycle is the later.
+    opened = decode(webhook("ticket.created", {"id": "5158", "status": "OPEN", "updated_at": TICKET_TIME},
+                            event_id="01-open", time=TICKET_TIME))[0]
+    solved = decode(webhook("ticket.status_changed", {"id": "5158", "status": "SOLVED", "updated_at": TICKET_TIME},
+                            event_id="02-solved", time=TICKET_TIME))[0]
+    reopened_later = decode(webhook("ticket.status_changed", {"id": "5158", "status": "OPEN",
+                                                              "updated_at": "2099-05-25T01:23:49Z"},
+                                    event_id="03-open", time="2099-05-25T01:23:49Z"))[0]
+    assert opened.version.ts == solved.version.ts and opened.version < solved.version < reopened_later.version
 
 
 def test_rest_ticket_deleted_status() -> None:
