@@ -24,6 +24,7 @@ Operations (ids from `world.new_id`, so runs are deterministic; money in minor u
 * `upsert_record(world, record_type, external_id, body) -> tuple[Record, bool, bool]` - what
   `PUT .../<type>/eid:<externalId>` does with a REST body: (record, created, changed)
 * `patch_record(world, record_type, record_id, body) -> tuple[Record, bool]` - `PATCH .../<type>/<id>`
+  (an `externalId` another record of the type holds is refused: NetSuite keeps them unique)
 
 `routes(world, faults, credentials)` serves GET/PATCH by id and upsert by externalId, with
 NetSuite's error shape and its concurrency limit.
@@ -328,6 +329,12 @@ def patch_record(world: World, record_type: str, record_id: str, body: Record) -
     """`PATCH .../<type>/<id>`: merge a REST body into the record; (record, changed)."""
     _check_body(record_type, body)
     record = _get(world, record_type, record_id)
+    external_id = body.get("externalId")
+    if external_id is not None and external_id != record.get("externalId"):
+        holder = world.find(PLATFORM, record_type, "externalId", external_id)
+        if holder is not None:  # NetSuite keeps external ids unique per record type
+            raise ValueError(f"Error while accessing resource: a {record_type} record with external ID "
+                             f"{external_id} already exists (internal ID {holder['id']}).")
     before = copy.deepcopy(record)
     record.update(_resolve_refs(world, body))
     _derive(record_type, record)

@@ -618,9 +618,13 @@ class Traffic:
             # The duplicate's ERP customer is keyed by the merged-away account too (its externalId); the
             # ERP cannot take the winner's id while the winner's own customer holds it: dead-lettered
             # for a person to merge the ERP customers.
-            self._inject("D13", live, f"account {live.duplicate} was merged into {live.account}; NetSuite "
-                         f"customer {live.duplicate_netsuite} still has externalId {live.duplicate}", "netsuite",
-                         record_id=live.duplicate_netsuite)
+            erp = self._inject("D13", live, f"account {live.duplicate} was merged into {live.account}; NetSuite "
+                               f"customer {live.duplicate_netsuite} still has externalId {live.duplicate}", "netsuite",
+                               record_id=live.duplicate_netsuite)
+            self._inject("D14", live, f"NetSuite refuses customer {live.duplicate_netsuite} the externalId "
+                         f"{live.account} (customer {live.netsuite} holds it): the D13 correction is refused and "
+                         "escalated for a person to merge the ERP customers", after=erp.fingerprint,
+                         stuck=erp.fingerprint)
             self._inject("D12", live, f"once Stripe customer {live.duplicate_stripe} names {live.account}, the "
                          f"account has two Stripe customers ({live.stripe} and {live.duplicate_stripe})", "stripe",
                          after=merged.fingerprint)

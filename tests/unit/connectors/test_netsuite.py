@@ -63,6 +63,13 @@ async def test_update_customer_repoints_the_crm_link_after_a_merge() -> None:
         customer = netsuite.upsert_customer(box.world, "001LOSER", company_name="Acme")
         await _run(box, "erp.update_customer", {"customer_id": customer["id"]}, {"crm_account_id": ACCOUNT})
         assert box.world.get("netsuite", "customer", customer["id"])["externalId"] == ACCOUNT
+        # The winner has an ERP customer of its own: NetSuite keeps external ids unique, the ERP customers
+        # must be merged by a person (a data error: the finding is escalated, not commanded again).
+        other = netsuite.upsert_customer(box.world, "001OTHERLOSER", company_name="Acme")
+        with pytest.raises(ConnectorError) as refused:
+            await _run(box, "erp.update_customer", {"customer_id": other["id"]}, {"crm_account_id": ACCOUNT})
+        assert refused.value.kind is ErrorKind.DATA and "already exists" in str(refused.value)
+        assert box.world.get("netsuite", "customer", other["id"])["externalId"] == "001OTHERLOSER"
         # An upsert's external id is its target: the link is not a field there.
         with pytest.raises(ConnectorError) as caught:
             await _run(box, "erp.upsert_customer", {"external_id": ACCOUNT}, {"crm_account_id": "001OTHER"})

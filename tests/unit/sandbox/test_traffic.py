@@ -24,7 +24,7 @@ from concord.drift import catalog, lifecycle
 from concord.drift.config import DriftConfig
 from concord.drift.finding import Finding
 from concord.drift.rule import Context
-from concord.sandbox import injection
+from concord.sandbox import injection, netsuite
 from concord.sandbox import stripe as stripe_sandbox
 from concord.sandbox import zendesk as zd
 from concord.sandbox.events import Delivery, EventConfig, KafkaDelivery, NativeEvents
@@ -264,8 +264,14 @@ def test_a_correction_that_does_not_stick_is_escalated_as_d14() -> None:
 
 def test_fixing_a_merged_account_reference_reveals_the_duplicate_in_the_ground_truth() -> None:
     world, traffic, concord, clock, _ = play(TrafficConfig(seed=1, customers=1, drift_rate=1.0, rules=("D13",)))
-    (merged, erp_merged, duplicate) = traffic.injections
+    (merged, erp_merged, refused, duplicate) = traffic.injections
     assert (merged.rule, duplicate.rule, duplicate.subject) == ("D13", "D12", "duplicate|stripe")
+    # The ERP refuses the re-pointing (the winner's own NetSuite customer holds its externalId): escalated.
+    assert (refused.rule, refused.subject, refused.after) == ("D14", f"{erp_merged.fingerprint}|escalated",
+                                                              erp_merged.fingerprint)
+    with pytest.raises(ValueError, match="already exists"):
+        netsuite.patch_record(world, "customer", erp_merged.subject.removeprefix("netsuite:"),
+                              {"externalId": merged.customer_key})
     assert duplicate.after == merged.fingerprint and merged.expected_action == "billing.update_customer"
     # The duplicate's ERP customer names the merged-away account too, and reaches the winner with it
     # although it never changes after the merge.
