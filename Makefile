@@ -10,7 +10,7 @@ INFRA := $(BIN)/python -m concord.infra
 .PHONY: help venv demo test test-unit test-integration bench lint docs infra-up infra-down infra-status clean
 
 help:
-	@echo "make demo          the live closed loop: Kafka, Redis, a worker and the platform sandbox, until Ctrl-C"
+	@echo "make demo          the live closed loop: Kafka, Redis, a worker, the webhooks and the platform sandbox, until Ctrl-C"
 	@echo "                   (SEED=7 CUSTOMERS=300 DRIFT_RATE=0.05 TIME_SCALE=3600 DURATION=60 to reproduce a run)"
 	@echo "make test          create .venv, bring Kafka and Redis up, run all tests, leave things as found"
 	@echo "make bench         throughput benchmarks on the real broker (results in bench/results/)"

@@ -24,8 +24,9 @@ from concord.core.topics import TopicNames, TopicSpec, ensure_topics, topic_name
 
 log = logging.getLogger("concord.app")
 
-#: The roles a worker can run (`concord worker --roles ...`).
-ROLES: Final = ("ingest", "state", "commands")
+#: The roles a worker can run (`concord worker --roles ...`). `webhooks` alone runs without Faust
+#: (`concord webhooks`, app/webhooks.py).
+ROLES: Final = ("webhooks", "ingest", "state", "commands")
 
 Closer = Callable[[], Awaitable[None]]
 

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
 from concord.core.settings import Settings
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Middleware
 
 OPEN: Final = "open"
 INTERNAL: Final = "internal"
@@ -140,7 +143,7 @@ class Access:
             return _refuse(403, "forbidden", "a read token cannot act: use the admin token")
         return _refuse(401, "unauthorized", "token refused", {"WWW-Authenticate": 'Bearer realm="concord"'})
 
-    def middleware(self) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    def middleware(self) -> Middleware:
         """The aiohttp middleware that applies this policy to every request before its handler."""
 
         @web.middleware

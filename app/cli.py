@@ -8,6 +8,8 @@ import sys
 from concord.core import settings as settings_mod
 
 E_SETTINGS = "concord: configuration error: {error}"
+E_WEBHOOKS_ALONE = ("concord worker: the webhooks role alone needs no stream processing: run `concord webhooks` "
+                    "(the ingress without Faust), or add the roles this worker should run beside it")
 
 
 def _load_settings() -> settings_mod.Settings:
@@ -25,6 +27,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _load_settings()
     roles = [r.strip() for r in args.roles.split(",") if r.strip()] if args.roles else list(ROLES)
+    if set(roles) == {"webhooks"}:
+        raise SystemExit(E_WEBHOOKS_ALONE)
     try:
         concord = build(settings, roles=roles)
     except (ValueError, UnsupportedVersion) as exc:
@@ -39,6 +43,28 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if created:
         print(f"concord: created {len(created)} topics ({settings.topic_partitions} partitions each)", flush=True)
     run(concord.app, loglevel=args.loglevel, on_started=concord.started)
+    return 0
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    import logging
+
+    from aiokafka.errors import KafkaError
+
+    from concord.app.webhooks import listeners, run
+
+    settings = _load_settings()
+    logging.basicConfig(level=args.loglevel.upper(),
+                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    if args.loglevel != "debug":
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)  # chatty at info; warnings still show
+    where = ", ".join(f"http://{host}:{port}/" for host, port in listeners(settings))
+    print(f"concord: webhooks {settings.app_id} on {settings_mod.mask_url(settings.kafka_url)}, web {where}",
+          flush=True)
+    try:
+        run(settings)
+    except (RuntimeError, KafkaError, OSError) as exc:  # broker unreachable, topics refused, port taken
+        raise SystemExit(f"concord webhooks: {settings_mod.mask_url(str(exc))}") from None
     return 0
 
 
@@ -126,8 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=["debug", "info", "warning", "error", "critical"],
                         help="log level (default: %(default)s)")
     worker.add_argument("--roles", default="",
-                        help="comma-separated subset of agents to run: ingest,state,commands (default: all)")
+                        help="comma-separated subset of roles to run: webhooks,ingest,state,commands (default: "
+                        "all); the webhooks role alone is `concord webhooks`")
     worker.set_defaults(func=cmd_worker)
+
+    webhooks = sub.add_parser(
+        "webhooks", help="run the webhook ingress alone, without Faust, until Ctrl-C",
+        description="Serve /webhooks/{stripe,zendesk,netsuite} and write each signed delivery to its raw "
+        "topic, answering 200 once Kafka has it; also /healthz, /readyz and /metrics. It only writes to "
+        "Kafka, so it answers in milliseconds whatever the workers are doing: run it beside workers "
+        "started with --roles ingest,state,commands.")
+    webhooks.add_argument("-l", "--loglevel", default="info",
+                          choices=["debug", "info", "warning", "error", "critical"],
+                          help="log level (default: %(default)s)")
+    webhooks.set_defaults(func=cmd_webhooks)
 
     config = sub.add_parser("config", help="print the effective settings (secrets masked)",
                             description="Print the effective settings, or the configuration reference.")
@@ -166,11 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(func=cmd_replay)
 
     demo = sub.add_parser(
-        "demo", help="the live closed loop on this machine: Kafka, Redis, a worker and the platform sandbox",
-        description="Start (or reuse) local Kafka and Redis, then the Procfile's worker and sandbox (honcho): "
-        "the sandbox plays customers on Stripe, Salesforce, Zendesk and NetSuite and injects drift, the "
-        "worker detects and corrects it. Prints a live summary; Ctrl-C (or the end of --duration) stops "
-        "everything started here.")
+        "demo", help="the live closed loop on this machine: Kafka, Redis, Concord and the platform sandbox",
+        description="Start (or reuse) local Kafka and Redis, then the Procfile's worker, webhooks and sandbox "
+        "(honcho): the sandbox plays customers on Stripe, Salesforce, Zendesk and NetSuite and injects drift, "
+        "the webhooks process takes its deliveries, the worker detects and corrects the drift. Prints a live "
+        "summary; Ctrl-C (or the end of --duration) stops everything started here.")
     add_arguments(demo, with_action=False, with_session=False)  # the demo keeps its own session file
     from concord.app.demo import add_arguments as add_demo_arguments
 

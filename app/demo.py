@@ -1,10 +1,12 @@
 """`concord demo`: the live closed loop on this machine.
 
-Local Kafka and Redis (started or reused), then the `worker` and `sandbox` processes of the
-Procfile under one Procfile runner (honcho). The sandbox plays customer lifecycles across the four
-platforms and injects drift; the worker detects it, commands the sandbox's APIs, the sandbox's
-events come back and the findings resolve. The terminal shows one live summary line; the processes'
-logs go to a file. Ctrl-C (or the end of `--duration`) stops everything that was started here.
+Local Kafka and Redis (started or reused), then the `worker`, `webhooks` and `sandbox` processes of
+the Procfile under one Procfile runner (honcho). The sandbox plays customer lifecycles across the four
+platforms and injects drift, delivering its webhooks to the webhooks process (the ingress alone,
+without Faust: it answers however busy the worker is); the worker detects the drift, commands the
+sandbox's APIs, the sandbox's events come back and the findings resolve. The terminal shows one live
+summary line; the processes' logs go to a file. Ctrl-C (or the end of `--duration`) stops everything
+that was started here.
 
 Time: the sandbox runs `--time-scale` simulated seconds per real second, so the worker gets rule
 graces and the correction timeout divided by the same scale (a rules file written for the run):
@@ -41,6 +43,10 @@ from concord.sandbox.traffic import PLAN_TIERS
 
 SANDBOX_HOST = "127.0.0.1"
 SANDBOX_PORT = 6070
+# The webhooks process's web port (the Procfile's `webhooks` entry): where the sandbox delivers.
+WEBHOOKS_PORT = 6071
+# The Procfile's entries the demo runs.
+PROCESSES = ("worker", "webhooks", "sandbox")
 # The correction timeout never shrinks below this: a command, the platform's event and the
 # re-evaluation take a moment even when simulated time flies.
 MIN_CORRECTION_TIMEOUT_S = 30
@@ -55,8 +61,8 @@ MIN_GRACE_S = 10
 # smallest grace, so a finding about to fall due is waited for).
 QUIET_S = 2 * MIN_GRACE_S
 
-E_BUSY = ("concord demo: something already listens on port {worker} or {sandbox} (another demo, a worker or "
-          "a sandbox): stop it first")
+E_BUSY = ("concord demo: something already listens on port {worker}, {webhooks} or {sandbox} (another demo, a "
+          "worker, a webhooks process or a sandbox): stop it first")
 E_NO_HONCHO = ("concord demo: the Procfile runner `honcho` is not installed; install the dev extras "
                "(`pip install -e '.[dev]'`, which `make demo` does)")
 
@@ -230,7 +236,8 @@ def _honcho() -> str:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    """Infra up, `honcho start worker sandbox`, a live summary until Ctrl-C or the end; stop what we started."""
+    """Infra up, `honcho start worker webhooks sandbox`, a live summary until Ctrl-C or the end; stop what we
+    started."""
     honcho = _honcho()
     cache = Path(args.cache)
     workdir = cache / "demo"
@@ -240,14 +247,16 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     rules_file = workdir / "rules.json"
     rules_file.write_text(json.dumps(scaled_rules(args.time_scale), indent=2))
-    if port_open(settings.web_host, settings.web_port) or port_open(SANDBOX_HOST, SANDBOX_PORT):
-        raise SystemExit(E_BUSY.format(worker=settings.web_port, sandbox=SANDBOX_PORT))
+    if any(port_open(host, port) for host, port in ((settings.web_host, settings.web_port),
+                                                     (settings.web_host, WEBHOOKS_PORT), (SANDBOX_HOST, SANDBOX_PORT))):
+        raise SystemExit(E_BUSY.format(worker=settings.web_port, webhooks=WEBHOOKS_PORT, sandbox=SANDBOX_PORT))
     run_id = f"concord-demo-{int(time.time())}"
+    webhooks_url = f"http://{settings.web_host}:{WEBHOOKS_PORT}"
     env = demo_environment(rules_file, dict(os.environ), args.kafka_port, args.redis_port, run_id)
     env.update({"SEED": str(args.seed), "CUSTOMERS": str(args.customers), "DRIFT_RATE": str(args.drift_rate),
                 "TIME_SCALE": str(args.time_scale), "DURATION": str(args.duration),
-                "SANDBOX_PORT": str(SANDBOX_PORT), "PYTHONUNBUFFERED": "1",
-                "SANDBOX_CONCORD_URL": f"http://{settings.web_host}:{settings.web_port}",
+                "SANDBOX_PORT": str(SANDBOX_PORT), "PYTHONUNBUFFERED": "1", "WEBHOOKS_PORT": str(WEBHOOKS_PORT),
+                "SANDBOX_CONCORD_URL": webhooks_url,
                 # The Procfile says `concord ...`: the one installed beside this Python.
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
     log_path = workdir / "demo.log"
@@ -256,14 +265,15 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     procfile = Path(args.procfile)
     with log_path.open("wb") as log:
         runner = subprocess.Popen([honcho, "-f", str(procfile), "-d", str(procfile.parent.resolve()),
-                                   "start", "worker", "sandbox"],
+                                   "start", *PROCESSES],
                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     print(f"concord demo: seed {args.seed}, {args.customers} customers, drift rate {args.drift_rate}, "
           f"time scale {args.time_scale:g}x, duration {args.duration or 'until Ctrl-C'}"
           f"{'s' if args.duration else ''}")
     read_token = env[env_var("read_token")]
     print(f"concord demo: findings {worker_url}/api/drift (Authorization: Bearer {read_token})   "
-          f"metrics {worker_url}/metrics   sandbox {sandbox_url}/_sandbox/status")
+          f"metrics {worker_url}/metrics   webhooks' metrics {webhooks_url}/metrics   "
+          f"sandbox {sandbox_url}/_sandbox/status")
     print(f"concord demo: process logs in {log_path}; Ctrl-C stops everything started here\n", flush=True)
     code = 0
     before: Totals | None = None

@@ -2,7 +2,8 @@
 
 A request is answered 200 only after Kafka acknowledged the raw bytes on the platform's raw topic
 (acks=all), so a platform that got a 200 can forget the event. Each outcome is counted in
-`concord_webhook_requests_total{platform,outcome}`. Secrets never reach logs. In order:
+`concord_webhook_requests_total{platform,outcome}`, and the time an accepted one took to answer in
+`concord_webhook_seconds{platform}`. Secrets never reach logs. In order:
 
 1. Before the body is read: a platform whose secret is not configured gets 503 (`not_configured`); a
    missing, malformed (not ASCII, any header not UTF-8) or stale signature header 401 with
@@ -11,9 +12,13 @@ A request is answered 200 only after Kafka acknowledged the raw bytes on the pla
 2. The body, at most `webhook_max_concurrent_reads` at once (else 503 with `Retry-After: 1`, `busy`),
    within `webhook_read_timeout_seconds` (else 408, `read_timeout`), at most `webhook_max_body_bytes`
    (else 413); a broken transfer is 400 (`bad_body`).
-3. The HMAC over the body: 401 `bad_signature` unless it matches, else written to Kafka (`accepted`).
+3. The HMAC over the body: 401 `bad_signature` unless it matches, else written to Kafka (`accepted`);
+   Kafka unable to take it now (unreachable, no leader, the producer not started) is 503 with
+   `Retry-After: 1` (`unavailable`): the platform delivers it again.
 
-No header or body an outsider controls makes a 500.
+No header or body an outsider controls makes a 500. `Ingress` knows no web framework: the worker
+serves it through a Faust View (`register`), the webhooks process (`app/webhooks.py`) through a
+plain aiohttp handler, so Faust is imported only where the View is made.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
-from faust.web import Request, Response, View
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from concord.app import signatures
 from concord.core import messages, metrics
@@ -46,6 +51,15 @@ _DIGITS: Final = re.compile(r"[0-9]{1,20}")
 
 class BodyTooLarge(Exception):
     pass
+
+
+class Unavailable(Exception):
+    """What a `Send` raises when it cannot take a delivery now (its producer not started, or stopping)."""
+
+
+def _retry_later(exc: Exception) -> bool:
+    """Kafka could not take the delivery now, but may soon: the platform should deliver it again."""
+    return isinstance(exc, Unavailable | KafkaTimeoutError) or (isinstance(exc, KafkaError) and exc.retriable)
 
 
 class _Content(Protocol):
@@ -141,6 +155,7 @@ class Ingress:
         return Reply(status, body, headers or {})
 
     async def handle(self, platform: str, request: RequestLike) -> Reply:
+        started = time.perf_counter()
         settings = self.settings
         if platform not in signatures.PLATFORMS:
             return Reply(404, {"error": f"no webhook for {platform!r}; webhooks: {', '.join(signatures.PLATFORMS)}"})
@@ -186,12 +201,22 @@ class Ingress:
             return self._refuse(platform, 401, exc.reason, {"error": exc.reason})
         headers = [(str(k), v.encode()) for k, v in request.headers.items() if k.lower() not in _DROPPED_HEADERS]
         headers.append((messages.RECEIVED_AT, str(int(self.clock() * 1000)).encode()))
-        written = await self.send(platform, body, headers)  # acks=all: answered only once Kafka has it
+        try:
+            written = await self.send(platform, body, headers)  # acks=all: answered only once Kafka has it
+        except (Unavailable, KafkaError) as exc:
+            if not _retry_later(exc):
+                raise
+            log.warning("refused %s webhook: Kafka cannot take it now (%s: %s)", platform, type(exc).__name__, exc)
+            return self._refuse(platform, 503, "unavailable", {"error": "unavailable"}, {"Retry-After": "1"})
         metrics.webhook_requests.labels(platform, "accepted").inc()
+        metrics.webhook_seconds.labels(platform).observe(time.perf_counter() - started)
         return Reply(200, {"status": "accepted", **written})
 
 
 def register(concord: Concord) -> None:
+    """Serve the ingress in the worker (the `webhooks` role), writing through the app's own producer."""
+    from faust.web import Request, Response, View  # here, not above: the webhooks process has no Faust
+
     raw_topics = {platform: concord.topics[name] for platform, name in concord.names.raw.items()}
 
     async def send(platform: str, body: bytes, headers: list[tuple[str, bytes]]) -> Mapping[str, Any]:

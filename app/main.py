@@ -35,7 +35,8 @@ async def public_listener(concord: Concord) -> None:
 def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
     """A ready-to-run Concord app for `settings`, running the agents of `roles`.
 
-    * ingest: webhook ingress, decoding (raw -> identity/canonical), identity resolution;
+    * webhooks: the webhook ingress (HTTP -> raw); alone, it runs without Faust (`concord webhooks`);
+    * ingest: decoding (raw -> identity/canonical), identity resolution;
     * state: per-customer state, drift detection and its lifecycle, deadlines, merges;
     * commands: corrective commands, one lane per platform, exactly once in effect (ledger, breakers,
       rate limits, dead letters).
@@ -45,14 +46,15 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
     progress = watermarks.Progress() if "ingest" in concord.roles else None
     health = watermarks.register(concord, progress)
     web.register(concord, health)
-    if "ingest" in concord.roles:
+    if "webhooks" in concord.roles:
         ingress.register(concord)
+    if "ingest" in concord.roles:
         ingest.register(concord, progress)
         identity.register(concord, progress)
     if "state" in concord.roles:
         state.register(concord, config, catalog.RULES, health.read)
     executor = commands.register(concord) if "commands" in concord.roles else None
-    if settings.webhook_port and "ingest" in concord.roles:
+    if settings.webhook_port and "webhooks" in concord.roles:
         concord.on_started(functools.partial(public_listener, concord))
     api.register(concord, catalog.RULES, config)
     commands_api.register(concord, executor)

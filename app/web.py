@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from aiokafka import AIOKafkaClient
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from concord.agents import watermarks
 from concord.agents.faust_internals.recovery import recovery_finished
 from concord.agents.watermarks import HealthWatch
+from concord.app.probe import KafkaProbe
 from concord.core import metrics
 from concord.core.settings import kafka_bootstrap
 from concord.drift.watermarks import PlatformHealth
@@ -27,45 +25,6 @@ class Readiness(msgspec.Struct, frozen=True):
     kafka: bool
     recovery_finished: bool
     detail: str = ""
-
-
-class KafkaProbe:
-    """Answers "is Kafka reachable?" with a metadata request, at most once per `ttl` seconds."""
-
-    def __init__(self, bootstrap: str, ttl: float = 2.0, timeout: float = 3.0) -> None:
-        self._bootstrap = bootstrap
-        self._ttl = ttl
-        self._timeout = timeout
-        self._client: AIOKafkaClient | None = None
-        self._checked_at = 0.0
-        self._last: tuple[bool, str] = (False, "not checked yet")
-        self._lock = asyncio.Lock()
-
-    async def reachable(self) -> tuple[bool, str]:
-        async with self._lock:
-            if time.monotonic() - self._checked_at < self._ttl:
-                return self._last
-            self._last = await self._check()
-            self._checked_at = time.monotonic()
-            return self._last
-
-    async def _check(self) -> tuple[bool, str]:
-        try:
-            if self._client is None:
-                client = AIOKafkaClient(bootstrap_servers=self._bootstrap, request_timeout_ms=3000)
-                await asyncio.wait_for(client.bootstrap(), self._timeout)
-                self._client = client
-            await asyncio.wait_for(self._client.fetch_all_metadata(), self._timeout)
-            return True, ""
-        except Exception as exc:  # any failure means "not reachable"; the reason is reported
-            if self._client is not None:
-                await self._client.close()
-                self._client = None
-            return False, f"kafka unreachable at {self._bootstrap}: {type(exc).__name__}: {exc}"
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
 
 
 class Health(msgspec.Struct, frozen=True):

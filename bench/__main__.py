@@ -3,13 +3,14 @@
 import asyncio
 import sys
 
-from concord.bench import codecs, kafka_throughput, state_cost, state_throughput
+from concord.bench import codecs, kafka_throughput, state_cost, state_throughput, webhooks
 
 steps = [
     ("kafka throughput", lambda: asyncio.run(kafka_throughput.main([]))),
     ("codecs", lambda: codecs.main([])),
     ("state cost and memory", lambda: state_cost.main([])),
     ("state agent throughput", lambda: asyncio.run(state_throughput.main([]))),
+    ("webhook answer times beside a busy worker", lambda: asyncio.run(webhooks.main([]))),
 ]
 for title, run in steps:
     print(f"\n=== {title} ===", flush=True)

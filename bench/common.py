@@ -74,8 +74,8 @@ def sample_event(i: int) -> bytes:
     })
 
 
-async def produce_events(topic: str, count: int, partitions: int) -> float:
-    """Produce `count` sample events keyed by customer; return the produce rate (events/s)."""
+async def create_topic(topic: str, partitions: int) -> None:
+    """Create `topic` on the broker under test (one replica)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap())
@@ -84,6 +84,11 @@ async def produce_events(topic: str, count: int, partitions: int) -> float:
         await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
     finally:
         await admin.close()
+
+
+async def produce_events(topic: str, count: int, partitions: int) -> float:
+    """Produce `count` sample events keyed by customer; return the produce rate (events/s)."""
+    await create_topic(topic, partitions)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), acks=1, linger_ms=20,
                                 max_batch_size=256 * 1024, compression_type=None)
     await producer.start()

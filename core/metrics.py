@@ -8,7 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 worker_ready = Gauge(
-    "concord_worker_ready", "1 when Kafka is reachable and table recovery has finished", registry=REGISTRY
+    "concord_worker_ready", "1 when the process answers /readyz with 200: Kafka reachable and table recovery "
+    "finished (a worker), or Kafka reachable and the producer started (the webhooks process)", registry=REGISTRY
 )
 events_processed = Counter(
     "concord_events_processed_total", "Events processed by an agent", ["agent"], registry=REGISTRY
@@ -67,6 +68,13 @@ identity_repoints = Counter(
 webhook_requests = Counter(
     "concord_webhook_requests_total", "Webhook requests by outcome (accepted, or why refused)",
     ["platform", "outcome"], registry=REGISTRY,
+)
+webhook_seconds = Histogram(
+    "concord_webhook_seconds", "Seconds from the start of handling an accepted webhook to its answer (the "
+    "raw topic's acknowledgement included): the platforms retry a delivery answered too slowly",
+    ["platform"], registry=REGISTRY,
+    # Milliseconds when healthy; the platforms give up after about ten seconds.
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 state_events = Counter(
     "concord_state_events_total", "Canonical events by outcome at the state agent (applied, unchanged: "
@@ -137,7 +145,8 @@ def markdown_reference() -> str:
         "",
         "<!-- Generated from core/metrics.py by `python -m concord.core.metrics`. Do not edit by hand. -->",
         "",
-        "Every worker serves these at `/metrics` (Prometheus text format).",
+        "Every worker, and the webhooks process (`concord webhooks`), serves these at `/metrics` (Prometheus "
+        "text format); the webhooks process counts only the webhook metrics and `concord_worker_ready`.",
         "",
         "| metric | type | labels | meaning |",
         "|---|---|---|---|",

@@ -20,6 +20,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from concord.app.signatures import sign_t_v1, sign_zendesk
 from concord.bench.common import free_port
 from concord.core.settings import Settings, env_var
 
@@ -163,6 +164,24 @@ class WorkerProcess:
     async def get_json(self, path: str) -> object:
         """GET `path` as a reader would (the worker's read token), asserting a 200; the body as JSON."""
         return json.loads(await self.get_text(path))
+
+
+def webhooks_process(settings: Settings, log_path: Path) -> WorkerProcess:
+    """`concord webhooks` (the ingress without Faust) as a process; `wait_ready` waits for its `/readyz`."""
+    return WorkerProcess([sys.executable, "-m", "concord.app.cli", "webhooks", "-l", "info"], settings, log_path)
+
+
+#: The header that carries a `t=..,v1=..` signature, per platform (Zendesk signs in two headers).
+SIGNATURE_HEADER = {"stripe": "Stripe-Signature", "netsuite": "X-Concord-Signature"}
+
+
+def signed(platform: str, body: bytes, secret: str, at: int) -> dict[str, str]:
+    """The headers that sign `body` as `platform` does (Stripe, Zendesk, our NetSuite script) at time `at`."""
+    if platform == "zendesk":
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+        return {"X-Zendesk-Webhook-Signature": sign_zendesk(body, secret, stamp),
+                "X-Zendesk-Webhook-Signature-Timestamp": stamp}
+    return {SIGNATURE_HEADER[platform]: sign_t_v1(body, secret, at)}
 
 
 def python_worker(script: Path | str, settings: Settings, log_path: Path, *args: str,

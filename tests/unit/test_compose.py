@@ -14,7 +14,7 @@ def _compose() -> dict:
 
 def test_services_present() -> None:
     services = _compose()["services"]
-    assert {"kafka", "redis", "worker", "prometheus"} <= set(services)
+    assert {"kafka", "redis", "worker", "webhooks", "prometheus"} <= set(services)
     assert services["kafka"]["image"].startswith("apache/kafka:4.")
     assert services["worker"]["build"] == "."
     assert (REPO_ROOT / "Dockerfile").exists()
@@ -44,6 +44,21 @@ def test_prometheus_scrapes_the_worker_metrics_port() -> None:
     assert config["scrape_configs"][0]["metrics_path"] == "/metrics"
 
 
+def test_the_webhooks_process_takes_the_sandbox_s_deliveries_and_is_scraped() -> None:
+    services = _compose()["services"]
+    webhooks = services["webhooks"]
+    assert webhooks["command"][:2] == ["concord", "webhooks"] and "profiles" not in webhooks  # both deployments
+    port = settings_mod.load({k: str(v) for k, v in webhooks["environment"].items()}).web_port
+    assert f"6071:{port}" in webhooks["ports"]
+    assert f"${{SANDBOX_CONCORD_URL:-http://webhooks:{port}}}" in services["sandbox"]["command"]
+    # The worker serves every other role: no second ingress beside the webhooks process.
+    assert services["worker"]["command"][-2:] == ["--roles", "ingest,state,commands"]
+    volume = services["prometheus"]["volumes"][0].split(":")[0]
+    config = yaml.safe_load((REPO_ROOT / volume).read_text())
+    targets = [t for job in config["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]]
+    assert f"webhooks:{port}" in targets
+
+
 def test_prometheus_scrapes_the_split_processes_too() -> None:
     services = _compose()["services"]
     volume = services["prometheus"]["volumes"][0].split(":")[0]
@@ -65,40 +80,47 @@ def test_prometheus_scrapes_the_split_processes_too() -> None:
     assert "worker" not in services["prometheus"].get("depends_on", [])
 
 
-def test_split_deployment_commands_send_the_webhooks_to_ingest() -> None:
-    services = _compose()["services"]
-    env = {k: str(v) for k, v in services["ingest"]["environment"].items()}
-    wanted = f"SANDBOX_CONCORD_URL=http://ingest:{settings_mod.load(env).web_port}"
-    assert "${SANDBOX_CONCORD_URL:-http://worker:6066}" in services["sandbox"]["command"]
+def test_split_deployment_commands_keep_the_webhooks_process() -> None:
+    wanted = "docker compose --profile split up"
     for doc in ("README.md", "docker-compose.yml"):
         lines = iter((REPO_ROOT / doc).read_text().split(wanted, 1)[1].splitlines())
         command = [next(lines)]  # the shell command, continued over lines ending with a backslash
         while command[-1].endswith("\\"):
             command.append(next(lines).lstrip("# "))
         words = " ".join(command).replace("\\", " ").split()
-        assert words[:4] == ["docker", "compose", "--profile", "split"], f"{doc}: {words}"
-        assert {"ingest", "state", "commands", "sandbox", "prometheus"} <= set(words), f"{doc}: {words}"
+        assert {"webhooks", "ingest", "state", "commands", "sandbox", "prometheus"} <= set(words), f"{doc}: {words}"
         assert "worker" not in words
 
 
-def test_procfile_runs_the_worker() -> None:
-    lines = (REPO_ROOT / "Procfile").read_text().splitlines()
-    assert "worker: concord worker -l info" in lines
+def _procfile() -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in (REPO_ROOT / "Procfile").read_text().splitlines()
+                if line and not line.startswith("#"))
+
+
+def test_procfile_runs_the_worker_beside_the_webhooks_process() -> None:
+    from concord.app.demo import PROCESSES, WEBHOOKS_PORT
+
+    entries = _procfile()
+    assert entries["worker"] == "concord worker -l info --roles ingest,state,commands"
+    assert entries["webhooks"] == f"CONCORD_WEB_PORT=${{WEBHOOKS_PORT:-{WEBHOOKS_PORT}}} concord webhooks -l info"
+    # Run on its own, the sandbox delivers to the webhooks process too.
+    assert f"--concord-url ${{SANDBOX_CONCORD_URL:-http://127.0.0.1:{WEBHOOKS_PORT}}}" in entries["sandbox"]
+    assert set(PROCESSES) <= set(entries)
 
 
 def test_procfile_runs_the_sandbox_and_shows_a_split_deployment() -> None:
-    entries = dict(line.split(": ", 1) for line in (REPO_ROOT / "Procfile").read_text().splitlines()
-                   if line and not line.startswith("#"))
+    entries = _procfile()
     assert entries["sandbox"].startswith("concord sandbox ")
     for role in ("ingest", "state", "commands"):
         assert entries[role].endswith(f"concord worker -l info --roles {role}")
-    ports = [entries[role].split("CONCORD_WEB_PORT=")[1].split()[0] for role in ("ingest", "state", "commands")]
-    assert len(set(ports)) == 3  # the split processes must not fight over one web port
+    ports = [entries[name].split("CONCORD_WEB_PORT=")[1].split()[0] for name in ("ingest", "state", "commands")]
+    ports.append(entries["webhooks"].split("CONCORD_WEB_PORT=${WEBHOOKS_PORT:-")[1].split("}")[0])
+    assert len({*ports, "6066", "6070"}) == 6  # no two processes fight over one port (worker 6066, sandbox 6070)
 
 
 def test_sandbox_and_split_services_share_valid_settings_aimed_at_the_sandbox() -> None:
     services = _compose()["services"]
-    for name in ("sandbox", "ingest", "state", "commands"):
+    for name in ("sandbox", "webhooks", "ingest", "state", "commands"):
         env = {k: str(v) for k, v in services[name]["environment"].items()}
         settings = settings_mod.load(env)
         assert settings.stripe_api_url == "http://sandbox:6070"

@@ -1,8 +1,9 @@
-"""Every route of a worker, with the credential it needs: refused without it, and listed, or this fails.
+"""Every route of a worker and of the webhooks process, with the credential it needs: refused without
+it, and listed, or this fails.
 
 The worker's real aiohttp application (all roles, every view registered, Faust's own routes applied)
-is served by aiohttp's test server; requests without the right credential never reach a handler, so
-no Kafka or Redis is needed to see each refusal.
+and the webhooks process's (app/webhooks.py) are served by aiohttp's test server; requests without the
+right credential never reach a handler, so no Kafka or Redis is needed to see each refusal.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from faust.web import Request, Response, View
 
-from concord.app import access
+from concord.app import access, webhooks
 from concord.app.main import build
 from concord.bench.common import free_port
 from concord.core.settings import Settings
@@ -29,6 +30,21 @@ def web_app(settings: Settings) -> web.Application:
     faust_web = concord.app.web
     faust_web.blueprints.apply(faust_web)  # Faust's own routes, as its web server adds them at start
     return faust_web.web_app
+
+
+async def _no_kafka(platform: str, body: bytes, headers: list[tuple[str, bytes]]) -> dict[str, Any]:
+    raise AssertionError("a request reached Kafka")
+
+
+async def _not_ready() -> webhooks.Readiness:
+    return webhooks.Readiness(ready=False, kafka=False, producer_started=False)
+
+
+def webhooks_app(settings: Settings) -> web.Application:
+    return webhooks.create_app(settings, _no_kafka, _not_ready)
+
+
+APPS = {"worker": web_app, "webhooks": webhooks_app}
 
 
 def routes(app: web.Application) -> set[str]:
@@ -56,6 +72,23 @@ def test_every_route_is_listed_with_its_credential() -> None:
     app = web_app(Settings())
     assert unlisted(app) == set()
     assert set(access.POLICY) <= routes(app)  # and the policy names no route that does not exist
+    lean = webhooks_app(Settings())
+    assert unlisted(lean) == set()
+    assert routes(lean) == {"/webhooks/{platform}", "/healthz", "/readyz", "/metrics"}
+
+
+async def test_the_webhooks_process_serves_no_customer_data() -> None:
+    async with TestClient(TestServer(webhooks_app(Settings(read_token=READ, admin_token=ADMIN)))) as client:
+        for route, need in access.POLICY.items():
+            if need in (access.READ, access.ADMIN):
+                response = await client.request("POST" if need == access.ADMIN else "GET", sample(route),
+                                                headers={"Authorization": f"Bearer {ADMIN}"})
+                assert response.status == 404, route
+        for path in ("/", "/nothing", "/router/"):
+            assert (await client.get(path, headers={"Authorization": f"Bearer {ADMIN}"})).status == 404
+        assert (await client.get("/healthz")).status == 200
+        assert (await client.get("/readyz")).status == 503  # served, and not ready
+        assert (await client.get("/metrics")).status == 200
 
 
 def test_a_new_route_without_an_entry_is_caught() -> None:
@@ -129,28 +162,30 @@ async def test_metrics_are_open_on_the_internal_listener(client: TestClient[Any,
     assert (await client.get("/metrics")).status == 200
 
 
-@pytest.mark.parametrize("client", [Settings(read_token=READ, metrics_require_token=True)], indirect=True)
-async def test_metrics_can_require_the_read_token(client: TestClient[Any, Any]) -> None:
-    assert (await client.get("/metrics")).status == 401
-    assert (await client.get("/metrics", headers={"Authorization": f"Bearer {READ}"})).status == 200
+@pytest.mark.parametrize("kind", APPS)
+async def test_metrics_can_require_the_read_token(kind: str) -> None:
+    app = APPS[kind](Settings(read_token=READ, metrics_require_token=True))
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/metrics")).status == 401
+        assert (await client.get("/metrics", headers={"Authorization": f"Bearer {READ}"})).status == 200
 
 
-PUBLIC_PORT = free_port()
+@pytest.mark.parametrize("kind", APPS)
+async def test_the_public_listener_serves_webhooks_and_health_only(kind: str) -> None:
+    port = free_port()
+    app = APPS[kind](Settings(read_token=READ, admin_token=ADMIN, webhook_port=port))
+    async with TestClient(TestServer(app, port=port)) as client:
+        assert (await client.get("/healthz")).status == 200
+        for path in ("/api/drift", "/api/customers/001A", "/metrics", "/readyz", "/"):
+            response = await client.get(path, headers={"Authorization": f"Bearer {ADMIN}"})
+            assert response.status == 404, path
+        response = await client.post("/webhooks/stripe", data=b"{}")
+        assert response.status != 404  # reaches the ingress, which checks the signature
 
 
-@pytest.mark.parametrize("client", [Settings(read_token=READ, admin_token=ADMIN, webhook_port=PUBLIC_PORT)],
-                         indirect=True)
-async def test_the_public_listener_serves_webhooks_and_health_only(client: TestClient[Any, Any]) -> None:
-    assert (await client.get("/healthz")).status == 200
-    for path in ("/api/drift", "/api/customers/001A", "/metrics", "/readyz", "/"):
-        response = await client.get(path, headers={"Authorization": f"Bearer {ADMIN}"})
-        assert response.status == 404, path
-    response = await client.post("/webhooks/stripe", data=b"{}")
-    assert response.status != 404  # reaches the ingress, which checks the signature
-
-
-async def test_with_a_public_listener_webhooks_are_closed_on_the_internal_one() -> None:
-    internal = TestServer(web_app(Settings(webhook_port=free_port())))  # on another port than the public one
+@pytest.mark.parametrize("kind", APPS)
+async def test_with_a_public_listener_webhooks_are_closed_on_the_internal_one(kind: str) -> None:
+    internal = TestServer(APPS[kind](Settings(webhook_port=free_port())))  # on another port than the public one
     async with TestClient(internal) as client:
         assert (await client.post("/webhooks/stripe", data=b"{}")).status == 404
         assert (await client.get("/readyz")).status != 404

@@ -13,6 +13,12 @@ import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    NotLeaderForPartitionError,
+)
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from concord.app import ingress as ingress_mod
@@ -101,6 +107,21 @@ class _Request:
     def __init__(self, headers: dict[str, str]) -> None:
         self.headers = CIMultiDictProxy(CIMultiDict(headers))
         self.content = _ExplodingContent()
+
+
+class _Content:
+    def __init__(self, body: bytes) -> None:
+        self.left = body
+
+    async def read(self, n: int = -1, /) -> bytes:
+        chunk, self.left = self.left[:n], self.left[n:]
+        return chunk
+
+
+class _Body:
+    def __init__(self, headers: dict[str, str], body: bytes) -> None:
+        self.headers = CIMultiDictProxy(CIMultiDict(headers))
+        self.content = _Content(body)
 
 
 @pytest.mark.parametrize(
@@ -246,3 +267,25 @@ async def test_a_body_over_the_limit_without_content_length_is_413(harness: Harn
     resp = await harness.client.post("/webhooks/stripe", data=chunks(), headers={"Stripe-Signature": signature})
     assert resp.status == 413
     assert harness.ingress.slots.taken == 0
+
+
+@pytest.mark.parametrize("error", [KafkaTimeoutError(), KafkaConnectionError(), NotLeaderForPartitionError(),
+                                   ingress_mod.Unavailable("not started")])
+async def test_kafka_unable_to_take_a_delivery_now_is_503_to_deliver_again(error: Exception) -> None:
+    async def send(platform: str, body: bytes, headers: list[tuple[str, bytes]]) -> Mapping[str, Any]:
+        raise error
+
+    headers = {"Stripe-Signature": sign_t_v1(BODY, SECRET, int(time.time()))}
+    before = _count("stripe", "unavailable")
+    reply = await ingress_mod.Ingress(_settings(), send).handle("stripe", _Body(headers, BODY))
+    assert (reply.status, reply.body, reply.headers) == (503, {"error": "unavailable"}, {"Retry-After": "1"})
+    assert _count("stripe", "unavailable") == before + 1
+
+
+async def test_a_delivery_kafka_will_never_take_is_not_asked_again() -> None:
+    async def send(platform: str, body: bytes, headers: list[tuple[str, bytes]]) -> Mapping[str, Any]:
+        raise MessageSizeTooLargeError()
+
+    headers = {"Stripe-Signature": sign_t_v1(BODY, SECRET, int(time.time()))}
+    with pytest.raises(MessageSizeTooLargeError):  # a 500: retrying the same bytes cannot help
+        await ingress_mod.Ingress(_settings(), send).handle("stripe", _Body(headers, BODY))
