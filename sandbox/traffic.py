@@ -333,6 +333,12 @@ def timeline(scripts: tuple[CustomerScript, ...]) -> tuple[Step, ...]:
 # --- running steps on the world -----------------------------------------------------------------------
 
 
+def _billed_seats(sold: int, difference: int) -> int:
+    """D11's subscription seats: `difference` off the seats sold, one more when that would leave none (one
+    seat sold, one fewer billed would be no subscription, and a drift with no difference is none)."""
+    return sold + difference if sold + difference >= 1 else sold + 1
+
+
 class _Live:
     """What the generator knows of one customer while its script runs (platform ids)."""
 
@@ -468,7 +474,7 @@ class Traffic:
             self._inject(rule, live, f"a second Stripe customer {second} names account {key} "
                          f"(first: {live.stripe})", "stripe")
         if rule != "D10":
-            seats = max(1, quantity + step.value) if rule == "D11" else quantity
+            seats = _billed_seats(quantity, step.value) if rule == "D11" else quantity
             live.subscription = stripe_sandbox.create_subscription(world, live.stripe, price_id=plan.price_id,
                                                        unit_amount=plan.unit_amount, currency=p.currency,
                                                        quantity=seats)["id"]
@@ -486,7 +492,7 @@ class Traffic:
                          opportunity_id=live.opportunity)
         elif rule == "D11":
             self._inject(rule, live, f"opportunity {live.opportunity} sold {quantity} seats of {plan.name}, "
-                         f"subscription {live.subscription} bills {max(1, quantity + step.value)}",
+                         f"subscription {live.subscription} bills {_billed_seats(quantity, step.value)}",
                          opportunity_id=live.opportunity, subscription_id=live.subscription)
 
     def _stripe_customer(self, p: Profile, account_id: str) -> Record:

@@ -288,6 +288,15 @@ def test_fixing_a_merged_account_reference_reveals_the_duplicate_in_the_ground_t
                                                                                erp_merged.fingerprint}
 
 
+def test_a_value_mismatch_injected_on_one_seat_is_still_a_mismatch() -> None:
+    # Seed 20's customer 2 buys one seat and its D11 draws one seat fewer: it is billed two, not one.
+    config = TrafficConfig(seed=20, customers=12, drift_rate=1.0, rules=("D11",))
+    assert [s.quantity + s.steps[0].value for s in build_scripts(config) if s.index == 2] == [0]
+    world, traffic, concord, clock, _ = play(config)
+    injected = {i.fingerprint for i in traffic.injections}
+    assert len(injected) == 12 and injected <= {f.fingerprint for f in concord_findings(concord, world, clock)}
+
+
 def test_only_the_rules_asked_for_are_injected() -> None:
     _, traffic, _, _, _ = play(TrafficConfig(seed=3, customers=8, drift_rate=1.0, rules=("D04", "D01")))
     assert sorted(i.rule for i in traffic.injections) == ["D01"] * 4 + ["D04"] * 4
