@@ -233,8 +233,12 @@ def _healthy(script: _Script, rng: random.Random, plan: int) -> None:
         if rng.random() < 0.1:
             script.add(paid_at, "payment_failed", n=month)
             if rng.random() < 0.25:
-                script.add(paid_at + 4 * DAY, "nonpayment", n=month)
-                return  # dunning exhausted: the subscription ends, and so does the script
+                ended = paid_at + 4 * DAY
+                script.add(ended, "nonpayment", n=month)
+                # Dunning exhausted: the subscription ends, and so does the script, with the tickets, upgrades
+                # and renames drawn for the cycles after it (a churned customer's ticket is D15's drift).
+                script.steps = [step for step in script.steps if step.at <= script.arrival + ended]
+                return
             paid_at += 4 * DAY
         script.add(paid_at, "payment", n=month)
         if rng.random() < 0.1:

@@ -372,3 +372,13 @@ def test_a_short_run_reaches_every_rule_s_broken_step_before_it_ends() -> None:
         times = [s.at for s in script.steps]
         assert times == sorted(times)  # brought forward, never reordered
         assert all(b - a >= 1.5 * config.time_scale - 1e-6 for a, b in zip(times, times[1:], strict=False))
+
+
+def test_a_healthy_customer_whose_payments_failed_does_nothing_after_its_subscription_ended() -> None:
+    # Dunning exhausted ends the script: a ticket drawn for a later cycle would be a churned customer's
+    # open case (D15) that the ground truth does not hold.
+    scripts = build_scripts(TrafficConfig(seed=7, customers=400, drift_rate=0.0))
+    ended = [s for s in scripts if any(step.kind == "nonpayment" for step in s.steps)]
+    assert ended
+    for script in ended:
+        assert script.steps[-1].kind == "nonpayment", [step.kind for step in script.steps]
