@@ -256,6 +256,11 @@ def _observe(item: DriftItem | None, finding: Finding, fp: str, grace_ms: int, s
         )
     if item.status == RESOLVED:  # accepted by a person: stays silent while the condition lasts
         return item
+    if item.status == PENDING and finding.since > item.since:
+        # Not reported yet, and the evidence now says the disagreement began later than first thought (it
+        # was first seen on an input then unknown, or a record it read has changed since): the grace runs
+        # from the later start. The deadline never moves earlier.
+        item = _replace(item, since=finding.since, due=max(item.due, finding.since + grace_ms))
     last_seen = now if item.status in ACTIVE else item.last_seen
     if (item.evidence == finding.evidence and item.summary == finding.summary and item.last_seen == last_seen
             and item.severity == severity and item.dry_run == dry_run):

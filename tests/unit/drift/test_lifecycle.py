@@ -72,6 +72,24 @@ def test_a_replayed_backlog_gets_the_full_grace_from_when_concord_saw_it() -> No
     assert v.transitions == () and v.state.drift == {}
 
 
+def test_a_pending_finding_whose_evidence_says_it_began_later_gets_its_grace_from_then() -> None:
+    # First seen while the entitlement was unknown (since 0); the read that made it known says the entitlement
+    # ended at 8 min: the grace runs from there, not from when the unknown finding was first noted.
+    switch, rules, config = setup(grace_min=10)
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    switch.since = 8 * MIN
+    v = lifecycle.evaluate(v.state, 9 * MIN, rules, config, {"support.entitlements"})
+    (item,) = v.state.drift.values()
+    assert (item.status, item.since, item.due, v.state.next_due) == ("pending", 8 * MIN, 18 * MIN, 18 * MIN)
+    v = lifecycle.evaluate(v.state, 12 * MIN, rules, config)  # the first deadline (10 min) has passed: nothing
+    assert v.transitions == () and v.commands == ()
+    switch.since = 2 * MIN  # evidence saying it began earlier never brings the deadline forward
+    v = lifecycle.evaluate(v.state, 13 * MIN, rules, config, {"support.entitlements"})
+    assert next(iter(v.state.drift.values())).due == 18 * MIN and v.transitions == ()
+    v = lifecycle.evaluate(v.state, 18 * MIN, rules, config)
+    assert statuses(v) == [("pending", "open"), ("open", "commanded")]
+
+
 def test_converging_before_grace_is_never_reported() -> None:
     switch, rules, config = setup()
     v = lifecycle.evaluate(empty("001"), MIN, rules, config)
