@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
 
 import faust
 
+from concord.agents.watermarks import gap_overflow_key
 from concord.codecs.config import codec_config
 from concord.codecs.errors import DecodeError, as_decode_error
 from concord.codecs.model import CanonicalEvent, Platform, ResyncRequired
@@ -29,6 +31,13 @@ if TYPE_CHECKING:
     from concord.agents.watermarks import Progress
 
 log = logging.getLogger("concord.ingest")
+
+E_GAP_OVERFLOW: Final = (
+    "%s %s on %s: changes were lost and no record is named, so none is re-read: any %s may be stale from %s on, "
+    "until a reconciliation. It is not automatic yet: re-read the records changed since then by hand, then clear "
+    "the mark (redis-cli HDEL %s %s). /api/health shows it (gap_overflow_since), concord_gap_overflow_total counts "
+    "these; said once per worker and object"
+)
 
 
 def dead_letter_headers(
@@ -53,8 +62,12 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
     """Add the ingest agent; `progress` notes what it reads of each raw partition (for the watermarks)."""
     names = concord.names
     platform_of = {topic: Platform(platform) for platform, topic in names.raw.items()}
-    config = codec_config(concord.settings)
-    reread_window_ms = int(concord.settings.zendesk_reread_window_seconds * 1000)
+    settings = concord.settings
+    config = codec_config(settings)
+    reread_window_ms = {Platform.ZENDESK: int(settings.zendesk_reread_window_seconds * 1000),
+                        Platform.SALESFORCE: int(settings.salesforce_reread_window_seconds * 1000)}
+    overflow_key = gap_overflow_key(settings.topic_prefix)
+    overflow_said: set[tuple[str, str]] = set()
     raw = concord.app.topic(*names.raw.values(), key_type=bytes, value_type=bytes,
                             key_serializer="raw", value_serializer="raw")
     identity = concord.topics[names.identity]
@@ -70,10 +83,12 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
             # command); the rest (events lost at the source) is said loudly for a person.
             metrics.resync_required.labels(platform.value, event.object_type).inc()
             now = int(time.time() * 1000)
-            rereads = reread_commands(event, platform.value, now, reread_window_ms)
-            if not rereads:
+            rereads = reread_commands(event, platform.value, now, reread_window_ms.get(platform, 0))
+            if not event.record_ids:
+                gap_overflow(event, platform)
+            elif not rereads:
                 log.warning("resync required: %s %s %s (%s)", platform.value, event.object_type,
-                            ",".join(event.record_ids) or event.entity.id, event.reason)
+                            ",".join(event.record_ids), event.reason)
             await audit.send(key=event.event_id.encode(), value=messages.encode(messages.AuditRecord(
                 kind="resync_required", at=now, correlation_id=event.correlation_id,
                 platform=platform.value, customer_key=event.customer_key,
@@ -87,7 +102,7 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
             if event.local_customer is None and event.customer_key is None:
                 return  # no customer to tell: the records re-read will find theirs
             # The customer's state learns what it does not know until the re-read arrives (unknown is not
-            # absent: tables/state.py `Support.unread`), in order with the customer's other events.
+            # absent: tables/state.py `Support.unread`, `Crm.unread`), in order with the customer's other events.
         if event.local_customer is not None:
             await identity.send(key=event.local_customer.encode(), value=encode_event(event))
         elif event.customer_key is not None:
@@ -95,6 +110,18 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
         else:
             raise DecodeError("no_customer_reference",
                               f"{type(event).__name__} ({event.entity.kind}) names no customer in any system")
+
+    def gap_overflow(event: ResyncRequired, platform: Platform) -> None:
+        """Changes to records of an object were lost and none is named (GAP_OVERFLOW): nothing to re-read or
+        mark unread per customer; counted, said once, and published for /api/health (agents/watermarks.py)."""
+        metrics.gap_overflow.labels(platform.value, event.object_type).inc()
+        if progress is not None:
+            progress.gap_overflow(platform.value, event.occurred_at)
+        if (platform.value, event.object_type) not in overflow_said:
+            overflow_said.add((platform.value, event.object_type))
+            since = datetime.fromtimestamp(event.occurred_at / 1000, UTC).isoformat(timespec="seconds")
+            log.warning(E_GAP_OVERFLOW, platform.value, event.reason, event.object_type, event.object_type, since,
+                        overflow_key, platform.value)
 
     def note(message: Any, platform: Platform, events: list[CanonicalEvent]) -> None:
         if progress is not None:

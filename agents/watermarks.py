@@ -9,6 +9,12 @@ partition whichever worker reads it. Every worker then computes each platform's 
 (`HealthWatch`): the `concord_platform_watermark_lag_seconds` gauge, one log line when a platform falls
 behind (and one when it caught up), and `/api/health`.
 
+Gap signals naming no record (Salesforce `GAP_OVERFLOW`: changes lost, none named) go the same way:
+the ingest agent notes the first one's source time per platform (`Progress.gap_overflow`), the timer
+publishes it to `<prefix>:gap-overflow` (platform -> epoch ms; the first one published stays), and every
+worker's `/api/health` shows it as the platform's `gap_overflow_since` until a person deletes the field
+after a reconciliation (reconciling is not automatic yet).
+
 Redis unreachable: nothing is published or read; the last health stays, and says how old it is.
 """
 
@@ -46,11 +52,26 @@ _encode_mark = msgspec.json.Encoder().encode
 _decode_mark = msgspec.json.Decoder(PartitionMark).decode
 
 
+def gap_overflow_key(prefix: str) -> str:
+    """The Redis hash of the platforms whose gap signals named no record: platform -> since (epoch ms)."""
+    return f"{prefix}:gap-overflow"
+
+
 class Progress:
-    """What this worker's ingest agent has read of each raw partition."""
+    """What this worker's ingest agent has read of each raw partition (and the gaps naming no record)."""
 
     def __init__(self) -> None:
         self._read: dict[Any, tuple[str, int, int, int]] = {}  # tp -> (platform, next offset, high, read at)
+        self._overflow: dict[str, int] = {}  # platform -> source time of the first gap naming no record, to publish
+
+    def gap_overflow(self, platform: str, at: int) -> None:
+        """A gap signal naming no record was read (changes lost at `at`, source time): to publish."""
+        self._overflow[platform] = min(at, self._overflow.get(platform, at))
+
+    def take_overflows(self) -> dict[str, int]:
+        """The gaps naming no record noted since the last call (put them back with `gap_overflow` if unpublished)."""
+        taken, self._overflow = self._overflow, {}
+        return taken
 
     def read(self, tp: Any, platform: str, offset: int, source_times: list[int], at: int) -> None:
         """A record at `offset` was read (decoded or dead-lettered); `source_times` of its events."""
@@ -90,10 +111,13 @@ class HealthWatch:
         """
         return self._read
 
-    def update(self, marks: Mapping[str, Mapping[int, PartitionMark]], now: int) -> list[str]:
-        """Recompute from `marks`; the log lines of platforms that fell behind or caught up."""
+    def update(self, marks: Mapping[str, Mapping[int, PartitionMark]], now: int,
+               overflow: Mapping[str, int] | None = None) -> list[str]:
+        """Recompute from `marks` (and `overflow`: platform -> since when a gap named no record); the log
+        lines of platforms that fell behind or caught up."""
         since = {p: h.behind_since for p, h in self.platforms.items() if h.behind}
-        health = platform_health(marks, now, self.behind_ms, self.stale_ms, since, (*PLATFORMS, IDENTITY))
+        health = platform_health(marks, now, self.behind_ms, self.stale_ms, since, (*PLATFORMS, IDENTITY),
+                                 overflow or {})
         lines = []
         for platform, now_health in health.items():
             before = self.platforms.get(platform)
@@ -110,6 +134,17 @@ class HealthWatch:
         self._read = {p: h.watermark - lag for p, h in health.items() if h.partitions and p != IDENTITY}
         self.error = ""
         return lines
+
+
+def decode_overflow(raw: Mapping[bytes, bytes]) -> dict[str, int]:
+    """The gap-overflow hash as platform -> epoch ms (entries that do not parse are skipped)."""
+    out: dict[str, int] = {}
+    for field, value in raw.items():
+        try:
+            out[field.decode(errors="replace")] = int(value)
+        except ValueError:
+            continue
+    return out
 
 
 def decode_marks(raw: Mapping[bytes, bytes]) -> dict[str, dict[int, PartitionMark]]:
@@ -129,6 +164,7 @@ def register(concord: Concord, progress: Progress | None) -> HealthWatch:
     app = concord.app
     settings = concord.settings
     key = f"{settings.topic_prefix}:watermarks"
+    overflow_key = gap_overflow_key(settings.topic_prefix)
     idle_ms = int(settings.watermark_idle_seconds * 1000)
     watch = HealthWatch(int(settings.platform_behind_seconds * 1000), stale_ms=max(10 * idle_ms, 60_000))
     read_topics = {topic: platform for platform, topic in concord.names.raw.items()}
@@ -137,7 +173,12 @@ def register(concord: Concord, progress: Progress | None) -> HealthWatch:
     @app.timer(interval=PUBLISH_SECONDS)
     async def watermarks() -> None:
         now = now_ms()
+        overflows = progress.take_overflows() if progress is not None else {}
         try:
+            for platform, since in overflows.items():
+                # The first one stays: the platform needs a reconciliation since then.
+                await concord.redis.hsetnx(overflow_key, platform, str(since))  # type: ignore[misc]
+            overflows = {}
             if progress is not None and recovery_finished(app):
                 assigned = {tp for tp in app.consumer.assignment() if tp.topic in read_topics}
                 progress.forget(assigned)
@@ -151,10 +192,14 @@ def register(concord: Concord, progress: Progress | None) -> HealthWatch:
                 if marks:
                     await concord.redis.hset(key, mapping=marks)  # type: ignore[misc]
             raw = await concord.redis.hgetall(key)  # type: ignore[misc]
+            overflow = await concord.redis.hgetall(overflow_key)  # type: ignore[misc]
         except REDIS_ERRORS as exc:
             watch.error = f"redis: {type(exc).__name__}: {exc}"
+            if progress is not None:
+                for platform, since in overflows.items():  # not published: next time
+                    progress.gap_overflow(platform, since)
             return
-        for line in watch.update(decode_marks(raw), now):
+        for line in watch.update(decode_marks(raw), now, decode_overflow(overflow)):
             log.warning(line)
         for platform, health in watch.platforms.items():
             metrics.platform_watermark_lag.labels(platform).set(health.lag_seconds)

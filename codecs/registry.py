@@ -13,7 +13,8 @@ Decoder = Callable[[bytes, CodecConfig], list[CanonicalEvent]]
 
 #: Bumped when a codec's output for the same input changes; dead letters record it, so an operator
 #: knows whether replaying them after an upgrade can succeed.
-CODEC_VERSION: Final = f"{SCHEMA_VERSION}.0"
+#: .1: the Salesforce codec reads REST records (re-reads after a gap), which it refused or ignored before.
+CODEC_VERSION: Final = f"{SCHEMA_VERSION}.1"
 
 DECODERS: Final[dict[Platform, Decoder]] = {
     Platform.STRIPE: stripe.decode,

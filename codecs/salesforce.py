@@ -23,6 +23,16 @@ every shape; `EventUuid`, then `replay:<replayId>`, only when a message has no t
 (`AccountMerged`, keyed by the winner); `GAP_*` change types and wildcard record ids (`001*`)
 become `ResyncRequired` (entity id `*` when no record is named, as in `GAP_OVERFLOW`).
 
+**REST records** (`decode_record`, also detected by `decode`): an sObject as the REST API returns
+it, `{"attributes": {"type": "Account", "url": ...}, "Id": ..., "LastModifiedDate": ..., <fields>}`
+(`GET .../sobjects/<type>/<Id>`, a SOQL query record). It decodes to the events a change event
+carrying every field the record holds would give: absent fields stay UNSET (not read), null ones are
+None; the address is read from the flat `Billing*` fields. `occurred_at` is `LastModifiedDate` (else
+`SystemModstamp`); `version` is `(the later of the two, 0)`, `event_id` `sobject:<Id>:<version ms>`
+(`:deleted` appended for a deletion). `IsDeleted: true` reads as a deletion (`MasterRecordId` set on
+an Account: a merge), as a DELETE change event would. A re-read Concord fetched after a gap event
+(connectors/rereads.py) arrives in this shape.
+
 Limits, by design:
 
 * A Pub/Sub UPDATE whose `changedFields` is a bitmap cannot be mapped to names without the Avro
@@ -40,7 +50,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from decimal import Context, Decimal, Inexact
 from enum import StrEnum
 from functools import lru_cache
@@ -49,9 +59,17 @@ from typing import Annotated, Any, Final, NamedTuple, TypeVar, cast
 import msgspec
 from msgspec import UNSET, Meta, Raw, Struct, UnsetType, field
 
-from concord.codecs.common import blank_event
+from concord.codecs.common import blank_event, epoch_ms
 from concord.codecs.config import DEFAULT_CODEC_CONFIG, CodecConfig
-from concord.codecs.errors import INVALID_JSON, UNKNOWN_SHAPE, DecodeError, as_decode_error, msgspec_message
+from concord.codecs.errors import (
+    BAD_TIME,
+    INVALID_JSON,
+    MISSING_FIELD,
+    UNKNOWN_SHAPE,
+    DecodeError,
+    as_decode_error,
+    msgspec_message,
+)
 from concord.codecs.model import (
     AccountMerged,
     AccountUpserted,
@@ -70,7 +88,9 @@ __all__ = [
     "ACCOUNT_TAX_ID_FIELD",
     "FieldBitmap",
     "decode",
+    "decode_record",
     "parse_field_bitmap",
+    "record_fields",
 ]
 
 # Account custom fields read for tax id and payment terms. Orgs name them differently; these are
@@ -228,6 +248,35 @@ class _RecordEnvelope(_Record, kw_only=True):
     event: _EventInfo | None | UnsetType = UNSET
 
 
+class _RestProbe(_Wire):
+    """The key that tells a REST record from a message of no change-event shape (platform events).
+
+    Not a field of the envelopes: msgspec compares every key a message holds with every field of the
+    Struct it decodes into, so one more field would cost every change event (benchmarks.md).
+    """
+
+    attributes: Raw | UnsetType = UNSET
+
+
+class _Attributes(_Wire, kw_only=True):
+    """The `attributes` of a REST record: its object type (and its URL, not read)."""
+
+    type: str
+
+
+# REST datetimes ("2025-03-31T12:00:00.000+0000"), or epoch ms.
+_RestTime = datetime | int | None | UnsetType
+
+
+class _SObject(_Record, kw_only=True):
+    """A REST record with every field the codec reads: `_Record`'s (the same names) and these."""
+
+    attributes: _Attributes
+    IsDeleted: bool | None | UnsetType = UNSET
+    LastModifiedDate: _RestTime = UNSET
+    SystemModstamp: _RestTime = UNSET
+
+
 # ---- constants -----------------------------------------------------------------------------------
 
 _CHANGE_TYPES: Final = frozenset({"CREATE", "UPDATE", "DELETE", "UNDELETE"})
@@ -283,6 +332,7 @@ _KAFKA_CONNECT: Final = _Shape.KAFKA_CONNECT
 _T = TypeVar("_T")
 _E = TypeVar("_E", bound=Event)
 _PROBE_DECODER: Final = msgspec.json.Decoder(_ProbeEnvelope)
+_REST_PROBE: Final = msgspec.json.Decoder(_RestProbe)
 _replace: Final = msgspec.structs.replace
 _RECORD_DECODER: Final = msgspec.json.Decoder(_RecordEnvelope)
 _OBJECT_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
@@ -319,7 +369,8 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
     """Decode one Salesforce CDC message (CometD, Pub/Sub JSON or Kafka Connect) into canonical events.
 
     Returns one event per record id for Account and Opportunity changes, `[]` for other objects
-    and platform events. Raises `DecodeError` when the bytes are not a message of these shapes.
+    and platform events. A REST record (a re-read) is read by `decode_record`. Raises `DecodeError`
+    when the bytes are not a message of these shapes.
     """
     try:
         reader = _reader(config.salesforce_plan_field)
@@ -346,6 +397,8 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
                 return _decode_strictly(body, reader)
             record_id = envelope.record_id if isinstance(envelope.record_id, str) else None
             return _events(header, _PUBSUB, envelope, None, None, record_id, kind, reader)
+        if _is_sobject(envelope, body):
+            return _sobject_events(body, reader)
         found = _entity(envelope, body)
         if found is None:
             return []
@@ -356,6 +409,22 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
         raise
     except Exception as exc:  # too deep (RecursionError), too large (MemoryError), a codec bug: named, no value
         raise as_decode_error(exc, "Salesforce message") from None
+
+
+def decode_record(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[CanonicalEvent]:
+    """Decode one Salesforce REST record (an sObject GET, a SOQL query record) into canonical events.
+
+    The events are those of a change event carrying every field the record holds (module
+    docstring): an AccountUpserted or OpportunityChanged (AccountMerged for a merged-away Account
+    read with `IsDeleted`), `[]` for other objects. Raises `DecodeError`, with a named reason, when
+    the bytes are not such a record or a field the codec reads cannot be read.
+    """
+    try:
+        return _sobject_events(body, _reader(config.salesforce_plan_field))
+    except DecodeError:
+        raise
+    except Exception as exc:  # too deep (RecursionError), too large (MemoryError), a codec bug: named, no value
+        raise as_decode_error(exc, "Salesforce record") from None
 
 
 def _entity(envelope: _ProbeEnvelope | _RecordEnvelope, body: bytes) -> tuple[_Located, str] | None:
@@ -383,9 +452,11 @@ def _decode_strictly(body: bytes, reader: _Reader) -> list[CanonicalEvent]:
     try:
         envelope = _strict_decoder(reader.plan_field).decode(body)
     except msgspec.ValidationError as exc:
-        return _mistyped(body, exc)
+        return _mistyped(body, exc, reader)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string: UnicodeDecodeError
         raise DecodeError(INVALID_JSON, f"message is not valid JSON: {_message(exc)}") from None
+    if _is_sobject(envelope, body):
+        return _sobject_events(body, reader)
     found = _entity(envelope, body)
     return [] if found is None else _events_of(*found, reader)
 
@@ -420,12 +491,30 @@ def parse_field_bitmap(values: Sequence[str]) -> FieldBitmap:
 # ---- shape detection -----------------------------------------------------------------------------
 
 
-def _mistyped(body: bytes, error: msgspec.ValidationError) -> list[CanonicalEvent]:
+def _mistyped(body: bytes, error: msgspec.ValidationError, reader: _Reader) -> list[CanonicalEvent]:
     """A field the codec reads has another type: fine for other objects, an error for ours."""
-    located = _locate(_decode_part(_PROBE_DECODER, body, "message"), body)
+    probe = _decode_part(_PROBE_DECODER, body, "message")
+    if _is_sobject(probe, body):
+        return _sobject_events(body, reader)  # a REST record: its own decode names the field
+    located = _locate(probe, body)
     if located is None or located.header.entityName not in _ENTITY_KINDS:
         return []
     raise DecodeError(INVALID_VALUE, f"{located.header.entityName} change event: {msgspec_message(error)}")
+
+
+def _is_sobject(envelope: _ProbeEnvelope | _RecordEnvelope, body: bytes) -> bool:
+    """Whether a message with none of the change-event shapes' keys is a REST record (`attributes`)."""
+    return (
+        envelope.ChangeEventHeader is UNSET
+        and envelope.data is UNSET
+        and envelope.payload is UNSET
+        and envelope.object_type is UNSET
+        and envelope.event_type is UNSET
+        and envelope.replay_id is UNSET
+        and envelope.flat_header_dot is UNSET
+        and envelope.flat_header_underscore is UNSET
+        and _REST_PROBE.decode(body).attributes is not UNSET
+    )
 
 
 def _has_compound_name(envelope: _RecordEnvelope) -> bool:
@@ -974,6 +1063,101 @@ def _one_line_address(parts: Sequence[Any]) -> str | None:
     region = f"{state} {postal_code}" if state and postal_code else state or postal_code
     # filter(None, ...) drops the empty pieces (and is cheaper than a generator expression).
     return ", ".join(filter(None, (*lines, city, region, country))) or None
+
+
+# ---- REST records --------------------------------------------------------------------------------
+
+# The fields of each object `decode_record` reads, in REST names (the plan field is added per config).
+_RECORD_FIELDS: Final = {
+    "Account": ("Id", "IsDeleted", "MasterRecordId", "Name", "CurrencyIsoCode", "BillingStreet", "BillingCity",
+                "BillingState", "BillingPostalCode", "BillingCountry", ACCOUNT_TAX_ID_FIELD,
+                ACCOUNT_PAYMENT_TERMS_FIELD, "LastModifiedDate", "SystemModstamp"),
+    "Opportunity": ("Id", "IsDeleted", "AccountId", "StageName", "IsWon", "IsClosed", "CurrencyIsoCode", "Amount",
+                    "CloseDate", "LastModifiedDate", "SystemModstamp"),
+}
+
+
+def record_fields(object_type: str, plan_field: str = DEFAULT_CODEC_CONFIG.salesforce_plan_field) -> tuple[str, ...]:
+    """The fields of an `object_type` record (Account, Opportunity) that `decode_record` reads.
+
+    What a REST GET (`?fields=`) or a SOQL query must ask for so that the record decodes with every
+    field known. KeyError for an object the codec does not read.
+    """
+    fields = _RECORD_FIELDS[object_type]
+    return (*fields, plan_field) if object_type == "Opportunity" and plan_field not in fields else fields
+
+
+# A REST time that fails to parse is a bad time, not a bad value.
+_TIME_FIELDS: Final = ("`$.LastModifiedDate`", "`$.SystemModstamp`")
+
+
+def _sobject_events(body: bytes, reader: _Reader) -> list[CanonicalEvent]:
+    """The events of a REST record (`decode_record`): those of a CREATE (or DELETE) change event of it."""
+    record = _decode_sobject(body, reader.plan_field)
+    object_type = record.attributes.type
+    kind = _ENTITY_KINDS.get(object_type)
+    if kind is None:
+        return []
+    record_id = record.record_id
+    if not isinstance(record_id, str):
+        raise DecodeError(MISSING_RECORD_ID, f"{object_type} record has no Id")
+    _record_id(record_id, f"{object_type}.Id")
+    if type(record.Name) is _CompoundName:
+        raise DecodeError(INVALID_VALUE, f"{object_type} record: Name should be text, got an object")
+    modified = _rest_time(record.LastModifiedDate, object_type, "LastModifiedDate")
+    modstamp = _rest_time(record.SystemModstamp, object_type, "SystemModstamp")
+    if modified is None:
+        if modstamp is None:
+            raise DecodeError(MISSING_FIELD, f"{object_type} record has neither LastModifiedDate nor SystemModstamp: "
+                              "the time it was read as of is unknown")
+        modified = modstamp
+    # As of its last change by anyone (a system change moves SystemModstamp only).
+    as_of = modified if modstamp is None else max(modified, modstamp)
+    deleted = record.IsDeleted is True
+    # A CREATE change event sets every field it holds (the others stay UNSET); a deletion, none.
+    header = _Header(entityName=object_type, changeType="DELETE" if deleted else "CREATE", commitTimestamp=as_of)
+    event_id = f"sobject:{record_id}:{as_of}:deleted" if deleted else f"sobject:{record_id}:{as_of}"
+    # The address is the flat Billing* fields; the REST compound (lower-case parts) is not read.
+    record = _replace(record, BillingAddress=UNSET)
+    targets = [(record_id, event_id)]
+    if kind == "account":
+        events = _account_events(header, targets, record, _ALL_PRESENT)
+    else:
+        events = _opportunity_events(header, targets, record, _ALL_PRESENT, reader)
+    return events if modified == as_of else [_replace(event, occurred_at=modified) for event in events]
+
+
+def _decode_sobject(body: bytes, plan_field: str) -> _SObject:
+    try:
+        return _sobject_decoder(plan_field).decode(body)
+    except msgspec.ValidationError as exc:
+        message = msgspec_message(exc)
+        if message.startswith("Object missing required field"):
+            raise DecodeError(MISSING_FIELD, f"REST record: {message}") from None
+        reason = BAD_TIME if message.endswith(_TIME_FIELDS) else INVALID_VALUE
+        raise DecodeError(reason, f"REST record: {message}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # bad UTF-8 in a string: UnicodeDecodeError
+        raise DecodeError(INVALID_JSON, f"record is not valid JSON: {_message(exc)}") from None
+
+
+@lru_cache(maxsize=16)
+def _sobject_decoder(plan_field: str) -> msgspec.json.Decoder[_SObject]:
+    """The REST record decoder that reads `plan_field` as the plan (built once per name, as `_reader`)."""
+    fields = _plan_fields(plan_field)
+    if not fields:
+        return msgspec.json.Decoder(_SObject)
+    record = msgspec.defstruct("_PlanSObject", fields, bases=(_SObject,), kw_only=True)
+    return cast(msgspec.json.Decoder[_SObject], msgspec.json.Decoder(record))
+
+
+def _rest_time(value: _RestTime, object_type: str, name: str) -> int | None:
+    """Epoch ms of a REST datetime (or of epoch ms); None when absent or null."""
+    if value is None or value is UNSET:
+        return None
+    ms = value if isinstance(value, int) else epoch_ms(value, f"{object_type}.{name}", " (REST times end in +0000)")
+    if not 0 <= ms <= _MAX_EPOCH_MS:
+        raise DecodeError(BAD_TIME, f"{object_type}.{name} is not a time from 1970 to 9999")
+    return ms
 
 
 # ---- values --------------------------------------------------------------------------------------

@@ -1,20 +1,24 @@
 """Re-reads: when a platform's event says "something changed, read it again", the command that does.
 
 Zendesk organization webhooks do not carry `organization_fields` or `tags`, so the Zendesk codec
-turns them into `ResyncRequired` instead of guessing the entitlement. A re-read is a command like
-any other (`support.fetch_organization`): the command agent runs it through the ledger and the
-connector, and feeds the organization the API returns to the raw Zendesk topic, where the codec
-reads the full entitlement.
+turns them into `ResyncRequired` instead of guessing the entitlement. Salesforce sends a gap event
+(`GAP_CREATE`, `GAP_UPDATE`, `GAP_DELETE`, `GAP_UNDELETE`) instead of a change event when it cannot
+build one: the record changed, but the event says neither which fields nor to what. A re-read is a
+command like any other (`support.fetch_organization`, `crm.fetch_record`): the command agent runs it
+through the ledger and the connector, and feeds the record the API returns to the platform's raw
+topic, where the codec reads it whole (a Salesforce record that no longer exists comes back as a
+deletion: connectors/salesforce.py).
 
-Bursts are coalesced: the webhooks of one organization received within one window
-(`zendesk_reread_window_seconds`, by Concord's clock) make one command, whose id derives from the
-organization and the window, and which runs once the window has closed (`not_before`, plus a
-margin). Every change those webhooks announce happened before they were received, so before the
-window closed: the one re-read sees them all, and the ledger skips the repeats. A webhook
-received in a later window makes a new re-read. With a window of 0, each webhook has its own
-command, whose id derives from the event id (a redelivered webhook re-reads once).
+Bursts are coalesced: the signals of one record received within one window (the platform's
+`*_reread_window_seconds`, by Concord's clock) make one command, whose id derives from the record and
+the window, and which runs once the window has closed (`not_before`, plus a margin). Every change
+those signals announce happened before they were received, so before the window closed: the one
+re-read sees them all, and the ledger skips the repeats. A signal received in a later window makes a
+new re-read. With a window of 0, each signal has its own command, whose id derives from its event id
+(a redelivered signal re-reads once).
 
-Other re-read requests (Salesforce GAP events) have no connector yet: they stay metric + audit.
+Signals naming no record (Salesforce `GAP_OVERFLOW`, wildcard record ids) have no re-read: every
+record of the object may be stale, which only a reconciliation can settle (agents/ingest.py says so).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 from typing import Final
 
 from concord.codecs.model import ResyncRequired
+from concord.connectors.salesforce import FETCH_RECORD, FETCHED_OBJECTS
 from concord.core.messages import Command, command_id
 
 FETCH_ORGANIZATION: Final = "support.fetch_organization"
@@ -36,23 +41,31 @@ def reread_commands(event: ResyncRequired, platform: str, now: int, window_ms: i
 
     `now` is when Concord received the event; `window_ms` coalesces bursts (module docstring).
     """
-    if platform != "zendesk" or event.object_type != "organization":
-        return []
-    return [_fetch(event, record_id, now, window_ms) for record_id in event.record_ids]
+    if platform == "zendesk" and event.object_type == "organization":
+        return [_fetch(event, now, window_ms, FETCH_ORGANIZATION, platform, f"organization:{organization_id}",
+                       {"organization_id": organization_id})
+                for organization_id in event.record_ids]
+    if platform == "salesforce" and event.object_type in FETCHED_OBJECTS:
+        # The record id first: it is the command's key (commands for one record stay in order).
+        return [_fetch(event, now, window_ms, FETCH_RECORD, platform, f"{event.object_type}:{record_id}",
+                       {"record_id": record_id, "object": event.object_type})
+                for record_id in event.record_ids]
+    return []
 
 
-def _fetch(event: ResyncRequired, organization_id: str, now: int, window_ms: int) -> Command:
+def _fetch(event: ResyncRequired, now: int, window_ms: int, action: str, platform: str, record: str,
+           target: dict[str, str]) -> Command:
     if window_ms > 0:
         window = now // window_ms
-        key = f"reread:zendesk:organization:{organization_id}:{window}:{window_ms}"
+        key = f"reread:{platform}:{record}:{window}:{window_ms}"
         not_before = (window + 1) * window_ms + _WINDOW_MARGIN_MS
     else:
         key, not_before = f"reread:{event.event_id}", 0
     return Command(
-        command_id=command_id(key, FETCH_ORGANIZATION, 0),
-        action=FETCH_ORGANIZATION,
-        platform="zendesk",
-        target={"organization_id": organization_id},
+        command_id=command_id(key, action, 0),
+        action=action,
+        platform=platform,
+        target=target,
         payload={},
         fingerprint="",
         rule="",

@@ -33,9 +33,17 @@ ingest_dead_letters = Counter(
 )
 resync_required = Counter(
     "concord_resync_required_total",
-    "Re-read requests from the sources: Salesforce GAP_* and wildcard change events (events lost; no "
-    "connector re-reads them: audit and log only) and every Zendesk organization webhook that may change "
-    "the entitlement (it carries no entitlement fields: re-read by a support.fetch_organization command)",
+    "Re-read requests from the sources: Salesforce GAP_* and wildcard change events (a gap naming a record is "
+    "re-read by a crm.fetch_record command; one naming none is also counted in concord_gap_overflow_total) and "
+    "every Zendesk organization webhook that may change the entitlement (it carries no entitlement fields: "
+    "re-read by a support.fetch_organization command)",
+    ["platform", "object"], registry=REGISTRY,
+)
+gap_overflow = Counter(
+    "concord_gap_overflow_total",
+    "Gap signals naming no record (Salesforce GAP_OVERFLOW, wildcard record ids): changes to records of the "
+    "object were lost and none is named, so none can be re-read; the platform's /api/health entry says since "
+    "when (gap_overflow_since) until a reconciliation",
     ["platform", "object"], registry=REGISTRY,
 )
 identity_parked = Counter(

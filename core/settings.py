@@ -324,6 +324,11 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     salesforce_rate_limit: Annotated[
         float, Meta(gt=0, le=10_000, description="Requests per second to Salesforce, shared by all workers.")
     ] = 20.0
+    salesforce_reread_window_seconds: Annotated[
+        float, Meta(ge=0, le=300, description="Salesforce gap events naming one record received within one "
+                    "window of this length make one re-read of the record (`crm.fetch_record`), sent when the "
+                    "window has closed (0: one re-read per gap event).")
+    ] = 2.0
     zendesk_reread_window_seconds: Annotated[
         float, Meta(ge=0, le=300, description="Zendesk organization webhooks received within one window of "
                     "this length make one re-read of the organization, sent when the window has closed (0: one "

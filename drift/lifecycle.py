@@ -37,8 +37,28 @@ from concord.drift.rule import Context, Rule
 from concord.drift.watermarks import platforms_read
 from concord.tables.state import CustomerState
 
-#: The parts of the state an unread re-read leaves unknown (tables/state.py `Support.unread`).
-UNREAD_SECTIONS: Final = frozenset({"support.entitlements"})
+
+def _entitlements_unread_since(state: CustomerState) -> int:
+    return min((first for first, _ in state.support.unread.values()), default=0)
+
+
+def _account_unread_since(state: CustomerState) -> int:
+    pending = state.crm.unread.get(state.key)
+    return 0 if pending is None else pending[0]
+
+
+def _opportunities_unread_since(state: CustomerState) -> int:
+    return min((first for rid, (first, _) in state.crm.unread.items() if rid != state.key), default=0)
+
+
+#: The parts of the state a pending or failing re-read leaves unknown, and since when each is (0: known):
+#: tables/state.py `Support.unread` (a Zendesk organization webhook), `Crm.unread` (a Salesforce gap).
+UNREAD_SECTIONS: Final[Mapping[str, Callable[[CustomerState], int]]] = {
+    "support.entitlements": _entitlements_unread_since,
+    "crm.account": _account_unread_since,
+    "crm.opportunities": _opportunities_unread_since,
+}
+_UNREAD_PARTS: Final = frozenset(UNREAD_SECTIONS)
 #: The note of a finding reported because it waited too long for an input Concord could not read.
 CANNOT_JUDGE: Final = "cannot judge"
 
@@ -84,8 +104,8 @@ class _Plan:
         self.reads_drift = any("drift" in rule.reads for rule, _, _ in self.all)
         # The platforms whose events each rule reads: its findings wait for their watermarks.
         self.platforms = {rule.id: platforms_read(rule.reads) for rule in rules}
-        # The rules that wait while a customer's support entitlement is unread.
-        self.reads_unread = frozenset(rule.id for rule in rules if rule.reads & UNREAD_SECTIONS)
+        # The parts each rule reads that a re-read may leave unknown: the rule waits while one is.
+        self.reads_unread = {rule.id: reads for rule in rules if (reads := rule.reads & _UNREAD_PARTS)}
         self._by_parts: dict[frozenset[str], tuple[Prepared, ...]] = {}
 
     def reading(self, sections: Iterable[str] | None) -> tuple[Prepared, ...]:
@@ -174,10 +194,9 @@ def evaluate(
     if not to_run and not (state.next_due and now >= state.next_due):
         return Verdict(state)  # nothing changed that a rule reads, nothing due: the common case
     items = dict(state.drift)
-    # Unknown is not absent: while an entitlement is unread, the rules reading it still note what they
-    # find (pending), but neither resolve nor report nor command anything (until the bound: "cannot judge").
-    unread_since = min((first for first, _ in state.support.unread.values()), default=0)
-    waiting = plan.reads_unread if unread_since else frozenset()
+    # Unknown is not absent: while a part of the state a rule reads is unread, the rule still notes what it
+    # finds (pending), but neither resolves nor reports nor commands anything (until the bound: "cannot judge").
+    waiting = _waiting(plan, state) if state.support.unread or state.crm.unread else _NOT_WAITING
     ran: set[str] = set()
     actions: dict[str, Any] = {}  # fingerprint -> action, of every finding the rules that ran found now
     for rule, rule_config, ctx in to_run:
@@ -194,7 +213,7 @@ def evaluate(
     run = _Run(state, now, correlation_id)
     for fp, item in list(items.items()):
         if item.rule in waiting:
-            items[fp] = _wait(item, unread_since, config, now, run)
+            items[fp] = _wait(item, waiting[item.rule], config, now, run)
         elif item.rule in ran and fp not in actions:
             resolved = _resolve(item, now, run)
             if resolved is None:
@@ -204,7 +223,7 @@ def evaluate(
         else:
             items[fp] = _advance(item, actions.get(fp), config, now, run, read_past)
     items = _bound_resolved(items, config.resolved_kept)
-    next_due = _next_due(items.values(), config, waiting, unread_since)
+    next_due = _next_due(items.values(), config, waiting)
     if next_due == state.next_due and _same(items, state.drift):
         new_state = state  # nothing moved: callers can skip writing it
     else:
@@ -286,14 +305,32 @@ def _always(rule: str, t: int) -> bool:
     return True
 
 
-def _wait(item: DriftItem, unread_since: int, config: DriftConfig, now: int, run: _Run) -> DriftItem:
-    """A finding whose rule reads an input unread since `unread_since`: it waits, and once due and past the
-    bound is reported as "cannot judge", with no command (a correction made blind could be wrong)."""
-    bound = unread_since + config.unread_bound_seconds * 1000
+# A rule waiting for an unread part of the state: since when that part is unread, and the part.
+Unread = tuple[int, str]
+_NOT_WAITING: Final[Mapping[str, Unread]] = {}
+
+
+def _waiting(plan: _Plan, state: CustomerState) -> dict[str, Unread]:
+    """The rules that read a part of `state` unread now, each with the part unread longest."""
+    unread = {section: since for section, since_of in UNREAD_SECTIONS.items() if (since := since_of(state))}
+    waiting: dict[str, Unread] = {}
+    for rule_id, reads in plan.reads_unread.items():
+        found = [(unread[section], section) for section in reads if section in unread]
+        if found:
+            waiting[rule_id] = min(found)
+    return waiting
+
+
+def _wait(item: DriftItem, unread: Unread, config: DriftConfig, now: int, run: _Run) -> DriftItem:
+    """A finding whose rule reads a part of the state unread since `unread[0]`: it waits, and once due and
+    past the bound is reported as "cannot judge", with no command (a correction made blind could be wrong)."""
+    since, section = unread
+    bound = since + config.unread_bound_seconds * 1000
     if now < bound:
         return item
-    seen = datetime.fromtimestamp(unread_since / 1000, UTC).isoformat(timespec="seconds")
-    note = f"{CANNOT_JUDGE}: support unreadable since {seen}"
+    seen = datetime.fromtimestamp(since / 1000, UTC).isoformat(timespec="seconds")
+    # "support unreadable since ...", "crm unreadable since ...": the system whose records are not read.
+    note = f"{CANNOT_JUDGE}: {section.split('.', 1)[0]} unreadable since {seen}"
     if item.status == PENDING and now >= item.due:
         opened = _replace(item, status=OPEN, first_seen=now, last_seen=now, note=note)
         run.transition(opened, PENDING)
@@ -405,25 +442,24 @@ def _bound_resolved(items: dict[str, DriftItem], keep: int) -> dict[str, DriftIt
     return {fp: i for fp, i in items.items() if i not in drop}
 
 
-def _next_due(items: Iterable[DriftItem], config: DriftConfig, waiting: frozenset[str] = frozenset(),
-              unread_since: int = 0) -> int:
+def _next_due(items: Iterable[DriftItem], config: DriftConfig, waiting: Mapping[str, Unread] = _NOT_WAITING) -> int:
     """When this customer must be looked at again without a new event (0: never).
 
     A pending finding of a rule waiting for an unread input is looked at when the wait's bound expires
     (the re-read, when it comes, is an event of its own).
     """
     timeout = config.correction_timeout_seconds * 1000
-    hold = unread_since + config.unread_bound_seconds * 1000
+    bound = config.unread_bound_seconds * 1000
     earliest: int | None = None
     for item in items:  # one pass: this runs on every evaluation that ran a rule
         if item.status == PENDING:
-            due = max(item.due, hold) if item.rule in waiting else item.due
+            due = item.due
         elif item.status == COMMANDED:
             due = item.last_command_at + timeout
-            if item.rule in waiting:
-                due = max(due, hold)
         else:
             continue
+        if waiting and item.rule in waiting:
+            due = max(due, waiting[item.rule][0] + bound)
         if earliest is None or due < earliest:
             earliest = due
     return 0 if earliest is None else earliest

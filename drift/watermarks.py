@@ -73,6 +73,9 @@ class PlatformHealth(Struct, frozen=True, kw_only=True):
     behind_since: int = 0  # epoch ms the lag went beyond the bound (0: not behind)
     partitions: int = 0  # partitions with a published watermark
     stale_partitions: int = 0  # of those, not published again for `stale_ms` (a reader gone)
+    # Source time of the first gap signal naming no record (Salesforce GAP_OVERFLOW: changes lost, none
+    # named), 0 if none: any record of the platform may be stale until a reconciliation.
+    gap_overflow_since: int = 0
 
 
 def platform_health(
@@ -82,12 +85,14 @@ def platform_health(
     stale_ms: int,
     since: Mapping[str, int],
     platforms: Iterable[str],
+    overflow: Mapping[str, int] | None = None,
 ) -> dict[str, PlatformHealth]:
     """Each platform's watermark (the lowest of its partitions'), its lag, and whether it is behind.
 
     `since` holds when each platform went behind, as last reported: kept while it stays behind, so
-    the answer says since when.
+    the answer says since when. `overflow`: since when each platform's gap signals named no record.
     """
+    overflow = overflow or {}
     out: dict[str, PlatformHealth] = {}
     for platform in platforms:
         parts = marks.get(platform, {})
@@ -98,5 +103,6 @@ def platform_health(
             platform=platform, watermark=watermark, lag_seconds=round(lag / 1000, 3), behind=behind,
             behind_since=(since.get(platform) or now) if behind else 0, partitions=len(parts),
             stale_partitions=sum(1 for m in parts.values() if now - m.at > stale_ms),
+            gap_overflow_since=overflow.get(platform, 0),
         )
     return out

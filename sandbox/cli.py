@@ -28,10 +28,11 @@ from concord.core import settings as settings_mod
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from concord.sandbox.faults import Faults
     from concord.sandbox.server import EmitterLike, Sandbox, SandboxConfig
     from concord.sandbox.world import World
 
-    EmitterFactory = Callable[[SandboxConfig, World], EmitterLike]
+    EmitterFactory = Callable[[SandboxConfig, World, Faults], EmitterLike]
 
 # How long the exit waits for the emitter to deliver what is queued.
 DRAIN_SECONDS: Final = 30.0

@@ -22,6 +22,8 @@ listener only builds and queues (it never raises into the operation); senders ar
 The world must therefore be written from the event loop's thread (the routes and the generator are).
 
 `stripe_enabled_events` plays the Stripe endpoint's `enabled_events` (default: every event type).
+`gaps` decides, per Salesforce change, whether its change event goes out as a gap event instead (the
+`gap_rate` fault, sandbox/faults.py); `PlatformStats.gaps` counts those.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class PlatformStats(Struct, kw_only=True):
     retries: int = 0  # attempts repeated after a transient failure
     pending: int = 0  # queued and not yet delivered or failed
     last_error: str | None = None
+    gaps: int = 0  # of those queued, change events sent as gap events (Salesforce's `gap_rate` fault)
 
 
 class EmitterStats(Struct, kw_only=True):
@@ -142,6 +145,7 @@ class Emitter:
         retry_max: float = 30.0,
         run: str | None = None,
         stripe_enabled_events: Iterable[str] = ("*",),
+        gaps: Callable[[str], bool] | None = None,
     ) -> None:
         self.world = world
         self.concord_url = concord_url.rstrip("/")
@@ -156,6 +160,7 @@ class Emitter:
                                                run=run if run is not None else run_token(clock()),
                                                stripe_enabled_events=frozenset(stripe_enabled_events)))
         self._lanes = {platform: _Lane(platform) for platform in PLATFORMS}
+        self._gaps = gaps
         self._progress = asyncio.Condition()
         self._session: aiohttp.ClientSession | None = None
         self._producer: Producer | None = None
@@ -237,8 +242,9 @@ class Emitter:
         if lane is None:
             log.error("sandbox emitter: change of unknown platform %r ignored", change.platform)
             return
+        gap = change.platform == "salesforce" and self._gaps is not None and self._gaps(change.platform)
         try:
-            deliveries = self.events.build(change)
+            deliveries = self.events.build(change, gap=gap)
         except Exception as exc:  # a bug in building must not break the operation that wrote the record
             log.exception("sandbox emitter: cannot build %s events of %s %s (%s)", change.platform, change.type,
                           change.id, change.op)
@@ -248,6 +254,8 @@ class Emitter:
         for delivery in deliveries:
             lane.queue.append(delivery)
             lane.stats.queued += 1
+        if gap:
+            lane.stats.gaps += len(deliveries)
         if deliveries:
             lane.wake.set()
 

@@ -15,7 +15,9 @@ salesforce  one Change Data Capture event in the CometD / Streaming API JSON sha
             Opportunity (the entities the customer's CDC pipeline subscribes to): CREATE carries
             every non-null field, UPDATE only the changed ones (named in `changedFields`, cleared ones
             in `nulledFields` too), DELETE none but `MasterRecordId` when the deletion is the loser of
-            a merge. Kafka record on `<prefix>.raw.salesforce`, keyed by the record id.
+            a merge. Kafka record on `<prefix>.raw.salesforce`, keyed by the record id. Built as a
+            gap (`build(change, gap=True)`): `GAP_<change type>` with the same header and no field,
+            as Salesforce sends when it cannot build the change event.
 zendesk     webhook events `zen:event-type:organization.*` and `ticket.*`: `created`, `deleted`, and
             per changed aspect one `<aspect>_changed` event (name, external id, each custom field,
             tags; ticket status, priority, subject, ...), as Zendesk sends them. Webhook POST to
@@ -118,13 +120,16 @@ class NativeEvents:
         # NetSuite: (record type, id) -> last lastModifiedDate sent, epoch ms.
         self._netsuite_times: dict[tuple[str, str], int] = {}
 
-    def build(self, change: Change) -> list[Delivery]:
-        """The deliveries the platform of `change` makes about it (none for what it does not report)."""
+    def build(self, change: Change, gap: bool = False) -> list[Delivery]:
+        """The deliveries the platform of `change` makes about it (none for what it does not report).
+
+        `gap`: a Salesforce change event is sent as a gap event (Salesforce could not build it).
+        """
         serial = next(self._serial)
         if change.platform == "stripe":
             return self._stripe(change, serial)
         if change.platform == "salesforce":
-            return self._salesforce(change, serial)
+            return self._salesforce(change, serial, gap)
         if change.platform == "zendesk":
             return self._zendesk(change, serial)
         if change.platform == "netsuite":
@@ -159,7 +164,7 @@ class NativeEvents:
 
     # --- Salesforce --------------------------------------------------------------------------------
 
-    def _salesforce(self, change: Change, serial: int) -> list[Delivery]:
+    def _salesforce(self, change: Change, serial: int, gap: bool = False) -> list[Delivery]:
         entity = change.type
         if entity not in CDC_ENTITIES:
             return []
@@ -185,6 +190,9 @@ class NativeEvents:
             master = change.record.get("MasterRecordId")
             if master:
                 payload["MasterRecordId"] = master  # the record lost a merge to `master`
+        if gap:
+            # The change happened, but the event says only that: which record, when, what kind.
+            change_type, payload, changed, nulled = f"GAP_{change_type}", {}, [], []
         self._commit_number = max(self._commit_number + 1, change.at * 1000)
         user = change.record.get("LastModifiedById") or self.config.salesforce_user_id
         payload["ChangeEventHeader"] = {

@@ -12,6 +12,12 @@ Order of effects for one request: latency, then a queued 429 (`burst_429` counts
 5xx (`error_rate`), then a hang (`timeout_rate`: sleep `hang_seconds`, far beyond any client
 timeout, then serve the request), then the handler, then `error_after_apply_rate`.
 
+One fault is not about requests: `gap_rate` (Salesforce) is the share of Salesforce change events
+the emitter delivers as gap events instead (`GAP_CREATE`, `GAP_UPDATE`, `GAP_DELETE`, `GAP_UNDELETE`
+of the same record, no fields), as Salesforce does when it cannot build a change event. Its draws
+(`Faults.gap`) come from a generator of their own, so turning it on leaves the requests' faults
+drawn as before.
+
 `GET/POST /_sandbox/faults` (sandbox/server.py) use `Faults.to_json()` and `Faults.update(body)`:
 the body is JSON `{"stripe": {"error_rate": 0.3}, "netsuite": {"netsuite_concurrency": 2}}`; given
 fields replace the current ones, the rest stay.
@@ -55,6 +61,7 @@ class PlatformFaults(Struct, kw_only=True, forbid_unknown_fields=True):
     hang_seconds: _Seconds = 30.0  # how long a hang lasts: longer than any sane client timeout
     error_after_apply_rate: _Rate = 0.0  # share of requests applied, then answered 500
     netsuite_concurrency: Annotated[int, Meta(ge=1)] | None = None  # NetSuite: in-flight limit override
+    gap_rate: _Rate = 0.0  # Salesforce: share of change events delivered as gap events (no fields) instead
 
 
 class FaultSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -94,6 +101,7 @@ class Faults:
     def __init__(self, settings: FaultSettings | None = None, *, seed: int = 0) -> None:
         self.settings = settings or FaultSettings()
         self._random = random.Random(seed)
+        self._gaps = random.Random(f"gaps:{seed}")
 
     def of(self, platform: str) -> PlatformFaults:
         """The current faults of `platform` (one of PLATFORMS)."""
@@ -116,6 +124,11 @@ class Faults:
             hang=faults.hang_seconds if hang < faults.timeout_rate else 0.0,
             error_after_apply=after < faults.error_after_apply_rate,
         )
+
+    def gap(self, platform: str) -> bool:
+        """Whether the platform's next change event is delivered as a gap event (`gap_rate`)."""
+        rate = self.of(platform).gap_rate
+        return rate > 0 and self._gaps.random() < rate
 
     def to_json(self) -> bytes:
         """The current settings as JSON (`GET /_sandbox/faults`)."""

@@ -25,7 +25,9 @@ Operations (ids from `world.new_id`, so runs are deterministic):
 
 Money helpers shared with the NetSuite sandbox: `to_major(minor, currency)` / `to_minor(major, currency)`.
 
-`routes(world, faults, credentials)` serves sObject GET/PATCH and upsert by external id.
+`routes(world, faults, credentials)` serves sObject GET/PATCH and upsert by external id. A GET with
+`?fields=A,B` answers the `attributes` and those fields only, or 400 `INVALID_FIELD` naming one the
+record does not have, as Salesforce does.
 """
 
 from __future__ import annotations
@@ -361,9 +363,18 @@ class _Api:
         return self._found(request, request.match_info["field"], request.match_info["value"])
 
     def _found(self, request: web.Request, field: str, value: str) -> web.Response:
-        record = self.world.find(PLATFORM, request.match_info["object"], field, value)
+        object_name = request.match_info["object"]
+        record = self.world.find(PLATFORM, object_name, field, value)
         if record is None:
             return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        wanted = [name.strip() for name in request.query.get("fields", "").split(",") if name.strip()]
+        unknown = [name for name in wanted if name not in record]
+        if unknown:
+            return _error(400, "INVALID_FIELD", f"No such column '{unknown[0]}' on entity '{object_name}'. If you "
+                          "are attempting to use a custom field, be sure to append the '__c' after the custom field "
+                          "name.", fields=unknown[:1])
+        if wanted:
+            record = {"attributes": record["attributes"], **{name: record[name] for name in wanted}}
         return web.Response(body=msgspec.json.encode(record), content_type="application/json")
 
     async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:

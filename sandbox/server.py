@@ -146,10 +146,10 @@ class TrafficCommand(Struct, frozen=True, forbid_unknown_fields=True):
 class Sandbox:
     """The parts of one running sandbox, shared by its handlers."""
 
-    def __init__(self, config: SandboxConfig, world: World, emitter: EmitterLike) -> None:
+    def __init__(self, config: SandboxConfig, world: World, emitter: EmitterLike, faults: Faults) -> None:
         self.config = config
         self.world = world
-        self.faults = Faults(seed=config.fault_seed)
+        self.faults = faults
         self.traffic = Traffic(world, config.traffic)
         self.runner = Runner(self.traffic)
         self.emitter = emitter
@@ -266,19 +266,21 @@ async def _on_cleanup(app: web.Application) -> None:
     await sandbox.emitter.stop()
 
 
-def build_emitter(config: SandboxConfig, world: World) -> Emitter:
-    """The emitter delivering `world`'s changes to the Concord named in `config`."""
+def build_emitter(config: SandboxConfig, world: World, faults: Faults) -> Emitter:
+    """The emitter delivering `world`'s changes to the Concord named in `config` (Salesforce gaps per `faults`)."""
     return Emitter(world, concord_url=config.concord_url, stripe_secret=config.stripe_webhook_secret,
                    zendesk_secret=config.zendesk_webhook_secret, netsuite_secret=config.netsuite_webhook_secret,
-                   kafka_bootstrap=config.kafka_bootstrap, salesforce_topic=config.salesforce_topic)
+                   kafka_bootstrap=config.kafka_bootstrap, salesforce_topic=config.salesforce_topic,
+                   gaps=faults.gap)
 
 
 def build_app(config: SandboxConfig, *, world: World | None = None,
-              emitter: Callable[[SandboxConfig, World], EmitterLike] = build_emitter,
+              emitter: Callable[[SandboxConfig, World, Faults], EmitterLike] = build_emitter,
               clock: Callable[[], float] = time.time) -> web.Application:
     """The sandbox service: platform APIs, control API, emitter and traffic (started on app startup)."""
     world = world if world is not None else World(clock=clock)
-    sandbox = Sandbox(config, world, emitter(config, world))
+    faults = Faults(seed=config.fault_seed)
+    sandbox = Sandbox(config, world, emitter(config, world, faults), faults)
     app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[control_guard])
     app[SANDBOX] = sandbox
     for platform in (stripe, salesforce, zendesk, netsuite):

@@ -344,6 +344,11 @@ class SalesOrder(Struct, Versioned, gc=False, kw_only=True, frozen=True, array_l
 class Crm(Struct, gc=False, kw_only=True, frozen=True, array_like=True):
     account: Account | None = None
     opportunities: dict[str, Opportunity] = {}
+    # Records changed at the source in ways no event showed (a Salesforce gap event): record id (the
+    # customer's own account, or an opportunity) -> (source time of the first change not read, of the
+    # latest). Unknown, not absent, until the record is read whole as of the latest (`read_whole_as_of`):
+    # the re-read of connectors/rereads.py, or any event carrying every field.
+    unread: dict[str, tuple[int, int]] = {}
 
 
 class Billing(Struct, gc=False, kw_only=True, frozen=True, array_like=True):
@@ -517,20 +522,67 @@ def _section_of(system: Platform) -> str:
 
 
 _NO_ACCOUNT: Final = Account()
+# Every field of a record set: a record read whole.
+_ALL_FIELDS: Final = {Account: (1 << len(_ACCOUNT_FIELDS)) - 1, Opportunity: (1 << len(_OPPORTUNITY_FIELDS)) - 1}
+# Salesforce times its changes to the second (LastModifiedDate, SystemModstamp, a change event's
+# commitTimestamp): a read in a gap's second may be that very change, and is taken for it.
+_SALESFORCE_TICK: Final = 1000
+
+
+def read_whole_as_of(record: Account | Opportunity | None) -> int:
+    """Source time as of which the state holds every field of `record` (0: some field was never read).
+
+    The oldest of its fields' stamps once each field was set (a re-read, a change event carrying
+    every field); a deleted record is known as of its deletion. A partial update (a Salesforce
+    UPDATE) does not make a record whose other fields are unread known.
+    """
+    if record is None or not record.stamps:
+        return 0
+    if record.deleted:
+        return record.stamp_of("deleted").ts
+    taken = 0
+    for _, mask in record.stamps:
+        taken |= mask
+    return record.stamps[0][0].ts if taken == _ALL_FIELDS[type(record)] else 0
+
+
+def _read_again(unread: dict[str, tuple[int, int]], record_id: str,
+                record: Account | Opportunity | None) -> dict[str, tuple[int, int]]:
+    """`unread` without `record_id` once `record` is read whole as of its latest unread change."""
+    pending = unread.get(record_id)
+    if pending is None or read_whole_as_of(record) // _SALESFORCE_TICK < pending[1] // _SALESFORCE_TICK:
+        return unread
+    return {rid: times for rid, times in unread.items() if rid != record_id}
 
 
 def _apply_account(state: CustomerState, e: AccountUpserted, stamp: Stamp, limits: Limits) -> Changes | None:
-    account = _with_newer_fields(state.crm.account or _NO_ACCOUNT, e, stamp)
-    return None if account is None else {"crm": _replace(state.crm, account=account)}
+    if e.entity.id != state.key:
+        # Another account's change, re-addressed here after a merge (a merged-away account, deleted or
+        # re-read): this customer's account is its own, so it changes nothing.
+        return None
+    crm = state.crm
+    account = _with_newer_fields(crm.account or _NO_ACCOUNT, e, stamp)
+    unread = _read_again(crm.unread, state.key, account or crm.account) if crm.unread else crm.unread
+    if account is None:
+        return None if unread is crm.unread else {"crm": _replace(crm, unread=unread)}
+    if unread is not crm.unread:
+        return {"crm": _replace(crm, account=account, unread=unread)}
+    return {"crm": _replace(crm, account=account)}
 
 
 def _apply_opportunity(state: CustomerState, e: OpportunityChanged, stamp: Stamp, limits: Limits) -> Changes | None:
-    opportunities = state.crm.opportunities
+    crm = state.crm
+    opportunities = crm.opportunities
     current = opportunities.get(e.opportunity_id) or Opportunity(id=e.opportunity_id)
     opportunity = _with_newer_fields(current, e, stamp)
+    unread = crm.unread
+    if unread:
+        unread = _read_again(unread, e.opportunity_id, opportunity or opportunities.get(e.opportunity_id))
     if opportunity is None:
-        return None
-    return {"crm": _replace(state.crm, opportunities={**opportunities, e.opportunity_id: opportunity})}
+        return None if unread is crm.unread else {"crm": _replace(crm, unread=unread)}
+    if unread is not crm.unread:
+        return {"crm": _replace(crm, opportunities={**opportunities, e.opportunity_id: opportunity}, unread=unread)}
+    return {"crm": _replace(crm, opportunities={**opportunities, e.opportunity_id: opportunity})}
 
 
 def _put_party(records: dict[str, PartyRecord], e: CustomerUpserted, stamp: Stamp) -> dict[str, PartyRecord] | None:
@@ -675,8 +727,14 @@ def _apply_merge(state: CustomerState, e: AccountMerged, stamp: Stamp, limits: L
 
 
 def _apply_resync(state: CustomerState, e: ResyncRequired, stamp: Stamp, limits: Limits) -> Changes | None:
-    """A Zendesk organization changed in ways its webhook does not show: its entitlement is unread until
-    the re-read brings it (other sources' re-read requests change nothing here: the records re-read do)."""
+    """A record changed in ways no event showed: unread until a read as of that change arrives.
+
+    A Zendesk organization webhook (no custom fields): its entitlement. A Salesforce gap event naming
+    an Account or Opportunity: that CRM record. Other re-read requests change nothing here (a gap
+    naming no record, GAP_OVERFLOW, is said in the health document: agents/ingest.py).
+    """
+    if e.source is Platform.SALESFORCE:
+        return _crm_unread(state, e, stamp) if e.object_type in _CRM_OBJECTS else None
     if e.source is not Platform.ZENDESK or e.object_type != "organization":
         return None
     support = state.support
@@ -687,6 +745,27 @@ def _apply_resync(state: CustomerState, e: ResyncRequired, stamp: Stamp, limits:
             continue  # the state already holds the entitlement as of this change
         unread[org] = (min(first, stamp.ts), max(latest, stamp.ts))
     return None if unread == support.unread else {"support": _replace(support, unread=unread)}
+
+
+_CRM_OBJECTS: Final = frozenset({"Account", "Opportunity"})
+
+
+def _crm_unread(state: CustomerState, e: ResyncRequired, stamp: Stamp) -> Changes | None:
+    """The Salesforce records a gap event names are unread, unless held whole as of its second already."""
+    crm = state.crm
+    unread = dict(crm.unread)
+    for rid in e.record_ids:
+        if e.object_type == "Account":
+            if rid != state.key:
+                continue  # another account's gap, re-addressed after a merge: not this customer's record
+            record: Account | Opportunity | None = crm.account
+        else:
+            record = crm.opportunities.get(rid)
+        if read_whole_as_of(record) // _SALESFORCE_TICK >= stamp.ts // _SALESFORCE_TICK:
+            continue  # the state holds the record as of that change already (its re-read came first)
+        first, latest = unread.get(rid, (stamp.ts, stamp.ts))
+        unread[rid] = (min(first, stamp.ts), max(latest, stamp.ts))
+    return None if unread == crm.unread else {"crm": _replace(crm, unread=unread)}
 
 
 _TRANSITIONS: Final[dict[type, Transition]] = {

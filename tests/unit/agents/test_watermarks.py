@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from concord.agents.watermarks import HealthWatch, Progress, decode_marks
+from concord.agents.watermarks import HealthWatch, Progress, decode_marks, decode_overflow
 from concord.drift.watermarks import PartitionMark
 
 NOW = 1_000_000_000
@@ -76,3 +76,20 @@ def test_the_platforms_count_only_as_far_as_the_identity_hop_has_read() -> None:
     watch.update({**marks, "identity": {0: PartitionMark(watermark=NOW - 30_000, at=NOW)}}, NOW)
     assert watch.read() == {"stripe": NOW - 31_000, "zendesk": NOW - 32_000}
     assert "identity" in watch.platforms and "identity" not in watch.read()
+
+
+def test_a_gap_naming_no_record_is_noted_once_per_platform_from_its_earliest_and_shown_in_the_health() -> None:
+    progress = Progress()
+    progress.gap_overflow("salesforce", NOW - 5_000)
+    progress.gap_overflow("salesforce", NOW - 9_000)  # an earlier one read later (another partition)
+    progress.gap_overflow("salesforce", NOW - 1_000)
+    assert progress.take_overflows() == {"salesforce": NOW - 9_000}
+    assert progress.take_overflows() == {}  # published once: a person may clear it after reconciling
+    published = decode_overflow({b"salesforce": str(NOW - 9_000).encode(), b"stripe": b"soon"})
+    assert published == {"salesforce": NOW - 9_000}
+    watch = HealthWatch(behind_ms=60_000, stale_ms=60_000)
+    watch.update(marks(NOW - 1_000), NOW, published)
+    assert watch.platforms["salesforce"].gap_overflow_since == NOW - 9_000
+    assert watch.platforms["stripe"].gap_overflow_since == 0
+    watch.update(marks(NOW - 1_000), NOW)  # cleared in Redis: gone from the health
+    assert watch.platforms["salesforce"].gap_overflow_since == 0

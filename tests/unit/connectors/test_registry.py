@@ -11,7 +11,7 @@ RULE_ACTIONS = {
     "netsuite": {"erp.upsert_invoice", "erp.apply_payment", "erp.create_credit_memo", "erp.upsert_customer",
                  "erp.update_customer"},
     "stripe": {"billing.update_customer"},
-    "salesforce": {"crm.update_customer"},
+    "salesforce": {"crm.update_customer", "crm.fetch_record"},
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from concord.codecs.model import CanonicalEvent
 from concord.core import messages
 from concord.core.messages import CorrectionFailed
 from concord.drift import lifecycle
@@ -342,3 +343,112 @@ def test_a_correction_whose_effect_cannot_be_read_is_neither_repeated_nor_left_t
     v = lifecycle.evaluate(waiting.state, 75 * MIN, rules, config)
     assert statuses(v) == [("commanded", "escalated")] and v.commands == () and v.state.next_due == 0
     assert next(iter(v.state.drift.values())).note.startswith("cannot judge")
+
+
+# ---------------------------------------------------------------- CRM records unread after a Salesforce gap
+
+
+def crm_unread(state: CustomerState, record_id: str, since: int) -> CustomerState:
+    """`state` with a CRM record unread since `since` (a gap event, its re-read pending or failing)."""
+    return msgspec.structs.replace(state, crm=msgspec.structs.replace(state.crm, unread={record_id: (since, since)}))
+
+
+def crm_known(state: CustomerState) -> CustomerState:
+    return msgspec.structs.replace(state, crm=msgspec.structs.replace(state.crm, unread={}))
+
+
+def crm_rules(*ids: str, grace_min: int = 10) -> tuple[list[Rule], DriftConfig]:
+    from concord.drift import catalog
+
+    rules = [catalog.BY_ID[rule_id] for rule_id in ids]
+    settings = {r.id: msgspec.structs.replace(r.defaults, grace_seconds=grace_min * 60) for r in rules}
+    return rules, DriftConfig(rules=settings, correction_timeout_seconds=30 * 60, unread_bound_seconds=3600)
+
+
+def won_without_subscription() -> CustomerState:
+    from tests.unit.drift.builders import account, state_of, won
+
+    return state_of(account(0, name="Acme", currency="USD"), won("006A", 0, amount=1000))
+
+
+def won_at_another_amount() -> CustomerState:
+    from tests.unit.drift.builders import subscription
+
+    return state_of_more(won_without_subscription(), subscription("sub_1", "active", 0, amount=900, currency="USD"))
+
+
+def state_of_more(state: CustomerState, *events: CanonicalEvent) -> CustomerState:
+    from tests.unit.drift.builders import state_of
+
+    return state_of(*events, base=state)
+
+
+def test_a_d11_finding_waits_while_the_account_is_unread_and_fires_once_it_is_read() -> None:
+    rules, config = crm_rules("D11")
+    v = lifecycle.evaluate(won_at_another_amount(), 0, rules, config)
+    (item,) = v.state.drift.values()
+    assert item.rule == "D11" and item.status == "pending"
+    blind = crm_unread(v.state, "001A", 5 * MIN)  # the account's gap: its currency may not be what is held
+    v = lifecycle.evaluate(blind, 30 * MIN, rules, config)  # due, but the account is unread
+    assert v.transitions == () and v.commands == () and next(iter(v.state.drift.values())).status == "pending"
+    assert v.state.next_due == 5 * MIN + 60 * MIN  # looked at again at the bound, not every scan
+    # The re-read arrives (an account event: D11 reads crm.account) and the disagreement is still there.
+    v = lifecycle.evaluate(crm_known(v.state), 31 * MIN, rules, config, {"crm.account"})
+    assert statuses(v) == [("pending", "open")] and v.commands == ()  # D11 is a review rule
+    assert next(iter(v.state.drift.values())).note == ""
+
+
+def test_past_the_bound_a_d11_finding_cannot_be_judged_and_commands_nothing() -> None:
+    rules, config = crm_rules("D11")
+    v = lifecycle.evaluate(won_at_another_amount(), 0, rules, config)
+    v = lifecycle.evaluate(crm_unread(v.state, "001A", 5 * MIN), 65 * MIN, rules, config)
+    assert statuses(v) == [("pending", "open")] and v.commands == ()
+    (item,) = v.state.drift.values()
+    assert item.note == "cannot judge: crm unreadable since 1970-01-01T00:05:00+00:00"
+
+
+def test_a_d10_finding_waits_for_its_unread_opportunity_then_cannot_judge_then_is_corrected_once_read() -> None:
+    rules, config = crm_rules("D10")
+    v = lifecycle.evaluate(won_without_subscription(), 0, rules, config)
+    blind = crm_unread(v.state, "006A", 5 * MIN)  # the opportunity's gap: is it still won?
+    v = lifecycle.evaluate(blind, 30 * MIN, rules, config)
+    assert v.transitions == () and v.commands == ()
+    v = lifecycle.evaluate(v.state, 65 * MIN, rules, config)
+    assert statuses(v) == [("pending", "open")] and v.commands == ()  # nothing commanded blind
+    assert next(iter(v.state.drift.values())).note.startswith("cannot judge: crm unreadable since ")
+    # Read again and still won without a subscription: the saga is resumed.
+    v = lifecycle.evaluate(crm_known(v.state), 70 * MIN, rules, config, {"crm.opportunities"})
+    assert statuses(v) == [("open", "commanded")] and [c.action for c in v.commands] == ["saga.resume"]
+
+
+def test_a_d10_finding_the_re_read_settles_is_never_reported() -> None:
+    from tests.unit.drift.builders import opportunity
+
+    rules, config = crm_rules("D10")
+    v = lifecycle.evaluate(won_without_subscription(), 0, rules, config)
+    v = lifecycle.evaluate(crm_unread(v.state, "006A", 5 * MIN), 30 * MIN, rules, config)
+    # The re-read shows the opportunity was lost after all: the rule, running again, finds nothing.
+    read = state_of_more(crm_known(v.state), opportunity("006A", 6 * MIN, stage="Closed Lost", is_won=False))
+    v = lifecycle.evaluate(read, 31 * MIN, rules, config, {"crm.opportunities"})
+    assert v.transitions == () and v.commands == () and v.state.drift == {}
+
+
+def test_only_the_rules_reading_the_unread_crm_record_wait() -> None:
+    rules, config = crm_rules("D10", "D11")
+    v = lifecycle.evaluate(won_at_another_amount(), 0, rules, config)
+    assert {i.rule for i in v.state.drift.values()} == {"D11"}  # D10: a subscription exists
+    rules, config = crm_rules("D10", "D09")
+    v = lifecycle.evaluate(crm_unread(won_without_subscription(), "001A", 5 * MIN), 0, rules, config)
+    v = lifecycle.evaluate(v.state, 10 * MIN, rules, config)
+    # D10 reads the opportunities, not the account: the account's gap holds nothing of it back.
+    assert [(t.rule, t.status) for t in v.transitions] == [("D10", "open"), ("D10", "commanded")]
+
+
+def test_a_rule_reading_two_unread_parts_names_the_one_unread_longest() -> None:
+    switch, rules, config = setup()
+    both = msgspec.structs.replace(rules[0], reads=frozenset({"support.entitlements", "crm.account"}))
+    v = lifecycle.evaluate(empty("001"), 0, [both], config)
+    blind = crm_unread(unread(v.state, 20 * MIN), "001", 5 * MIN)
+    v = lifecycle.evaluate(blind, 65 * MIN, [both], config)
+    assert statuses(v) == [("pending", "open")] and v.commands == ()
+    assert next(iter(v.state.drift.values())).note == "cannot judge: crm unreadable since 1970-01-01T00:05:00+00:00"

@@ -120,3 +120,13 @@ def test_system_actions_and_escalations() -> None:
 def test_the_sandbox_org_names_the_account_fields_the_codec_reads() -> None:
     assert salesforce.TAX_ID_FIELD == salesforce_codec.ACCOUNT_TAX_ID_FIELD
     assert salesforce.PAYMENT_TERMS_FIELD == salesforce_codec.ACCOUNT_PAYMENT_TERMS_FIELD
+
+
+def test_the_sandbox_org_has_every_field_a_re_read_asks_for() -> None:
+    from concord.sandbox.world import World
+
+    world = World(clock=lambda: NOW)
+    account = salesforce.create_account(world, name="Acme")
+    opportunity = salesforce.create_opportunity(world, account["Id"], name="Deal", amount=100)
+    assert set(salesforce_codec.record_fields("Account")) <= set(account)
+    assert set(salesforce_codec.record_fields("Opportunity", salesforce.PLAN_FIELD)) <= set(opportunity)

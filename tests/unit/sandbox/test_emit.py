@@ -21,11 +21,12 @@ from aiohttp.test_utils import TestServer
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, NotLeaderForPartitionError
 
 from concord.app import signatures
-from concord.codecs.model import AccountUpserted
+from concord.codecs.model import AccountUpserted, ResyncRequired
 from concord.codecs.registry import decoder
 from concord.sandbox import netsuite, salesforce, stripe, zendesk
 from concord.sandbox.emit import Emitter, EmitterStats, sign_headers
 from concord.sandbox.events import WebhookDelivery
+from concord.sandbox.faults import Faults
 from concord.sandbox.world import World
 
 SECRETS = {"stripe": "whsec_sandbox_test", "zendesk": "zendesk-secret", "netsuite": "netsuite-secret"}
@@ -360,3 +361,30 @@ def test_run_token_differs_between_runs() -> None:
     )
     first, second = (e.events.config.run for e in emitters)
     assert first and second and first != second
+
+
+async def test_with_the_gap_fault_salesforce_sends_gap_events_naming_the_record_and_nothing_else() -> None:
+    kafka = Kafka()
+    world = World()
+    faults = Faults(seed=1)
+    faults.update(b'{"salesforce": {"gap_rate": 1}}')
+    emitter = Emitter(world, concord_url="http://127.0.0.1:9", stripe_secret="s", zendesk_secret="z",
+                      netsuite_secret="n", kafka_bootstrap="unused:9092", salesforce_topic=TOPIC,
+                      producer_factory=kafka, run="g", gaps=faults.gap)
+    await emitter.start()
+    account = salesforce.create_account(world, name="Acme", country="US")
+    salesforce.update_account(world, account["Id"], {"Name": "Acme 2"})
+    salesforce.delete_account(world, account["Id"])
+    assert await emitter.drain(5)
+
+    decode = decoder("salesforce")
+    seen = []
+    for topic, key, value in kafka.sent:
+        payload = msgspec.json.decode(value)["data"]["payload"]
+        assert set(payload) == {"ChangeEventHeader"}  # the change happened; the event says only which record
+        (event,) = decode(value)
+        assert isinstance(event, ResyncRequired) and (topic, key) == (TOPIC, account["Id"].encode())
+        seen.append((event.reason, event.record_ids))
+    assert seen == [(f"GAP_{change}", (account["Id"],)) for change in ("CREATE", "UPDATE", "DELETE")]
+    assert emitter.stats().platforms["salesforce"].gaps == 3
+    await emitter.stop()

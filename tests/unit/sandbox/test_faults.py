@@ -28,6 +28,23 @@ def test_the_same_seed_draws_the_same_faults() -> None:
     assert 0 in statuses and len(statuses) > 1
 
 
+def test_salesforce_gaps_are_off_by_default_drawn_at_their_rate_and_leave_request_faults_as_they_were() -> None:
+    settings = b'{"salesforce": {"error_rate": 0.4, "timeout_rate": 0.2}}'
+    plain, gapped = Faults(seed=3), Faults(seed=3)
+    plain.update(settings)
+    gapped.update(settings)
+    assert not any(gapped.gap("salesforce") for _ in range(50))  # gap_rate 0: never
+    gapped.update(b'{"salesforce": {"gap_rate": 0.5}}')
+    gaps = [gapped.gap("salesforce") for _ in range(200)]
+    assert 60 < sum(gaps) < 140
+    assert [plain.decide("salesforce") for _ in range(40)] == [gapped.decide("salesforce") for _ in range(40)]
+    again = Faults(seed=3)
+    again.update(b'{"salesforce": {"gap_rate": 0.5}}')
+    assert [again.gap("salesforce") for _ in range(200)] == gaps  # the same seed, the same gaps
+    gapped.update(b'{"salesforce": {"gap_rate": 1}}')
+    assert all(gapped.gap("salesforce") for _ in range(20)) and not gapped.gap("stripe")
+
+
 def test_a_429_burst_counts_down() -> None:
     faults = Faults()
     faults.update(b'{"zendesk": {"burst_429": 2, "retry_after": 5}}')
@@ -53,6 +70,7 @@ def test_updates_merge_per_platform_and_field() -> None:
     (b'{"paypal": {"error_rate": 1}}', "unknown platform 'paypal'"),
     (b'{"stripe": {"eror_rate": 1}}', "eror_rate"),
     (b'{"stripe": {"error_rate": 2}}', "error_rate"),
+    (b'{"salesforce": {"gap_rate": -0.1}}', "gap_rate"),
     (b'[1, 2]', "JSON object"),
     (b"{", "JSON object"),
 ])

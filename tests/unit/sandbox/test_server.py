@@ -16,7 +16,7 @@ from concord.app.cli import build_parser
 from concord.core.settings import load
 from concord.sandbox import cli
 from concord.sandbox.emit import EmitterStats, PlatformStats
-from concord.sandbox.faults import PlatformCredentials
+from concord.sandbox.faults import Faults, PlatformCredentials
 from concord.sandbox.server import (
     SANDBOX,
     SandboxConfig,
@@ -35,7 +35,7 @@ FAST = TrafficConfig(seed=3, customers=4, drift_rate=1.0, time_scale=1e9)
 class FakeEmitter:
     """Stands in for the emitter: records its lifecycle, delivers nothing."""
 
-    def __init__(self, config: SandboxConfig, world: World) -> None:
+    def __init__(self, config: SandboxConfig, world: World, faults: Faults | None = None) -> None:
         self.world = world
         self.started = self.stopped = False
         self.drained: list[float] = []
@@ -191,8 +191,8 @@ async def test_serve_prints_progress_and_exits_zero_when_the_duration_ends() -> 
     out = io.StringIO()
     drained: list[FakeEmitter] = []
 
-    def emitter(sandbox_config: SandboxConfig, world: World) -> FakeEmitter:
-        drained.append(FakeEmitter(sandbox_config, world))
+    def emitter(sandbox_config: SandboxConfig, world: World, faults: Faults) -> FakeEmitter:
+        drained.append(FakeEmitter(sandbox_config, world, faults))
         return drained[0]
 
     code = await asyncio.wait_for(cli.serve(made, progress=0.05, out=out, stop=asyncio.Event(), emitter=emitter), 10)

@@ -134,8 +134,17 @@ def sales_order(ts: int, order_id: str = "so_1", seq: int = 0, *, event_id: str 
 
 
 def resync(ts: int, *, event_id: str | None = None) -> ResyncRequired:
+    """A Salesforce GAP_OVERFLOW: changes of some Accounts were lost, none named (no record to mark unread)."""
     return ResyncRequired(**_common(SF, "resync", KEY, ts, 0, event_id, None), reason="GAP_OVERFLOW",
-                          object_type="Account", record_ids=(KEY,))
+                          object_type="Account")
+
+
+def record_gap(ts: int, record_id: str = KEY, object_type: str = "Account", *,
+               event_id: str | None = None) -> ResyncRequired:
+    """A Salesforce gap event (GAP_UPDATE) naming one record: it changed, but how is not in the event."""
+    kind = "account" if object_type == "Account" else "opportunity"
+    return ResyncRequired(**_common(SF, kind, record_id, ts, 0, event_id, None), reason="GAP_UPDATE",
+                          object_type=object_type, record_ids=(record_id,))
 
 
 def organization_unread(ts: int, organization_id: str = "9", *, event_id: str | None = None) -> ResyncRequired:

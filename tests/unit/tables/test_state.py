@@ -653,3 +653,105 @@ def test_a_re_read_equal_to_what_the_state_holds_still_makes_the_entitlement_kno
     assert state.support.unread == {}  # held as of that change already
     state = fold([organization_unread(400, event_id="hook2")], state)
     assert fold([entitlement(400, "active", event_id="reread")], state).support.unread == {}
+
+
+# ---------------------------------------------------------------- CRM records unread after a Salesforce gap
+
+S = 1_000  # Salesforce times its changes to the second
+T = 1_743_422_400_000  # 2025-03-31T12:00:00Z
+WHOLE_ACCOUNT = {"name": "Acme", "country": "US", "currency": "USD", "tax_id": None, "address": "1 Main St, US",
+                 "payment_terms": None}
+WHOLE_OPPORTUNITY = {"account_id": KEY, "stage": "Closed Won", "is_won": True, "is_closed": True, "amount": 1000,
+                     "currency": "USD", "close_date": "2025-03-31", "plan": "pro", "amount_digits": 2}
+
+
+def read_account(ts: int, event_id: str | None = None, **fields: Any) -> CanonicalEvent:
+    """The account read whole (a re-read, a change event carrying every field)."""
+    return account(ts, event_id=event_id or f"read:{ts}", **{**WHOLE_ACCOUNT, **fields})
+
+
+def test_a_gap_leaves_the_account_unread_until_it_is_read_whole_as_of_the_latest_gap() -> None:
+    from tests.unit.tables.state_builders import record_gap
+
+    state = fold([read_account(T), record_gap(T + 10 * S), record_gap(T + 20 * S)])
+    assert state.crm.unread == {KEY: (T + 10 * S, T + 20 * S)}  # since the first change not read, to the latest
+    assert state.crm.account is not None and state.crm.account.name == "Acme"  # what was read stays
+    older = fold([read_account(T + 15 * S, name="Acme Old")], state)
+    assert older.crm.unread == state.crm.unread  # read as of before the latest change: still unread
+    partial = fold([account(T + 30 * S, name="Acme Inc")], state)
+    assert partial.crm.unread == state.crm.unread  # a change of one field says nothing of the others
+    read = fold([read_account(T + 20 * S + 400, name="Acme Inc")], state)  # in the latest gap's second
+    assert read.crm.unread == {} and read.crm.account is not None and read.crm.account.name == "Acme Inc"
+    # A gap the state already holds the record for (its re-read came first) leaves nothing unread.
+    assert fold([record_gap(T + 20 * S, event_id="late")], read).crm.unread == {}
+    # The rest of the customer's state does not care: Zendesk's entitlements stay as they were.
+    assert read.support == state.support
+
+
+def test_a_read_timed_in_the_gaps_second_is_taken_for_that_change() -> None:
+    from tests.unit.tables.state_builders import record_gap
+
+    # Salesforce stamps a record (LastModifiedDate) before it commits the change (commitTimestamp), to the
+    # second: a read stamped in the gap's second holds the change the gap announced.
+    state = fold([read_account(T), record_gap(T + 9 * S + 700)])
+    after, changed = apply(state, read_account(T + 9 * S + 200))
+    assert changed and after.crm.unread == {}
+    assert fold([record_gap(T + 9 * S + 900, event_id="again")], after).crm.unread == {}
+
+
+def test_a_deletion_as_of_the_gap_settles_it() -> None:
+    from tests.unit.tables.state_builders import record_gap
+
+    state = fold([account(T, name="Acme"), record_gap(T + 10 * S)])
+    assert fold([account(T + 9 * S, deleted=True)], state).crm.unread == state.crm.unread
+    gone = fold([account(T + 11 * S, deleted=True)], state)  # the re-read's 404, as a tombstone
+    assert gone.crm.unread == {} and gone.crm.account is not None and gone.crm.account.deleted
+
+
+def test_an_opportunity_gap_leaves_that_opportunity_unread_until_read() -> None:
+    from tests.unit.tables.state_builders import record_gap
+
+    state = fold([read_account(T), opportunity(T, "006A", **WHOLE_OPPORTUNITY),
+                  record_gap(T + 10 * S, "006A", "Opportunity"), record_gap(T + 11 * S, "006B", "Opportunity")])
+    assert state.crm.unread == {"006A": (T + 10 * S, T + 10 * S), "006B": (T + 11 * S, T + 11 * S)}
+    state = fold([opportunity(T + 12 * S, "006A", event_id="reread", **{**WHOLE_OPPORTUNITY, "stage": "Closed"})],
+                 state)
+    assert state.crm.unread == {"006B": (T + 11 * S, T + 11 * S)}  # a record never read before is read whole too
+    state = fold([opportunity(T + 12 * S, "006B", event_id="reread-b", **WHOLE_OPPORTUNITY)], state)
+    assert state.crm.unread == {}
+
+
+def test_another_accounts_gap_and_changes_re_addressed_here_change_nothing() -> None:
+    from tests.unit.tables.state_builders import record_gap
+
+    state = fold([read_account(T)])
+    after, changed = apply(state, record_gap(T + 10 * S, "001LOSER"))
+    assert not changed and after.crm == state.crm
+    loser = msgspec.structs.replace(account(T + 20 * S, deleted=True), entity=msgspec.structs.replace(
+        account(T).entity, id="001LOSER"))
+    after, changed = apply(state, loser)  # a merged-away account's deletion, re-addressed to the winner
+    assert not changed and after.crm == state.crm
+
+
+def test_states_stored_before_crm_unread_still_load() -> None:
+    from concord.tables.state import Crm
+
+    stored = msgspec.msgpack.encode([None, {}])  # a Crm as it was stored: account, opportunities
+    assert msgspec.msgpack.decode(stored, type=Crm).unread == {}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.permutations([
+    account(T, name="Acme"), read_account(T + 3 * S), account(T + 4 * S, country="DE"),
+    read_account(T + 6 * S, event_id="read6"), account(T + 8 * S, deleted=True),
+]), st.lists(st.integers(0, 9), min_size=1, max_size=4))
+def test_what_is_unread_does_not_depend_on_the_order_of_delivery(events: list[CanonicalEvent],
+                                                                  gap_seconds: list[int]) -> None:
+    from tests.unit.tables.state_builders import record_gap
+
+    gaps = [record_gap(T + g * S + 100, event_id=f"gap{n}") for n, g in enumerate(gap_seconds)]
+    in_order = sorted([*events, *gaps], key=lambda e: e.version)
+    expected = set(fold(in_order).crm.unread)
+    assert expected == ({KEY} if max(gap_seconds) > 8 else set())  # read whole as of T+6 s, deleted at T+8 s
+    assert set(fold([*gaps, *events]).crm.unread) == expected
+    assert set(fold([*events, *gaps]).crm.unread) == expected
