@@ -7,13 +7,15 @@ STAMP := $(VENV)/.installed
 CACHE := .cache
 INFRA := $(BIN)/python -m concord.infra
 
-.PHONY: help venv demo test test-unit test-integration bench lint docs infra-up infra-down infra-status clean
+.PHONY: help venv demo test test-unit test-integration bench bench-reliability lint docs infra-up infra-down infra-status clean
 
 help:
 	@echo "make demo          the live closed loop: Kafka, Redis, a worker, the webhooks and the platform sandbox, until Ctrl-C"
 	@echo "                   (SEED=7 CUSTOMERS=300 DRIFT_RATE=0.05 TIME_SCALE=3600 DURATION=60 to reproduce a run)"
 	@echo "make test          create .venv, bring Kafka and Redis up, run all tests, leave things as found"
 	@echo "make bench         throughput benchmarks on the real broker (results in bench/results/)"
+	@echo "make bench-reliability   seeded closed loops overloaded and under faults, scored against the"
+	@echo "                   sandbox's ground truth (false findings, platform writes; docs/reliability.md)"
 	@echo "make lint          ruff and mypy"
 	@echo "make docs          regenerate docs/configuration.md and docs/metrics.md from the code"
 	@echo "make infra-up | infra-down | infra-status   local Kafka (KRaft) and Redis without Docker"
@@ -55,6 +57,10 @@ bench: venv
 	@$(INFRA) up --session $(CACHE)/bench-session.json
 	@status=0; $(BIN)/python -m concord.bench || status=$$?; \
 	  $(INFRA) down --session $(CACHE)/bench-session.json; exit $$status
+
+# Each scenario is a whole `concord demo` (about 5 minutes each); results in bench/results/reliability-*.json.
+bench-reliability: venv
+	@for scenario in overload storm gaps; do $(BIN)/python -m concord.bench.reliability $$scenario || exit 1; done
 
 PACKAGES := core app agents tables codecs drift connectors sandbox infra bench
 

@@ -3,6 +3,8 @@
     python -m concord.bench.reliability overload   # 1,000 customers, no drift, time scale 200,000
     python -m concord.bench.reliability storm      # the same with 10% drift and every platform's API failing
                                                    # (30% 5xx, 429 bursts, 10% applied-then-500) for 60 s
+    python -m concord.bench.reliability gaps       # the storm, and 20% of Salesforce's change events
+                                                   # delivered as GAP_* events (re-read to be known)
 
 Each run is `concord demo --hold` (local Kafka and Redis, the Procfile's processes, the sandbox), driven
 from here: faults on while the traffic starts and off after `--faults-for` seconds, then, once the run has
@@ -34,9 +36,11 @@ from concord.bench import score as scoring
 from concord.bench.common import RESULTS, write_result
 
 SCENARIOS: dict[str, dict[str, Any]] = {
-    "overload": {"drift_rate": 0.0, "faults_for": 0.0},
-    "storm": {"drift_rate": 0.1, "faults_for": 60.0},
-    "calm": {"drift_rate": 0.1, "faults_for": 0.0},
+    "overload": {"drift_rate": 0.0, "faults_for": 0.0, "gap_rate": 0.0},
+    "storm": {"drift_rate": 0.1, "faults_for": 60.0, "gap_rate": 0.0},
+    # The storm, and a fifth of Salesforce's change events delivered as GAP_* events (no fields) meanwhile.
+    "gaps": {"drift_rate": 0.1, "faults_for": 60.0, "gap_rate": 0.2},
+    "calm": {"drift_rate": 0.1, "faults_for": 0.0, "gap_rate": 0.0},
 }
 WORKER = "http://127.0.0.1:6066"
 SANDBOX = f"http://{demo.SANDBOX_HOST}:{demo.SANDBOX_PORT}"
@@ -45,9 +49,10 @@ TOKEN = "concord-demo-read-token"
 TRACED = 25
 
 
-def _faults(on: bool) -> None:
-    scoring._call(f"{SANDBOX}/_sandbox/faults",
-                  {p: scoring.STORM if on else scoring.CALM for p in scoring.PLATFORMS})
+def _faults(on: bool, gap_rate: float) -> None:
+    faults: dict[str, dict[str, Any]] = {p: scoring.STORM if on else scoring.CALM for p in scoring.PLATFORMS}
+    faults["salesforce"] = {**faults["salesforce"], "gap_rate": gap_rate if on else 0.0}
+    scoring._call(f"{SANDBOX}/_sandbox/faults", faults)
 
 
 def _customer(key: str) -> Any:
@@ -99,10 +104,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if now is None:
                 continue
             if faults_for and not faulted and faults_on_at is None:
-                _faults(True)
+                _faults(True, scenario["gap_rate"])
                 faults_on_at = time.time()
             if faults_on_at is not None and not faulted and time.time() - faults_on_at >= faults_for:
-                _faults(False)
+                _faults(False, 0.0)
                 faulted = True
             if before is not None and now.sandbox_running and now.at > before.at:
                 rates.append(max(0.0, now.events - before.events) / (now.at - before.at))
@@ -126,6 +131,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result = {
         "scenario": args.scenario, "seed": args.seed, "customers": args.customers, "drift_rate": drift_rate,
         "time_scale": args.time_scale, "duration_s": args.duration, "faults_for_s": faults_for,
+        "gap_rate": scenario["gap_rate"], "gaps_delivered": sum(p.get("gaps", 0) for p in deliveries.values()),
         "events_per_s_median": round(statistics.median(busy), 1) if busy else 0.0,
         "webhook_retries": sum(p.get("retries", 0) for p in deliveries.values()),
         "webhook_failed": sum(p.get("failed", 0) for p in deliveries.values()),
