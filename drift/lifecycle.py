@@ -429,7 +429,12 @@ def _settled(state: CustomerState, item: DriftItem, previous: str, now: int, con
     run = _Run(state, now, correlation_id)
     run.transition(item, previous)
     items = {**state.drift, item.fingerprint: item}
-    return Verdict(_replace(state, drift=items, next_due=_next_due(items.values(), config)), tuple(run.transitions))
+    next_due = _next_due(items.values(), config)
+    if item.status == ESCALATED:
+        # The rules that read the findings themselves (D14: a person must decide) run on the next deadline
+        # tick: make it now, or an escalation no rule's evaluation made would wait for an unrelated event.
+        next_due = min(next_due, now) if next_due else now
+    return Verdict(_replace(state, drift=items, next_due=next_due), tuple(run.transitions))
 
 
 def _bound_resolved(items: dict[str, DriftItem], keep: int) -> dict[str, DriftItem]:

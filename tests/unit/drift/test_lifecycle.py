@@ -11,6 +11,7 @@ from concord.drift import lifecycle
 from concord.drift.config import DriftConfig, RuleConfig
 from concord.drift.finding import Action, Finding, Observation
 from concord.drift.rule import Context, Rule
+from concord.drift.rules import correction_stuck
 from concord.tables.state import CustomerState, empty
 
 MIN = 60_000
@@ -174,7 +175,8 @@ def test_a_correction_dead_lettered_for_data_escalates_at_once_with_its_reason()
     assert statuses(escalated) == [("commanded", "escalated")]
     item = escalated.state.drift[command.fingerprint]
     assert "organization 361 not found" in item.note and escalated.transitions[0].note == item.note
-    assert escalated.state.next_due == 0  # no correction timeout left to wait for
+    # No correction timeout left to wait for, but a tick at once: D14 must see the escalation (below).
+    assert escalated.state.next_due == MIN
     # No next generation, and a repeated report is a no-op.
     later = lifecycle.evaluate(escalated.state, 90 * MIN, rules, config)
     assert later.transitions == () and later.commands == ()
@@ -183,6 +185,21 @@ def test_a_correction_dead_lettered_for_data_escalates_at_once_with_its_reason()
     switch.on = False
     done = lifecycle.evaluate(later.state, 91 * MIN, rules, config)
     assert statuses(done) == [("escalated", "resolved")] and done.transitions[0].resolution == "corrected"
+
+
+def test_an_escalation_from_a_refused_correction_reaches_the_rule_that_hands_it_to_a_person() -> None:
+    switch, rules, config = setup(grace_min=0, max_corrections=3)
+    rules = [*rules, correction_stuck.RULE]
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    (command,) = v.commands
+    failed = CorrectionFailed(customer_key="001", fingerprint=command.fingerprint, command_id=command.command_id,
+                              reason="netsuite 400: external id already exists", at=MIN)
+    escalated = lifecycle.correction_failed(v.state, failed, MIN, config)
+    assert 0 < escalated.state.next_due <= MIN  # the deadline scan ticks only customers with something due
+    tick = lifecycle.evaluate(escalated.state, escalated.state.next_due, rules, config)
+    (d14,) = [i for i in tick.state.drift.values() if i.rule == "D14"]
+    assert d14.subject == f"{command.fingerprint}|escalated" and d14.status == "pending"
+    assert tick.state.next_due == d14.due
 
 
 def test_a_merged_away_account_resolves_its_findings_as_merged() -> None:
