@@ -45,7 +45,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
 WORKER = "http://127.0.0.1:6066"
 SANDBOX = f"http://{demo.SANDBOX_HOST}:{demo.SANDBOX_PORT}"
 TOKEN = "concord-demo-read-token"
-# The customers of at most this many false findings are dumped whole (state, drift items) to trace them.
+# The customers of at most this many false findings, and of as many missed injections, are dumped whole (state,
+# drift items) to trace them.
 TRACED = 25
 
 
@@ -120,6 +121,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         status = scoring._call(f"{SANDBOX}/_sandbox/status")
         traced = {f["customer_key"]: {"concord": _customer(f["customer_key"]), "platform": _platform_record(f)}
                   for f in figures["false"][:TRACED]}
+        traced.update({m["customer_key"]: {"concord": _customer(m["customer_key"]), "missed": m["rule"]}
+                       for m in figures["missed"][:TRACED] if m["customer_key"] not in traced})
     finally:
         os.killpg(runner.pid, signal.SIGINT)
         try:
