@@ -25,7 +25,8 @@ rule's drift goes and what it looks like, so a scorer can match Concord's findin
 | D15 | after cancel | a churned customer opens a ticket |
 
 Some drift shows only once Concord corrected another: D14's escalation after D01's corrections
-failed, and after the ERP refused D13's re-pointing of the merged-away account's NetSuite customer (the
+failed, after D10's correction was refused (`saga.resume`, until Concord's quote-to-cash saga exists),
+and after the ERP refused D13's re-pointing of the merged-away account's NetSuite customer (the
 winner's own customer holds that externalId; a person merges ERP customers), and the duplicate Stripe
 customer (D12) a merge leaves once Concord re-pointed it (D13). Their
 `after` names the fingerprint of that other finding, so a scorer can tell "not yet visible" from "missed".

@@ -492,8 +492,13 @@ class Traffic:
             self._inject(rule, live, f"NetSuite customer {live.netsuite} is named {erp_name!r}, "
                          f"Salesforce says {p.name!r}", "netsuite", field="name", record_id=live.netsuite)
         elif rule == "D10":
-            self._inject(rule, live, f"opportunity {live.opportunity} is closed-won, no subscription was created",
-                         opportunity_id=live.opportunity)
+            won = self._inject(rule, live, f"opportunity {live.opportunity} is closed-won, no subscription was "
+                               "created", opportunity_id=live.opportunity)
+            # Until Concord's quote-to-cash saga exists (issue 17) its D10 correction, saga.resume, is refused:
+            # the finding is escalated for a person to provision.
+            self._inject("D14", live, f"opportunity {live.opportunity} is closed-won and unprovisioned; Concord "
+                         "cannot provision it yet (saga.resume refused) and escalates it", after=won.fingerprint,
+                         stuck=won.fingerprint)
         elif rule == "D11":
             self._inject(rule, live, f"opportunity {live.opportunity} sold {quantity} seats of {plan.name}, "
                          f"subscription {live.subscription} bills {_billed_seats(quantity, step.value)}",

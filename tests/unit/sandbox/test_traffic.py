@@ -382,3 +382,12 @@ def test_a_healthy_customer_whose_payments_failed_does_nothing_after_its_subscri
     assert ended
     for script in ended:
         assert script.steps[-1].kind == "nonpayment", [step.kind for step in script.steps]
+
+
+def test_an_unprovisioned_deal_is_expected_escalated_while_concord_cannot_provision() -> None:
+    # saga.resume is refused until the quote-to-cash saga exists: the D10 finding is escalated (D14).
+    _, traffic, _, _, _ = play(TrafficConfig(seed=1, customers=1, drift_rate=1.0, rules=("D10",)))
+    won, escalated = traffic.injections
+    assert (won.rule, won.expected_action) == ("D10", "saga.resume")
+    assert (escalated.rule, escalated.subject, escalated.after) == ("D14", f"{won.fingerprint}|escalated",
+                                                                    won.fingerprint)
