@@ -28,7 +28,9 @@ it, `{"attributes": {"type": "Account", "url": ...}, "Id": ..., "LastModifiedDat
 (`GET .../sobjects/<type>/<Id>`, a SOQL query record). It decodes to the events a change event
 carrying every field the record holds would give: absent fields stay UNSET (not read), null ones are
 None; the address is read from the flat `Billing*` fields. `occurred_at` is `LastModifiedDate` (else
-`SystemModstamp`); `version` is `(the later of the two, 0)`, `event_id` `sobject:<Id>:<version ms>`
+`SystemModstamp`); `version` is `(the end of the later one's second, 0)`: Salesforce times records to
+the second, and the read holds every change of that second made before it, so a change event of the
+same second does not pass for newer; `event_id` is `sobject:<Id>:<the later time, ms>`
 (`:deleted` appended for a deletion). `IsDeleted: true` reads as a deletion (`MasterRecordId` set on
 an Account: a merge), as a DELETE change event would. A re-read Concord fetched after a gap event
 (connectors/rereads.py) arrives in this shape.
@@ -1124,7 +1126,12 @@ def _sobject_events(body: bytes, reader: _Reader) -> list[CanonicalEvent]:
         events = _account_events(header, targets, record, _ALL_PRESENT)
     else:
         events = _opportunity_events(header, targets, record, _ALL_PRESENT, reader)
-    return events if modified == as_of else [_replace(event, occurred_at=modified) for event in events]
+    # Salesforce times a record to the second, a change event to the millisecond (or to the same second): the
+    # read holds every change of its second made before it, so it is versioned at the end of that second and
+    # a change event of the same second does not pass for newer (a change made after the read within that
+    # very second is taken for older: rare, and the next change event or read settles it).
+    version = Version(as_of - as_of % 1000 + 999, 0)
+    return [_replace(event, occurred_at=modified, version=version) for event in events]
 
 
 def _decode_sobject(body: bytes, plan_field: str) -> _SObject:

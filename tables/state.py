@@ -524,9 +524,17 @@ def _section_of(system: Platform) -> str:
 _NO_ACCOUNT: Final = Account()
 # Every field of a record set: a record read whole.
 _ALL_FIELDS: Final = {Account: (1 << len(_ACCOUNT_FIELDS)) - 1, Opportunity: (1 << len(_OPPORTUNITY_FIELDS)) - 1}
-# Salesforce times its changes to the second (LastModifiedDate, SystemModstamp, a change event's
-# commitTimestamp): a read in a gap's second may be that very change, and is taken for it.
-_SALESFORCE_TICK: Final = 1000
+
+
+def _second_end(ts: int) -> int:
+    """The last millisecond of `ts`'s second.
+
+    Salesforce times a record to the second (LastModifiedDate, SystemModstamp; the codec versions a REST
+    record at the end of its second, as it holds every change of that second made before the read), and
+    two changes in one second cannot be told apart: a gap is settled only by a record held whole as of the
+    end of the gap's second, never by a change event of that same second, which may be the earlier one.
+    """
+    return ts - ts % 1000 + 999
 
 
 def read_whole_as_of(record: Account | Opportunity | None) -> int:
@@ -550,7 +558,7 @@ def _read_again(unread: dict[str, tuple[int, int]], record_id: str,
                 record: Account | Opportunity | None) -> dict[str, tuple[int, int]]:
     """`unread` without `record_id` once `record` is read whole as of its latest unread change."""
     pending = unread.get(record_id)
-    if pending is None or read_whole_as_of(record) // _SALESFORCE_TICK < pending[1] // _SALESFORCE_TICK:
+    if pending is None or read_whole_as_of(record) < _second_end(pending[1]):
         return unread
     return {rid: times for rid, times in unread.items() if rid != record_id}
 
@@ -761,7 +769,7 @@ def _crm_unread(state: CustomerState, e: ResyncRequired, stamp: Stamp) -> Change
             record: Account | Opportunity | None = crm.account
         else:
             record = crm.opportunities.get(rid)
-        if read_whole_as_of(record) // _SALESFORCE_TICK >= stamp.ts // _SALESFORCE_TICK:
+        if read_whole_as_of(record) >= _second_end(stamp.ts):
             continue  # the state holds the record as of that change already (its re-read came first)
         first, latest = unread.get(rid, (stamp.ts, stamp.ts))
         unread[rid] = (min(first, stamp.ts), max(latest, stamp.ts))

@@ -57,7 +57,8 @@ def test_a_rest_opportunity_reads_as_the_change_event_that_created_it(shared_fix
     assert_same_record(read, created, OPPORTUNITY_VALUES)
     assert (read.amount, read.amount_digits, read.close_date) == (4_000_000, 2, "2022-05-31")
     assert read.occurred_at == created.occurred_at == 1652977933000
-    assert read.version == Version(1652977933000, 0)
+    # Timed to the second, the read holds every change of that second made before it: versioned at its end.
+    assert read.version == Version(1652977933999, 0)
     assert read.event_id == "sobject:006SM0000001Tb3YAE:1652977933000" and read.correlation_id == ""
     assert decode(body) == [read]  # the raw topic's decoder tells the REST shape apart
 
@@ -87,10 +88,10 @@ def test_the_record_is_as_of_its_last_change_by_anyone_and_occurred_at_its_last_
                 SystemModstamp="2025-03-31T12:05:00.000+0000")
     read = only(decode_record(body))
     assert read.occurred_at == 1743422400000
-    assert read.version == Version(1743422700000, 0)  # a system change later: SystemModstamp
+    assert read.version == Version(1743422700999, 0)  # a system change later: SystemModstamp, its second's end
     assert read.event_id == "sobject:0015f00002JUX1JAAX:1743422700000"
     only_modstamp = only(decode_record(rest("Account", "0015f00002JUX1JAAX", SystemModstamp="2025-03-31T12:05:00Z")))
-    assert only_modstamp.occurred_at == only_modstamp.version.ts == 1743422700000
+    assert (only_modstamp.occurred_at, only_modstamp.version.ts) == (1743422700000, 1743422700999)
     epoch_ms = only(decode_record(rest("Account", "0015f00002JUX1JAAX", LastModifiedDate=1743422400000)))
     assert epoch_ms.occurred_at == 1743422400000
 
