@@ -248,6 +248,8 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
     async def accept(message: messages.AcceptFinding, now: int, partition: int) -> None:
         state = load_state(message.customer_key)
         verdict = lifecycle.accept(state, message.fingerprint, now, message.by, config)
+        verdict = lifecycle.then_rules_on_findings(verdict, now, rules, config, f"accept:{message.by}",
+                                                   watermarks() if watermarks is not None else None)
         if not verdict.transitions:
             log.warning("accept of %s for %s: no such active finding here", message.fingerprint,
                         message.customer_key)
@@ -257,6 +259,8 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
     async def correction_failed(message: messages.CorrectionFailed, now: int, partition: int) -> None:
         state = load_state(message.customer_key)
         verdict = lifecycle.correction_failed(state, message, now, config)
+        verdict = lifecycle.then_rules_on_findings(verdict, now, rules, config, message.command_id,
+                                                   watermarks() if watermarks is not None else None)
         if not verdict.transitions:
             return  # an older generation's command, or the finding moved on: nothing to escalate
         log.warning("finding %s of %s escalated: its correction %s was dead-lettered (%s)", message.fingerprint,

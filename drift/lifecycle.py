@@ -429,12 +429,18 @@ def _settled(state: CustomerState, item: DriftItem, previous: str, now: int, con
     run = _Run(state, now, correlation_id)
     run.transition(item, previous)
     items = {**state.drift, item.fingerprint: item}
-    next_due = _next_due(items.values(), config)
-    if item.status == ESCALATED:
-        # The rules that read the findings themselves (D14: a person must decide) run on the next deadline
-        # tick: make it now, or an escalation no rule's evaluation made would wait for an unrelated event.
-        next_due = min(next_due, now) if next_due else now
-    return Verdict(_replace(state, drift=items, next_due=next_due), tuple(run.transitions))
+    return Verdict(_replace(state, drift=items, next_due=_next_due(items.values(), config)), tuple(run.transitions))
+
+
+def then_rules_on_findings(verdict: Verdict, now: int, rules: Sequence[Rule], config: DriftConfig,
+                           correlation_id: str = "", watermarks: Mapping[str, int] | None = None) -> Verdict:
+    """`verdict` (from outside the rules: an accept, a refused correction), then the rules that read the
+    findings themselves (D14 hands an escalation to a person): as after an evaluation that moved a finding.
+    Left to a later deadline tick, an escalation's D14 waited for an unrelated event, or for ever."""
+    if not verdict.transitions:
+        return verdict
+    follow = evaluate(verdict.state, now, rules, config, {"drift"}, correlation_id, watermarks)
+    return Verdict(follow.state, verdict.transitions + follow.transitions, verdict.commands + follow.commands)
 
 
 def _bound_resolved(items: dict[str, DriftItem], keep: int) -> dict[str, DriftItem]:

@@ -175,8 +175,7 @@ def test_a_correction_dead_lettered_for_data_escalates_at_once_with_its_reason()
     assert statuses(escalated) == [("commanded", "escalated")]
     item = escalated.state.drift[command.fingerprint]
     assert "organization 361 not found" in item.note and escalated.transitions[0].note == item.note
-    # No correction timeout left to wait for, but a tick at once: D14 must see the escalation (below).
-    assert escalated.state.next_due == MIN
+    assert escalated.state.next_due == 0  # no correction timeout left to wait for
     # No next generation, and a repeated report is a no-op.
     later = lifecycle.evaluate(escalated.state, 90 * MIN, rules, config)
     assert later.transitions == () and later.commands == ()
@@ -195,11 +194,15 @@ def test_an_escalation_from_a_refused_correction_reaches_the_rule_that_hands_it_
     failed = CorrectionFailed(customer_key="001", fingerprint=command.fingerprint, command_id=command.command_id,
                               reason="netsuite 400: external id already exists", at=MIN)
     escalated = lifecycle.correction_failed(v.state, failed, MIN, config)
-    assert 0 < escalated.state.next_due <= MIN  # the deadline scan ticks only customers with something due
-    tick = lifecycle.evaluate(escalated.state, escalated.state.next_due, rules, config)
-    (d14,) = [i for i in tick.state.drift.values() if i.rule == "D14"]
+    # What the state agent does with it: the rules reading the findings follow at once, not on a later tick
+    # (an event of the customer's in between would have left nothing due, and D14 never run).
+    verdict = lifecycle.then_rules_on_findings(escalated, MIN, rules, config)
+    assert statuses(verdict) == [("commanded", "escalated")]
+    (d14,) = [i for i in verdict.state.drift.values() if i.rule == "D14"]
     assert d14.subject == f"{command.fingerprint}|escalated" and d14.status == "pending"
-    assert tick.state.next_due == d14.due
+    assert verdict.state.next_due == d14.due
+    # Nothing moved: nothing follows.
+    assert lifecycle.then_rules_on_findings(lifecycle.Verdict(v.state), MIN, rules, config).state is v.state
 
 
 def test_a_merged_away_account_resolves_its_findings_as_merged() -> None:
