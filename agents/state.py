@@ -13,6 +13,12 @@ No record stops the stream (a poison pill would crash the agent again on every r
 cannot be decoded (malformed, too deep, too large) goes to `concord.dlq.ingest` with its bytes,
 original headers, a reason and where it was read; one whose processing raises (a bug) is logged with
 its traceback and dead-lettered the same way (reason `state_error`), and the next record is processed.
+
+Metrics of the findings (docs/metrics.md): `concord_findings_open` counts the reported, unresolved
+findings of the customers this worker owns (`OpenFindings`), so summed across the state workers it is
+the board; `concord_drift_time_to_resolve_seconds` is observed as each finding resolves. Transitions
+worth a person's attention are offered to the notifier (connectors/notify.py), which never makes the
+stream wait.
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ import gc
 import heapq
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -36,7 +42,8 @@ from concord.codecs.errors import as_decode_error
 from concord.codecs.model import AccountMerged, CanonicalEvent
 from concord.codecs.model import encode as encode_event
 from concord.core import messages, metrics
-from concord.core.messages import now_ms
+from concord.core.messages import DriftItem, now_ms
+from concord.core.partitioning import partition_for
 from concord.drift import lifecycle
 from concord.drift.config import DriftConfig
 from concord.drift.rule import Rule
@@ -46,6 +53,7 @@ from concord.tables.identity import merge_routing
 
 if TYPE_CHECKING:
     from concord.agents.context import Concord
+    from concord.connectors.notify import Notifier
 
 log = logging.getLogger("concord.state")
 
@@ -85,6 +93,49 @@ class Deadlines:
 
     def __len__(self) -> int:
         return len(self._due)
+
+
+class OpenFindings:
+    """The reported, unresolved findings of the customers this worker owns, by (rule, severity, status).
+
+    Kept up to date as a customer's findings change, and counted again from the table when the worker's
+    partitions change (`rebuild`): a worker never counts a customer another worker owns, so the gauge
+    summed across the workers is the whole board (in the seconds between a rebalance and the recount, a
+    customer that moved may be counted by both). Published by the deadline timer, not per event.
+    """
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, str, str]] = Counter()
+        self._changed = False
+
+    def add(self, items: Iterable[DriftItem], sign: int = 1) -> None:
+        """Count the active ones among `items` (`sign` -1: no longer count them)."""
+        for item in items:
+            if item.status in lifecycle.ACTIVE:
+                self._counts[(item.rule, item.severity, item.status)] += sign
+                self._changed = True
+
+    def change(self, before: Iterable[DriftItem], after: Iterable[DriftItem]) -> None:
+        """A customer's findings went from `before` to `after`."""
+        self.add(before, -1)
+        self.add(after)
+
+    def clear(self) -> None:
+        """Count from zero (the series already published stay, at 0 until counted again)."""
+        for key in self._counts:
+            self._counts[key] = 0
+        self._changed = True
+
+    def counts(self) -> dict[tuple[str, str, str], int]:
+        return dict(self._counts)
+
+    def publish(self) -> None:
+        """Bring `concord_findings_open` up to date (only when something changed since the last time)."""
+        if not self._changed:
+            return
+        for labels, count in self._counts.items():
+            metrics.findings_open.labels(*labels).set(count)
+        self._changed = False
 
 
 def _reported_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
@@ -131,9 +182,10 @@ def _tune_gc() -> None:
 
 
 def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
-             watermarks: Callable[[], Mapping[str, int]] | None = None) -> None:
+             watermarks: Callable[[], Mapping[str, int]] | None = None, notifier: Notifier | None = None) -> None:
     """Add the state agent. `watermarks()` says how far Concord has read each platform (agents/watermarks.py):
-    deadlines are judged only past it (drift/lifecycle.py); None judges on the clock alone."""
+    deadlines are judged only past it (drift/lifecycle.py); None judges on the clock alone. `notifier` is
+    offered every transition published (agents/notify.py; None: no notifications)."""
     _tune_gc()
     app = concord.app
     settings = concord.settings
@@ -149,6 +201,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
                        refunds=settings.state_payments, closed_cases=settings.state_closed_cases)
     index = concord.drift_index
     deadlines = Deadlines()
+    open_findings = OpenFindings()
 
     def index_lost() -> None:
         deadlines.rebuild_needed = True  # the next scan re-mirrors every owned customer (see `rebuild`)
@@ -157,6 +210,10 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
     async def publish(verdict: lifecycle.Verdict) -> None:
         for t in verdict.transitions:
             metrics.drift_transitions.labels(t.rule, t.status).inc()
+            if t.status == lifecycle.RESOLVED and t.first_seen:
+                metrics.drift_time_to_resolve.labels(t.rule).observe(max(0, t.at - t.first_seen) / 1000)
+            if notifier is not None:
+                notifier.offer(t)
             await drift_topic.send(key=t.customer_key.encode(), value=messages.encode(t))
             await audit.send(key=t.customer_key.encode(), value=messages.encode(messages.AuditRecord(
                 kind=f"drift.{t.status}", at=t.at, correlation_id=t.correlation_id, platform="concord",
@@ -236,13 +293,15 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
         await publish(verdict)
         if verdict.transitions or _reported_changed(before_drift, state.drift):
             index.submit(key, state.drift.values())
+            open_findings.change(before_drift.values(), state.drift.values())
         deadlines.set(key, state.next_due)
 
-    async def settle(key: str, verdict: lifecycle.Verdict, partition: int) -> None:
+    async def settle(key: str, before: st.CustomerState, verdict: lifecycle.Verdict, partition: int) -> None:
         """Write, publish and mirror a verdict on one finding (an accept, a refused correction)."""
         store(key, verdict.state, partition)
         await publish(verdict)
         index.submit(key, verdict.state.drift.values())
+        open_findings.change(before.drift.values(), verdict.state.drift.values())
         deadlines.set(key, verdict.state.next_due)
 
     async def accept(message: messages.AcceptFinding, now: int, partition: int) -> None:
@@ -254,7 +313,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
             log.warning("accept of %s for %s: no such active finding here", message.fingerprint,
                         message.customer_key)
             return
-        await settle(message.customer_key, verdict, partition)
+        await settle(message.customer_key, state, verdict, partition)
 
     async def correction_failed(message: messages.CorrectionFailed, now: int, partition: int) -> None:
         state = load_state(message.customer_key)
@@ -265,7 +324,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
             return  # an older generation's command, or the finding moved on: nothing to escalate
         log.warning("finding %s of %s escalated: its correction %s was dead-lettered (%s)", message.fingerprint,
                     message.customer_key, message.command_id, message.reason)
-        await settle(message.customer_key, verdict, partition)
+        await settle(message.customer_key, state, verdict, partition)
 
     async def dead_letter(event: Any, reason: str, detail: str) -> None:
         """The record, as read, to the ingest dead-letter topic (platform `internal`), where a person looks."""
@@ -341,14 +400,22 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
         cache.clear()
 
     def rebuild() -> None:
-        """Deadlines and the Redis index from the states this worker owns (after recovery/rebalance)."""
+        """Deadlines, the Redis index and the open findings' counts from the states this worker owns (after
+        recovery/rebalance)."""
         deadlines.clear()
+        open_findings.clear()
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == names.canonical}
         count = 0
         for key, raw in list(customers.data.items()):
+            if partition_for(key.encode(), settings.topic_partitions) not in owned:
+                # Faust's memory store keeps, after a rebalance, the states written live of partitions that
+                # moved away: their new owner mirrors, counts and ticks them.
+                continue
             state = st.load(raw)
             deadlines.set(key, state.next_due)
             if state.drift:
                 index.submit(key, state.drift.values())
+                open_findings.add(state.drift.values())
             count += 1
         deadlines.rebuild_needed = False
         log.info("rebuilt deadline index (%d due) and drift index from %d customers", len(deadlines), count)
@@ -367,6 +434,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
             await canonical.send(key=key.encode(), value=messages.encode(messages.Tick(customer_key=key,
                                                                                        due=now_ms())))
         metrics.drift_index_backlog.set(index.backlog)
+        open_findings.publish()
 
     @app.task
     async def mirror_drift() -> None:

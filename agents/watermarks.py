@@ -15,7 +15,8 @@ publishes it to `<prefix>:gap-overflow` (platform -> epoch ms; the first one pub
 worker's `/api/health` shows it as the platform's `gap_overflow_since` until a person deletes the field
 after a reconciliation (reconciling is not automatic yet).
 
-Redis unreachable: nothing is published or read; the last health stays, and says how old it is.
+Redis unreachable: nothing is published or read; the last health stays, and says how old it is. The timer
+is also what sets `concord_redis_up` (1 when its reads succeeded, 0 when they failed), in every worker.
 """
 
 from __future__ import annotations
@@ -194,11 +195,13 @@ def register(concord: Concord, progress: Progress | None) -> HealthWatch:
             raw = await concord.redis.hgetall(key)  # type: ignore[misc]
             overflow = await concord.redis.hgetall(overflow_key)  # type: ignore[misc]
         except REDIS_ERRORS as exc:
+            metrics.redis_up.set(0)
             watch.error = f"redis: {type(exc).__name__}: {exc}"
             if progress is not None:
                 for platform, since in overflows.items():  # not published: next time
                     progress.gap_overflow(platform, since)
             return
+        metrics.redis_up.set(1)
         for line in watch.update(decode_marks(raw), now, decode_overflow(overflow)):
             log.warning(line)
         for platform, health in watch.platforms.items():

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 from faust.web import Request, Response, View
 
-from concord.core import messages
+from concord.core import messages, metrics
 from concord.drift.config import DriftConfig
 from concord.drift.rule import Rule
 from concord.tables import state as st
@@ -125,6 +125,7 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
             message = messages.AcceptFinding(customer_key=found.customer_key, fingerprint=fingerprint,
                                               by=body.by, note=body.note)
             await canonical.send(key=found.customer_key.encode(), value=messages.encode(message))
+            metrics.actions.labels("accept").inc()
             return json(self, {"status": "accepted", "fingerprint": fingerprint}, 202)
 
     @app.page("/api/rules")

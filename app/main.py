@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import Iterable
 
-from concord.agents import commands, identity, ingest, state, watermarks
+from concord.agents import commands, identity, ingest, lag, notify, state, watermarks
 from concord.agents.context import ROLES, Concord
 from concord.agents.faust_internals.web import add_listener
 from concord.app import api, commands_api, ingress, web
@@ -37,7 +37,7 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
 
     * webhooks: the webhook ingress (HTTP -> raw); alone, it runs without Faust (`concord webhooks`);
     * ingest: decoding (raw -> identity/canonical), identity resolution;
-    * state: per-customer state, drift detection and its lifecycle, deadlines, merges;
+    * state: per-customer state, drift detection and its lifecycle, deadlines, merges, notifications;
     * commands: corrective commands, one lane per platform, exactly once in effect (ledger, breakers,
       rate limits, dead letters).
     """
@@ -45,6 +45,7 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
     config = drift_config(settings)
     progress = watermarks.Progress() if "ingest" in concord.roles else None
     health = watermarks.register(concord, progress)
+    lag.register(concord)
     web.register(concord, health)
     if "webhooks" in concord.roles:
         ingress.register(concord)
@@ -52,7 +53,7 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
         ingest.register(concord, progress)
         identity.register(concord, progress)
     if "state" in concord.roles:
-        state.register(concord, config, catalog.RULES, health.read)
+        state.register(concord, config, catalog.RULES, health.read, notify.register(concord))
     executor = commands.register(concord) if "commands" in concord.roles else None
     if settings.webhook_port and "webhooks" in concord.roles:
         concord.on_started(functools.partial(public_listener, concord))

@@ -1,13 +1,22 @@
 """Is Kafka reachable? One probe, shared by the readiness of the worker (`app/web.py`) and of the
 webhooks process (`app/webhooks.py`): a metadata request, answered from a cache for a couple of seconds
-so a probe every second costs the broker little. No Faust here: the webhooks process runs without it."""
+so a probe every second costs the broker little. No Faust here: the webhooks process runs without it.
+
+Each check sets `concord_kafka_up`. Both processes check every `READINESS_SECONDS` on their own (and set
+`concord_worker_ready`), so the gauges are current whether or not anything polls `/readyz`."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Final
 
 from aiokafka import AIOKafkaClient
+
+from concord.core import metrics
+
+#: How often a process refreshes its readiness gauges without being asked.
+READINESS_SECONDS: Final = 5.0
 
 
 class KafkaProbe:
@@ -28,6 +37,7 @@ class KafkaProbe:
                 return self._last
             self._last = await self._check()
             self._checked_at = time.monotonic()
+            metrics.kafka_up.set(1 if self._last[0] else 0)
             return self._last
 
     async def _check(self) -> tuple[bool, str]:

@@ -22,13 +22,17 @@ its body is never read), then `verify(parsed, body, secret)` checks the HMAC. Th
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
+
+from concord.core.signing import hmac_sha256
+
+# The header value Stripe and our NetSuite script send, for tests that deliver a signed webhook.
+from concord.core.signing import sign_t_v1 as sign_t_v1
 
 STRIPE_HEADER: Final = "Stripe-Signature"
 ZENDESK_HEADER: Final = "X-Zendesk-Webhook-Signature"
@@ -49,10 +53,6 @@ class SignatureError(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
-
-
-def _hmac(secret: str, message: bytes) -> bytes:
-    return hmac.new(secret.encode(), message, hashlib.sha256).digest()
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
@@ -159,7 +159,7 @@ def parse_netsuite(headers: Mapping[str, str], now: float, tolerance: float = 30
 def verify(parsed: Parsed, body: bytes, secret: str) -> None:
     """Step 2, once the body is read: raise SignatureError `bad_signature` unless one of the parsed
     signatures is the HMAC-SHA256 of `prefix + body` with `secret`. Compares bytes, in constant time."""
-    digest = _hmac(secret, parsed.prefix + body)
+    digest = hmac_sha256(secret, parsed.prefix + body)
     expected = digest.hex().encode("ascii") if parsed.encoding == "hex" else base64.b64encode(digest)
     # Every candidate is compared (no early exit on the first match).
     matches = [hmac.compare_digest(expected, candidate) for candidate in parsed.candidates]
@@ -192,13 +192,7 @@ def verify_zendesk(body: bytes, headers: Mapping[str, str], secret: str, now: fl
     _verify_whole("zendesk", body, headers, secret, now, tolerance)
 
 
-def sign_t_v1(body: bytes, secret: str, timestamp: int) -> str:
-    """`t=<ts>,v1=<hex>`: the header value Stripe and our NetSuite script send (for tests that
-    deliver a signed webhook; the sandbox signs with its own code)."""
-    return f"t={timestamp},v1={_hmac(secret, str(timestamp).encode() + b'.' + body).hex()}"
-
-
 def sign_zendesk(body: bytes, secret: str, timestamp: str) -> str:
     """Zendesk's `X-Zendesk-Webhook-Signature` value for `timestamp` + `body` (for tests that deliver a
     signed webhook)."""
-    return base64.b64encode(_hmac(secret, timestamp.encode() + body)).decode()
+    return base64.b64encode(hmac_sha256(secret, timestamp.encode() + body)).decode()

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from concord.agents import watermarks
 from concord.agents.faust_internals.recovery import recovery_finished
 from concord.agents.watermarks import HealthWatch
-from concord.app.probe import KafkaProbe
+from concord.app.probe import READINESS_SECONDS, KafkaProbe
 from concord.core import metrics
 from concord.core.settings import kafka_bootstrap
 from concord.drift.watermarks import PlatformHealth
@@ -59,7 +59,6 @@ def register(concord: Concord, health: HealthWatch | None = None) -> None:
 
         async def get(self, request: Request) -> Response:
             state = await readiness(concord, probe)
-            metrics.worker_ready.set(1 if state.ready else 0)
             return self.bytes(
                 msgspec.json.encode(state), content_type="application/json", status=200 if state.ready else 503
             )
@@ -84,15 +83,21 @@ def register(concord: Concord, health: HealthWatch | None = None) -> None:
             # aiohttp refuses parameters in `content_type`; the full header goes in `headers`.
             return self.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    @app.timer(interval=READINESS_SECONDS)
+    async def refresh_readiness() -> None:
+        """`concord_worker_ready` and `concord_kafka_up` kept current, whether or not anything polls `/readyz`."""
+        await readiness(concord, probe)
+
     @app.on_before_shutdown.connect
     async def _close_probe(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         await probe.close()
 
 
 async def readiness(concord: Concord, probe: KafkaProbe) -> Readiness:
-    """Kafka reachable and every assigned table partition recovered from its changelog."""
+    """Kafka reachable and every assigned table partition recovered from its changelog (`concord_worker_ready`)."""
     finished = recovery_finished(concord.app)
     kafka_ok, detail = await probe.reachable()
     if not finished:
         detail = (detail + "; " if detail else "") + "table recovery in progress"
+    metrics.worker_ready.set(1 if kafka_ok and finished else 0)
     return Readiness(ready=kafka_ok and finished, kafka=kafka_ok, recovery_finished=finished, detail=detail)

@@ -46,7 +46,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from concord.app import signatures
 from concord.app.access import Access, Handler
 from concord.app.ingress import Ingress, Send, Unavailable
-from concord.app.probe import KafkaProbe
+from concord.app.probe import READINESS_SECONDS, KafkaProbe
 from concord.core import metrics
 from concord.core.settings import Settings, kafka_bootstrap
 from concord.core.topics import TopicSpec, ensure_topics, topic_names
@@ -144,11 +144,19 @@ class Readiness(msgspec.Struct, frozen=True):
 
 
 async def readiness(raw: RawTopics, probe: KafkaProbe) -> Readiness:
-    """Ready once the producer has started and the broker answers."""
+    """Ready once the producer has started and the broker answers (`concord_worker_ready`)."""
     kafka_ok, detail = await probe.reachable()
     if not raw.started:
         detail = (detail + "; " if detail else "") + E_NOT_STARTED
+    metrics.worker_ready.set(1 if kafka_ok and raw.started else 0)
     return Readiness(ready=kafka_ok and raw.started, kafka=kafka_ok, producer_started=raw.started, detail=detail)
+
+
+async def refresh_readiness(ready: Callable[[], Awaitable[Readiness]], interval: float = READINESS_SECONDS) -> None:
+    """Keep the readiness gauges current whether or not anything polls `/readyz` (until cancelled)."""
+    while True:
+        await ready()
+        await asyncio.sleep(interval)
 
 
 def create_app(settings: Settings, send: Send, ready: Callable[[], Awaitable[Readiness]]) -> web.Application:
@@ -166,7 +174,6 @@ def create_app(settings: Settings, send: Send, ready: Callable[[], Awaitable[Rea
 
     async def readyz(request: web.Request) -> web.Response:
         state = await ready()
-        metrics.worker_ready.set(1 if state.ready else 0)
         return web.Response(body=msgspec.json.encode(state), content_type="application/json",
                             status=200 if state.ready else 503)
 
@@ -216,20 +223,26 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Serve until `stop` is set, then shut down cleanly (see the module's docstring)."""
     raw = RawTopics(settings)
     probe = KafkaProbe(kafka_bootstrap(settings))
-    app = create_app(settings, raw.send, functools.partial(readiness, raw, probe))
+    ready = functools.partial(readiness, raw, probe)
+    app = create_app(settings, raw.send, ready)
     # No access log: a line per delivery costs the CPU this process is there to save; the metrics count.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=ACK_GRACE_S)
     await runner.setup()
+    gauges: asyncio.Future[None] | None = None
     try:
         for host, port in listeners(settings):
             await web.TCPSite(runner, host, port).start()
         where = settings.webhook_host if settings.webhook_port else settings.web_host
         log.info("webhooks on http://%s:%d/webhooks/<platform>, readiness and metrics on http://%s:%d/",
                  where, settings.webhook_port or settings.web_port, settings.web_host, settings.web_port)
+        gauges = asyncio.ensure_future(refresh_readiness(ready))
         if await _unless_stopped(start_kafka(settings, raw), stop):
             log.info("ready: writing webhooks to %s", ", ".join(raw.topics.values()))
             await stop.wait()
     finally:
+        if gauges is not None:
+            gauges.cancel()
+            await asyncio.gather(gauges, return_exceptions=True)
         for site in list(runner.sites):
             await site.stop()
         log.info("stopping: no new connections; requests in flight: %d", app[IN_FLIGHT].count)

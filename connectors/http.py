@@ -129,8 +129,11 @@ class HttpClient:
         timeout: float,
         headers: Mapping[str, str],
         error_reader: ErrorReader,
+        secret_path: bool = False,
     ) -> None:
         self.platform = platform
+        # A path that is itself a credential (a Slack webhook's) is left out of every error text and log line.
+        self.secret_path = secret_path
         self.base_url = base_url.rstrip("/")
         self._base = URL(self.base_url) if self.base_url else None
         self.url_variable = url_variable
@@ -149,14 +152,16 @@ class HttpClient:
         *,
         json: Any = None,
         form: list[tuple[str, str]] | None = None,
+        content: bytes | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         allow: frozenset[int] = frozenset(),
     ) -> HttpResponse:
         """Send one request; an error status not in `allow` raises `ConnectorError`.
 
-        `path` is sent as it is (already encoded: every id in it through `segment()`); a dot segment
-        in it is refused before anything is sent.
+        The body is `json` (encoded here), `form`, or `content`: bytes sent exactly as given (a signed
+        body), with the Content-Type the caller puts in `headers`. `path` is sent as it is (already
+        encoded: every id in it through `segment()`); a dot segment in it is refused before anything is sent.
         """
         if self._base is None:
             raise not_configured(self.platform, self.url_variable)
@@ -174,7 +179,9 @@ class HttpClient:
             request_headers["Content-Type"] = "application/json"
         elif form is not None:
             data = aiohttp.FormData(form)
-        what = f"{self.platform} {method} {path}"
+        elif content is not None:
+            data = content
+        what = f"{self.platform} {method}" if self.secret_path else f"{self.platform} {method} {path}"
         try:
             # encoded=True: yarl neither re-quotes nor normalizes what `segment()` encoded.
             url = self._base.with_path(self._base.raw_path.rstrip("/") + path, encoded=True)

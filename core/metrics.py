@@ -105,6 +105,44 @@ platform_watermark_lag = Gauge(
 drift_index_backlog = Gauge(
     "concord_drift_index_backlog", "Customers whose findings wait to be mirrored to Redis", registry=REGISTRY,
 )
+findings_open = Gauge(
+    "concord_findings_open", "Reported findings not resolved (status open, commanded or escalated) of the "
+    "customers this worker owns: each state worker counts its own partitions, so `sum by (rule, severity)` "
+    "across the workers is the whole board. Recounted from the table after a rebalance",
+    ["rule", "severity", "status"], registry=REGISTRY,
+)
+drift_time_to_resolve = Histogram(
+    "concord_drift_time_to_resolve_seconds", "Seconds from when a finding was reported (open) to when it was "
+    "resolved (converged, corrected, accepted or merged), observed by the state worker that resolved it",
+    ["rule"], registry=REGISTRY,
+    # Converging in seconds, corrected within minutes, accepted by a person within hours or days.
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14_400, 43_200, 86_400, 259_200, 604_800),
+)
+actions = Counter(
+    "concord_actions_total", "Operator actions taken through the API, by kind (accept)", ["kind"],
+    registry=REGISTRY,
+)
+notifications = Counter(
+    "concord_notifications_total", "Outgoing notifications (CONCORD_NOTIFY_WEBHOOK_URL) of escalations and new "
+    "high-severity findings, by outcome: sent, duplicate (already sent for that finding and status), failed "
+    "(refused, or retries exhausted), dropped (the queue was full)", ["outcome"], registry=REGISTRY,
+)
+
+# Consumers and the services every worker needs.
+consumer_lag = Gauge(
+    "concord_consumer_lag", "Messages of a partition this worker consumes that its consumer group has not "
+    "committed yet (the partition's high watermark less the committed offset); every partition is counted "
+    "by the one worker it is assigned to", ["topic", "partition"], registry=REGISTRY,
+)
+kafka_up = Gauge(
+    "concord_kafka_up", "1 while the process reaches Kafka (a metadata request, every few seconds); 0: it "
+    "does not", registry=REGISTRY,
+)
+redis_up = Gauge(
+    "concord_redis_up", "1 while the worker reaches Redis (the watermarks it reads every second); 0: it does "
+    "not (the drift board, the platforms' health and, in a command worker, execution wait for it)",
+    registry=REGISTRY,
+)
 
 # Command execution (agents/commands, connectors/executor.py).
 commands_executed = Counter(
@@ -154,7 +192,11 @@ def markdown_reference() -> str:
         "<!-- Generated from core/metrics.py by `python -m concord.core.metrics`. Do not edit by hand. -->",
         "",
         "Every worker, and the webhooks process (`concord webhooks`), serves these at `/metrics` (Prometheus "
-        "text format); the webhooks process counts only the webhook metrics and `concord_worker_ready`.",
+        "text format); the webhooks process counts only the webhook metrics, `concord_worker_ready` and "
+        "`concord_kafka_up`.",
+        "",
+        "Each process reports what it does or owns: how to combine the series of several processes (`sum` or "
+        "`max`), and the alerts and dashboard built on them, are in [alerts.md](alerts.md).",
         "",
         "| metric | type | labels | meaning |",
         "|---|---|---|---|",

@@ -67,6 +67,8 @@ def mask_url(text: str) -> str:
 
 _URL_KAFKA = r"^kafka://[^,/\s]+:\d+(,[^,/\s]+:\d+)*$"
 _URL_REDIS = r"^rediss?://\S+$"
+# An http(s) URL, or empty; no `|`, `<` or `>`, which would end a link in Slack's markup.
+_URL_NOTIFY = r"^(https?://[^\s|<>]+)?$"
 
 
 def _secret(description: str) -> Meta:
@@ -346,6 +348,35 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
                   "(its outcome and attempts). `concord replay` skips dead letters older than this (the ledger "
                   "could not tell a stale correction from a due one) unless `--include-expired`.")
     ] = 14 * 86400
+
+    # Outgoing notifications (connectors/notify.py): escalations and new findings of high severity, to a
+    # Slack incoming webhook or any receiver of the same JSON.
+    notify_webhook_url: Annotated[
+        str, Meta(pattern=_URL_NOTIFY, extra={"secret": True},
+                  description="Where escalations and new findings of `CONCORD_NOTIFY_MIN_SEVERITY` or above are "
+                  "posted (Slack-compatible JSON, docs/alerts.md): a Slack incoming webhook's URL, or any HTTPS "
+                  "receiver. Empty: no notifications. A Slack webhook URL is itself a credential, so this is a "
+                  "secret.")
+    ] = ""
+    notify_webhook_secret: Annotated[
+        str, _secret("Signs each notification: `X-Concord-Signature: t=<unix>,v1=<hex>`, HMAC-SHA256 over "
+                     "`<t>.<body>` (docs/alerts.md). Empty: not signed (Slack does not check signatures; its URL "
+                     "is the secret).")
+    ] = ""
+    notify_min_severity: Annotated[
+        str, Meta(pattern=r"^(low|medium|high|critical)$", description="New findings of this severity or above "
+                  "are notified when reported; escalations are notified whatever their severity.")
+    ] = "high"
+    notify_link_base_url: Annotated[
+        str, Meta(pattern=_URL_NOTIFY, description="Base URL the notifications link a finding under "
+                  "(`<base>/api/drift/<fingerprint>`), as the people who read them reach the API. Empty: the "
+                  "path alone is shown.")
+    ] = ""
+    notify_max_attempts: Annotated[
+        int, Meta(ge=1, le=100, description="Attempts to deliver one notification (timeouts, 5xx and 429 are "
+                  "retried with a jittered backoff from 1 s up to 60 s; `Retry-After` is honoured) before it is "
+                  "given up, logged and counted as failed.")
+    ] = 8
 
 _FIELD_VARS: Final = {name: ENV_PREFIX + name.upper() for name in Settings.__struct_fields__}
 

@@ -54,6 +54,11 @@ _MARK = "_concord_patched"  # set on every wrapper installed here, so that none 
 _log_start: dict[Any, int] = {}
 
 
+def log_start(tp: Any) -> int | None:
+    """Where `tp`'s log began when it was last assigned to this worker (None: not read, or not assigned yet)."""
+    return _log_start.get(tp)
+
+
 def _skipped_head(consumer: Any, tp: Any) -> int | None:
     """The next offset to commit of `tp` when it holds a message not processed while later ones are.
 

@@ -80,6 +80,54 @@ def test_prometheus_scrapes_the_split_processes_too() -> None:
     assert "worker" not in services["prometheus"].get("depends_on", [])
 
 
+def _mounts(service: dict) -> dict[str, str]:
+    """Container path -> host path (relative to the checkout) of a service's bind mounts."""
+    out = {}
+    for volume in service.get("volumes", []):
+        host, container, *_ = volume.split(":")
+        out[container] = host.removeprefix("./")
+    return out
+
+
+def test_prometheus_loads_the_alert_rules_mounted_beside_its_configuration() -> None:
+    prometheus = _compose()["services"]["prometheus"]
+    mounts = _mounts(prometheus)
+    config_path = next(c for c, h in mounts.items() if h == "infra/prometheus/prometheus.yml")
+    config = yaml.safe_load((REPO_ROOT / mounts[config_path]).read_text())
+    assert config["rule_files"] == ["alerts.yml"]
+    # A relative rule file is read beside the configuration file, in the container as in a test's folder.
+    in_container = config_path.rsplit("/", 1)[0] + "/alerts.yml"
+    assert mounts[in_container] == "infra/prometheus/alerts.yml"
+    assert (REPO_ROOT / mounts[in_container]).exists()
+
+
+def test_grafana_is_provisioned_with_the_prometheus_datasource_and_concord_s_dashboard() -> None:
+    import json
+
+    services = _compose()["services"]
+    grafana = services["grafana"]
+    mounts = _mounts(grafana)
+    for host in mounts.values():
+        assert (REPO_ROOT / host).is_dir(), f"grafana mounts {host}, which does not exist"
+    datasources = yaml.safe_load((REPO_ROOT / mounts["/etc/grafana/provisioning/datasources"] /
+                                  "prometheus.yml").read_text())["datasources"]
+    (source,) = datasources
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090" and "9090:9090" in services["prometheus"]["ports"]
+    assert "prometheus" in grafana["depends_on"]
+    providers = yaml.safe_load((REPO_ROOT / mounts["/etc/grafana/provisioning/dashboards"] /
+                                "concord.yml").read_text())["providers"]
+    (provider,) = providers
+    dashboards = REPO_ROOT / mounts[provider["options"]["path"]]  # the provider reads the mounted folder
+    (dashboard_file,) = dashboards.glob("*.json")
+    dashboard = json.loads(dashboard_file.read_text())
+    assert grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == (
+        f"{provider['options']['path']}/{dashboard_file.name}")
+    used = {panel["datasource"]["uid"] for panel in dashboard["panels"] if panel["type"] != "row"}
+    used |= {t["datasource"]["uid"] for panel in dashboard["panels"] for t in panel.get("targets", [])}
+    assert used == {source["uid"]}
+
+
 def test_split_deployment_commands_keep_the_webhooks_process() -> None:
     wanted = "docker compose --profile split up"
     for doc in ("README.md", "docker-compose.yml"):

@@ -70,6 +70,8 @@ def test_metrics_doc_matches_the_registry() -> None:
 
 REDIS_PASSWORD = "hunter2-redis-password"
 LONG_SECRET = "whsec_0123456789abcdef"  # >= 16 bytes
+#: Secrets that must also have a form: a value of that form.
+SECRET_SAMPLES = {"notify_webhook_url": f"https://hooks.example.invalid/services/{LONG_SECRET}"}
 
 
 @pytest.mark.parametrize(
@@ -164,8 +166,20 @@ def test_a_secret_is_read_from_its_file(tmp_path) -> None:  # type: ignore[no-un
     settings = settings_mod.load({"CONCORD_STRIPE_WEBHOOK_SECRET_FILE": str(path)})
     assert settings.stripe_webhook_secret == LONG_SECRET
     for name in settings_mod.secret_file_vars():  # every secret has its _FILE variable
-        path.write_text(f" {LONG_SECRET} ")
-        assert getattr(settings_mod.load({settings_mod.env_var(name) + "_FILE": str(path)}), name) == LONG_SECRET
+        value = SECRET_SAMPLES.get(name, LONG_SECRET)
+        path.write_text(f" {value} ")
+        assert getattr(settings_mod.load({settings_mod.env_var(name) + "_FILE": str(path)}), name) == value
+
+
+def test_the_notification_url_is_a_secret_http_url_never_shown() -> None:
+    url = SECRET_SAMPLES["notify_webhook_url"]
+    settings = settings_mod.load({"CONCORD_NOTIFY_WEBHOOK_URL": url})
+    assert settings.notify_webhook_url == url
+    assert settings_mod.redacted(settings)["notify_webhook_url"] == settings_mod.MASK
+    for bad in (url.replace("https", "ftp"), url + "|click", url.replace("/services", " /services")):
+        with pytest.raises(settings_mod.SettingsError) as err:
+            settings_mod.load({"CONCORD_NOTIFY_WEBHOOK_URL": bad})
+        assert "CONCORD_NOTIFY_WEBHOOK_URL" in str(err.value) and LONG_SECRET not in str(err.value)
 
 
 def test_a_short_secret_file_is_refused_naming_the_variable_and_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
