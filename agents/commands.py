@@ -8,7 +8,8 @@ breaker is open, which is rate-limited or halted (credentials refused) holds up 
 the other platforms' corrections go on. A command re-sent by `concord replay` carries the header
 `concord-replay: 1` (kept by the router), which lets the ledger re-open a dead-lettered command.
 
-Every command yields a `CommandResult` on `concord.command-results` (key: command id). Dead letters
+Every command yields a `CommandResult` on `concord.command-results` (key: command id) and, when it is a
+customer's, a checkpoint of it on `concord.audit` (key: the customer; connectors/timeline.py). Dead letters
 go to `concord.dlq.commands`: the command JSON as value, the original key, and headers saying why
 (`concord-dlq-reason`, `-kind`, `-attempts`, `concord-failed-at`, source topic/partition/offset).
 A successful re-read (`Outcome.fetched`) is produced to the platform's raw topic (key: record id),
@@ -47,6 +48,7 @@ from concord.connectors.ledger import RedisLedger
 from concord.connectors.policy import RetryPolicy
 from concord.connectors.ratelimit import RedisRateLimiter, limits_from_settings
 from concord.connectors.registry import configured_connectors
+from concord.connectors.timeline import command_result
 from concord.core import messages, metrics
 from concord.core.messages import Command
 from concord.core.settings import Settings
@@ -137,6 +139,7 @@ def register(concord: Concord, connector_factory: ConnectorFactory = configured_
     settings = concord.settings
     names = concord.names
     results = concord.topics[names.command_results]
+    audit = concord.topics[names.audit]
     canonical = concord.topics[names.canonical]
     dlq = concord.topics[names.dlq_commands]
     client = concord.redis
@@ -216,6 +219,9 @@ def register(concord: Concord, connector_factory: ConnectorFactory = configured_
                     # `run` never raises for a platform's or Redis's faults (it waits or dead-letters).
                     result = await executor.run(command, replay=is_replay(message.headers))
                     await results.send(key=command.command_id.encode(), value=messages.encode(result))
+                    checkpoint = command_result(result)
+                    if checkpoint is not None:
+                        await audit.send(key=result.customer_key.encode(), value=messages.encode(checkpoint))
                     refused = correction_failed(command, result)
                     if refused is not None:
                         await canonical.send(key=refused.customer_key.encode(), value=messages.encode(refused))

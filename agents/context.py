@@ -1,9 +1,10 @@
 """What every agent and view of a worker is given: `Concord`, the worker's context.
 
 The Faust app (built by `app/factory.py`, the outer layer), the settings, topic names, the declared
-topics and tables, and the worker's shared clients: one Redis client and one drift index, whatever
-roles the worker runs (each role used to open its own pool). Shutdown runs the closers that agents
-and views register, in order, then closes the shared clients last, so no closer finds them gone.
+topics and tables, and the worker's shared clients: one Redis client, and one drift index, search index
+and timeline store on it, whatever roles the worker runs (each role used to open its own pool).
+Shutdown runs the closers that agents and views register, in order, then closes the shared clients
+last, so no closer finds them gone.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from faust.types import TableT
 
 from concord.connectors.drift_index import DriftIndex
 from concord.connectors.ledger import redis_client
+from concord.connectors.search_index import SearchIndex
+from concord.connectors.timeline import TimelineStore
 from concord.core.settings import Settings, kafka_bootstrap
 from concord.core.topics import TopicNames, TopicSpec, ensure_topics, topic_names
 
@@ -46,6 +49,8 @@ class Concord:
         self.tables: dict[str, TableT[str, Any]] = {}
         self._redis: aioredis.Redis | None = None
         self._drift_index: DriftIndex | None = None
+        self._search_index: SearchIndex | None = None
+        self._timeline: TimelineStore | None = None
         self._closers: list[Closer] = []
         self._starters: list[Closer] = []
         for name in self.names.all():
@@ -65,6 +70,22 @@ class Concord:
         if self._drift_index is None:
             self._drift_index = DriftIndex(self.redis, self.settings.topic_prefix)
         return self._drift_index
+
+    @property
+    def search_index(self) -> SearchIndex:
+        """The customer search index: the state agent mirrors customers' ids into it, the API searches it."""
+        if self._search_index is None:
+            self._search_index = SearchIndex(self.redis, self.settings.topic_prefix)
+        return self._search_index
+
+    @property
+    def timeline(self) -> TimelineStore:
+        """The customers' timelines: the timeline agent writes the audit topic's checkpoints, the API reads."""
+        if self._timeline is None:
+            settings = self.settings
+            self._timeline = TimelineStore(self.redis, settings.topic_prefix, settings.timeline_entries,
+                                           int(settings.timeline_days * 86_400_000))
+        return self._timeline
 
     def on_started(self, starter: Closer) -> None:
         """Run `starter` once the worker has started (tables recovered, its web server listening)."""

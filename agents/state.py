@@ -4,10 +4,15 @@ Keyed by customer key on `concord.canonical`. Per Faust event (a single canonica
 of them, a deadline tick or an accept): for each customer it touches, the state is loaded once, every
 event applied (`tables.state.apply`), the rules reading what changed evaluated
 (`drift.lifecycle.evaluate`), and the state written back once (`table[key] = ...`, which reaches
-the changelog). Transitions go to `concord.drift` and `concord.audit`, commands to
-`concord.commands`. The event is acknowledged only after the body ran, and Faust flushes these
-writes before it commits the offset: after a crash the event is processed again, and dedup plus
-deterministic command ids make that harmless.
+the changelog). Transitions go to `concord.drift`, commands to `concord.commands`, and checkpoints of
+the events that changed the state, the transitions and the commands to `concord.audit` (one record
+per customer and kind of step: connectors/timeline.py). The event is acknowledged only after the body
+ran, and Faust flushes these writes before it commits the offset: after a crash the event is processed
+again, and dedup plus deterministic command ids make that harmless.
+
+The customers' reported findings are mirrored to the drift index and their ids, emails and names to the
+search index (both in Redis, written in the background), each only when what it shows changed; after
+recovery, a rebalance or a Redis that lost either index, every owned customer is mirrored again.
 
 No record stops the stream (a poison pill would crash the agent again on every restart): one that
 cannot be decoded (malformed, too deep, too large) goes to `concord.dlq.ingest` with its bytes,
@@ -34,13 +39,15 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
-from concord.agents.faust_internals.changelog import ChangelogWriter
+from concord.agents.faust_internals.changelog import ChangelogWriter, RecordBatchWriter
 from concord.agents.faust_internals.recovery import recovery_finished
 from concord.agents.ingest import dead_letter_headers
 from concord.codecs import records
 from concord.codecs.errors import as_decode_error
 from concord.codecs.model import AccountMerged, CanonicalEvent
 from concord.codecs.model import encode as encode_event
+from concord.connectors import timeline
+from concord.connectors.search_index import card_of, terms_changed
 from concord.core import messages, metrics
 from concord.core.messages import DriftItem, now_ms
 from concord.core.partitioning import partition_for
@@ -194,20 +201,27 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
     canonical = concord.topics[names.canonical]
     identity = concord.topics[names.identity]
     drift_topic = concord.topics[names.drift]
-    audit = concord.topics[names.audit]
     commands = concord.topics[names.commands]
     dlq = concord.topics[names.dlq_ingest]
     limits = st.Limits(closed_invoices=settings.state_closed_invoices, payments=settings.state_payments,
                        refunds=settings.state_payments, closed_cases=settings.state_closed_cases)
     index = concord.drift_index
+    search = concord.search_index
     deadlines = Deadlines()
     open_findings = OpenFindings()
 
     def index_lost() -> None:
         deadlines.rebuild_needed = True  # the next scan re-mirrors every owned customer (see `rebuild`)
     index.on_lost = index_lost
+    search.on_lost = index_lost
+    # Checkpoints go out with the event's changelog records, in one batch per partition (the customer's
+    # partition: the audit topic has the canonical topic's partitions).
+    audit = RecordBatchWriter(app, names.audit)
 
-    async def publish(verdict: lifecycle.Verdict) -> None:
+    def checkpoint(record: messages.AuditRecord, partition: int) -> None:
+        audit.add((record.customer_key or "").encode(), messages.encode(record), partition)
+
+    async def publish(verdict: lifecycle.Verdict, partition: int) -> None:
         for t in verdict.transitions:
             metrics.drift_transitions.labels(t.rule, t.status).inc()
             if t.status == lifecycle.RESOLVED and t.first_seen:
@@ -215,15 +229,16 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
             if notifier is not None:
                 notifier.offer(t)
             await drift_topic.send(key=t.customer_key.encode(), value=messages.encode(t))
-            await audit.send(key=t.customer_key.encode(), value=messages.encode(messages.AuditRecord(
+            checkpoint(messages.AuditRecord(
                 kind=f"drift.{t.status}", at=t.at, correlation_id=t.correlation_id, platform="concord",
                 customer_key=t.customer_key,
                 detail={"fingerprint": t.fingerprint, "rule": t.rule, "previous": t.previous,
                         "resolution": t.resolution, "generation": t.generation, "command_id": t.command_id},
-            )))
+            ), partition)
         for c in verdict.commands:
             metrics.commands_emitted.labels(c.action).inc()
             await commands.send(key=messages.command_key(c), value=messages.encode(c))
+            checkpoint(timeline.command_issued(c), partition)
 
     async def route_away(state: st.CustomerState, event: CanonicalEvent) -> bool:
         """Handle merges: re-point ids of a merged-away key, re-address its late events."""
@@ -267,22 +282,22 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
 
     async def process_customer(key: str, events: list[CanonicalEvent], now: int, tick: bool,
                                partition: int) -> None:
-        state = load_state(key)
-        before_drift = state.drift
+        state = before = load_state(key)
         sections: set[str] = set()
         correlation = ""
-        dirty = False
+        applied_events: list[CanonicalEvent] = []
         for event in events:
             correlation = event.correlation_id or event.event_id
             if (state.merged_into is not None or isinstance(event, AccountMerged)) and await route_away(state, event):
                 continue
             state, changed = st.apply(state, event, limits)
             if changed:
-                dirty = True
+                applied_events.append(event)
                 sections |= sections_of(event)
                 counts[0] += 1
             else:
                 counts[1] += 1
+        dirty = bool(applied_events)
         verdict = lifecycle.evaluate(state, now, rules, config, None if tick else sections, correlation,
                                      watermarks() if watermarks is not None else None)
         if verdict.state is not state:
@@ -290,16 +305,20 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
         state = verdict.state
         if dirty:
             store(key, state, partition)
-        await publish(verdict)
-        if verdict.transitions or _reported_changed(before_drift, state.drift):
+        if applied_events:
+            checkpoint(timeline.events_applied(key, applied_events, now), partition)
+        await publish(verdict, partition)
+        if verdict.transitions or _reported_changed(before.drift, state.drift):
             index.submit(key, state.drift.values())
-            open_findings.change(before_drift.values(), state.drift.values())
+            open_findings.change(before.drift.values(), state.drift.values())
+        if terms_changed(before, state):
+            search.submit(key, card_of(state))
         deadlines.set(key, state.next_due)
 
     async def settle(key: str, before: st.CustomerState, verdict: lifecycle.Verdict, partition: int) -> None:
         """Write, publish and mirror a verdict on one finding (an accept, a refused correction)."""
         store(key, verdict.state, partition)
-        await publish(verdict)
+        await publish(verdict, partition)
         index.submit(key, verdict.state.drift.values())
         open_findings.change(before.drift.values(), verdict.state.drift.values())
         deadlines.set(key, verdict.state.next_due)
@@ -307,8 +326,8 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
     async def accept(message: messages.AcceptFinding, now: int, partition: int) -> None:
         state = load_state(message.customer_key)
         verdict = lifecycle.accept(state, message.fingerprint, now, message.by, config)
-        verdict = lifecycle.then_rules_on_findings(verdict, now, rules, config, f"accept:{message.by}",
-                                                   watermarks() if watermarks is not None else None)
+        verdict = lifecycle.then_rules_on_findings(verdict, now, rules, config,
+                                                   watermarks=watermarks() if watermarks is not None else None)
         if not verdict.transitions:
             log.warning("accept of %s for %s: no such active finding here", message.fingerprint,
                         message.customer_key)
@@ -318,8 +337,8 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
     async def correction_failed(message: messages.CorrectionFailed, now: int, partition: int) -> None:
         state = load_state(message.customer_key)
         verdict = lifecycle.correction_failed(state, message, now, config)
-        verdict = lifecycle.then_rules_on_findings(verdict, now, rules, config, message.command_id,
-                                                   watermarks() if watermarks is not None else None)
+        verdict = lifecycle.then_rules_on_findings(verdict, now, rules, config,
+                                                   watermarks=watermarks() if watermarks is not None else None)
         if not verdict.transitions:
             return  # an older generation's command, or the finding moved on: nothing to escalate
         log.warning("finding %s of %s escalated: its correction %s was dead-lettered (%s)", message.fingerprint,
@@ -388,6 +407,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
             # The states written above reach the producer before the event is acknowledged (when
             # the next one is taken), and even if the body failed half-way, as they did one by one.
             await changelog.flush()
+            await audit.flush()
         metrics.agent_batch_seconds.labels("state").observe(time.perf_counter() - started)
 
     @app.on_rebalance_complete.connect
@@ -400,7 +420,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
         cache.clear()
 
     def rebuild() -> None:
-        """Deadlines, the Redis index and the open findings' counts from the states this worker owns (after
+        """Deadlines, the Redis indexes and the open findings' counts from the states this worker owns (after
         recovery/rebalance)."""
         deadlines.clear()
         open_findings.clear()
@@ -416,9 +436,11 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
             if state.drift:
                 index.submit(key, state.drift.values())
                 open_findings.add(state.drift.values())
+            search.submit(key, card_of(state))
             count += 1
         deadlines.rebuild_needed = False
-        log.info("rebuilt deadline index (%d due) and drift index from %d customers", len(deadlines), count)
+        log.info("rebuilt deadline index (%d due), drift and search indexes from %d customers", len(deadlines),
+                 count)
 
     @app.timer(interval=settings.deadline_scan_seconds)
     async def scan_deadlines() -> None:
@@ -435,8 +457,13 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
                                                                                        due=now_ms())))
         metrics.drift_index_backlog.set(index.backlog)
         open_findings.publish()
+        metrics.search_index_backlog.set(search.backlog)
 
     @app.task
     async def mirror_drift() -> None:
         await index.run()
+
+    @app.task
+    async def mirror_search() -> None:
+        await search.run()
 

@@ -48,7 +48,10 @@ POLICY: Final[Mapping[str, str]] = {
     "/api/drift/{fingerprint}": READ,
     "/api/drift/{fingerprint}/accept": ADMIN,
     "/api/rules": READ,
+    "/api/search": READ,
     "/api/customers/{key}": READ,
+    "/api/customers/{key}/view": READ,
+    "/api/customers/{key}/timeline": READ,
     "/api/commands/status": READ,
     "/api/commands/{command_id}": READ,
 }

@@ -1,8 +1,10 @@
-"""JSON API of every worker: findings (`/api/drift`), one customer (`/api/customers/{key}`), rules.
+"""JSON API of every worker: findings (`/api/drift`), search, one customer (`/api/customers/{key}`, its
+360 view and its timeline), rules.
 
-`/api/drift` reads the global drift index in Redis, so any worker answers for all customers.
-`/api/customers/{key}` is answered by the worker that owns the key (Faust `table_route` forwards
-the request there). Admin actions need `Authorization: Bearer $CONCORD_ADMIN_TOKEN`.
+`/api/drift`, `/api/search` and `/api/customers/{key}/timeline` read Redis (the drift index, the search
+index, the timelines), so any worker answers for all customers. `/api/customers/{key}` and its `/view`
+are answered by the worker that owns the key: another worker forwards the request there (app/owner.py).
+Reads need the read token, admin actions `Authorization: Bearer $CONCORD_ADMIN_TOKEN` (app/access.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import msgspec
 from faust.web import Request, Response, View
 
+from concord.app.customer_view import customer_view
+from concord.app.owner import Owners
+from concord.connectors.executor import REDIS_ERRORS
+from concord.connectors.search_index import QueryError, query_text
+from concord.connectors.timeline import Checkpoint
 from concord.core import messages, metrics
 from concord.drift.config import DriftConfig
 from concord.drift.rule import Rule
@@ -23,6 +30,21 @@ if TYPE_CHECKING:
 
 _encode = msgspec.json.Encoder().encode
 MAX_LIMIT = 500
+#: Customers one search returns at most (`?limit=`), and by default.
+MAX_SEARCH_LIMIT = 100
+SEARCH_LIMIT = 20
+#: Checkpoints of the timeline a customer view shows (the rest: `/api/customers/{key}/timeline`).
+VIEW_TIMELINE = 20
+
+E_REDIS = "Redis is unreachable ({error}): {what} cannot be read now; try again when it is back"
+
+
+class Timeline(msgspec.Struct, frozen=True, kw_only=True):
+    """`/api/customers/{key}/timeline`: the customer's newest checkpoints, newest first."""
+
+    key: str
+    limit: int
+    checkpoints: list[Checkpoint]
 
 
 def _int(value: str | None, default: int, low: int, high: int) -> int:
@@ -83,10 +105,43 @@ def rules_listing(rules: Sequence[Rule], config: DriftConfig) -> list[dict[str, 
 def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> None:
     app = concord.app
     index = concord.drift_index
+    search = concord.search_index
+    timelines = concord.timeline
     canonical = concord.topics[concord.names.canonical]
 
     def json(view: View, value: Any, status: int = 200) -> Response:
         return view.bytes(_encode(value), content_type="application/json", status=status)
+
+    def redis_down(view: View, exc: Exception, what: str) -> Response:
+        return json(view, {"error": "redis_unavailable",
+                           "detail": E_REDIS.format(error=f"{type(exc).__name__}: {exc}", what=what)}, 503)
+
+    @app.page("/api/search")
+    class SearchView(View):
+        """Customers by any id, email or name prefix: ?q=&limit= (exact ids first, then emails, then names)."""
+
+        async def get(self, request: Request) -> Response:
+            try:
+                query = query_text(request.query.get("q"))
+            except QueryError as exc:
+                return json(self, {"error": "bad_request", "detail": str(exc)}, 400)
+            limit = _int(request.query.get("limit"), SEARCH_LIMIT, 1, MAX_SEARCH_LIMIT)
+            try:
+                return json(self, await search.search(query, limit, index.open_counts))
+            except REDIS_ERRORS as exc:
+                return redis_down(self, exc, "the search index")
+
+    @app.page("/api/customers/{key}/timeline")
+    class TimelineView(View):
+        """The customer's checkpoints (events in, findings, commands, results), newest first: ?limit="""
+
+        async def get(self, request: Request, key: str) -> Response:
+            limit = _int(request.query.get("limit"), 50, 1, timelines.entries)
+            try:
+                checkpoints = await timelines.read(key, limit)
+            except REDIS_ERRORS as exc:
+                return redis_down(self, exc, "the timeline")
+            return json(self, Timeline(key=key, limit=limit, checkpoints=checkpoints))
 
     @app.page("/api/drift")
     class DriftList(View):
@@ -136,15 +191,34 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
     if "customers" not in concord.tables:
         return
     customers = concord.tables["customers"]
+    owners = Owners(app, customers, concord.settings.topic_partitions)
+
+    async def owned(view: View, request: Request, key: str) -> Response | st.CustomerState:
+        """The customer's state when this worker owns it; otherwise the owner's answer (or why there is none)."""
+        forwarded = await owners.route(view, request, key)
+        if forwarded is not None:
+            return forwarded
+        raw = customers.get(key)
+        return st.load(raw) if raw is not None else json(view, {"error": f"no customer {key}"}, 404)
 
     @app.page("/api/customers/{key}")
-    class CustomerView(View):
-        """One customer across the four systems, from the worker that owns it."""
+    class CustomerStateView(View):
+        """One customer's state across the four systems, as stored, from the worker that owns it."""
 
-        # faust types the decorated handler without path parameters; `key` comes from match_info.
-        @app.table_route(table=customers, match_info="key")  # type: ignore[arg-type]
         async def get(self, request: Request, key: str) -> Response:
-            raw = customers.get(key)
-            if raw is None:
-                return json(self, {"error": f"no customer {key}"}, 404)
-            return json(self, readable(st.load(raw)))
+            found = await owned(self, request, key)
+            return json(self, readable(found)) if isinstance(found, st.CustomerState) else found
+
+    @app.page("/api/customers/{key}/view")
+    class CustomerView(View):
+        """The customer 360 (app/customer_view.py), from the worker that owns it."""
+
+        async def get(self, request: Request, key: str) -> Response:
+            found = await owned(self, request, key)
+            if not isinstance(found, st.CustomerState):
+                return found
+            try:
+                checkpoints, detail = await timelines.read(key, VIEW_TIMELINE), ""
+            except REDIS_ERRORS as exc:  # the records and findings are here: show them without the timeline
+                checkpoints, detail = [], E_REDIS.format(error=f"{type(exc).__name__}: {exc}", what="the timeline")
+            return json(self, customer_view(found, checkpoints, f"/api/customers/{key}/timeline", detail))

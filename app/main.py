@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import Iterable
 
-from concord.agents import commands, identity, ingest, lag, notify, state, watermarks
+from concord.agents import commands, identity, ingest, lag, notify, state, timeline, watermarks
 from concord.agents.context import ROLES, Concord
 from concord.agents.faust_internals.web import add_listener
 from concord.app import api, commands_api, ingress, web
@@ -37,7 +37,8 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
 
     * webhooks: the webhook ingress (HTTP -> raw); alone, it runs without Faust (`concord webhooks`);
     * ingest: decoding (raw -> identity/canonical), identity resolution;
-    * state: per-customer state, drift detection and its lifecycle, deadlines, merges, notifications;
+    * state: per-customer state, drift detection and its lifecycle, deadlines, merges, notifications, the
+      customers' timelines (from the audit topic);
     * commands: corrective commands, one lane per platform, exactly once in effect (ledger, breakers,
       rate limits, dead letters).
     """
@@ -54,6 +55,7 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
         identity.register(concord, progress)
     if "state" in concord.roles:
         state.register(concord, config, catalog.RULES, health.read, notify.register(concord))
+        timeline.register(concord)
     executor = commands.register(concord) if "commands" in concord.roles else None
     if settings.webhook_port and "webhooks" in concord.roles:
         concord.on_started(functools.partial(public_listener, concord))

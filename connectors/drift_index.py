@@ -2,14 +2,9 @@
 
 Workers own customers by partition; the board needs all of them. Each worker mirrors the reported
 findings of the customers it owns into Redis, by customer snapshot: whenever a customer's findings
-change, its current set replaces what Redis had for it. Snapshots wait in memory (latest per
-customer) and are flushed in the background; if Redis is down they stay queued and detection goes
-on, and after recovery or a rebalance the owned customers are re-mirrored from the table.
-
-A Redis that lost the index (restarted without persistence, flushed) is noticed by its `epoch` key:
-each worker checks every few seconds that the key still holds the token it saw last; the first
-worker to find it missing sets a new one, and every worker, finding a token it did not see, mirrors
-its owned customers again (`on_lost`). A Redis restarted with its data keeps the token: no re-mirror.
+change, its current set replaces what Redis had for it (connectors/mirror.py: written in the
+background, queued while Redis is down, mirrored again after recovery, a rebalance, or a Redis that
+lost the index).
 
 Keys (prefix `<topic_prefix>:drift:`): hash `f:<fingerprint>` (`json`: the finding; `status`,
 `rule`, `severity`, `customer_key`, `first_seen`, `last_seen`); sorted sets (score =
@@ -19,25 +14,17 @@ first seen) `z:all`, `z:active`, `z:resolved`, `z:rule:<rule>`, `z:sev:<severity
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import time
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Final
 
 import msgspec
 import redis.asyncio as aioredis
 from msgspec import Struct
 
+from concord.connectors.mirror import RedisMirror
 from concord.core.messages import DriftItem, Observation
 
-log = logging.getLogger("concord.drift_index")
-
 STATUSES: Final = ("open", "commanded", "escalated", "resolved")
-# How often a worker checks that Redis still holds the index (its epoch token).
-EPOCH_CHECK_SECONDS: Final = 5.0
 SEVERITIES: Final = ("low", "medium", "high", "critical")
 
 
@@ -90,75 +77,17 @@ _encode = msgspec.json.Encoder().encode
 _decode_finding = msgspec.json.Decoder(IndexedFinding).decode
 
 
-class DriftIndex:
+class DriftIndex(RedisMirror[list[DriftItem]]):
     """Mirror of reported findings in Redis (writes in the background) and the query behind the API."""
 
+    name = "drift index"
+
     def __init__(self, client: aioredis.Redis, prefix: str, flush_interval: float = 0.2) -> None:
-        # The worker's one client (`Concord.redis`), closed by its owner. Any: redis-py types its commands
-        # as sync-or-async unions that mypy cannot await.
-        self._redis: Any = client
-        self._p = f"{prefix}:drift:"
-        self._pending: dict[str, list[DriftItem]] = {}
-        self._flush_interval = flush_interval
-        self._wakeup = asyncio.Event()
-        self.healthy = True
-        self._epoch: bytes | None = None
-        self._epoch_due = 0.0
-        # Called when Redis lost the index: the owner re-submits every customer it owns.
-        self.on_lost: Callable[[], None] | None = None
+        super().__init__(client, f"{prefix}:drift:", flush_interval)
 
     def submit(self, customer_key: str, items: Iterable[DriftItem]) -> None:
         """Queue the customer's current findings (the latest snapshot wins)."""
-        self._pending[customer_key] = reported(items)
-        self._wakeup.set()
-
-    @property
-    def backlog(self) -> int:
-        return len(self._pending)
-
-    async def run(self) -> None:
-        """Flush queued snapshots until cancelled; retry with backoff while Redis is away."""
-        backoff = self._flush_interval
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=EPOCH_CHECK_SECONDS)
-            self._wakeup.clear()
-            await asyncio.sleep(self._flush_interval)
-            batch: dict[str, list[DriftItem]] = {}
-            try:
-                if time.monotonic() >= self._epoch_due:
-                    await self._check_epoch()
-                if not self._pending:
-                    continue
-                batch, self._pending = self._pending, {}
-                await self._write(batch)
-                self.healthy = True
-                backoff = self._flush_interval
-            except (aioredis.RedisError, OSError) as exc:
-                # Keep the snapshots (newer ones queued meanwhile win) and try again later.
-                for key, items in batch.items():
-                    self._pending.setdefault(key, items)
-                if self.healthy:
-                    log.warning("drift index: Redis unavailable (%s); %d customers queued", exc, len(self._pending))
-                self.healthy = False
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-                self._wakeup.set()
-
-    async def _check_epoch(self) -> None:
-        """Notice a Redis that lost the index since the last check (see the module docstring)."""
-        key = f"{self._p}epoch"
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(key, uuid.uuid4().hex, nx=True)
-            pipe.get(key)
-            _, token = await pipe.execute()
-        self._epoch_due = time.monotonic() + EPOCH_CHECK_SECONDS
-        if self._epoch is not None and token != self._epoch:
-            log.warning("drift index: Redis lost the index (restarted empty or flushed); "
-                        "mirroring this worker's customers again")
-            if self.on_lost is not None:
-                self.on_lost()
-        self._epoch = token
+        super().submit(customer_key, reported(items))
 
     async def _write(self, batch: dict[str, list[DriftItem]]) -> None:
         p = self._p
@@ -255,3 +184,14 @@ class DriftIndex:
     async def get(self, fingerprint: str) -> IndexedFinding | None:
         raw = await self._redis.hget(f"{self._p}f:{fingerprint}", "json")
         return _decode_finding(raw) if raw else None
+
+    async def open_counts(self, customer_keys: Iterable[str]) -> dict[str, int]:
+        """How many reported findings of each customer are not resolved (open, commanded, escalated)."""
+        keys = list(customer_keys)
+        if not keys:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zintercard(2, [f"{self._p}z:cust:{key}", f"{self._p}z:active"])
+            counts = await pipe.execute()
+        return {key: int(count) for key, count in zip(keys, counts, strict=True)}

@@ -85,6 +85,9 @@ class DriftItem(Struct, gc=False, kw_only=True, frozen=True, array_like=True):
     summary: str = ""
     evidence: tuple[Observation, ...] = ()
     note: str = ""  # why it was escalated (for the person who takes it over)
+    # Of the event that first revealed it: the steps a deadline takes (no event) carry it, so a finding
+    # opened when its grace expired, its commands and their results still name the event behind them.
+    correlation_id: str = ""
 
 
 class Transition(Struct, frozen=True, kw_only=True):

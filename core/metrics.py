@@ -143,6 +143,13 @@ redis_up = Gauge(
     "not (the drift board, the platforms' health and, in a command worker, execution wait for it)",
     registry=REGISTRY,
 )
+search_index_backlog = Gauge(
+    "concord_search_index_backlog", "Customers whose search cards wait to be mirrored to Redis", registry=REGISTRY,
+)
+timeline_checkpoints = Counter(
+    "concord_timeline_checkpoints_total", "Audit checkpoints written to the customers' timelines in Redis",
+    registry=REGISTRY,
+)
 
 # Command execution (agents/commands, connectors/executor.py).
 commands_executed = Counter(

@@ -100,7 +100,8 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         str,
         Meta(
             pattern=_URL_REDIS,
-            description="Redis for the command ledger, rate limits and the global drift index.",
+            description="Redis for the command ledger, rate limits, the global drift and search indexes and "
+            "the customers' timelines.",
         ),
     ] = "redis://127.0.0.1:6379/0"
     app_id: Annotated[
@@ -270,6 +271,15 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         float, Meta(ge=0.1, le=60.0, description="How often a worker looks for grace windows and correction "
                     "timeouts that expired without a new event (SLA rules fire within this much of their due time).")
     ] = 1.0
+    timeline_entries: Annotated[
+        int, Meta(ge=1, le=10_000, description="Checkpoints kept in each customer's timeline (events in, "
+                  "findings, commands, their results; `/api/customers/{key}/timeline`), the newest: about 320 "
+                  "bytes each in Redis (65 KB for a customer with a full timeline).")
+    ] = 200
+    timeline_days: Annotated[
+        float, Meta(gt=0, le=3650, description="A customer's timeline is dropped from Redis this long after its "
+                    "newest checkpoint (the audit topic keeps every checkpoint for its retention).")
+    ] = 30.0
 
     # Platform APIs (connectors/). Empty URL: commands for that platform are dead-lettered as
     # unconfigured instead of being sent anywhere.

@@ -152,7 +152,8 @@ class _Run:
             status=item.status, previous=previous, severity=item.severity, at=self.now, since=item.since,
             first_seen=item.first_seen, last_seen=item.last_seen, generation=item.generation,
             command_id=item.command_id, action=item.action, dry_run=item.dry_run, resolution=item.resolution,
-            summary=item.summary, evidence=item.evidence, correlation_id=self.correlation_id, note=item.note,
+            summary=item.summary, evidence=item.evidence, correlation_id=self.correlation_id or item.correlation_id,
+            note=item.note,
         ))
 
     def command(self, item: DriftItem, finding_action: Any) -> DriftItem:
@@ -162,7 +163,7 @@ class _Run:
             command_id=cid, action=item.action, platform=finding_action.platform,
             target=dict(finding_action.target), payload=dict(finding_action.payload),
             fingerprint=item.fingerprint, rule=item.rule, customer_key=self.state.key, generation=generation,
-            correlation_id=self.correlation_id, created_at=self.now, occurrence=item.since,
+            correlation_id=self.correlation_id or item.correlation_id, created_at=self.now, occurrence=item.since,
         ))
         return _replace(item, status=COMMANDED, generation=generation, last_command_at=self.now, command_id=cid)
 
@@ -206,7 +207,7 @@ def evaluate(
             fp = finding.fingerprint
             actions[fp] = finding.action
             items[fp] = _observe(items.get(fp), finding, fp, rule_config.grace_seconds * 1000,
-                                 rule_config.severity, rule_config.dry_run, now)
+                                 rule_config.severity, rule_config.dry_run, now, correlation_id)
     if not items:
         # No finding before, none now (a healthy customer, the common case): no lifecycle to advance.
         return Verdict(_replace(state, drift=items, next_due=0) if state.next_due else state)
@@ -263,15 +264,16 @@ def _same(items: dict[str, DriftItem], before: dict[str, DriftItem]) -> bool:
 
 
 def _observe(item: DriftItem | None, finding: Finding, fp: str, grace_ms: int, severity: str, dry_run: bool,
-             now: int) -> DriftItem:
-    """Record what the rule sees now: a new pending item, or fresh evidence on a known one."""
+             now: int, correlation_id: str = "") -> DriftItem:
+    """Record what the rule sees now: a new pending item (revealed by the event `correlation_id` names), or
+    fresh evidence on a known one."""
     if item is None or (item.status == RESOLVED and item.resolution != "accepted"):
         return DriftItem(
             fingerprint=fp, rule=finding.rule, subject=finding.subject, status=PENDING, severity=severity,
             # Grace runs from when the disagreement began, but never from before Concord saw it: a
             # backlog replayed after downtime must not report the transient disagreements of its past.
             since=finding.since, due=max(finding.since, now) + grace_ms, action=finding.action.name, dry_run=dry_run,
-            summary=finding.summary, evidence=finding.evidence,
+            summary=finding.summary, evidence=finding.evidence, correlation_id=correlation_id,
         )
     if item.status == RESOLVED:  # accepted by a person: stays silent while the condition lasts
         return item
@@ -417,7 +419,9 @@ def correction_failed(state: CustomerState, failed: CorrectionFailed, now: int, 
         return Verdict(state)
     escalated = _replace(item, status=ESCALATED, last_seen=now,
                          note=f"correction {failed.command_id} was dead-lettered: {failed.reason}"[:500])
-    return _settled(state, escalated, COMMANDED, now, config, correlation_id or failed.command_id)
+    # The escalation follows from the finding's command: it keeps the chain's correlation id when there is one.
+    return _settled(state, escalated, COMMANDED, now, config,
+                    correlation_id or item.correlation_id or failed.command_id)
 
 
 def _settled(state: CustomerState, item: DriftItem, previous: str, now: int, config: DriftConfig,
@@ -439,7 +443,9 @@ def then_rules_on_findings(verdict: Verdict, now: int, rules: Sequence[Rule], co
     Left to a later deadline tick, an escalation's D14 waited for an unrelated event, or for ever."""
     if not verdict.transitions:
         return verdict
-    follow = evaluate(verdict.state, now, rules, config, {"drift"}, correlation_id, watermarks)
+    # What follows belongs to the chain of the step it follows (the finding's, unless one is given).
+    follow = evaluate(verdict.state, now, rules, config, {"drift"},
+                      correlation_id or verdict.transitions[0].correlation_id, watermarks)
     return Verdict(follow.state, verdict.transitions + follow.transitions, verdict.commands + follow.commands)
 
 

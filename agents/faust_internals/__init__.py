@@ -1,7 +1,8 @@
 """Every place Concord relies on Faust's or aiokafka's internals, together, with the versions they know.
 
 * `commits.py`: fixes to Faust's offset commits (never commit past a message that was not processed);
-* `changelog.py`: table values written to the changelog in one batch per partition;
+* `changelog.py`: table values written to the changelog (and the audit checkpoints of the state agent) in
+  one batch per partition;
 * `recovery.py`: whether table recovery has finished, and a plain consumer's metadata refresh;
 * `web.py`: a second listener on Faust's web server (the public webhook port).
 

@@ -1,4 +1,5 @@
-"""Table values written to the changelog as Faust writes them, batched per partition.
+"""Records handed to the producer in one batch per partition: table values written to the changelog as
+Faust writes them (`ChangelogWriter`), and any topic's records of one Faust event (`RecordBatchWriter`).
 
 Relies on aiokafka's producer internals (`_producer`, `_message_accumulator`, `_compression_type`,
 `_txn_manager`, `send_batch`): where they are not what this was written against, it writes record by
@@ -25,40 +26,29 @@ def _changelog_key(key: str) -> bytes:
     return _KEY_CODEC.dumps(key)
 
 
+class RecordBatchWriter:
+    """Records for one topic handed to the app's producer together, one record batch per partition.
 
-class ChangelogWriter:
-    """Writes table values the way Faust does, without Faust's per-write machinery.
-
-    A value goes into the table's local store at once and, as one record, to the table's changelog
-    topic partition (the partition of the event being processed, as Faust's own writes do). The
-    records of one Faust event are handed to the app's producer together by `flush`, which the agent
-    awaits before it takes the next event (so before this one is acknowledged): one record batch per
-    changelog partition, as large as a request allows. Faust flushes that producer before it commits
-    the event's offset, so a crash never acknowledges an event whose state was not written. Recovery
-    reads these records like any other changelog record.
-
-    (Faust's `table[key] = value` schedules each write through a buffer and several tasks, and even a
-    plain `producer.send` per record fills the producer's 16 KiB batches after ten states or so: the
-    agent then waited for a broker round trip every ten customers. One batch per partition and event
-    takes one request.)
+    The agent `add`s the records of one Faust event and awaits `flush` before it takes the next
+    event (so before this one is acknowledged): one request per partition, as large as a request
+    allows, instead of one `producer.send` each. Faust flushes that producer before it commits the
+    event's offset, so a crash never acknowledges an event whose records were not written.
     """
 
-    def __init__(self, app: faust.App, table: Any) -> None:
+    def __init__(self, app: faust.App, topic: str) -> None:
         self._app = app
-        self._table = table
-        self._topic = table.changelog_topic.get_topic_name()
+        self._topic = topic
         self._pending: dict[int, list[tuple[bytes, bytes]]] = {}
 
-    def put(self, key: str, value: bytes, partition: int) -> None:
-        """Store `value` locally now; its changelog record goes out with the next `flush`."""
-        self._table.data[key] = value
+    def add(self, key: bytes, value: bytes, partition: int) -> None:
+        """`value` goes to `partition` of the topic with the next `flush`."""
         records = self._pending.get(partition)
         if records is None:
             records = self._pending[partition] = []
-        records.append((_changelog_key(key), value))
+        records.append((key, value))
 
     async def flush(self) -> None:
-        """Hand every record `put` since the last flush to the producer (in order, per partition)."""
+        """Hand every record added since the last flush to the producer (in order, per partition)."""
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
@@ -84,3 +74,26 @@ class ChangelogWriter:
                     batch = BatchBuilder(limit, compression)
                     batch.append(timestamp=None, key=key, value=value)  # an empty batch takes any record
             await client.send_batch(batch, self._topic, partition=partition)
+
+
+class ChangelogWriter(RecordBatchWriter):
+    """Writes table values the way Faust does, without Faust's per-write machinery.
+
+    A value goes into the table's local store at once and, as one record, to the table's changelog
+    topic partition (the partition of the event being processed, as Faust's own writes do), in the
+    batch of the next `flush`. Recovery reads these records like any other changelog record.
+
+    (Faust's `table[key] = value` schedules each write through a buffer and several tasks, and even a
+    plain `producer.send` per record fills the producer's 16 KiB batches after ten states or so: the
+    agent then waited for a broker round trip every ten customers. One batch per partition and event
+    takes one request.)
+    """
+
+    def __init__(self, app: faust.App, table: Any) -> None:
+        super().__init__(app, table.changelog_topic.get_topic_name())
+        self._table = table
+
+    def put(self, key: str, value: bytes, partition: int) -> None:
+        """Store `value` locally now; its changelog record goes out with the next `flush`."""
+        self._table.data[key] = value
+        self.add(_changelog_key(key), value, partition)

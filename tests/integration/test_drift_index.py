@@ -8,7 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from concord.connectors import drift_index
+from concord.connectors import mirror
 from concord.connectors.drift_index import DriftIndex
 from concord.connectors.ledger import redis_client
 from concord.tables.state import DriftItem
@@ -73,7 +73,7 @@ async def test_redis_outage_queues_snapshots_and_detection_goes_on(infra: Infra)
 
 
 async def test_a_redis_that_lost_the_index_is_noticed_by_every_worker(infra: Infra, monkeypatch: Any) -> None:
-    monkeypatch.setattr(drift_index, "EPOCH_CHECK_SECONDS", 0.1)
+    monkeypatch.setattr(mirror, "EPOCH_CHECK_SECONDS", 0.1)
     prefix = f"t{uuid.uuid4().hex[:8]}"
     lost: list[str] = []
     clients = [redis_client(infra.redis_url) for _ in range(2)]  # two workers, each with its own client

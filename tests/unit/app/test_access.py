@@ -199,3 +199,13 @@ async def test_an_accept_body_that_is_not_the_object_it_should_be_is_a_400(clien
                                  headers={"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"})
     assert response.status == 400
     assert (await response.json())["error"] == "bad_request"
+
+
+@pytest.mark.parametrize("query", ["", "?q=", "?q=%20%20", "?q=" + "x" * 201, "?q=cus_1%00x"])
+async def test_a_search_for_nothing_too_much_or_control_characters_is_a_400(client: TestClient[Any, Any],
+                                                                             query: str) -> None:
+    # Refused before the index is asked: no Redis is needed to see it.
+    response = await client.get(f"/api/search{query}", headers={"Authorization": f"Bearer {READ}"})
+    assert response.status == 400
+    body = await response.json()
+    assert body["error"] == "bad_request" and ("query" in body["detail"])

@@ -472,3 +472,14 @@ def test_a_rule_reading_two_unread_parts_names_the_one_unread_longest() -> None:
     v = lifecycle.evaluate(blind, 65 * MIN, [both], config)
     assert statuses(v) == [("pending", "open")] and v.commands == ()
     assert next(iter(v.state.drift.values())).note == "cannot judge: crm unreadable since 1970-01-01T00:05:00+00:00"
+
+
+def test_steps_a_deadline_takes_carry_the_correlation_id_of_the_event_that_revealed_the_finding() -> None:
+    switch, rules, config = setup()
+    v = lifecycle.evaluate(empty("001"), 0, rules, config, correlation_id="evt_revealed")
+    v = lifecycle.evaluate(v.state, 10 * MIN, rules, config)  # the deadline tick: no event, no correlation id
+    assert [t.correlation_id for t in v.transitions] == ["evt_revealed", "evt_revealed"]
+    assert [c.correlation_id for c in v.commands] == ["evt_revealed"]
+    switch.on = False  # an event settles it: its own correlation id
+    v = lifecycle.evaluate(v.state, 11 * MIN, rules, config, correlation_id="evt_fix")
+    assert [(t.status, t.correlation_id) for t in v.transitions] == [("resolved", "evt_fix")]
