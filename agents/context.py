@@ -68,7 +68,8 @@ class Concord:
     def drift_index(self) -> DriftIndex:
         """The global drift index: the state agent mirrors findings into it, the API reads it."""
         if self._drift_index is None:
-            self._drift_index = DriftIndex(self.redis, self.settings.topic_prefix)
+            self._drift_index = DriftIndex(self.redis, self.settings.topic_prefix,
+                                           changes_kept=self.settings.drift_changes_kept)
         return self._drift_index
 
     @property

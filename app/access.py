@@ -13,6 +13,12 @@ are not Concord's and stay closed.
 * `read`: customer data, findings, ledger entries: `Authorization: Bearer <CONCORD_READ_TOKEN>` (the
   admin token reads too). No read token configured: 503, never open.
 * `admin`: actions: `Authorization: Bearer <CONCORD_ADMIN_TOKEN>`. No admin token configured: 503.
+* `login`: where a person signs in (`/login`): no credential (it is where one is given), internal
+  listener only, 503 while no read token is configured (there is nothing to sign in with).
+
+A browser cannot send a bearer header, so `read` also takes a signed session cookie (app/sessions.py;
+`Sessions.of` is the one place a session is read); `admin` never does (no CSRF protection yet). A person
+opening a page (`PAGES`) without any credential is sent to `/login` (303) instead of a 401.
 
 Refusals are JSON with a one-word `error`; a header with bytes that are not text is a 401, never a 500.
 """
@@ -22,9 +28,11 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Final
+from urllib.parse import quote
 
 from aiohttp import web
 
+from concord.app.sessions import Sessions
 from concord.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,6 +44,7 @@ WEBHOOK: Final = "webhook"
 METRICS: Final = "metrics"
 READ: Final = "read"
 ADMIN: Final = "admin"
+LOGIN: Final = "login"
 
 #: Every route (aiohttp's canonical path) -> the credential it needs. Not listed: closed.
 POLICY: Final[Mapping[str, str]] = {
@@ -54,13 +63,21 @@ POLICY: Final[Mapping[str, str]] = {
     "/api/customers/{key}/timeline": READ,
     "/api/commands/status": READ,
     "/api/commands/{command_id}": READ,
+    # The board (app/console/): its page, its live stream, the fragments its script fetches, its files.
+    "/": READ,
+    "/events": READ,
+    "/board/findings/{fingerprint}": READ,
+    "/board/summary": READ,
+    "/static/{name}": READ,
+    "/login": LOGIN,
+    "/logout": LOGIN,
 }
-#: Routes that are served but closed to everyone: Faust's own index page (its other routes are off).
-CLOSED: Final = frozenset({"/"})
+#: Pages a person opens in a browser: without any credential, a redirect to `/login` rather than a 401.
+PAGES: Final = frozenset({"/"})
 #: What the public (webhook) listener serves, when there is one.
 PUBLIC: Final = frozenset({WEBHOOK, OPEN})
 
-NEEDS: Final = frozenset({OPEN, INTERNAL, WEBHOOK, METRICS, READ, ADMIN})
+NEEDS: Final = frozenset({OPEN, INTERNAL, WEBHOOK, METRICS, READ, ADMIN, LOGIN})
 # Routes an extension of the worker adds (a test app, a plugin), listed with `allow` before it serves.
 _added: dict[str, str] = {}
 
@@ -97,6 +114,11 @@ def bearer(request: web.Request) -> bytes | None:
     return token.strip().encode("utf-8", "surrogateescape")
 
 
+def to_login(request: web.Request) -> web.Response:
+    """303 to the sign-in page, which comes back to this page afterwards."""
+    return web.Response(status=303, headers={"Location": f"/login?next={quote(request.path_qs, safe='')}"})
+
+
 def _matches(given: bytes, *tokens: str) -> bool:
     # Every configured token is compared (no early exit tells which one nearly matched).
     found = False
@@ -114,6 +136,7 @@ class Access:
         self.admin_token = settings.admin_token
         self.webhook_port = settings.webhook_port
         self.metrics_require_token = settings.metrics_require_token
+        self.sessions = Sessions(settings)
 
     def check(self, route: str | None, request: web.Request, local_port: int | None) -> web.Response | None:
         """None when the request may go on; otherwise the refusal to send."""
@@ -129,16 +152,30 @@ class Access:
             return None
         if need in (OPEN, INTERNAL) or (need == METRICS and not self.metrics_require_token):
             return None
-        return self._token(request, admin=need == ADMIN)
+        if need == LOGIN:
+            if not self.read_token:
+                return _refuse(503, "not_configured", "set CONCORD_READ_TOKEN: it is what people sign in with")
+            return None
+        return self._token(request, admin=need == ADMIN, page=route in PAGES)
 
-    def _token(self, request: web.Request, admin: bool) -> web.Response | None:
+    def token_role(self, given: bytes) -> str | None:
+        """`admin` or `read` for a configured token, None for any other (every token is compared)."""
+        if _matches(given, self.admin_token):
+            return ADMIN
+        return READ if _matches(given, self.read_token) else None
+
+    def _token(self, request: web.Request, admin: bool, page: bool = False) -> web.Response | None:
         tokens = (self.admin_token,) if admin else (self.read_token, self.admin_token)
         variable = "CONCORD_ADMIN_TOKEN" if admin else "CONCORD_READ_TOKEN"
         if not (self.admin_token if admin else self.read_token):
             return _refuse(503, "not_configured", f"set {variable} to open this route to its token holders")
         given = bearer(request)
         if given is None:
-            return _refuse(401, "unauthorized", "send Authorization: Bearer <token>",
+            if not admin and self.sessions.of(request) is not None:
+                return None  # a signed-in browser reads (a session never acts: app/sessions.py)
+            if page and "Authorization" not in request.headers:  # a person, not a script with a bad header
+                return to_login(request)
+            return _refuse(401, "unauthorized", "send Authorization: Bearer <token>, or sign in at /login",
                            {"WWW-Authenticate": 'Bearer realm="concord"'})
         if _matches(given, *tokens):
             return None

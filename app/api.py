@@ -17,6 +17,7 @@ from faust.web import Request, Response, View
 
 from concord.app.customer_view import customer_view
 from concord.app.owner import Owners
+from concord.connectors.drift_index import IndexedFinding
 from concord.connectors.executor import REDIS_ERRORS
 from concord.connectors.search_index import QueryError, query_text
 from concord.connectors.timeline import Checkpoint
@@ -76,6 +77,24 @@ def readable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [readable(v) for v in value]
     return value
+
+
+class OwnedFinding(IndexedFinding, frozen=True, kw_only=True):
+    """A finding as `/api/drift` shows it: the index's record and the team that owns its rule's exceptions."""
+
+    owner: str
+
+
+class OwnedPage(msgspec.Struct, frozen=True):
+    total: int
+    offset: int
+    limit: int
+    items: list[OwnedFinding]
+
+
+def owned(finding: IndexedFinding, config: DriftConfig) -> OwnedFinding:
+    """`finding` with its owner, from the configuration now (not stored: a changed rules file applies at once)."""
+    return OwnedFinding(**msgspec.structs.asdict(finding), owner=config.owner(finding.rule))
 
 
 class AcceptBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -145,17 +164,21 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
 
     @app.page("/api/drift")
     class DriftList(View):
-        """Findings, newest first: ?status=open|resolved|all|<status>&rule=&customer_key=&severity=&offset=&limit="""
+        """Findings, newest first: ?status=open|resolved|all|<status>&rule=&customer_key=&severity=&owner=
+        &offset=&limit= (owner: a team, as the rules file names it)"""
 
         async def get(self, request: Request) -> Response:
             q = request.query
             status = q.get("status", "open")
+            owner = q.get("owner")
             page = await index.query(
                 status=status, rule=q.get("rule") or None, customer_key=q.get("customer_key") or None,
                 severity=q.get("severity") or None, offset=_int(q.get("offset"), 0, 0, 10**9),
                 limit=_int(q.get("limit"), 50, 1, MAX_LIMIT),
+                rules=[r.id for r in rules if config.owner(r.id) == owner] if owner else None,
             )
-            return json(self, page)
+            return json(self, OwnedPage(total=page.total, offset=page.offset, limit=page.limit,
+                                        items=[owned(f, config) for f in page.items]))
 
     @app.page("/api/drift/{fingerprint}")
     class DriftItemView(View):
@@ -163,7 +186,7 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
             found = await index.get(fingerprint)
             if found is None:
                 return json(self, {"error": f"no finding {fingerprint}"}, 404)
-            return json(self, found)
+            return json(self, owned(found, config))
 
     @app.page("/api/drift/{fingerprint}/accept")
     class AcceptView(View):

@@ -114,10 +114,12 @@ def cmd_rules(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
-    print(f"{'id':4} {'name':34} {'on':3} {'grace':>7} {'severity':8} {'dry':4} {'tolerance':>9}  action")
+    print(f"{'id':4} {'name':34} {'on':3} {'grace':>7} {'severity':8} {'dry':4} {'tolerance':>9}  {'owner':11} "
+          "action")
     for r in listing:
         print(f"{r['id']:4} {r['name']:34} {'yes' if r['enabled'] else 'no':3} {duration(r['grace_seconds']):>7} "
-              f"{r['severity']:8} {'yes' if r['dry_run'] else 'no':4} {r['amount_tolerance']:>9}  {r['action']}")
+              f"{r['severity']:8} {'yes' if r['dry_run'] else 'no':4} {r['amount_tolerance']:>9}  {r['owner']:11} "
+              f"{r['action']}")
     print(f"\nplan -> tier: {config.plan_tiers or '(none: D03 skips unmapped plans)'}")
     print(f"field owners: {config.ownership}")
     print(f"corrections before escalation: {config.max_corrections}, "

@@ -271,6 +271,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
           f"time scale {args.time_scale:g}x, duration {args.duration or 'until Ctrl-C'}"
           f"{'s' if args.duration else ''}")
     read_token = env[env_var("read_token")]
+    print(f"concord demo: drift board {worker_url}/ (sign in with the read token: {read_token})")
     print(f"concord demo: findings {worker_url}/api/drift (Authorization: Bearer {read_token})   "
           f"metrics {worker_url}/metrics   webhooks' metrics {webhooks_url}/metrics   "
           f"sandbox {sandbox_url}/_sandbox/status")

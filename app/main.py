@@ -10,6 +10,7 @@ from concord.agents import commands, identity, ingest, lag, notify, state, timel
 from concord.agents.context import ROLES, Concord
 from concord.agents.faust_internals.web import add_listener
 from concord.app import api, commands_api, ingress, web
+from concord.app.console import views as console
 from concord.app.factory import create_concord
 from concord.core.settings import Settings
 from concord.drift import catalog
@@ -61,4 +62,5 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
         concord.on_started(functools.partial(public_listener, concord))
     api.register(concord, catalog.RULES, config)
     commands_api.register(concord, executor)
+    console.register(concord, catalog.RULES, config, health, executor)
     return concord

@@ -230,7 +230,8 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     ] = ""
     read_token: Annotated[
         str, _secret("Bearer token for reading customer data through `/api/*` (findings, customers, ledger "
-                     "entries); the admin token reads too. `/api/*` answers 503 while neither is set.")
+                     "entries) and the board (`/`, `/events`; a browser signs in with it at `/login`); the admin "
+                     "token reads too. `/api/*` answers 503 while neither is set.")
     ] = ""
     webhook_port: Annotated[
         int, Meta(ge=0, le=65535, description="Port of a second, public listener that serves only `/webhooks/*` "
@@ -244,6 +245,25 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         bool, Meta(description="`/metrics` needs the read token (Prometheus' `authorization` scrape setting). "
                    "Off: open on the internal listener, which only the monitoring network should reach.")
     ] = False
+    session_secret: Annotated[
+        str, _secret("Key that signs the board's login sessions (cookies, `app/sessions.py`). Unset: derived from "
+                     "the read token. Either way the key also depends on the read token, so changing the read token "
+                     "(or this) ends every session.")
+    ] = ""
+    session_max_age_seconds: Annotated[
+        int, Meta(ge=60, le=30 * 86_400, description="How long a board login lasts; then the browser asks for the "
+                  "token again. Shorter limits what a cookie left on a shared machine can read.")
+    ] = 8 * 3600
+    session_cookie_secure: Annotated[
+        bool, Meta(description="Mark the board's session cookie `Secure`, so a browser sends it over HTTPS only: set "
+                   "it when people reach the board through a TLS-terminating proxy (a browser would not send it "
+                   "to a plain-HTTP board).")
+    ] = False
+    drift_changes_kept: Annotated[
+        int, Meta(ge=100, le=10_000_000, description="Finding changes kept in Redis (the stream "
+                  "`<prefix>:drift:changes`, about 300 bytes each) for the board's live updates: a board that "
+                  "reconnects within this many changes misses none; one away longer reloads its page.")
+    ] = 10_000
     state_closed_invoices: Annotated[
         int, Meta(ge=1, le=1000, description="Closed invoices kept per customer and system (open ones are all "
                   "kept): bounds a customer's state as its history grows.")

@@ -10,6 +10,15 @@ import msgspec
 from msgspec import Struct
 
 Severity = Literal["low", "medium", "high", "critical"]
+#: The team that takes a rule's findings when a person must decide (shown on the board, filterable).
+Owner = Literal["finance", "support", "sales_ops", "integration"]
+#: How the board and `concord rules` name each team.
+OWNER_TITLES: Final[dict[str, str]] = {
+    "finance": "Finance",
+    "support": "Support",
+    "sales_ops": "Sales operations",
+    "integration": "Integration (platform team)",
+}
 
 
 class RuleConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -22,6 +31,8 @@ class RuleConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     severity: Severity = "medium"
     action: str = "review"  # the corrective action, or "review" (a person decides)
     dry_run: bool = False  # detect and report, never command
+    # Who takes the exception. A rule that names no team lands with the team that runs Concord.
+    owner: Owner = "integration"
 
 
 DEFAULT_OWNERSHIP: Final = {
@@ -52,6 +63,11 @@ class DriftConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
     def rule(self, rule_id: str, defaults: RuleConfig) -> RuleConfig:
         return self.rules.get(rule_id, defaults)
+
+    def owner(self, rule_id: str) -> str:
+        """The team that takes `rule_id`'s exceptions (a rule this configuration does not list: the default)."""
+        found = self.rules.get(rule_id)
+        return found.owner if found is not None else RuleConfig().owner
 
 
 E_RULES_FILE: Final = "rules file {path}: {problem} (see docs/rules.md for its format)"

@@ -4,7 +4,7 @@
 * `changelog.py`: table values written to the changelog (and the audit checkpoints of the state agent) in
   one batch per partition;
 * `recovery.py`: whether table recovery has finished, and a plain consumer's metadata refresh;
-* `web.py`: a second listener on Faust's web server (the public webhook port).
+* `web.py`: a second listener on Faust's web server (the public webhook port), and `/` left to the board.
 
 They were written against faust-streaming 0.15.3 and aiokafka 0.12-0.14 (tested on 0.14.0). A worker
 refuses to start on any other version (`check_versions`): a private attribute that moved would at

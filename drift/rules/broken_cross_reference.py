@@ -82,6 +82,6 @@ RULE = Rule(
     name="broken_cross_reference",
     title="One account mapped to several records, or a record naming another account",
     reads=frozenset({"billing.customers", "support.organizations", "erp.customers", "identity"}),
-    defaults=RuleConfig(grace_seconds=3600, severity="medium", action="review"),
+    defaults=RuleConfig(grace_seconds=3600, severity="medium", action="review", owner="sales_ops"),
     check=check,
 )

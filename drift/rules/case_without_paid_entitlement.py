@@ -73,6 +73,6 @@ RULE = Rule(
     name="case_without_paid_entitlement",
     title="Open support case for a customer without a paid entitlement",
     reads=frozenset({"support.cases", "support.entitlements", "billing.subscriptions"}),
-    defaults=RuleConfig(grace_seconds=0, severity="low", action="review"),
+    defaults=RuleConfig(grace_seconds=0, severity="low", action="review", owner="support"),
     check=check,
 )

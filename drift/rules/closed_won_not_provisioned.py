@@ -48,6 +48,6 @@ RULE = Rule(
     name="closed_won_not_provisioned",
     title="Closed-won opportunity without a subscription",
     reads=frozenset({"crm.opportunities", "billing.subscriptions"}),
-    defaults=RuleConfig(grace_seconds=3600, severity="high", action="saga.resume"),
+    defaults=RuleConfig(grace_seconds=3600, severity="high", action="saga.resume", owner="sales_ops"),
     check=check,
 )

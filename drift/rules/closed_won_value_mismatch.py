@@ -85,6 +85,6 @@ RULE = Rule(
     name="closed_won_value_mismatch",
     title="Closed-won amount differs from the subscription's recurring amount",
     reads=frozenset({"crm.account", "crm.opportunities", "billing.subscriptions"}),
-    defaults=RuleConfig(grace_seconds=3600, severity="medium", action="review"),
+    defaults=RuleConfig(grace_seconds=3600, severity="medium", action="review", owner="sales_ops"),
     check=check,
 )

@@ -69,6 +69,6 @@ RULE = Rule(
     name="correction_stuck",
     title="Correction not converging, or corrections exhausted",
     reads=frozenset({"drift"}),
-    defaults=RuleConfig(grace_seconds=1800, severity="high", action="concord.probe"),
+    defaults=RuleConfig(grace_seconds=1800, severity="high", action="concord.probe", owner="integration"),
     check=check,
 )

@@ -110,6 +110,6 @@ RULE = Rule(
     name="customer_master_mismatch",
     title="Customer-master field differs from its owning system",
     reads=frozenset({"crm.account", "billing.customers", "support.organizations", "erp.customers"}),
-    defaults=RuleConfig(grace_seconds=3600, severity="low", action="update_customer"),
+    defaults=RuleConfig(grace_seconds=3600, severity="low", action="update_customer", owner="sales_ops"),
     check=check,
 )

@@ -75,6 +75,6 @@ RULE = Rule(
     name="customer_missing_in_erp",
     title="Won or billed customer missing in the ERP",
     reads=frozenset({"crm.account", "crm.opportunities", "billing.customers", "erp.customers"}),
-    defaults=RuleConfig(grace_seconds=3600, severity="medium", action="erp.upsert_customer"),
+    defaults=RuleConfig(grace_seconds=3600, severity="medium", action="erp.upsert_customer", owner="finance"),
     check=check,
 )

@@ -57,6 +57,6 @@ RULE = Rule(
     name="entitlement_tier_mismatch",
     title="Support tier differs from the tier of the paid plan",
     reads=frozenset({"billing.subscriptions", "support.entitlements"}),
-    defaults=RuleConfig(grace_seconds=900, severity="medium", action="support.set_tier"),
+    defaults=RuleConfig(grace_seconds=900, severity="medium", action="support.set_tier", owner="support"),
     check=check,
 )

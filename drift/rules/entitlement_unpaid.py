@@ -51,6 +51,6 @@ RULE = Rule(
     name="entitlement_unpaid",
     title="Support entitlement active while no subscription is paying",
     reads=frozenset({"support.entitlements", "billing.subscriptions"}),
-    defaults=RuleConfig(grace_seconds=3600, severity="high", action="support.suspend_entitlement"),
+    defaults=RuleConfig(grace_seconds=3600, severity="high", action="support.suspend_entitlement", owner="support"),
     check=check,
 )

@@ -63,6 +63,6 @@ RULE = Rule(
     name="invoice_amount_mismatch",
     title="Invoice total, currency or tax differ between billing and the ERP",
     reads=frozenset({"billing.invoices", "erp.invoices"}),
-    defaults=RuleConfig(grace_seconds=0, severity="high", action="review"),
+    defaults=RuleConfig(grace_seconds=0, severity="high", action="review", owner="finance"),
     check=check,
 )

@@ -62,6 +62,6 @@ RULE = Rule(
     name="invoice_missing_in_erp",
     title="Finalized billing invoice missing in the ERP",
     reads=frozenset({"billing.invoices", "erp.invoices"}),
-    defaults=RuleConfig(grace_seconds=3600, severity="high", action="erp.upsert_invoice"),
+    defaults=RuleConfig(grace_seconds=3600, severity="high", action="erp.upsert_invoice", owner="finance"),
     check=check,
 )

@@ -81,6 +81,6 @@ RULE = Rule(
     name="invoice_payment_mismatch",
     title="Invoice paid on one side, open on the other",
     reads=frozenset({"billing.invoices", "erp.invoices"}),
-    defaults=RuleConfig(grace_seconds=7200, severity="medium", action="erp.apply_payment"),
+    defaults=RuleConfig(grace_seconds=7200, severity="medium", action="erp.apply_payment", owner="finance"),
     check=check,
 )

@@ -47,6 +47,6 @@ RULE = Rule(
     name="merged_account_reference",
     title="Record still naming an account merged away in the CRM",
     reads=frozenset({"identity", "billing.customers", "support.organizations", "erp.customers"}),
-    defaults=RuleConfig(grace_seconds=900, severity="medium", action="update_customer"),
+    defaults=RuleConfig(grace_seconds=900, severity="medium", action="update_customer", owner="sales_ops"),
     check=check,
 )

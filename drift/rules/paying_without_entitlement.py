@@ -61,6 +61,6 @@ RULE = Rule(
     name="paying_without_entitlement",
     title="Paying subscription without an active support entitlement",
     reads=frozenset({"billing.subscriptions", "support.entitlements", "support.organizations"}),
-    defaults=RuleConfig(grace_seconds=900, severity="high", action="support.grant_entitlement"),
+    defaults=RuleConfig(grace_seconds=900, severity="high", action="support.grant_entitlement", owner="support"),
     check=check,
 )

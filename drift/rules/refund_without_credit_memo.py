@@ -66,6 +66,6 @@ RULE = Rule(
     name="refund_without_credit_memo",
     title="Billing refund or credit note without an ERP credit memo",
     reads=frozenset({"billing.refunds", "erp.credit_memos"}),
-    defaults=RuleConfig(grace_seconds=86400, severity="medium", action="erp.create_credit_memo"),
+    defaults=RuleConfig(grace_seconds=86400, severity="medium", action="erp.create_credit_memo", owner="finance"),
     check=check,
 )

@@ -24,11 +24,14 @@ async def test_worker_health_ready_metrics_and_no_table_endpoint(settings: Setti
                 assert resp.status == 200
                 assert "concord_worker_ready 1.0" in await resp.text()
             # Faust's /table and /router endpoints would expose customer data and the cluster layout.
-            for path in ("/table/", "/router/", "/"):
+            for path in ("/table/", "/router/"):
                 async with session.get(f"{worker.base_url}{path}") as resp:
                     assert resp.status == 404, path
-            # Customer data needs the read token, on the running worker too.
+            # Customer data needs the read token, on the running worker too; `/` is the board, not Faust's page.
             async with session.get(f"{worker.base_url}/api/drift") as resp:
                 assert resp.status == 401
+            async with session.get(f"{worker.base_url}/", allow_redirects=False) as resp:
+                assert resp.status == 303 and resp.headers["Location"] == "/login?next=%2F"
+            assert "Drift board" in await worker.get_text("/")
     finally:
         assert worker.stop() == 0, worker.log_tail()

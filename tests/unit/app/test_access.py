@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from faust.web import Request, Response, View
 
-from concord.app import access, webhooks
+from concord.app import access, sessions, webhooks
 from concord.app.main import build
 from concord.bench.common import free_port
 from concord.core.settings import Settings
@@ -52,12 +53,12 @@ def routes(app: web.Application) -> set[str]:
 
 
 def unlisted(app: web.Application) -> set[str]:
-    return {route for route in routes(app) - access.CLOSED if access.need_of(route) is None}
+    return {route for route in routes(app) if access.need_of(route) is None}
 
 
 def sample(route: str) -> str:
     return route.replace("{platform}", "stripe").replace("{fingerprint}", "fp1").replace("{key}", "001A") \
-        .replace("{command_id}", "c1")
+        .replace("{command_id}", "c1").replace("{name}", "board.js")
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ async def test_the_webhooks_process_serves_no_customer_data() -> None:
                 response = await client.request("POST" if need == access.ADMIN else "GET", sample(route),
                                                 headers={"Authorization": f"Bearer {ADMIN}"})
                 assert response.status == 404, route
-        for path in ("/", "/nothing", "/router/"):
+        for path in ("/", "/nothing", "/router/", "/events", "/login"):
             assert (await client.get(path, headers={"Authorization": f"Bearer {ADMIN}"})).status == 404
         assert (await client.get("/healthz")).status == 200
         assert (await client.get("/readyz")).status == 503  # served, and not ready
@@ -128,8 +129,14 @@ async def test_customer_data_and_actions_need_their_token(client: TestClient[Any
     method = "POST" if access.POLICY[route] == access.ADMIN else "GET"
     url = sample(route)
     for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": READ},
-                    {"Authorization": f"Basic {READ}"}, {"Authorization": "Bearer caf\u00e9\u00ff"}):
-        response = await client.request(method, url, headers=headers)
+                    {"Authorization": f"Basic {READ}"}, {"Authorization": "Bearer caf\u00e9\u00ff"},
+                    {"Cookie": f"{sessions.COOKIE}=v1.forged.signature"}):
+        response = await client.request(method, url, headers=headers, allow_redirects=False)
+        if route in access.PAGES and "Authorization" not in headers:
+            # A person opening a page without a credential is sent to sign in, and comes back after.
+            assert response.status == 303, (url, headers, await response.text())
+            assert response.headers["Location"] == f"/login?next={quote(url, safe='')}"
+            continue
         assert response.status == 401, (url, headers, await response.text())
         assert (await response.json())["error"] == "unauthorized"
     if access.POLICY[route] == access.ADMIN:
@@ -140,15 +147,16 @@ async def test_customer_data_and_actions_need_their_token(client: TestClient[Any
 @pytest.mark.parametrize("client", [Settings()], indirect=True)
 async def test_no_token_configured_means_closed_not_open(client: TestClient[Any, Any]) -> None:
     for route, need in access.POLICY.items():
-        if need in (access.READ, access.ADMIN):
-            response = await client.request("POST" if need == access.ADMIN else "GET", sample(route),
+        if need in (access.READ, access.ADMIN, access.LOGIN):
+            method = "POST" if need == access.ADMIN or route == "/logout" else "GET"
+            response = await client.request(method, sample(route),
                                             headers={"Authorization": "Bearer anything-at-all-here"})
             assert response.status == 503, route
             assert (await response.json())["error"] == "not_configured"
 
 
-@pytest.mark.parametrize("path", ["/", "/router/", "/router/customers/001A/", "/table/", "/graph/",
-                                  "/assignment/", "/performance/", "/nothing"])
+@pytest.mark.parametrize("path", ["/router/", "/router/customers/001A/", "/table/", "/graph/",
+                                  "/assignment/", "/performance/", "/nothing", "/static/../access.py"])
 async def test_faust_routes_and_unknown_paths_are_closed(client: TestClient[Any, Any], path: str) -> None:
     response = await client.get(path, headers={"Authorization": f"Bearer {ADMIN}"})
     assert response.status == 404
@@ -176,7 +184,8 @@ async def test_the_public_listener_serves_webhooks_and_health_only(kind: str) ->
     app = APPS[kind](Settings(read_token=READ, admin_token=ADMIN, webhook_port=port))
     async with TestClient(TestServer(app, port=port)) as client:
         assert (await client.get("/healthz")).status == 200
-        for path in ("/api/drift", "/api/customers/001A", "/metrics", "/readyz", "/"):
+        for path in ("/api/drift", "/api/customers/001A", "/metrics", "/readyz", "/", "/events", "/login",
+                     "/static/board.js"):
             response = await client.get(path, headers={"Authorization": f"Bearer {ADMIN}"})
             assert response.status == 404, path
         response = await client.post("/webhooks/stripe", data=b"{}")

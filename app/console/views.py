@@ -1,0 +1,201 @@
+"""The console's routes on every worker's internal listener (each listed in app/access.py `POLICY`):
+
+* `GET /`: the drift board (HTML; filters and page as query parameters, app/console/board.py);
+* `GET /events`: its live updates, server-sent events (app/console/live.py);
+* `GET /board/findings/{fingerprint}`: one finding's rows as the board renders them, or 204 when it does
+  not match the filters in the query (the page's script asks after each change);
+* `GET /board/summary`: the counts by rule and severity and the recent resolutions (the same);
+* `GET /static/{name}`: the page's stylesheet and script;
+* `GET|POST /login`, `POST /logout`: a browser's session (app/sessions.py).
+
+Pages are sent with a Content-Security-Policy that allows only this worker's own scripts, styles and
+connections (no inline script: a value that slipped past escaping still could not run) and `no-store`,
+since they hold customer data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final, cast
+
+from aiohttp import web
+from faust.web import Request, Response, View
+
+from concord.agents.faust_internals.web import free_index, on_server_shutdown
+from concord.agents.watermarks import HealthWatch
+from concord.app import access
+from concord.app.console import board as bd
+from concord.app.console import live
+from concord.app.console.health import SAMPLE_SECONDS, HealthStrip, Rates, gauge_value, health_strip, totals_by
+from concord.app.console.render import STATIC, render
+from concord.app.sessions import READ_ROLE
+from concord.connectors.drift_changes import ChangeLog
+from concord.connectors.executor import REDIS_ERRORS, Executor
+from concord.core import metrics
+from concord.core.messages import now_ms
+from concord.drift.config import DriftConfig
+from concord.drift.rule import Rule
+
+if TYPE_CHECKING:
+    from concord.agents.context import Concord
+
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+E_REDIS: Final = ("Redis is unreachable ({error}): the board reads every worker's findings from the drift index "
+                  "there. Concord goes on detecting; the board is back when Redis answers.")
+
+
+def html(text: str, status: int = 200) -> Response:
+    return cast(Response, web.Response(text=text, status=status, content_type="text/html",
+                                       headers=SECURITY_HEADERS))
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after signing in: a path of this site only (never `//other.site` or a URL)."""
+    if not value or not value.startswith("/") or value.startswith("//") or any(c in value for c in "\\\r\n"):
+        return "/"
+    return value
+
+
+def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, health: HealthWatch,
+             executor: Executor | None) -> None:
+    """Add the console's routes; `executor` is None on a worker without the commands role (no breakers)."""
+    app = concord.app
+    free_index(app)  # `/` is the board, not Faust's placeholder
+    index = concord.drift_index
+    feed = live.Feed(ChangeLog(concord.redis, concord.settings.topic_prefix))
+    gate = access.Access(concord.settings)
+    sessions = gate.sessions
+    rule_ids = [r.id for r in rules]
+    titles = {r.id: r.title for r in rules}
+    rates = Rates() if "ingest" in concord.roles else None
+
+    if rates is not None:
+        @app.timer(interval=SAMPLE_SECONDS)
+        async def sample_ingest_rates() -> None:
+            rates.sample(time.monotonic(), totals_by(metrics.ingest_events, "platform"))
+
+    def strip() -> HealthStrip:
+        status = executor.status() if executor is not None else None
+        dead = totals_by(metrics.ingest_dead_letters, "platform")
+        for platform, count in totals_by(metrics.command_dead_letters, "platform").items():
+            dead[platform] = dead.get(platform, 0.0) + count
+        return health_strip(platforms=health.platforms, breakers=status.breakers if status else None,
+                            rates=rates.per_second() if rates is not None else None, dead_letters=dead,
+                            parked_ids=gauge_value(metrics.identity_parked_ids), read_at=health.read_at,
+                            detail=health.error)
+
+    def health_html() -> str:
+        return render("_health.html", health=strip())
+
+    @app.page("/")
+    class BoardPage(View):
+        """The drift board."""
+
+        async def get(self, request: Request) -> Response:
+            filters = bd.parse_filters(request.query, rule_ids)
+            try:
+                # Read first: a change while the findings are read comes again live (a row update is idempotent).
+                after = await feed.changes.last_id()
+                page = await index.query(
+                    status=filters.status, rule=filters.rule or None, severity=filters.severity or None,
+                    system=filters.platform or None, offset=filters.offset, limit=filters.limit,
+                    rules=bd.owner_rules(filters.owner, rules, config) if filters.owner else None)
+                counts = await index.counts(rule_ids)
+                resolved = await index.recently_resolved(bd.RESOLUTIONS_SHOWN)
+            except REDIS_ERRORS as exc:
+                return html(render("unavailable.html", detail=E_REDIS.format(error=f"{type(exc).__name__}: {exc}"),
+                                   retry=cast(web.Request, request).path_qs, page="board"), 503)
+            board = bd.build_board(filters=filters, page=page.items, total=page.total, counts=counts,
+                                   resolved=resolved, rules=rules, config=config, events_after=after, now=now_ms())
+            return html(render("board.html", board=board, health=strip(), severities=bd.SEVERITY_ORDER,
+                               page="board"))
+
+    @app.page("/board/findings/{fingerprint}")
+    class FindingFragment(View):
+        """One finding's rows, when it matches the filters of the query; 204 when not (or gone)."""
+
+        async def get(self, request: Request, fingerprint: str) -> Response:
+            filters = bd.parse_filters(request.query, rule_ids)
+            try:
+                found = await index.get(fingerprint)
+            except REDIS_ERRORS as exc:
+                return cast(Response, web.json_response(
+                    {"error": "redis_unreachable", "detail": E_REDIS.format(error=type(exc).__name__)}, status=503))
+            if found is None or not bd.matches(found, filters, config):
+                return cast(Response, web.Response(status=204, headers=SECURITY_HEADERS))
+            return html(render("_finding.html", row=bd.row(found, titles, config, now_ms())))
+
+    @app.page("/board/summary")
+    class SummaryFragment(View):
+        """Open findings by rule and severity, and the recent resolutions."""
+
+        async def get(self, request: Request) -> Response:
+            try:
+                counts = await index.counts(rule_ids)
+                resolved = await index.recently_resolved(bd.RESOLUTIONS_SHOWN)
+            except REDIS_ERRORS as exc:
+                return cast(Response, web.json_response(
+                    {"error": "redis_unreachable", "detail": E_REDIS.format(error=type(exc).__name__)}, status=503))
+            return html(render("_summary.html", counts=bd.counts_table(counts, rules, config),
+                               resolutions=[bd.resolution(f, titles, config) for f in resolved],
+                               severities=bd.SEVERITY_ORDER))
+
+    @app.page("/events")
+    class Events(View):
+        """Server-sent events: each finding change, resumable with Last-Event-ID; the health strip."""
+
+        async def get(self, request: Request) -> Response:
+            return cast(Response, await live.stream(cast(web.Request, request), feed, health_html))
+
+    @app.page("/static/{name}")
+    class Static(View):
+        """The console's stylesheet and script."""
+
+        async def get(self, request: Request, name: str) -> Response:
+            found = STATIC.get(name)
+            if found is None:
+                return cast(Response, web.json_response({"error": "not_found", "detail": f"no file {name}"},
+                                                        status=404))
+            return cast(Response, web.Response(body=found.body, headers={
+                "Content-Type": found.content_type, "Cache-Control": "private, max-age=300",
+                "X-Content-Type-Options": "nosniff"}))
+
+    @app.page("/login")
+    class Login(View):
+        """Sign in with the read (or admin) token: a session cookie that reads (app/sessions.py)."""
+
+        async def get(self, request: Request) -> Response:
+            return html(render("login.html", next=safe_next(request.query.get("next")), error="",
+                               max_age=sessions.max_age))
+
+        async def post(self, request: Request) -> Response:
+            form = await cast(web.Request, request).post()
+            target = safe_next(str(form.get("next", "")))
+            token = str(form.get("token", "")).strip()
+            if not token or gate.token_role(token.encode("utf-8", "surrogateescape")) is None:
+                return html(render("login.html", next=target, error="That token was refused.",
+                                   max_age=sessions.max_age), 401)
+            response = web.Response(status=303, headers={"Location": target, "Cache-Control": "no-store"})
+            sessions.set_cookie(response, sessions.issue(READ_ROLE, time.time()))
+            return cast(Response, response)
+
+    @app.page("/logout")
+    class Logout(View):
+        """End this browser's session."""
+
+        async def post(self, request: Request) -> Response:
+            response = web.Response(status=303, headers={"Location": "/login", "Cache-Control": "no-store"})
+            sessions.clear_cookie(response)
+            return cast(Response, response)
+
+    # The web server waits for its handlers when it stops: the open streams end first (whichever of the
+    # two comes first: the web server's shutdown, or the worker's closers when Faust stops the app).
+    on_server_shutdown(app, feed.close)
+    concord.on_shutdown(feed.close)
