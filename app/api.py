@@ -92,7 +92,7 @@ class OwnedPage(msgspec.Struct, frozen=True):
     items: list[OwnedFinding]
 
 
-def owned(finding: IndexedFinding, config: DriftConfig) -> OwnedFinding:
+def with_owner(finding: IndexedFinding, config: DriftConfig) -> OwnedFinding:
     """`finding` with its owner, from the configuration now (not stored: a changed rules file applies at once)."""
     return OwnedFinding(**msgspec.structs.asdict(finding), owner=config.owner(finding.rule))
 
@@ -178,7 +178,7 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
                 rules=[r.id for r in rules if config.owner(r.id) == owner] if owner else None,
             )
             return json(self, OwnedPage(total=page.total, offset=page.offset, limit=page.limit,
-                                        items=[owned(f, config) for f in page.items]))
+                                        items=[with_owner(f, config) for f in page.items]))
 
     @app.page("/api/drift/{fingerprint}")
     class DriftItemView(View):
@@ -186,7 +186,7 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
             found = await index.get(fingerprint)
             if found is None:
                 return json(self, {"error": f"no finding {fingerprint}"}, 404)
-            return json(self, owned(found, config))
+            return json(self, with_owner(found, config))
 
     @app.page("/api/drift/{fingerprint}/accept")
     class AcceptView(View):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -127,18 +127,18 @@ class _Body:
 @pytest.mark.parametrize(
     ("headers", "reason"),
     [
-        ({}, "missing_signature"),
-        ({"Stripe-Signature": "t=1_700_000_000,v1=00"}, "malformed_signature"),
-        ({"Stripe-Signature": f"t={int(time.time()) - 3600},v1=00"}, "stale"),
-        ({"Stripe-Signature": f"t={int(time.time())},v1=\u00e9"}, "malformed_signature"),
-        ({"Stripe-Signature": sign_t_v1(BODY, SECRET, int(time.time())), "X-Other": "\udcff"},
-         "malformed_signature"),
+        # Headers made when the test runs (`now`), not when it is collected: a long session would make them stale.
+        (lambda now: {}, "missing_signature"),
+        (lambda now: {"Stripe-Signature": "t=1_700_000_000,v1=00"}, "malformed_signature"),
+        (lambda now: {"Stripe-Signature": f"t={now - 3600},v1=00"}, "stale"),
+        (lambda now: {"Stripe-Signature": f"t={now},v1=\u00e9"}, "malformed_signature"),
+        (lambda now: {"Stripe-Signature": sign_t_v1(BODY, SECRET, now), "X-Other": "\udcff"}, "malformed_signature"),
     ],
 )
-async def test_refusals_that_need_no_body_never_read_it(headers: dict[str, str], reason: str) -> None:
+async def test_refusals_that_need_no_body_never_read_it(headers: Callable[[int], dict[str, str]], reason: str) -> None:
     ingress = ingress_mod.Ingress(_settings(), FakeSend())
     before = _count("stripe", reason)
-    reply = await ingress.handle("stripe", _Request(headers))
+    reply = await ingress.handle("stripe", _Request(headers(int(time.time()))))
     assert (reply.status, reply.body) == (401, {"error": reason})
     assert _count("stripe", reason) == before + 1
     assert ingress.slots.taken == 0
