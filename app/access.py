@@ -7,7 +7,8 @@ are not Concord's and stay closed.
 
 * `webhook`: signed by the platform (the ingress checks the signature); served on the public listener
   when `CONCORD_WEBHOOK_PORT` is set, and then closed on the internal one.
-* `open`: liveness, on every listener. `internal`: readiness (it names the broker), internal listener only.
+* `open`: liveness, on every listener. `internal`: readiness (it names the broker) and the API's OpenAPI
+  document (`/api/openapi.json`: the contract, not customer data), internal listener only.
 * `metrics`: open on the internal listener unless `CONCORD_METRICS_REQUIRE_TOKEN` (then `read`);
   never served on the public listener.
 * `read`: customer data, findings, ledger entries: `Authorization: Bearer <CONCORD_READ_TOKEN>` (the
@@ -46,12 +47,14 @@ READ: Final = "read"
 ADMIN: Final = "admin"
 LOGIN: Final = "login"
 
-#: Every route (aiohttp's canonical path) -> the credential it needs. Not listed: closed.
+#: Every route (aiohttp's canonical path) -> the credential it needs. Not listed: closed. A versioned
+#: `/api/v1/<path>` needs what its unversioned alias `/api/<path>` needs (app/contract.py).
 POLICY: Final[Mapping[str, str]] = {
     "/healthz": OPEN,
     "/readyz": INTERNAL,
     "/metrics": METRICS,
     "/webhooks/{platform}": WEBHOOK,
+    "/api/openapi.json": INTERNAL,  # the contract (app/contract.py): not customer data
     "/api/health": READ,
     "/api/drift": READ,
     "/api/drift/{fingerprint}": READ,
@@ -63,6 +66,10 @@ POLICY: Final[Mapping[str, str]] = {
     "/api/customers/{key}/timeline": READ,
     "/api/commands/status": READ,
     "/api/commands/{command_id}": READ,
+    # The process APIs (app/lookups.py): versioned only, they have no unversioned past.
+    "/api/v1/customers/{key}/entitlement": READ,
+    "/api/v1/customers/{key}/invoices": READ,
+    "/api/v1/customers/{key}/subscriptions": READ,
     # The board (app/console/): its page, its live stream, the fragments its script fetches, its files.
     "/": READ,
     "/events": READ,
@@ -76,6 +83,9 @@ POLICY: Final[Mapping[str, str]] = {
 PAGES: Final = frozenset({"/"})
 #: What the public (webhook) listener serves, when there is one.
 PUBLIC: Final = frozenset({WEBHOOK, OPEN})
+
+#: The versioned API's prefix: `/api/v1/drift` needs what `/api/drift` needs.
+VERSIONED: Final = "/api/v1/"
 
 NEEDS: Final = frozenset({OPEN, INTERNAL, WEBHOOK, METRICS, READ, ADMIN, LOGIN})
 # Routes an extension of the worker adds (a test app, a plugin), listed with `allow` before it serves.
@@ -95,6 +105,8 @@ def need_of(route: str | None) -> str | None:
     """The credential `route` needs; None when it is not listed (closed)."""
     if route is None:
         return None
+    if route not in POLICY and route.startswith(VERSIONED):
+        route = "/api/" + route[len(VERSIONED):]
     return POLICY.get(route) or _added.get(route)
 
 

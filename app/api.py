@@ -1,26 +1,31 @@
-"""JSON API of every worker: findings (`/api/drift`), search, one customer (`/api/customers/{key}`, its
-360 view and its timeline), rules.
+"""JSON API of every worker: findings (`/api/v1/drift`), search, one customer (`/api/v1/customers/{key}`, its
+360 view and its timeline), rules, and the process APIs (a customer's entitlement, invoices, subscriptions).
 
-`/api/drift`, `/api/search` and `/api/customers/{key}/timeline` read Redis (the drift index, the search
-index, the timelines), so any worker answers for all customers. `/api/customers/{key}` and its `/view`
-are answered by the worker that owns the key: another worker forwards the request there (app/owner.py).
-Reads need the read token, admin actions `Authorization: Bearer $CONCORD_ADMIN_TOKEN` (app/access.py).
+Every route is declared in app/contract.py (which makes `/api/openapi.json` from the same Structs the
+handlers encode) and served under `/api/v1`, most also at their deprecated unversioned `/api` path.
+`/api/v1/drift`, `/api/v1/search` and `/api/v1/customers/{key}/timeline` read Redis (the drift index, the
+search index, the timelines), so any worker answers for all customers. `/api/v1/customers/{key}`, its `/view`
+and the process APIs are answered by the worker that owns the key: another worker forwards the request there
+(app/owner.py). Reads need the read token, admin actions `Authorization: Bearer $CONCORD_ADMIN_TOKEN`
+(app/access.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from faust.web import Request, Response, View
 
+from concord.app import lookups
+from concord.app.contract import OPENAPI_PATH, encoded_document, page
 from concord.app.customer_view import customer_view
 from concord.app.owner import Owners
+from concord.app.schemas import AcceptBody, Accepted, ApiError, ListedRule, OwnedFinding, OwnedPage, Timeline
 from concord.connectors.drift_index import IndexedFinding
 from concord.connectors.executor import REDIS_ERRORS
 from concord.connectors.search_index import QueryError, query_text
-from concord.connectors.timeline import Checkpoint
 from concord.core import messages, metrics
 from concord.drift.config import DriftConfig
 from concord.drift.rule import Rule
@@ -38,14 +43,12 @@ SEARCH_LIMIT = 20
 VIEW_TIMELINE = 20
 
 E_REDIS = "Redis is unreachable ({error}): {what} cannot be read now; try again when it is back"
-
-
-class Timeline(msgspec.Struct, frozen=True, kw_only=True):
-    """`/api/customers/{key}/timeline`: the customer's newest checkpoints, newest first."""
-
-    key: str
-    limit: int
-    checkpoints: list[Checkpoint]
+E_BY = "by={by!r}: name the system whose id the path holds, one of {systems} (or leave it out for a customer key)"
+E_UNKNOWN = (
+    "no customer has the {by} id {id!r} in the search index (a record seen in the last second may not be "
+    "indexed yet: try again; /api/v1/search?q= finds a customer by any id, email or name)"
+)
+E_AMBIGUOUS = "the {by} id {id!r} names several customers ({keys}): ask by one of their keys"
 
 
 def _int(value: str | None, default: int, low: int, high: int) -> int:
@@ -79,29 +82,9 @@ def readable(value: Any) -> Any:
     return value
 
 
-class OwnedFinding(IndexedFinding, frozen=True, kw_only=True):
-    """A finding as `/api/drift` shows it: the index's record and the team that owns its rule's exceptions."""
-
-    owner: str
-
-
-class OwnedPage(msgspec.Struct, frozen=True):
-    total: int
-    offset: int
-    limit: int
-    items: list[OwnedFinding]
-
-
-def with_owner(finding: IndexedFinding, config: DriftConfig) -> OwnedFinding:
+def owned(finding: IndexedFinding, config: DriftConfig) -> OwnedFinding:
     """`finding` with its owner, from the configuration now (not stored: a changed rules file applies at once)."""
     return OwnedFinding(**msgspec.structs.asdict(finding), owner=config.owner(finding.rule))
-
-
-class AcceptBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The optional JSON body of an accept: who accepts it and why."""
-
-    by: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "admin"
-    note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
 
 
 _accept_decoder = msgspec.json.Decoder(AcceptBody)
@@ -112,11 +95,11 @@ def _accept_body(raw: bytes) -> AcceptBody:
     return _accept_decoder.decode(raw) if raw.strip() else AcceptBody()
 
 
-def rules_listing(rules: Sequence[Rule], config: DriftConfig) -> list[dict[str, Any]]:
+def rules_listing(rules: Sequence[Rule], config: DriftConfig) -> list[ListedRule]:
     """Every rule with its effective configuration (what `concord rules` prints)."""
     return [
-        {"id": r.id, "name": r.name, "title": r.title, "reads": sorted(r.reads),
-         **msgspec.structs.asdict(config.rule(r.id, r.defaults))}
+        ListedRule(id=r.id, name=r.name, title=r.title, reads=sorted(r.reads),
+                   **msgspec.structs.asdict(config.rule(r.id, r.defaults)))
         for r in rules
     ]
 
@@ -132,10 +115,23 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
         return view.bytes(_encode(value), content_type="application/json", status=status)
 
     def redis_down(view: View, exc: Exception, what: str) -> Response:
-        return json(view, {"error": "redis_unavailable",
-                           "detail": E_REDIS.format(error=f"{type(exc).__name__}: {exc}", what=what)}, 503)
+        return json(view, ApiError("redis_unavailable", E_REDIS.format(error=f"{type(exc).__name__}: {exc}",
+                                                                         what=what)), 503)
 
-    @app.page("/api/search")
+    def no_finding(view: View, fingerprint: str) -> Response:
+        return json(view, ApiError("not_found", f"no finding {fingerprint}: see /api/v1/drift for the findings"),
+                    404)
+
+    document = encoded_document()
+
+    @app.page(OPENAPI_PATH)
+    class OpenApiView(View):
+        """The API's OpenAPI 3.1 document (app/contract.py)."""
+
+        async def get(self, request: Request) -> Response:
+            return self.bytes(document, content_type="application/json")
+
+    @page(app, "/search")
     class SearchView(View):
         """Customers by any id, email or name prefix: ?q=&limit= (exact ids first, then emails, then names)."""
 
@@ -143,14 +139,14 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
             try:
                 query = query_text(request.query.get("q"))
             except QueryError as exc:
-                return json(self, {"error": "bad_request", "detail": str(exc)}, 400)
+                return json(self, ApiError("bad_request", str(exc)), 400)
             limit = _int(request.query.get("limit"), SEARCH_LIMIT, 1, MAX_SEARCH_LIMIT)
             try:
                 return json(self, await search.search(query, limit, index.open_counts))
             except REDIS_ERRORS as exc:
                 return redis_down(self, exc, "the search index")
 
-    @app.page("/api/customers/{key}/timeline")
+    @page(app, "/customers/{key}/timeline")
     class TimelineView(View):
         """The customer's checkpoints (events in, findings, commands, results), newest first: ?limit="""
 
@@ -162,7 +158,7 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
                 return redis_down(self, exc, "the timeline")
             return json(self, Timeline(key=key, limit=limit, checkpoints=checkpoints))
 
-    @app.page("/api/drift")
+    @page(app, "/drift")
     class DriftList(View):
         """Findings, newest first: ?status=open|resolved|all|<status>&rule=&customer_key=&severity=&owner=
         &offset=&limit= (owner: a team, as the rules file names it)"""
@@ -171,24 +167,24 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
             q = request.query
             status = q.get("status", "open")
             owner = q.get("owner")
-            page = await index.query(
+            found = await index.query(
                 status=status, rule=q.get("rule") or None, customer_key=q.get("customer_key") or None,
                 severity=q.get("severity") or None, offset=_int(q.get("offset"), 0, 0, 10**9),
                 limit=_int(q.get("limit"), 50, 1, MAX_LIMIT),
                 rules=[r.id for r in rules if config.owner(r.id) == owner] if owner else None,
             )
-            return json(self, OwnedPage(total=page.total, offset=page.offset, limit=page.limit,
-                                        items=[with_owner(f, config) for f in page.items]))
+            return json(self, OwnedPage(total=found.total, offset=found.offset, limit=found.limit,
+                                        items=[owned(f, config) for f in found.items]))
 
-    @app.page("/api/drift/{fingerprint}")
+    @page(app, "/drift/{fingerprint}")
     class DriftItemView(View):
         async def get(self, request: Request, fingerprint: str) -> Response:
             found = await index.get(fingerprint)
             if found is None:
-                return json(self, {"error": f"no finding {fingerprint}"}, 404)
-            return json(self, with_owner(found, config))
+                return no_finding(self, fingerprint)
+            return json(self, owned(found, config))
 
-    @app.page("/api/drift/{fingerprint}/accept")
+    @page(app, "/drift/{fingerprint}/accept")
     class AcceptView(View):
         """A person accepts a finding: resolved as `accepted` (the admin token: see app/access.py)."""
 
@@ -196,17 +192,17 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
             try:
                 body = _accept_body(await request.read())
             except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-                return json(self, {"error": "bad_request", "detail": f"body: {exc}"}, 400)
+                return json(self, ApiError("bad_request", f"body: {exc}"), 400)
             found = await index.get(fingerprint)
             if found is None:
-                return json(self, {"error": f"no finding {fingerprint}"}, 404)
+                return no_finding(self, fingerprint)
             message = messages.AcceptFinding(customer_key=found.customer_key, fingerprint=fingerprint,
                                               by=body.by, note=body.note)
             await canonical.send(key=found.customer_key.encode(), value=messages.encode(message))
             metrics.actions.labels("accept").inc()
-            return json(self, {"status": "accepted", "fingerprint": fingerprint}, 202)
+            return json(self, Accepted("accepted", fingerprint), 202)
 
-    @app.page("/api/rules")
+    @page(app, "/rules")
     class RulesView(View):
         async def get(self, request: Request) -> Response:
             return json(self, rules_listing(rules, config))
@@ -216,32 +212,82 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
     customers = concord.tables["customers"]
     owners = Owners(app, customers, concord.settings.topic_partitions)
 
-    async def owned(view: View, request: Request, key: str) -> Response | st.CustomerState:
+    async def owned_state(view: View, request: Request, key: str) -> Response | st.CustomerState:
         """The customer's state when this worker owns it; otherwise the owner's answer (or why there is none)."""
         forwarded = await owners.route(view, request, key)
         if forwarded is not None:
             return forwarded
         raw = customers.get(key)
-        return st.load(raw) if raw is not None else json(view, {"error": f"no customer {key}"}, 404)
+        return st.load(raw) if raw is not None else json(view, ApiError("not_found", f"no customer {key}"), 404)
 
-    @app.page("/api/customers/{key}")
+    @page(app, "/customers/{key}")
     class CustomerStateView(View):
         """One customer's state across the four systems, as stored, from the worker that owns it."""
 
         async def get(self, request: Request, key: str) -> Response:
-            found = await owned(self, request, key)
+            found = await owned_state(self, request, key)
             return json(self, readable(found)) if isinstance(found, st.CustomerState) else found
 
-    @app.page("/api/customers/{key}/view")
+    @page(app, "/customers/{key}/view")
     class CustomerView(View):
         """The customer 360 (app/customer_view.py), from the worker that owns it."""
 
         async def get(self, request: Request, key: str) -> Response:
-            found = await owned(self, request, key)
+            found = await owned_state(self, request, key)
             if not isinstance(found, st.CustomerState):
                 return found
             try:
                 checkpoints, detail = await timelines.read(key, VIEW_TIMELINE), ""
             except REDIS_ERRORS as exc:  # the records and findings are here: show them without the timeline
                 checkpoints, detail = [], E_REDIS.format(error=f"{type(exc).__name__}: {exc}", what="the timeline")
-            return json(self, customer_view(found, checkpoints, f"/api/customers/{key}/timeline", detail))
+            return json(self, customer_view(found, checkpoints, f"/api/v1/customers/{key}/timeline", detail))
+
+    async def resolved(view: View, request: Request, key: str) -> Response | str:
+        """The customer key: `key` itself, or the customer an id of the system `?by=` names (search index)."""
+        by = request.query.get("by")
+        if by is None:
+            return key
+        if by not in lookups.SYSTEMS:
+            return json(view, ApiError("bad_request", E_BY.format(by=by, systems=", ".join(lookups.SYSTEMS))), 400)
+        try:
+            results = await search.search(query_text(key), MAX_SEARCH_LIMIT)
+        except QueryError as exc:
+            return json(view, ApiError("bad_request", str(exc)), 400)
+        except REDIS_ERRORS as exc:
+            return redis_down(view, exc, "the search index")
+        keys = lookups.keys_for(results, by)
+        if not keys:
+            return json(view, ApiError("not_found", E_UNKNOWN.format(by=by, id=key)), 404)
+        if len(keys) > 1:
+            return json(view, ApiError("ambiguous", E_AMBIGUOUS.format(by=by, id=key, keys=", ".join(keys))), 409)
+        return keys[0]
+
+    async def looked_up(view: View, request: Request, key: str) -> Response | st.CustomerState:
+        found = await resolved(view, request, key)
+        return await owned_state(view, request, found) if isinstance(found, str) else found
+
+    @page(app, "/customers/{key}/entitlement")
+    class EntitlementView(View):
+        """What support should grant the customer (app/lookups.py), from the worker that owns it."""
+
+        async def get(self, request: Request, key: str) -> Response:
+            found = await looked_up(self, request, key)
+            return json(self, lookups.entitlement(found, config)) if isinstance(found, st.CustomerState) else found
+
+    @page(app, "/customers/{key}/invoices")
+    class InvoicesView(View):
+        """Each invoice in billing and the ERP side by side (app/lookups.py), from the worker that owns it."""
+
+        async def get(self, request: Request, key: str) -> Response:
+            found = await looked_up(self, request, key)
+            return json(self, lookups.invoices(found)) if isinstance(found, st.CustomerState) else found
+
+    @page(app, "/customers/{key}/subscriptions")
+    class SubscriptionsView(View):
+        """Subscriptions with the deals they come from (app/lookups.py), from the worker that owns it."""
+
+        async def get(self, request: Request, key: str) -> Response:
+            found = await looked_up(self, request, key)
+            if not isinstance(found, st.CustomerState):
+                return found
+            return json(self, lookups.subscriptions(found, config))

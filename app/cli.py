@@ -102,6 +102,8 @@ def duration(seconds: int) -> str:
 def cmd_rules(args: argparse.Namespace) -> int:
     import json
 
+    import msgspec
+
     from concord.app.api import rules_listing
     from concord.app.main import drift_config
     from concord.drift import catalog
@@ -110,7 +112,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
         config = drift_config(_load_settings())
     except ValueError as exc:
         raise SystemExit(f"concord rules: {exc}") from None
-    listing = rules_listing(catalog.RULES, config)
+    listing = msgspec.to_builtins(rules_listing(catalog.RULES, config))
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0

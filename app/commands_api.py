@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from faust.web import Request, Response, View
-from msgspec import Struct
 
-from concord.connectors.breaker import BreakerStatus
+from concord.app.contract import page
+from concord.app.schemas import ApiError, CommandsStatus
 from concord.connectors.executor import REDIS_ERRORS, Executor
 from concord.connectors.ledger import RedisLedger
-from concord.connectors.ratelimit import Limit, limits_from_settings
+from concord.connectors.ratelimit import limits_from_settings
 
 if TYPE_CHECKING:
     from concord.agents.context import Concord
@@ -26,16 +26,6 @@ if TYPE_CHECKING:
 _encode = msgspec.json.Encoder().encode
 
 E_REDIS = "Redis is unreachable ({error}): the command ledger cannot be read now; try again when it is back"
-
-
-class CommandsStatus(Struct, frozen=True, kw_only=True):
-    executing: bool  # this worker runs the commands role
-    redis_reachable: bool
-    breakers: list[BreakerStatus]
-    halted: list[str]
-    connectors: list[str]
-    rate_limits: dict[str, Limit]
-    detail: str = ""
 
 
 def register(concord: Concord, executor: Executor | None) -> None:
@@ -49,7 +39,7 @@ def register(concord: Concord, executor: Executor | None) -> None:
     def json(view: View, value: Any, status: int = 200) -> Response:
         return view.bytes(_encode(value), content_type="application/json", status=status)
 
-    @app.page("/api/commands/status")
+    @page(app, "/commands/status")
     class StatusView(View):
         async def get(self, request: Request) -> Response:
             detail = ""
@@ -64,14 +54,15 @@ def register(concord: Concord, executor: Executor | None) -> None:
                 connectors=executing.connectors if executing else [], rate_limits=limits, detail=detail,
             ))
 
-    @app.page("/api/commands/{command_id}")
+    @page(app, "/commands/{command_id}")
     class CommandView(View):
         async def get(self, request: Request, command_id: str) -> Response:
             try:
                 entry = await ledger.get(command_id)
             except REDIS_ERRORS as exc:
-                return json(self, {"error": E_REDIS.format(error=f"{type(exc).__name__}: {exc}")}, 503)
+                return json(self, ApiError("redis_unavailable", E_REDIS.format(error=f"{type(exc).__name__}: {exc}")),
+                            503)
             if entry is None:
-                return json(self, {"error": f"no ledger entry for command {command_id} (never executed, or "
-                                   f"older than {settings.command_ledger_ttl_seconds} s)"}, 404)
+                return json(self, ApiError("not_found", f"no ledger entry for command {command_id} (never executed, "
+                                           f"or older than {settings.command_ledger_ttl_seconds} s)"), 404)
             return json(self, entry)

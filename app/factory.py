@@ -9,6 +9,7 @@ import faust
 from concord.agents.context import ROLES, Concord
 from concord.agents.faust_internals import check_versions, commits
 from concord.app.access import Access
+from concord.app.contract import mark_deprecated
 from concord.core.settings import Settings
 
 
@@ -42,7 +43,8 @@ def create_faust_app(settings: Settings) -> faust.App:
         web_stats_enabled=False,
         web_graph_enabled=False,
         web_metrics_enabled=False,
-        web_application_options={"middlewares": [Access(settings).middleware()]},
+        # Outermost first: a refusal on a deprecated path says it is deprecated too.
+        web_application_options={"middlewares": [mark_deprecated, Access(settings).middleware()]},
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.kafka_session_timeout,
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout / 3),

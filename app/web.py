@@ -1,4 +1,4 @@
-"""Operational HTTP endpoints of every worker: `/healthz`, `/readyz`, `/metrics`, `/api/health`."""
+"""Operational HTTP endpoints of every worker: `/healthz`, `/readyz`, `/metrics`, `/api/v1/health`."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from concord.agents import watermarks
 from concord.agents.faust_internals.recovery import recovery_finished
 from concord.agents.watermarks import HealthWatch
+from concord.app.contract import page
 from concord.app.probe import READINESS_SECONDS, KafkaProbe
+from concord.app.schemas import Health
 from concord.core import metrics
 from concord.core.settings import kafka_bootstrap
-from concord.drift.watermarks import PlatformHealth
 
 if TYPE_CHECKING:
     from concord.agents.context import Concord
@@ -24,16 +25,6 @@ class Readiness(msgspec.Struct, frozen=True):
     ready: bool
     kafka: bool
     recovery_finished: bool
-    detail: str = ""
-
-
-class Health(msgspec.Struct, frozen=True):
-    """`/api/health`: is Concord behind on a platform, by how much, since when (docs/reliability.md)."""
-
-    ready: bool
-    platforms: list[PlatformHealth]
-    behind: list[str]  # the platforms behind, for a glance
-    read_at: int  # when the watermarks were last read from Redis (epoch ms; 0: never)
     detail: str = ""
 
 
@@ -63,7 +54,7 @@ def register(concord: Concord, health: HealthWatch | None = None) -> None:
                 msgspec.json.encode(state), content_type="application/json", status=200 if state.ready else 503
             )
 
-    @app.page("/api/health")
+    @page(app, "/health")
     class HealthView(View):
         """Per platform: how far Concord has read (its watermark), how far behind, since when. `/readyz`
         stays ready while Concord is behind: it is working, only slower."""

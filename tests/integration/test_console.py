@@ -181,7 +181,7 @@ async def test_search_the_customer_view_and_the_timeline(infra: Infra, settings:
         cancel = next(c for c in applied if c["detail"]["events"][0]["event_id"] == "evt_cancel")
         assert cancel["correlation_id"] == "corr-cancel"
         assert {c["correlation_id"] for c in chain} == {"corr-cancel"}  # the event that revealed the finding
-        assert view["timeline"] and view["timeline_url"] == f"/api/customers/{KEY}/timeline"
+        assert view["timeline"] and view["timeline_url"] == f"/api/v1/customers/{KEY}/timeline"
 
         # Redis loses the search index and the timelines: both are rebuilt (from the table, from the topic).
         client = aioredis.from_url(settings.redis_url)
