@@ -1,7 +1,8 @@
 """State + drift agent: canonical events -> customer state -> drift lifecycle -> drift/audit/commands.
 
 Keyed by customer key on `concord.canonical`. Per Faust event (a single canonical event, a batch
-of them, a deadline tick or an accept): for each customer it touches, the state is loaded once, every
+of them, a deadline tick, or a person's action: accept, snooze, retry, approve or reject, each also a
+checkpoint `action.<kind>` with their name): for each customer it touches, the state is loaded once, every
 event applied (`tables.state.apply`), the rules reading what changed evaluated
 (`drift.lifecycle.evaluate`), and the state written back once (`table[key] = ...`, which reaches
 the changelog). Transitions go to `concord.drift`, commands to `concord.commands`, and checkpoints of
@@ -49,7 +50,7 @@ from concord.codecs.model import encode as encode_event
 from concord.connectors import timeline
 from concord.connectors.search_index import card_of, terms_changed
 from concord.core import messages, metrics
-from concord.core.messages import DriftItem, now_ms
+from concord.core.messages import DriftItem, iso_minutes, now_ms
 from concord.core.partitioning import partition_for
 from concord.drift import lifecycle
 from concord.drift.config import DriftConfig
@@ -161,7 +162,8 @@ def _group(message: records.StateMessage, key: str) -> dict[str, list[CanonicalE
                 raise ValueError(f"batched event {event.event_id} has no customer key")
             groups.setdefault(event.customer_key, []).append(event)
         return groups
-    assert not isinstance(message, messages.Tick | messages.AcceptFinding | messages.CorrectionFailed)
+    assert not isinstance(message, messages.Tick | messages.AcceptFinding | messages.SnoozeFinding
+                          | messages.RetryFinding | messages.DecideCorrection | messages.CorrectionFailed)
     return {key: [message]}
 
 
@@ -325,14 +327,63 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
 
     async def accept(message: messages.AcceptFinding, now: int, partition: int) -> None:
         state = load_state(message.customer_key)
-        verdict = lifecycle.accept(state, message.fingerprint, now, message.by, config)
+        verdict = lifecycle.accept(state, message.fingerprint, now, message.by, config, note=message.note)
         verdict = lifecycle.then_rules_on_findings(verdict, now, rules, config,
                                                    watermarks=watermarks() if watermarks is not None else None)
+        # The person's action is a checkpoint whatever came of it (a finding resolved meanwhile is no error).
+        checkpoint(timeline.action_taken("accept", message.customer_key, message.fingerprint, message.by, now,
+                                         "accepted" if verdict.transitions else "no active finding",
+                                         message.note), partition)
         if not verdict.transitions:
             log.warning("accept of %s for %s: no such active finding here", message.fingerprint,
                         message.customer_key)
             return
         await settle(message.customer_key, state, verdict, partition)
+
+    async def snooze(message: messages.SnoozeFinding, now: int, partition: int) -> None:
+        state = load_state(message.customer_key)
+        verdict = lifecycle.snooze(state, message.fingerprint, now, message.until, message.by, config, message.note)
+        moved = verdict.state is not state
+        outcome = f"snoozed until {iso_minutes(message.until)}" if moved else "no active finding"
+        checkpoint(timeline.action_taken("snooze", message.customer_key, message.fingerprint, message.by, now,
+                                         outcome, message.note), partition)
+        if moved:
+            await settle(message.customer_key, state, verdict, partition)
+
+    async def retry(message: messages.RetryFinding, now: int, partition: int) -> None:
+        state = load_state(message.customer_key)
+        verdict = lifecycle.retry(state, message.fingerprint, now, rules, config, f"retry:{message.by}",
+                                  watermarks() if watermarks is not None else None)
+        sent = [c for c in verdict.commands if c.fingerprint == message.fingerprint]
+        after = verdict.state.drift.get(message.fingerprint)
+        if sent:
+            outcome = f"commanded generation {sent[0].generation}"
+        elif after is not None and after.awaiting:
+            outcome = f"command {after.awaiting} awaiting approval"
+        else:
+            outcome = "no correction to retry (no active finding, a review, a dry run, or resolved now)"
+        checkpoint(timeline.action_taken("retry", message.customer_key, message.fingerprint, message.by, now,
+                                         outcome, message.note), partition)
+        if verdict.state is not state or verdict.transitions:
+            await settle(message.customer_key, state, verdict, partition)
+
+    async def decide(message: messages.DecideCorrection, now: int, partition: int) -> None:
+        state = load_state(message.customer_key)
+        awaiting = state.drift[message.fingerprint].awaiting if message.fingerprint in state.drift else ""
+        read = watermarks() if watermarks is not None else None
+        if message.approve:
+            verdict = lifecycle.approve(state, message.fingerprint, now, rules, config, f"approve:{message.by}", read)
+            sent = [c for c in verdict.commands if c.fingerprint == message.fingerprint]
+            outcome = (f"command {sent[0].command_id} sent" if sent else
+                       "nothing sent (no correction waiting, or the finding resolved now)")
+        else:
+            verdict = lifecycle.reject(state, message.fingerprint, now, message.by, config, message.note)
+            verdict = lifecycle.then_rules_on_findings(verdict, now, rules, config, watermarks=read)
+            outcome = f"command {awaiting} not sent: escalated" if verdict.transitions else "no correction waiting"
+        checkpoint(timeline.action_taken("approve" if message.approve else "reject", message.customer_key,
+                                         message.fingerprint, message.by, now, outcome, message.note), partition)
+        if verdict.state is not state or verdict.transitions:
+            await settle(message.customer_key, state, verdict, partition)
 
     async def correction_failed(message: messages.CorrectionFailed, now: int, partition: int) -> None:
         state = load_state(message.customer_key)
@@ -386,6 +437,12 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
                 await process_customer(message.customer_key, [], now, True, partition)
             elif isinstance(message, messages.AcceptFinding):
                 await accept(message, now, partition)
+            elif isinstance(message, messages.SnoozeFinding):
+                await snooze(message, now, partition)
+            elif isinstance(message, messages.RetryFinding):
+                await retry(message, now, partition)
+            elif isinstance(message, messages.DecideCorrection):
+                await decide(message, now, partition)
             elif isinstance(message, messages.CorrectionFailed):
                 await correction_failed(message, now, partition)
             else:

@@ -11,29 +11,41 @@ are not Concord's and stay closed.
   document (`/api/openapi.json`: the contract, not customer data), internal listener only.
 * `metrics`: open on the internal listener unless `CONCORD_METRICS_REQUIRE_TOKEN` (then `read`);
   never served on the public listener.
-* `read`: customer data, findings, ledger entries: `Authorization: Bearer <CONCORD_READ_TOKEN>` (the
-  admin token reads too). No read token configured: 503, never open.
-* `admin`: actions: `Authorization: Bearer <CONCORD_ADMIN_TOKEN>`. No admin token configured: 503.
+* `read`: customer data, findings, ledger entries, the board: any identity (a `viewer` or an `operator`).
+  No read token and no users file configured: 503, never open.
+* `admin`: actions: an `operator` only; a viewer gets 403. No admin token and no users file: 503.
 * `login`: where a person signs in (`/login`): no credential (it is where one is given), internal
-  listener only, 503 while no read token is configured (there is nothing to sign in with).
+  listener only, 503 while sessions cannot be signed (no read token nor session secret) or there is
+  nothing to sign in with (no read token nor users file).
 
-A browser cannot send a bearer header, so `read` also takes a signed session cookie (app/sessions.py;
-`Sessions.of` is the one place a session is read); `admin` never does (no CSRF protection yet). A person
-opening a page (`PAGES`) without any credential is sent to `/login` (303) instead of a 401.
+**Identities** (`Identity`: a name and a role, given to handlers as `identity(request)`): the read token is
+the viewer `read-token`, the admin token the operator `admin-token`, and each user of the users file
+(app/users.py) is who the file says. A script or a monitor sends `Authorization: Bearer <token>` (one of the
+two tokens or a user's own), on every route, pages and `/events` included. A browser signs in once at
+`/login` and sends its signed session cookie (app/sessions.py; `Sessions.of` is the one place a session is
+read); a user's role is read from the users file at each request, so removing or demoting one applies at
+once. A request that changes something (not GET, HEAD or OPTIONS) authenticated by the cookie must carry the
+session's CSRF token (`X-CSRF-Token` or the form field `csrf_token`), or it is refused (403 `csrf`); a
+bearer request needs none. A person opening a page (`PAGES`) without any credential is sent to `/login`
+(303) instead of a 401.
 
 Refusals are JSON with a one-word `error`; a header with bytes that are not text is a 401, never a 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import quote
 
 from aiohttp import web
+from msgspec import Struct
 
-from concord.app.sessions import Sessions
+from concord.app import users as users_mod
+from concord.app.sessions import CSRF_FIELD, CSRF_HEADER, Sessions
+from concord.app.users import OPERATOR, VIEWER, Directory, TokenCache
 from concord.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -59,6 +71,11 @@ POLICY: Final[Mapping[str, str]] = {
     "/api/drift": READ,
     "/api/drift/{fingerprint}": READ,
     "/api/drift/{fingerprint}/accept": ADMIN,
+    "/api/drift/{fingerprint}/snooze": ADMIN,
+    "/api/drift/{fingerprint}/retry": ADMIN,
+    "/api/drift/{fingerprint}/approve": ADMIN,
+    "/api/drift/{fingerprint}/reject": ADMIN,
+    "/api/dead-letters/replay": ADMIN,
     "/api/rules": READ,
     "/api/search": READ,
     "/api/customers/{key}": READ,
@@ -92,6 +109,32 @@ NEEDS: Final = frozenset({OPEN, INTERNAL, WEBHOOK, METRICS, READ, ADMIN, LOGIN})
 _added: dict[str, str] = {}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: The pseudo-users of the two tokens (what audit checkpoints name when a script acts with a token).
+READ_TOKEN_USER: Final = "read-token"
+ADMIN_TOKEN_USER: Final = "admin-token"
+#: Methods that change nothing: no CSRF token needed.
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Identity(Struct, frozen=True):
+    """Who made a request: a name, a role (`viewer` or `operator`) and how they proved it."""
+
+    name: str
+    role: str
+    via: Literal["bearer", "session"]
+
+    @property
+    def can_act(self) -> bool:
+        return self.role == OPERATOR
+
+
+IDENTITY: Final = web.RequestKey("concord_identity", Identity)
+
+
+def identity(request: web.Request) -> Identity | None:
+    """Who made `request`, as the access middleware established it (None on routes that need no credential)."""
+    return request.get(IDENTITY)
 
 
 def allow(route: str, need: str) -> None:
@@ -141,7 +184,7 @@ def _matches(given: bytes, *tokens: str) -> bool:
 
 
 class Access:
-    """The policy of one worker: its tokens and, when webhooks have their own listener, its port."""
+    """The policy of one worker: its tokens, its users and, when webhooks have their own listener, its port."""
 
     def __init__(self, settings: Settings) -> None:
         self.read_token = settings.read_token
@@ -149,9 +192,11 @@ class Access:
         self.webhook_port = settings.webhook_port
         self.metrics_require_token = settings.metrics_require_token
         self.sessions = Sessions(settings)
+        self.users = Directory(settings.users_file)
+        self._verified = TokenCache()
 
-    def check(self, route: str | None, request: web.Request, local_port: int | None) -> web.Response | None:
-        """None when the request may go on; otherwise the refusal to send."""
+    async def check(self, route: str | None, request: web.Request, local_port: int | None) -> web.Response | None:
+        """None when the request may go on (its identity, if any, set on it); otherwise the refusal to send."""
         need = need_of(route)
         if need is None:
             return _refuse(404, "not_found", "no such route")
@@ -165,35 +210,74 @@ class Access:
         if need in (OPEN, INTERNAL) or (need == METRICS and not self.metrics_require_token):
             return None
         if need == LOGIN:
-            if not self.read_token:
-                return _refuse(503, "not_configured", "set CONCORD_READ_TOKEN: it is what people sign in with")
+            if not self.sessions.enabled or not (self.read_token or self.users.path):
+                return _refuse(503, "not_configured", "set CONCORD_READ_TOKEN or CONCORD_USERS_FILE (with "
+                               "CONCORD_SESSION_SECRET): they are what people sign in with")
             return None
-        return self._token(request, admin=need == ADMIN, page=route in PAGES)
+        return await self._credential(request, act=need == ADMIN, page=route in PAGES)
 
-    def token_role(self, given: bytes) -> str | None:
-        """`admin` or `read` for a configured token, None for any other (every token is compared)."""
+    def identify_token(self, given: bytes) -> Identity | None:
+        """The identity a bearer token (or a token typed at /login) proves; None when it proves none."""
         if _matches(given, self.admin_token):
-            return ADMIN
-        return READ if _matches(given, self.read_token) else None
+            return Identity(ADMIN_TOKEN_USER, OPERATOR, "bearer")
+        if _matches(given, self.read_token):
+            return Identity(READ_TOKEN_USER, VIEWER, "bearer")
+        token = given.decode("utf-8", "surrogateescape")
+        name = users_mod.name_of_token(token)
+        user = self.users.get(name) if name is not None else None
+        if user is not None and self._verified.check(token, user):
+            return Identity(user.name, user.role, "bearer")
+        return None
 
-    def _token(self, request: web.Request, admin: bool, page: bool = False) -> web.Response | None:
-        tokens = (self.admin_token,) if admin else (self.read_token, self.admin_token)
-        variable = "CONCORD_ADMIN_TOKEN" if admin else "CONCORD_READ_TOKEN"
-        if not (self.admin_token if admin else self.read_token):
-            return _refuse(503, "not_configured", f"set {variable} to open this route to its token holders")
-        given = bearer(request)
-        if given is None:
-            if not admin and self.sessions.of(request) is not None:
-                return None  # a signed-in browser reads (a session never acts: app/sessions.py)
-            if page and "Authorization" not in request.headers:  # a person, not a script with a bad header
-                return to_login(request)
-            return _refuse(401, "unauthorized", "send Authorization: Bearer <token>, or sign in at /login",
-                           {"WWW-Authenticate": 'Bearer realm="concord"'})
-        if _matches(given, *tokens):
+    def identify_session(self, request: web.Request) -> Identity | None:
+        """The identity of the request's session cookie, with the role its user has now."""
+        session = self.sessions.of(request)
+        if session is None:
             return None
-        if admin and _matches(given, self.read_token):
-            return _refuse(403, "forbidden", "a read token cannot act: use the admin token")
-        return _refuse(401, "unauthorized", "token refused", {"WWW-Authenticate": 'Bearer realm="concord"'})
+        if session.name == ADMIN_TOKEN_USER:
+            return Identity(session.name, OPERATOR, "session") if self.admin_token else None
+        if session.name == READ_TOKEN_USER:
+            return Identity(session.name, VIEWER, "session") if self.read_token else None
+        user = self.users.get(session.name)
+        return Identity(user.name, user.role, "session") if user is not None else None
+
+    async def _credential(self, request: web.Request, act: bool, page: bool = False) -> web.Response | None:
+        if act and not (self.admin_token or self.users.path):
+            return _refuse(503, "not_configured", "set CONCORD_ADMIN_TOKEN or CONCORD_USERS_FILE (with an "
+                           "operator) to open this route")
+        if not act and not (self.read_token or self.users.path):
+            return _refuse(503, "not_configured", "set CONCORD_READ_TOKEN or CONCORD_USERS_FILE to open this "
+                           "route to its token holders")
+        given = bearer(request)
+        if given is not None:
+            who = await asyncio.to_thread(self.identify_token, given) if self.users.path else \
+                self.identify_token(given)
+            if who is None:
+                return _refuse(401, "unauthorized", "token refused", {"WWW-Authenticate": 'Bearer realm="concord"'})
+        else:
+            who = self.identify_session(request)
+            if who is None:
+                if page and "Authorization" not in request.headers:  # a person, not a script with a bad header
+                    return to_login(request)
+                return _refuse(401, "unauthorized", "send Authorization: Bearer <token>, or sign in at /login",
+                               {"WWW-Authenticate": 'Bearer realm="concord"'})
+            if request.method not in SAFE_METHODS and not await self._csrf_valid(request):
+                return _refuse(403, "csrf", f"this request is signed in with a session cookie but carries no valid "
+                               f"CSRF token: send the page's token as the form field {CSRF_FIELD} or the header "
+                               f"{CSRF_HEADER} (reload the page if you signed in again), or use a bearer token")
+        if act and not who.can_act:
+            return _refuse(403, "forbidden", f"{who.name} is a {who.role}: acting needs an operator (a user with "
+                           "role operator, or the admin token)")
+        request[IDENTITY] = who
+        return None
+
+    async def _csrf_valid(self, request: web.Request) -> bool:
+        given = request.headers.get(CSRF_HEADER)
+        if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            form = await request.post()  # aiohttp keeps it: the handler reads the same form
+            value = form.get(CSRF_FIELD)
+            given = value if isinstance(value, str) else None
+        return self.sessions.csrf_valid(request, given)
 
     def middleware(self) -> Middleware:
         """The aiohttp middleware that applies this policy to every request before its handler."""
@@ -204,7 +288,7 @@ class Access:
             route = info.route.resource.canonical if info.route.resource is not None else None
             sockname = request.transport.get_extra_info("sockname") if request.transport else None
             local_port = sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
-            refusal = self.check(route, request, local_port)
+            refusal = await self.check(route, request, local_port)
             return refusal if refusal is not None else await handler(request)
 
         return access

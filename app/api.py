@@ -1,28 +1,41 @@
-"""JSON API of every worker: findings (`/api/v1/drift`), search, one customer (`/api/v1/customers/{key}`, its
-360 view and its timeline), rules, and the process APIs (a customer's entitlement, invoices, subscriptions).
+"""JSON API of every worker: findings (`/api/v1/drift`) and an operator's actions on them (accept, snooze,
+retry, approve, reject: docs/console.md "Actions"), search, one customer (`/api/v1/customers/{key}`, its 360
+view and its timeline), rules, and the process APIs (a customer's entitlement, invoices, subscriptions).
 
 Every route is declared in app/contract.py (which makes `/api/openapi.json` from the same Structs the
 handlers encode) and served under `/api/v1`, most also at their deprecated unversioned `/api` path.
 `/api/v1/drift`, `/api/v1/search` and `/api/v1/customers/{key}/timeline` read Redis (the drift index, the
 search index, the timelines), so any worker answers for all customers. `/api/v1/customers/{key}`, its `/view`
 and the process APIs are answered by the worker that owns the key: another worker forwards the request there
-(app/owner.py). Reads need the read token, admin actions `Authorization: Bearer $CONCORD_ADMIN_TOKEN`
-(app/access.py).
+(app/owner.py). Reads need a viewer, actions an operator (app/access.py: a bearer token, or a session with its
+CSRF token). An action is sent to the state agent on the canonical topic, keyed by customer, under the name of
+who acts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
+from aiohttp import web
 from faust.web import Request, Response, View
 
-from concord.app import lookups
+from concord.app import access, lookups
 from concord.app.contract import OPENAPI_PATH, encoded_document, page
 from concord.app.customer_view import customer_view
+from concord.app.forms import action_body, is_form
 from concord.app.owner import Owners
-from concord.app.schemas import AcceptBody, Accepted, ApiError, ListedRule, OwnedFinding, OwnedPage, Timeline
+from concord.app.schemas import (
+    AcceptBody,
+    ActionTaken,
+    ApiError,
+    ListedRule,
+    OwnedFinding,
+    OwnedPage,
+    SnoozeBody,
+    Timeline,
+)
 from concord.connectors.drift_index import IndexedFinding
 from concord.connectors.executor import REDIS_ERRORS
 from concord.connectors.search_index import QueryError, query_text
@@ -87,14 +100,11 @@ def owned(finding: IndexedFinding, config: DriftConfig) -> OwnedFinding:
     return OwnedFinding(**msgspec.structs.asdict(finding), owner=config.owner(finding.rule))
 
 
-_accept_decoder = msgspec.json.Decoder(AcceptBody)
 
 
-def _accept_body(raw: bytes) -> AcceptBody:
-    """An empty body accepts as `admin`; anything else must be a JSON object of `AcceptBody`."""
-    return _accept_decoder.decode(raw) if raw.strip() else AcceptBody()
-
-
+#: What a 202 to an action says was requested (the state agent applies it).
+_STATUS_OF = {"accept": "accepted", "snooze": "snoozed", "retry": "retry_requested", "approve": "approved",
+              "reject": "rejected"}
 def rules_listing(rules: Sequence[Rule], config: DriftConfig) -> list[ListedRule]:
     """Every rule with its effective configuration (what `concord rules` prints)."""
     return [
@@ -184,23 +194,114 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
                 return no_finding(self, fingerprint)
             return json(self, owned(found, config))
 
+    def done(view: View, request: web.Request, kind: str, fingerprint: str, by: str) -> Response:
+        """An action sent to the state agent: 202 to a script, a redirect back to the board for its form."""
+        metrics.actions.labels(kind).inc()
+        if is_form(request):
+            return cast(Response, web.Response(status=303, headers={"Location": "/", "Cache-Control": "no-store"}))
+        return json(view, ActionTaken(status=_STATUS_OF[kind], fingerprint=fingerprint, by=by), 202)
+
+    def bad(view: View, exc: Exception) -> Response:
+        return json(view, ApiError("bad_request", f"body: {exc}"), 400)
+
+    async def finding_of(view: View, fingerprint: str) -> IndexedFinding | Response:
+        found = await index.get(fingerprint)
+        return found if found is not None else no_finding(view, fingerprint)
+
+    def operator(request: web.Request) -> str:
+        who = access.identity(request)
+        assert who is not None and who.can_act  # the access middleware let only an operator through
+        return who.name
+
     @page(app, "/drift/{fingerprint}/accept")
     class AcceptView(View):
-        """A person accepts a finding: resolved as `accepted` (the admin token: see app/access.py)."""
+        """An operator accepts a finding, with a note: resolved as `accepted`, under their name (app/access.py)."""
+
+        async def post(self, faust_request: Request, fingerprint: str) -> Response:
+            request = cast(web.Request, faust_request)  # Faust's aiohttp driver hands handlers aiohttp's request
+            by = operator(request)
+            try:
+                body = await action_body(request, AcceptBody)
+            except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+                return bad(self, exc)
+            found = await finding_of(self, fingerprint)
+            if not isinstance(found, IndexedFinding):
+                return found
+            message = messages.AcceptFinding(customer_key=found.customer_key, fingerprint=fingerprint, by=by,
+                                              note=body.note)
+            await canonical.send(key=found.customer_key.encode(), value=messages.encode(message))
+            return done(self, request, "accept", fingerprint, by)
+
+    @page(app, "/drift/{fingerprint}/snooze")
+    class SnoozeView(View):
+        """An operator snoozes a finding for `hours` or `until` a time: silent until then (drift/lifecycle.py)."""
+
+        async def post(self, faust_request: Request, fingerprint: str) -> Response:
+            request = cast(web.Request, faust_request)
+            by = operator(request)
+            try:
+                body = await action_body(request, SnoozeBody)
+                until = body.until_ms(messages.now_ms())
+            except (msgspec.DecodeError, ValueError) as exc:
+                return bad(self, exc)
+            found = await finding_of(self, fingerprint)
+            if not isinstance(found, IndexedFinding):
+                return found
+            message = messages.SnoozeFinding(customer_key=found.customer_key, fingerprint=fingerprint, by=by,
+                                             until=until, note=body.note)
+            await canonical.send(key=found.customer_key.encode(), value=messages.encode(message))
+            return done(self, request, "snooze", fingerprint, by)
+
+    @page(app, "/drift/{fingerprint}/retry")
+    class RetryView(View):
+        """An operator retries a finding's correction now: its next generation is commanded (drift/lifecycle.py)."""
+
+        async def post(self, faust_request: Request, fingerprint: str) -> Response:
+            request = cast(web.Request, faust_request)
+            by = operator(request)
+            try:
+                body = await action_body(request, AcceptBody)  # a note, as an accept's
+            except msgspec.DecodeError as exc:
+                return bad(self, exc)
+            found = await finding_of(self, fingerprint)
+            if not isinstance(found, IndexedFinding):
+                return found
+            message = messages.RetryFinding(customer_key=found.customer_key, fingerprint=fingerprint, by=by,
+                                            note=body.note)
+            await canonical.send(key=found.customer_key.encode(), value=messages.encode(message))
+            return done(self, request, "retry", fingerprint, by)
+
+    async def decide(view: View, faust_request: Request, fingerprint: str, approve: bool) -> Response:
+        request = cast(web.Request, faust_request)
+        by = operator(request)
+        try:
+            body = await action_body(request, AcceptBody)  # a note, as an accept's
+        except msgspec.DecodeError as exc:
+            return bad(view, exc)
+        found = await finding_of(view, fingerprint)
+        if not isinstance(found, IndexedFinding):
+            return found
+        if not found.awaiting:
+            return json(view, ApiError("not_awaiting", f"finding {fingerprint} has no correction waiting for "
+                                       "approval (its rule is not in `mode: approve`, or it was decided already)"), 409)
+        message = messages.DecideCorrection(customer_key=found.customer_key, fingerprint=fingerprint, by=by,
+                                            approve=approve, note=body.note)
+        await canonical.send(key=found.customer_key.encode(), value=messages.encode(message))
+        return done(view, request, "approve" if approve else "reject", fingerprint, by)
+
+    @page(app, "/drift/{fingerprint}/approve")
+    class ApproveView(View):
+        """An operator approves the correction waiting for approval: it is sent (drift/lifecycle.py `approve`)."""
 
         async def post(self, request: Request, fingerprint: str) -> Response:
-            try:
-                body = _accept_body(await request.read())
-            except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-                return json(self, ApiError("bad_request", f"body: {exc}"), 400)
-            found = await index.get(fingerprint)
-            if found is None:
-                return no_finding(self, fingerprint)
-            message = messages.AcceptFinding(customer_key=found.customer_key, fingerprint=fingerprint,
-                                              by=body.by, note=body.note)
-            await canonical.send(key=found.customer_key.encode(), value=messages.encode(message))
-            metrics.actions.labels("accept").inc()
-            return json(self, Accepted("accepted", fingerprint), 202)
+            return await decide(self, request, fingerprint, approve=True)
+
+    @page(app, "/drift/{fingerprint}/reject")
+    class RejectView(View):
+        """An operator rejects the correction waiting for approval: not sent, the finding is escalated."""
+
+        async def post(self, request: Request, fingerprint: str) -> Response:
+            return await decide(self, request, fingerprint, approve=False)
 
     @page(app, "/rules")
     class RulesView(View):

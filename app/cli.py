@@ -135,6 +135,26 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return run(_load_settings(), args)
 
 
+E_NO_USERS_FILE = ("concord users add: no users file: pass --file PATH, or set CONCORD_USERS_FILE to the file the "
+                   "workers read")
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from concord.app import users
+
+    path = args.file or _load_settings().users_file
+    if not path:
+        raise SystemExit(E_NO_USERS_FILE)
+    try:
+        token = users.add(path, args.name, args.role)
+    except users.UsersFileError as exc:
+        raise SystemExit(f"concord users add: {exc}") from None
+    print(f"added {args.name} ({args.role}) to {path}. Their token, shown this once (only its hash is kept):",
+          file=sys.stderr)
+    print(token)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from concord.app.demo import run
 
@@ -206,6 +226,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_replay_arguments(replay)
     replay.set_defaults(func=cmd_replay)
+
+    users_cmd = sub.add_parser("users", help="manage the console's users (the users file)",
+                               description="The people who use the console: CONCORD_USERS_FILE (docs/console.md).")
+    users_sub = users_cmd.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    users_add = users_sub.add_parser(
+        "add", help="add a user and print their new token once",
+        description="Add a user to the users file (created if missing, mode 0600) with the scrypt hash of a new "
+        "random token, and print the token on standard output, once: it is stored nowhere. The workers read the "
+        "file again when it changes.")
+    users_add.add_argument("name", help="the user's name (letters, digits, _@+-): audit checkpoints show it")
+    users_add.add_argument("--role", required=True, choices=["viewer", "operator"],
+                           help="viewer reads; operator reads and acts")
+    users_add.add_argument("--file", default="", help="the users file (default: CONCORD_USERS_FILE)")
+    users_add.set_defaults(func=cmd_users_add)
 
     demo = sub.add_parser(
         "demo", help="the live closed loop on this machine: Kafka, Redis, Concord and the platform sandbox",

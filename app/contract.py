@@ -25,16 +25,18 @@ from msgspec import Struct
 from concord.app import access
 from concord.app.access import Handler
 from concord.app.customer_view import CustomerView
+from concord.app.dead_letters_api import ReplayAnswer, ReplayRequest
 from concord.app.lookups import EntitlementAnswer, InvoicesAnswer, SubscriptionsAnswer, System
 from concord.app.schemas import (
     AcceptBody,
-    Accepted,
+    ActionTaken,
     ApiError,
     CommandsStatus,
     Health,
     ListedRule,
     OwnedFinding,
     OwnedPage,
+    SnoozeBody,
     Timeline,
 )
 from concord.app.sessions import COOKIE
@@ -90,6 +92,8 @@ _LOOKUP_PARAMS: Final = (_KEY, Param(
     "cus_/sub_/in_, a NetSuite id), resolved through the search index"))
 _LOOKUP: Final = {400: ApiError, 404: ApiError, 409: ApiError, 503: ApiError}
 _FINGERPRINT: Final = _path("fingerprint", "the finding's fingerprint")
+#: What an action answers: 202 to a script (the board's form gets a 303 back to the board).
+_ACTION: Final = {202: ActionTaken, 400: ApiError, 404: ApiError}
 _LIMIT_OFFSET: Final = (
     Param(name="offset", type=int, description="findings to skip (default 0)"),
     Param(name="limit", type=int, description="findings to answer (default 50, at most 500)"),
@@ -110,9 +114,24 @@ ROUTES: Final[tuple[Route, ...]] = (
                   *_LIMIT_OFFSET)),
     Route(path="/drift/{fingerprint}", method="get", need=access.READ, tag="findings", params=(_FINGERPRINT,),
           responses={200: OwnedFinding, 404: ApiError}, summary="One finding"),
-    Route(path="/drift/{fingerprint}/accept", method="post", need=access.ADMIN, tag="findings",
-          params=(_FINGERPRINT,), body=AcceptBody, responses={202: Accepted, 400: ApiError, 404: ApiError},
-          summary="Accept a finding: resolved as `accepted` (an empty body accepts as `admin`)"),
+    Route(path="/drift/{fingerprint}/accept", method="post", need=access.ADMIN, tag="actions",
+          params=(_FINGERPRINT,), body=AcceptBody, responses=_ACTION,
+          summary="An operator accepts a finding, with a note: resolved as `accepted`, under their name"),
+    Route(path="/drift/{fingerprint}/snooze", method="post", need=access.ADMIN, tag="actions",
+          params=(_FINGERPRINT,), body=SnoozeBody, responses=_ACTION,
+          summary="An operator snoozes a finding for `hours` or `until` a time: silent until then"),
+    Route(path="/drift/{fingerprint}/retry", method="post", need=access.ADMIN, tag="actions",
+          params=(_FINGERPRINT,), body=AcceptBody, responses=_ACTION,
+          summary="An operator retries a finding's correction now: its next generation is commanded"),
+    Route(path="/drift/{fingerprint}/approve", method="post", need=access.ADMIN, tag="actions",
+          params=(_FINGERPRINT,), body=AcceptBody, responses={**_ACTION, 409: ApiError},
+          summary="An operator approves the correction waiting for approval (`mode: approve`): it is sent"),
+    Route(path="/drift/{fingerprint}/reject", method="post", need=access.ADMIN, tag="actions",
+          params=(_FINGERPRINT,), body=AcceptBody, responses={**_ACTION, 409: ApiError},
+          summary="An operator rejects the correction waiting for approval: not sent, the finding escalated"),
+    Route(path="/dead-letters/replay", method="post", need=access.ADMIN, tag="actions",
+          body=ReplayRequest, responses={200: ReplayAnswer, 400: ApiError, 503: ApiError},
+          summary="An operator replays one or a filtered set of dead letters (commands or ingest)"),
     Route(path="/rules", method="get", need=access.READ, tag="findings", responses={200: list[ListedRule]},
           summary="Every rule with its effective configuration"),
     Route(path="/search", method="get", need=access.READ, tag="customers",

@@ -52,17 +52,39 @@ class OwnedPage(Struct, frozen=True):
 
 
 class AcceptBody(Struct, frozen=True, forbid_unknown_fields=True):
-    """The optional JSON body of an accept: who accepts it and why."""
+    """The optional body of an accept, a retry, an approval or a rejection: why (who acts is whoever is signed
+    in: app/access.py)."""
 
-    by: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "admin"
     note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
 
 
-class Accepted(Struct, frozen=True):
-    """An accept taken: the state agent resolves the finding as `accepted` when it reads it."""
+#: The longest a finding can be snoozed: a longer silence is an accept.
+MAX_SNOOZE_HOURS = 90 * 24
 
-    status: str
+
+class SnoozeBody(Struct, frozen=True, forbid_unknown_fields=True):
+    """The body of a snooze: for how many hours, or until when (epoch ms), and why."""
+
+    hours: Annotated[float, msgspec.Meta(gt=0, le=MAX_SNOOZE_HOURS)] | None = None
+    until: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+    def until_ms(self, now: int) -> int:
+        """When the snooze ends; ValueError when the body does not say one time within the bound."""
+        if (self.hours is None) == (self.until is None):
+            raise ValueError("say how long: `hours` (up to 2160) or `until` (epoch ms), one of them")
+        until = self.until if self.until is not None else now + int((self.hours or 0) * 3_600_000)
+        if not now < until <= now + MAX_SNOOZE_HOURS * 3_600_000:
+            raise ValueError(f"`until` must be in the future, at most {MAX_SNOOZE_HOURS} hours away")
+        return until
+
+
+class ActionTaken(Struct, frozen=True, kw_only=True):
+    """An operator's action taken (the state agent applies it when it reads it): what, on which finding, by whom."""
+
+    status: str  # accepted, snoozed, retry_requested, approved, rejected
     fingerprint: str
+    by: str
 
 
 class ListedRule(RuleConfig, frozen=True, kw_only=True):

@@ -7,7 +7,16 @@ import msgspec
 from msgspec import Struct
 
 from concord.codecs.model import CanonicalEvent
-from concord.core.messages import AcceptFinding, CorrectionFailed, ParkSweep, Repoint, Tick
+from concord.core.messages import (
+    AcceptFinding,
+    CorrectionFailed,
+    DecideCorrection,
+    ParkSweep,
+    Repoint,
+    RetryFinding,
+    SnoozeFinding,
+    Tick,
+)
 
 IdentityMessage = CanonicalEvent | Repoint | ParkSweep
 
@@ -23,7 +32,8 @@ class CanonicalBatch(Struct, frozen=True, kw_only=True, tag_field="kind", tag="b
     events: list[CanonicalEvent]
 
 
-StateMessage = CanonicalEvent | CanonicalBatch | Tick | AcceptFinding | CorrectionFailed
+StateMessage = (CanonicalEvent | CanonicalBatch | Tick | AcceptFinding | SnoozeFinding | RetryFinding
+                | DecideCorrection | CorrectionFailed)
 
 
 _identity_decoder = msgspec.json.Decoder(IdentityMessage)

@@ -59,6 +59,7 @@ class IndexedFinding(Struct, frozen=True, kw_only=True):
     resolved_at: int = 0
     evidence: tuple[Observation, ...] = ()
     note: str = ""  # why it was escalated
+    awaiting: str = ""  # the command waiting for a person's approval (a rule in `mode: approve`)
 
 
 def indexed(customer_key: str, item: DriftItem) -> IndexedFinding:
@@ -67,7 +68,7 @@ def indexed(customer_key: str, item: DriftItem) -> IndexedFinding:
         severity=item.severity, first_seen=item.first_seen, last_seen=item.last_seen, since=item.since,
         subject=item.subject, summary=item.summary, action=item.action, dry_run=item.dry_run,
         generation=item.generation, command_id=item.command_id, resolution=item.resolution,
-        resolved_at=item.resolved_at, evidence=item.evidence, note=item.note,
+        resolved_at=item.resolved_at, evidence=item.evidence, note=item.note, awaiting=item.awaiting,
     )
 
 

@@ -9,7 +9,9 @@ What goes to the audit topic, each record with the customer key and a correlatio
 * `command.issued` (the state agent): every corrective command, with its id and target;
 * `command.<status>` (the command agents): what became of a command of a customer (done,
   already_done, dead_lettered, skipped_failed), with the error's kind and reason;
-* `resync_required` (the ingest agent): records to read again, when the customer is known.
+* `resync_required` (the ingest agent): records to read again, when the customer is known;
+* `action.<kind>` (the state agent): what a person did to a finding from the console or the API (`accept`),
+  with their name (`by`), their note and what came of it (`outcome`).
 
 `checkpoint_of` turns a record into a `Checkpoint` (with a one-line summary for a person), and the store
 keeps them per customer in a sorted set `<prefix>:timeline:c:<customer key>` (member: the checkpoint,
@@ -41,6 +43,7 @@ from concord.core.messages import AuditRecord, Command
 
 EVENTS_APPLIED: Final = "events.applied"
 COMMAND_ISSUED: Final = "command.issued"
+ACTION: Final = "action."
 #: Events listed in one `events.applied` record (the rest are only counted).
 EVENTS_LISTED: Final = 10
 #: Order within one millisecond: events in, then findings, then commands issued, then their results.
@@ -62,6 +65,15 @@ def events_applied(customer_key: str, events: Sequence[CanonicalEvent], at: int)
              "record_kind": e.entity.kind, "occurred_at": e.occurred_at, "correlation_id": e.correlation_id}
             for e in events[:EVENTS_LISTED]
         ]},
+    )
+
+
+def action_taken(kind: str, customer_key: str, fingerprint: str, by: str, at: int, outcome: str,
+                 note: str = "") -> AuditRecord:
+    """The audit record of a person's action on a finding (`kind`: accept): who, why and what came of it."""
+    return AuditRecord(
+        kind=f"{ACTION}{kind}", at=at, correlation_id=f"{kind}:{by}", platform="concord", customer_key=customer_key,
+        detail={"fingerprint": fingerprint, "by": by, "note": note, "outcome": outcome},
     )
 
 
@@ -117,6 +129,9 @@ def _summary(kind: str, platform: str, d: Mapping[str, Any]) -> str:
         reason = f": {d['reason']}" if d.get("reason") else ""
         return (f"{d.get('action')} {kind.removeprefix('command.')} after {attempts} "
                 f"attempt{'s' if attempts != 1 else ''}{reason}")
+    if kind.startswith(ACTION):
+        note = f" ({d['note']})" if d.get("note") else ""
+        return f"{kind.removeprefix(ACTION)} by {d.get('by')}{note}: {d.get('outcome')}, finding {d.get('fingerprint')}"
     if kind == "resync_required":
         return f"{platform} {d.get('object_type')} {', '.join(d.get('record_ids', ()))} to read again " \
                f"({d.get('reason')})"

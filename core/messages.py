@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
@@ -88,6 +89,10 @@ class DriftItem(Struct, gc=False, kw_only=True, frozen=True, array_like=True):
     # Of the event that first revealed it: the steps a deadline takes (no event) carry it, so a finding
     # opened when its grace expired, its commands and their results still name the event behind them.
     correlation_id: str = ""
+    # Until when (epoch ms) a person snoozed it: neither reported, commanded nor escalated before (0: never).
+    snoozed_until: int = 0
+    # The command a rule in `approve` mode would send, waiting for a person ("" when none waits).
+    awaiting: str = ""
 
 
 class Transition(Struct, frozen=True, kw_only=True):
@@ -196,6 +201,35 @@ class AcceptFinding(Struct, frozen=True, kw_only=True, tag_field="kind", tag="ac
     note: str = ""
 
 
+class SnoozeFinding(Struct, frozen=True, kw_only=True, tag_field="kind", tag="snooze"):
+    """A person snoozed a finding until `until` (epoch ms; operator API): silent until then."""
+
+    customer_key: str
+    fingerprint: str
+    by: str
+    until: int
+    note: str = ""
+
+
+class RetryFinding(Struct, frozen=True, kw_only=True, tag_field="kind", tag="retry"):
+    """A person asked for a finding's correction now (operator API): its next generation is commanded."""
+
+    customer_key: str
+    fingerprint: str
+    by: str
+    note: str = ""
+
+
+class DecideCorrection(Struct, frozen=True, kw_only=True, tag_field="kind", tag="decide"):
+    """A person approved (or rejected) the correction of a finding waiting for approval (operator API)."""
+
+    customer_key: str
+    fingerprint: str
+    by: str
+    approve: bool
+    note: str = ""
+
+
 class CorrectionFailed(Struct, frozen=True, kw_only=True, tag_field="kind", tag="correction_failed"):
     """A finding's correction was dead-lettered for a reason that retrying cannot fix (a `data` error:
     the platform refused what was sent, or no connector can send it). The command agents tell the state
@@ -217,6 +251,11 @@ class AuditRecord(Struct, frozen=True, kw_only=True):
     platform: str = ""
     customer_key: str | None = None
     detail: dict[str, Any] = {}
+
+
+def iso_minutes(at: int) -> str:
+    """An epoch-ms time as a person reads it: ISO 8601, UTC, to the minute."""
+    return datetime.fromtimestamp(at / 1000, UTC).isoformat(timespec="minutes")
 
 
 def now_ms() -> int:

@@ -119,7 +119,8 @@ drift_time_to_resolve = Histogram(
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14_400, 43_200, 86_400, 259_200, 604_800),
 )
 actions = Counter(
-    "concord_actions_total", "Operator actions taken through the API, by kind (accept)", ["kind"],
+    "concord_actions_total",
+    "Operator actions taken through the API, by kind (accept, snooze, retry, replay, approve, reject)", ["kind"],
     registry=REGISTRY,
 )
 notifications = Counter(

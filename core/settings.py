@@ -259,6 +259,12 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
                    "it when people reach the board through a TLS-terminating proxy (a browser would not send it "
                    "to a plain-HTTP board).")
     ] = False
+    users_file: Annotated[
+        str, Meta(description="JSON or TOML file of the console's users: each a name, a role (`viewer` reads, "
+                  "`operator` also acts) and the scrypt hash of a token (docs/console.md \"Users and roles\"; "
+                  "`concord users add NAME --role operator` adds one). Read again when it changes. Empty: only the "
+                  "read and admin tokens.")
+    ] = ""
     drift_changes_kept: Annotated[
         int, Meta(ge=100, le=10_000_000, description="Finding changes kept in Redis (the stream "
                   "`<prefix>:drift:changes`, about 300 bytes each) for the board's live updates: a board that "

@@ -33,6 +33,8 @@ class RuleConfig(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     dry_run: bool = False  # detect and report, never command
     # Who takes the exception. A rule that names no team lands with the team that runs Concord.
     owner: Owner = "integration"
+    # `approve`: its corrections wait on the console until an operator approves (or rejects) each one.
+    mode: Literal["auto", "approve"] = "auto"
 
 
 DEFAULT_OWNERSHIP: Final = {

@@ -14,7 +14,8 @@ the new state with the transitions to publish and the commands to send.
 * When the rule no longer finds it: `resolved` as `converged` (no command was issued) or
   `corrected` (after our command). A person may `accept` it (`resolved`, `accepted`): it stays
   silent while the condition lasts. A CRM merge retires the merged-away account: its findings
-  resolve as `merged` (the winner's state judges the records from then on).
+  resolve as `merged` (the winner's state judges the records from then on). A person may `snooze` a
+  reported finding until a time: until then it is neither reported again, commanded nor escalated.
 
 Command ids are deterministic (fingerprint + action + generation + when the occurrence began), so
 re-running the same input after a crash yields the same ids: the executor's ledger applies each at
@@ -30,7 +31,7 @@ from typing import Any, Final
 import msgspec
 from msgspec import Struct
 
-from concord.core.messages import Command, CorrectionFailed, DriftItem, Transition, command_id
+from concord.core.messages import Command, CorrectionFailed, DriftItem, Transition, command_id, iso_minutes
 from concord.drift.config import DriftConfig, RuleConfig
 from concord.drift.finding import Finding
 from concord.drift.rule import Context, Rule
@@ -61,6 +62,8 @@ UNREAD_SECTIONS: Final[Mapping[str, Callable[[CustomerState], int]]] = {
 _UNREAD_PARTS: Final = frozenset(UNREAD_SECTIONS)
 #: The note of a finding reported because it waited too long for an input Concord could not read.
 CANNOT_JUDGE: Final = "cannot judge"
+#: The note of a finding whose correction waits for a person's approval (a rule in `approve` mode).
+AWAITING: Final = "awaiting approval"
 
 PENDING: Final = "pending"
 OPEN: Final = "open"
@@ -101,6 +104,8 @@ class _Plan:
             if rule_config.enabled:
                 prepared.append((rule, rule_config, Context(rule_config, config)))
         self.all: tuple[Prepared, ...] = tuple(prepared)
+        # The rules whose corrections wait for a person's approval (`mode: approve`).
+        self.approve = frozenset(rule.id for rule, rule_config, _ in self.all if rule_config.mode == "approve")
         self.reads_drift = any("drift" in rule.reads for rule, _, _ in self.all)
         # The platforms whose events each rule reads: its findings wait for their watermarks.
         self.platforms = {rule.id: platforms_read(rule.reads) for rule in rules}
@@ -139,10 +144,12 @@ def _plan(rules: Sequence[Rule], config: DriftConfig) -> _Plan:
 class _Run:
     """Collects the transitions and commands of one evaluation."""
 
-    def __init__(self, state: CustomerState, now: int, correlation_id: str) -> None:
+    def __init__(self, state: CustomerState, now: int, correlation_id: str,
+                 approve: frozenset[str] = frozenset()) -> None:
         self.state = state
         self.now = now
         self.correlation_id = correlation_id
+        self.approve = approve
         self.transitions: list[Transition] = []
         self.commands: list[Command] = []
 
@@ -156,16 +163,26 @@ class _Run:
             note=item.note,
         ))
 
-    def command(self, item: DriftItem, finding_action: Any) -> DriftItem:
+    def command(self, item: DriftItem, finding_action: Any, previous: str, approved: bool = False) -> DriftItem:
+        """The finding's next generation commanded (and its transition from `previous`); for a rule in `approve`
+        mode, unless `approved`, the command's id is kept as `awaiting` instead and nothing is sent."""
         generation = item.generation + 1
         cid = command_id(item.fingerprint, item.action, generation, item.since)
+        if item.rule in self.approve and not approved:
+            if item.awaiting == cid:
+                return item
+            return _replace(item, awaiting=cid, last_seen=self.now,
+                            note=f"{AWAITING}: {item.action} (command {cid}, generation {generation})")
         self.commands.append(Command(
             command_id=cid, action=item.action, platform=finding_action.platform,
             target=dict(finding_action.target), payload=dict(finding_action.payload),
             fingerprint=item.fingerprint, rule=item.rule, customer_key=self.state.key, generation=generation,
             correlation_id=self.correlation_id or item.correlation_id, created_at=self.now, occurrence=item.since,
         ))
-        return _replace(item, status=COMMANDED, generation=generation, last_command_at=self.now, command_id=cid)
+        commanded = _replace(item, status=COMMANDED, generation=generation, last_command_at=self.now,
+                             command_id=cid, awaiting="", note="" if item.awaiting else item.note)
+        self.transition(commanded, previous)
+        return commanded
 
 
 def evaluate(
@@ -177,6 +194,8 @@ def evaluate(
     correlation_id: str = "",
     watermarks: Mapping[str, int] | None = None,
     _again: bool = True,
+    retry: str = "",
+    approve: str = "",
 ) -> Verdict:
     """Run the rules reading `sections` (all when None) and advance every finding's lifecycle.
 
@@ -211,17 +230,21 @@ def evaluate(
     if not items:
         # No finding before, none now (a healthy customer, the common case): no lifecycle to advance.
         return Verdict(_replace(state, drift=items, next_due=0) if state.next_due else state)
-    run = _Run(state, now, correlation_id)
+    run = _Run(state, now, correlation_id, plan.approve)
     for fp, item in list(items.items()):
+        snoozed = item.snoozed_until > now  # a person said to wait: nothing reported, commanded or escalated
         if item.rule in waiting:
-            items[fp] = _wait(item, waiting[item.rule], config, now, run)
+            if not snoozed:
+                items[fp] = _wait(item, waiting[item.rule], config, now, run)
         elif item.rule in ran and fp not in actions:
             resolved = _resolve(item, now, run)
             if resolved is None:
                 del items[fp]
             else:
                 items[fp] = resolved
-        else:
+        elif fp in (retry, approve):
+            items[fp] = _retry(item, actions.get(fp), run, approved=fp == approve)
+        elif not snoozed:
             items[fp] = _advance(item, actions.get(fp), config, now, run, read_past)
     items = _bound_resolved(items, config.resolved_kept)
     next_due = _next_due(items.values(), config, waiting)
@@ -355,19 +378,17 @@ def _advance(item: DriftItem, action: Any, config: DriftConfig, now: int, run: _
     if item.status == OPEN and item.note.startswith(CANNOT_JUDGE) and action is not None:
         judged = _replace(item, note="", last_seen=now)
         if item.action != "review" and not item.dry_run:
-            commanded = run.command(judged, action)
-            run.transition(commanded, OPEN)
-            return commanded
+            return run.command(judged, action, OPEN)
         return judged
     # `action` is None when the rule did not run now: wait for the deadline tick, which runs them all.
     if item.status == PENDING and now >= item.due and action is not None and read_past(item.rule, item.due):
         opened = _replace(item, status=OPEN, first_seen=now, last_seen=now)
         run.transition(opened, PENDING)
         if item.action != "review" and not item.dry_run:
-            commanded = run.command(opened, action)
-            run.transition(commanded, OPEN)
-            return commanded
+            return run.command(opened, action, OPEN)
         return opened
+    if item.awaiting:
+        return item  # its correction waits for a person: nothing more until they decide
     timeout_at = item.last_command_at + config.correction_timeout_seconds * 1000
     if item.status == COMMANDED and now >= timeout_at and read_past(item.rule, timeout_at):
         if item.generation >= config.max_corrections:
@@ -376,10 +397,32 @@ def _advance(item: DriftItem, action: Any, config: DriftConfig, now: int, run: _
             run.transition(escalated, COMMANDED)
             return escalated
         if action is not None:
-            again = run.command(item, action)
-            run.transition(again, COMMANDED)
-            return again
+            return run.command(item, action, COMMANDED)
     return item
+
+
+def _retry(item: DriftItem, action: Any, run: _Run, approved: bool = False) -> DriftItem:
+    """A person asked for the correction now (`approved`: approved the one waiting): the next generation,
+    whatever the deadlines say."""
+    if item.status not in ACTIVE or action is None or item.action == "review" or item.dry_run:
+        return item
+    if approved and not item.awaiting:
+        return item
+    return run.command(item, action, item.status, approved)
+
+
+def retry(state: CustomerState, fingerprint: str, now: int, rules: Sequence[Rule], config: DriftConfig,
+          correlation_id: str = "", watermarks: Mapping[str, int] | None = None) -> Verdict:
+    """A person retries a reported finding's correction now: every rule runs (the finding's action is what its
+    rule says now), and if the rule still finds it, its next generation is commanded at once, escalated or
+    snoozed or not (a snooze ends). A finding without a correction (review, dry run) or no longer found
+    gets none (the latter resolves, as on any evaluation)."""
+    item = state.drift.get(fingerprint)
+    if item is None or item.status not in ACTIVE:
+        return Verdict(state)
+    if item.snoozed_until:
+        state = _replace(state, drift={**state.drift, fingerprint: _replace(item, snoozed_until=0)})
+    return evaluate(state, now, rules, config, None, correlation_id, watermarks, retry=fingerprint)
 
 
 def _resolve(item: DriftItem, now: int, run: _Run) -> DriftItem | None:
@@ -394,14 +437,59 @@ def _resolve(item: DriftItem, now: int, run: _Run) -> DriftItem | None:
     return resolved
 
 
+def accepted_note(by: str, note: str) -> str:
+    """What an accepted finding says: who accepted it, and why when they said."""
+    return f"accepted by {by}: {note}" if note else f"accepted by {by}"
+
+
 def accept(state: CustomerState, fingerprint: str, now: int, by: str, config: DriftConfig,
-           correlation_id: str = "") -> Verdict:
-    """A person accepts a reported finding: resolved as `accepted`, silent while it lasts."""
+           correlation_id: str = "", note: str = "") -> Verdict:
+    """A person (`by`) accepts a reported finding: resolved as `accepted`, silent while it lasts. Who and
+    why are kept as its note (`accepted_note`), on the finding and in the transition."""
     item = state.drift.get(fingerprint)
     if item is None or item.status not in ACTIVE:
         return Verdict(state)
-    accepted = _replace(item, status=RESOLVED, resolution="accepted", resolved_at=now, last_seen=now)
+    accepted = _replace(item, status=RESOLVED, resolution="accepted", resolved_at=now, last_seen=now,
+                        note=accepted_note(by, note))
     return _settled(state, accepted, item.status, now, config, correlation_id or f"accept:{by}")
+
+
+def snooze(state: CustomerState, fingerprint: str, now: int, until: int, by: str, config: DriftConfig,
+           note: str = "") -> Verdict:
+    """A person (`by`) snoozes a reported finding until `until` (epoch ms): it keeps its status, and nothing is
+    reported, commanded or escalated for it before then (it still resolves if the systems come to agree).
+    The deadline tick at `until` resumes it: a correction that timed out meanwhile is commanded again then.
+    No transition (the status does not change); who, until when and why are its note."""
+    item = state.drift.get(fingerprint)
+    if item is None or item.status not in ACTIVE or until <= now:
+        return Verdict(state)
+    snoozed = _replace(item, snoozed_until=until,
+                       note=f"snoozed by {by} until {iso_minutes(until)}" + (f": {note}" if note else ""))
+    items = {**state.drift, fingerprint: snoozed}
+    return Verdict(_replace(state, drift=items, next_due=_next_due(items.values(), config)))
+
+
+def approve(state: CustomerState, fingerprint: str, now: int, rules: Sequence[Rule], config: DriftConfig,
+            correlation_id: str = "", watermarks: Mapping[str, int] | None = None) -> Verdict:
+    """A person approves the correction waiting for approval: every rule runs, and if the rule still finds it,
+    the command is sent, with the id it waited under (same finding, generation and occurrence). No longer
+    found, it resolves and nothing is sent."""
+    item = state.drift.get(fingerprint)
+    if item is None or item.status not in ACTIVE or not item.awaiting:
+        return Verdict(state)
+    return evaluate(state, now, rules, config, None, correlation_id, watermarks, approve=fingerprint)
+
+
+def reject(state: CustomerState, fingerprint: str, now: int, by: str, config: DriftConfig,
+           note: str = "") -> Verdict:
+    """A person rejects the correction waiting for approval: nothing is sent and the finding is `escalated` to
+    its owner team (the disagreement stays: they fix it by hand, or accept it). Who and why are its note."""
+    item = state.drift.get(fingerprint)
+    if item is None or item.status not in ACTIVE or not item.awaiting:
+        return Verdict(state)
+    rejected = _replace(item, status=ESCALATED, awaiting="", last_seen=now,
+                        note=f"correction rejected by {by}" + (f": {note}" if note else ""))
+    return _settled(state, rejected, item.status, now, config, f"reject:{by}")
 
 
 def correction_failed(state: CustomerState, failed: CorrectionFailed, now: int, config: DriftConfig,
@@ -469,6 +557,8 @@ def _next_due(items: Iterable[DriftItem], config: DriftConfig, waiting: Mapping[
     bound = config.unread_bound_seconds * 1000
     earliest: int | None = None
     for item in items:  # one pass: this runs on every evaluation that ran a rule
+        if item.awaiting:
+            continue  # waits for a person, not for a time
         if item.status == PENDING:
             due = item.due
         elif item.status == COMMANDED:
@@ -477,6 +567,7 @@ def _next_due(items: Iterable[DriftItem], config: DriftConfig, waiting: Mapping[
             continue
         if waiting and item.rule in waiting:
             due = max(due, waiting[item.rule][0] + bound)
+        due = max(due, item.snoozed_until)
         if earliest is None or due < earliest:
             earliest = due
     return 0 if earliest is None else earliest

@@ -137,6 +137,8 @@ class Row(Struct, frozen=True, kw_only=True):
     note: str
     resolution: str
     evidence: list[Side]
+    command_id: str = ""  # the correction last commanded (what an operator replays if it was dead-lettered)
+    awaiting: str = ""  # the correction waiting for an operator's approval
 
 
 def value_text(value: Any) -> str:
@@ -164,6 +166,7 @@ def row(finding: IndexedFinding, titles: Mapping[str, str], config: DriftConfig,
         owner_title=OWNER_TITLES.get(owner, owner), age_seconds=max(0, (now - finding.first_seen) // 1000),
         first_seen=finding.first_seen, since=finding.since, summary=finding.summary, action=finding.action,
         dry_run=finding.dry_run, note=finding.note, resolution=finding.resolution or "", evidence=sides(finding),
+        command_id=finding.command_id, awaiting=finding.awaiting,
     )
 
 

@@ -15,12 +15,14 @@ since they hold customer data.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final, cast
 
 from aiohttp import web
 from faust.web import Request, Response, View
+from msgspec import Struct
 
 from concord.agents.faust_internals.web import free_index, on_server_shutdown
 from concord.agents.watermarks import HealthWatch
@@ -29,7 +31,6 @@ from concord.app.console import board as bd
 from concord.app.console import live
 from concord.app.console.health import SAMPLE_SECONDS, HealthStrip, Rates, gauge_value, health_strip, totals_by
 from concord.app.console.render import STATIC, render
-from concord.app.sessions import READ_ROLE
 from concord.connectors.drift_changes import ChangeLog
 from concord.connectors.executor import REDIS_ERRORS, Executor
 from concord.core import metrics
@@ -54,6 +55,13 @@ E_REDIS: Final = ("Redis is unreachable ({error}): the board reads every worker'
 def html(text: str, status: int = 200) -> Response:
     return cast(Response, web.Response(text=text, status=status, content_type="text/html",
                                        headers=SECURITY_HEADERS))
+
+
+class Actions(Struct, frozen=True):
+    """The action forms of the board's rows: for an operator, with the CSRF token of their session."""
+
+    csrf: str
+    by: str
 
 
 def safe_next(value: str | None) -> str:
@@ -94,6 +102,13 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, healt
     def health_html() -> str:
         return render("_health.html", health=strip())
 
+    def actions(request: Request) -> Actions | None:
+        """What the rows offer whoever is asking: the action forms, with the session's CSRF token, to an operator."""
+        who = access.identity(cast(web.Request, request))
+        if who is None or not who.can_act:
+            return None
+        return Actions(csrf=sessions.csrf_of(cast(web.Request, request)), by=who.name)
+
     @app.page("/")
     class BoardPage(View):
         """The drift board."""
@@ -115,7 +130,7 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, healt
             board = bd.build_board(filters=filters, page=page.items, total=page.total, counts=counts,
                                    resolved=resolved, rules=rules, config=config, events_after=after, now=now_ms())
             return html(render("board.html", board=board, health=strip(), severities=bd.SEVERITY_ORDER,
-                               page="board"))
+                               page="board", act=actions(request)))
 
     @app.page("/board/findings/{fingerprint}")
     class FindingFragment(View):
@@ -130,7 +145,7 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, healt
                     {"error": "redis_unreachable", "detail": E_REDIS.format(error=type(exc).__name__)}, status=503))
             if found is None or not bd.matches(found, filters, config):
                 return cast(Response, web.Response(status=204, headers=SECURITY_HEADERS))
-            return html(render("_finding.html", row=bd.row(found, titles, config, now_ms())))
+            return html(render("_finding.html", row=bd.row(found, titles, config, now_ms()), act=actions(request)))
 
     @app.page("/board/summary")
     class SummaryFragment(View):
@@ -169,7 +184,7 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, healt
 
     @app.page("/login")
     class Login(View):
-        """Sign in with the read (or admin) token: a session cookie that reads (app/sessions.py)."""
+        """Sign in with one's own token (users file), or the read or admin token: a session cookie (app/sessions.py)."""
 
         async def get(self, request: Request) -> Response:
             return html(render("login.html", next=safe_next(request.query.get("next")), error="",
@@ -179,11 +194,14 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, healt
             form = await cast(web.Request, request).post()
             target = safe_next(str(form.get("next", "")))
             token = str(form.get("token", "")).strip()
-            if not token or gate.token_role(token.encode("utf-8", "surrogateescape")) is None:
+            given = token.encode("utf-8", "surrogateescape")
+            # A user's token is checked with scrypt (tens of milliseconds): off the event loop.
+            who = await asyncio.to_thread(gate.identify_token, given) if token else None
+            if who is None:
                 return html(render("login.html", next=target, error="That token was refused.",
                                    max_age=sessions.max_age), 401)
             response = web.Response(status=303, headers={"Location": target, "Cache-Control": "no-store"})
-            sessions.set_cookie(response, sessions.issue(READ_ROLE, time.time()))
+            sessions.set_cookie(response, sessions.issue(who.name, who.role, time.time()))
             return cast(Response, response)
 
     @app.page("/logout")

@@ -154,7 +154,7 @@ async def test_findings_are_notified_once_despite_a_refusal_and_their_metrics_fo
                                                          (c.encode(), encode_event(erp_invoice))])
         d15 = opened[(b, "D15")]
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {ADMIN}"}) as session, session.post(
-                f"{worker.base_url}/api/drift/{d15['fingerprint']}/accept", json={"by": "ops"}) as resp:
+                f"{worker.base_url}/api/drift/{d15['fingerprint']}/accept", json={"note": "known"}) as resp:
             assert resp.status == 202, await resp.text()
         await wait_drift(worker, "resolved", 2)
 

@@ -200,7 +200,8 @@ async def test_with_a_public_listener_webhooks_are_closed_on_the_internal_one(ki
         assert (await client.get("/readyz")).status != 404
 
 
-@pytest.mark.parametrize("body", [b"[1, 2]", b'"accept"', b"{not json", b'{"by": 5}', b'{"by": "x", "evil": 1}'])
+@pytest.mark.parametrize("body", [b"[1, 2]", b'"accept"', b"{not json", b'{"note": 5}', b'{"note": "x", "evil": 1}',
+                                  b'{"by": "x"}'])  # who accepts is who is signed in: no free text
 async def test_an_accept_body_that_is_not_the_object_it_should_be_is_a_400(client: TestClient[Any, Any],
                                                                             body: bytes) -> None:
     # Refused before the finding is looked up: no Redis is needed to see it (it was a 500).

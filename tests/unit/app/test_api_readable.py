@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import pytest
+
 from concord.app.api import readable
+from concord.app.schemas import MAX_SNOOZE_HOURS, SnoozeBody
 from concord.tables.state import apply, empty
 from tests.unit.tables.state_builders import KEY, opportunity
 
@@ -13,3 +16,13 @@ def test_customer_view_shows_records_by_name_and_amounts_in_their_currency() -> 
     assert (opp["stage"], opp["amount"], opp["currency"]) == ("Closed Won", 123, "JPY")
     assert "amount_digits" not in opp and "stamps" not in opp
     assert opp["stamp"]["ts"] == 2  # derived values are shown: the newest change's version
+
+
+def test_a_snooze_says_one_time_within_the_bound() -> None:
+    now = 1_700_000_000_000
+    assert SnoozeBody(hours=4).until_ms(now) == now + 4 * 3_600_000
+    assert SnoozeBody(until=now + 60_000).until_ms(now) == now + 60_000
+    for body in (SnoozeBody(), SnoozeBody(hours=1, until=now + 1), SnoozeBody(until=now),
+                 SnoozeBody(until=now + (MAX_SNOOZE_HOURS + 1) * 3_600_000)):
+        with pytest.raises(ValueError):
+            body.until_ms(now)

@@ -1,5 +1,5 @@
-"""Session cookies (app/sessions.py) and signing in at /login: a cookie reads, never acts, and dies with the
-read token it was made with."""
+"""Session cookies (app/sessions.py) and signing in at /login: a cookie names who signed in, acts only with
+its CSRF token (tests/unit/app/test_identities.py), and dies with the read token it was made with."""
 
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ NOW = 1_700_000_000.0
 
 def test_a_session_round_trips_and_expires() -> None:
     signer = Sessions(Settings(read_token=READ, session_max_age_seconds=600))
-    value = signer.issue("read", NOW)
+    value = signer.issue("alice", "operator", NOW)
     session = signer.verify(value, NOW + 1)
-    assert session is not None and (session.role, session.issued, session.expires) == ("read", int(NOW), int(NOW) + 600)
+    assert session is not None
+    assert (session.name, session.role, session.issued, session.expires) == ("alice", "operator", int(NOW),
+                                                                            int(NOW) + 600)
     assert signer.verify(value, NOW + 600) is None  # expired, whatever the browser kept
     assert signer.verify(value, NOW - 5) is None  # not yet valid: a clock far behind is not trusted either
 
@@ -32,32 +34,38 @@ def test_a_session_round_trips_and_expires() -> None:
 @pytest.mark.parametrize("tamper", [
     lambda v: v.replace("v1.", "v2.", 1),
     lambda v: v[:-2] + ("AA" if not v.endswith("AA") else "BB"),
-    lambda v: "v1." + sessions._b64(msgspec.json.encode({"role": "admin", "issued": 0, "expires": 2**40})) + "."
-              + v.rsplit(".", 1)[1],
+    lambda v: "v1." + sessions._b64(msgspec.json.encode({"role": "operator", "issued": 0, "expires": 2**40,
+                                                         "name": "admin-token"})) + "." + v.rsplit(".", 1)[1],
     lambda v: "",
     lambda v: "garbage",
     lambda v: "v1..",
 ])
 def test_a_forged_or_altered_cookie_is_no_session(tamper: Any) -> None:
     signer = Sessions(Settings(read_token=READ))
-    assert signer.verify(tamper(signer.issue("read", NOW)), NOW + 1) is None
+    assert signer.verify(tamper(signer.issue("read-token", "viewer", NOW)), NOW + 1) is None
+
+
+def test_a_cookie_from_before_sessions_had_names_is_no_session() -> None:
+    signer = Sessions(Settings(read_token=READ))
+    body = sessions._b64(msgspec.json.encode({"role": "read", "issued": int(NOW), "expires": int(NOW) + 60}))
+    assert signer.verify(f"v1.{body}.{signer._sign(body)}", NOW + 1) is None
 
 
 def test_changing_the_read_token_or_the_secret_ends_every_session() -> None:
-    value = Sessions(Settings(read_token=READ)).issue("read", NOW)
+    value = Sessions(Settings(read_token=READ)).issue("read-token", "viewer", NOW)
     assert Sessions(Settings(read_token=READ)).verify(value, NOW) is not None  # every worker derives the same key
     assert Sessions(Settings(read_token="n" * 24)).verify(value, NOW) is None
     with_secret = Sessions(Settings(read_token=READ, session_secret="s" * 32))
     assert with_secret.verify(value, NOW) is None
     assert Sessions(Settings(read_token="n" * 24, session_secret="s" * 32)).verify(
-        with_secret.issue("read", NOW), NOW) is None  # the read token counts even with a secret
+        with_secret.issue("read-token", "viewer", NOW), NOW) is None  # the read token counts even with a secret
 
 
 def test_without_a_read_token_there_are_no_sessions() -> None:
     signer = Sessions(Settings(admin_token=ADMIN))
-    assert signer.verify(Sessions(Settings(read_token=READ)).issue("read", NOW), NOW) is None
+    assert signer.verify(Sessions(Settings(read_token=READ)).issue("read-token", "viewer", NOW), NOW) is None
     with pytest.raises(RuntimeError, match="CONCORD_READ_TOKEN"):
-        signer.issue("read", NOW)
+        signer.issue("read-token", "viewer", NOW)
 
 
 @pytest.mark.parametrize(("given", "expected"), [
@@ -80,7 +88,7 @@ def _cookie(response: Any) -> str:
     return response.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
 
 
-async def test_signing_in_gives_a_cookie_that_reads_and_never_acts(client: TestClient[Any, Any]) -> None:
+async def test_a_cookie_reads_and_acts_only_with_its_csrf_token(client: TestClient[Any, Any]) -> None:
     page = await client.get("/login?next=%2F%3Fstatus%3Dresolved")
     assert page.status == 200
     text = await page.text()
@@ -101,11 +109,14 @@ async def test_signing_in_gives_a_cookie_that_reads_and_never_acts(client: TestC
     assert (await client.get("/static/board.js", headers=cookie)).status == 200  # the read credential
     assert (await client.get("/static/board.js")).status == 401
     assert (await client.get("/api/drift/fp1", headers={"Cookie": f"{COOKIE}=x{_cookie(signed_in)}"})).status == 401
-    # Even signed in with the admin token: a browser sends cookies by itself, so a session never acts.
+    # Signed in with the admin token: a browser sends cookies by itself, so acting needs the CSRF token too.
     as_admin = await client.post("/login", data={"token": ADMIN}, allow_redirects=False)
     assert as_admin.status == 303 and as_admin.headers["Location"] == "/"
     acting = await client.post("/api/drift/fp1/accept", headers={"Cookie": f"{COOKIE}={_cookie(as_admin)}"})
-    assert acting.status == 401
+    assert acting.status == 403 and (await acting.json())["error"] == "csrf"
+    as_viewer = await client.post("/api/drift/fp1/accept", headers={
+        "Cookie": cookie["Cookie"], "X-CSRF-Token": Sessions(Settings(read_token=READ)).csrf_token(_cookie(signed_in))})
+    assert as_viewer.status == 403 and (await as_viewer.json())["error"] == "forbidden"  # the read token's session
 
     out = await client.post("/logout", headers=cookie, allow_redirects=False)
     assert out.status == 303 and out.headers["Location"] == "/login"

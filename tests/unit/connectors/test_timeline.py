@@ -8,6 +8,7 @@ from concord.connectors.executor import CommandResult
 from concord.connectors.timeline import (
     EVENTS_LISTED,
     Checkpoint,
+    action_taken,
     bounded,
     checkpoint_of,
     command_issued,
@@ -77,6 +78,13 @@ def test_drift_checkpoints_say_the_rule_the_status_and_the_finding() -> None:
                          detail={"fingerprint": "fp1", "rule": "D04", "resolution": "corrected"})
     found = checkpoint_of(record)
     assert found is not None and found[1].summary == "D04 resolved (corrected): finding fp1"
+
+
+def test_a_persons_action_is_a_checkpoint_with_their_name() -> None:
+    found = checkpoint_of(action_taken("accept", KEY, "fp1", "alice", 9, "accepted", "known exception"))
+    assert found is not None and found[0] == KEY
+    assert (found[1].kind, found[1].correlation_id, found[1].detail["by"]) == ("action.accept", "accept:alice", "alice")
+    assert found[1].summary == "accept by alice (known exception): accepted, finding fp1"
 
 
 def test_within_one_millisecond_events_come_before_findings_before_commands_before_results() -> None:

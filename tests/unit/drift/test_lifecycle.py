@@ -225,8 +225,13 @@ def test_accepted_finding_stays_silent_while_the_condition_lasts() -> None:
     switch, rules, config = setup(grace_min=0, action="review")
     v = lifecycle.evaluate(empty("001"), MIN, rules, config)
     (fp,) = v.state.drift
-    accepted = lifecycle.accept(v.state, fp, 2 * MIN, by="ops", config=config)
+    accepted = lifecycle.accept(v.state, fp, 2 * MIN, by="ops", config=config, note="known: a grandfathered plan")
     assert statuses(accepted) == [("open", "resolved")] and accepted.transitions[0].resolution == "accepted"
+    # Who accepted it and why stay on the finding and in its transition (the board and the timeline show them).
+    note = "accepted by ops: known: a grandfathered plan"
+    assert accepted.transitions[0].note == accepted.state.drift[fp].note == note
+    silent = lifecycle.accept(v.state, fp, 2 * MIN, by="ops", config=config)
+    assert silent.state.drift[fp].note == "accepted by ops"
     later = lifecycle.evaluate(accepted.state, 3 * MIN, rules, config)
     assert later.transitions == ()
     assert later.state.drift[fp].resolution == "accepted"
@@ -483,3 +488,121 @@ def test_steps_a_deadline_takes_carry_the_correlation_id_of_the_event_that_revea
     switch.on = False  # an event settles it: its own correlation id
     v = lifecycle.evaluate(v.state, 11 * MIN, rules, config, correlation_id="evt_fix")
     assert [(t.status, t.correlation_id) for t in v.transitions] == [("resolved", "evt_fix")]
+
+
+def test_a_snoozed_finding_is_neither_commanded_again_nor_escalated_until_its_time_then_resumes() -> None:
+    switch, rules, config = setup(grace_min=0)
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    (fp,) = v.state.drift
+    assert v.state.drift[fp].status == "commanded" and v.state.next_due == 30 * MIN
+    snoozed = lifecycle.snooze(v.state, fp, MIN, 120 * MIN, by="alice", config=config, note="vendor outage")
+    assert snoozed.transitions == () and snoozed.state.next_due == 120 * MIN  # the tick that resumes it
+    item = snoozed.state.drift[fp]
+    assert item.status == "commanded" and item.snoozed_until == 120 * MIN
+    assert item.note == "snoozed by alice until 1970-01-01T02:00+00:00: vendor outage"
+    quiet = lifecycle.evaluate(snoozed.state, 60 * MIN, rules, config)  # past the correction timeout
+    assert quiet.transitions == () and quiet.commands == ()
+    resumed = lifecycle.evaluate(quiet.state, 120 * MIN, rules, config)
+    assert statuses(resumed) == [("commanded", "commanded")] and resumed.commands[0].generation == 2
+
+
+def test_a_snoozed_finding_still_resolves_and_only_reported_ones_snooze() -> None:
+    switch, rules, config = setup(grace_min=0, action="review")
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    (fp,) = v.state.drift
+    snoozed = lifecycle.snooze(v.state, fp, MIN, 60 * MIN, by="alice", config=config)
+    assert snoozed.state.drift[fp].note == "snoozed by alice until 1970-01-01T01:00+00:00"
+    switch.on = False
+    assert statuses(lifecycle.evaluate(snoozed.state, 2 * MIN, rules, config)) == [("open", "resolved")]
+    assert lifecycle.snooze(v.state, fp, MIN, MIN, by="a", config=config).state is v.state  # not in the future
+    assert lifecycle.snooze(v.state, "nope", MIN, 9 * MIN, by="a", config=config).state is v.state
+    pending_rules = setup(grace_min=10)
+    pending = lifecycle.evaluate(empty("001"), 0, pending_rules[1], pending_rules[2])
+    (pfp,) = pending.state.drift
+    assert lifecycle.snooze(pending.state, pfp, MIN, 9 * MIN, by="a", config=config).state is pending.state
+
+
+def test_a_state_stored_before_snoozes_and_approvals_decodes() -> None:
+    item = messages.DriftItem(fingerprint="f", rule="D99", subject="s", status="open", severity="high", since=0, due=0,
+                              correlation_id="c")
+    fields = msgspec.msgpack.decode(msgspec.msgpack.encode(item))
+    before = msgspec.msgpack.decode(msgspec.msgpack.encode(fields[:-2]), type=messages.DriftItem)  # as stored then
+    assert (before.correlation_id, before.snoozed_until, before.awaiting) == ("c", 0, "")
+
+
+def test_a_retry_commands_the_next_generation_at_once_even_escalated_or_snoozed() -> None:
+    switch, rules, config = setup(grace_min=0, max_corrections=1)
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    (fp,) = v.state.drift
+    retried = lifecycle.retry(v.state, fp, MIN, rules, config)  # before the correction timeout
+    assert statuses(retried) == [("commanded", "commanded")]
+    (command,) = retried.commands
+    assert command.generation == 2 and command.command_id == messages.command_id(fp, command.action, 2)
+    escalated = lifecycle.evaluate(retried.state, 40 * MIN, rules, config)
+    assert statuses(escalated) == [("commanded", "escalated")]
+    snoozed = lifecycle.snooze(escalated.state, fp, 41 * MIN, 99 * MIN, by="a", config=config)
+    again = lifecycle.retry(snoozed.state, fp, 42 * MIN, rules, config)
+    assert statuses(again) == [("escalated", "commanded")] and again.commands[0].generation == 3
+    assert again.state.drift[fp].snoozed_until == 0
+    switch.on = False
+    gone = lifecycle.retry(again.state, fp, 43 * MIN, rules, config)
+    assert statuses(gone) == [("commanded", "resolved")] and gone.commands == ()
+
+
+def test_a_finding_without_a_correction_is_not_retried() -> None:
+    switch, rules, config = setup(grace_min=0, action="review")
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    (fp,) = v.state.drift
+    assert lifecycle.retry(v.state, fp, MIN, rules, config).commands == ()
+    assert lifecycle.retry(v.state, "nope", MIN, rules, config).state is v.state
+
+
+def approve_mode(grace_min: int = 0, max_corrections: int = 2) -> tuple[Switch, list[Rule], DriftConfig]:
+    switch, rules, config = setup(grace_min=grace_min, max_corrections=max_corrections)
+    defaults = msgspec.structs.replace(rules[0].defaults, mode="approve")
+    return switch, [msgspec.structs.replace(rules[0], defaults=defaults)], config
+
+
+def test_in_approve_mode_a_correction_waits_for_a_person_then_goes_with_the_id_it_would_have_had() -> None:
+    switch, rules, config = approve_mode()
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    (fp,) = v.state.drift
+    item = v.state.drift[fp]
+    expected = messages.command_id(fp, "support.suspend_entitlement", 1, item.since)
+    assert statuses(v) == [("pending", "open")] and v.commands == ()
+    assert item.status == "open" and item.awaiting == expected
+    assert item.note == f"awaiting approval: support.suspend_entitlement (command {expected}, generation 1)"
+    assert v.state.next_due == 0  # it waits for a person, not for a time
+    assert lifecycle.evaluate(v.state, 90 * MIN, rules, config).transitions == ()  # a tick changes nothing
+    approved = lifecycle.approve(v.state, fp, 2 * MIN, rules, config)
+    assert statuses(approved) == [("open", "commanded")]
+    (command,) = approved.commands
+    assert command.command_id == expected and command.generation == 1
+    after = approved.state.drift[fp]
+    assert (after.awaiting, after.note, after.command_id) == ("", "", expected)
+    # Still there after the correction timeout: the next generation waits for approval too.
+    again = lifecycle.evaluate(approved.state, 40 * MIN, rules, config)
+    assert again.commands == () and again.state.drift[fp].awaiting == messages.command_id(
+        fp, "support.suspend_entitlement", 2, item.since)
+    assert lifecycle.approve(approved.state, fp, 3 * MIN, rules, config).state is approved.state  # none waiting
+
+
+def test_a_rejected_correction_is_not_sent_and_the_finding_is_escalated() -> None:
+    switch, rules, config = approve_mode()
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    (fp,) = v.state.drift
+    rejected = lifecycle.reject(v.state, fp, MIN, by="alice", config=config, note="the customer pays by wire")
+    assert statuses(rejected) == [("open", "escalated")] and rejected.commands == ()
+    item = rejected.state.drift[fp]
+    assert item.awaiting == "" and item.note == "correction rejected by alice: the customer pays by wire"
+    assert lifecycle.evaluate(rejected.state, 90 * MIN, rules, config).commands == ()
+    assert lifecycle.reject(rejected.state, fp, 2 * MIN, by="a", config=config).state is rejected.state
+
+
+def test_an_approval_of_a_finding_gone_meanwhile_sends_nothing() -> None:
+    switch, rules, config = approve_mode()
+    v = lifecycle.evaluate(empty("001"), 0, rules, config)
+    (fp,) = v.state.drift
+    switch.on = False
+    gone = lifecycle.approve(v.state, fp, MIN, rules, config)
+    assert statuses(gone) == [("open", "resolved")] and gone.commands == ()
