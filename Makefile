@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CACHE := .cache
 INFRA := $(BIN)/python -m concord.infra
 
-.PHONY: help venv demo test test-unit test-integration browser bench bench-reliability lint docs infra-up infra-down infra-status clean
+.PHONY: help venv demo test test-unit test-integration browser screenshots bench bench-reliability lint docs infra-up infra-down infra-status clean
 
 help:
 	@echo "make demo          the live closed loop: Kafka, Redis, a worker, the webhooks and the platform sandbox, until Ctrl-C"
@@ -18,6 +18,7 @@ help:
 	@echo "                   sandbox's ground truth (false findings, platform writes; docs/reliability.md)"
 	@echo "make lint          ruff and mypy"
 	@echo "make docs          regenerate docs/configuration.md and docs/metrics.md from the code"
+	@echo "make screenshots   refresh the console's screenshots in docs/images/ from its browser test"
 	@echo "make infra-up | infra-down | infra-status   local Kafka (KRaft) and Redis without Docker"
 
 $(STAMP): pyproject.toml
@@ -52,6 +53,12 @@ test: lint browser
 	@$(INFRA) up --session $(CACHE)/test-session.json
 	@status=0; $(BIN)/pytest -q -p no:cacheprovider tests || status=$$?; \
 	  $(INFRA) down --session $(CACHE)/test-session.json; exit $$status
+
+# The console's screenshots in docs/console.md: taken by its browser test on the real pipeline.
+screenshots: venv browser
+	@$(INFRA) up --session $(CACHE)/screenshots-session.json
+	@status=0; CONCORD_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q tests/integration/test_board_browser.py \
+	  -k search_box || status=$$?; $(INFRA) down --session $(CACHE)/screenshots-session.json; exit $$status
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit

@@ -87,17 +87,20 @@ POLICY: Final[Mapping[str, str]] = {
     "/api/v1/customers/{key}/entitlement": READ,
     "/api/v1/customers/{key}/invoices": READ,
     "/api/v1/customers/{key}/subscriptions": READ,
-    # The board (app/console/): its page, its live stream, the fragments its script fetches, its files.
+    # The console (app/console/): the board, its live stream, the fragments its script fetches, its files;
+    # the search page and the customer view.
     "/": READ,
     "/events": READ,
     "/board/findings/{fingerprint}": READ,
     "/board/summary": READ,
     "/static/{name}": READ,
+    "/search": READ,
+    "/customers/{key}": READ,
     "/login": LOGIN,
     "/logout": LOGIN,
 }
 #: Pages a person opens in a browser: without any credential, a redirect to `/login` rather than a 401.
-PAGES: Final = frozenset({"/"})
+PAGES: Final = frozenset({"/", "/search", "/customers/{key}"})
 #: What the public (webhook) listener serves, when there is one.
 PUBLIC: Final = frozenset({WEBHOOK, OPEN})
 

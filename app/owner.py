@@ -9,8 +9,9 @@ with the owner's address:
   which a person behind a load balancer, or a page served by one worker, often cannot reach;
 * clients drop the `Authorization` header when a redirect leads to another host or port (browsers,
   aiohttp, curl without `--location-trusted`): the owner would answer 401;
-* forwarded, the request keeps the caller's own bearer token and the owner checks it with the same
-  access policy as any request (app/access.py): nothing is trusted because it came from a worker.
+* forwarded, the request keeps the caller's own credential (its bearer token, or the session cookie of a
+  browser opening the customer page) and the owner checks it with the same access policy as any request
+  (app/access.py): nothing is trusted because it came from a worker.
 
 Faust's `table_route` forwards too, but finds the owner from the key as the table's changelog
 serializes it (JSON, `"001A"` with its quotes) while the state agent writes a customer to the partition
@@ -86,9 +87,10 @@ class Owners:
         if request.headers.get(FORWARDED):
             return _error(view, 503, "moved", E_MOVED.format(key=key))
         headers = {FORWARDED: "1", "Accept": "application/json"}
-        authorization = request.headers.get("Authorization")
-        if authorization is not None:
-            headers["Authorization"] = authorization
+        for credential in ("Authorization", "Cookie"):  # the caller's bearer token, or a page's session
+            value = request.headers.get(credential)
+            if value is not None:
+                headers[credential] = value
         target = URL(url).join(request.rel_url)
         try:
             async with self._app.http_client.get(

@@ -35,6 +35,8 @@ MAX_LIMIT: Final = 200
 RESOLUTIONS_SHOWN: Final = 10
 # A value longer than this is cut in the evidence (the whole finding is at /api/drift/{fingerprint}).
 VALUE_CHARS: Final = 200
+#: Longest customer key the board's customer filter takes.
+MAX_KEY: Final = 200
 
 
 class Filters(Struct, frozen=True, kw_only=True):
@@ -45,12 +47,13 @@ class Filters(Struct, frozen=True, kw_only=True):
     severity: str = ""
     platform: str = ""
     owner: str = ""
+    customer: str = ""  # a customer key: that customer's findings only (the customer view links here)
     offset: int = 0
     limit: int = DEFAULT_LIMIT
 
 
 _DEFAULTS: Final = Filters()
-_FILTER_FIELDS: Final = ("status", "rule", "severity", "platform", "owner")
+_FILTER_FIELDS: Final = ("status", "rule", "severity", "platform", "owner", "customer")
 
 
 def _int(text: str | None, default: int, low: int, high: int) -> int:
@@ -58,6 +61,12 @@ def _int(text: str | None, default: int, low: int, high: int) -> int:
         return max(low, min(high, int(text))) if text else default
     except ValueError:
         return default
+
+
+def _customer(text: str | None) -> str:
+    """A customer key as the filter takes it: stripped; dropped when it cannot be one (too long, control)."""
+    key = (text or "").strip()
+    return key if len(key) <= MAX_KEY and key.isprintable() else ""
 
 
 def parse_filters(query: Mapping[str, str], rule_ids: Collection[str]) -> Filters:
@@ -70,6 +79,7 @@ def parse_filters(query: Mapping[str, str], rule_ids: Collection[str]) -> Filter
     return Filters(
         status=pick("status", STATUSES, "open"), rule=pick("rule", rule_ids), severity=pick("severity", SEVERITIES),
         platform=pick("platform", PLATFORMS), owner=pick("owner", OWNER_TITLES),
+        customer=_customer(query.get("customer")),
         offset=_int(query.get("offset"), 0, 0, 10**9), limit=_int(query.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT),
     )
 
@@ -99,7 +109,8 @@ def matches(finding: IndexedFinding, filters: Filters, config: DriftConfig) -> b
             and (not filters.rule or finding.rule == filters.rule)
             and (not filters.severity or finding.severity == filters.severity)
             and (not filters.platform or any(o.system == filters.platform for o in finding.evidence))
-            and (not filters.owner or config.owner(finding.rule) == filters.owner))
+            and (not filters.owner or config.owner(finding.rule) == filters.owner)
+            and (not filters.customer or finding.customer_key == filters.customer))
 
 
 class Value(Struct, frozen=True, kw_only=True):

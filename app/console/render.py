@@ -20,6 +20,7 @@ import jinja2
 from msgspec import Struct
 
 from concord.app.console.board import duration, when
+from concord.app.console.customer import checkpoint_text, field_text, kind_text, system_title
 
 HERE: Final = Path(__file__).resolve().parent
 
@@ -33,6 +34,10 @@ ENV: Final = jinja2.Environment(
 )
 ENV.filters["duration"] = duration
 ENV.filters["when"] = when
+ENV.filters["field_text"] = field_text
+ENV.filters["checkpoint_text"] = checkpoint_text
+ENV.filters["kind_text"] = kind_text
+ENV.filters["system_title"] = system_title
 
 
 def render(template: str, **context: Any) -> str:

@@ -6,6 +6,10 @@
   not match the filters in the query (the page's script asks after each change);
 * `GET /board/summary`: the counts by rule and severity and the recent resolutions (the same);
 * `GET /static/{name}`: the page's stylesheet and script;
+* `GET /search?q=`: customers by any id, email or name prefix (the search index, as `/api/search`); one
+  exact id of one customer goes straight to its view (303);
+* `GET /customers/{key}`: the customer 360 (app/customer_view.py), rendered by the worker that owns the
+  customer: another worker forwards the request there with the caller's credential (app/owner.py);
 * `GET|POST /login`, `POST /logout`: a browser's session (app/sessions.py).
 
 Pages are sent with a Content-Security-Policy that allows only this worker's own scripts, styles and
@@ -17,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final, cast
+from urllib.parse import quote
 
+import msgspec
 from aiohttp import web
 from faust.web import Request, Response, View
 from msgspec import Struct
@@ -28,15 +34,20 @@ from concord.agents.faust_internals.web import free_index, on_server_shutdown
 from concord.agents.watermarks import HealthWatch
 from concord.app import access
 from concord.app.console import board as bd
+from concord.app.console import customer as cv
 from concord.app.console import live
 from concord.app.console.health import SAMPLE_SECONDS, HealthStrip, Rates, gauge_value, health_strip, totals_by
 from concord.app.console.render import STATIC, render
+from concord.app.customer_view import customer_view
+from concord.app.owner import Owners
 from concord.connectors.drift_changes import ChangeLog
 from concord.connectors.executor import REDIS_ERRORS, Executor
+from concord.connectors.search_index import MAX_QUERY, QueryError, query_text
 from concord.core import metrics
 from concord.core.messages import now_ms
 from concord.drift.config import DriftConfig
 from concord.drift.rule import Rule
+from concord.tables import state as st
 
 if TYPE_CHECKING:
     from concord.agents.context import Concord
@@ -48,6 +59,14 @@ SECURITY_HEADERS: Final = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+#: Customers the search page lists at most; the checkpoints the customer view shows.
+SEARCH_LIMIT: Final = 50
+VIEW_TIMELINE: Final = 20
+E_TIMELINE: Final = ("Redis is unreachable ({error}): the timeline cannot be read now; the records and findings "
+                     "are shown.")
+E_EMPTY_SEARCH: Final = "Nothing to search for: type an id, an email or the beginning of a name."
+E_SEARCH: Final = ("Redis is unreachable ({error}): the search index is there. Concord goes on detecting; search "
+                   "is back when Redis answers.")
 E_REDIS: Final = ("Redis is unreachable ({error}): the board reads every worker's findings from the drift index "
                   "there. Concord goes on detecting; the board is back when Redis answers.")
 
@@ -77,6 +96,7 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, healt
     app = concord.app
     free_index(app)  # `/` is the board, not Faust's placeholder
     index = concord.drift_index
+    search = concord.search_index
     feed = live.Feed(ChangeLog(concord.redis, concord.settings.topic_prefix))
     gate = access.Access(concord.settings)
     sessions = gate.sessions
@@ -120,7 +140,8 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, healt
                 after = await feed.changes.last_id()
                 page = await index.query(
                     status=filters.status, rule=filters.rule or None, severity=filters.severity or None,
-                    system=filters.platform or None, offset=filters.offset, limit=filters.limit,
+                    system=filters.platform or None, customer_key=filters.customer or None,
+                    offset=filters.offset, limit=filters.limit,
                     rules=bd.owner_rules(filters.owner, rules, config) if filters.owner else None)
                 counts = await index.counts(rule_ids)
                 resolved = await index.recently_resolved(bd.RESOLUTIONS_SHOWN)
@@ -182,6 +203,35 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, healt
                 "Content-Type": found.content_type, "Cache-Control": "private, max-age=300",
                 "X-Content-Type-Options": "nosniff"}))
 
+    @app.page("/search")
+    class SearchPage(View):
+        """Customers by any id, email or name prefix; one exact id of one customer: its view, at once."""
+
+        async def get(self, request: Request) -> Response:
+            raw = request.query.get("q")
+            if raw is None:  # the page itself, before any search
+                return html(render("search.html", query="", error="", results=None, page="search"))
+            try:
+                query = query_text(raw)
+            except QueryError as exc:  # the API's words, but a person types in a box rather than sends ?q=
+                error = E_EMPTY_SEARCH if not raw.strip() else str(exc)
+                return html(render("search.html", query=raw.strip()[:MAX_QUERY], error=error, results=None,
+                                   page="search"), 400)
+            try:
+                results = await search.search(query, SEARCH_LIMIT, index.open_counts)
+            except REDIS_ERRORS as exc:
+                return html(render("unavailable.html", heading="Search is unavailable", page="search",
+                                   detail=E_SEARCH.format(error=f"{type(exc).__name__}: {exc}"),
+                                   retry=cast(web.Request, request).path_qs, query=query), 503)
+            target = cv.redirect_target(results)
+            if target is not None:
+                return cast(Response, web.Response(status=303, headers={
+                    "Location": f"/customers/{quote(target, safe='')}", "Cache-Control": "no-store"}))
+            return html(render("search.html", query=query, error="", results=results, page="search"))
+
+    if "customers" in concord.tables:
+        register_customer_page(concord, titles)
+
     @app.page("/login")
     class Login(View):
         """Sign in with one's own token (users file), or the read or admin token: a session cookie (app/sessions.py)."""
@@ -217,3 +267,45 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, healt
     # two comes first: the web server's shutdown, or the worker's closers when Faust stops the app).
     on_server_shutdown(app, feed.close)
     concord.on_shutdown(feed.close)
+
+
+def register_customer_page(concord: Concord, titles: Mapping[str, str]) -> None:
+    """`/customers/{key}` on a worker holding the customers table (the state role): answered by the owner."""
+    app = concord.app
+    customers = concord.tables["customers"]
+    owners = Owners(app, customers, concord.settings.topic_partitions)
+    timelines = concord.timeline
+
+    @app.page("/customers/{key}")
+    class CustomerPage(View):
+        """The customer 360: the four systems side by side, its findings, its timeline."""
+
+        async def get(self, request: Request, key: str) -> Response:
+            relayed = await owners.route(self, request, key)
+            if relayed is not None:
+                return relayed_page(relayed, cast(web.Request, request))
+            raw = customers.get(key)
+            if raw is None:
+                return html(render("not_found.html", key=key, page="customer"), 404)
+            try:
+                checkpoints, detail = await timelines.read(key, VIEW_TIMELINE), ""
+            except REDIS_ERRORS as exc:  # the records and findings are here: show them without the timeline
+                checkpoints, detail = [], E_TIMELINE.format(error=f"{type(exc).__name__}: {exc}")
+            view = customer_view(st.load(raw), checkpoints, f"/api/customers/{quote(key, safe='')}/timeline", detail)
+            return html(render("customer.html", view=view, master=cv.master_table(view),
+                               invoice_lines=cv.invoice_lines, titles=titles, page="customer"))
+
+
+def relayed_page(relayed: Response, request: web.Request) -> Response:
+    """The owner's page as this worker sends it on (its own headers); the forwarding's refusal (JSON: no
+    owner now, the owner unreachable) as a page saying so."""
+    body = cast(web.Response, relayed).body
+    text = bytes(body).decode("utf-8", "replace") if isinstance(body, bytes | bytearray) else ""
+    if relayed.content_type == "text/html":
+        return html(text, relayed.status)
+    try:
+        detail = str(msgspec.json.decode(text).get("detail", text))
+    except (msgspec.DecodeError, AttributeError):
+        detail = text
+    return html(render("unavailable.html", heading="This customer cannot be shown now", detail=detail,
+                       retry=request.path_qs, page="customer"), relayed.status)

@@ -15,6 +15,7 @@ import aiohttp
 import msgspec
 import redis.asyncio as aioredis
 
+from concord.app.sessions import COOKIE
 from concord.bench.common import free_port
 from concord.bench.workload import customer_key, history
 from concord.codecs.model import AccountUpserted, CanonicalEvent, CustomerUpserted, SubscriptionChanged, Version
@@ -65,6 +66,21 @@ async def get(worker: WorkerProcess, path: str, headers: dict[str, str] | None =
     async with aiohttp.ClientSession() as session, session.get(f"{worker.base_url}{path}",
                                                                headers=headers or {}) as resp:
         return resp.status, await resp.json(content_type=None)
+
+
+async def sign_in(worker: WorkerProcess) -> str:
+    """A browser's session cookie from `worker`'s sign-in page, as a `Cookie` header's value."""
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{worker.base_url}/login", data={"token": READ_TOKEN, "next": "/"}, allow_redirects=False) as resp:
+        assert resp.status == 303, await resp.text()
+        morsel = resp.cookies[COOKIE]
+        return f"{morsel.key}={morsel.value}"
+
+
+async def page(worker: WorkerProcess, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(f"{worker.base_url}{path}", headers=headers,
+                                                               allow_redirects=False) as resp:
+        return resp.status, await resp.text()
 
 
 def reader(headers: dict[str, str] | None = None) -> dict[str, str]:
@@ -246,6 +262,17 @@ async def test_any_worker_answers_for_a_customer_the_worker_that_owns_it_holds(
             assert (await get(theirs, f"/api/customers/{key}/view"))[0] == 401
             assert (await get(theirs, f"/api/customers/{key}/view",
                               {"Authorization": "Bearer not-the-read-token-at-all"}))[0] == 401
+        # The customer page too, for a browser signed in at a worker that does not own the customer: its
+        # session cookie goes along, the owner renders the page, and an unknown customer is a 404 page.
+        cookie = await sign_in(workers[0])
+        for key in keys[:4]:
+            for worker in workers:
+                status, text = await page(worker, f"/customers/{key}", {"Cookie": cookie})
+                assert status == 200 and f"Salesforce account <code>{key}</code>" in text, (key, status, text)
+            status, _ = await page(workers[1 - owned[key]], f"/customers/{key}", {})
+            assert status == 303  # no credential: sent to sign in, not forwarded
+        unknown = await page(workers[0], "/customers/001Nobody000000AAA", {"Cookie": cookie})
+        assert unknown[0] == 404 and "No customer 001Nobody000000AAA" in unknown[1]
     finally:
         for worker in workers:
             # Not asserting a clean exit: the first one's leaving rebalances the second one, which Faust may

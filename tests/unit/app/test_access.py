@@ -219,3 +219,29 @@ async def test_a_search_for_nothing_too_much_or_control_characters_is_a_400(clie
     assert response.status == 400
     body = await response.json()
     assert body["error"] == "bad_request" and ("query" in body["detail"])
+
+
+@pytest.mark.parametrize("path", ["/search?q=cus_1", "/customers/001A"])
+async def test_the_search_page_and_the_customer_view_send_a_person_to_sign_in(client: TestClient[Any, Any],
+                                                                               path: str) -> None:
+    assert access.POLICY[path.split("?")[0].replace("001A", "{key}")] == access.READ
+    response = await client.get(path, allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"] == f"/login?next={quote(path, safe='')}"
+    refused = await client.get(path, headers={"Authorization": "Bearer wrong-token-wrong-token"})
+    assert refused.status == 401  # a script with a bad token gets a 401, not a page
+
+
+@pytest.mark.parametrize("client", [Settings()], indirect=True)
+@pytest.mark.parametrize("path", ["/search?q=cus_1", "/customers/001A"])
+async def test_the_console_pages_are_closed_without_a_read_token(client: TestClient[Any, Any], path: str) -> None:
+    response = await client.get(path, allow_redirects=False)
+    assert response.status == 503 and (await response.json())["error"] == "not_configured"
+
+
+@pytest.mark.parametrize("query", ["?q=", "?q=%20%20", "?q=" + "x" * 201, "?q=cus_1%00x"])
+async def test_the_search_page_says_what_is_wrong_with_a_query(client: TestClient[Any, Any], query: str) -> None:
+    # Refused before the index is asked: no Redis is needed to see it.
+    response = await client.get(f"/search{query}", headers={"Authorization": f"Bearer {READ}"})
+    assert response.status == 400 and response.content_type == "text/html"
+    text = await response.text()
+    assert 'id="search-error"' in text and ("query" in text or "Nothing to search for" in text)

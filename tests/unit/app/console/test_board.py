@@ -169,7 +169,7 @@ def test_the_board_page_renders_every_part() -> None:
     assert 'id="r-fp2"' in page  # recently resolved
     assert '<label for="f-owner">Owner</label>' in page and '<option value="finance">Finance</option>' in page
     assert '<th scope="col">critical</th>' in page
-    assert '<form class="search" role="search" action="/api/search" method="get">' in page
+    assert '<form class="search" role="search" action="/search" method="get">' in page
 
 
 def test_everything_a_platform_sent_is_escaped() -> None:
@@ -178,7 +178,7 @@ def test_everything_a_platform_sent_is_escaped() -> None:
     page = render("_finding.html", row=bd.row(evil, TITLES, CONFIG, NOW))
     assert "<script>" not in page and "<img" not in page and "<b>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "/api/customers/%3Cscript%3Ealert%281%29%3C/script%3E" in page
+    assert "/customers/%3Cscript%3Ealert%281%29%3C/script%3E" in page
 
 
 def test_filters_show_what_is_chosen() -> None:
