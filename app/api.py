@@ -14,7 +14,7 @@ who acts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
@@ -24,7 +24,7 @@ from faust.web import Request, Response, View
 from concord.app import access, lookups
 from concord.app.contract import OPENAPI_PATH, encoded_document, page
 from concord.app.customer_view import customer_view
-from concord.app.forms import action_body, is_form
+from concord.app.forms import B, action_body, is_form
 from concord.app.owner import Owners
 from concord.app.schemas import (
     AcceptBody,
@@ -213,95 +213,75 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
         assert who is not None and who.can_act  # the access middleware let only an operator through
         return who.name
 
+    async def act(view: View, faust_request: Request, fingerprint: str, kind: str, body_type: type[B],
+                  message_of: Callable[[IndexedFinding, str, B], Any]) -> Response:
+        """An operator's action on one finding: its body, the finding, the message to the state agent (or the
+        refusal `message_of` answers), sent on the canonical topic keyed by the customer, then the answer."""
+        request = cast(web.Request, faust_request)  # Faust's aiohttp driver hands handlers aiohttp's request
+        by = operator(request)
+        try:
+            body = await action_body(request, body_type)
+            found = await finding_of(view, fingerprint)
+            if not isinstance(found, IndexedFinding):
+                return found
+            message = message_of(found, by, body)
+        except (msgspec.DecodeError, ValueError) as exc:  # ValidationError is a DecodeError
+            return bad(view, exc)
+        if not isinstance(message, msgspec.Struct):  # a refusal (Faust's Response is not the driver's class)
+            return cast(Response, message)
+        await canonical.send(key=found.customer_key.encode(), value=messages.encode(message))
+        return done(view, request, kind, fingerprint, by)
+
     @page(app, "/drift/{fingerprint}/accept")
     class AcceptView(View):
         """An operator accepts a finding, with a note: resolved as `accepted`, under their name (app/access.py)."""
 
-        async def post(self, faust_request: Request, fingerprint: str) -> Response:
-            request = cast(web.Request, faust_request)  # Faust's aiohttp driver hands handlers aiohttp's request
-            by = operator(request)
-            try:
-                body = await action_body(request, AcceptBody)
-            except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-                return bad(self, exc)
-            found = await finding_of(self, fingerprint)
-            if not isinstance(found, IndexedFinding):
-                return found
-            message = messages.AcceptFinding(customer_key=found.customer_key, fingerprint=fingerprint, by=by,
-                                              note=body.note)
-            await canonical.send(key=found.customer_key.encode(), value=messages.encode(message))
-            return done(self, request, "accept", fingerprint, by)
+        async def post(self, request: Request, fingerprint: str) -> Response:
+            return await act(self, request, fingerprint, "accept", AcceptBody, lambda found, by, body:
+                             messages.AcceptFinding(customer_key=found.customer_key, fingerprint=fingerprint, by=by,
+                                                    note=body.note))
 
     @page(app, "/drift/{fingerprint}/snooze")
     class SnoozeView(View):
         """An operator snoozes a finding for `hours` or `until` a time: silent until then (drift/lifecycle.py)."""
 
-        async def post(self, faust_request: Request, fingerprint: str) -> Response:
-            request = cast(web.Request, faust_request)
-            by = operator(request)
-            try:
-                body = await action_body(request, SnoozeBody)
-                until = body.until_ms(messages.now_ms())
-            except (msgspec.DecodeError, ValueError) as exc:
-                return bad(self, exc)
-            found = await finding_of(self, fingerprint)
-            if not isinstance(found, IndexedFinding):
-                return found
-            message = messages.SnoozeFinding(customer_key=found.customer_key, fingerprint=fingerprint, by=by,
-                                             until=until, note=body.note)
-            await canonical.send(key=found.customer_key.encode(), value=messages.encode(message))
-            return done(self, request, "snooze", fingerprint, by)
+        async def post(self, request: Request, fingerprint: str) -> Response:
+            return await act(self, request, fingerprint, "snooze", SnoozeBody, lambda found, by, body:
+                             messages.SnoozeFinding(customer_key=found.customer_key, fingerprint=fingerprint, by=by,
+                                                    until=body.until_ms(messages.now_ms()), note=body.note))
 
     @page(app, "/drift/{fingerprint}/retry")
     class RetryView(View):
         """An operator retries a finding's correction now: its next generation is commanded (drift/lifecycle.py)."""
 
-        async def post(self, faust_request: Request, fingerprint: str) -> Response:
-            request = cast(web.Request, faust_request)
-            by = operator(request)
-            try:
-                body = await action_body(request, AcceptBody)  # a note, as an accept's
-            except msgspec.DecodeError as exc:
-                return bad(self, exc)
-            found = await finding_of(self, fingerprint)
-            if not isinstance(found, IndexedFinding):
-                return found
-            message = messages.RetryFinding(customer_key=found.customer_key, fingerprint=fingerprint, by=by,
-                                            note=body.note)
-            await canonical.send(key=found.customer_key.encode(), value=messages.encode(message))
-            return done(self, request, "retry", fingerprint, by)
+        async def post(self, request: Request, fingerprint: str) -> Response:
+            return await act(self, request, fingerprint, "retry", AcceptBody, lambda found, by, body:  # a note
+                             messages.RetryFinding(customer_key=found.customer_key, fingerprint=fingerprint, by=by,
+                                                   note=body.note))
 
-    async def decide(view: View, faust_request: Request, fingerprint: str, approve: bool) -> Response:
-        request = cast(web.Request, faust_request)
-        by = operator(request)
-        try:
-            body = await action_body(request, AcceptBody)  # a note, as an accept's
-        except msgspec.DecodeError as exc:
-            return bad(view, exc)
-        found = await finding_of(view, fingerprint)
-        if not isinstance(found, IndexedFinding):
-            return found
-        if not found.awaiting:
-            return json(view, ApiError("not_awaiting", f"finding {fingerprint} has no correction waiting for "
-                                       "approval (its rule is not in `mode: approve`, or it was decided already)"), 409)
-        message = messages.DecideCorrection(customer_key=found.customer_key, fingerprint=fingerprint, by=by,
-                                            approve=approve, note=body.note)
-        await canonical.send(key=found.customer_key.encode(), value=messages.encode(message))
-        return done(view, request, "approve" if approve else "reject", fingerprint, by)
+    def decision(view: View, fingerprint: str, approve: bool) -> Callable[[IndexedFinding, str, AcceptBody], Any]:
+        def message_of(found: IndexedFinding, by: str, body: AcceptBody) -> Any:
+            if not found.awaiting:
+                return json(view, ApiError("not_awaiting", f"finding {fingerprint} has no correction waiting for "
+                                           "approval (its rule is not in `mode: approve`, or it was decided "
+                                           "already)"), 409)
+            return messages.DecideCorrection(customer_key=found.customer_key, fingerprint=fingerprint, by=by,
+                                             approve=approve, note=body.note)
+        return message_of
 
     @page(app, "/drift/{fingerprint}/approve")
     class ApproveView(View):
         """An operator approves the correction waiting for approval: it is sent (drift/lifecycle.py `approve`)."""
 
         async def post(self, request: Request, fingerprint: str) -> Response:
-            return await decide(self, request, fingerprint, approve=True)
+            return await act(self, request, fingerprint, "approve", AcceptBody, decision(self, fingerprint, True))
 
     @page(app, "/drift/{fingerprint}/reject")
     class RejectView(View):
         """An operator rejects the correction waiting for approval: not sent, the finding is escalated."""
 
         async def post(self, request: Request, fingerprint: str) -> Response:
-            return await decide(self, request, fingerprint, approve=False)
+            return await act(self, request, fingerprint, "reject", AcceptBody, decision(self, fingerprint, False))
 
     @page(app, "/rules")
     class RulesView(View):
