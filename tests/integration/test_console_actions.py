@@ -142,6 +142,9 @@ async def test_an_operator_signs_in_and_accepts_a_finding_with_a_note(infra: Inf
                 replay = await resp.json()
             assert replay["summary"]["matched"] == 1 and replay["by"] == "alice"
             assert len(replay["lines"]) == 1 and waiting in replay["lines"][0]
+            assert not d01.get("awaiting")  # escalated: nothing waits for approval, so nothing can be approved
+            async with session.post(f"{worker.base_url}/api/drift/{fp}/approve", json={}) as resp:
+                assert resp.status == 409 and (await resp.json())["error"] == "not_awaiting", await resp.text()
             async with session.post(f"{worker.base_url}/api/drift/{fp}/retry", json={"note": "fixed"}) as resp:
                 assert resp.status == 202 and (await resp.json())["by"] == "alice"
             second = messages.command_id(fp, d01["action"], 2, d01["since"])
