@@ -48,6 +48,7 @@ from concord.codecs.errors import as_decode_error
 from concord.codecs.model import AccountMerged, CanonicalEvent
 from concord.codecs.model import encode as encode_event
 from concord.connectors import timeline
+from concord.connectors.rereads import reread_unread
 from concord.connectors.search_index import card_of, terms_changed
 from concord.core import messages, metrics
 from concord.core.messages import DriftItem, iso_minutes, now_ms
@@ -237,7 +238,10 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
                 detail={"fingerprint": t.fingerprint, "rule": t.rule, "previous": t.previous,
                         "resolution": t.resolution, "generation": t.generation, "command_id": t.command_id},
             ), partition)
-        for c in verdict.commands:
+        blind = next((t for t in verdict.transitions if t.note.startswith(lifecycle.CANNOT_JUDGE)), None)
+        rereads = [] if blind is None else reread_unread(
+            verdict.state.key, verdict.state.support.unread, verdict.state.crm.unread, blind.at, blind.correlation_id)
+        for c in (*verdict.commands, *rereads):
             metrics.commands_emitted.labels(c.action).inc()
             await commands.send(key=messages.command_key(c), value=messages.encode(c))
             checkpoint(timeline.command_issued(c), partition)

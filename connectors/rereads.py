@@ -23,6 +23,7 @@ record of the object may be stale, which only a reconciliation can settle (agent
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 from concord.codecs.model import ResyncRequired
@@ -53,6 +54,22 @@ def reread_commands(event: ResyncRequired, platform: str, now: int, window_ms: i
     return []
 
 
+def reread_unread(customer_key: str, organizations: Iterable[str], crm_records: Iterable[str], now: int,
+                  correlation_id: str) -> list[Command]:
+    """Re-read, once more, what a customer's state still holds unread (Zendesk organizations; CRM records: the
+    account is the customer key, any other an opportunity) when a finding waiting for it is reported "cannot
+    judge": the re-read the event asked for may have failed for good while the platform failed (its retries
+    exhausted: a dead letter), and a platform answering again must not leave the record unknown. One command
+    per record and report (`now`), so the ledger runs it once."""
+    commands = [_command(f"reread:again:zendesk:organization:{org}:{now}", 0, FETCH_ORGANIZATION, "zendesk",
+                         {"organization_id": org}, customer_key, correlation_id, now) for org in sorted(organizations)]
+    for record_id in sorted(crm_records):
+        kind = "Account" if record_id == customer_key else "Opportunity"
+        commands.append(_command(f"reread:again:salesforce:{kind}:{record_id}:{now}", 0, FETCH_RECORD, "salesforce",
+                                 {"record_id": record_id, "object": kind}, customer_key, correlation_id, now))
+    return commands
+
+
 def _fetch(event: ResyncRequired, now: int, window_ms: int, action: str, platform: str, record: str,
            target: dict[str, str]) -> Command:
     if window_ms > 0:
@@ -61,6 +78,12 @@ def _fetch(event: ResyncRequired, now: int, window_ms: int, action: str, platfor
         not_before = (window + 1) * window_ms + _WINDOW_MARGIN_MS
     else:
         key, not_before = f"reread:{event.event_id}", 0
+    return _command(key, not_before, action, platform, target, event.customer_key or "",
+                    event.correlation_id or event.event_id, now)
+
+
+def _command(key: str, not_before: int, action: str, platform: str, target: dict[str, str], customer_key: str,
+             correlation_id: str, now: int) -> Command:
     return Command(
         command_id=command_id(key, action, 0),
         action=action,
@@ -69,9 +92,9 @@ def _fetch(event: ResyncRequired, now: int, window_ms: int, action: str, platfor
         payload={},
         fingerprint="",
         rule="",
-        customer_key=event.customer_key or "",
+        customer_key=customer_key,
         generation=0,
-        correlation_id=event.correlation_id or event.event_id,
+        correlation_id=correlation_id,
         created_at=now,
         not_before=not_before,
     )

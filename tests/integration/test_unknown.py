@@ -87,6 +87,9 @@ async def test_a_rule_reading_an_unread_entitlement_waits_then_cannot_judge_and_
         # Nothing by a rule that reads the entitlement (the organization's name, which the webhook does
         # carry, is judged as usual: D09 may correct it).
         assert [c for c in commands if c["rule"] in ("D01", "D02", "D03", "D15")] == [], commands
-        assert "support.fetch_organization" in {c["action"] for c in commands}  # the re-read was asked for
+        rereads = [c for c in commands if c["action"] == "support.fetch_organization"]
+        # The re-read was asked for when the webhook came, and once more when the finding could not be judged
+        # (the first may have failed for good while the platform failed).
+        assert len({c["command_id"] for c in rereads}) >= 2, rereads
     finally:
         worker.stop()

@@ -7,7 +7,7 @@ import msgspec
 
 from concord.codecs import salesforce, zendesk
 from concord.codecs.model import ResyncRequired
-from concord.connectors.rereads import FETCH_ORGANIZATION, reread_commands
+from concord.connectors.rereads import FETCH_ORGANIZATION, reread_commands, reread_unread
 from concord.connectors.salesforce import FETCH_RECORD
 from concord.core.messages import command_id, command_key
 from tests.unit.codecs.salesforce_payloads import ACCOUNT_ID, OPPORTUNITY_ID, cometd, header, pubsub
@@ -119,3 +119,17 @@ def test_gaps_of_one_record_within_a_window_make_one_late_enough_fetch() -> None
     # A Zendesk organization and a Salesforce record of the same window never share an id.
     [organization] = reread_commands(_resync(), "zendesk", now=10_100, window_ms=2_000)
     assert organization.command_id != first.command_id
+
+
+def test_what_is_still_unread_when_a_finding_cannot_be_judged_is_read_once_more() -> None:
+    commands = reread_unread("001A", {"360": (1, 2)}, {"001A": (1, 2), "006B": (1, 2)}, 5_000, "corr")
+    assert [(c.action, c.target) for c in commands] == [
+        (FETCH_ORGANIZATION, {"organization_id": "360"}),
+        (FETCH_RECORD, {"record_id": "001A", "object": "Account"}),
+        (FETCH_RECORD, {"record_id": "006B", "object": "Opportunity"}),
+    ]
+    assert all(c.customer_key == "001A" and c.correlation_id == "corr" and c.rule == "" for c in commands)
+    # The same report gives the same ids (the ledger runs them once); a later one reads again.
+    assert [c.command_id for c in reread_unread("001A", {"360": (1, 2)}, {}, 5_000, "x")] == [commands[0].command_id]
+    assert reread_unread("001A", {"360": (1, 2)}, {}, 6_000, "x")[0].command_id != commands[0].command_id
+    assert reread_unread("001A", {}, {}, 5_000, "x") == []
