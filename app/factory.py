@@ -13,13 +13,17 @@ from concord.app.contract import mark_deprecated
 from concord.core.settings import Settings
 
 
-def create_concord(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
+def create_concord(settings: Settings, roles: Iterable[str] = ROLES, gate: Access | None = None) -> Concord:
     """A worker's context for `settings` on a new Faust app; agents and views are registered by the caller."""
-    return Concord(settings, create_faust_app(settings), roles)
+    return Concord(settings, create_faust_app(settings, gate), roles)
 
 
-def create_faust_app(settings: Settings) -> faust.App:
-    """A `faust.App` configured from settings; agents and views are registered by the caller."""
+def create_faust_app(settings: Settings, gate: Access | None = None) -> faust.App:
+    """A `faust.App` configured from settings; agents and views are registered by the caller.
+
+    `gate`: the worker's access policy, when a caller shares it with views that check tokens themselves (one
+    users directory and one verified-token cache per worker); else one of its own.
+    """
     check_versions()  # the internals relied on are those of known versions only
     commits.apply()  # never commit past an unprocessed offset (see agents/faust_internals/commits.py)
     app = faust.App(
@@ -44,7 +48,7 @@ def create_faust_app(settings: Settings) -> faust.App:
         web_graph_enabled=False,
         web_metrics_enabled=False,
         # Outermost first: a refusal on a deprecated path says it is deprecated too.
-        web_application_options={"middlewares": [mark_deprecated, Access(settings).middleware()]},
+        web_application_options={"middlewares": [mark_deprecated, (gate or Access(settings)).middleware()]},
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.kafka_session_timeout,
         broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout / 3),

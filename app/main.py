@@ -10,6 +10,7 @@ from concord.agents import commands, identity, ingest, lag, notify, state, timel
 from concord.agents.context import ROLES, Concord
 from concord.agents.faust_internals.web import add_listener
 from concord.app import api, commands_api, dead_letters_api, ingress, web
+from concord.app.access import Access
 from concord.app.console import views as console
 from concord.app.factory import create_concord
 from concord.core.settings import Settings
@@ -43,7 +44,8 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
     * commands: corrective commands, one lane per platform, exactly once in effect (ledger, breakers,
       rate limits, dead letters).
     """
-    concord = create_concord(settings, roles)
+    gate = Access(settings)  # one per worker: its middleware and the console's sign-in share it
+    concord = create_concord(settings, roles, gate)
     config = drift_config(settings)
     progress = watermarks.Progress() if "ingest" in concord.roles else None
     health = watermarks.register(concord, progress)
@@ -63,5 +65,5 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
     api.register(concord, catalog.RULES, config)
     commands_api.register(concord, executor)
     dead_letters_api.register(concord)
-    console.register(concord, catalog.RULES, config, health, executor)
+    console.register(concord, catalog.RULES, config, health, executor, gate)
     return concord

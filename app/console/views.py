@@ -91,14 +91,14 @@ def safe_next(value: str | None) -> str:
 
 
 def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, health: HealthWatch,
-             executor: Executor | None) -> None:
-    """Add the console's routes; `executor` is None on a worker without the commands role (no breakers)."""
+             executor: Executor | None, gate: access.Access) -> None:
+    """Add the console's routes; `executor` is None on a worker without the commands role (no breakers); `gate`
+    is the worker's access policy, the one its middleware applies."""
     app = concord.app
     free_index(app)  # `/` is the board, not Faust's placeholder
     index = concord.drift_index
     search = concord.search_index
     feed = live.Feed(ChangeLog(concord.redis, concord.settings.topic_prefix))
-    gate = access.Access(concord.settings)
     sessions = gate.sessions
     rule_ids = [r.id for r in rules]
     titles = {r.id: r.title for r in rules}
