@@ -11,7 +11,8 @@ INFRA := $(BIN)/python -m concord.infra
 
 help:
 	@echo "make demo          the live closed loop: Kafka, Redis, a worker, the webhooks and the platform sandbox, until Ctrl-C"
-	@echo "                   (SEED=7 CUSTOMERS=300 DRIFT_RATE=0.05 TIME_SCALE=3600 DURATION=60 to reproduce a run)"
+	@echo "                   (SEED=7 CUSTOMERS=300 DRIFT_RATE=0.05 TIME_SCALE=3600 DURATION=60 to reproduce a run;"
+	@echo "                   APPROVE=D01,D13: those rules' corrections wait for an operator on the board)"
 	@echo "make test          create .venv, bring Kafka and Redis up, run all tests, leave things as found"
 	@echo "make bench         throughput benchmarks on the real broker (results in bench/results/)"
 	@echo "make bench-reliability   seeded closed loops overloaded and under faults, scored against the"
@@ -36,9 +37,10 @@ CUSTOMERS ?= 50
 DRIFT_RATE ?= 0.05
 TIME_SCALE ?= 3600
 DURATION ?= 0
+APPROVE ?=
 demo: venv
 	$(BIN)/concord demo --seed $(SEED) --customers $(CUSTOMERS) \
-	  --drift-rate $(DRIFT_RATE) --time-scale $(TIME_SCALE) --duration $(DURATION)
+	  --drift-rate $(DRIFT_RATE) --time-scale $(TIME_SCALE) --duration $(DURATION) $(if $(APPROVE),--approve $(APPROVE))
 
 # The drift board's browser test drives Debian's Chromium: installed here where apt can (as root); elsewhere
 # that one test is skipped, and says why.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 
 import msgspec
 from aiohttp import web
@@ -62,6 +63,15 @@ E_UNKNOWN = (
     "indexed yet: try again; /api/v1/search?q= finds a customer by any id, email or name)"
 )
 E_AMBIGUOUS = "the {by} id {id!r} names several customers ({keys}): ask by one of their keys"
+
+
+def back_to(referer: str, host: str) -> str:
+    """Where a board form's action sends the browser back to: the page it was posted from (the board with its
+    filters, or a customer's view), when that is a console page of this same worker; else the board."""
+    parts = urlsplit(referer)
+    if parts.netloc != host or not (parts.path == "/" or parts.path.startswith(("/customers/", "/search"))):
+        return "/"
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
 def _int(value: str | None, default: int, low: int, high: int) -> int:
@@ -198,7 +208,8 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
         """An action sent to the state agent: 202 to a script, a redirect back to the board for its form."""
         metrics.actions.labels(kind).inc()
         if is_form(request):
-            return cast(Response, web.Response(status=303, headers={"Location": "/", "Cache-Control": "no-store"}))
+            return cast(Response, web.Response(status=303, headers={
+                "Location": back_to(request.headers.get("Referer", ""), request.host), "Cache-Control": "no-store"}))
         return json(view, ActionTaken(status=_STATUS_OF[kind], fingerprint=fingerprint, by=by), 202)
 
     def bad(view: View, exc: Exception) -> Response:

@@ -35,6 +35,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from msgspec import Struct
 from prometheus_client.parser import text_string_to_metric_families
 
+from concord.app import users
 from concord.core.settings import Settings, env_var, mask_url
 from concord.drift import catalog
 from concord.infra import cli as infra_cli
@@ -45,6 +46,9 @@ SANDBOX_HOST = "127.0.0.1"
 SANDBOX_PORT = 6070
 # The webhooks process's web port (the Procfile's `webhooks` entry): where the sandbox delivers.
 WEBHOOKS_PORT = 6071
+# The people of the demo's users file (docs/console.md "Users and roles"), and what each may do.
+DEMO_USERS = (("vera", users.VIEWER), ("otto", users.OPERATOR))
+ROLE_HINTS = {users.VIEWER: "reads", users.OPERATOR: "reads and acts: accept, snooze, retry, approve"}
 # The Procfile's entries the demo runs.
 PROCESSES = ("worker", "webhooks", "sandbox")
 # The correction timeout never shrinks below this: a command, the platform's event and the
@@ -121,17 +125,44 @@ def render(now: Totals, before: Totals | None) -> str:
             f"resolved {int(now.resolutions):5d}")
 
 
-def scaled_rules(time_scale: float) -> dict[str, Any]:
+def scaled_rules(time_scale: float, approve: frozenset[str] = frozenset()) -> dict[str, Any]:
     """A rules file: every grace window, the correction timeout and the unread bound divided by the time scale, and
-    the sandbox's plan -> support tier map (D03 judges tiers only for mapped plans)."""
+    the sandbox's plan -> support tier map (D03 judges tiers only for mapped plans). The rules in `approve` are in
+    `mode: approve`: their corrections wait on the board for an operator."""
     defaults = catalog.default_configs()
-    rules = {rule_id: {"grace_seconds": max(MIN_GRACE_S, int(config.grace_seconds / time_scale))
-                       if config.grace_seconds else 0}
-             for rule_id, config in defaults.items()}
+    rules: dict[str, dict[str, Any]] = {
+        rule_id: {"grace_seconds": max(MIN_GRACE_S, int(config.grace_seconds / time_scale))
+                  if config.grace_seconds else 0}
+        for rule_id, config in defaults.items()}
+    for rule_id in approve:
+        rules[rule_id]["mode"] = "approve"
     timeout = max(MIN_CORRECTION_TIMEOUT_S, int(1800 / time_scale))
     unread = max(MIN_UNREAD_BOUND_S, int(3600 / time_scale))
     return {"rules": rules, "correction_timeout_seconds": timeout, "unread_bound_seconds": unread,
             "plan_tiers": dict(PLAN_TIERS)}
+
+
+def approve_rules(text: str) -> frozenset[str]:
+    """`--approve D01,D13` as a set of rule ids; an unknown id is an error naming the known ones."""
+    chosen = frozenset(part.strip().upper() for part in text.split(",") if part.strip())
+    known = {rule.id for rule in catalog.RULES}
+    if unknown := sorted(chosen - known):
+        raise argparse.ArgumentTypeError(f"unknown rule {', '.join(unknown)}; the rules are {', '.join(sorted(known))}")
+    return chosen
+
+
+class DemoUser(Struct, frozen=True):
+    name: str
+    role: str
+    token: str
+
+
+def demo_users(workdir: Path) -> tuple[Path, list[DemoUser]]:
+    """A fresh users file for this run: a viewer and an operator, with new tokens (printed as the login hint)."""
+    path = workdir / "users.toml"
+    path.unlink(missing_ok=True)
+    made = [DemoUser(name, role, users.add(path, name, role)) for name, role in DEMO_USERS]
+    return path, made
 
 
 def demo_environment(rules_file: Path, environ: dict[str, str], kafka_port: int = 9092,
@@ -246,13 +277,17 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if infra_cli.run(argparse.Namespace(**{**vars(args), "action": "up", "session": session})) != 0:
         return 2
     rules_file = workdir / "rules.json"
-    rules_file.write_text(json.dumps(scaled_rules(args.time_scale), indent=2))
+    rules_file.write_text(json.dumps(scaled_rules(args.time_scale, args.approve), indent=2))
     if any(port_open(host, port) for host, port in ((settings.web_host, settings.web_port),
                                                      (settings.web_host, WEBHOOKS_PORT), (SANDBOX_HOST, SANDBOX_PORT))):
         raise SystemExit(E_BUSY.format(worker=settings.web_port, webhooks=WEBHOOKS_PORT, sandbox=SANDBOX_PORT))
     run_id = f"concord-demo-{int(time.time())}"
     webhooks_url = f"http://{settings.web_host}:{WEBHOOKS_PORT}"
     env = demo_environment(rules_file, dict(os.environ), args.kafka_port, args.redis_port, run_id)
+    people: list[DemoUser] = []
+    if env_var("users_file") not in env:  # the user's own users file wins
+        users_file, people = demo_users(workdir)
+        env[env_var("users_file")] = str(users_file)
     env.update({"SEED": str(args.seed), "CUSTOMERS": str(args.customers), "DRIFT_RATE": str(args.drift_rate),
                 "TIME_SCALE": str(args.time_scale), "DURATION": str(args.duration),
                 "SANDBOX_PORT": str(SANDBOX_PORT), "PYTHONUNBUFFERED": "1", "WEBHOOKS_PORT": str(WEBHOOKS_PORT),
@@ -271,7 +306,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
           f"time scale {args.time_scale:g}x, duration {args.duration or 'until Ctrl-C'}"
           f"{'s' if args.duration else ''}")
     read_token = env[env_var("read_token")]
-    print(f"concord demo: drift board {worker_url}/ (sign in with the read token: {read_token})")
+    print(f"concord demo: drift board {worker_url}/")
+    for person in people:
+        print(f"concord demo:   sign in as {person.role} {person.name} ({ROLE_HINTS[person.role]}) "
+              f"with the token {person.token}")
+    if not people:
+        print(f"concord demo:   sign in with a token of {env[env_var('users_file')]} or the read token {read_token}")
+    if args.approve:
+        print(f"concord demo:   corrections of {', '.join(sorted(args.approve))} wait for an operator's approval")
     print(f"concord demo: findings {worker_url}/api/drift (Authorization: Bearer {read_token})   "
           f"metrics {worker_url}/metrics   webhooks' metrics {webhooks_url}/metrics   "
           f"sandbox {sandbox_url}/_sandbox/status")
@@ -373,4 +415,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hold", action="store_true",
                         help="with --duration: once settled, keep everything running until Ctrl-C (to look "
                         "at the findings, or score the run: python -m concord.bench.reliability)")
+    parser.add_argument("--approve", type=approve_rules, default=frozenset(), metavar="RULES",
+                        help="rules (comma-separated, e.g. D01,D13) whose corrections wait on the board until an "
+                        "operator approves them (`mode: approve`; default: none, every correction is sent)")
     parser.add_argument("--procfile", default="Procfile", help="Procfile to run (default: %(default)s)")

@@ -291,7 +291,7 @@ def register_customer_page(concord: Concord, titles: Mapping[str, str]) -> None:
                 checkpoints, detail = await timelines.read(key, VIEW_TIMELINE), ""
             except REDIS_ERRORS as exc:  # the records and findings are here: show them without the timeline
                 checkpoints, detail = [], E_TIMELINE.format(error=f"{type(exc).__name__}: {exc}")
-            view = customer_view(st.load(raw), checkpoints, f"/api/customers/{quote(key, safe='')}/timeline", detail)
+            view = customer_view(st.load(raw), checkpoints, f"/api/v1/customers/{quote(key, safe='')}/timeline", detail)
             return html(render("customer.html", view=view, master=cv.master_table(view),
                                invoice_lines=cv.invoice_lines, titles=titles, page="customer"))
 

@@ -49,7 +49,7 @@ async def test_an_operator_signs_in_and_accepts_a_finding_with_a_note(infra: Inf
 
         finding = await until(open_d15, "D15 open on the drift index")
         fp = finding["fingerprint"]
-        accept_url = f"{worker.base_url}/api/drift/{fp}/accept"
+        accept_url = f"{worker.base_url}/api/v1/drift/{fp}/accept"
 
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
             async with browser.post(f"{worker.base_url}/login", data={"token": viewer}) as resp:
@@ -62,7 +62,7 @@ async def test_an_operator_signs_in_and_accepts_a_finding_with_a_note(infra: Inf
                 assert resp.status == 200 and "Accept as alice" in await resp.text()
             async with browser.get(f"{worker.base_url}/?rule=D15") as resp:
                 board = await resp.text()
-            found = re.search(rf'action="/api/drift/{fp}/accept">\s*<input type="hidden" name="csrf_token" '
+            found = re.search(rf'action="/api/v1/drift/{fp}/accept">\s*<input type="hidden" name="csrf_token" '
                               r'value="([^"]+)"', board)
             assert found is not None, board
             csrf = found.group(1)
@@ -73,7 +73,7 @@ async def test_an_operator_signs_in_and_accepts_a_finding_with_a_note(infra: Inf
                 assert resp.status == 303, await resp.text()
             status, page = await get(worker, f"/api/drift?customer_key={KEY}&rule=D09", reader())
             d09 = page["items"][0]["fingerprint"]
-            async with browser.post(f"{worker.base_url}/api/drift/{d09}/snooze", allow_redirects=False,
+            async with browser.post(f"{worker.base_url}/api/v1/drift/{d09}/snooze", allow_redirects=False,
                                     data={"hours": "4", "note": "rename in review", "csrf_token": csrf}) as resp:
                 assert resp.status == 303, await resp.text()
 
@@ -114,10 +114,10 @@ async def test_an_operator_signs_in_and_accepts_a_finding_with_a_note(infra: Inf
             async with browser.post(f"{worker.base_url}/login", data={"token": token, "next": "/?rule=D01"}) as resp:
                 board = await resp.text()
             assert "Awaiting approval" in board and waiting in board
-            found = re.search(rf'action="/api/drift/{d01["fingerprint"]}/approve">\s*<input type="hidden" '
+            found = re.search(rf'action="/api/v1/drift/{d01["fingerprint"]}/approve">\s*<input type="hidden" '
                               r'name="csrf_token" value="([^"]+)"', board)
             assert found is not None, board
-            async with browser.post(f"{worker.base_url}/api/drift/{d01['fingerprint']}/approve",
+            async with browser.post(f"{worker.base_url}/api/v1/drift/{d01['fingerprint']}/approve",
                                     data={"csrf_token": found.group(1)}, allow_redirects=False) as resp:
                 assert resp.status == 303, await resp.text()
         command = await wait_for_record(infra.bootstrap, names.commands, lambda r: waiting.encode() in r.value)

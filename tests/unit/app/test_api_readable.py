@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from concord.app.api import readable
+from concord.app.api import back_to, readable
 from concord.app.schemas import MAX_SNOOZE_HOURS, SnoozeBody
 from concord.tables.state import apply, empty
 from tests.unit.tables.state_builders import KEY, opportunity
@@ -26,3 +26,13 @@ def test_a_snooze_says_one_time_within_the_bound() -> None:
                  SnoozeBody(until=now + (MAX_SNOOZE_HOURS + 1) * 3_600_000)):
         with pytest.raises(ValueError):
             body.until_ms(now)
+
+
+def test_a_board_form_sends_the_browser_back_to_the_console_page_it_was_posted_from() -> None:
+    host = "127.0.0.1:6066"
+    assert back_to(f"http://{host}/?rule=D01&status=open", host) == "/?rule=D01&status=open"
+    assert back_to(f"http://{host}/customers/sf%3A001A", host) == "/customers/sf%3A001A"
+    assert back_to(f"http://{host}/search?q=cus_1", host) == "/search?q=cus_1"
+    for referer in ("", "https://evil.example/?rule=D01", f"http://{host}/api/v1/drift", f"http://{host}/login",
+                    "//evil.example/", f"http://{host}.evil.example/"):
+        assert back_to(referer, host) == "/", referer

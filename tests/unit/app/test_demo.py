@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
-from concord.app import demo
+from concord.app import demo, users
 from concord.app.demo import Totals
 from concord.core import settings as settings_mod
 from concord.drift import catalog
@@ -90,3 +91,31 @@ def test_a_run_that_never_quiets_down_settles_at_the_limit() -> None:
     assert not settling.settled(_at(100, commanded=1))
     assert not settling.settled(_at(120, commanded=2))
     assert settling.settled(_at(130, commanded=3))
+
+
+def test_approve_puts_the_named_rules_in_approve_mode(tmp_path: Path) -> None:
+    chosen = demo.approve_rules(" d01, D13 ,")
+    assert chosen == {"D01", "D13"}
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(demo.scaled_rules(3600, chosen)))
+    config = load_drift_config(path, catalog.default_configs())
+    defaults = catalog.default_configs()
+    assert [r for r in defaults if config.rule(r, defaults[r]).mode == "approve"] == ["D01", "D13"]
+    try:
+        demo.approve_rules("D01,D99")
+    except argparse.ArgumentTypeError as exc:
+        assert "unknown rule D99" in str(exc) and "D15" in str(exc)
+    else:
+        raise AssertionError("D99 was taken for a rule")
+
+
+def test_the_demo_users_file_holds_a_viewer_and_an_operator_whose_tokens_sign_in(tmp_path: Path) -> None:
+    (tmp_path / "users.toml").write_text("not toml from an older run [[")
+    path, people = demo.demo_users(tmp_path)
+    stored = users.load(path)
+    assert [(p.name, p.role) for p in people] == [("vera", "viewer"), ("otto", "operator")]
+    for person in people:
+        assert stored[person.name].role == person.role
+        assert users.verify_token(person.token, stored[person.name].token_hash)
+    again = demo.demo_users(tmp_path)[1]
+    assert {p.token for p in again}.isdisjoint({p.token for p in people})  # new tokens every run

@@ -194,9 +194,9 @@ def test_an_operator_sees_the_accept_form_with_the_csrf_token_and_a_viewer_none(
 
     row = bd.row(finding(), TITLES, CONFIG, NOW)
     page = render("_finding.html", row=row, act=Actions(csrf="tok<en>", by="alice"))
-    assert '<form class="action" method="post" action="/api/drift/fp1/accept">' in page
+    assert '<form class="action" method="post" action="/api/v1/drift/fp1/accept">' in page
     assert '<input type="hidden" name="csrf_token" value="tok&lt;en&gt;">' in page and "Accept as alice" in page
-    assert 'action="/api/drift/fp1/snooze"' in page and 'action="/api/drift/fp1/retry"' in page
+    assert 'action="/api/v1/drift/fp1/snooze"' in page and 'action="/api/v1/drift/fp1/retry"' in page
     assert page.count('name="csrf_token"') == 3
     review = render("_finding.html", row=bd.row(finding(action="review"), TITLES, CONFIG, NOW), act=Actions(
         csrf="t", by="alice"))
@@ -213,5 +213,5 @@ def test_a_correction_awaiting_approval_is_shown_to_all_and_decided_by_an_operat
     viewer = render("_finding.html", row=row, act=None)
     assert "Awaiting approval:" in viewer and "<code>cmd-1</code>" in viewer and "/approve" not in viewer
     operator = render("_finding.html", row=row, act=Actions(csrf="t", by="alice"))
-    assert 'action="/api/drift/fp1/approve"' in operator and 'action="/api/drift/fp1/reject"' in operator
+    assert 'action="/api/v1/drift/fp1/approve"' in operator and 'action="/api/v1/drift/fp1/reject"' in operator
     assert "/retry" not in operator  # the waiting command is decided, not retried
