@@ -228,7 +228,7 @@ def read_totals(worker_url: str, sandbox_url: str, read_token: str = "") -> Tota
         return None
     findings = {}
     for status in ("open", "commanded", "escalated"):
-        page = _get(f"{worker_url}/api/drift?status={status}&limit=1", token=read_token)
+        page = _get(f"{worker_url}/api/v1/drift?status={status}&limit=1", token=read_token)
         findings[status] = int(json.loads(page).get("total", 0)) if page else 0
     body = _get(f"{sandbox_url}/_sandbox/status")
     sandbox = json.loads(body) if body else {}
@@ -314,7 +314,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"concord demo:   sign in with a token of {env[env_var('users_file')]} or the read token {read_token}")
     if args.approve:
         print(f"concord demo:   corrections of {', '.join(sorted(args.approve))} wait for an operator's approval")
-    print(f"concord demo: findings {worker_url}/api/drift (Authorization: Bearer {read_token})   "
+    print(f"concord demo: findings {worker_url}/api/v1/drift (Authorization: Bearer {read_token})   "
           f"metrics {worker_url}/metrics   webhooks' metrics {webhooks_url}/metrics   "
           f"sandbox {sandbox_url}/_sandbox/status")
     print(f"concord demo: process logs in {log_path}; Ctrl-C stops everything started here\n", flush=True)

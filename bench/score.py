@@ -33,7 +33,7 @@ def findings(worker: str, token: str) -> list[dict[str, Any]]:
     """Every finding of the drift index (open and resolved), page by page."""
     items: list[dict[str, Any]] = []
     while True:
-        page = _call(f"{worker}/api/drift?status=all&limit=200&offset={len(items)}", token=token)
+        page = _call(f"{worker}/api/v1/drift?status=all&limit=200&offset={len(items)}", token=token)
         items += page["items"]
         if len(items) >= page["total"] or not page["items"]:
             return items
