@@ -42,13 +42,13 @@ demo: venv
 	$(BIN)/concord demo --seed $(SEED) --customers $(CUSTOMERS) \
 	  --drift-rate $(DRIFT_RATE) --time-scale $(TIME_SCALE) --duration $(DURATION) $(if $(APPROVE),--approve $(APPROVE))
 
-# The drift board's browser test drives Debian's Chromium: installed here where apt can (as root); elsewhere
-# that one test is skipped, and says why.
+# The console's browser tests drive Debian's Chromium: installed here where apt can (as root); elsewhere
+# those tests are skipped, and say why.
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
-	    >/dev/null 2>&1 || echo "make: Chromium not installed: the board's browser test will be skipped"; }
+	    >/dev/null 2>&1 || echo "make: Chromium not installed: the console's browser tests will be skipped"; }
 
 # Lint first (cheap), then every test. Brings up only what is not running, stops only what it brought up.
 test: lint browser
