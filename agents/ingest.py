@@ -1,5 +1,9 @@
 """Ingest agent: raw platform payloads -> codecs -> identity / canonical topics, bad input -> DLQ.
 
+It reads raw records in batches (`forward_batch_max`, `forward_linger_ms`) and forwards the events it
+decodes as envelopes, one per destination partition (agents/envelopes.py); a batch is acknowledged
+only once Kafka has every envelope of it.
+
 The stream never stops on bad input: a payload the codec cannot read goes to `concord.dlq.ingest`
 with its original bytes and headers, the source topic/partition/offset, the reason and the codec
 version, and the next record is processed. Whatever the decode raised (too deep, too large, a codec
@@ -16,11 +20,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 import faust
 
+from concord.agents.envelopes import Envelopes, Forwarder, Outgoing, canonical_route, identity_route
+from concord.agents.faust_internals.commits import leave_unacknowledged
+from concord.agents.faust_internals.streams import batches
 from concord.agents.watermarks import gap_overflow_key
 from concord.codecs.config import codec_config
 from concord.codecs.errors import DecodeError, as_decode_error
 from concord.codecs.model import CanonicalEvent, Platform, ResyncRequired
-from concord.codecs.model import encode as encode_event
 from concord.codecs.registry import CODEC_VERSION, decoder
 from concord.connectors.rereads import reread_commands
 from concord.core import messages, metrics
@@ -76,7 +82,13 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
     audit = concord.topics[names.audit]
     commands = concord.topics[names.commands]
 
-    async def route(event: CanonicalEvent, platform: Platform) -> None:
+    routes = (identity_route(names.identity, settings.topic_partitions),
+              canonical_route(names.canonical, settings.topic_partitions))
+    forwarder = Forwarder({names.identity: identity, names.canonical: canonical})
+    linger = settings.forward_linger_ms / 1000
+
+    async def route(event: CanonicalEvent, platform: Platform, out: Envelopes) -> list[Outgoing]:
+        """Where `event` goes: gathered in `out`; what must be sent at once is returned."""
         metrics.ingest_events.labels(platform.value, type(event).__name__).inc()
         if isinstance(event, ResyncRequired):
             # The source says: read these records again. A connector re-reads what it can (a
@@ -100,16 +112,15 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
                 metrics.commands_emitted.labels(command.action).inc()
                 await commands.send(key=command_key(command), value=messages.encode(command))
             if event.local_customer is None and event.customer_key is None:
-                return  # no customer to tell: the records re-read will find theirs
+                return []  # no customer to tell: the records re-read will find theirs
             # The customer's state learns what it does not know until the re-read arrives (unknown is not
             # absent: tables/state.py `Support.unread`, `Crm.unread`), in order with the customer's other events.
         if event.local_customer is not None:
-            await identity.send(key=event.local_customer.encode(), value=encode_event(event))
-        elif event.customer_key is not None:
-            await canonical.send(key=event.customer_key.encode(), value=encode_event(event))
-        else:
-            raise DecodeError("no_customer_reference",
-                              f"{type(event).__name__} ({event.entity.kind}) names no customer in any system")
+            return out.add(names.identity, event.local_customer, event)
+        if event.customer_key is not None:
+            return out.add(names.canonical, event.customer_key, event)
+        raise DecodeError("no_customer_reference",
+                          f"{type(event).__name__} ({event.entity.kind}) names no customer in any system")
 
     def gap_overflow(event: ResyncRequired, platform: Platform) -> None:
         """Changes to records of an object were lost and none is named (GAP_OVERFLOW): nothing to re-read or
@@ -129,32 +140,52 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
 
     @concord.app.agent(raw, name="concord.ingest", concurrency=1)
     async def ingest(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            message = event.message
-            platform = platform_of[message.topic]
-            events: list[CanonicalEvent] = []
+        # take_events acknowledges a batch's records when the body below is done with them: after
+        # `forwarder.send` has waited for Kafka to take every envelope.
+        async for batch in batches(stream, settings.forward_batch_max, linger):
+            out = Envelopes(routes)
             try:
-                events = decoder(platform)(event.value, config)
-            except Exception as exc:  # codecs raise only DecodeError; whatever else, never stop the stream
-                failure = as_decode_error(exc, f"{platform.value} payload")
-                reason, detail = failure.reason, failure.detail
-                log.warning("undecodable %s payload at %s[%d]@%d: %s: %s", platform.value, message.topic,
+                read_events = [await read(event, out) for event in batch]
+                await forwarder.send(out.drain())
+            except BaseException:  # stopped half-way (cancelled): read the batch again, do not commit it
+                leave_unacknowledged(batch)
+                raise
+            # Read, as far as the watermarks go, once what was read is on its way (agents/watermarks.py).
+            for event, events in zip(batch, read_events, strict=True):
+                note(event.message, platform_of[event.message.topic], events)
+
+    async def read(event: Any, out: Envelopes) -> list[CanonicalEvent]:
+        """One raw record: decoded and its events gathered in `out` (an event that cannot ride in an envelope
+        is sent at once, in order), or dead-lettered with the reason; the events decoded."""
+        message = event.message
+        platform = platform_of[message.topic]
+        events: list[CanonicalEvent] = []
+        try:
+            events = decoder(platform)(event.value, config)
+        except Exception as exc:  # codecs raise only DecodeError; whatever else, never stop the stream
+            failure = as_decode_error(exc, f"{platform.value} payload")
+            reason, detail = failure.reason, failure.detail
+            log.warning("undecodable %s payload at %s[%d]@%d: %s: %s", platform.value, message.topic,
+                        message.partition, message.offset, reason, detail)
+        else:
+            try:
+                for unusable in events:
+                    if not isinstance(unusable, ResyncRequired) and unusable.local_customer is None \
+                            and unusable.customer_key is None:
+                        raise DecodeError("no_customer_reference", f"{type(unusable).__name__} "
+                                          f"({unusable.entity.kind}) names no customer in any system")
+                for canonical_event in events:
+                    await forwarder.send(await route(canonical_event, platform, out))
+            except DecodeError as exc:  # decoded, but unusable (no customer reference)
+                reason, detail = exc.reason, exc.detail
+                log.warning("unusable %s payload at %s[%d]@%d: %s: %s", platform.value, message.topic,
                             message.partition, message.offset, reason, detail)
+            except Exception as exc:  # a bug: loud, but it must not stop the stream nor lose the payload
+                reason, detail = "ingest_error", f"{type(exc).__name__} while routing the decoded events"
+                log.exception("ingest error on %s[%d]@%d", message.topic, message.partition, message.offset)
             else:
-                try:
-                    for canonical_event in events:
-                        await route(canonical_event, platform)
-                except DecodeError as exc:  # decoded, but unusable (no customer reference)
-                    reason, detail = exc.reason, exc.detail
-                    log.warning("unusable %s payload at %s[%d]@%d: %s: %s", platform.value, message.topic,
-                                message.partition, message.offset, reason, detail)
-                except Exception as exc:  # a bug: loud, but it must not stop the stream nor lose the payload
-                    reason, detail = "ingest_error", f"{type(exc).__name__} while routing the decoded events"
-                    log.exception("ingest error on %s[%d]@%d", message.topic, message.partition, message.offset)
-                else:
-                    note(message, platform, events)
-                    continue
-            note(message, platform, events)
-            metrics.ingest_dead_letters.labels(platform.value, reason).inc()
-            await dlq.send(key=message.key, value=event.value, headers=dead_letter_headers(
-                message.headers, platform.value, reason, detail, message.topic, message.partition, message.offset))
+                return events
+        metrics.ingest_dead_letters.labels(platform.value, reason).inc()
+        await dlq.send(key=message.key, value=event.value, headers=dead_letter_headers(
+            message.headers, platform.value, reason, detail, message.topic, message.partition, message.offset))
+        return events

@@ -400,11 +400,13 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
                     message.customer_key, message.command_id, message.reason)
         await settle(message.customer_key, state, verdict, partition)
 
-    async def dead_letter(event: Any, reason: str, detail: str) -> None:
-        """The record, as read, to the ingest dead-letter topic (platform `internal`), where a person looks."""
+    async def dead_letter(event: Any, reason: str, detail: str, value: bytes | None = None) -> None:
+        """The record, as read (or `value`: the part of it that failed), to the ingest dead-letter topic (platform
+        `internal`), where a person looks."""
         message = event.message
-        pending = await dlq.send(key=message.key, value=event.value, headers=dead_letter_headers(
-            message.headers, "internal", reason, detail, message.topic, message.partition, message.offset))
+        pending = await dlq.send(
+            key=message.key, value=event.value if value is None else value, headers=dead_letter_headers(
+                message.headers, "internal", reason, detail, message.topic, message.partition, message.offset))
         await pending  # acknowledged before this record's offset can be committed
 
     @app.agent(canonical, name="concord.state", concurrency=1)
@@ -431,6 +433,21 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
                 metrics.ingest_dead_letters.labels("internal", "state_error").inc()
                 await dead_letter(event, "state_error", f"{type(exc).__name__} while applying the record")
 
+    async def process_enveloped(event: Any, customer_key: str, events: list[CanonicalEvent], now: int,
+                                partition: int) -> None:
+        """One customer's events of an envelope: a failure (a bug) dead-letters only that customer's events, as an
+        envelope of their own, and the envelope's other customers go on."""
+        try:
+            await process_customer(customer_key, events, now, False, partition)
+        except Exception as exc:
+            log.exception("customer %s of the envelope at %s[%d]@%d failed in the state agent (its %d event(s) "
+                          "dead-lettered as state_error)", customer_key, event.message.topic, event.message.partition,
+                          event.message.offset, len(events))
+            metrics.state_events.labels("failed").inc(len(events))
+            metrics.ingest_dead_letters.labels("internal", "state_error").inc()
+            await dead_letter(event, "state_error", f"{type(exc).__name__} while applying customer {customer_key}",
+                              messages.encode(records.CanonicalBatch(events=events)))
+
     async def handle(event: Any, message: records.StateMessage, key: str) -> None:
         now = now_ms()
         started = time.perf_counter()
@@ -452,7 +469,10 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
             else:
                 groups = _group(message, key)
                 for n, (customer_key, events) in enumerate(groups.items(), 1):
-                    await process_customer(customer_key, events, now, False, partition)
+                    if isinstance(message, records.CanonicalBatch):
+                        await process_enveloped(event, customer_key, events, now, partition)
+                    else:
+                        await process_customer(customer_key, events, now, False, partition)
                     if n % _YIELD_EVERY == 0:
                         # A large batch would otherwise hold the event loop for its whole run:
                         # Faust could not move fetched records into the stream meanwhile, and

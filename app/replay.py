@@ -129,6 +129,9 @@ class Replayable(Struct, frozen=True):
     value: bytes
     headers: list[tuple[str, bytes]]
     label: str  # for the dry run's listing
+    # A keyless record (an envelope of events: agents/envelopes.py) goes back to the partition it was read from,
+    # where its keys live; a keyed one to its key's partition.
+    partition: int | None = None
 
 
 def choose_commands(records: Sequence[Any], flt: CommandFilter, commands_topic: str,
@@ -186,8 +189,10 @@ def choose_ingest(records: Sequence[Any], flt: IngestFilter,
                 f"topic ({messages.DLQ_SOURCE_TOPIC})")
             continue
         reason = headers.get(messages.DLQ_REASON, b"").decode()
+        partition = headers.get(messages.DLQ_SOURCE_PARTITION, b"").decode()
         chosen.append(Replayable(source, record.key, record.value, original_headers(record.headers),
-                                 f"{record.topic}@{record.partition}:{record.offset} -> {source}: {reason}"))
+                                 f"{record.topic}@{record.partition}:{record.offset} -> {source}: {reason}",
+                                 int(partition) if record.key is None and partition.isdigit() else None))
     return matched, chosen, skipped
 
 
@@ -243,8 +248,8 @@ async def resend(bootstrap: str, chosen: Sequence[Replayable], out: Callable[[st
         for start in range(0, len(chosen), every):
             batch = chosen[start:start + every]
             # In flight together, acknowledged together: one round trip per batch, not per record.
-            pending = [await producer.send(item.topic, value=item.value, key=item.key, headers=item.headers)
-                       for item in batch]
+            pending = [await producer.send(item.topic, value=item.value, key=item.key, headers=item.headers,
+                                           partition=item.partition) for item in batch]
             for delivery in pending:
                 await delivery
             sent += len(batch)

@@ -18,11 +18,25 @@ from concord.core.messages import (
     Tick,
 )
 
+
+class IdentityBatch(Struct, frozen=True, kw_only=True, tag_field="kind", tag="batch"):
+    """Many events of one identity partition in one Kafka message (the ingest agent's envelopes).
+
+    The identity agent takes each event as if it had come alone, keyed by its `local_customer`: every
+    event must carry one, in the order it was read, and the message must go to the partition of
+    those ids (`concord.core.partitioning.partition_for`).
+    """
+
+    events: list[CanonicalEvent]
+
+
+#: One message of the identity topic, as the identity step takes it (an `IdentityBatch` holds many).
 IdentityMessage = CanonicalEvent | Repoint | ParkSweep
 
 
 class CanonicalBatch(Struct, frozen=True, kw_only=True, tag_field="kind", tag="batch"):
-    """Many canonical events of one partition in one Kafka message (bulk producers, benchmarks).
+    """Many canonical events of one partition in one Kafka message (the ingest and identity agents'
+    envelopes, bulk producers, benchmarks).
 
     The state agent handles it as one Faust event, grouping by customer key, so per-message costs
     are paid once for the batch. Every event must carry its customer key, and the message must go
@@ -36,7 +50,7 @@ StateMessage = (CanonicalEvent | CanonicalBatch | Tick | AcceptFinding | SnoozeF
                 | DecideCorrection | CorrectionFailed)
 
 
-_identity_decoder = msgspec.json.Decoder(IdentityMessage)
+_identity_decoder = msgspec.json.Decoder(IdentityMessage | IdentityBatch)
 _state_decoder = msgspec.json.Decoder(StateMessage)
 
 
@@ -44,6 +58,6 @@ def decode_state(data: bytes) -> StateMessage:
     return _state_decoder.decode(data)
 
 
-def decode_identity(data: bytes) -> IdentityMessage:
+def decode_identity(data: bytes) -> IdentityMessage | IdentityBatch:
     return _identity_decoder.decode(data)
 

@@ -201,6 +201,19 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     zendesk_end_date_field: Annotated[
         str, Meta(min_length=1, description="Zendesk organization field key with the entitlement end date.")
     ] = "support_end_date"
+    forward_linger_ms: Annotated[
+        float,
+        Meta(ge=0, le=1000, description="How long the ingest and identity agents wait for more records before "
+             "forwarding what they read as envelopes (one Kafka record per destination partition; "
+             "agents/envelopes.py). Adds at most this much latency to each hop; 0 forwards each batch Kafka "
+             "hands over at once."),
+    ] = 5.0
+    forward_batch_max: Annotated[
+        int,
+        Meta(ge=1, le=100_000, description="Records the ingest and identity agents read at most before "
+             "forwarding them as envelopes, however short the linger: bounds an envelope's size and what "
+             "is read again after a crash."),
+    ] = 500
     identity_park_limit: Annotated[
         int,
         Meta(ge=1, le=100_000, description="Events kept per unresolved platform id while its link to a CRM "

@@ -3,6 +3,7 @@
 * `commits.py`: fixes to Faust's offset commits (never commit past a message that was not processed);
 * `changelog.py`: table values written to the changelog (and the audit checkpoints of the state agent) in
   one batch per partition;
+* `streams.py`: the current event of an agent that takes its records in batches (table writes need it);
 * `recovery.py`: whether table recovery has finished, and a plain consumer's metadata refresh;
 * `web.py`: a second listener on Faust's web server (the public webhook port), and `/` left to the board.
 

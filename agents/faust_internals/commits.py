@@ -39,7 +39,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from faust.events import Event
@@ -103,9 +103,21 @@ def _skipped_by_stream(event: Any) -> bool:
     return not app.flow_control.is_active() or message.generation_id != app.consumer_generation_id
 
 
+# Messages an agent did not finish (`leave_unacknowledged`): (partition, offset), until their ack is refused.
+_unfinished: set[tuple[Any, int]] = set()
+
+
+def leave_unacknowledged(events: Iterable[Any]) -> None:
+    """Refuse the coming acknowledgement of each of `events` (a batch whose body was interrupted): read again."""
+    _unfinished.update((event.message.tp, event.message.offset) for event in events)
+
+
 def _no_ack_when_skipped(original: Callable[[Any], bool]) -> Callable[[Any], bool]:
     @functools.wraps(original)
     def ack(self: Any) -> bool:
+        if _unfinished and (self.message.tp, self.message.offset) in _unfinished:
+            _unfinished.discard((self.message.tp, self.message.offset))
+            return False
         if _skipped_by_stream(self):
             message = self.message
             if (message.tp, message.generation_id) not in _told:  # once per partition and generation

@@ -17,8 +17,10 @@ from typing import Any
 
 import aiohttp
 import msgspec
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from msgspec import Struct
 
 from concord.app.signatures import sign_t_v1, sign_zendesk
 from concord.bench.common import free_port
@@ -219,6 +221,60 @@ async def consume_all(bootstrap: str, topic: str, expected: int, timeout: float 
     finally:
         await consumer.stop()
     return out
+
+
+class Forwarded(Struct, frozen=True):
+    """One event of a record of the identity or canonical topic (an envelope holds many), as a record of its own."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+def forwarded(records: list[Any]) -> list[Forwarded]:
+    """The events of `records`, envelopes opened (agents/envelopes.py): each keyed as a record of its own would be
+    (by its local id on the identity topic, its customer key on the canonical one)."""
+    out = []
+    for record in records:
+        body = orjson.loads(record.value)
+        if isinstance(body, dict) and body.get("kind") == "batch":
+            field = "local_customer" if record.topic.endswith(".identity") else "customer_key"
+            out += [Forwarded(record.topic, record.partition, record.offset, event[field].encode(),
+                              orjson.dumps(event)) for event in body["events"]]
+        else:
+            out.append(Forwarded(record.topic, record.partition, record.offset, record.key, record.value))
+    return out
+
+
+async def consume_events(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[Forwarded]:
+    """Read the identity or canonical `topic` from the beginning until `expected` events arrived (or time out)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    out: list[Forwarded] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(out) < expected and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                out += forwarded(records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def wait_for_event(bootstrap: str, topic: str, match: Callable[[Forwarded], bool],
+                         timeout: float = 60.0) -> Forwarded:
+    """Read the identity or canonical `topic` from the beginning until an event satisfies `match`."""
+    found: list[Forwarded] = []
+
+    def matching(record: Any) -> bool:
+        found.extend(e for e in forwarded([record]) if match(e))
+        return bool(found)
+
+    await wait_for_record(bootstrap, topic, matching, timeout)
+    return found[0]
 
 
 async def wait_committed(bootstrap: str, group: str, topic: str, timeout: float = 60.0) -> None:

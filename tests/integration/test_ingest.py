@@ -16,7 +16,15 @@ from concord.app.signatures import sign_t_v1
 from concord.core import messages
 from concord.core.settings import Settings
 from concord.core.topics import topic_names
-from tests.integration.harness import Infra, WorkerProcess, consume_all, produce, wait_committed, wait_for_record
+from tests.integration.harness import (
+    Infra,
+    WorkerProcess,
+    consume_all,
+    consume_events,
+    produce,
+    wait_committed,
+    wait_for_event,
+)
 
 SECRET = "whsec_integration_secret"
 
@@ -92,7 +100,7 @@ async def test_signed_webhooks_flow_to_canonical_and_forged_ones_are_refused(
     invoice_record = next(r for r in raw if r.value == invoice)
     assert ("Stripe-Signature", sign_t_v1(invoice, SECRET, now).encode()) in invoice_record.headers
 
-    records = await consume_all(infra.bootstrap, names.canonical, expected=2, timeout=60)
+    records = await consume_events(infra.bootstrap, names.canonical, expected=2, timeout=60)
     events = {orjson.loads(r.value)["event_id"]: (r.key, orjson.loads(r.value)) for r in records}
     assert set(events) == {"evt_inv1", "evt_cus1"}
     key, inv = events["evt_inv1"]
@@ -126,7 +134,7 @@ async def test_bad_payload_goes_to_the_dlq_with_its_reason_and_good_ones_behind_
     assert headers[messages.DLQ_SOURCE_OFFSET] == b"0"
     assert headers[messages.DLQ_CODEC_VERSION]
 
-    canonical = await consume_all(infra.bootstrap, names.canonical, expected=1, timeout=60)
+    canonical = await consume_events(infra.bootstrap, names.canonical, expected=1, timeout=60)
     assert [orjson.loads(r.value)["event_id"] for r in canonical] == ["evt_good"]
 
 
@@ -141,18 +149,18 @@ async def test_a_crm_merge_repoints_the_losers_billing_customer_to_the_winner(
     await produce(infra.bootstrap, names.raw["salesforce"], [(None, account)])
     customer = stripe_event("evt_cusM", "customer.created", stripe_customer("cus_M", loser))
     await produce(infra.bootstrap, names.raw["stripe"], [(None, customer)])
-    await wait_for_record(infra.bootstrap, names.canonical,
+    await wait_for_event(infra.bootstrap, names.canonical,
                           lambda r: r.key == loser.encode() and b'"evt_cusM"' in r.value)
 
     merge = cometd(header("Account", "DELETE", [loser], transactionKey="tx-merge"), {"MasterRecordId": winner})
     await produce(infra.bootstrap, names.raw["salesforce"], [(None, merge)])
     # The merge reaches the loser's key, which re-points stripe:cus_M to the winner.
-    await wait_for_record(infra.bootstrap, names.identity,
+    await wait_for_event(infra.bootstrap, names.identity,
                           lambda r: r.key == b"stripe:cus_M" and b'"repoint"' in r.value)
 
     invoice = stripe_event("evt_invM", "invoice.paid", stripe_invoice("in_M", "cus_M"))
     await produce(infra.bootstrap, names.raw["stripe"], [(None, invoice)])
-    record = await wait_for_record(infra.bootstrap, names.canonical,
+    record = await wait_for_event(infra.bootstrap, names.canonical,
                                    lambda r: b'"evt_invM"' in r.value and r.key == winner.encode())
     assert orjson.loads(record.value)["customer_key"] == winner
 
@@ -195,7 +203,7 @@ async def test_zendesk_and_netsuite_signed_webhooks_are_accepted_and_decoded(
             # Stripe's secret is not configured on this worker: refuse, do not accept unsigned.
             async with session.post(f"{proc.base_url}/webhooks/stripe", data=b"{}") as resp:
                 assert resp.status == 503
-        records = await consume_all(infra.bootstrap, names.canonical, expected=3, timeout=60)
+        records = await consume_events(infra.bootstrap, names.canonical, expected=3, timeout=60)
         kinds = sorted((orjson.loads(r.value)["source"], orjson.loads(r.value)["kind"]) for r in records)
         assert kinds == [("netsuite", "customer"), ("netsuite", "financial_flags"), ("zendesk", "customer")]
         assert {r.key for r in records} == {b"001Dn00000AcmeAAA"}
@@ -230,10 +238,10 @@ async def test_park_overflow_is_dead_lettered_and_replays_to_the_identity_topic(
         # The link arrives and releases the parked invoice; then the replayed one resolves through it too.
         customer = stripe_event("evt_ovfc", "customer.created", stripe_customer("cus_OVF", "001OVF"))
         assert (await _post(proc, customer, sign_t_v1(customer, SECRET, now)))[0] == 200
-        await consume_all(infra.bootstrap, names.canonical, expected=2, timeout=60)
+        await consume_events(infra.bootstrap, names.canonical, expected=2, timeout=60)
         summary = await replay_ingest(settings, IngestFilter(reason="identity_park_overflow"), out=lambda _: None)
         assert summary.replayed == 1
-        records = await consume_all(infra.bootstrap, names.canonical, expected=3, timeout=60)
+        records = await consume_events(infra.bootstrap, names.canonical, expected=3, timeout=60)
         assert sorted(orjson.loads(r.value)["event_id"] for r in records) == ["evt_ovf1", "evt_ovf2", "evt_ovfc"]
         assert {r.key for r in records} == {b"001OVF"}
     finally:
@@ -274,7 +282,7 @@ async def test_transaction_markers_in_a_raw_topic_are_committed_past_without_red
     finally:
         await plain.stop()
 
-    canonical = await consume_all(infra.bootstrap, names.canonical, expected=5, timeout=60)
+    canonical = await consume_events(infra.bootstrap, names.canonical, expected=5, timeout=60)
     assert sorted({orjson.loads(r.value)["event_id"] for r in canonical}) == sorted(
         [f"evt_tx{i}" for i in range(4)] + ["evt_tx_last"])
     await wait_committed(infra.bootstrap, ingest_settings.app_id, topic, timeout=30)  # to 9: past the markers

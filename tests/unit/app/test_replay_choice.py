@@ -1,4 +1,5 @@
-"""Which command dead letters a replay re-sends: one per command id, none the ledger forgot."""
+"""Which dead letters a replay re-sends: one per command id, none the ledger forgot; an ingest dead letter back to
+its source, an envelope to the partition it was read from."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from msgspec import Struct
 
-from concord.app.replay import CommandFilter, choose_commands
+from concord.app.replay import CommandFilter, IngestFilter, choose_commands, choose_ingest
 from concord.core import messages
 from concord.core.messages import Command
 
@@ -14,7 +15,7 @@ HOUR = 3_600_000
 
 
 class Record(Struct):
-    key: bytes
+    key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
     topic: str = "t.dlq.commands"
@@ -47,3 +48,15 @@ def test_dead_letters_older_than_the_ledger_remembers_are_skipped_and_said() -> 
     assert "new" in chosen[0].label and "old" not in chosen[0].label
     assert lines and lines[0].startswith("skipped old: dead-lettered 23 h longer ago than the ledger remembers")
     assert "--include-expired" in lines[0]
+
+
+def test_an_ingest_dead_letter_goes_back_to_its_source_and_a_keyless_envelope_to_its_partition() -> None:
+    def letter(key: bytes | None) -> Record:
+        return Record(key=key, value=b"{}", topic="t.dlq.ingest", headers=[
+            (messages.DLQ_REASON, b"state_error"), (messages.DLQ_SOURCE_TOPIC, b"t.canonical"),
+            (messages.DLQ_SOURCE_PARTITION, b"5")])
+
+    matched, chosen, skipped = choose_ingest([letter(b"001A"), letter(None)], IngestFilter(all=True), print)
+    assert (matched, skipped) == (2, 0)
+    assert [(c.topic, c.key, c.partition) for c in chosen] == [("t.canonical", b"001A", None),
+                                                              ("t.canonical", None, 5)]
