@@ -21,8 +21,11 @@ _KEY_CODEC = codecs.get_codec("json")
 
 
 @functools.lru_cache(maxsize=65_536)
-def _changelog_key(key: str) -> bytes:
-    """A customer key as the table's changelog stores it (memoized: the same customers recur)."""
+def changelog_key(key: str) -> bytes:
+    """A customer key as the table's changelog stores it (memoized: the same customers recur).
+
+    Also what `bench/pipeline/recovery.py` writes, so that its changelog is the agent's own.
+    """
     return _KEY_CODEC.dumps(key)
 
 
@@ -96,4 +99,4 @@ class ChangelogWriter(RecordBatchWriter):
     def put(self, key: str, value: bytes, partition: int) -> None:
         """Store `value` locally now; its changelog record goes out with the next `flush`."""
         self._table.data[key] = value
-        self.add(_changelog_key(key), value, partition)
+        self.add(changelog_key(key), value, partition)
