@@ -136,8 +136,11 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
         else:
             await resolve_one(event, local_id, message, out)
 
+    processed = metrics.events_processed.labels("identity")  # each event of an envelope, sweeps and links included
+
     async def resolve_one(event: Any, local_id: str, message: IdentityMessage, out: Envelopes) -> None:
         """One event (or control record) of `local_id`, read from the record `event`."""
+        processed.inc()
         now = now_ms()
         stored = parked.get(local_id)
         queue = ParkedQueue.load(stored, now)

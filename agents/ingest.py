@@ -138,11 +138,14 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
         if progress is not None:
             progress.read(message.tp, platform.value, message.offset, [e.occurred_at for e in events], now_ms())
 
+    processed = metrics.events_processed.labels("ingest")  # raw records, whatever became of them
+
     @concord.app.agent(raw, name="concord.ingest", concurrency=1)
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         # take_events acknowledges a batch's records when the body below is done with them: after
         # `forwarder.send` has waited for Kafka to take every envelope.
         async for batch in batches(stream, settings.forward_batch_max, linger):
+            processed.inc(len(batch))
             out = Envelopes(routes)
             try:
                 read_events = [await read(event, out) for event in batch]

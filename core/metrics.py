@@ -12,7 +12,9 @@ worker_ready = Gauge(
     "finished (a worker), or Kafka reachable and the producer started (the webhooks process)", registry=REGISTRY
 )
 events_processed = Counter(
-    "concord_events_processed_total", "Events processed by an agent", ["agent"], registry=REGISTRY
+    "concord_events_processed_total", "Records processed by an agent: ingest counts raw platform records, "
+    "identity the messages of the identity topic (each event of an envelope), state canonical events, commands "
+    "commands", ["agent"], registry=REGISTRY,
 )
 agent_batch_seconds = Histogram(
     "concord_agent_batch_seconds", "Time an agent spends on one batch of events", ["agent"], registry=REGISTRY
