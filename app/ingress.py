@@ -133,6 +133,14 @@ def _not_utf8(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+def stored_headers(headers: Mapping[str, str], received_at_ms: int) -> list[tuple[str, bytes]]:
+    """The Kafka headers of an accepted delivery: the request's headers as received, the caller's
+    credentials left out, then when it was received (`messages.RECEIVED_AT`, epoch ms)."""
+    stored = [(str(k), v.encode()) for k, v in headers.items() if k.lower() not in _DROPPED_HEADERS]
+    stored.append((messages.RECEIVED_AT, str(received_at_ms).encode()))
+    return stored
+
+
 class Ingress:
     """The webhook request handling, apart from Faust (the View below only adapts it): every check that
     needs no body first, then the body under a concurrency bound and a read timeout, then the HMAC."""
@@ -199,8 +207,7 @@ class Ingress:
         except signatures.SignatureError as exc:
             log.warning("refused %s webhook: %s", platform, exc.reason)
             return self._refuse(platform, 401, exc.reason, {"error": exc.reason})
-        headers = [(str(k), v.encode()) for k, v in request.headers.items() if k.lower() not in _DROPPED_HEADERS]
-        headers.append((messages.RECEIVED_AT, str(int(self.clock() * 1000)).encode()))
+        headers = stored_headers(request.headers, int(self.clock() * 1000))
         try:
             written = await self.send(platform, body, headers)  # acks=all: answered only once Kafka has it
         except (Unavailable, KafkaError) as exc:

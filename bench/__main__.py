@@ -4,6 +4,7 @@ import asyncio
 import sys
 
 from concord.bench import codecs, kafka_throughput, state_cost, state_throughput, webhooks
+from concord.bench.pipeline.__main__ import main as pipeline
 
 steps = [
     ("kafka throughput", lambda: asyncio.run(kafka_throughput.main([]))),
@@ -11,6 +12,7 @@ steps = [
     ("state cost and memory", lambda: state_cost.main([])),
     ("state agent throughput", lambda: asyncio.run(state_throughput.main([]))),
     ("webhook answer times beside a busy worker", lambda: asyncio.run(webhooks.main([]))),
+    ("pipeline end to end", lambda: asyncio.run(pipeline([]))),
 ]
 for title, run in steps:
     print(f"\n=== {title} ===", flush=True)
