@@ -80,8 +80,9 @@ def make() -> Concord:
             now = int(time.time() * 1000)
             stored = parked.get(local_id)
             current = links.get(local_id)
-            outcome = step(current, ParkedQueue.load(stored, now), records.decode_identity(event.value), limit,
-                           now=now, ttl=ttl)
+            message = records.decode_identity(event.value)
+            assert not isinstance(message, records.IdentityBatch)  # the naive ingest sends one event per record
+            outcome = step(current, ParkedQueue.load(stored, now), message, limit, now=now, ttl=ttl)
             if outcome.link is not None and outcome.link != current:
                 links[local_id] = outcome.link
             for resolved in outcome.forward:
