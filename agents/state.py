@@ -509,8 +509,8 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
         count = 0
         for key, raw in list(customers.data.items()):
             if partition_for(key.encode(), settings.topic_partitions) not in owned:
-                # Faust's memory store keeps, after a rebalance, the states written live of partitions that
-                # moved away: their new owner mirrors, counts and ticks them.
+                # A partition that moved away keeps its states here until recovery completes (the store
+                # drops them then): their new owner mirrors, counts and ticks them.
                 continue
             state = st.load(raw)
             deadlines.set(key, state.next_due)

@@ -4,6 +4,8 @@
 * `changelog.py`: table values written to the changelog (and the audit checkpoints of the state agent) in
   one batch per partition;
 * `streams.py`: the current event of an agent that takes its records in batches (table writes need it);
+* `table_store.py`: the tables' store, which recovers their changelog in bulk with a plain consumer, and
+  the hook in Faust's recovery that has it load the active partitions before Faust reads the rest;
 * `recovery.py`: whether table recovery has finished, and a plain consumer's metadata refresh;
 * `web.py`: a second listener on Faust's web server (the public webhook port), and `/` left to the board.
 

@@ -16,6 +16,8 @@ import faust
 from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.serializers import codecs
 
+from concord.agents.faust_internals.table_store import Store
+
 # The customers table's key serializer (Concord.table): JSON, as Faust encodes it.
 _KEY_CODEC = codecs.get_codec("json")
 
@@ -98,5 +100,9 @@ class ChangelogWriter(RecordBatchWriter):
 
     def put(self, key: str, value: bytes, partition: int) -> None:
         """Store `value` locally now; its changelog record goes out with the next `flush`."""
-        self._table.data[key] = value
+        store = self._table.data
+        if isinstance(store, Store):
+            store.put(key, value, partition)  # noted as `partition`'s: dropped with it when it is revoked
+        else:
+            store[key] = value
         self.add(changelog_key(key), value, partition)
