@@ -92,6 +92,10 @@ class Progress:
             del self._read[tp]
 
 
+#: `HealthWatch.read` before the watermarks were read once: every platform read up to nothing yet.
+_NOTHING_READ: Final = {platform: 0 for platform in PLATFORMS}
+
+
 class HealthWatch:
     """Every platform's health, from the published watermarks; remembers since when each is behind."""
 
@@ -109,7 +113,13 @@ class HealthWatch:
         Less the identity hop's lag: an event the ingest agent forwarded through the identity topic
         reaches the customer's state only once the identity agent has read that far. Computed once per
         update: the state agent asks on every event.
+
+        Before the watermarks were read from Redis once, every platform counts as read up to nothing: a
+        worker that has just started judges no deadline in its first second, where it would otherwise judge
+        on the clock alone (an empty mapping) and report a disagreement its platforms were about to resolve.
         """
+        if not self.read_at:
+            return _NOTHING_READ
         return self._read
 
     def update(self, marks: Mapping[str, Mapping[int, PartitionMark]], now: int,

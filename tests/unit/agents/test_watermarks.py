@@ -60,6 +60,16 @@ def test_one_log_line_when_a_platform_falls_behind_and_one_when_it_caught_up() -
     assert watch.platforms["stripe"].behind is False
 
 
+def test_nothing_counts_as_read_before_the_watermarks_were_read_once() -> None:
+    watch = HealthWatch(behind_ms=60_000, stale_ms=60_000)
+    # Not the empty mapping (the lifecycle judges on the clock alone with that): every platform at 0.
+    assert set(watch.read()) >= {"stripe", "salesforce", "zendesk", "netsuite"} and not any(watch.read().values())
+    watch.update({}, NOW)  # read once, nobody publishes (a worker with the state role alone): on the clock
+    assert watch.read() == {}
+    watch.update(marks(NOW - 1_000), NOW + 1_000)
+    assert watch.read() == {"stripe": NOW - 1_000}
+
+
 def test_marks_that_do_not_parse_are_skipped() -> None:
     raw = {b"stripe:0": b'{"watermark": 5, "at": 6}', b"stripe:x": b"{}", b"zendesk:1": b"not json"}
     assert decode_marks(raw) == {"stripe": {0: PartitionMark(watermark=5, at=6)}}
