@@ -42,7 +42,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise SystemExit(f"concord worker: {exc}") from None
     if created:
         print(f"concord: created {len(created)} topics ({settings.topic_partitions} partitions each)", flush=True)
-    run(concord.app, loglevel=args.loglevel, on_started=concord.started)
+    run(concord.app, loglevel=args.loglevel, on_started=concord.started, loop=settings.event_loop)
     return 0
 
 

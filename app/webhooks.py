@@ -47,7 +47,7 @@ from concord.app import signatures
 from concord.app.access import Access, Handler
 from concord.app.ingress import Ingress, Send, Unavailable
 from concord.app.probe import READINESS_SECONDS, KafkaProbe
-from concord.core import metrics
+from concord.core import event_loop, metrics
 from concord.core.settings import Settings, kafka_bootstrap
 from concord.core.topics import TopicSpec, ensure_topics, topic_names
 
@@ -257,16 +257,12 @@ async def main(settings: Settings) -> None:
     """`serve` until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    log.info("running on the %s event loop", event_loop.loop_name(loop))
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await serve(settings, stop)
 
 
 def run(settings: Settings) -> None:
-    """Run the webhooks process until a signal stops it (blocking)."""
-    try:
-        import uvloop
-    except ImportError:  # not built for this platform (Windows): asyncio's own loop
-        asyncio.run(main(settings))
-    else:
-        uvloop.run(main(settings))
+    """Run the webhooks process until a signal stops it (blocking), on `CONCORD_EVENT_LOOP`'s loop."""
+    event_loop.run(main(settings), settings.event_loop)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+
+from concord.core import event_loop
+
+log = logging.getLogger("concord.app")
 
 # Chatty client libraries: at debug they build a LogRecord per message (~12% of a worker's CPU).
 _QUIET_LOGGERS = ("aiokafka", "faust", "mode", "kafka")
@@ -23,6 +28,7 @@ class Worker(faust.Worker):
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
+        log.info("running on the %s event loop", event_loop.loop_name(asyncio.get_running_loop()))
         if self._on_started is not None:
             await self._on_started()
 
@@ -36,9 +42,12 @@ class Worker(faust.Worker):
 
 
 def run(app: faust.App, loglevel: str = "info", on_started: Callable[[], Awaitable[None]] | None = None,
-        **kwargs: Any) -> None:
+        loop: str = "uvloop", **kwargs: Any) -> None:
     """Run the worker until a signal stops it (blocking; exits the process like `faust worker`).
 
-    `on_started` is awaited once the worker has started: tables recovered, web server listening.
+    `on_started` is awaited once the worker has started: tables recovered, web server listening. `loop`:
+    `CONCORD_EVENT_LOOP` (core/event_loop.py); the app must not have taken a loop yet (nothing before the
+    worker runs it does).
     """
-    Worker(app, loglevel=loglevel, on_started=on_started, **kwargs).execute_from_commandline()
+    worker_loop = event_loop.install(loop)
+    Worker(app, loglevel=loglevel, on_started=on_started, loop=worker_loop, **kwargs).execute_from_commandline()

@@ -141,9 +141,17 @@ def worker_env(app_id: str, data_dir: str, **extra: str) -> dict[str, str]:
 def run_counting_app(script: Path, topic: str, count: int, timeout: float, label: str) -> float:
     """Run a benchmark app (BENCH_TOPIC/BENCH_COUNT/BENCH_RESULT protocol) in a worker process until
     it has processed `count` events; its events/s, first to last event."""
+    data = counting_app_result(script, topic, count, timeout, label)
+    return float(data["events"]) / float(data["seconds"])
+
+
+def counting_app_result(script: Path, topic: str, count: int, timeout: float, label: str,
+                        **extra: str) -> dict[str, Any]:
+    """`run_counting_app`, returning what the app wrote to BENCH_RESULT; `extra`: more environment."""
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
-        env = worker_env(unique(label), tmp, BENCH_TOPIC=topic, BENCH_COUNT=str(count), BENCH_RESULT=str(result))
+        env = worker_env(unique(label), tmp, BENCH_TOPIC=topic, BENCH_COUNT=str(count), BENCH_RESULT=str(result),
+                         **extra)
         log = Path(tmp) / "worker.log"
         with log.open("wb") as out:
             proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -156,5 +164,5 @@ def run_counting_app(script: Path, topic: str, count: int, timeout: float, label
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-        data = orjson.loads(result.read_bytes())
-        return float(data["events"]) / float(data["seconds"])
+        data: dict[str, Any] = orjson.loads(result.read_bytes())
+        return data

@@ -158,6 +158,16 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
             "unless this is `debug` (debug logging costs ~12% of a worker's CPU).",
         ),
     ] = "info"
+    event_loop: Annotated[
+        str,
+        Meta(
+            pattern=r"^(uvloop|asyncio)$",
+            description="Event loop of the worker, `concord webhooks` and the sandbox: `uvloop` (libuv, in C) "
+            "or `asyncio` (the standard library's; docs/benchmarks.md compares them). uvloop chosen but not "
+            "installed (a platform it is not built for): asyncio's loop, with a warning at start. The loop that "
+            "runs is logged at start.",
+        ),
+    ] = "uvloop"
 
     stripe_webhook_secret: Annotated[
         str, _secret("Stripe endpoint signing secret (`whsec_...`); `/webhooks/stripe` answers 503 while unset.")

@@ -23,6 +23,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Final, TextIO
 
+from concord.core import event_loop
 from concord.core import settings as settings_mod
 
 if TYPE_CHECKING:
@@ -179,8 +180,8 @@ async def serve(config: SandboxConfig, *, linger: float = 0.0, progress: float =
     traffic = config.traffic
     print(f"concord sandbox: http://{config.host}:{config.port}/ (status /_sandbox/status, ground truth "
           f"/_sandbox/injected); seed {traffic.seed}, {traffic.customers} customers, drift rate {traffic.drift_rate}, "
-          f"time scale {traffic.time_scale:g}x, webhooks to {settings_mod.mask_url(config.concord_url)}",
-          file=out, flush=True)
+          f"time scale {traffic.time_scale:g}x, webhooks to {settings_mod.mask_url(config.concord_url)}; "
+          f"{event_loop.loop_name(asyncio.get_running_loop())} event loop", file=out, flush=True)
     try:
         await _wait(sandbox, stop, config, linger, progress, out)
         print(progress_line(sandbox), file=out, flush=True)
@@ -223,4 +224,4 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_args(args, settings)
     except ValueError as exc:  # SettingsError is a ValueError
         raise SystemExit(f"concord sandbox: {exc}") from None
-    return asyncio.run(serve(config, linger=args.linger, progress=args.progress))
+    return event_loop.run(serve(config, linger=args.linger, progress=args.progress), settings.event_loop)

@@ -7,6 +7,8 @@
 * `table_store.py`: the tables' store, which recovers their changelog in bulk with a plain consumer, and
   the hook in Faust's recovery that has it load the active partitions before Faust reads the rest;
 * `recovery.py`: whether table recovery has finished, and a plain consumer's metadata refresh;
+* `delivery.py`: a fast path for the consumer's per-message delivery (no task pair per message while
+  flow is not suspended);
 * `web.py`: a second listener on Faust's web server (the public webhook port), and `/` left to the board.
 
 They were written against faust-streaming 0.15.3 and aiokafka 0.12-0.14 (tested on 0.14.0). A worker
@@ -29,7 +31,7 @@ KNOWN_VERSIONS: Final = {
 
 E_UNSUPPORTED: Final = (
     "{name} {version} is installed, but Concord relies on its internals and knows only {name} "
-    "{low} up to (not including) {high}: its offset-commit fixes and changelog writer "
+    "{low} up to (not including) {high}: its offset-commit fixes, delivery fast path and changelog writer "
     "(concord/agents/faust_internals/) must be reviewed for this version first. Install a known one: "
     "pip install '{name}>={low},<{high}'"
 )

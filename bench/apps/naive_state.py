@@ -58,4 +58,4 @@ def make() -> Concord:
 if __name__ == "__main__":
     concord = make()
     concord.prepare()
-    run(concord.app, loglevel="warning")
+    run(concord.app, loglevel="warning", loop=concord.settings.event_loop)

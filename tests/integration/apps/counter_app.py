@@ -44,4 +44,4 @@ def make() -> Concord:
 if __name__ == "__main__":
     concord = make()
     concord.prepare()
-    run(concord.app, loglevel="info", on_started=concord.started)
+    run(concord.app, loglevel="info", on_started=concord.started, loop=concord.settings.event_loop)
