@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from faust import streams
 from faust.types import EventT, StreamT
+
+#: The linger `batches` gives Faust when asked for none.
+_SHORTEST_LINGER_S: Final = 0.0001
 
 
 def as_current(event: Any) -> None:
@@ -27,4 +30,6 @@ def as_current(event: Any) -> None:
 def batches(stream: StreamT[Any], max_records: int, linger_seconds: float) -> AsyncIterator[Sequence[EventT]]:
     """`stream`'s events, `max_records` at most at a time, or what came within `linger_seconds`; each batch is
     acknowledged when the consumer asks for the next one (`Stream.take_events`: not on the typed interface)."""
-    return cast(AsyncIterator[Sequence[EventT]], cast(Any, stream).take_events(max_records, within=linger_seconds))
+    # Faust takes a `within` of 0 for "no timeout" (a batch only when `max_records` came): the shortest wait instead.
+    within = max(linger_seconds, _SHORTEST_LINGER_S)
+    return cast(AsyncIterator[Sequence[EventT]], cast(Any, stream).take_events(max_records, within=within))

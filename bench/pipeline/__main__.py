@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Final
 
 from concord.bench.common import delete_run_topics
-from concord.bench.pipeline import faults, throughput
+from concord.bench.pipeline import faults, latency, throughput
 from concord.bench.pipeline.raw import RawRecord, raw_records
 
 Step = Callable[[argparse.Namespace, Sequence[RawRecord]], Awaitable[Path]]
 
-#: Sub-benchmark name -> its run. Latency and recovery go here, with their options in `parser`.
+#: Sub-benchmark name -> its run, in order (recovery runs on its own: `python -m concord.bench.pipeline.recovery`).
 STEPS: Final[dict[str, Step]] = {
     "throughput": throughput.run,
+    "latency": latency.run,
     "faults": faults.run,
 }
 
@@ -42,6 +43,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", default=",".join(STEPS),
                         help=f"comma-separated sub-benchmarks to run, of {', '.join(STEPS)} (default: all)")
     throughput.add_arguments(parser)
+    latency.add_arguments(parser)
     faults.add_arguments(parser)
     return parser
 

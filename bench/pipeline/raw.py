@@ -49,6 +49,8 @@ HOST: Final = f"{Settings().web_host}:{Settings().web_port}"
 START_MS: Final = 1_793_491_200_000
 #: Simulated seconds per real second: the sandbox's default pacing, so record times are as close as its.
 TIME_SCALE: Final = 3600.0
+#: The sandbox traffic's default drift rate (probability that a lifecycle step is broken).
+DRIFT_RATE: Final = TrafficConfig().drift_rate
 
 
 class RawRecord(msgspec.Struct, frozen=True):
@@ -84,17 +86,19 @@ def as_raw_record(delivery: Delivery, at_ms: int, secret: str = SECRET) -> RawRe
 
 
 def raw_records(seed: int, customers: int, count: int, *, start_ms: int = START_MS,
-                time_scale: float = TIME_SCALE) -> list[RawRecord]:
-    """At least `count` raw records of the sandbox's traffic for `seed`, in delivery order (see the module)."""
+                time_scale: float = TIME_SCALE, drift_rate: float = DRIFT_RATE) -> list[RawRecord]:
+    """At least `count` raw records of the sandbox's traffic for `seed`, in delivery order (see the module);
+    `drift_rate`: the traffic's probability that a lifecycle step is broken (`TrafficConfig.drift_rate`)."""
     size = max(customers, 1)
     while True:
-        records = _play(seed, size, count, start_ms, time_scale)
+        records = _play(seed, size, count, start_ms, time_scale, drift_rate)
         if len(records) >= count:
             return records
         size *= 2
 
 
-def _play(seed: int, customers: int, count: int, start_ms: int, time_scale: float) -> list[RawRecord]:
+def _play(seed: int, customers: int, count: int, start_ms: int, time_scale: float,
+          drift_rate: float) -> list[RawRecord]:
     now = [start_ms / 1000]
     world = World(clock=lambda: now[0])
     # The topic is chosen when the records are produced; the run token keeps event ids apart per seed.
@@ -106,7 +110,8 @@ def _play(seed: int, customers: int, count: int, start_ms: int, time_scale: floa
 
     world.listen(deliver)
     deferred: list[Callable[[], None]] = []
-    traffic = Traffic(world, TrafficConfig(seed=seed, customers=customers), defer=deferred.append)
+    config = TrafficConfig(seed=seed, customers=customers, drift_rate=drift_rate)
+    traffic = Traffic(world, config, defer=deferred.append)
     for step in traffic.steps:
         now[0] = start_ms / 1000 + step.at / time_scale
         traffic.run_step(step)

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -173,9 +173,11 @@ async def ceiling(prefix: str, count: int) -> Ceiling:
 
 class Processes:
     """Worker processes of one run: started together, each with its own data dir, web port and log.
-    `readiness`: they report `concord_worker_ready` (a Concord worker); else ready once `/metrics` answers."""
+    `readiness`: they report `concord_worker_ready` (a Concord worker); else ready once `/metrics` answers.
+    `env`: settings of their environment besides `worker_env`'s (CONCORD_...)."""
 
-    def __init__(self, argv: list[str], app_id: str, count: int, tmp: Path, readiness: bool) -> None:
+    def __init__(self, argv: list[str], app_id: str, count: int, tmp: Path, readiness: bool,
+                 env: Mapping[str, str] | None = None) -> None:
         self.readiness = readiness
         self.logs: list[Path] = []
         self.ports: list[str] = []
@@ -183,12 +185,12 @@ class Processes:
         for n in range(count):
             data = tmp / f"worker-{n}"
             data.mkdir()
-            env = worker_env(app_id, str(data))
-            self.ports.append(env["CONCORD_WEB_PORT"])
+            settings = worker_env(app_id, str(data), **(env or {}))
+            self.ports.append(settings["CONCORD_WEB_PORT"])
             log = tmp / f"worker-{n}.log"
             self.logs.append(log)
             with log.open("wb") as out:
-                self.procs.append(subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT))
+                self.procs.append(subprocess.Popen(argv, env=settings, stdout=out, stderr=subprocess.STDOUT))
 
     def check(self) -> None:
         for proc, log in zip(self.procs, self.logs, strict=True):
@@ -214,6 +216,17 @@ class Processes:
                                                      msgspec.structs.astuple(counters), strict=True)))
         return total, all_ready
 
+    async def wait_ready(self, session: aiohttp.ClientSession, name: str, deadline: float, timeout: float) -> None:
+        """Until all of them are ready, and still so 2 s later; SystemExit past `deadline` (`time.monotonic()`)."""
+        ready_since = 0.0
+        while not ready_since or time.monotonic() - ready_since < 2.0:
+            self.check()
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{name}: workers not ready in {timeout:.0f} s:\n{self.tail()}")
+            ready = (await self.read(session))[1]
+            ready_since = (ready_since or time.monotonic()) if ready else 0.0
+            await asyncio.sleep(0.5)
+
     def stop(self) -> None:
         for proc in self.procs:
             proc.terminate()
@@ -238,14 +251,7 @@ async def measure(name: str, argv: list[str], records: Sequence[RawRecord], proc
         try:
             deadline = time.monotonic() + timeout
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-                ready_since = 0.0
-                while not ready_since or time.monotonic() - ready_since < 2.0:  # ready, and still so 2 s later
-                    workers.check()
-                    if time.monotonic() > deadline:
-                        raise SystemExit(f"{name}: workers not ready in {timeout:.0f} s:\n{workers.tail()}")
-                    ready = (await workers.read(session))[1]
-                    ready_since = (ready_since or time.monotonic()) if ready else 0.0
-                    await asyncio.sleep(0.5)
+                await workers.wait_ready(session, name, deadline, timeout)
                 await produce_raw(bootstrap(), app_id, records, partitions)
                 samples: list[Sample] = []
                 moved_at = time.monotonic()

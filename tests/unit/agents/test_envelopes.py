@@ -115,3 +115,18 @@ def test_the_forwarder_sends_in_order_and_again_until_kafka_takes_every_record()
     # r0 taken; r1 refused (r2 taken meanwhile): r1 and r2 again; that send raised: again, both taken.
     assert topic.sent == [b"r0", b"r2", b"r1", b"r2"]
     assert naps == [0.1, 0.2]
+
+
+def test_a_linger_of_zero_still_forwards_what_came_instead_of_waiting_for_a_full_batch() -> None:
+    from concord.agents.faust_internals.streams import batches
+
+    class Stream:
+        def take_events(self, max_: int, within: float) -> Any:
+            self.asked = (max_, within)
+            return iter(())
+
+    stream = Stream()
+    batches(stream, 500, 0.0)  # type: ignore[arg-type]
+    assert stream.asked[0] == 500 and 0 < stream.asked[1] <= 0.001  # Faust waits for 500 when within is 0
+    batches(stream, 500, 0.005)  # type: ignore[arg-type]
+    assert stream.asked == (500, 0.005)
