@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import faust
 
 from concord.agents.context import ROLES, Concord
-from concord.agents.faust_internals import check_versions, commits, delivery, table_store
+from concord.agents.faust_internals import check_versions, commits, delivery, fetching, table_store
 from concord.app.access import Access
 from concord.app.contract import mark_deprecated
 from concord.core.settings import Settings
@@ -28,6 +28,7 @@ def create_faust_app(settings: Settings, gate: Access | None = None) -> faust.Ap
     commits.apply()  # never commit past an unprocessed offset (see agents/faust_internals/commits.py)
     table_store.apply()  # tables recover their changelog in bulk (see agents/faust_internals/table_store.py)
     delivery.apply()  # no task pair per message delivered while flow is not suspended (delivery.py)
+    fetching.apply(settings.consumer_fetch_wait_ms)  # no 1.5 s fetch stall behind idle partitions (fetching.py)
     app = faust.App(
         settings.app_id,
         broker=settings.kafka_url,

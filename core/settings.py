@@ -211,6 +211,12 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     zendesk_end_date_field: Annotated[
         str, Meta(min_length=1, description="Zendesk organization field key with the entitlement end date.")
     ] = "support_end_date"
+    consumer_fetch_wait_ms: Annotated[
+        int,
+        Meta(ge=1, le=10_000, description="How long the broker may hold a worker's fetch when the partitions it "
+             "asks for have nothing new (Faust's fixed value is 1500). A fetch for idle partitions held that long "
+             "delays the next fetch of the busy ones; shorter costs more fetch requests to an idle broker."),
+    ] = 100
     forward_linger_ms: Annotated[
         float,
         Meta(ge=0, le=1000, description="How long the ingest and identity agents wait for more records before "

@@ -3,6 +3,7 @@
 * `commits.py`: fixes to Faust's offset commits (never commit past a message that was not processed);
 * `changelog.py`: table values written to the changelog (and the audit checkpoints of the state agent) in
   one batch per partition;
+* `fetching.py`: the worker consumer's fetch long-poll, a setting (Faust fixes it at 1.5 s);
 * `streams.py`: the current event of an agent that takes its records in batches (table writes need it);
 * `table_store.py`: the tables' store, which recovers their changelog in bulk with a plain consumer, and
   the hook in Faust's recovery that has it load the active partitions before Faust reads the rest;
