@@ -46,7 +46,8 @@ def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
         if not records:
             continue
         alive = live(records)
-        mine = [r for r in alive if r.crm_account_id in ours]
+        # By id: the evidence is the same whatever order the records reached the state in.
+        mine = sorted((r for r in alive if r.crm_account_id in ours), key=lambda r: r.id)
         if len(mine) > 1:
             findings.append(
                 Finding(

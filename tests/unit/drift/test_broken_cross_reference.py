@@ -48,3 +48,10 @@ def test_fingerprint_stable_while_records_change() -> None:
     after = only(run(RULE, state_of(customer(ZENDESK, "363", 2 * HOUR, name="Acme"), base=state)))
     assert after.fingerprint == before.fingerprint
     assert len(after.evidence) == 4
+
+
+def test_the_evidence_is_the_same_whatever_order_the_records_arrived_in() -> None:
+    one = state_of(customer(STRIPE, "cus_2", HOUR), customer(STRIPE, "cus_1", HOUR))
+    other = state_of(customer(STRIPE, "cus_1", HOUR), customer(STRIPE, "cus_2", HOUR))
+    assert only(run(RULE, one)).evidence == only(run(RULE, other)).evidence
+    assert [o.record for o in only(run(RULE, one)).evidence] == [KEY, "cus_1", "cus_2"]
