@@ -287,13 +287,23 @@ def register_customer_page(concord: Concord, titles: Mapping[str, str]) -> None:
             raw = customers.get(key)
             if raw is None:
                 return html(render("not_found.html", key=key, page="customer"), 404)
+            shown = checkpoints_shown(request.query.get("checkpoints"), timelines.entries)
             try:
-                checkpoints, detail = await timelines.read(key, VIEW_TIMELINE), ""
+                checkpoints, detail = await timelines.read(key, shown), ""
             except REDIS_ERRORS as exc:  # the records and findings are here: show them without the timeline
                 checkpoints, detail = [], E_TIMELINE.format(error=f"{type(exc).__name__}: {exc}")
             view = customer_view(st.load(raw), checkpoints, f"/api/v1/customers/{quote(key, safe='')}/timeline", detail)
             return html(render("customer.html", view=view, master=cv.master_table(view),
                                invoice_lines=cv.invoice_lines, titles=titles, page="customer"))
+
+
+def checkpoints_shown(asked: str | None, kept: int) -> int:
+    """How many checkpoints the customer view shows: `?checkpoints=` (1 up to what the timeline keeps), else
+    `VIEW_TIMELINE`."""
+    try:
+        return max(1, min(kept, int(asked))) if asked else VIEW_TIMELINE
+    except ValueError:
+        return VIEW_TIMELINE
 
 
 def relayed_page(relayed: Response, request: web.Request) -> Response:

@@ -166,13 +166,14 @@ async def test_viewer_and_operator_on_the_live_closed_loop(infra: Infra, setting
         await asyncio.to_thread(act, browser, other["fingerprint"], "Accept as otto", NOTE)
 
         # Both are on the timelines with his name; the approved suspension reached Zendesk and resolved D01.
-        customer_page = f"{worker.base_url}/customers/{quote(key, safe='')}"
+        # Its whole recent timeline: the loop goes on, and the newest 20 checkpoints may be later than the approval.
+        customer_page = f"{worker.base_url}/customers/{quote(key, safe='')}?checkpoints=200"
         browser.get(customer_page)
         approved = f"approve by otto: command {d01['awaiting']} sent, finding {d01['fingerprint']}"
         await asyncio.to_thread(WebDriverWait(browser, 60, poll_frequency=1).until,
                                 lambda b: approved in timeline_summaries(b))
         if other["customer_key"] != key:
-            browser.get(f"{worker.base_url}/customers/{quote(other['customer_key'], safe='')}")
+            browser.get(f"{worker.base_url}/customers/{quote(other['customer_key'], safe='')}?checkpoints=200")
         accepted = f"accept by otto ({NOTE}): accepted, finding {other['fingerprint']}"
         await asyncio.to_thread(WebDriverWait(browser, 60, poll_frequency=1).until,
                                 lambda b: accepted in timeline_summaries(b))

@@ -146,3 +146,12 @@ def test_a_page_the_owner_sent_is_passed_on_and_a_refusal_of_the_forwarding_beco
     assert page.status == 503 and page.content_type == "text/html"
     text = cast(web.Response, page).text or ""
     assert "no worker owns customer 001A now" in text and f'href="/customers/{KEY}"' in text
+
+
+def test_the_customer_view_shows_the_checkpoints_asked_for_within_what_the_timeline_keeps() -> None:
+    from concord.app.console.views import VIEW_TIMELINE, checkpoints_shown
+
+    assert checkpoints_shown(None, 500) == VIEW_TIMELINE == checkpoints_shown("", 500)
+    assert checkpoints_shown("200", 500) == 200
+    assert checkpoints_shown("9999", 500) == 500 and checkpoints_shown("0", 500) == 1
+    assert checkpoints_shown("lots", 500) == VIEW_TIMELINE
