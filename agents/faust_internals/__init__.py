@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from importlib import metadata
-from typing import Final
+from typing import Any, Final
 
 #: distribution -> (lowest known, first unknown): the half-open range each internal was written for.
 KNOWN_VERSIONS: Final = {
@@ -61,3 +61,14 @@ def check_versions(installed: Callable[[str], str] = metadata.version) -> None:
         if not low <= version_tuple(version) < high:
             raise UnsupportedVersion(E_UNSUPPORTED.format(name=name, version=version, low=_dotted(low),
                                                           high=_dotted(high)))
+
+
+#: Set on every wrapper installed over a Faust or aiokafka internal, so that none is installed twice.
+PATCHED: Final = "_concord_patched"
+
+
+def wrap_once(owner: Any, name: str, wrapper: Callable[[Any], Any]) -> None:
+    """Replace `owner.name` by `wrapper(owner.name)`, unless it is missing or already one of ours."""
+    current = getattr(owner, name, None)
+    if current is not None and not getattr(current, PATCHED, False):
+        setattr(owner, name, wrapper(current))

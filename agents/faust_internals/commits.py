@@ -46,9 +46,10 @@ from faust.events import Event
 from faust.transport.consumer import Consumer
 from faust.types.tuples import Message
 
+from concord.agents.faust_internals import PATCHED, wrap_once
+
 log = logging.getLogger(__name__)
 
-_MARK = "_concord_patched"  # set on every wrapper installed here, so that none is installed twice
 # Where each assigned partition's log begins (`record_log_starts`): the first offset to guard while a
 # partition has no committed offset yet (its first messages, in a new consumer group).
 _log_start: dict[Any, int] = {}
@@ -85,7 +86,7 @@ def _guard_head(original: Callable[[Any, Any], int | None]) -> Callable[[Any, An
             return None  # the next offset to commit is still unprocessed: commit nothing beyond it
         return original(self, tp)
 
-    setattr(new_offset, _MARK, True)
+    setattr(new_offset, PATCHED, True)
     return new_offset
 
 
@@ -129,7 +130,7 @@ def _no_ack_when_skipped(original: Callable[[Any], bool]) -> Callable[[Any], boo
             return False
         return original(self)
 
-    setattr(ack, _MARK, True)
+    setattr(ack, PATCHED, True)
     return ack
 
 
@@ -170,7 +171,7 @@ def _note_batches(original: Callable[..., Any]) -> Callable[..., Any]:
             note_fetched(self, records)
         return records, active
 
-    setattr(wait_next_records, _MARK, True)
+    setattr(wait_next_records, PATCHED, True)
     return wait_next_records
 
 
@@ -200,30 +201,24 @@ def _true_gap(original: Callable[..., Any]) -> Callable[..., Any]:
                 gap.addi(run_start, offset)
                 run_start = None
 
-    setattr(add_gap, _MARK, True)
+    setattr(add_gap, PATCHED, True)
     return add_gap
-
-
-def _wrap(cls: Any, name: str, wrapper: Callable[[Any], Any]) -> None:
-    current = getattr(cls, name, None)
-    if current is not None and not getattr(current, _MARK, False):
-        setattr(cls, name, wrapper(current))
 
 
 def apply() -> None:
     """Install the fixes (once); a Faust whose internals they rely on changed is left alone, with a warning."""
     if all(name in Consumer.__init__.__code__.co_names for name in ("_committed_offset", "_acked", "_gap")):
-        _wrap(Consumer, "_new_offset", _guard_head)
+        wrap_once(Consumer, "_new_offset", _guard_head)
     else:
         log.warning("faust consumer internals changed: the commit head guard is not applied (%s)", __file__)
     if all(hasattr(Consumer, name) for name in ("_wait_next_records", "_add_gap")):
-        _wrap(Consumer, "_wait_next_records", _note_batches)
-        _wrap(Consumer, "_add_gap", _true_gap)
+        wrap_once(Consumer, "_wait_next_records", _note_batches)
+        wrap_once(Consumer, "_add_gap", _true_gap)
     else:
         log.warning("faust consumer internals changed: dropped messages may be taken for gaps (%s)", __file__)
     slots = getattr(Message, "__slots__", ())
     if "tracked" in slots and "generation_id" in slots:
-        _wrap(Event, "ack", _no_ack_when_skipped)
+        wrap_once(Event, "ack", _no_ack_when_skipped)
     else:
         log.warning("faust message internals changed: skipped messages may be acknowledged (%s)", __file__)
 

@@ -41,9 +41,10 @@ from typing import Any
 from faust.transport.consumer import Consumer
 from mode.services import WaitResults
 
+from concord.agents.faust_internals import PATCHED, wrap_once
+
 log = logging.getLogger(__name__)
 
-_MARK = "_concord_patched"  # set on every wrapper installed here, so that none is installed twice
 # On a consumer while a callback is awaited directly: the delivery that `_interrupt` may cancel.
 _IN_FLIGHT = "_concord_direct_delivery"
 _EVENT_WAIT = asyncio.Event.wait.__code__
@@ -98,7 +99,7 @@ def _direct(original: Callable[..., Any]) -> Callable[..., Any]:
         await asyncio.sleep(0)
         return WaitResults([callback], [result], False)
 
-    setattr(wait_first, _MARK, True)
+    setattr(wait_first, PATCHED, True)
     return wait_first
 
 
@@ -128,14 +129,8 @@ def _interrupting(original: Callable[..., Any]) -> Callable[..., Any]:
         _interrupt(self)
         return result
 
-    setattr(set_and_interrupt, _MARK, True)
+    setattr(set_and_interrupt, PATCHED, True)
     return set_and_interrupt
-
-
-def _wrap(cls: Any, name: str, wrapper: Callable[[Any], Any]) -> None:
-    current = getattr(cls, name, None)
-    if current is not None and not getattr(current, _MARK, False):
-        setattr(cls, name, wrapper(current))
 
 
 def _internals_present() -> bool:
@@ -154,5 +149,5 @@ def apply() -> None:
         return
     # The interrupts first: a fast path never runs without them.
     for name in ("stop_flow", "_stopped_set", "_crash"):
-        _wrap(Consumer, name, _interrupting)
-    _wrap(Consumer, "wait_first", _direct)
+        wrap_once(Consumer, name, _interrupting)
+    wrap_once(Consumer, "wait_first", _direct)

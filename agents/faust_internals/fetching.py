@@ -24,9 +24,10 @@ from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from concord.agents.faust_internals import PATCHED
+
 log = logging.getLogger(__name__)
 
-_MARK = "_concord_patched"
 _wait_ms: list[int] = [1500]  # the wait the wrapper sets (one per process: the settings' value)
 
 
@@ -38,7 +39,7 @@ def _set_wait(original: Callable[..., Any]) -> Callable[..., Any]:
             consumer._fetch_max_wait_ms = _wait_ms[0]
         return consumer
 
-    setattr(create, _MARK, True)
+    setattr(create, PATCHED, True)
     return create
 
 
@@ -50,5 +51,5 @@ def apply(wait_ms: int) -> None:
     if thread is None or current is None:
         log.warning("faust consumer internals changed: the fetch long-poll stays Faust's 1.5 s (%s)", __file__)
         return
-    if not getattr(current, _MARK, False):
+    if not getattr(current, PATCHED, False):
         thread._create_worker_consumer = _set_wait(current)

@@ -49,10 +49,11 @@ from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from concord.agents.faust_internals import PATCHED
+
 log = logging.getLogger(__name__)
 
 SCHEME: Final = "concord-memory"
-_MARK = "_concord_patched"  # set on the wrapper installed here, so that it is not installed twice
 
 #: The bulk loader's fetches: large, and answered at once (Faust's own consumer waits up to 1.5 s for
 #: partitions with nothing new, which stalls the changelog's fetches behind them).
@@ -234,7 +235,7 @@ def _load_actives(original: Callable[..., Any]) -> Callable[..., Any]:
         for store, store_tps in by_store.items():
             await store.load(sorted(store_tps), progress)
 
-    setattr(build_offsets, _MARK, True)
+    setattr(build_offsets, PATCHED, True)
     return build_offsets
 
 
@@ -262,7 +263,7 @@ def apply() -> None:
         else:
             log.warning("faust memory store internals changed: tables recover through Faust's path (%s)", __file__)
             return
-    if getattr(Recovery._build_offsets, _MARK, False):
+    if getattr(Recovery._build_offsets, PATCHED, False):
         return
     if _recovery_internals_known():
         Recovery._build_offsets = _load_actives(Recovery._build_offsets)  # type: ignore[method-assign]

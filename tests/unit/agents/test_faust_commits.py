@@ -8,7 +8,7 @@ from faust.transport.consumer import Consumer
 from faust.types.tuples import ConsumerMessage
 from intervaltree import IntervalTree
 
-from concord.agents.faust_internals import commits
+from concord.agents.faust_internals import PATCHED, commits
 
 TP = ("raw", 0)
 
@@ -212,7 +212,7 @@ def test_the_fixes_are_installed_on_faust_once() -> None:
     installed = (Consumer._new_offset, Consumer._wait_next_records, Consumer._add_gap, Event.ack)
     commits.apply()
     assert (Consumer._new_offset, Consumer._wait_next_records, Consumer._add_gap, Event.ack) == installed
-    assert all(getattr(f, commits._MARK, False) for f in installed)
+    assert all(getattr(f, PATCHED, False) for f in installed)
 
 
 def test_fetched_offsets_below_the_committed_one_are_let_go_at_commit_time() -> None:

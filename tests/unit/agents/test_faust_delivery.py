@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from faust.transport.consumer import Consumer
 
-from concord.agents.faust_internals import delivery
+from concord.agents.faust_internals import PATCHED, delivery
 
 
 class FakeConsumer:
@@ -156,7 +156,7 @@ async def test_the_fast_path_is_installed_on_faust_once() -> None:
     installed = (Consumer.wait_first, Consumer.stop_flow, Consumer._stopped_set, Consumer._crash)
     delivery.apply()
     assert (Consumer.wait_first, Consumer.stop_flow, Consumer._stopped_set, Consumer._crash) == installed
-    assert all(getattr(f, delivery._MARK, False) for f in installed)
+    assert all(getattr(f, PATCHED, False) for f in installed)
 
 
 class DrainingConsumer(FakeConsumer):
