@@ -19,18 +19,21 @@ Order and delivery:
   (`Forwarder.send` awaits each delivery, retrying until Kafka takes it): a crash before that reads
   the batch again (at-least-once; the state agent drops events it has applied).
 
-`Envelopes` is pure (no I/O): it says what goes out; `Forwarder` sends it.
+`Envelopes` is pure (no I/O): it says what goes out; `Forwarder` sends it; `forwarded_batches` is the loop
+both agents run around them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final, TypeVar
 
 from msgspec import Struct
 
+from concord.agents.faust_internals.commits import leave_unacknowledged
+from concord.agents.faust_internals.streams import as_current, batches
 from concord.codecs.model import CanonicalEvent
 from concord.codecs.model import encode as encode_event
 from concord.codecs.records import CanonicalBatch, IdentityBatch
@@ -38,6 +41,8 @@ from concord.core import messages
 from concord.core.partitioning import partition_for
 
 log = logging.getLogger("concord.envelopes")
+
+R = TypeVar("R")
 
 #: Seconds between two attempts to hand an envelope to Kafka, at most (doubling from a tenth of a second).
 _RETRY_MAX_S: Final = 5.0
@@ -153,3 +158,24 @@ class Forwarder:
             remaining = remaining[failed:]
             await self._sleep(delay)
             delay = min(delay * 2, _RETRY_MAX_S)
+
+
+async def forwarded_batches(stream: Any, max_records: int, linger_seconds: float, routes: Sequence[Route],
+                            forwarder: Forwarder, read: Callable[[Any, Envelopes], Awaitable[R]],
+                            ) -> AsyncIterator[tuple[Sequence[Any], list[R]]]:
+    """`stream`'s records in batches, each `read` (as the current event: a table write goes to its record's
+    partition) into the batch's envelopes, which are then forwarded; yields each batch with what `read` said of
+    every record, once Kafka has every envelope of it. The batch is acknowledged when the next one is asked
+    for; one interrupted half-way (cancelled) is left unacknowledged, to be read again."""
+    async for batch in batches(stream, max_records, linger_seconds):
+        out = Envelopes(routes)
+        results: list[R] = []
+        try:
+            for event in batch:
+                as_current(event)
+                results.append(await read(event, out))
+            await forwarder.send(out.drain())
+        except BaseException:
+            leave_unacknowledged(batch)
+            raise
+        yield batch, results

@@ -22,10 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import faust
 
-from concord.agents.envelopes import Envelopes, Forwarder, canonical_route
-from concord.agents.faust_internals.commits import leave_unacknowledged
+from concord.agents.envelopes import Envelopes, Forwarder, canonical_route, forwarded_batches
 from concord.agents.faust_internals.recovery import recovery_finished
-from concord.agents.faust_internals.streams import as_current, batches
 from concord.agents.ingest import dead_letter_headers
 from concord.agents.watermarks import IDENTITY
 from concord.codecs import records
@@ -90,16 +88,7 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
     @app.agent(identity_topic, name="concord.identity", concurrency=1)
     async def resolve(stream: faust.StreamT[bytes]) -> None:
         # As the ingest agent: a batch is acknowledged once Kafka has every envelope it forwarded.
-        async for batch in batches(stream, settings.forward_batch_max, linger):
-            out = Envelopes(routes)
-            try:
-                for event in batch:
-                    as_current(event)  # the tables' changelog goes to this record's partition
-                    await read(event, out)
-                await forwarder.send(out.drain())
-            except BaseException:  # stopped half-way (cancelled): read the batch again, do not commit it
-                leave_unacknowledged(batch)
-                raise
+        async for batch, _ in forwarded_batches(stream, settings.forward_batch_max, linger, routes, forwarder, read):
             if progress is not None:  # the batch is done (forwarded); what comes next is within moments
                 for event in batch:
                     # Faust's record timestamp is in seconds; watermarks are epoch ms.

@@ -20,9 +20,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import faust
 
-from concord.agents.envelopes import Envelopes, Forwarder, Outgoing, canonical_route, identity_route
-from concord.agents.faust_internals.commits import leave_unacknowledged
-from concord.agents.faust_internals.streams import batches
+from concord.agents.envelopes import (
+    Envelopes,
+    Forwarder,
+    Outgoing,
+    canonical_route,
+    forwarded_batches,
+    identity_route,
+)
 from concord.agents.watermarks import gap_overflow_key
 from concord.codecs.config import codec_config
 from concord.codecs.errors import DecodeError, as_decode_error
@@ -62,6 +67,12 @@ def dead_letter_headers(
         (messages.DLQ_FAILED_AT, str(int(time.time() * 1000)).encode()),
     ]
     return headers
+
+
+def no_customer(event: CanonicalEvent) -> DecodeError:
+    """Why a decoded event cannot be used: it names no customer in any system."""
+    return DecodeError("no_customer_reference",
+                       f"{type(event).__name__} ({event.entity.kind}) names no customer in any system")
 
 
 def register(concord: Concord, progress: Progress | None = None) -> None:
@@ -119,8 +130,7 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
             return out.add(names.identity, event.local_customer, event)
         if event.customer_key is not None:
             return out.add(names.canonical, event.customer_key, event)
-        raise DecodeError("no_customer_reference",
-                          f"{type(event).__name__} ({event.entity.kind}) names no customer in any system")
+        raise no_customer(event)
 
     def gap_overflow(event: ResyncRequired, platform: Platform) -> None:
         """Changes to records of an object were lost and none is named (GAP_OVERFLOW): nothing to re-read or
@@ -142,17 +152,10 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
 
     @concord.app.agent(raw, name="concord.ingest", concurrency=1)
     async def ingest(stream: faust.StreamT[bytes]) -> None:
-        # take_events acknowledges a batch's records when the body below is done with them: after
-        # `forwarder.send` has waited for Kafka to take every envelope.
-        async for batch in batches(stream, settings.forward_batch_max, linger):
+        # A batch is acknowledged once Kafka has every envelope it forwarded (agents/envelopes.py).
+        async for batch, read_events in forwarded_batches(stream, settings.forward_batch_max, linger, routes,
+                                                          forwarder, read):
             processed.inc(len(batch))
-            out = Envelopes(routes)
-            try:
-                read_events = [await read(event, out) for event in batch]
-                await forwarder.send(out.drain())
-            except BaseException:  # stopped half-way (cancelled): read the batch again, do not commit it
-                leave_unacknowledged(batch)
-                raise
             # Read, as far as the watermarks go, once what was read is on its way (agents/watermarks.py).
             for event, events in zip(batch, read_events, strict=True):
                 note(event.message, platform_of[event.message.topic], events)
@@ -172,11 +175,11 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
                         message.partition, message.offset, reason, detail)
         else:
             try:
+                # All or nothing: a record with an event that names no customer is dead-lettered whole.
                 for unusable in events:
                     if not isinstance(unusable, ResyncRequired) and unusable.local_customer is None \
                             and unusable.customer_key is None:
-                        raise DecodeError("no_customer_reference", f"{type(unusable).__name__} "
-                                          f"({unusable.entity.kind}) names no customer in any system")
+                        raise no_customer(unusable)
                 for canonical_event in events:
                     await forwarder.send(await route(canonical_event, platform, out))
             except DecodeError as exc:  # decoded, but unusable (no customer reference)
