@@ -290,13 +290,16 @@ async def wait_committed(bootstrap: str, group: str, topic: str, timeout: float 
             partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         ends = await consumer.end_offsets(partitions)
         deadline = time.monotonic() + timeout
+        committed = {}
         while time.monotonic() < deadline:
             committed = await admin.list_consumer_group_offsets(group)
             if all(ends[tp] == 0 or (committed.get(tp) is not None and committed[tp].offset >= ends[tp])
                    for tp in partitions):
                 return
             await asyncio.sleep(0.5)
-        raise AssertionError(f"group {group} did not commit {topic} to {ends} within {timeout:.0f} s")
+        at = {tp.partition: (committed[tp].offset if tp in committed else None) for tp in partitions}
+        raise AssertionError(f"group {group} did not commit {topic} to {ends} within {timeout:.0f} s: "
+                             f"committed per partition {at}")
     finally:
         await consumer.stop()
         await admin.close()

@@ -285,7 +285,10 @@ async def test_transaction_markers_in_a_raw_topic_are_committed_past_without_red
     canonical = await consume_events(infra.bootstrap, names.canonical, expected=5, timeout=60)
     assert sorted({orjson.loads(r.value)["event_id"] for r in canonical}) == sorted(
         [f"evt_tx{i}" for i in range(4)] + ["evt_tx_last"])
-    await wait_committed(infra.bootstrap, ingest_settings.app_id, topic, timeout=30)  # to 9: past the markers
+    try:
+        await wait_committed(infra.bootstrap, ingest_settings.app_id, topic, timeout=30)  # to 9: past the markers
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nworker log:\n{worker.log_tail(80)}") from None
     log = worker.log_path.read_text()
     assert "was skipped by the stream" not in log  # no marker was taken for a skipped message
 
