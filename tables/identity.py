@@ -15,12 +15,29 @@ from typing import Any, Final
 import msgspec
 from msgspec import Struct
 
-from concord.codecs.model import UNSET, AccountMerged, CanonicalEvent, CustomerUpserted, EntityRef, Platform, Version
+from concord.codecs.model import (
+    UNSET,
+    AccountMerged,
+    CanonicalEvent,
+    CustomerUpserted,
+    EntitlementChanged,
+    EntityRef,
+    FinancialFlagsChanged,
+    InvoiceChanged,
+    PaymentChanged,
+    Platform,
+    RefundChanged,
+    ResyncRequired,
+    SalesOrderChanged,
+    SubscriptionChanged,
+    SupportCaseChanged,
+    Version,
+)
 from concord.codecs.model import decode as decode_event
 from concord.codecs.model import encode as encode_event
 from concord.codecs.records import IdentityMessage
 from concord.core.messages import ParkSweep, Repoint
-from concord.tables.state import ZERO, CustomerState, PartyRecord
+from concord.tables.state import ZERO, CustomerState, PartyRecord, Stamp
 
 # Stored queue: MAGIC, count (u32), then one frame per event, oldest first: parked at (epoch ms,
 # u64), length (u32), the event's canonical JSON. Parking appends a frame and rewrites the count:
@@ -208,21 +225,26 @@ _PARTY_KIND: Final = {Platform.STRIPE: "customer", Platform.ZENDESK: "organizati
 
 
 def carried(state: CustomerState, merge: AccountMerged) -> tuple[CanonicalEvent, ...]:
-    """The loser's customer records in billing, support and ERP, restated to the winner.
+    """Every record the loser holds in billing, support and ERP, restated to the winner.
 
-    The re-point only redirects the records' next events. A record that stays silent after the
-    merge (a Stripe customer still naming the merged-away account) would never reach the winner,
-    where D13 judges such references: so the loser hands over what it knows. Each field carries the
-    version it had; the event id derives from the merge's, so a redelivered merge restates the same.
+    The re-point only redirects the records' next events. A record that stays silent after the merge
+    would never reach the winner: a Stripe customer still naming the merged-away account (D13 judges
+    such references), but also its subscription, an ERP customer's financial flags, an open case. The
+    rules of the winner would then judge it without them (an active subscription missing makes a paid
+    entitlement look unpaid), and whether they do would depend on whether the record's last event came
+    before or after the merge was read. So the loser hands over all it knows, and the entitlements it
+    could not read as unread. Each record keeps its version (a party record, the latest of its
+    fields'), so the winner keeps whichever copy is newer; the event ids derive from the merge's, so a
+    redelivered merge restates the same.
     """
-    carried_events: list[CanonicalEvent] = []
+    out: list[CanonicalEvent] = []
     for system, records in ((Platform.STRIPE, state.billing.customers), (Platform.ZENDESK, state.support.organizations),
                             (Platform.NETSUITE, state.erp.customers)):
         for record in records.values():
             latest = max((stamp for stamp, _ in record.stamps), default=ZERO)
             if latest == ZERO:
                 continue
-            carried_events.append(CustomerUpserted(
+            out.append(CustomerUpserted(
                 event_id=f"{merge.event_id}:carried:{system.value}:{record.id}", source=system,
                 entity=EntityRef(_PARTY_KIND[system], record.id), occurred_at=latest.ts,
                 version=Version(latest.ts, latest.seq), customer_key=merge.winner_id,
@@ -232,7 +254,72 @@ def carried(state: CustomerState, merge: AccountMerged) -> tuple[CanonicalEvent,
                 tax_id=_known(record, "tax_id"), address=_known(record, "address"),
                 payment_terms=_known(record, "payment_terms"), crm_account_id=_known(record, "crm_account_id"),
             ))
-    return tuple(carried_events)
+    billing, support, erp = state.billing, state.support, state.erp
+    for sub in billing.subscriptions.values():
+        out.append(SubscriptionChanged(
+            **_common(merge, Platform.STRIPE, "subscription", sub.id, sub.stamp, sub.since_lag),
+            subscription_id=sub.id, customer_id=sub.customer_id, status=sub.status, plan=sub.plan,
+            quantity=sub.quantity, amount=sub.amount, currency=sub.currency,
+            current_period_end=sub.current_period_end, cancel_at_period_end=sub.cancel_at_period_end,
+            canceled_at=sub.canceled_at, deleted=sub.deleted))
+    for system, invoices in ((Platform.STRIPE, billing.invoices), (Platform.NETSUITE, erp.invoices)):
+        for inv in invoices.values():
+            out.append(InvoiceChanged(
+                **_common(merge, system, "invoice", inv.id, inv.stamp, inv.since_lag),
+                system=system, invoice_id=inv.id, billing_invoice_id=inv.billing_invoice_id,
+                customer_id=inv.customer_id, subscription_id=inv.subscription_id, number=inv.number,
+                status=inv.status, total=inv.total, tax=inv.tax, amount_remaining=inv.amount_remaining,
+                currency=inv.currency, due_at=inv.due_at, paid_at=inv.paid_at, deleted=inv.deleted))
+    for system, payments in ((Platform.STRIPE, billing.payments), (Platform.NETSUITE, erp.payments)):
+        for pay in payments.values():
+            out.append(PaymentChanged(
+                **_common(merge, system, "payment", pay.id, pay.stamp, pay.since_lag),
+                system=system, payment_id=pay.id, invoice_id=pay.invoice_id, status=pay.status,
+                amount=pay.amount, currency=pay.currency, deleted=pay.deleted))
+    for system, refunds in ((Platform.STRIPE, billing.refunds), (Platform.NETSUITE, erp.credit_memos)):
+        for ref in refunds.values():
+            out.append(RefundChanged(
+                **_common(merge, system, ref.document, ref.id, ref.stamp, ref.since_lag),
+                system=system, refund_id=ref.id, document=ref.document, billing_refund_id=ref.billing_refund_id,
+                invoice_id=ref.invoice_id, charge_id=ref.charge_id, status=ref.status, amount=ref.amount,
+                currency=ref.currency, deleted=ref.deleted))
+    for ent in support.entitlements.values():
+        out.append(EntitlementChanged(
+            **_common(merge, Platform.ZENDESK, "organization", ent.organization_id, ent.stamp, ent.since_lag),
+            organization_id=ent.organization_id, status=ent.status, tier=ent.tier, end_date=ent.end_date,
+            tags=ent.tags, deleted=ent.deleted))
+    for case in support.cases.values():
+        out.append(SupportCaseChanged(
+            **_common(merge, Platform.ZENDESK, "ticket", case.id, case.stamp, case.since_lag),
+            ticket_id=case.id, organization_id=case.organization_id, status=case.status, priority=case.priority,
+            subject=case.subject, created_at=case.created_at, deleted=case.deleted))
+    for org, (first_ts, last_ts) in support.unread.items():  # unread from the first change to the last: both
+        for part, ts in (("unread-first", first_ts), ("unread-latest", last_ts))[: 1 if first_ts == last_ts else 2]:
+            out.append(ResyncRequired(
+                **_common(merge, Platform.ZENDESK, "organization", org, Stamp(ts, 0, 0), 0, part),
+                reason="carried from an account merged away: its entitlement was not read",
+                object_type="organization", record_ids=(org,)))
+    for flags in erp.flags.values():
+        out.append(FinancialFlagsChanged(
+            **_common(merge, Platform.NETSUITE, "customer", flags.customer_id, flags.stamp, 0, "flags"),
+            system=Platform.NETSUITE, customer_id=flags.customer_id, overdue_balance=flags.overdue_balance,
+            currency=flags.currency, credit_hold=flags.credit_hold))
+    for order in erp.sales_orders.values():
+        out.append(SalesOrderChanged(
+            **_common(merge, Platform.NETSUITE, "salesOrder", order.id, order.stamp, order.since_lag),
+            system=Platform.NETSUITE, order_id=order.id, opportunity_id=order.opportunity_id, status=order.status,
+            total=order.total, currency=order.currency, deleted=order.deleted))
+    return tuple(out)
+
+
+def _common(merge: AccountMerged, system: Platform, kind: str, record_id: str, stamp: Stamp, since_lag: int,
+            part: str = "") -> dict[str, Any]:
+    """The event fields of a record restated from `merge`'s loser, at the version `stamp` gave it."""
+    suffix = f":{part}" if part else ""
+    return {"event_id": f"{merge.event_id}:carried:{system.value}:{kind}:{record_id}{suffix}", "source": system,
+            "entity": EntityRef(kind, record_id), "occurred_at": stamp.ts - since_lag,
+            "version": Version(stamp.ts, stamp.seq), "customer_key": merge.winner_id,
+            "correlation_id": merge.correlation_id}
 
 
 def _known(record: PartyRecord, field: str) -> Any:

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import struct
+from typing import Any
+
+import msgspec
 
 from concord.codecs.model import (
     UNSET,
     AccountMerged,
+    CanonicalEvent,
     CustomerUpserted,
     EntityRef,
     InvoiceChanged,
@@ -22,7 +26,8 @@ from concord.tables.identity import (
     merge_routing,
     step,
 )
-from concord.tables.state import CustomerState, apply, empty
+from concord.tables.state import CustomerState, Stamp, apply, empty
+from tests.unit.tables import state_builders as sb
 
 
 def invoice(n: int, customer_key: str | None = None, local: str = "stripe:cus_1") -> InvoiceChanged:
@@ -227,3 +232,69 @@ def _decoded(raw: bytes) -> InvoiceChanged:
     event = decode(raw)
     assert isinstance(event, InvoiceChanged)
     return event
+
+
+# ---------------------------------------------------------------- what a merge carries
+
+
+def _untied(value: Any) -> Any:
+    """`value` with every stamp's tie-break zeroed: it hashes the id of the event that made the change."""
+    if isinstance(value, Stamp):
+        return Stamp(value.ts, value.seq, 0)
+    if isinstance(value, msgspec.Struct):
+        return msgspec.structs.replace(value, **{f: _untied(getattr(value, f)) for f in value.__struct_fields__})
+    if isinstance(value, dict):
+        return {k: _untied(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_untied(v) for v in value)
+    return value
+
+
+_RECORDS: list[CanonicalEvent] = [
+    sb.customer(10, sb.STRIPE, name="Acme"),
+    sb.subscription(11, "active", occurred_at=9),
+    sb.invoice(12, "in_1", "paid", billing_invoice_id="in_1", customer_id="cus_1"),
+    sb.invoice(13, "ns_inv_1", "open", sb.NETSUITE, billing_invoice_id="in_1"),
+    sb.payment(14, "py_1", invoice_id="in_1"),
+    sb.payment(15, "ns_pay_1", "succeeded", sb.NETSUITE),
+    sb.refund(16, "re_1", charge_id="ch_1"),
+    sb.refund(17, "cm_1", "open", sb.NETSUITE, billing_refund_id="re_1"),
+    sb.entitlement(18, "active", tier="gold"),
+    sb.case(19, "t1", "open", subject="help", created_at=3),
+    sb.organization_unread(20, "10"),
+    sb.organization_unread(25, "10"),
+    sb.flags(21, overdue_balance=500, currency="USD", credit_hold=True),
+    sb.sales_order(22, "so_1", opportunity_id="006A", status="pendingFulfillment", total=900, currency="USD"),
+]
+
+
+def _sections(state: CustomerState) -> tuple[Any, ...]:
+    return _untied((state.billing, state.support, state.erp))
+
+
+def test_the_loser_hands_every_record_it_holds_to_the_winner_at_its_version() -> None:
+    # Whether a record's last event came before the merge was read (it is in the loser, carried) or after
+    # (re-addressed to the winner) must not change what the winner holds.
+    merge = sb.merged(30, "001WIN", (sb.KEY,))
+    loser = sb.fold(_RECORDS)
+    carried_events = merge_routing(loser, merge).readdressed
+    assert {e.customer_key for e in carried_events} == {"001WIN"}
+    via_merge = sb.fold(carried_events, empty("001WIN"))
+    readdressed = [msgspec.structs.replace(e, customer_key="001WIN") for e in _RECORDS]
+    direct = sb.fold(readdressed, empty("001WIN"))
+    assert _sections(via_merge) == _sections(direct)
+    assert via_merge.support.unread == {"10": (20, 25)}  # unknown stays unknown, since the first change not read
+    assert via_merge.billing.subscriptions["sub_1"].since == 9
+    # A redelivered merge restates the same events (same ids): the winner drops them as duplicates.
+    again = merge_routing(loser, merge).readdressed
+    assert [e.event_id for e in again] == [e.event_id for e in carried_events]
+    assert sb.fold(again, via_merge) == via_merge
+
+
+def test_a_carried_record_never_replaces_a_newer_one_the_winner_holds() -> None:
+    merge = sb.merged(30, "001WIN", (sb.KEY,))
+    loser = sb.fold([sb.subscription(11, "active")])
+    winner = sb.fold([msgspec.structs.replace(sb.subscription(40, "canceled"), customer_key="001WIN")],
+                     empty("001WIN"))
+    after = sb.fold(merge_routing(loser, merge).readdressed, winner)
+    assert after.billing.subscriptions["sub_1"].status == "canceled"
