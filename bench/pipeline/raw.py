@@ -11,7 +11,11 @@ reaches `<prefix>.raw.<platform>`:
   Host, the delivery's headers and signature (signed by `sandbox/signing.py` at the change's time), the
   client's automatic Accept, Accept-Encoding and Content-Length, then the received-at header (the
   change's time);
-* Salesforce (CDC on Kafka): key = record id, the CometD message, no header (`sandbox/emit.py` produces it so).
+* Salesforce (CDC on Kafka): key = record id, the CometD message, no header (`sandbox/emit.py` produces it so);
+* the re-read of a Zendesk organization, right after each of its webhooks but a deletion's: the webhooks
+  carry no entitlement (the codec asks for a re-read), and the commands role feeds the organization, as
+  `GET /api/v2/organizations/{id}.json` returns it, back to the raw topic (`agents/commands.py`: key = the
+  id, the `concord-refetched-by` header). Here it is read at once, from the world as the webhook left it.
 
 Deterministic for its arguments: the same seed, customers, count, start and scale give the same records,
 byte for byte. The timeline stops at the step that reaches `count` records; when every customer's
@@ -34,6 +38,7 @@ from aiohttp.http import SERVER_SOFTWARE
 from aiokafka import AIOKafkaProducer
 
 from concord.app.ingress import stored_headers
+from concord.core.messages import REFETCHED_BY
 from concord.core.settings import Settings
 from concord.core.topics import TopicSpec, ensure_topics, topic_names
 from concord.sandbox.emit import sign_headers
@@ -85,6 +90,13 @@ def as_raw_record(delivery: Delivery, at_ms: int, secret: str = SECRET) -> RawRe
     return RawRecord(platform=delivery.platform, key=delivery.key, value=delivery.value, headers=[])
 
 
+def reread_record(change: Change, n: int) -> RawRecord:
+    """The raw-topic record of re-reading the organization `change` wrote (`n`: makes the command id unique)."""
+    body = msgspec.json.encode({"organization": change.record})
+    return RawRecord(platform="zendesk", key=change.id.encode(), value=body,
+                     headers=[(REFETCHED_BY, f"bench-reread-{change.id}-{n}".encode())])
+
+
 def raw_records(seed: int, customers: int, count: int, *, start_ms: int = START_MS,
                 time_scale: float = TIME_SCALE, drift_rate: float = DRIFT_RATE) -> list[RawRecord]:
     """At least `count` raw records of the sandbox's traffic for `seed`, in delivery order (see the module);
@@ -107,6 +119,8 @@ def _play(seed: int, customers: int, count: int, start_ms: int, time_scale: floa
 
     def deliver(change: Change) -> None:
         records.extend(as_raw_record(delivery, change.at) for delivery in events.build(change))
+        if change.platform == "zendesk" and change.type == "organization" and change.op != "delete":
+            records.append(reread_record(change, len(records)))
 
     world.listen(deliver)
     deferred: list[Callable[[], None]] = []

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from faust.serializers import codecs
 
-from concord.bench.pipeline.faults import Snapshot, compare, describe, latest_values, snapshot_of
+from concord.bench.pipeline.faults import Snapshot, blind_rules, compare, describe, latest_values, snapshot_of
 from concord.core.messages import DriftItem, Observation
 from concord.tables import state as st
 
@@ -88,3 +88,57 @@ def test_an_equal_run_is_described_as_equal_and_encodes_to_json() -> None:
 
 def test_an_empty_changelog_is_an_empty_snapshot() -> None:
     assert snapshot_of({}) == Snapshot(customers={}, findings={})
+
+
+def _seen(value: Any, version: int) -> Observation:
+    return Observation(system="stripe", record="sub_1", field="status", value=value, version=version, at=version)
+
+
+def test_history_is_not_the_outcome_resolved_findings_generations_and_evidence_versions() -> None:
+    resolved = _item("f9", status="resolved", resolution="converged")
+    a = snapshot_of(_changelog(_state("001A", drift={"f1": _item("f1", status="open", generation=0,
+                                                                  evidence=(_seen("active", 5),)),
+                                                     "f9": resolved})))
+    b = snapshot_of(_changelog(_state("001A", drift={"f1": _item("f1", status="open", generation=2,
+                                                                  evidence=(_seen("active", 9),))})))
+    assert compare(a, b).equal
+    c = snapshot_of(_changelog(_state("001A", drift={"f1": _item("f1", status="open",
+                                                                  evidence=(_seen("past_due", 9),))})))
+    (changed,) = compare(a, c).findings_different
+    assert [field for field, _, _ in changed.fields] == ["evidence"]
+
+
+def test_a_state_is_compared_without_its_duplicate_ring_and_stamp_tie_breaks() -> None:
+    def sub(tie: int, status: str = "active") -> st.Subscription:
+        return st.Subscription(id="sub_1", customer_id="cus_1", status=status, stamp=st.Stamp(7, 1, tie))
+
+    def with_sub(s: st.Subscription, recent: tuple[tuple[int, int], ...]) -> st.CustomerState:
+        return _state("001A", billing=st.Billing(subscriptions={"sub_1": s}), recent=recent)
+
+    a = snapshot_of(_changelog(with_sub(sub(111), ((7, 1), (7, 2)))))
+    b = snapshot_of(_changelog(with_sub(sub(222), ((7, 3), (7, 4)))))
+    assert compare(a, b).equal
+    c = snapshot_of(_changelog(with_sub(sub(111, "canceled"), ())))
+    assert [(d.customer_key, d.fields) for d in compare(a, c).customers_different] == [("001A", ["billing"])]
+
+
+def test_a_retired_state_is_compared_on_where_it_was_merged_only() -> None:
+    def loser(merged_into: str, last: int) -> st.CustomerState:
+        return _state("001L", merged_into=merged_into, last_event_at=last,
+                      billing=st.Billing(subscriptions={"sub_1": st.Subscription(id="sub_1", customer_id="cus_1",
+                                                                                  status="active")} if last else {}))
+
+    assert compare(snapshot_of(_changelog(loser("001W", 5))), snapshot_of(_changelog(loser("001W", 0)))).equal
+    diff = compare(snapshot_of(_changelog(loser("001W", 5))), snapshot_of(_changelog(loser("001X", 5))))
+    assert [(d.customer_key, d.fields) for d in diff.customers_different] == [("001L", ["merged_into"])]
+
+
+def test_findings_of_a_rule_reading_an_unread_part_are_counted_blind_not_compared() -> None:
+    # D02 reads the support entitlements; an organization whose entitlement was not read leaves them unknown.
+    unread = st.Support(unread={"9": (100, 200)})
+    snap = snapshot_of(_changelog(_state("001A", support=unread, drift={"f1": _item("f1", rule="D02", status="open"),
+                                                                        "f2": _item("f2", rule="D05")})))
+    assert snap.blind == 1
+    assert set(snap.findings) == {"f2"}
+    assert "D02" in blind_rules(_state("001A", support=unread))
+    assert blind_rules(_state("001A")) == frozenset()
