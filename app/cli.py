@@ -135,6 +135,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return run(_load_settings(), args)
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from concord.app.reconcile import run
+
+    return run(_load_settings(), args)
+
+
 E_NO_USERS_FILE = ("concord users add: no users file: pass --file PATH, or set CONCORD_USERS_FILE to the file the "
                    "workers read")
 
@@ -226,6 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_replay_arguments(replay)
     replay.set_defaults(func=cmd_replay)
+
+    reconcile = sub.add_parser(
+        "reconcile", help="list every record of the platforms and feed them through the live path",
+        description="List each platform's records through its list API (resumable, paced by the shared rate "
+        "limits) and feed them to the raw topics, where the live path judges them (docs/reconcile.md).")
+    from concord.app.reconcile import add_arguments as add_reconcile_arguments
+
+    add_reconcile_arguments(reconcile)
+    reconcile.set_defaults(func=cmd_reconcile)
 
     users_cmd = sub.add_parser("users", help="manage the console's users (the users file)",
                                description="The people who use the console: CONCORD_USERS_FILE (docs/console.md).")

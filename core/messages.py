@@ -44,6 +44,8 @@ REPLAY: Final = "concord-replay"
 RECEIVED_AT: Final = "concord-received-at"
 #: A record a re-read command fetched from a platform's API (value: the command id), on the raw topic.
 REFETCHED_BY: Final = "concord-refetched-by"
+#: A record a reconciliation listed from a platform's list API (value: the pass id), on the raw topic.
+SNAPSHOT: Final = "concord-snapshot"
 
 
 # ---------------------------------------------------------------- findings

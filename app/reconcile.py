@@ -1,0 +1,320 @@
+"""`concord reconcile`: list every record of the platforms and feed them through the live path.
+
+    concord reconcile --all                       # every platform, every record
+    concord reconcile --platform stripe --since 7d
+    concord reconcile --all --dry-run             # read and count, write nothing
+
+Each platform is listed through its own list API (connectors/snapshots.py), all platforms at once, each
+paced by the same shared token bucket as the commands to that platform (connectors/ratelimit.py), so
+live corrections keep their share of the platform's rate limit. Every record goes to the platform's
+raw topic with the header `concord-snapshot: <pass id>` and takes the live path from there: the same
+codec, identity and state, where the per-field watermarks decide (a snapshot never overwrites newer
+live data; docs/reconcile.md).
+
+**A pass is resumable.** After each page is in Kafka (acknowledged by every in-sync replica), the pass's
+cursor is checkpointed in Redis (`<prefix>:reconcile:<platform>`, also what a status page reads). A run
+that finds an unfinished pass of a platform with the same `--since` resumes it from its last page (after
+a crash or Ctrl-C), and says so; `--restart` starts a new pass instead. At most one page is read twice.
+
+**Progress**: on a terminal one line per platform, redrawn in place (part, records read, rate, and the
+elapsed time); otherwise a line per platform every `--progress` seconds. At the end a summary per
+platform: records, pages, time, and whether the listing is complete (a `--since` listing never is: it
+does not see records that did not change, so it can never tell that a record is gone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol, TextIO
+
+import msgspec
+from msgspec import Struct
+
+from concord.core import messages
+from concord.core.settings import Settings, kafka_bootstrap
+from concord.core.topics import PLATFORMS
+
+# aiokafka, redis and the readers are imported where used: `concord --help` builds this parser.
+
+E_NO_PLATFORM: Final = "concord reconcile: name the platforms (--platform P, repeatable) or pass --all"
+E_UNREADABLE: Final = "concord reconcile: {platform} is not readable yet (no list reader): choose from {known}"
+E_SINCE: Final = ("concord reconcile: --since {value!r} is neither a date/time (2026-11-01, 2026-11-01T12:00:00Z) nor "
+                  "a duration back from now (90m, 12h, 7d)")
+E_KAFKA: Final = ("cannot reach Kafka at {bootstrap} ({error}). Is it running (`concord infra status`) and is "
+                  "CONCORD_KAFKA_URL right?")
+E_REDIS: Final = ("cannot reach Redis at {url} ({error}): the pass's cursor is checkpointed there. Is it running "
+                  "(`concord infra status`) and is CONCORD_REDIS_URL right?")
+#: The platforms a reader lists today (connectors/snapshots.py `READERS`).
+READABLE: Final = ("stripe", "salesforce", "zendesk")
+_UNITS: Final = {"m": 60, "h": 3600, "d": 86400}
+
+
+class Checkpoint(Struct, kw_only=True):
+    """A pass of one platform, as Redis keeps it between pages (`cursor` None: the listing is complete)."""
+
+    pass_id: str
+    platform: str
+    since_ms: int | None = None
+    cursor: Any = None  # connectors.snapshots.Cursor, as builtins (this module does not import the readers)
+    records: int = 0
+    pages: int = 0
+    by_part: dict[str, int] = {}
+    started_at: int = 0
+    updated_at: int = 0
+    finished_at: int = 0
+    dry_run: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.finished_at > 0 and self.since_ms is None
+
+
+def parse_since(value: str, now: float) -> int:
+    """`--since` as epoch ms: an ISO date or date-time (UTC unless it says), or a duration back from `now`."""
+    text = value.strip()
+    if text and text[:-1].isdigit() and text[-1] in _UNITS:
+        return int((now - int(text[:-1]) * _UNITS[text[-1]]) * 1000)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(E_SINCE.format(value=value)) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+class Store(Protocol):
+    """Where checkpoints live (Redis in production)."""
+
+    async def load(self, platform: str) -> Checkpoint | None: ...
+
+    async def save(self, checkpoint: Checkpoint) -> None: ...
+
+
+class Sink(Protocol):
+    """Where a page's records go: returns once they are durable (Kafka acknowledged every one)."""
+
+    async def send(self, platform: str, records: Sequence[Any], pass_id: str) -> None: ...
+
+
+class RedisStore:
+    def __init__(self, client: Any, prefix: str) -> None:
+        self._client, self._prefix = client, prefix
+
+    def key(self, platform: str) -> str:
+        return f"{self._prefix}:reconcile:{platform}"
+
+    async def load(self, platform: str) -> Checkpoint | None:
+        raw = await self._client.get(self.key(platform))
+        return None if raw is None else msgspec.json.decode(raw, type=Checkpoint)
+
+    async def save(self, checkpoint: Checkpoint) -> None:
+        await self._client.set(self.key(checkpoint.platform), msgspec.json.encode(checkpoint))
+
+
+class KafkaSink:
+    def __init__(self, producer: Any, raw_topics: Mapping[str, str]) -> None:
+        self._producer, self._topics = producer, raw_topics
+
+    async def send(self, platform: str, records: Sequence[Any], pass_id: str) -> None:
+        headers = [(messages.SNAPSHOT, pass_id.encode())]
+        topic = self._topics[platform]
+        sent = [await self._producer.send(topic, record.value, key=record.key, headers=headers) for record in records]
+        await asyncio.gather(*sent)
+
+
+class Progress:
+    """The progress display (see the module): `update` after each page, `done` at the end."""
+
+    def __init__(self, platforms: Sequence[str], out: TextIO, every: float, clock: Callable[[], float]) -> None:
+        self._platforms, self._out, self._every, self._clock = list(platforms), out, every, clock
+        self._tty = out.isatty()
+        self._lines: dict[str, str] = {p: f"{p:<11} waiting" for p in platforms}
+        self._started = {p: clock() for p in platforms}
+        self._drawn = False
+        self._last_print = clock()
+
+    def line(self, checkpoint: Checkpoint, part: str, read_now: int) -> str:
+        elapsed = self._clock() - self._started[checkpoint.platform]
+        rate = f"{read_now / elapsed:,.0f}/s" if elapsed >= 1.0 else "-"
+        state = "complete" if checkpoint.finished_at else f"[{part}]"
+        return f"{checkpoint.platform:<11} {state:<16} {checkpoint.records:>10,} records  {rate:>10}  {elapsed:>6.0f} s"
+
+    def update(self, checkpoint: Checkpoint, part: str, read_now: int) -> None:
+        self._lines[checkpoint.platform] = self.line(checkpoint, part, read_now)
+        if self._tty:
+            if self._drawn:
+                self._out.write(f"\x1b[{len(self._platforms)}F")
+            self._out.write("".join(f"\x1b[2K{self._lines[p]}\n" for p in self._platforms))
+            self._drawn = True
+            self._out.flush()
+        elif self._clock() - self._last_print >= self._every or checkpoint.finished_at:
+            self._last_print = self._clock()
+            print(self._lines[checkpoint.platform], file=self._out, flush=True)
+
+
+async def run_pass(reader: Any, checkpoint: Checkpoint, sink: Sink, store: Store, progress: Progress,
+                   clock: Callable[[], float] = time.time) -> Checkpoint:
+    """List `reader`'s platform from `checkpoint`'s cursor to the end, page by page (see the module)."""
+    from concord.connectors.snapshots import Cursor
+
+    cursor: Cursor | None = (msgspec.convert(checkpoint.cursor, Cursor) if checkpoint.cursor is not None
+                             else None)
+    read_now = 0
+    while cursor is not None:
+        page = await reader.page(cursor, checkpoint.since_ms)
+        if not checkpoint.dry_run and page.records:
+            await sink.send(reader.platform, page.records, checkpoint.pass_id)
+        cursor = page.next
+        read_now += len(page.records)
+        checkpoint.records += len(page.records)
+        checkpoint.pages += 1
+        checkpoint.by_part[page.part] = checkpoint.by_part.get(page.part, 0) + len(page.records)
+        checkpoint.cursor = msgspec.to_builtins(cursor) if cursor is not None else None
+        checkpoint.updated_at = int(clock() * 1000)
+        if cursor is None:
+            checkpoint.finished_at = checkpoint.updated_at
+        if not checkpoint.dry_run:
+            await store.save(checkpoint)
+        progress.update(checkpoint, page.part, read_now)
+    return checkpoint
+
+
+def begin(previous: Checkpoint | None, platform: str, since_ms: int | None, restart: bool, dry_run: bool,
+          now_ms: int) -> tuple[Checkpoint, bool]:
+    """The pass to run for `platform`: the unfinished one to resume (True), or a new one (False)."""
+    if (previous is not None and not restart and not dry_run and previous.finished_at == 0
+            and previous.since_ms == since_ms and previous.cursor is not None):
+        return previous, True
+    fresh = Checkpoint(pass_id=f"{platform}-{uuid.uuid4().hex[:12]}", platform=platform, since_ms=since_ms,
+                       cursor={"part": 0, "token": ""}, started_at=now_ms, updated_at=now_ms, dry_run=dry_run)
+    return fresh, False
+
+
+def summary(checkpoints: Sequence[Checkpoint], seconds: float) -> list[str]:
+    lines = [f"reconcile: {sum(c.records for c in checkpoints):,} records read in {seconds:,.1f} s"]
+    for c in checkpoints:
+        parts = ", ".join(f"{part} {count:,}" for part, count in c.by_part.items()) or "nothing"
+        if c.dry_run:
+            what = "dry run: read, nothing written"
+        elif c.complete:
+            what = "complete listing"
+        elif c.finished_at:
+            what = "listed since the given time (not a complete listing)"
+        else:
+            what = "interrupted: run again to resume"
+        lines.append(f"  {c.platform:<11} {c.records:>10,} records in {c.pages:,} pages ({parts}); {what}; "
+                     f"pass {c.pass_id}")
+    return lines
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--platform", action="append", default=[], choices=PLATFORMS, metavar="PLATFORM",
+                        help=f"a platform to list (repeatable): {', '.join(PLATFORMS)}")
+    parser.add_argument("--all", action="store_true", help="list every platform a reader exists for")
+    parser.add_argument("--since", default="",
+                        help="only records changed since then (Stripe: created since then): a date/time "
+                        "(2026-11-01, 2026-11-01T12:00:00Z) or a duration back from now (90m, 12h, 7d); "
+                        "such a listing is never complete")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="read every page and count the records, write nothing to Kafka or Redis")
+    parser.add_argument("--restart", action="store_true",
+                        help="start a new pass even where an unfinished one could be resumed")
+    parser.add_argument("--progress", type=float, default=5.0,
+                        help="seconds between progress lines when the output is not a terminal "
+                        "(default: %(default)s)")
+
+
+async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -> int:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaError
+
+    from concord.connectors.ledger import redis_client
+    from concord.connectors.ratelimit import RedisRateLimiter, limits_from_settings
+    from concord.connectors.snapshots import READERS
+    from concord.core.topics import topic_names
+
+    platforms = list(READABLE) if args.all else list(dict.fromkeys(args.platform))
+    if not platforms:
+        print(E_NO_PLATFORM, file=sys.stderr)
+        return 2
+    unreadable = [p for p in platforms if p not in READERS]
+    if unreadable:
+        print(E_UNREADABLE.format(platform=", ".join(unreadable), known=", ".join(READABLE)), file=sys.stderr)
+        return 2
+    now = time.time()
+    try:
+        since_ms = parse_since(args.since, now) if args.since else None
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    client = redis_client(settings.redis_url)
+    store = RedisStore(client, settings.topic_prefix)
+    limiter = RedisRateLimiter(client, settings.topic_prefix, limits_from_settings(settings))
+    try:
+        previous = {p: await store.load(p) for p in platforms}
+    except Exception as exc:  # noqa: BLE001 (any Redis failure: said plainly, no traceback)
+        print(E_REDIS.format(url=settings.redis_url.split("@")[-1], error=exc), file=sys.stderr)
+        await client.aclose()
+        return 1
+    bootstrap = kafka_bootstrap(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, request_timeout_ms=30_000)
+    if not args.dry_run:
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            print(E_KAFKA.format(bootstrap=bootstrap, error=exc), file=sys.stderr)
+            await client.aclose()
+            return 1
+    sink = KafkaSink(producer, topic_names(settings).raw)
+    readers = {p: READERS[p](settings) for p in platforms}
+    for platform, reader in readers.items():
+        reader.http.pace = _pacer(limiter, platform)
+    checkpoints: list[Checkpoint] = []
+    for platform in platforms:
+        checkpoint, resumed = begin(previous[platform], platform, since_ms, args.restart, args.dry_run,
+                                    int(now * 1000))
+        if resumed:
+            print(f"{platform}: resuming pass {checkpoint.pass_id} after {checkpoint.records:,} records "
+                  f"({checkpoint.pages:,} pages)", file=out, flush=True)
+        checkpoints.append(checkpoint)
+    progress = Progress(platforms, out, args.progress, time.monotonic)
+    started = time.monotonic()
+    try:
+        results = await asyncio.gather(*(run_pass(readers[c.platform], c, sink, store, progress)
+                                         for c in checkpoints), return_exceptions=True)
+    finally:
+        for reader in readers.values():
+            await reader.close()
+        if not args.dry_run:
+            await producer.stop()
+        await client.aclose()
+    failed = [(c, r) for c, r in zip(checkpoints, results, strict=True) if isinstance(r, BaseException)]
+    for line in summary(checkpoints, time.monotonic() - started):
+        print(line, file=out, flush=True)
+    for checkpoint, error in failed:
+        print(f"reconcile: {checkpoint.platform} stopped: {error}; run again to resume from the last page written",
+              file=sys.stderr, flush=True)
+    return 1 if failed else 0
+
+
+def _pacer(limiter: Any, platform: str) -> Callable[[], Any]:
+    async def pace() -> None:
+        while (wait := await limiter.take(platform)) > 0:
+            await asyncio.sleep(wait)
+    return pace
+
+
+def run(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    try:
+        return asyncio.run(reconcile(settings, args, out))
+    except KeyboardInterrupt:
+        print("reconcile: interrupted; run the same command again to resume from the last page written",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,370 @@
+"""Snapshot readers: every record of a platform through its own list API, page by page, resumable.
+
+A reconciliation (`concord reconcile`, app/reconcile.py) lists each platform and feeds every record to
+the platform's raw topic, where it takes the live path: the same codec, identity and state. A reader
+turns one page of a platform's list answer into `SnapshotRecord`s, each the bytes the raw topic holds
+for that record in a shape the platform's codec already reads, and says where the listing goes on
+(`Cursor`, checkpointed by the caller after the page's records are in Kafka: a crash or Ctrl-C resumes
+from the last page written, and re-reads at most that page; the codecs' event ids make the repeats
+duplicates the state drops).
+
+Each platform lists its objects one after another (`Reader.parts`), with its real paging:
+
+==========  =======================================================  ===================================
+platform    list API (parts in order)                                 what the raw topic gets per record
+==========  =======================================================  ===================================
+stripe      `GET /v1/{customers,subscriptions?status=all,invoices,    the object wrapped as a Stripe event
+            charges,refunds}` `limit=100`, `starting_after`,          (`customer.updated`, ...) whose
+            `created[gte]` (`--since`: Stripe filters by creation,    `created` is the platform's clock
+            it has no "updated since")                                at the page (its `Date` header)
+salesforce  `GET /services/data/<v>/queryAll?q=SELECT <the fields     the REST record, keyed by its Id
+            the codec reads> FROM Account|Opportunity [WHERE          (queryAll: deleted and merged ones
+            SystemModstamp >= <since>] ORDER BY SystemModstamp`,     too, `IsDeleted`/`MasterRecordId`)
+            then `nextRecordsUrl`
+zendesk     `GET /api/v2/incremental/organizations.json?start_time=`  `{"organization": {...}}` keyed by
+            (time-based: `end_time`, `end_of_stream`), then           its id; `{"ticket": {...}}` keyed
+            `GET /api/v2/incremental/tickets/cursor.json`             by its id
+            (`start_time`, then `cursor=after_cursor`)
+==========  =======================================================  ===================================
+
+Versions: a Salesforce or Zendesk record is versioned by its own last-modified time (the codecs read
+`SystemModstamp`/`LastModifiedDate`, `updated_at`), so the state's per-field watermarks decide as for any
+event: a snapshot never overwrites newer live data, and live data arriving during the listing wins. A
+Stripe object carries no modification time: its snapshot is versioned by the time Stripe answered the
+page (the `Date` header, Stripe's own clock), "as of then", which is newer than every event Stripe had
+sent before and older than every later one.
+
+Failures: a 429 or 5xx (or no answer) is retried after the platform's `Retry-After` or a growing pause
+(`RETRIES` times), then raises; a 401/403 or a malformed answer raises at once (`ConnectorError`: AUTH or
+DATA), naming the platform, the request and the platform's own message. Requests are paced by
+`HttpClient.pace` (the caller installs the platform's shared token bucket there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Final, Protocol
+
+import msgspec
+from msgspec import Raw, Struct
+
+from concord.codecs.salesforce import record_fields
+from concord.connectors.base import ConnectorError, ErrorKind
+from concord.connectors.http import HttpClient, HttpResponse
+from concord.core.settings import Settings
+
+#: Attempts of one page request before a transient failure (429, 5xx, no answer) is raised.
+RETRIES: Final = 6
+#: Pause before the n-th retry when the platform names none (seconds), the last one repeated.
+BACKOFF_S: Final = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+#: Longest `Retry-After` obeyed: a platform asking for more is retried after this (it may say hours).
+MAX_RETRY_AFTER_S: Final = 120.0
+STRIPE_PAGE: Final = 100
+SALESFORCE_BATCH: Final = 2000
+
+
+class Cursor(Struct, frozen=True, kw_only=True):
+    """Where a listing stands: the part (index into `Reader.parts`) and the platform's own cursor in it."""
+
+    part: int = 0
+    token: str = ""  # "" = the part's first page
+
+
+class SnapshotRecord(Struct, frozen=True):
+    """One record as the platform's raw topic holds it (`key` None: the topic's default partitioning)."""
+
+    key: bytes | None
+    value: bytes
+
+
+class Page(Struct, frozen=True, kw_only=True):
+    """One page of a listing: its records, what part they are, and the cursor after it (None: complete)."""
+
+    part: str
+    records: list[SnapshotRecord]
+    next: Cursor | None
+
+
+class Reader(Protocol):
+    """A platform's listing, one page per call."""
+
+    platform: str
+    parts: tuple[str, ...]
+
+    async def page(self, cursor: Cursor, since_ms: int | None) -> Page: ...
+
+    async def close(self) -> None: ...
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def fetch(call: Callable[[], Awaitable[HttpResponse]], sleep: Sleep = asyncio.sleep,
+                retries: int = RETRIES) -> HttpResponse:
+    """`call()`, retried on transient failures (see the module); other failures raise at once."""
+    for attempt in range(retries):
+        try:
+            return await call()
+        except ConnectorError as exc:
+            if exc.kind is not ErrorKind.TRANSIENT or attempt == retries - 1:
+                raise
+            wait = exc.retry_after if exc.retry_after is not None else BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)]
+            await sleep(min(max(wait, 0.0), MAX_RETRY_AFTER_S))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def answered_at_ms(response: HttpResponse, clock: Callable[[], float] = time.time) -> int:
+    """When the platform answered (its `Date` header, seconds), else this machine's clock (epoch ms)."""
+    value = response.headers.get("date")
+    if value:
+        try:
+            return int(parsedate_to_datetime(value).timestamp()) * 1000
+        except (TypeError, ValueError, IndexError):
+            pass
+    return int(clock() * 1000)
+
+
+def _bad_answer(platform: str, what: str, exc: Exception) -> ConnectorError:
+    return ConnectorError(ErrorKind.DATA, f"{platform} {what}: the answer is not the list the API documents "
+                          f"({type(exc).__name__}: {str(exc)[:200]})")
+
+
+# ---------------------------------------------------------------- Stripe
+
+
+class _StripeList(Struct, frozen=True):
+    data: list[Raw]
+    has_more: bool
+
+
+class _StripeObject(Struct, frozen=True):
+    id: str
+    object: str
+    status: str | None = None
+
+
+_STRIPE_EVENT: Final = {"customer": "customer.updated", "subscription": "customer.subscription.updated",
+                        "invoice": "invoice.updated", "refund": "refund.updated"}
+
+
+def stripe_event(raw: bytes, as_of_ms: int) -> tuple[str, bytes]:
+    """A listed Stripe object wrapped as the event the codec reads for it (its id, the event's bytes).
+
+    Versioned `created` = `as_of_ms` (seconds, as Stripe's events); the event id derives from the object and
+    that time, so a page read twice in one second gives the same event.
+    """
+    obj = msgspec.json.decode(raw, type=_StripeObject)
+    if obj.object == "charge":
+        event_type = "charge.succeeded" if obj.status == "succeeded" else "charge.failed"
+    else:
+        event_type = _STRIPE_EVENT[obj.object]
+    seconds = as_of_ms // 1000
+    head = msgspec.json.encode({"id": f"snapshot:{obj.id}:{seconds}", "object": "event", "type": event_type,
+                                "created": seconds, "livemode": False})
+    return obj.id, head[:-1] + b',"data":{"object":' + raw + b"}}"
+
+
+class StripeReader:
+    platform: Final = "stripe"
+    parts: Final = ("customers", "subscriptions", "invoices", "charges", "refunds")
+
+    def __init__(self, settings: Settings, sleep: Sleep = asyncio.sleep, clock: Callable[[], float] = time.time,
+                 page_size: int = STRIPE_PAGE) -> None:
+        self.http = HttpClient(self.platform, settings.stripe_api_url, url_variable="CONCORD_STRIPE_API_URL",
+                               timeout=settings.connector_timeout_seconds,
+                               headers={"Authorization": f"Bearer {settings.stripe_api_key}"},
+                               error_reader=_stripe_error)
+        self._sleep, self._clock, self._size = sleep, clock, page_size
+
+    async def page(self, cursor: Cursor, since_ms: int | None) -> Page:
+        part = self.parts[cursor.part]
+        params = {"limit": str(self._size)}
+        if part == "subscriptions":
+            params["status"] = "all"  # the default leaves canceled subscriptions out
+        if cursor.token:
+            params["starting_after"] = cursor.token
+        if since_ms:
+            params["created[gte]"] = str(since_ms // 1000)
+        response = await fetch(lambda: self.http.request("GET", f"/v1/{part}", params=params), self._sleep)
+        try:
+            listing = msgspec.json.decode(response.body, type=_StripeList)
+            as_of = answered_at_ms(response, self._clock)
+            wrapped = [stripe_event(bytes(raw), as_of) for raw in listing.data]
+        except (msgspec.DecodeError, msgspec.ValidationError, KeyError) as exc:
+            raise _bad_answer(self.platform, f"GET /v1/{part}", exc) from None
+        records = [SnapshotRecord(None, value) for _, value in wrapped]
+        if listing.has_more and wrapped:
+            return Page(part=part, records=records, next=Cursor(part=cursor.part, token=wrapped[-1][0]))
+        return Page(part=part, records=records, next=_next_part(cursor, len(self.parts)))
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+def _stripe_error(body: bytes) -> str:
+    return str(msgspec.json.decode(body).get("error", {}).get("message", ""))
+
+
+def _next_part(cursor: Cursor, parts: int) -> Cursor | None:
+    return Cursor(part=cursor.part + 1) if cursor.part + 1 < parts else None
+
+
+# ---------------------------------------------------------------- Salesforce
+
+
+class _SalesforceQuery(Struct, frozen=True):
+    done: bool
+    records: list[Raw]
+    nextRecordsUrl: str | None = None  # noqa: N815 (the API's name)
+
+
+class _SalesforceId(Struct, frozen=True):
+    Id: str  # noqa: N815 (the API's name)
+
+
+def soql(object_type: str, fields: tuple[str, ...], since_ms: int | None) -> str:
+    """The query listing `object_type` (every field the codec reads), modified since `since_ms` if given."""
+    where = ""
+    if since_ms:
+        stamp = datetime.fromtimestamp(since_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        where = f" WHERE SystemModstamp >= {stamp}"
+    columns = ", ".join(dict.fromkeys(("Id", *fields, "SystemModstamp", "IsDeleted")))
+    return f"SELECT {columns} FROM {object_type}{where} ORDER BY SystemModstamp ASC"
+
+
+class SalesforceReader:
+    platform: Final = "salesforce"
+    parts: Final = ("Account", "Opportunity")
+
+    def __init__(self, settings: Settings, sleep: Sleep = asyncio.sleep, batch_size: int = SALESFORCE_BATCH) -> None:
+        self.version = settings.salesforce_api_version
+        self.plan_field = settings.salesforce_plan_field
+        self.http = HttpClient(self.platform, settings.salesforce_instance_url,
+                               url_variable="CONCORD_SALESFORCE_INSTANCE_URL",
+                               timeout=settings.connector_timeout_seconds,
+                               headers={"Authorization": f"Bearer {settings.salesforce_access_token}",
+                                        "Sforce-Query-Options": f"batchSize={batch_size}"},
+                               error_reader=_salesforce_error)
+        self._sleep = sleep
+
+    async def page(self, cursor: Cursor, since_ms: int | None) -> Page:
+        part = self.parts[cursor.part]
+        if cursor.token:
+            path, params = cursor.token, None
+        else:
+            query = soql(part, record_fields(part, self.plan_field), since_ms)
+            path, params = f"/services/data/{self.version}/queryAll", {"q": query}
+        if not path.startswith("/services/data/"):
+            raise ConnectorError(ErrorKind.DATA, f"salesforce: a query cursor that is not a query path: {path[:80]}")
+        response = await fetch(lambda: self.http.request("GET", path, params=params), self._sleep)
+        try:
+            answer = msgspec.json.decode(response.body, type=_SalesforceQuery)
+            records = [SnapshotRecord(msgspec.json.decode(raw, type=_SalesforceId).Id.encode(), bytes(raw))
+                       for raw in answer.records]
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise _bad_answer(self.platform, f"GET {path.split('?')[0]}", exc) from None
+        if not answer.done and answer.nextRecordsUrl:
+            return Page(part=part, records=records, next=Cursor(part=cursor.part, token=answer.nextRecordsUrl))
+        return Page(part=part, records=records, next=_next_part(cursor, len(self.parts)))
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+def _salesforce_error(body: bytes) -> str:
+    errors = msgspec.json.decode(body)
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        return f"{errors[0].get('errorCode', '')}: {errors[0].get('message', '')}"
+    return ""
+
+
+# ---------------------------------------------------------------- Zendesk
+
+
+class _ZendeskOrganizations(Struct, frozen=True):
+    organizations: list[Raw]
+    end_of_stream: bool
+    end_time: int | None = None
+
+
+class _ZendeskTickets(Struct, frozen=True):
+    tickets: list[Raw]
+    end_of_stream: bool
+    after_cursor: str | None = None
+
+
+class _ZendeskId(Struct, frozen=True):
+    id: int | str
+
+
+class ZendeskReader:
+    platform: Final = "zendesk"
+    parts: Final = ("organizations", "tickets")
+
+    def __init__(self, settings: Settings, sleep: Sleep = asyncio.sleep) -> None:
+        import base64
+
+        credentials = base64.b64encode(f"{settings.zendesk_api_email}/token:{settings.zendesk_api_token}".encode())
+        self.http = HttpClient(self.platform, settings.zendesk_url, url_variable="CONCORD_ZENDESK_URL",
+                               timeout=settings.connector_timeout_seconds,
+                               headers={"Authorization": f"Basic {credentials.decode()}"},
+                               error_reader=_zendesk_error)
+        self._sleep = sleep
+
+    async def page(self, cursor: Cursor, since_ms: int | None) -> Page:
+        part = self.parts[cursor.part]
+        start = str((since_ms or 0) // 1000)
+        if part == "organizations":
+            params = {"start_time": cursor.token or start}
+            path = "/api/v2/incremental/organizations.json"
+        else:
+            params = {"cursor": cursor.token} if cursor.token else {"start_time": start}
+            path = "/api/v2/incremental/tickets/cursor.json"
+        response = await fetch(lambda: self.http.request("GET", path, params=params), self._sleep)
+        try:
+            if part == "organizations":
+                orgs = msgspec.json.decode(response.body, type=_ZendeskOrganizations)
+                records = [_wrapped("organization", raw) for raw in orgs.organizations]
+                if orgs.end_of_stream:
+                    return Page(part=part, records=records, next=_next_part(cursor, len(self.parts)))
+                if orgs.end_time is None or str(orgs.end_time) == params["start_time"]:
+                    raise ConnectorError(ErrorKind.DATA, "zendesk GET /api/v2/incremental/organizations.json: "
+                                         "the page ends where it began and is not the end of the stream")
+                return Page(part=part, records=records, next=Cursor(part=cursor.part, token=str(orgs.end_time)))
+            tickets = msgspec.json.decode(response.body, type=_ZendeskTickets)
+            records = [_wrapped("ticket", raw) for raw in tickets.tickets]
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise _bad_answer(self.platform, f"GET {path}", exc) from None
+        if tickets.end_of_stream or not tickets.after_cursor:
+            return Page(part=part, records=records, next=_next_part(cursor, len(self.parts)))
+        return Page(part=part, records=records, next=Cursor(part=cursor.part, token=tickets.after_cursor))
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+def _wrapped(kind: str, raw: Raw) -> SnapshotRecord:
+    """`{"organization": {...}}` (the REST shape of one object, as a re-read feeds it), keyed by its id."""
+    record_id = msgspec.json.decode(raw, type=_ZendeskId).id
+    return SnapshotRecord(str(record_id).encode(), b'{"' + kind.encode() + b'":' + bytes(raw) + b"}")
+
+
+def _zendesk_error(body: bytes) -> str:
+    answer = msgspec.json.decode(body)
+    if isinstance(answer, dict):
+        error = answer.get("error")
+        detail = answer.get("description") or answer.get("details") or ""
+        if isinstance(error, dict):
+            return f"{error.get('title', '')}: {error.get('message', '')}"
+        return f"{error or ''}: {detail}".strip(": ")
+    return ""
+
+
+READERS: Final[Mapping[str, Callable[..., Any]]] = {
+    "stripe": StripeReader, "salesforce": SalesforceReader, "zendesk": ZendeskReader,
+}
+

@@ -1,0 +1,155 @@
+"""`concord reconcile`'s pass loop, resume and arguments, with a reader, a sink and a store of our own."""
+
+from __future__ import annotations
+
+import argparse
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import pytest
+
+from concord.app import reconcile as rc
+from concord.connectors.snapshots import Cursor, Page, SnapshotRecord
+
+
+class ListReader:
+    """A platform of `total` records in parts of `per_part`, `size` per page; fails once at page `fail_at`."""
+
+    platform = "stripe"
+    parts = ("customers", "invoices")
+
+    def __init__(self, per_part: int, size: int, fail_at: int | None = None) -> None:
+        self.per_part, self.size, self.fail_at, self.calls = per_part, size, fail_at, 0
+
+    async def page(self, cursor: Cursor, since_ms: int | None) -> Page:
+        self.calls += 1
+        if self.fail_at is not None and self.calls == self.fail_at:
+            self.fail_at = None
+            raise ConnectionError("the platform went away")
+        start = int(cursor.token or 0)
+        end = min(start + self.size, self.per_part)
+        part = self.parts[cursor.part]
+        records = [SnapshotRecord(f"{part}:{n}".encode(), b"{}") for n in range(start, end)]
+        if end < self.per_part:
+            return Page(part=part, records=records, next=Cursor(part=cursor.part, token=str(end)))
+        following = Cursor(part=cursor.part + 1) if cursor.part + 1 < len(self.parts) else None
+        return Page(part=part, records=records, next=following)
+
+    async def close(self) -> None:
+        pass
+
+
+class MemorySink:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, str]] = []
+
+    async def send(self, platform: str, records: Sequence[Any], pass_id: str) -> None:
+        self.sent.extend((platform, r.key, pass_id) for r in records)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.saved: dict[str, rc.Checkpoint] = {}
+        self.saves = 0
+
+    async def load(self, platform: str) -> rc.Checkpoint | None:
+        return self.saved.get(platform)
+
+    async def save(self, checkpoint: rc.Checkpoint) -> None:
+        self.saves += 1
+        self.saved[checkpoint.platform] = msgspec.json.decode(msgspec.json.encode(checkpoint), type=rc.Checkpoint)
+
+
+def _progress() -> rc.Progress:
+    return rc.Progress(["stripe"], io.StringIO(), 0.0, lambda: 0.0)
+
+
+async def test_a_pass_lists_every_part_to_the_end_and_checkpoints_after_each_page() -> None:
+    sink, store = MemorySink(), MemoryStore()
+    checkpoint, resumed = rc.begin(None, "stripe", None, False, False, 1_000)
+    assert not resumed
+    done = await rc.run_pass(ListReader(per_part=25, size=10), checkpoint, sink, store, _progress())
+    keys = [key for _, key, _ in sink.sent]
+    assert keys == [f"customers:{n}".encode() for n in range(25)] + [f"invoices:{n}".encode() for n in range(25)]
+    assert {pass_id for _, _, pass_id in sink.sent} == {checkpoint.pass_id}
+    assert (done.records, done.pages, done.by_part) == (50, 6, {"customers": 25, "invoices": 25})
+    assert done.complete and done.cursor is None and store.saves == 6
+    assert store.saved["stripe"].complete
+
+
+async def test_a_crash_mid_listing_resumes_from_the_last_page_written_and_reads_no_record_twice() -> None:
+    sink, store = MemorySink(), MemoryStore()
+    checkpoint, _ = rc.begin(None, "stripe", None, False, False, 1_000)
+    with pytest.raises(ConnectionError):
+        await rc.run_pass(ListReader(per_part=25, size=10, fail_at=4), checkpoint, sink, store, _progress())
+    interrupted = store.saved["stripe"]
+    assert interrupted.records == 25 and interrupted.finished_at == 0  # the customers' 3 pages, then it failed
+    again, resumed = rc.begin(await store.load("stripe"), "stripe", None, False, False, 2_000)
+    assert resumed and again.pass_id == checkpoint.pass_id
+    await rc.run_pass(ListReader(per_part=25, size=10), again, sink, store, _progress())
+    keys = [key for _, key, _ in sink.sent]
+    assert len(keys) == len(set(keys)) == 50
+    assert store.saved["stripe"].complete and store.saved["stripe"].records == 50
+
+
+def test_a_pass_is_resumed_only_when_unfinished_with_the_same_since_and_not_restarted() -> None:
+    unfinished = rc.Checkpoint(pass_id="stripe-1", platform="stripe", cursor={"part": 1, "token": "x"})
+    assert rc.begin(unfinished, "stripe", None, False, False, 0) == (unfinished, True)
+    assert rc.begin(unfinished, "stripe", None, True, False, 0)[1] is False  # --restart
+    assert rc.begin(unfinished, "stripe", 5, False, False, 0)[1] is False  # another --since
+    assert rc.begin(unfinished, "stripe", None, False, True, 0)[1] is False  # a dry run never resumes
+    finished = rc.Checkpoint(pass_id="stripe-1", platform="stripe", cursor=None, finished_at=9)
+    fresh, resumed = rc.begin(finished, "stripe", None, False, False, 7)
+    assert not resumed and fresh.pass_id != "stripe-1" and fresh.started_at == 7
+
+
+async def test_a_dry_run_reads_every_page_and_writes_nothing() -> None:
+    sink, store = MemorySink(), MemoryStore()
+    checkpoint, _ = rc.begin(None, "stripe", None, False, True, 1_000)
+    done = await rc.run_pass(ListReader(per_part=5, size=2), checkpoint, sink, store, _progress())
+    assert done.records == 10 and sink.sent == [] and store.saves == 0
+    assert "dry run" in "\n".join(rc.summary([done], 1.0))
+
+
+def test_since_takes_a_date_a_date_time_or_a_duration_back() -> None:
+    now = 1_793_491_200.0
+    assert rc.parse_since("2026-11-01", now) == 1_793_491_200_000
+    assert rc.parse_since("2026-11-01T00:00:10Z", now) == 1_793_491_210_000
+    assert rc.parse_since("2026-11-01T01:00:00+01:00", now) == 1_793_491_200_000
+    assert rc.parse_since("90m", now) == (now - 5400) * 1000
+    assert rc.parse_since("7d", now) == (now - 7 * 86400) * 1000
+    with pytest.raises(ValueError, match="neither a date"):
+        rc.parse_since("last tuesday", now)
+
+
+def test_the_summary_says_what_each_listing_is() -> None:
+    complete = rc.Checkpoint(pass_id="p1", platform="stripe", records=3, pages=1, by_part={"customers": 3},
+                             finished_at=5)
+    since = rc.Checkpoint(pass_id="p2", platform="zendesk", since_ms=1, finished_at=5)
+    stopped = rc.Checkpoint(pass_id="p3", platform="salesforce", cursor={"part": 0, "token": "t"})
+    text = "\n".join(rc.summary([complete, since, stopped], 2.0))
+    assert "complete listing" in text and "not a complete listing" in text and "run again to resume" in text
+    assert "customers 3" in text
+
+
+def test_the_progress_line_names_the_part_the_count_and_the_rate() -> None:
+    out = io.StringIO()
+    now = [0.0]
+    progress = rc.Progress(["stripe"], out, 0.0, lambda: now[0])
+    checkpoint = rc.Checkpoint(pass_id="p", platform="stripe", records=500)
+    now[0] = 10.0
+    progress.update(checkpoint, "invoices", 500)
+    assert "[invoices]" in out.getvalue() and "500 records" in out.getvalue() and "50/s" in out.getvalue()
+
+
+async def test_without_a_platform_or_all_it_says_what_to_pass() -> None:
+    from concord.core.settings import Settings
+
+    args = argparse.Namespace(all=False, platform=[], since="", dry_run=False, restart=False, progress=5.0)
+    assert await rc.reconcile(Settings(), args, io.StringIO()) == 2
+    args.platform = ["netsuite"]
+    assert await rc.reconcile(Settings(), args, io.StringIO()) == 2
+    args.platform, args.since = ["stripe"], "soon"
+    assert await rc.reconcile(Settings(), args, io.StringIO()) == 2
