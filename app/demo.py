@@ -289,7 +289,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         users_file, people = demo_users(workdir)
         env[env_var("users_file")] = str(users_file)
     env.update({"SEED": str(args.seed), "CUSTOMERS": str(args.customers), "DRIFT_RATE": str(args.drift_rate),
-                "TIME_SCALE": str(args.time_scale), "DURATION": str(args.duration),
+                "TIME_SCALE": str(args.time_scale), "DURATION": str(args.duration), "HISTORY": str(args.history),
+                "LOSE_RATE": str(args.lose_rate),
                 "SANDBOX_PORT": str(SANDBOX_PORT), "PYTHONUNBUFFERED": "1", "WEBHOOKS_PORT": str(WEBHOOKS_PORT),
                 "SANDBOX_CONCORD_URL": webhooks_url,
                 # The Procfile says `concord ...`: the one installed beside this Python.
@@ -409,6 +410,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="simulated seconds per real second (default: %(default)s)")
     parser.add_argument("--duration", type=float, default=0.0,
                         help="seconds of sandbox traffic; 0 runs until Ctrl-C (default: %(default)s)")
+    parser.add_argument("--history", type=int, default=0, metavar="N",
+                        help="customers the sandbox holds at rest before its traffic, no event sent about them "
+                        "(`concord sandbox --history`; default: %(default)s)")
+    parser.add_argument("--lose-rate", type=float, default=0.0, metavar="R",
+                        help="share of the sandbox's platform events lost instead of delivered, 0 to 1 "
+                        "(`concord sandbox --lose-rate`; default: %(default)s)")
     parser.add_argument("--settle", type=float, default=60.0,
                         help="with --duration: at most this many seconds after the traffic for open findings to "
                         f"resolve; the run ends sooner once nothing moved for {QUIET_S} s (default: %(default)s)")

@@ -5,6 +5,10 @@ traffic after that many seconds, keeps serving for `--linger` seconds more (so C
 corrections land and the D14 re-breaks go on), drains the emitter and exits 0; without it, it runs
 until Ctrl-C (SIGINT) or SIGTERM.
 
+Two options test Concord's backstop, its reconciliation: `--history N` lays N customers down in the
+world before the traffic, at rest (no event about them is ever sent; sandbox/traffic.py), and
+`--lose-rate R` loses that share of every platform's events (sandbox/lost.py).
+
 The sandbox's modules are imported when the command runs, not when `concord` builds its parser.
 
 It refuses to start (exit 1, one line naming the setting) unless every credential its platform APIs
@@ -77,6 +81,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     parser.add_argument("--rules", default="",
                         help="comma-separated rules to inject, e.g. D01,D04 (default: all of D01-D15)")
+    parser.add_argument("--history", type=int, default=0, metavar="N",
+                        help="customers already in the four platforms before the traffic starts, dated in the past "
+                        "and never announced by an event; a --drift-rate share of them carries drift at rest "
+                        "(listed with at_rest true in /_sandbox/injected), for a reconciliation to find "
+                        "(default: %(default)s)")
+    parser.add_argument("--lose-rate", type=float, default=0.0, metavar="R",
+                        help="share of the platforms' events (webhooks and Salesforce CDC) lost instead of "
+                        "delivered, 0 to 1, drawn from --seed; the records change all the same, each lost event "
+                        "is listed in /_sandbox/lost and never sent (default: %(default)s)")
     parser.add_argument("--concord-url", default=None,
                         help="where webhooks go (default: http://<CONCORD_WEB_HOST>:<CONCORD_WEB_PORT>)")
     parser.add_argument("--no-traffic", action="store_true",
@@ -124,6 +137,10 @@ def config_from_args(args: argparse.Namespace, settings: settings_mod.Settings) 
         raise ValueError(f"--time-scale must be above 0 (simulated seconds per real second), got {args.time_scale}")
     if args.duration < 0 or args.linger < 0:
         raise ValueError("--duration and --linger are seconds, 0 or more")
+    if args.history < 0:
+        raise ValueError(f"--history is a number of customers, 0 or more, got {args.history}")
+    if not 0.0 <= args.lose_rate <= 1.0:
+        raise ValueError(f"--lose-rate is the share of events lost, between 0 and 1, got {args.lose_rate}")
     traffic = TrafficConfig(
         seed=args.seed,
         customers=args.customers,
@@ -134,13 +151,15 @@ def config_from_args(args: argparse.Namespace, settings: settings_mod.Settings) 
         entitlement=EntitlementKeys(status=settings.zendesk_status_field, tier=settings.zendesk_tier_field,
                                     end_date=settings.zendesk_end_date_field),
         plan_field=settings.salesforce_plan_field,
+        history=args.history,
     )
     return config_from_settings(settings, traffic, host=args.host, port=args.port, run_traffic=not args.no_traffic,
-                                concord_url=args.concord_url, control_public=args.control_public)
+                                concord_url=args.concord_url, control_public=args.control_public,
+                                lose_rate=args.lose_rate)
 
 
 def progress_line(sandbox: Sandbox) -> str:
-    """One line of progress: simulated time, customers, steps, injections, deliveries."""
+    """One line of progress: simulated time, customers, steps, injections, deliveries, lost events."""
     status = sandbox.status()
     lanes = status.emitter.platforms.values()
     delivered = sum(lane.delivered for lane in lanes)
@@ -149,7 +168,7 @@ def progress_line(sandbox: Sandbox) -> str:
     state = "finished" if status.finished else "running" if status.running else "paused"
     return (f"concord sandbox: {state}, day {status.simulated_seconds / 86400:6.1f} | customers "
             f"{status.arrived}/{status.customers} | steps {status.steps_done}/{status.steps_total} | injected "
-            f"{status.injected} | events delivered {delivered}, pending {pending}, failed {failed}")
+            f"{status.injected} | events delivered {delivered}, pending {pending}, failed {failed}, lost {status.lost}")
 
 
 async def serve(config: SandboxConfig, *, linger: float = 0.0, progress: float = 10.0, out: TextIO = sys.stdout,
@@ -180,6 +199,7 @@ async def serve(config: SandboxConfig, *, linger: float = 0.0, progress: float =
     traffic = config.traffic
     print(f"concord sandbox: http://{config.host}:{config.port}/ (status /_sandbox/status, ground truth "
           f"/_sandbox/injected); seed {traffic.seed}, {traffic.customers} customers, drift rate {traffic.drift_rate}, "
+          f"{traffic.history} history customers, lose rate {config.lose_rate:g}, "
           f"time scale {traffic.time_scale:g}x, webhooks to {settings_mod.mask_url(config.concord_url)}; "
           f"{event_loop.loop_name(asyncio.get_running_loop())} event loop", file=out, flush=True)
     try:

@@ -24,6 +24,11 @@ The world must therefore be written from the event loop's thread (the routes and
 `stripe_enabled_events` plays the Stripe endpoint's `enabled_events` (default: every event type).
 `gaps` decides, per Salesforce change, whether its change event goes out as a gap event instead (the
 `gap_rate` fault, sandbox/faults.py); `PlatformStats.gaps` counts those.
+
+`lose` decides, per event of any platform, whether it is lost instead (the `lose_rate` fault): a lost
+event is never queued, sent or retried; it is counted (`PlatformStats.lost`) and recorded as ground
+truth (`Emitter.lost()`, a `LostEvent` of sandbox/lost.py, served at `GET /_sandbox/lost`). The
+change itself stays in the world: only its event is missing, for a reconciliation to notice.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from msgspec import Struct
 
 from concord.sandbox import signing
 from concord.sandbox.events import Delivery, EventConfig, KafkaDelivery, NativeEvents, WebhookDelivery
+from concord.sandbox.lost import LostEvent, lost_event
 from concord.sandbox.world import Change, World
 
 log = logging.getLogger("concord.sandbox.emit")
@@ -75,6 +81,7 @@ class PlatformStats(Struct, kw_only=True):
     pending: int = 0  # queued and not yet delivered or failed
     last_error: str | None = None
     gaps: int = 0  # of those queued, change events sent as gap events (Salesforce's `gap_rate` fault)
+    lost: int = 0  # events dropped by the `lose_rate` fault: never queued, never delivered (`/_sandbox/lost`)
 
 
 class EmitterStats(Struct, kw_only=True):
@@ -146,6 +153,7 @@ class Emitter:
         run: str | None = None,
         stripe_enabled_events: Iterable[str] = ("*",),
         gaps: Callable[[str], bool] | None = None,
+        lose: Callable[[str], bool] | None = None,
     ) -> None:
         self.world = world
         self.concord_url = concord_url.rstrip("/")
@@ -161,6 +169,8 @@ class Emitter:
                                                stripe_enabled_events=frozenset(stripe_enabled_events)))
         self._lanes = {platform: _Lane(platform) for platform in PLATFORMS}
         self._gaps = gaps
+        self._lose = lose
+        self._lost: list[LostEvent] = []
         self._progress = asyncio.Condition()
         self._session: aiohttp.ClientSession | None = None
         self._producer: Producer | None = None
@@ -233,6 +243,10 @@ class Emitter:
                      for platform, lane in self._lanes.items()}
         return EmitterStats(platforms=platforms, last_error=self._last_error)
 
+    def lost(self) -> list[LostEvent]:
+        """Every event lost so far, in the order of the changes (the ground truth of `lose_rate`)."""
+        return list(self._lost)
+
     # --- intake (synchronous: runs inside the platform operation) ----------------------------------
 
     def _on_change(self, change: Change) -> None:
@@ -251,12 +265,18 @@ class Emitter:
             lane.stats.queued += 1
             self._fail(lane, f"building the event of {change.type} {change.id} failed: {exc!r}")
             return
+        queued = 0
         for delivery in deliveries:
+            if self._lose is not None and self._lose(change.platform):
+                self._lost.append(lost_event(self.world, change, delivery.event_id, delivery.event_type))
+                lane.stats.lost += 1
+                continue
             lane.queue.append(delivery)
             lane.stats.queued += 1
+            queued += 1
         if gap:
-            lane.stats.gaps += len(deliveries)
-        if deliveries:
+            lane.stats.gaps += queued
+        if queued:
             lane.wake.set()
 
     # --- senders -----------------------------------------------------------------------------------

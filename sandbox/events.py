@@ -78,6 +78,7 @@ class WebhookDelivery(Struct, frozen=True, kw_only=True, tag="webhook"):
     path: str
     headers: dict[str, str]
     body: bytes
+    event_type: str = ""  # the platform's name of the event, as in the body: "invoice.paid", "edit", ...
 
 
 class KafkaDelivery(Struct, frozen=True, kw_only=True, tag="kafka"):
@@ -88,6 +89,7 @@ class KafkaDelivery(Struct, frozen=True, kw_only=True, tag="kafka"):
     topic: str
     key: bytes
     value: bytes
+    event_type: str = ""  # the change event's changeType: CREATE, UPDATE, DELETE, UNDELETE, GAP_UPDATE, ...
 
 
 Delivery = WebhookDelivery | KafkaDelivery
@@ -160,7 +162,7 @@ class NativeEvents:
             "request": {"id": None, "idempotency_key": None},
             "type": event_type,
         }
-        return [_webhook("stripe", event_id, event, {"User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"})]
+        return [_webhook("stripe", event_id, event_type, event, {"User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"})]
 
     # --- Salesforce --------------------------------------------------------------------------------
 
@@ -223,6 +225,7 @@ class NativeEvents:
                 topic=self.config.salesforce_topic,
                 key=change.id.encode(),
                 value=msgspec.json.encode(message),
+                event_type=change_type,
             )
         ]
 
@@ -238,8 +241,9 @@ class NativeEvents:
         deliveries: list[Delivery] = []
         for index, (action, event) in enumerate(events):
             event_id = str(uuid.uuid5(_ID_NAMESPACE, f"zendesk:{self.config.run}:{serial}:{index}"))
+            event_type = f"{_ZENDESK_PREFIX}{domain}.{action}"
             body = {
-                "type": f"{_ZENDESK_PREFIX}{domain}.{action}",
+                "type": event_type,
                 "account_id": self.config.zendesk_account_id,
                 "id": event_id,
                 "time": _iso_seconds(change.at),
@@ -248,7 +252,7 @@ class NativeEvents:
                 "detail": detail,
                 "event": event,
             }
-            deliveries.append(_webhook("zendesk", event_id, body, {"User-Agent": "Zendesk Webhook"}))
+            deliveries.append(_webhook("zendesk", event_id, event_type, body, {"User-Agent": "Zendesk Webhook"}))
         return deliveries
 
     # --- NetSuite ----------------------------------------------------------------------------------
@@ -273,16 +277,19 @@ class NativeEvents:
         # A deletion sends the record as it was (the script's context.oldRecord).
         envelope["record"] = change.record
         event_id = f"{record_type}:{change.id}:{modified}"
-        return _webhook("netsuite", event_id, envelope, {"X-Concord-Account": self.config.netsuite_account_id})
+        return _webhook("netsuite", event_id, envelope["eventType"], envelope,
+                        {"X-Concord-Account": self.config.netsuite_account_id})
 
 
-def _webhook(platform: str, event_id: str, payload: dict[str, Any], headers: dict[str, str]) -> WebhookDelivery:
+def _webhook(platform: str, event_id: str, event_type: str, payload: dict[str, Any],
+             headers: dict[str, str]) -> WebhookDelivery:
     return WebhookDelivery(
         platform=platform,
         event_id=event_id,
         path=WEBHOOK_PATHS[platform],
         headers={**_JSON_HEADERS, **headers},
         body=msgspec.json.encode(payload),
+        event_type=event_type,
     )
 
 

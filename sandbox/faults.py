@@ -18,6 +18,13 @@ of the same record, no fields), as Salesforce does when it cannot build a change
 (`Faults.gap`) come from a generator of their own, so turning it on leaves the requests' faults
 drawn as before.
 
+Nor is `lose_rate` (every platform): the share of the platform's events the emitter drops instead
+of delivering (`concord sandbox --lose-rate` sets it for all four at start). The world still
+changes; only the event is lost, never retried, and recorded as ground truth (`GET /_sandbox/lost`).
+Its draws (`Faults.lose`) come from one generator per platform, seeded with the seed, and one is
+drawn for every event whatever the rate: the same seed and the same events lose the same ones, a
+platform's losses do not depend on the other platforms' traffic, and a higher rate loses a superset.
+
 `GET/POST /_sandbox/faults` (sandbox/server.py) use `Faults.to_json()` and `Faults.update(body)`:
 the body is JSON `{"stripe": {"error_rate": 0.3}, "netsuite": {"netsuite_concurrency": 2}}`; given
 fields replace the current ones, the rest stay.
@@ -62,6 +69,7 @@ class PlatformFaults(Struct, kw_only=True, forbid_unknown_fields=True):
     error_after_apply_rate: _Rate = 0.0  # share of requests applied, then answered 500
     netsuite_concurrency: Annotated[int, Meta(ge=1)] | None = None  # NetSuite: in-flight limit override
     gap_rate: _Rate = 0.0  # Salesforce: share of change events delivered as gap events (no fields) instead
+    lose_rate: _Rate = 0.0  # share of the platform's events never delivered (lost; see `GET /_sandbox/lost`)
 
 
 class FaultSettings(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -71,6 +79,11 @@ class FaultSettings(Struct, kw_only=True, forbid_unknown_fields=True):
     salesforce: PlatformFaults = msgspec.field(default_factory=PlatformFaults)
     zendesk: PlatformFaults = msgspec.field(default_factory=PlatformFaults)
     netsuite: PlatformFaults = msgspec.field(default_factory=PlatformFaults)
+
+    @classmethod
+    def losing(cls, lose_rate: float) -> FaultSettings:
+        """No fault but every platform losing `lose_rate` of its events (`concord sandbox --lose-rate`)."""
+        return cls(**{platform: PlatformFaults(lose_rate=lose_rate) for platform in PLATFORMS})
 
 
 class FaultsError(ValueError):
@@ -102,6 +115,7 @@ class Faults:
         self.settings = settings or FaultSettings()
         self._random = random.Random(seed)
         self._gaps = random.Random(f"gaps:{seed}")
+        self._losses = {platform: random.Random(f"losses:{seed}:{platform}") for platform in PLATFORMS}
 
     def of(self, platform: str) -> PlatformFaults:
         """The current faults of `platform` (one of PLATFORMS)."""
@@ -129,6 +143,10 @@ class Faults:
         """Whether the platform's next change event is delivered as a gap event (`gap_rate`)."""
         rate = self.of(platform).gap_rate
         return rate > 0 and self._gaps.random() < rate
+
+    def lose(self, platform: str) -> bool:
+        """Whether the platform's next event is lost (`lose_rate`); one draw per event, whatever the rate."""
+        return self._losses[platform].random() < self.of(platform).lose_rate
 
     def to_json(self) -> bytes:
         """The current settings as JSON (`GET /_sandbox/faults`)."""

@@ -24,6 +24,14 @@ rule's drift goes and what it looks like, so a scorer can match Concord's findin
 | D14 | cancel | as D01, and every suspension Concord makes is undone at once, so Concord must escalate |
 | D15 | after cancel | a churned customer opens a ticket |
 
+History customers (`--history`, sandbox/traffic.py) are laid down before the traffic starts, dated in
+the past and never announced by an event; some carry drift *at rest* (`Injection.at_rest`), which only
+a reconciliation that reads the platforms can find. Only the rules in `AT_REST_RULES` are injected so:
+their drift is a state of the records. D13 is not (Concord knows of a merge only from the CRM's merge
+event; at rest the merged-away account is simply gone, and its references look like D12's), nor is
+D14 (an escalation of corrections that do not stick: a reaction to Concord's live writes), although a
+D10 at rest still brings the D14 escalation its refused correction makes.
+
 Some drift shows only once Concord corrected another: D14's escalation after D01's corrections
 failed, after D10's correction was refused (`saga.resume`, until Concord's quote-to-cash saga exists),
 and after the ERP refused D13's re-pointing of the merged-away account's NetSuite customer (the
@@ -79,6 +87,9 @@ _SUBJECTS: Final[dict[str, str]] = {
     "D15": "{ticket_id}",
 }
 
+# The rules whose drift can be injected at rest, into history customers (see the module docstring).
+AT_REST_RULES: Final = tuple(rule for rule in RULES if rule not in ("D13", "D14"))
+
 # What the sandbox expects Concord to do about each rule's finding: the built-in actions documented
 # in docs/rules.md. The sandbox states them itself rather than reading Concord's rule catalogue,
 # because it is the oracle that judges Concord: a changed default on either side must show up as a
@@ -128,6 +139,9 @@ class Injection(Struct, frozen=True, kw_only=True):
     # The fingerprint of the injected finding whose correction makes this one visible ("" when Concord can
     # see it at once): D14 shows once D01's corrections failed, a merge's duplicate once D13 is fixed.
     after: str = ""
+    # True for drift of a history customer (`--history`): in the records before the traffic started,
+    # never announced by an event, so Concord can find it only by reconciling.
+    at_rest: bool = False
 
 
 def parse_rules(text: str) -> tuple[str, ...]:
@@ -166,12 +180,12 @@ def subject(rule: str, **ids: str) -> str:
 
 
 def make(rule: str, customer_key: str, at: int, detail: str, system: str | None = None, after: str = "",
-         **ids: str) -> Injection:
+         at_rest: bool = False, **ids: str) -> Injection:
     """The ground-truth record of one injection (`ids` fill the rule's subject template)."""
     reported = subject(rule, customer_key=customer_key, system=system or "", **ids)
     return Injection(rule=rule, customer_key=customer_key, subject=reported,
                      fingerprint=fingerprint(rule, customer_key, reported), injected_at=at, detail=detail,
-                     expected_action=expected_action(rule, system), after=after)
+                     expected_action=expected_action(rule, system), after=after, at_rest=at_rest)
 
 
 class Rotation:

@@ -6,18 +6,23 @@
   `netsuite.py`), each behind the per-platform faults (`sandbox/faults.py`), accepting the
   credentials Concord's connectors are configured with;
 * the `Emitter` (`sandbox/emit.py`), which delivers every world change to Concord as the
-  platform's native event, started and stopped with the application;
+  platform's native event, started and stopped with the application; each platform loses its
+  `lose_rate` share of them (`SandboxConfig.lose_rate` at start, a fault at runtime), recorded in
+  `GET /_sandbox/lost`;
+* the history customers (`TrafficConfig.history`), laid down in the world at rest when the service
+  is assembled, before the emitter starts: no event about them is ever sent;
 * the seeded traffic (`sandbox/traffic.py`), started with the application unless `run_traffic` is
   off (then `POST /_sandbox/traffic {"action": "start"}` starts it);
 * the control API:
 
   ========================  =======================================================================
   GET  /_sandbox/healthz    `{"ok": true}`
-  GET  /_sandbox/status     customers, steps, injections per rule, emitter stats, running/finished
-  GET  /_sandbox/injected   the ground truth: every `Injection` (`?rule=D01` filters)
+  GET  /_sandbox/status     customers, history, steps, injections per rule, lost events, emitter stats
+  GET  /_sandbox/injected   the ground truth: every `Injection` (`?rule=D01` filters; `at_rest` marks history)
+  GET  /_sandbox/lost       every event lost on purpose, a `LostEvent` each (`?platform=stripe` filters)
   GET  /_sandbox/effects    side effects per platform and key, and the `duplicates` (applied twice)
   GET  /_sandbox/faults     the fault settings of every platform
-  POST /_sandbox/faults     merge fault settings: `{"stripe": {"error_rate": 0.3}}`
+  POST /_sandbox/faults     merge fault settings: `{"stripe": {"error_rate": 0.3}}`, `{"zendesk": {"lose_rate": 0.1}}`
   POST /_sandbox/traffic    `{"action": "start"}` or `{"action": "stop"}` (pause; start resumes)
   ========================  =======================================================================
 
@@ -40,14 +45,16 @@ from concord.core.settings import Settings, kafka_bootstrap
 from concord.core.topics import topic_names
 from concord.sandbox import netsuite, salesforce, stripe, zendesk
 from concord.sandbox.emit import Emitter, EmitterStats
-from concord.sandbox.faults import Faults, FaultsError, PlatformCredentials
+from concord.sandbox.faults import PLATFORMS, Faults, FaultsError, FaultSettings, PlatformCredentials
 from concord.sandbox.injection import Injection
+from concord.sandbox.lost import LostEvent
 from concord.sandbox.traffic import PLAN_TIERS, Runner, Traffic, TrafficConfig, TrafficStatus
 from concord.sandbox.world import Effect, World
 
 E_TRAFFIC_BODY: Final = 'POST /_sandbox/traffic wants JSON {{"action": "start"}} or {{"action": "stop"}}: {problem}'
 E_CONTROL_PUBLIC: Final = ("the sandbox control API (/_sandbox/*) answers loopback peers only; start the sandbox with "
                            "--control-public to serve it to other hosts")
+E_LOST_PLATFORM: Final = "GET /_sandbox/lost?platform= names one of {platforms}, got {platform!r}"
 CONTROL_PREFIX: Final = "/_sandbox"
 
 
@@ -67,11 +74,12 @@ class SandboxConfig(Struct, frozen=True, kw_only=True):
     credentials: PlatformCredentials = PlatformCredentials()  # what the platform APIs accept
     fault_seed: int = 1
     control_public: bool = False  # serve `/_sandbox/*` to non-loopback peers too
+    lose_rate: float = 0.0  # every platform's `lose_rate` fault at start: share of events lost, not delivered
 
 
 def config_from_settings(settings: Settings, traffic: TrafficConfig, *, host: str = "127.0.0.1", port: int = 6070,
                          run_traffic: bool = True, concord_url: str | None = None,
-                         control_public: bool = False) -> SandboxConfig:
+                         control_public: bool = False, lose_rate: float = 0.0) -> SandboxConfig:
     """The sandbox's configuration from Concord's settings: the secrets it signs with, the topic it
     produces to, and the connector credentials it accepts (so Concord's connectors authenticate)."""
     web_host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host
@@ -95,6 +103,7 @@ def config_from_settings(settings: Settings, traffic: TrafficConfig, *, host: st
         ),
         fault_seed=traffic.seed,
         control_public=control_public,
+        lose_rate=lose_rate,
     )
 
 
@@ -109,12 +118,16 @@ class EmitterLike(Protocol):
 
     def stats(self) -> EmitterStats: ...
 
+    def lost(self) -> list[LostEvent]: ...
+
 
 class SandboxStatus(Struct, kw_only=True):
     """`GET /_sandbox/status`."""
 
     customers: int
     arrived: int
+    history: int  # history customers in the world (`--history`), laid down at rest before the traffic
+    injected_at_rest: int  # of `injected`, drift of history customers (`at_rest` in /_sandbox/injected)
     steps_done: int
     steps_total: int
     step_errors: int
@@ -129,6 +142,7 @@ class SandboxStatus(Struct, kw_only=True):
     drift_rate: float
     time_scale: float
     plan_tiers: dict[str, str]  # what Concord's rules file needs as `plan_tiers` for D03
+    lost: int  # events lost on purpose, all platforms (`lose_rate`; each listed in /_sandbox/lost)
     emitter: EmitterStats
 
 
@@ -151,18 +165,22 @@ class Sandbox:
         self.world = world
         self.faults = faults
         self.traffic = Traffic(world, config.traffic)
+        # Before the emitter starts (on app startup), and unheard in any case: see Traffic.play_history.
+        self.traffic.play_history()
         self.runner = Runner(self.traffic)
         self.emitter = emitter
 
     def status(self) -> SandboxStatus:
         traffic: TrafficStatus = self.runner.status()
+        emitter = self.emitter.stats()
         return SandboxStatus(
             **msgspec.structs.asdict(traffic),
             seed=self.config.traffic.seed,
             drift_rate=self.config.traffic.drift_rate,
             time_scale=self.config.traffic.time_scale,
             plan_tiers=PLAN_TIERS,
-            emitter=self.emitter.stats(),
+            lost=sum(lane.lost for lane in emitter.platforms.values()),
+            emitter=emitter,
         )
 
 
@@ -189,6 +207,14 @@ async def _injected(request: web.Request) -> web.Response:
     injections: list[Injection] = request.app[SANDBOX].traffic.injections
     rule = request.query.get("rule", "").upper()
     return _json([i for i in injections if i.rule == rule] if rule else injections)
+
+
+async def _lost(request: web.Request) -> web.Response:
+    platform = request.query.get("platform", "").lower()
+    if platform and platform not in PLATFORMS:
+        return _error(400, E_LOST_PLATFORM.format(platforms=", ".join(PLATFORMS), platform=platform))
+    lost = request.app[SANDBOX].emitter.lost()
+    return _json([event for event in lost if event.platform == platform] if platform else lost)
 
 
 async def _effects(request: web.Request) -> web.Response:
@@ -267,11 +293,11 @@ async def _on_cleanup(app: web.Application) -> None:
 
 
 def build_emitter(config: SandboxConfig, world: World, faults: Faults) -> Emitter:
-    """The emitter delivering `world`'s changes to the Concord named in `config` (Salesforce gaps per `faults`)."""
+    """The emitter delivering `world`'s changes to the Concord named in `config` (gaps and losses per `faults`)."""
     return Emitter(world, concord_url=config.concord_url, stripe_secret=config.stripe_webhook_secret,
                    zendesk_secret=config.zendesk_webhook_secret, netsuite_secret=config.netsuite_webhook_secret,
                    kafka_bootstrap=config.kafka_bootstrap, salesforce_topic=config.salesforce_topic,
-                   gaps=faults.gap)
+                   gaps=faults.gap, lose=faults.lose)
 
 
 def build_app(config: SandboxConfig, *, world: World | None = None,
@@ -279,7 +305,7 @@ def build_app(config: SandboxConfig, *, world: World | None = None,
               clock: Callable[[], float] = time.time) -> web.Application:
     """The sandbox service: platform APIs, control API, emitter and traffic (started on app startup)."""
     world = world if world is not None else World(clock=clock)
-    faults = Faults(seed=config.fault_seed)
+    faults = Faults(FaultSettings.losing(config.lose_rate), seed=config.fault_seed)
     sandbox = Sandbox(config, world, emitter(config, world, faults), faults)
     app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[control_guard])
     app[SANDBOX] = sandbox
@@ -289,6 +315,7 @@ def build_app(config: SandboxConfig, *, world: World | None = None,
         web.get("/_sandbox/healthz", _healthz),
         web.get("/_sandbox/status", _status),
         web.get("/_sandbox/injected", _injected),
+        web.get("/_sandbox/lost", _lost),
         web.get("/_sandbox/effects", _effects),
         web.get("/_sandbox/faults", _get_faults),
         web.post("/_sandbox/faults", _post_faults),

@@ -16,6 +16,15 @@ Three layers, from pure to timed:
   reacts to is D14's: when something other than the generator (Concord's connector) suspends a
   stubborn customer's entitlement, it is re-activated right after (`defer`), so the correction never
   sticks and Concord has to escalate.
+* `build_history(config)` (pure) and `Traffic.play_history()`: the `--history` customers, who were
+  there before the traffic started. Their scripts come from a seed stream of their own
+  (`concord-sandbox-history:<seed>:<n>`) and are numbered from `HISTORY_FIRST_INDEX`, so they change
+  nothing of the traffic's scripts; a `drift_rate` share of them is broken by a rule whose drift holds
+  at rest (`injection.AT_REST_RULES`), the others live a full healthy lifecycle. They are played at
+  once, before the emitter starts, inside `World.at_rest`: every write is dated its simulated time
+  before now (the last step 1-90 days ago) and heard by no listener, so no event about them ever
+  reaches Concord. Their injections carry `at_rest=True`. Their record ids come from the world's one
+  counter like every other, so they cannot collide with the traffic's (which follow them).
 * `Runner` paces the timeline in real time: simulated seconds / `time_scale`, for `duration`
   real seconds (0: until stopped). Record timestamps stay wall-clock (the world's clock); only the
   pacing is scaled.
@@ -60,6 +69,10 @@ FIT_SHARE: Final = 0.7
 MIN_GAP_REAL: Final = 1.5
 # Payment terms every system agrees on (NetSuite owns the field).
 TERMS: Final = "Net 30"
+# History customers are numbered from here: apart from the traffic's 0..customers-1.
+HISTORY_FIRST_INDEX: Final = 1_000_000
+# A history customer's last step happened between these many days before the traffic starts.
+HISTORY_ENDED_DAYS: Final = (1.0, 90.0)
 
 
 class Plan(Struct, frozen=True, kw_only=True):
@@ -125,11 +138,14 @@ class TrafficConfig(Struct, frozen=True, kw_only=True):
     rules: tuple[str, ...] = injection.RULES  # rules to inject (rotation order)
     entitlement: zd.EntitlementKeys = zd.EntitlementKeys()
     plan_field: str = sf.PLAN_FIELD
+    history: int = 0  # customers already in the world, at rest, before the traffic starts (`--history`)
 
 
 class TrafficStatus(Struct, kw_only=True):
     customers: int
     arrived: int  # customers whose onboarding ran
+    history: int  # history customers laid down in the world (at rest, before the traffic)
+    injected_at_rest: int  # of `injected`, the drift of history customers
     steps_done: int
     steps_total: int
     step_errors: int
@@ -329,6 +345,46 @@ def build_scripts(config: TrafficConfig) -> tuple[CustomerScript, ...]:
     return tuple(scripts)
 
 
+def build_history(config: TrafficConfig, taken: set[str] | None = None) -> tuple[CustomerScript, ...]:
+    """The scripts of the `config.history` customers who were there before the traffic (pure).
+
+    One RNG per customer on a stream apart from the traffic's, and indices from HISTORY_FIRST_INDEX,
+    so the traffic's scripts are the same with or without history. A customer is broken with
+    probability `drift_rate` (once per customer: at rest its drift is a state, not a step), by the
+    next rule of a rotation over the `rules` that hold at rest (`injection.AT_REST_RULES`), with the
+    shortest lifecycle that reaches it; the others live a full healthy one. Step times are negative:
+    simulated seconds before the traffic starts, the last step 1-90 days before it. `taken` holds the
+    company names already used (the traffic's), so no two customers share one.
+    """
+    names = set(taken or ())
+    rules = tuple(rule for rule in config.rules if rule in injection.AT_REST_RULES)
+    rotation = injection.Rotation(rules) if rules else None
+    scripts: list[CustomerScript] = []
+    for n in range(max(config.history, 0)):
+        index = HISTORY_FIRST_INDEX + n
+        rng = random.Random(f"concord-sandbox-history:{config.seed}:{n}")
+        profile = _profile(rng, index, names)
+        plan = rng.choices(range(len(PLANS)), weights=(5, 3, 1))[0]
+        quantity = rng.randint(1, 25)
+        # Drawn whatever the rate, so a healthy customer is the same at every drift rate.
+        broken = rng.random() < config.drift_rate
+        script = _Script(index, 0.0)
+        rule = ""
+        if broken and rotation is not None:
+            rule = rotation.next()
+            if injection.STEP_OF[rule] == "upgrade":
+                plan = min(plan, len(PLANS) - 2)  # an upgrade needs a plan above
+            _broken(script, rng, rule)
+        else:
+            _healthy(script, rng, plan)
+        ordered = script.sorted()
+        arrival = -rng.uniform(*HISTORY_ENDED_DAYS) * DAY - ordered[-1].at
+        steps = tuple(msgspec.structs.replace(step, at=step.at + arrival) for step in ordered)
+        scripts.append(CustomerScript(index=index, arrival=arrival, profile=profile, plan=plan, quantity=quantity,
+                                      rule=rule, steps=steps))
+    return tuple(scripts)
+
+
 def timeline(scripts: tuple[CustomerScript, ...]) -> tuple[Step, ...]:
     """Every step of every script, in the order they happen."""
     return tuple(sorted((s for script in scripts for s in script.steps), key=lambda s: (s.at, s.customer, s.seq)))
@@ -386,14 +442,21 @@ class Traffic:
         self.config = config
         self.scripts = build_scripts(config)
         self.steps = timeline(self.scripts)
+        self.history = build_history(config, taken={s.profile.name.rsplit(" ", 1)[0] for s in self.scripts})
+        self.history_steps = timeline(self.history)
         self.injections: list[Injection] = []
         self.steps_done = 0
         self.step_errors = 0
         self.rebreaks = 0
         self.last_error: str | None = None
-        self._live = {script.index: _Live(script) for script in self.scripts}
+        self._live = {script.index: _Live(script) for script in (*self.scripts, *self.history)}
         self._defer = defer
         self._writing = False
+        # While the history is laid down: the simulated time of its step (epoch seconds), and that
+        # its injections are at rest.
+        self._history_played = False
+        self._at_rest = False
+        self._rest_time = 0.0
         # D14: organizations whose entitlement must stay active, whoever suspends it.
         self._stubborn: set[str] = set()
         self._rebreak_due: set[str] = set()
@@ -413,9 +476,11 @@ class Traffic:
         for found in self.injections:
             per_rule[found.rule] = per_rule.get(found.rule, 0) + 1
         return TrafficStatus(
-            customers=len(self.scripts), arrived=sum(1 for c in self._live.values() if c.account),
+            customers=len(self.scripts), arrived=sum(1 for s in self.scripts if self._live[s.index].account),
+            history=sum(1 for s in self.history if self._live[s.index].account),
             steps_done=self.steps_done, steps_total=len(self.steps), step_errors=self.step_errors,
-            injected=len(self.injections), injections=per_rule, rebreaks=self.rebreaks, last_error=self.last_error,
+            injected=len(self.injections), injected_at_rest=sum(1 for found in self.injections if found.at_rest),
+            injections=per_rule, rebreaks=self.rebreaks, last_error=self.last_error,
         )
 
     # --- steps --------------------------------------------------------------------------------------
@@ -426,6 +491,30 @@ class Traffic:
         `steps_done` counts the steps of stopped customers too: it says how far the timeline went.
         """
         self.steps_done += 1
+        return self._play(step)
+
+    def play_history(self) -> int:
+        """Lay the history customers down in the world, at rest; returns the steps played (0 the second time).
+
+        Call it before anyone listens for events to send (the sandbox does, before the emitter
+        starts); `World.at_rest` keeps its writes from every listener in any case. Each step is dated
+        its simulated time before now, so records, invoices and injections carry past dates.
+        """
+        if self._history_played:
+            return 0
+        self._history_played = True
+        origin = self.world.clock()
+        self._at_rest = True
+        try:
+            with self.world.at_rest(lambda: self._rest_time):
+                for step in self.history_steps:
+                    self._rest_time = origin + step.at
+                    self._play(step)
+        finally:
+            self._at_rest = False
+        return len(self.history_steps)
+
+    def _play(self, step: Step) -> list[Injection]:
         live = self._live[step.customer]
         if live.stopped:
             return []
@@ -448,7 +537,7 @@ class Traffic:
 
     def _inject(self, rule: str, live: _Live, detail: str, system: str | None = None, after: str = "",
                 **ids: str) -> Injection:
-        made = injection.make(rule, live.account, self.world.now_ms(), detail, system, after, **ids)
+        made = injection.make(rule, live.account, self.world.now_ms(), detail, system, after, self._at_rest, **ids)
         self.injections.append(made)
         return made
 

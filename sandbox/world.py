@@ -5,7 +5,10 @@ platform's field names: a Stripe `customer` object, a Salesforce `Account` sObje
 `organization`, a NetSuite `invoice` record), so API responses and event payloads are cut from the
 same object. Every write goes through `World.put`, which notifies listeners with a `Change`: the
 event emitter turns changes into each platform's native events (Stripe Event JSON, Salesforce
-CDC, Zendesk webhooks, NetSuite record events).
+CDC, Zendesk webhooks, NetSuite record events). Writes made inside `World.at_rest(clock)` are the
+exception: no listener hears of them, and they are dated by `clock`. That is how the sandbox's
+history (`--history`) is laid down: records that were there, months old, before anyone listened, so
+no event about them ever reaches Concord and only a reconciliation can find their drift.
 
 `Effects` counts side effects per platform and key (the `Idempotency-Key`, or the external id of an
 upsert), so a test can prove no command was applied twice (`GET /_sandbox/effects`).
@@ -15,6 +18,7 @@ Pure in-memory state, no I/O: the HTTP routes, the traffic generator and the emi
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -91,6 +95,7 @@ class World:
         self._records: dict[tuple[str, str], dict[str, Record]] = {}
         self._listeners: list[Listener] = []
         self._ids = itertools.count(1)
+        self._at_rest = False
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -101,6 +106,21 @@ class World:
 
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    @contextlib.contextmanager
+    def at_rest(self, clock: Callable[[], float]) -> Iterator[None]:
+        """Writes inside are dated by `clock` and heard by no listener (the records were simply there).
+
+        Listeners miss them on purpose: the emitter must not send an event about them, and nothing
+        else (the traffic's D14 watch) may react. Not re-entrant; the clock is restored on exit.
+        """
+        if self._at_rest:
+            raise RuntimeError("World.at_rest is not re-entrant")
+        wall_clock, self.clock, self._at_rest = self.clock, clock, True
+        try:
+            yield
+        finally:
+            self.clock, self._at_rest = wall_clock, False
 
     def get(self, platform: str, type_: str, id_: str) -> Record | None:
         return self._records.get((platform, type_), {}).get(id_)
@@ -138,5 +158,7 @@ class World:
         return change
 
     def _notify(self, change: Change) -> None:
+        if self._at_rest:
+            return
         for listener in self._listeners:
             listener(change)

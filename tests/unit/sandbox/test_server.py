@@ -17,6 +17,7 @@ from concord.core.settings import load
 from concord.sandbox import cli
 from concord.sandbox.emit import EmitterStats, PlatformStats
 from concord.sandbox.faults import Faults, PlatformCredentials
+from concord.sandbox.lost import LostEvent
 from concord.sandbox.server import (
     SANDBOX,
     SandboxConfig,
@@ -52,6 +53,9 @@ class FakeEmitter:
 
     def stats(self) -> EmitterStats:
         return EmitterStats(platforms={"stripe": PlatformStats(queued=3, delivered=3)})
+
+    def lost(self) -> list[LostEvent]:
+        return []
 
 
 def config(run_traffic: bool = True, traffic: TrafficConfig = FAST) -> SandboxConfig:
