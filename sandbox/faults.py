@@ -24,6 +24,9 @@ changes; only the event is lost, never retried, and recorded as ground truth (`G
 Its draws (`Faults.lose`) come from one generator per platform, seeded with the seed, and one is
 drawn for every event whatever the rate: the same seed and the same events lose the same ones, a
 platform's losses do not depend on the other platforms' traffic, and a higher rate loses a superset.
+One setting is a limit rather than a fault: `export_rate_limit` (Zendesk) turns on Zendesk's rate
+limit of its incremental exports (10 a minute per credential on the real one; off by default, so a
+reader paging through a big world is not throttled unless a test asks for it).
 
 `GET/POST /_sandbox/faults` (sandbox/server.py) use `Faults.to_json()` and `Faults.update(body)`:
 the body is JSON `{"stripe": {"error_rate": 0.3}, "netsuite": {"netsuite_concurrency": 2}}`; given
@@ -70,6 +73,9 @@ class PlatformFaults(Struct, kw_only=True, forbid_unknown_fields=True):
     netsuite_concurrency: Annotated[int, Meta(ge=1)] | None = None  # NetSuite: in-flight limit override
     gap_rate: _Rate = 0.0  # Salesforce: share of change events delivered as gap events (no fields) instead
     lose_rate: _Rate = 0.0  # share of the platform's events never delivered (lost; see `GET /_sandbox/lost`)
+    # Zendesk: incremental export requests per minute per credential, beyond which 429 (0: unlimited). Zendesk's
+    # own limit is 10; off by default so a reader's hundreds of pages in a test run are not throttled.
+    export_rate_limit: Annotated[int, Meta(ge=0)] = 0
 
 
 class FaultSettings(Struct, kw_only=True, forbid_unknown_fields=True):

@@ -27,15 +27,43 @@ Operations (ids from `world.new_id`, so runs are deterministic; money in minor u
   (an `externalId` another record of the type holds is refused: NetSuite keeps them unique)
 
 `routes(world, faults, credentials)` serves GET/PATCH by id and upsert by externalId, with
-NetSuite's error shape and its concurrency limit.
+NetSuite's error shape and its concurrency limit, and the SuiteQL endpoint a reconciliation reader
+pages through:
+
+* `POST /services/rest/query/v1/suiteql?limit=<1..1000, default 1000>&offset=<a multiple of limit>`
+  with `Prefer: transient` (else 400, as NetSuite) and body `{"q": "<SuiteQL>"}` -> `{"links":
+  [previous, first, next, last, self as they apply], "count", "hasMore", "offset", "totalResults",
+  "items": [{"links": [], "<column>": "<value>", ...}]}`. An offset past the end answers an empty
+  page (count 0), so a reader racing a deletion ends its loop instead of failing.
+* The SuiteQL subset (`parse_suiteql`, pure): `SELECT *|col, ... FROM customer|transaction [WHERE
+  col op literal [AND ...]] [ORDER BY col [ASC|DESC]]`, ops `= != <> < <= > >=` and `IS [NOT]
+  NULL`, literals 'strings' (`''` escapes a quote) and numbers; names are case-insensitive.
+  Without ORDER BY, rows come in id order (NetSuite promises none). Errors are 400
+  `INVALID_PARAMETER` "Invalid search query ..." as NetSuite words them (unknown table or column
+  included).
+* Rows are flat projections of the same records `GET .../record/v1/<type>/<id>` serves
+  (`suiteql_row`): lowercase column names, every value a string (numbers as plain decimals,
+  booleans "T"/"F", dates "M/D/YYYY" and datetimes "M/D/YYYY h:mm:ss am", the default US date format
+  with the time format that has seconds, UTC), and a column whose value is null left out, as
+  SuiteQL does. Dates and datetimes in WHERE compare as dates ('11/1/2026', '2026-11-01',
+  '2026-11-01T00:00:00Z' or the datetime format above), numbers as numbers.
+* Tables: `customer` (id, entityid, companyname, email, externalid, currency, terms, vatregnumber,
+  isperson, isinactive, balance, overduebalance, datecreated, lastmodifieddate) and `transaction`
+  over invoices, payments, credit memos and sales orders, `type` 'CustInvc', 'CustPymt', 'CustCred',
+  'SalesOrd' (id, tranid, type, entity, externalid, status (the status letter), foreigntotal,
+  foreignamountremaining, currency, trandate, duedate, createddate, lastmodifieddate).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+import operator
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import web
@@ -392,6 +420,300 @@ def _derive(record_type: str, record: Record) -> None:
         record["status"] = {"id": "C", "refName": "Deposited"}
 
 
+# --- SuiteQL --------------------------------------------------------------------------------------
+
+SUITEQL_PATH: Final = "/services/rest/query/v1/suiteql"
+SUITEQL_MAX_LIMIT: Final = 1000
+_E_SEARCH: Final = "Invalid search query. Detailed unprocessed description follows. Search error occurred: "
+# transaction.type of each world record type the transaction table holds.
+TRANSACTION_TYPES: Final = {"invoice": "CustInvc", "customerPayment": "CustPymt", "creditMemo": "CustCred",
+                            "salesOrder": "SalesOrd"}
+
+
+class Column(msgspec.Struct, frozen=True):
+    """A SuiteQL column: how its value renders and compares, and the record paths it reads (first non-null)."""
+
+    kind: str  # number | text | boolean | date | datetime
+    paths: tuple[str, ...]
+
+
+TABLES: Final[dict[str, dict[str, Column]]] = {
+    "customer": {
+        "id": Column("number", ("id",)), "entityid": Column("text", ("entityId",)),
+        "companyname": Column("text", ("companyName",)), "email": Column("text", ("email",)),
+        "externalid": Column("text", ("externalId",)), "currency": Column("text", ("currency.id",)),
+        "terms": Column("text", ("terms.id",)), "vatregnumber": Column("text", ("vatRegNumber",)),
+        "isperson": Column("boolean", ("isPerson",)), "isinactive": Column("boolean", ("isInactive",)),
+        "balance": Column("number", ("balance",)), "overduebalance": Column("number", ("overdueBalance",)),
+        "datecreated": Column("datetime", ("createdDate",)),
+        "lastmodifieddate": Column("datetime", ("lastModifiedDate",)),
+    },
+    "transaction": {
+        "id": Column("number", ("id",)), "tranid": Column("text", ("tranId",)), "type": Column("text", ("@type",)),
+        "entity": Column("number", ("entity.id", "customer.id")), "externalid": Column("text", ("externalId",)),
+        "status": Column("text", ("status.id",)), "foreigntotal": Column("number", ("total", "payment")),
+        "foreignamountremaining": Column("number", ("amountRemaining",)),
+        "currency": Column("text", ("currency.id",)), "trandate": Column("date", ("tranDate",)),
+        "duedate": Column("date", ("dueDate",)), "createddate": Column("datetime", ("createdDate",)),
+        "lastmodifieddate": Column("datetime", ("lastModifiedDate",)),
+    },
+}
+_TABLE_TYPES: Final = {"customer": ("customer",), "transaction": tuple(TRANSACTION_TYPES)}
+_SQL_TOKEN: Final = re.compile(r"""\s*(?:
+    (?P<string>'(?:[^']|'')*')
+  | (?P<number>-?\d+(?:\.\d+)?)
+  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op>!=|<>|<=|>=|=|<|>)
+  | (?P<comma>,)
+  | (?P<star>\*)
+)""", re.VERBOSE)
+_SQL_KEYWORDS: Final = frozenset({"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "ORDER", "BY", "ASC", "DESC", "IS",
+                                  "NULL", "GROUP", "JOIN", "ON", "AS"})
+_SQL_COMPARE: Final[dict[str, Callable[[Any, Any], bool]]] = {
+    "=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+_DATETIME_INPUTS: Final = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ",
+                           "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
+
+
+class SuiteqlError(ValueError):
+    """A query NetSuite refuses with 400 INVALID_PARAMETER; the message is what follows "Search error occurred"."""
+
+
+class Filter(msgspec.Struct, frozen=True, kw_only=True):
+    """`column op literal`, or `column IS [NOT] NULL` (op "is null" / "is not null", value None)."""
+
+    column: str
+    op: str
+    value: str | Decimal | None
+
+
+class SuiteqlQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """A parsed query of the sandbox's SuiteQL subset (names lower-cased, not yet checked against a table)."""
+
+    columns: tuple[str, ...]  # () for *
+    table: str
+    where: tuple[Filter, ...] = ()
+    order_by: str | None = None
+    descending: bool = False
+
+
+def _sql_tokens(text: str) -> list[tuple[str, str]]:
+    tokens, position = [], 0
+    while text[position:].strip():
+        match = _SQL_TOKEN.match(text, position)
+        if match is None or match.lastgroup is None:
+            raise SuiteqlError(f"Invalid or unsupported search. Unexpected text at: {text[position:].strip()[:30]!r}")
+        tokens.append((match.lastgroup, match.group(match.lastgroup)))
+        position = match.end()
+    return tokens
+
+
+def parse_suiteql(text: str) -> SuiteqlQuery:
+    """Parse the SuiteQL subset of the module docstring; raises SuiteqlError on anything else."""
+    tokens = _sql_tokens(text)
+    index = 0
+
+    def peek() -> tuple[str, str]:
+        return tokens[index] if index < len(tokens) else ("end", "<end of query>")
+
+    def take(kind: str, word: str | None = None) -> str:
+        nonlocal index
+        token_kind, value = peek()
+        keyword = token_kind == "name" and value.upper() in _SQL_KEYWORDS
+        if token_kind != kind or (word is None and keyword) or (word is not None and value.upper() != word):
+            raise SuiteqlError(f"Invalid or unsupported search. Expected {word or kind} but found {value!r}.")
+        index += 1
+        return value
+
+    def accept(word: str) -> bool:
+        if peek()[0] == "name" and peek()[1].upper() == word:
+            take("name", word)
+            return True
+        return False
+
+    take("name", "SELECT")
+    columns: list[str] = []
+    if peek()[0] == "star":
+        take("star")
+    else:
+        columns.append(take("name").lower())
+        while peek()[0] == "comma":
+            take("comma")
+            columns.append(take("name").lower())
+    take("name", "FROM")
+    table = take("name").lower()
+    where: list[Filter] = []
+    if accept("WHERE"):
+        while True:
+            column = take("name").lower()
+            if accept("IS"):
+                op = "is not null" if accept("NOT") else "is null"
+                take("name", "NULL")
+                where.append(Filter(column=column, op=op, value=None))
+            else:
+                op = take("op").replace("<>", "!=")
+                kind, literal = peek()
+                if kind not in ("string", "number"):
+                    raise SuiteqlError(f"Invalid or unsupported search. Expected a literal but found {literal!r}.")
+                index += 1
+                value = literal[1:-1].replace("''", "'") if kind == "string" else Decimal(literal)
+                where.append(Filter(column=column, op=op, value=value))
+            if not accept("AND"):
+                break
+    order_by, descending = None, False
+    if accept("ORDER"):
+        take("name", "BY")
+        order_by = take("name").lower()
+        descending = accept("DESC")
+        if not descending:
+            accept("ASC")
+    if peek()[0] != "end":
+        raise SuiteqlError(f"Invalid or unsupported search. Unexpected {peek()[1]!r}.")
+    return SuiteqlQuery(columns=tuple(columns), table=table, where=tuple(where), order_by=order_by,
+                        descending=descending)
+
+
+def _path_value(record_type: str, record: Record, paths: tuple[str, ...]) -> Any:
+    for path in paths:
+        value: Any = TRANSACTION_TYPES.get(record_type) if path == "@type" else record
+        if path != "@type":
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+        if value is not None:
+            return value
+    return None
+
+
+def _typed(kind: str, value: Any) -> Any:
+    """A record value as it compares in SuiteQL (None stays None; booleans, unset meaning false, as "T"/"F")."""
+    if kind == "boolean":
+        return "T" if value else "F"
+    if value is None:
+        return None
+    if kind == "number":
+        return Decimal(str(value))
+    if kind == "date":
+        return date.fromisoformat(value)
+    if kind == "datetime":
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return str(value)
+
+
+def _rendered(kind: str, value: Any) -> str:
+    """A typed value as SuiteQL's JSON shows it: a string."""
+    if kind == "number":
+        return format(value.normalize(), "f") if value != value.to_integral_value() else str(int(value))
+    if kind == "date":
+        return f"{value.month}/{value.day}/{value.year}"
+    if kind == "datetime":
+        hour = value.hour % 12 or 12
+        return (f"{value.month}/{value.day}/{value.year} {hour}:{value.minute:02d}:{value.second:02d} "
+                f"{'am' if value.hour < 12 else 'pm'}")
+    return str(value)
+
+
+def suiteql_row(table: str, record_type: str, record: Record, columns: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The SuiteQL row of one world record: `columns` (all of the table's for ()), nulls left out."""
+    row: dict[str, Any] = {"links": []}
+    for name in columns or tuple(TABLES[table]):
+        column = TABLES[table][name]
+        value = _typed(column.kind, _path_value(record_type, record, column.paths))
+        if value is not None:
+            row[name] = _rendered(column.kind, value)
+    return row
+
+
+def _literal(kind: str, column: str, value: str | Decimal) -> Any:
+    """A WHERE literal converted to the column's type; raises SuiteqlError when it cannot be."""
+    try:
+        if kind == "number":
+            return value if isinstance(value, Decimal) else Decimal(value)
+        if kind in ("date", "datetime"):
+            text = str(value).strip().upper()
+            for pattern in _DATETIME_INPUTS:
+                try:
+                    moment = datetime.strptime(text, pattern).replace(tzinfo=UTC)
+                except ValueError:
+                    continue
+                return moment.date() if kind == "date" else moment
+            raise ValueError(text)
+    except (ValueError, InvalidOperation):
+        raise SuiteqlError(f"Invalid {kind} value {str(value)!r} for field '{column}'.") from None
+    return str(value)
+
+
+def run_suiteql(query: SuiteqlQuery, records: Iterator[tuple[str, Record]]) -> list[dict[str, Any]]:
+    """The rows of `query` over (world record type, record) pairs of its table, in order; raises SuiteqlError."""
+    if query.table not in TABLES:
+        raise SuiteqlError(f"Record '{query.table}' was not found.")
+    table = TABLES[query.table]
+    for name in (*query.columns, *(f.column for f in query.where), *filter(None, [query.order_by])):
+        if name not in table:
+            raise SuiteqlError(f"Field '{name}' for record '{query.table}' was not found. Reason: NOT_EXPOSED - Not "
+                               "available for channel SUITEQL")
+    filters = [(f, table[f.column], None if f.value is None else _literal(table[f.column].kind, f.column, f.value))
+               for f in query.where]
+
+    def value(record_type: str, record: Record, name: str) -> Any:
+        return _typed(table[name].kind, _path_value(record_type, record, table[name].paths))
+
+    def keep(record_type: str, record: Record) -> bool:
+        for f, _, literal in filters:
+            actual = value(record_type, record, f.column)
+            if f.op in ("is null", "is not null"):
+                if (actual is None) != (f.op == "is null"):
+                    return False
+            elif actual is None or not _SQL_COMPARE[f.op](actual, literal):
+                return False
+        return True
+
+    matching = sorted(((t, r) for t, r in records if keep(t, r)), key=lambda pair: int(pair[1]["id"]))
+    if query.order_by is not None:
+        order = query.order_by
+
+        def position(pair: tuple[str, Record]) -> tuple[bool, Any]:
+            typed = value(pair[0], pair[1], order)
+            return typed is None, typed
+
+        # Oracle's defaults: nulls last ascending, first descending; the stable sort keeps ties in id order.
+        matching.sort(key=position, reverse=query.descending)
+    return [suiteql_row(query.table, t, r, query.columns) for t, r in matching]
+
+
+def suiteql_page(world: World, text: str, *, limit: int, offset: int, base_url: str) -> dict[str, Any]:
+    """One page of `POST .../suiteql` (limit/offset already checked); raises SuiteqlError for the query."""
+    query = parse_suiteql(text)
+    records = ((t, r) for t in _TABLE_TYPES.get(query.table, ()) for r in world.all(PLATFORM, t))
+    rows = run_suiteql(query, records)
+    items = rows[offset:offset + limit]
+    has_more = offset + len(items) < len(rows)
+
+    def link(rel: str, at: int) -> dict[str, str]:
+        return {"rel": rel, "href": f"{base_url}{SUITEQL_PATH}?{urlencode({'limit': limit, 'offset': at})}"}
+
+    links = [link("previous", max(offset - limit, 0))] if offset > 0 else []
+    links.append(link("first", 0))
+    if has_more:
+        links.append(link("next", offset + limit))
+    links += [link("last", (len(rows) - 1) // limit * limit if rows else 0), link("self", offset)]
+    return {"links": links, "count": len(items), "hasMore": has_more, "offset": offset, "totalResults": len(rows),
+            "items": items}
+
+
+def suiteql_paging(limit: str | None, offset: str | None) -> tuple[int, int]:
+    """(limit, offset) from the query string; raises ValueError with NetSuite's reason when invalid."""
+    if limit is not None and (not limit.isdigit() or not 1 <= int(limit) <= SUITEQL_MAX_LIMIT):
+        raise ValueError(f"Invalid value for parameter limit: {limit!r}. Provide a number from 1 to "
+                         f"{SUITEQL_MAX_LIMIT}.")
+    if offset is not None and not offset.isdigit():
+        raise ValueError(f"Invalid value for parameter offset: {offset!r}. Provide a non-negative number.")
+    size, start = int(limit or SUITEQL_MAX_LIMIT), int(offset or 0)
+    if start % size:
+        raise ValueError(f"Invalid value for parameter offset: {start}. The offset must be a multiple of the limit "
+                         f"({size}).")
+    return size, start
+
+
 # --- the HTTP API ---------------------------------------------------------------------------------
 
 _RECORD_ROOT: Final = "/services/rest/record/v1"
@@ -445,14 +767,19 @@ class _Api:
 
         return counted
 
-    def _resolve(self, request: web.Request) -> tuple[str, Record | None] | web.Response:
-        """(record type, record or None) for `{type}/{id}`, where id may be `eid:<externalId>`."""
+    def _unauthenticated(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
         expected = self.credentials.netsuite_access_token
         if not token or (expected and token != expected):
             return _error(401, "INVALID_LOGIN", "Invalid login attempt. For more details, see the Login Audit Trail "
                           "in the NetSuite UI at Setup > Users/Roles > User Management > View Login Audit Trail.")
+        return None
+
+    def _resolve(self, request: web.Request) -> tuple[str, Record | None] | web.Response:
+        """(record type, record or None) for `{type}/{id}`, where id may be `eid:<externalId>`."""
+        if (denied := self._unauthenticated(request)) is not None:
+            return denied
         record_type = _URL_TYPES.get(request.match_info["type"].lower())
         if record_type is None:
             return _error(404, "INVALID_RECORD_TYPE", f"Record type '{request.match_info['type']}' does not exist "
@@ -541,6 +868,29 @@ class _Api:
 
         return self._write(f"{record_type}:new", f"POST {record_type}", run)
 
+    async def suiteql(self, request: web.Request) -> web.StreamResponse:
+        """POST `suiteql?limit=&offset=` with `Prefer: transient` and `{"q": ...}`: a page of `suiteql_page`."""
+        if (denied := self._unauthenticated(request)) is not None:
+            return denied
+        if "transient" not in request.headers.get("Prefer", "").lower():
+            return _error(400, "INVALID_PARAMETER", "Missing or invalid Prefer header: SuiteQL queries need "
+                          "'Prefer: transient'.")
+        try:
+            limit, offset = suiteql_paging(request.query.get("limit"), request.query.get("offset"))
+        except ValueError as exc:
+            return _error(400, "INVALID_PARAMETER", str(exc))
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        text = body.get("q")
+        if not isinstance(text, str) or not text.strip():
+            return _error(400, "INVALID_PARAMETER", 'The request body must be {"q": "<SuiteQL query>"}.')
+        try:
+            page = suiteql_page(self.world, text, limit=limit, offset=offset, base_url=str(request.url.origin()))
+        except SuiteqlError as exc:
+            return _error(400, "INVALID_PARAMETER", _E_SEARCH + str(exc))
+        return web.Response(body=msgspec.json.encode(page), content_type="application/json")
+
     def _located(self, record_type: str, record_id: str) -> web.Response:
         location = f"{ACCOUNT_URL}{_RECORD_ROOT}/{record_type.lower()}/{record_id}"
         return web.Response(status=204, headers={"Location": location})
@@ -570,4 +920,5 @@ def routes(world: World, faults: Faults, credentials: PlatformCredentials) -> li
         web.patch(record, api.limited(guarded(api.patch))),
         web.put(record, api.limited(guarded(api.put))),
         web.post(_RECORD_ROOT + "/{type}", api.limited(guarded(api.post))),
+        web.post(SUITEQL_PATH, api.limited(guarded(api.suiteql))),
     ]

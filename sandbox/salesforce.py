@@ -28,13 +28,39 @@ Money helpers shared with the NetSuite sandbox: `to_major(minor, currency)` / `t
 `routes(world, faults, credentials)` serves sObject GET/PATCH and upsert by external id. A GET with
 `?fields=A,B` answers the `attributes` and those fields only, or 400 `INVALID_FIELD` naming one the
 record does not have, as Salesforce does.
+
+It also serves SOQL queries, which a reconciliation reader pages through:
+
+* `GET /services/data/vXX.X/query?q=<SOQL>` and `/queryAll?q=<SOQL>` -> `{"totalSize", "done",
+  "nextRecordsUrl" (only when not done), "records"}`; each record is the `attributes` and the
+  selected fields, cut from the same sObject `GET ...?fields=` serves. The SOQL subset
+  (`parse_soql`, pure): `SELECT f1, f2 FROM Account|Opportunity [WHERE f op literal [AND ...]]
+  [ORDER BY f [ASC|DESC]] [LIMIT n]`, ops `= != <> < <= > >=`, literals 'strings', numbers,
+  true/false/null, dates `2026-11-01` and datetimes `2026-11-01T00:00:00Z`. Field names match
+  case-insensitively and come back in their API-name case; string comparisons ignore case, as in
+  SOQL; without ORDER BY, records come in Id order (Salesforce promises no order). Batches of 2000,
+  or `Sforce-Query-Options: batchSize=N` (clamped to 200..2000, as Salesforce treats it as a hint).
+* `GET /services/data/vXX.X/query/<locator>-<offset>` (the `nextRecordsUrl`; `/queryAll/...` too):
+  the next batch. The result is kept when the query runs, so a retried batch URL answers the same
+  records; the 10 most recent cursors stay open (Salesforce's per-user limit), older ones answer
+  400 `INVALID_QUERY_LOCATOR`.
+* Errors: 400 `MALFORMED_QUERY`, `INVALID_TYPE` (object), `INVALID_FIELD` (field),
+  `INVALID_QUERY_FILTER_OPERATOR` (a literal of the wrong type), `INVALID_QUERY_LOCATOR`.
+
+`queryAll` also returns deleted records with `IsDeleted: true` (and a merge's loser with its
+`MasterRecordId`). The world forgets deleted records, so the routes keep their own recycle bin,
+filled from the world's delete changes from the moment `routes()` is built; a deletion stamps
+`LastModifiedDate`/`SystemModstamp` with its time, as Salesforce does.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from datetime import UTC, datetime
+import itertools
+import operator
+import re
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Final
 
@@ -43,7 +69,7 @@ from aiohttp import web
 
 from concord.core.currency import minor_units
 from concord.sandbox.faults import Faults, Handler, PlatformCredentials, WriteCounter, guard
-from concord.sandbox.world import Record, World
+from concord.sandbox.world import Change, Record, World
 
 PLATFORM: Final = "salesforce"
 API_VERSION: Final = "v62.0"
@@ -90,7 +116,11 @@ def to_minor(major: float | int | str, currency: str) -> int:
 
 
 def _timestamp(world: World) -> str:
-    moment = datetime.fromtimestamp(world.now_ms() / 1000, UTC)
+    return _format_ms(world.now_ms())
+
+
+def _format_ms(epoch_ms: int) -> str:
+    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
 
 
@@ -314,10 +344,253 @@ def upsert(world: World, object_name: str, field: str, value: str, fields: dict[
     return record, True
 
 
+# --- SOQL -----------------------------------------------------------------------------------------
+
+# Field types that decide which literals a filter accepts and how values compare; others are text.
+_DATETIME_FIELDS: Final = frozenset({"CreatedDate", "LastModifiedDate", "SystemModstamp"})
+_FIELD_KINDS: Final = {**dict.fromkeys(_DATETIME_FIELDS, "datetime"), "CloseDate": "date", "Amount": "number",
+                       "Probability": "number", "IsDeleted": "boolean", "IsWon": "boolean", "IsClosed": "boolean"}
+_SOQL_TOKEN: Final = re.compile(r"""\s*(?:
+    (?P<string>'(?:[^'\\]|\\.)*')
+  | (?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?(?:Z|[+-]\d{2}:?\d{2}))
+  | (?P<date>\d{4}-\d{2}-\d{2})
+  | (?P<number>-?\d+(?:\.\d+)?)
+  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op>!=|<>|<=|>=|=|<|>)
+  | (?P<comma>,)
+)""", re.VERBOSE)
+_SOQL_KEYWORDS: Final = frozenset({"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "ORDER", "BY", "ASC", "DESC",
+                                   "LIMIT", "NULLS", "GROUP", "HAVING", "OFFSET", "TRUE", "FALSE", "NULL"})
+_COMPARE: Final[dict[str, Callable[[Any, Any], bool]]] = {
+    "=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+class SoqlError(ValueError):
+    """A query Salesforce refuses with 400: the message and its errorCode (MALFORMED_QUERY, INVALID_FIELD, ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Condition(msgspec.Struct, frozen=True, kw_only=True):
+    """`field op literal`; `kind` is the literal's type: string, number, boolean, null, date or datetime."""
+
+    field: str
+    op: str
+    kind: str
+    value: Any
+
+
+class SoqlQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """A parsed query of the sandbox's SOQL subset (names as written; resolved against the object later)."""
+
+    fields: tuple[str, ...]
+    object: str
+    where: tuple[Condition, ...] = ()
+    order_by: str | None = None
+    descending: bool = False
+    limit: int | None = None
+
+
+class _Tokens:
+    """The tokens of a query, consumed left to right; errors name the column, as Salesforce's do."""
+
+    def __init__(self, text: str) -> None:
+        self.items: list[tuple[str, str, int]] = []
+        position = 0
+        while text[position:].strip():
+            match = _SOQL_TOKEN.match(text, position)
+            if match is None or match.lastgroup is None:
+                start = len(text) - len(text[position:].lstrip())
+                raise SoqlError("MALFORMED_QUERY", f"ERROR at Row:1:Column:{start + 1}\nunexpected token: "
+                                f"'{text[start:].split()[0]}'")
+            self.items.append((match.lastgroup, match.group(match.lastgroup), match.start(match.lastgroup) + 1))
+            position = match.end()
+        self.index = 0
+
+    def peek(self) -> tuple[str, str, int] | None:
+        return self.items[self.index] if self.index < len(self.items) else None
+
+    def unexpected(self) -> SoqlError:
+        token = self.peek()
+        if token is None:
+            return SoqlError("MALFORMED_QUERY", "unexpected token: <EOF>")
+        return SoqlError("MALFORMED_QUERY", f"ERROR at Row:1:Column:{token[2]}\nunexpected token: '{token[1]}'")
+
+    def at(self, kind: str) -> bool:
+        token = self.peek()
+        return token is not None and token[0] == kind
+
+    def take(self, kind: str) -> str:
+        token = self.peek()
+        if token is None or token[0] != kind or (kind == "name" and token[1].upper() in _SOQL_KEYWORDS):
+            raise self.unexpected()
+        self.index += 1
+        return token[1]
+
+    def keyword(self, word: str, *, required: bool = True) -> bool:
+        token = self.peek()
+        if token is not None and token[0] == "name" and token[1].upper() == word:
+            self.index += 1
+            return True
+        if required:
+            raise self.unexpected()
+        return False
+
+
+def parse_soql(text: str) -> SoqlQuery:
+    """Parse the SOQL subset of the module docstring; raises SoqlError(MALFORMED_QUERY) on anything else."""
+    tokens = _Tokens(text)
+    tokens.keyword("SELECT")
+    fields = [tokens.take("name")]
+    while tokens.at("comma"):
+        tokens.take("comma")
+        fields.append(tokens.take("name"))
+    tokens.keyword("FROM")
+    object_name = tokens.take("name")
+    where: list[Condition] = []
+    if tokens.keyword("WHERE", required=False):
+        where.append(_condition(tokens))
+        while tokens.keyword("AND", required=False):
+            where.append(_condition(tokens))
+    order_by, descending = None, False
+    if tokens.keyword("ORDER", required=False):
+        tokens.keyword("BY")
+        order_by = tokens.take("name")
+        descending = tokens.keyword("DESC", required=False)
+        if not descending:
+            tokens.keyword("ASC", required=False)
+    limit = None
+    if tokens.keyword("LIMIT", required=False):
+        number = tokens.take("number")
+        if not number.isdigit():
+            raise SoqlError("MALFORMED_QUERY", f"LIMIT must be a non-negative integer, got {number}")
+        limit = int(number)
+    if tokens.peek() is not None:
+        raise tokens.unexpected()
+    seen = [name.lower() for name in fields]
+    duplicated = next((name for i, name in enumerate(fields) if name.lower() in seen[:i]), None)
+    if duplicated:
+        raise SoqlError("MALFORMED_QUERY", f"duplicate field selected: {duplicated}")
+    return SoqlQuery(fields=tuple(fields), object=object_name, where=tuple(where), order_by=order_by,
+                     descending=descending, limit=limit)
+
+
+def _condition(tokens: _Tokens) -> Condition:
+    field = tokens.take("name")
+    op = tokens.take("op").replace("<>", "!=")
+    token = tokens.peek()
+    if token is None:
+        raise tokens.unexpected()
+    kind, text, _ = token
+    value: Any
+    if kind == "string":
+        value = re.sub(r"\\(.)", r"\1", text[1:-1])
+    elif kind == "number":
+        value = float(text)
+    elif kind == "datetime":
+        value = datetime.fromisoformat(text)
+    elif kind == "date":
+        value = date.fromisoformat(text)
+    elif kind == "name" and text.lower() in ("true", "false", "null"):
+        kind, value = ("null", None) if text.lower() == "null" else ("boolean", text.lower() == "true")
+    else:
+        raise tokens.unexpected()
+    tokens.index += 1
+    return Condition(field=field, op=op, kind=kind, value=value)
+
+
+def run_soql(query: SoqlQuery, records: Iterable[Record], fields: Iterable[str]) -> list[Record]:
+    """The rows of `query` over `records` (all of its object), each the `attributes` and the selected fields.
+
+    `fields` are the object's field names (API case). Raises SoqlError(INVALID_FIELD) for a name the
+    object lacks, SoqlError(INVALID_QUERY_FILTER_OPERATOR) for a literal of the wrong type.
+    """
+    by_lower = {name.lower(): name for name in fields}
+
+    def resolve(name: str) -> str:
+        if name.lower() not in by_lower:
+            raise SoqlError("INVALID_FIELD", f"No such column '{name}' on entity '{query.object}'. If you are "
+                            "attempting to use a custom field, be sure to append the '__c' after the custom field "
+                            "name. Please reference your WSDL or the describe call for the appropriate names.")
+        return by_lower[name.lower()]
+
+    selected = [resolve(name) for name in query.fields]
+    conditions = [(resolve(c.field), c) for c in query.where]
+    for field, condition in conditions:
+        _check_literal(field, condition)
+    rows = [r for r in records if all(_holds(r.get(field), c) for field, c in conditions)]
+    rows.sort(key=lambda r: r["Id"])
+    if query.order_by is not None:
+        order = resolve(query.order_by)
+        # Nulls first ascending, last descending: SOQL's defaults. The sort is stable, so ties stay in Id order.
+        rows.sort(key=lambda r: (r.get(order) is not None, _comparable(order, r.get(order))),
+                  reverse=query.descending)
+    if query.limit is not None:
+        rows = rows[:query.limit]
+    return [{"attributes": r["attributes"], **{name: r.get(name) for name in selected}} for r in rows]
+
+
+def _check_literal(field: str, condition: Condition) -> None:
+    kind = _FIELD_KINDS.get(field, "string")
+    if condition.kind == "null":
+        if condition.op not in ("=", "!="):
+            raise SoqlError("INVALID_QUERY_FILTER_OPERATOR", f"invalid operator on null for field '{field}'")
+        return
+    if condition.kind != kind:
+        quoted = "should be enclosed in quotes" if kind == "string" else "should not be enclosed in quotes"
+        raise SoqlError("INVALID_QUERY_FILTER_OPERATOR", f"value of filter criterion for field '{field}' must be "
+                        f"of type {'dateTime' if kind == 'datetime' else kind} and {quoted}")
+
+
+def _holds(value: Any, condition: Condition) -> bool:
+    if condition.kind == "null":
+        return (value is None) == (condition.op == "=")
+    if value is None:
+        return condition.op == "!="
+    actual, expected = _comparable_value(value, condition.kind), condition.value
+    if isinstance(expected, str):
+        expected = expected.casefold()
+    return _COMPARE[condition.op](actual, expected)
+
+
+def _comparable(field: str, value: Any) -> Any:
+    return None if value is None else _comparable_value(value, _FIELD_KINDS.get(field, "string"))
+
+
+def _comparable_value(value: Any, kind: str) -> Any:
+    """A record value as it compares in SOQL: datetimes and dates parsed, text without case."""
+    if kind == "datetime":
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+    if kind == "date":
+        return date.fromisoformat(value)
+    if kind == "string":
+        return str(value).casefold()
+    return value
+
+
 # --- the HTTP API ---------------------------------------------------------------------------------
 
 _API_ROOT: Final = "/services/data/{version:v[0-9]+\\.[0-9]}/sobjects/{object}"
 _fields_decoder: Final = msgspec.json.Decoder(dict[str, Any])
+_QUERY_ROOT: Final = "/services/data/{version:v[0-9]+\\.[0-9]}"
+DEFAULT_BATCH_SIZE: Final = 2000
+MIN_BATCH_SIZE: Final = 200
+# Salesforce keeps 10 query cursors open per user; opening an 11th closes the oldest.
+OPEN_CURSORS: Final = 10
+_BATCH_SIZE: Final = re.compile(r"batchSize\s*=\s*(\d+)", re.IGNORECASE)
+
+
+def _standard_fields() -> dict[str, frozenset[str]]:
+    """The fields every record of each object has (from a record built the way the operations build them)."""
+    scratch = World(clock=lambda: 0.0)
+    templates = {"Account": {**_account(scratch, "", "USD"), "BillingAddress": None},
+                 "Opportunity": _opportunity(scratch, "", "", "USD", PLAN_FIELD)}
+    return {name: frozenset(record) - {"attributes"} for name, record in templates.items()}
+
+
+_STANDARD_FIELDS: Final = _standard_fields()
 
 
 def _error(status: int, code: str, message: str, retry_after: float | None = None,
@@ -332,20 +605,48 @@ def _error(status: int, code: str, message: str, retry_after: float | None = Non
     return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
 
+def _batch_size(options: str) -> int:
+    """The batch size of `Sforce-Query-Options: batchSize=N`, clamped to 200..2000 (a hint to Salesforce)."""
+    match = _BATCH_SIZE.search(options)
+    if match is None:
+        return DEFAULT_BATCH_SIZE
+    return min(max(int(match.group(1)), MIN_BATCH_SIZE), DEFAULT_BATCH_SIZE)
+
+
 class _Api:
-    """The sObject endpoints, over one world."""
+    """The sObject and query endpoints, over one world."""
 
     def __init__(self, world: World, credentials: PlatformCredentials) -> None:
         self.world = world
         self.credentials = credentials
         self.writes = WriteCounter(world)
+        self.deleted: dict[tuple[str, str], Record] = {}  # the recycle bin queryAll reads: (object, Id) -> record
+        self.cursors: dict[str, list[Record]] = {}  # query locator -> the query's rows
+        self._locators = itertools.count(1)
+        world.listen(self._recycle)
 
-    def _denied(self, request: web.Request) -> web.Response | None:
+    def _recycle(self, change: Change) -> None:
+        """Keep deleted records (for queryAll); a record written again (undeleted) leaves the bin."""
+        if change.platform != PLATFORM:
+            return
+        if change.op == "delete":
+            stamp = _format_ms(change.at)
+            self.deleted[(change.type, change.id)] = {**change.record, "IsDeleted": True, "LastModifiedDate": stamp,
+                                                      "SystemModstamp": stamp}
+        else:
+            self.deleted.pop((change.type, change.id), None)
+
+    def _unauthenticated(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
         expected = self.credentials.salesforce_access_token
         if not token or (expected and token != expected):
             return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        return None
+
+    def _denied(self, request: web.Request) -> web.Response | None:
+        if (denied := self._unauthenticated(request)) is not None:
+            return denied
         object_name = request.match_info["object"]
         if object_name not in _KEY_PREFIX:
             return _error(404, "NOT_FOUND", f"The requested resource does not exist: sObject type '{object_name}' "
@@ -424,6 +725,65 @@ class _Api:
 
         return self._write(f"{object_name}:eid:{value}", f"upsert {object_name} {field}={value}", run)
 
+    def query(self, include_deleted: bool) -> Handler:
+        """`GET .../query?q=` (or `queryAll`): run the query, keep its rows under a new locator, answer batch 1."""
+        resource = "queryAll" if include_deleted else "query"
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            if (denied := self._unauthenticated(request)) is not None:
+                return denied
+            text = request.query.get("q", "")
+            if not text.strip():
+                return _error(400, "MALFORMED_QUERY", f"{resource}: the q parameter (a SOQL query) is required")
+            try:
+                rows = self._run(parse_soql(text), include_deleted)
+            except SoqlError as exc:
+                return _error(400, exc.code, str(exc))
+            locator = f"01gHp{next(self._locators):010d}AAA"
+            self.cursors[locator] = rows
+            while len(self.cursors) > OPEN_CURSORS:
+                del self.cursors[next(iter(self.cursors))]
+            return self._batch(request, resource, locator, 0)
+
+        return handler
+
+    def _run(self, query: SoqlQuery, include_deleted: bool) -> list[Record]:
+        if query.object.lower() not in {name.lower() for name in _KEY_PREFIX}:
+            raise SoqlError("INVALID_TYPE", f"sObject type '{query.object}' is not supported. If you are attempting "
+                            "to use a custom object, be sure to append the '__c' after the entity name. Please "
+                            "reference your WSDL or the describe call for the appropriate names.")
+        object_name = next(name for name in _KEY_PREFIX if name.lower() == query.object.lower())
+        records = list(self.world.all(PLATFORM, object_name))
+        if include_deleted:
+            records += [r for (kind, _), r in self.deleted.items() if kind == object_name]
+        fields = set(_STANDARD_FIELDS[object_name]).union(*(r.keys() for r in records)) - {"attributes"}
+        return run_soql(query, records, fields)
+
+    def query_more(self, resource: str) -> Handler:
+        """`GET .../<resource>/<locator>-<offset>`: the batch of a kept query starting at offset."""
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            if (denied := self._unauthenticated(request)) is not None:
+                return denied
+            locator, _, offset = request.match_info["locator"].rpartition("-")
+            rows = self.cursors.get(locator)
+            if rows is None or not offset.isdigit() or int(offset) > len(rows):
+                return _error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+            return self._batch(request, resource, locator, int(offset))
+
+        return handler
+
+    def _batch(self, request: web.Request, resource: str, locator: str, offset: int) -> web.Response:
+        rows = self.cursors[locator]
+        size = _batch_size(request.headers.get("Sforce-Query-Options", ""))
+        records = rows[offset:offset + size]
+        end = offset + len(records)
+        body: dict[str, Any] = {"totalSize": len(rows), "done": end >= len(rows)}
+        if end < len(rows):
+            body["nextRecordsUrl"] = f"/services/data/{request.match_info['version']}/{resource}/{locator}-{end}"
+        body["records"] = records
+        return web.Response(body=msgspec.json.encode(body), content_type="application/json")
+
     def _write(self, key: str, kind: str, run: Callable[[], web.Response]) -> web.Response:
         before = self.writes.count
         try:
@@ -448,5 +808,9 @@ def routes(world: World, faults: Faults, credentials: PlatformCredentials) -> li
         ("PATCH", _API_ROOT + "/{id}", api.patch),
         ("GET", _API_ROOT + "/{field}/{value}", api.get_by_field),
         ("PATCH", _API_ROOT + "/{field}/{value}", api.upsert),
+        ("GET", _QUERY_ROOT + "/query", api.query(include_deleted=False)),
+        ("GET", _QUERY_ROOT + "/queryAll", api.query(include_deleted=True)),
+        ("GET", _QUERY_ROOT + "/query/{locator}", api.query_more("query")),
+        ("GET", _QUERY_ROOT + "/queryAll/{locator}", api.query_more("queryAll")),
     ]
     return [web.route(method, path, guarded(handler)) for method, path, handler in handlers]

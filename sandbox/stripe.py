@@ -37,12 +37,28 @@ Operations (plain functions on a `World`; ids come from `world.new_id`, so runs 
   succeeded refund ("refund.created"), the charge's `amount_refunded` ("charge.refunded")
 
 `routes(world, faults, credentials)` serves the part of the API Concord's connector calls
-(form-encoded bodies, `Authorization: Bearer`, `Idempotency-Key` replays, Stripe's error shape).
+(form-encoded bodies, `Authorization: Bearer`, `Idempotency-Key` replays, Stripe's error shape), and
+the list endpoints a reconciliation reader pages through:
+
+* `GET /v1/customers`, `/v1/subscriptions`, `/v1/invoices`, `/v1/charges`, `/v1/refunds` ->
+  `{"object": "list", "url", "has_more", "data"}`, newest first (`created` descending, ties by id
+  descending), each object exactly as `GET /v1/<type>/{id}` returns it. Parameters: `limit` (1..100,
+  default 10), `starting_after` / `ending_before` (an object id of that type, else 400
+  `resource_missing`; the cursor is the object's place in the order, so it works even when the
+  object no longer matches the filters), `created` or `created[gt|gte|lt|lte]` (epoch seconds),
+  `customer` (subscriptions, invoices, charges), `charge` (refunds), `status` (subscriptions: all but
+  `canceled` by default, `all`, `ended` = canceled or incomplete_expired; invoices), `email`
+  (customers), `expand[]=data.<field>` one level deep where the object holds that id (customer,
+  latest_invoice, charge; `data.tax_ids` is always included already). Deleted customers are gone
+  from the world, so they are not listed (an expanded reference to one is `{"id", "object",
+  "deleted": true}`, as Stripe shows it). An unknown parameter is a 400, as in Stripe.
+  `list_objects(world, type_, params)` is the pure part (raises `ListError`).
 """
 
 from __future__ import annotations
 
 import copy
+import operator
 import re
 from collections.abc import Callable
 from typing import Any, Final
@@ -645,6 +661,172 @@ def _lists(node: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
+# --- lists ----------------------------------------------------------------------------------------
+
+LIST_TYPES: Final = ("customer", "subscription", "invoice", "charge", "refund")
+DEFAULT_LIMIT: Final = 10
+MAX_LIMIT: Final = 100
+_PAGING_PARAMS: Final = frozenset({"limit", "starting_after", "ending_before", "created", "expand"})
+# Filters each list accepts, besides paging (a record field of the same name, except `status`).
+_LIST_FILTERS: Final = {"customer": ("email",), "subscription": ("customer", "status"),
+                        "invoice": ("customer", "status"), "charge": ("customer",), "refund": ("charge",)}
+_SUBSCRIPTION_STATUSES: Final = frozenset({"active", "all", "canceled", "ended", "incomplete", "incomplete_expired",
+                                           "past_due", "paused", "trialing", "unpaid"})
+_INVOICE_STATUSES: Final = frozenset({"draft", "open", "paid", "uncollectible", "void"})
+# `expand[]=data.<field>`: the field's object type (None: the field is always shown expanded already).
+_EXPANDABLE: Final[dict[str, dict[str, str | None]]] = {
+    "customer": {"tax_ids": None}, "subscription": {"customer": "customer", "latest_invoice": "invoice"},
+    "invoice": {"customer": "customer"}, "charge": {"customer": "customer"}, "refund": {"charge": "charge"},
+}
+_CREATED_OPS: Final = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le, "eq": operator.eq}
+
+
+class ListError(ValueError):
+    """A list request Stripe refuses with 400: the message, the parameter at fault and Stripe's error code."""
+
+    def __init__(self, message: str, *, param: str, code: str = "parameter_invalid") -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+def list_objects(world: World, type_: str, params: dict[str, Any]) -> Record:
+    """One page of `GET /v1/<type_>s` for parsed query `params` (see the module docstring); raises ListError."""
+    unknown = sorted(set(params) - _PAGING_PARAMS - set(_LIST_FILTERS[type_]))
+    if unknown:
+        raise ListError(f"Received unknown parameter: {unknown[0]}", param=unknown[0], code="parameter_unknown")
+    limit = _limit(params.get("limit"))
+    expansions = _expansions(type_, params.get("expand"))
+    keep = _filter(type_, params)
+    ordered = sorted((r for r in world.all(PLATFORM, type_) if keep(r)), key=_list_position, reverse=True)
+    page, has_more = _page(ordered, _cursor(world, type_, params, "starting_after"),
+                           _cursor(world, type_, params, "ending_before"), limit)
+    return {"object": "list", "data": [_expand(world, record, expansions) for record in page], "has_more": has_more,
+            "url": f"/v1/{type_}s"}
+
+
+def _list_position(record: Record) -> tuple[int, str]:
+    return record["created"], record["id"]
+
+
+def _limit(value: Any) -> int:
+    if value is None:
+        return DEFAULT_LIMIT
+    if not isinstance(value, str) or not value.lstrip("-").isdigit():
+        raise ListError(f"Invalid integer: {value}", param="limit", code="parameter_invalid_integer")
+    limit = int(value)
+    if limit < 1:
+        raise ListError("This value must be greater than or equal to 1.", param="limit",
+                        code="parameter_invalid_integer")
+    if limit > MAX_LIMIT:
+        raise ListError(f"This value must be less than or equal to {MAX_LIMIT}.", param="limit",
+                        code="parameter_invalid_integer")
+    return limit
+
+
+def _cursor(world: World, type_: str, params: dict[str, Any], name: str) -> tuple[int, str] | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ListError(f"Invalid string: {name} must be an object id", param=name)
+    record = world.get(PLATFORM, type_, value)
+    if record is None:
+        raise ListError(f"No such {type_}: '{value}'", param=name, code="resource_missing")
+    return _list_position(record)
+
+
+def _page(ordered: list[Record], after: tuple[int, str] | None, before: tuple[int, str] | None,
+          limit: int) -> tuple[list[Record], bool]:
+    """The page of `ordered` (newest first) after or before a cursor, and whether more lie beyond it."""
+    if after is not None and before is not None:
+        raise ListError("You may only specify one of these parameters: ending_before, starting_after.",
+                        param="ending_before")
+    if before is not None:
+        newer = [r for r in ordered if _list_position(r) > before]
+        return newer[-limit:], len(newer) > limit
+    rest = ordered if after is None else [r for r in ordered if _list_position(r) < after]
+    return rest[:limit], len(rest) > limit
+
+
+def _filter(type_: str, params: dict[str, Any]) -> Callable[[Record], bool]:
+    """The predicate of the `created`, `status` and field filters (checked here, so errors come before paging)."""
+    created = _created_bounds(params.get("created"))
+    fields: dict[str, str] = {}
+    for name in _LIST_FILTERS[type_]:
+        value = params.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ListError(f"Invalid string: {name}", param=name)
+        if value:
+            fields[name] = value
+    statuses = _statuses(type_, fields.pop("status", None))
+
+    def keep(record: Record) -> bool:
+        return (all(_CREATED_OPS[op](record["created"], bound) for op, bound in created)
+                and (statuses is None or record.get("status") in statuses)
+                and all(record.get(name) == value for name, value in fields.items()))
+
+    return keep
+
+
+def _created_bounds(value: Any) -> list[tuple[str, int]]:
+    if value is None or value == "":
+        return []
+    given = {"eq": value} if isinstance(value, str) else value
+    if not isinstance(given, dict):
+        raise ListError("Invalid created: give an integer or created[gt|gte|lt|lte]", param="created")
+    bounds = []
+    for op, bound in given.items():
+        param = "created" if op == "eq" else f"created[{op}]"
+        if op not in _CREATED_OPS:
+            raise ListError(f"Received unknown parameter: {param}", param=param, code="parameter_unknown")
+        if not isinstance(bound, str) or not bound.lstrip("-").isdigit():
+            raise ListError(f"Invalid integer: {bound}", param=param, code="parameter_invalid_integer")
+        bounds.append((op, int(bound)))
+    return bounds
+
+
+def _statuses(type_: str, status: str | None) -> frozenset[str] | None:
+    """The statuses a list shows (None: any); subscriptions hide `canceled` unless asked."""
+    if type_ == "subscription":
+        if status is None:
+            return _SUBSCRIPTION_STATUSES - {"all", "canceled", "ended"}
+        if status not in _SUBSCRIPTION_STATUSES:
+            raise ListError(f"Invalid status: must be one of {', '.join(sorted(_SUBSCRIPTION_STATUSES))}",
+                            param="status")
+        return {"all": None, "ended": frozenset({"canceled", "incomplete_expired"})}.get(status, frozenset({status}))
+    if status is not None and status not in _INVOICE_STATUSES:
+        raise ListError(f"Invalid status: must be one of {', '.join(sorted(_INVOICE_STATUSES))}", param="status")
+    return None if status is None else frozenset({status})
+
+
+def _expansions(type_: str, value: Any) -> dict[str, str | None]:
+    if value is None:
+        return {}
+    if not isinstance(value, list) or not all(isinstance(path, str) for path in value):
+        raise ListError("Invalid array: give expand[]=data.<field>", param="expand")
+    expandable = _EXPANDABLE[type_]
+    fields: dict[str, str | None] = {}
+    for path in value:
+        field = path.removeprefix("data.")
+        if not path.startswith("data.") or field not in expandable:
+            raise ListError(f"This property cannot be expanded ({path}).", param="expand")
+        fields[field] = expandable[field]
+    return fields
+
+
+def _expand(world: World, record: Record, expansions: dict[str, str | None]) -> Record:
+    """The record with each expanded id field replaced by its object (a copy: the world's record stays)."""
+    expanded = dict(record)
+    for field, target_type in expansions.items():
+        target_id = record.get(field)
+        if target_type is None or not isinstance(target_id, str):
+            continue
+        target = world.get(PLATFORM, target_type, target_id)
+        expanded[field] = target if target is not None else {"id": target_id, "object": target_type, "deleted": True}
+    return expanded
+
+
 def _error(status: int, code: str, message: str, retry_after: float | None = None, *,
            error_type: str | None = None, param: str | None = None) -> web.Response:
     """A Stripe error response: `{"error": {"type", "code", "message"}}`."""
@@ -705,6 +887,22 @@ class _Api:
             if record is None:
                 return _error(404, "resource_missing", f"No such {type_}: '{request.match_info['id']}'", param="id")
             return web.json_response(record, dumps=_dumps)
+
+        return handler
+
+    def list(self, type_: str) -> Handler:
+        """`GET /v1/<type_>s`: a page of `list_objects`."""
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            if (denied := self._unauthorized(request)) is not None:
+                return denied
+            try:
+                page = list_objects(self.world, type_, parse_form(request.query_string))
+            except ListError as exc:
+                return _error(400, exc.code, str(exc), param=exc.param)
+            except ValueError as exc:
+                return _error(400, "parameter_invalid", str(exc))
+            return web.json_response(page, dumps=_dumps)
 
         return handler
 
@@ -816,7 +1014,9 @@ def routes(world: World, faults: Faults, credentials: PlatformCredentials) -> li
     """The `/v1` endpoints, each behind the Stripe faults."""
     api = _Api(world, credentials)
     guarded = guard(faults, PLATFORM, _error)
+    lists = [web.get(f"/v1/{type_}s", guarded(api.list(type_))) for type_ in LIST_TYPES]
     return [
+        *lists,
         web.post("/v1/customers", guarded(api.write("customer", api.create_customer))),
         web.get("/v1/customers/{id}", guarded(api.read("customer"))),
         web.post("/v1/customers/{id}", guarded(api.write("customer", api.update_customer))),

@@ -26,24 +26,52 @@ Operations (ids from `world.new_id`, so runs are deterministic):
 Record keys in the world are the decimal id as a string (`world.get("zendesk", "organization", "17")`).
 
 `routes(world, faults, credentials)` serves organizations and tickets with Basic token auth,
-`Idempotency-Key` replays and 429 rate limiting.
+`Idempotency-Key` replays and 429 rate limiting, and the incremental exports a reconciliation
+reader pages through:
+
+* `GET /api/v2/incremental/organizations.json?start_time=<unix>[&per_page=n]` (time-based) ->
+  `{"organizations", "next_page", "count", "end_time", "end_of_stream"}`: organizations (as
+  `GET /api/v2/organizations/{id}.json` shows them) with `updated_at >= start_time`, in `updated_at`
+  then id order, up to `per_page` (1..1000, default 1000). A page never splits the records of one
+  second: it grows to hold all records of its last second, and `end_time` (the next page's
+  `start_time`) is that second + 1, so every version is served exactly once. Real Zendesk sets
+  `end_time` to the last record's second instead and repeats that second's records on the next page
+  (clients drop duplicates); both are correct for a reader keyed by id and updated_at.
+* `GET /api/v2/incremental/tickets/cursor.json?start_time=<unix>` or `?cursor=<after_cursor>`
+  (cursor-based) -> `{"tickets", "after_cursor", "after_url", "before_cursor": null, "before_url":
+  null, "end_of_stream"}`, the same order and `per_page`; a deleted ticket appears with `status:
+  "deleted"` (the routes keep deleted tickets from the world's delete changes, from the moment
+  `routes()` is built). The cursor is the position (updated_at, id) of the last ticket served.
+
+Both, as Zendesk does, leave out the most recent minute (records updated less than 60 s before the
+world's clock come on a later page, when the writes of that second are complete) and refuse a
+`start_time` within it (400 `InvalidValue`); a missing or non-integer `start_time` or `cursor` is a
+400 too. `end_of_stream` says the page served everything there is now; `next_page` / `after_url`
+(on the sandbox's own host, so a client can follow them) are where to poll later. Zendesk limits
+incremental exports to 10 requests a minute: the sandbox does so per credential (429 with
+`Retry-After`) when the `export_rate_limit` fault setting is on (off by default; sandbox/faults.py).
+`organizations_export(...)` and `tickets_export(...)` are the pure parts.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import calendar
 import copy
+import math
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import msgspec
 from aiohttp import web
 from msgspec import Struct
 
 from concord.sandbox.faults import Faults, Handler, PlatformCredentials, Replays, StoredResponse, WriteCounter, guard
-from concord.sandbox.world import Record, World
+from concord.sandbox.world import Change, Record, World
 
 PLATFORM: Final = "zendesk"
 # The sandbox's Zendesk account, as it appears in the `url` of every object.
@@ -247,6 +275,116 @@ def update_ticket(
     return ticket
 
 
+# --- incremental exports -------------------------------------------------------------------------
+
+EXPORT_PAGE_SIZE: Final = 1000
+# Exports leave out the last minute and refuse a start_time within it (Zendesk's guard against races).
+RECENT_SECONDS: Final = 60
+RATE_WINDOW_SECONDS: Final = 60
+_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
+_ORG_EXPORT: Final = "/api/v2/incremental/organizations.json"
+_TICKET_EXPORT: Final = "/api/v2/incremental/tickets/cursor.json"
+
+
+class ExportError(ValueError):
+    """An export request Zendesk refuses with 400 InvalidValue; the message says which parameter and why."""
+
+
+def _unix(timestamp: str) -> int:
+    return calendar.timegm(datetime.strptime(timestamp, _TIME_FORMAT).timetuple())
+
+
+def start_time(value: str | None, now: int) -> int:
+    """A valid `start_time` parameter as epoch seconds; raises ExportError when missing, malformed or too recent."""
+    if value is None or not value.strip().isdigit():
+        raise ExportError(f"start_time must be a unix timestamp in seconds, got {value!r}")
+    start = int(value)
+    if start > now - RECENT_SECONDS:
+        raise ExportError(f"Too recent start_time ({start}). Use a start_time older than {RECENT_SECONDS} seconds "
+                          f"(before {now - RECENT_SECONDS}).")
+    return start
+
+
+def per_page(value: str | None) -> int | None:
+    """The `per_page` parameter (1..1000), None when not given; raises ExportError otherwise."""
+    if value is None:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= EXPORT_PAGE_SIZE:
+        raise ExportError(f"per_page must be an integer from 1 to {EXPORT_PAGE_SIZE}, got {value!r}")
+    return int(value)
+
+
+def encode_cursor(position: tuple[int, int]) -> str:
+    """The opaque cursor of a position (updated_at seconds, id) in the ticket export."""
+    return base64.urlsafe_b64encode(f"{position[0]}.{position[1]}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    """The position of a cursor made by `encode_cursor`; raises ExportError for anything else."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        updated, _, record_id = base64.urlsafe_b64decode(padded.encode()).decode().partition(".")
+        return int(updated), int(record_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ExportError(f"cursor is invalid: {cursor!r}") from None
+
+
+def _export_order(records: Iterable[Record], now: int) -> list[tuple[int, int, Record]]:
+    """(updated_at seconds, id, record) of records older than the recent minute, in export order."""
+    cutoff = now - RECENT_SECONDS
+    return sorted((entry for entry in ((_unix(r["updated_at"]), int(r["id"]), r) for r in records)
+                   if entry[0] < cutoff), key=lambda entry: entry[:2])
+
+
+def _url(base_url: str, path: str, params: dict[str, Any]) -> str:
+    return f"{base_url}{path}?{urlencode({k: v for k, v in params.items() if v is not None})}"
+
+
+def organizations_export(records: Iterable[Record], *, start: int, now: int, size: int | None,
+                         base_url: str) -> dict[str, Any]:
+    """One page of the time-based organization export from `start` (see the module docstring)."""
+    eligible = [entry for entry in _export_order(records, now) if entry[0] >= start]
+    page = eligible[:size or EXPORT_PAGE_SIZE]
+    if len(page) < len(eligible):
+        last_second = page[-1][0]
+        page = [entry for entry in eligible if entry[0] <= last_second]
+    end_of_stream = len(page) == len(eligible)
+    end_time = max(start, now - RECENT_SECONDS) if end_of_stream else page[-1][0] + 1
+    return {"organizations": [record for _, _, record in page],
+            "next_page": _url(base_url, _ORG_EXPORT, {"start_time": end_time, "per_page": size}),
+            "count": len(page), "end_time": end_time, "end_of_stream": end_of_stream}
+
+
+def tickets_export(records: Iterable[Record], *, after: tuple[int, int], now: int, size: int | None,
+                   base_url: str) -> dict[str, Any]:
+    """One page of the cursor-based ticket export after position `after` (updated_at seconds, id)."""
+    eligible = [entry for entry in _export_order(records, now) if entry[:2] > after]
+    page = eligible[:size or EXPORT_PAGE_SIZE]
+    cursor = encode_cursor(page[-1][:2] if page else after)
+    return {"tickets": [record for _, _, record in page], "after_cursor": cursor,
+            "after_url": _url(base_url, _TICKET_EXPORT, {"cursor": cursor, "per_page": size}),
+            "before_cursor": None, "before_url": None, "end_of_stream": len(page) == len(eligible)}
+
+
+class _ExportLimiter:
+    """Zendesk's incremental export limit: at most `limit` requests per minute per credential."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, deque[float]] = {}
+
+    def retry_after(self, credential: str, limit: int, now: float) -> int | None:
+        """Seconds to wait when over the limit (the request is not counted), else None (counted)."""
+        if limit <= 0:
+            return None
+        seen = self._seen.setdefault(credential, deque())
+        while seen and seen[0] <= now - RATE_WINDOW_SECONDS:
+            seen.popleft()
+        if len(seen) >= limit:
+            return max(1, math.ceil(seen[0] + RATE_WINDOW_SECONDS - now))
+        seen.append(now)
+        return None
+
+
 # --- the HTTP API ---------------------------------------------------------------------------------
 
 # Organization keys a PUT or create_or_update may set (others are ignored, as Zendesk does).
@@ -277,11 +415,24 @@ Mutation = Callable[[dict[str, Any], dict[str, str]], tuple[int, dict[str, Any],
 class _Api:
     """The Support API endpoints, over one world."""
 
-    def __init__(self, world: World, credentials: PlatformCredentials) -> None:
+    def __init__(self, world: World, faults: Faults, credentials: PlatformCredentials) -> None:
         self.world = world
+        self.faults = faults
         self.credentials = credentials
         self.replays = Replays()
         self.writes = WriteCounter(world)
+        self.deleted_tickets: dict[str, Record] = {}  # the ticket export shows deleted tickets
+        self.limiter = _ExportLimiter()
+        world.listen(self._remember_deleted)
+
+    def _remember_deleted(self, change: Change) -> None:
+        if change.platform != PLATFORM or change.type != "ticket":
+            return
+        if change.op == "delete":
+            updated = datetime.fromtimestamp(change.at / 1000, UTC).strftime(_TIME_FORMAT)
+            self.deleted_tickets[change.id] = {**change.record, "status": "deleted", "updated_at": updated}
+        else:
+            self.deleted_tickets.pop(change.id, None)
 
     def _denied(self, request: web.Request) -> web.Response | None:
         """Basic auth `{email}/token:{api_token}`; 401 "Couldn't authenticate you" otherwise."""
@@ -317,6 +468,44 @@ class _Api:
             return _error(400, "InvalidEndpoint", "Search needs the external_id or name parameter")
         found = [org for org in self.world.all(PLATFORM, "organization") if org.get(field) == request.query[field]]
         return _json({"organizations": found, "next_page": None, "previous_page": None, "count": len(found)})
+
+    def _export_refused(self, request: web.Request) -> web.Response | None:
+        """401, or 429 when the credential is over the export limit (`export_rate_limit`), else None."""
+        if (denied := self._denied(request)) is not None:
+            return denied
+        limit = self.faults.of(PLATFORM).export_rate_limit
+        wait = self.limiter.retry_after(request.headers.get("Authorization", ""), limit, self.world.clock())
+        if wait is None:
+            return None
+        return _json({"error": "APIRateLimitExceeded", "description": "Number of allowed incremental export API "
+                      f"requests per minute exceeded ({limit}). Retry after {wait} seconds."}, 429,
+                     {"Retry-After": str(wait)})
+
+    async def export_organizations(self, request: web.Request) -> web.StreamResponse:
+        """`GET /api/v2/incremental/organizations.json?start_time=`: a page of `organizations_export`."""
+        if (refused := self._export_refused(request)) is not None:
+            return refused
+        now = int(self.world.clock())
+        try:
+            start, size = start_time(request.query.get("start_time"), now), per_page(request.query.get("per_page"))
+        except ExportError as exc:
+            return _error(400, "InvalidValue", str(exc))
+        return _json(organizations_export(self.world.all(PLATFORM, "organization"), start=start, now=now, size=size,
+                                          base_url=str(request.url.origin())))
+
+    async def export_tickets(self, request: web.Request) -> web.StreamResponse:
+        """`GET /api/v2/incremental/tickets/cursor.json?start_time=` or `?cursor=`: a page of `tickets_export`."""
+        if (refused := self._export_refused(request)) is not None:
+            return refused
+        now = int(self.world.clock())
+        try:
+            cursor = request.query.get("cursor")
+            after = decode_cursor(cursor) if cursor else (start_time(request.query.get("start_time"), now), -1)
+            size = per_page(request.query.get("per_page"))
+        except ExportError as exc:
+            return _error(400, "InvalidValue", str(exc))
+        tickets = [*self.world.all(PLATFORM, "ticket"), *self.deleted_tickets.values()]
+        return _json(tickets_export(tickets, after=after, now=now, size=size, base_url=str(request.url.origin())))
 
     def write(self, kind: str, mutation: Mutation) -> Handler:
         """A POST/PUT endpoint honouring `Idempotency-Key` (replayed with `x-idempotency-lookup: hit`)."""
@@ -410,10 +599,12 @@ class _Api:
 
 def routes(world: World, faults: Faults, credentials: PlatformCredentials) -> list[web.RouteDef]:
     """The `/api/v2` organization and ticket endpoints, each behind the Zendesk faults."""
-    api = _Api(world, credentials)
+    api = _Api(world, faults, credentials)
     guarded = guard(faults, PLATFORM, _error)
     org = "/api/v2/organizations"
     return [
+        web.get(_ORG_EXPORT, guarded(api.export_organizations)),
+        web.get(_TICKET_EXPORT, guarded(api.export_tickets)),
         web.get(f"{org}/search.json", guarded(api.search_organizations)),
         web.get(f"{org}/search", guarded(api.search_organizations)),
         web.post(f"{org}/create_or_update.json", guarded(api.write("organization", api.create_or_update))),
