@@ -305,7 +305,7 @@ class ZendeskReader:
     platform: Final = "zendesk"
     parts: Final = ("organizations", "tickets")
 
-    def __init__(self, settings: Settings, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(self, settings: Settings, sleep: Sleep = asyncio.sleep, page_size: int | None = None) -> None:
         import base64
 
         credentials = base64.b64encode(f"{settings.zendesk_api_email}/token:{settings.zendesk_api_token}".encode())
@@ -314,15 +314,17 @@ class ZendeskReader:
                                headers={"Authorization": f"Basic {credentials.decode()}"},
                                error_reader=_zendesk_error)
         self._sleep = sleep
+        self._per_page = {"per_page": str(page_size)} if page_size else {}  # the API's default (1000) when None
 
     async def page(self, cursor: Cursor, since_ms: int | None) -> Page:
         part = self.parts[cursor.part]
         start = str((since_ms or 0) // 1000)
         if part == "organizations":
-            params = {"start_time": cursor.token or start}
+            params = {"start_time": cursor.token or start, **self._per_page}
             path = "/api/v2/incremental/organizations.json"
         else:
             params = {"cursor": cursor.token} if cursor.token else {"start_time": start}
+            params.update(self._per_page)
             path = "/api/v2/incremental/tickets/cursor.json"
         response = await fetch(lambda: self.http.request("GET", path, params=params), self._sleep)
         try:

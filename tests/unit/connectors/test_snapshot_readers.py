@@ -1,0 +1,141 @@
+"""The snapshot readers against the sandbox's list APIs (the oracle: each platform's real shapes and paging).
+
+A world of history customers (records that were there before anyone listened), served by the sandbox's
+Stripe, Salesforce and Zendesk routes over HTTP; each reader lists its platform to the end, in small pages,
+through injected 429s and 5xx. Every record of the world is listed exactly once, and each decodes with
+the platform's own codec into the events the live path would have had.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from concord.codecs.config import codec_config
+from concord.codecs.model import EntitlementChanged, ResyncRequired
+from concord.codecs.registry import decoder
+from concord.connectors.base import ConnectorError
+from concord.connectors.snapshots import Cursor, SalesforceReader, SnapshotRecord, StripeReader, ZendeskReader
+from concord.core.settings import Settings
+from concord.sandbox import salesforce, stripe, zendesk
+from concord.sandbox.faults import Faults, PlatformCredentials
+from concord.sandbox.traffic import Traffic, TrafficConfig
+from concord.sandbox.world import World
+
+CREDENTIALS = PlatformCredentials(stripe_api_key="sk_test_readers", salesforce_access_token="00D!readers",
+                                  zendesk_api_email="ops@example.com", zendesk_api_token="zd-readers")
+
+
+class Sandbox:
+    def __init__(self, world: World, faults: Faults, server: TestServer) -> None:
+        self.world, self.faults, self.server = world, faults, server
+
+    def settings(self, **changes: Any) -> Settings:
+        url = str(self.server.make_url("")).rstrip("/")
+        given: dict[str, Any] = {
+            "stripe_api_url": url, "stripe_api_key": CREDENTIALS.stripe_api_key, "salesforce_instance_url": url,
+            "salesforce_access_token": CREDENTIALS.salesforce_access_token, "zendesk_url": url,
+            "zendesk_api_email": CREDENTIALS.zendesk_api_email, "zendesk_api_token": CREDENTIALS.zendesk_api_token}
+        return msgspec.structs.replace(Settings(), **{**given, **changes})
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    world = World()
+    Traffic(world, TrafficConfig(seed=5, customers=0, history=40), defer=lambda fn: fn()).play_history()
+    return world
+
+
+@pytest.fixture
+async def sandbox(world: World) -> AsyncIterator[Sandbox]:
+    faults = Faults(seed=2)
+    app = web.Application()
+    for module in (stripe, salesforce, zendesk):
+        app.add_routes(module.routes(world, faults, CREDENTIALS))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield Sandbox(world, faults, server)
+    finally:
+        await server.close()
+
+
+async def _no_wait(seconds: float) -> None:
+    pass
+
+
+async def listed(reader: Any) -> dict[str, list[SnapshotRecord]]:
+    out: dict[str, list[SnapshotRecord]] = {}
+    cursor: Cursor | None = Cursor()
+    pages = 0
+    try:
+        while cursor is not None:
+            page = await reader.page(cursor, None)
+            out.setdefault(page.part, []).extend(page.records)
+            cursor = page.next
+            pages += 1
+            assert pages < 10_000, "the listing does not end"
+    finally:
+        await reader.close()
+    return out
+
+
+def _decoded(platform: str, records: list[SnapshotRecord]) -> list[Any]:
+    config = codec_config(Settings())
+    return [event for record in records for event in decoder(platform)(record.value, config)]
+
+
+async def test_stripe_lists_every_object_of_every_kind_once_and_the_codec_reads_each(sandbox: Sandbox) -> None:
+    got = await listed(StripeReader(sandbox.settings(), sleep=_no_wait, page_size=7))
+    for part, kind in (("customers", "customer"), ("subscriptions", "subscription"), ("invoices", "invoice"),
+                       ("charges", "charge"), ("refunds", "refund")):
+        world_ids = {r["id"] for r in sandbox.world.all("stripe", kind) if not r.get("deleted")}
+        events = _decoded("stripe", got.get(part, []))
+        assert len(got.get(part, [])) == len(world_ids), part
+        entity_ids = {e.entity.id for e in events}
+        assert world_ids <= entity_ids | {e.entity.id.split(":")[0] for e in events}, part
+    assert len(got["customers"]) >= 30 and len(got["invoices"]) > 7  # more than one page each
+
+
+async def test_salesforce_queries_every_account_and_opportunity_through_next_records_urls(sandbox: Sandbox) -> None:
+    got = await listed(SalesforceReader(sandbox.settings(), sleep=_no_wait, batch_size=200))
+    for part in ("Account", "Opportunity"):
+        world_ids = {r["Id"] for r in sandbox.world.all("salesforce", part)}
+        keys = [record.key for record in got.get(part, [])]
+        assert len(keys) == len(set(keys)) and {k.decode() for k in keys if k} == world_ids, part
+        assert _decoded("salesforce", got.get(part, []))
+    assert len(got["Account"]) >= 30
+
+
+async def test_zendesk_exports_organizations_with_their_entitlement_and_every_ticket(sandbox: Sandbox) -> None:
+    got = await listed(ZendeskReader(sandbox.settings(), sleep=_no_wait, page_size=5))
+    orgs = {str(r["id"]) for r in sandbox.world.all("zendesk", "organization")}
+    tickets = {str(r["id"]) for r in sandbox.world.all("zendesk", "ticket")}
+    assert Counter(r.key.decode() for r in got["organizations"] if r.key) == Counter(orgs)
+    assert {r.key.decode() for r in got.get("tickets", []) if r.key} == tickets
+    events = _decoded("zendesk", got["organizations"])
+    # A listed organization is read whole: its entitlement, never a request to re-read it.
+    assert sum(isinstance(e, EntitlementChanged) for e in events) == len(orgs)
+    assert not any(isinstance(e, ResyncRequired) for e in events)
+
+
+async def test_a_listing_goes_through_429s_and_5xx_and_stops_on_a_refused_credential(sandbox: Sandbox) -> None:
+    sandbox.faults.update(msgspec.json.encode({"stripe": {"burst_429": 3, "retry_after": 1, "error_rate": 0.2},
+                                               "zendesk": {"error_rate": 0.2}}))
+    try:
+        stripe_got = await listed(StripeReader(sandbox.settings(), sleep=_no_wait, page_size=25))
+        zendesk_got = await listed(ZendeskReader(sandbox.settings(), sleep=_no_wait, page_size=10))
+    finally:
+        sandbox.faults.update(msgspec.json.encode({"stripe": {"burst_429": 0, "error_rate": 0},
+                                                   "zendesk": {"error_rate": 0}}))
+    customers = [r for r in sandbox.world.all("stripe", "customer") if not r.get("deleted")]
+    assert len(stripe_got["customers"]) == len(customers)
+    assert len(zendesk_got["organizations"]) == len(list(sandbox.world.all("zendesk", "organization")))
+    with pytest.raises(ConnectorError, match="401"):
+        await listed(StripeReader(sandbox.settings(stripe_api_key="sk_wrong"), sleep=_no_wait))
