@@ -51,7 +51,7 @@ E_KAFKA: Final = ("cannot reach Kafka at {bootstrap} ({error}). Is it running (`
 E_REDIS: Final = ("cannot reach Redis at {url} ({error}): the pass's cursor is checkpointed there. Is it running "
                   "(`concord infra status`) and is CONCORD_REDIS_URL right?")
 #: The platforms a reader lists today (connectors/snapshots.py `READERS`).
-READABLE: Final = ("stripe", "salesforce", "zendesk")
+READABLE: Final = ("stripe", "salesforce", "zendesk", "netsuite")
 _UNITS: Final = {"m": 60, "h": 3600, "d": 86400}
 
 

@@ -25,11 +25,18 @@ zendesk     `GET /api/v2/incremental/organizations.json?start_time=`  `{"organiz
             (time-based: `end_time`, `end_of_stream`), then           its id; `{"ticket": {...}}` keyed
             `GET /api/v2/incremental/tickets/cursor.json`             by its id
             (`start_time`, then `cursor=after_cursor`)
+netsuite    `POST /services/rest/query/v1/suiteql` (`Prefer:          the envelope the User Event script
+            transient`, `limit`, `offset`): the ids of customers,     posts (`concord.netsuite.v1`) around
+            then invoices, payments, credit memos and sales orders    the record as `GET /services/rest/
+            (`lastmodifieddate >= <since>`), each record then read    record/v1/<type>/<id>` returns it,
+            whole over REST, four at a time                           with its currency's ISO code (the
+                                                                      SuiteQL `currency` table's symbol)
 ==========  =======================================================  ===================================
 
-Versions: a Salesforce or Zendesk record is versioned by its own last-modified time (the codecs read
-`SystemModstamp`/`LastModifiedDate`, `updated_at`), so the state's per-field watermarks decide as for any
-event: a snapshot never overwrites newer live data, and live data arriving during the listing wins. A
+Versions: a Salesforce, Zendesk or NetSuite record is versioned by its own last-modified time (the
+codecs read `SystemModstamp`/`LastModifiedDate`, `updated_at`, `lastModifiedDate`), so the state's
+per-field watermarks decide as for any event: a snapshot never overwrites newer live data, and live data
+arriving during the listing wins. A
 Stripe object carries no modification time: its snapshot is versioned by the time Stripe answered the
 page (the `Date` header, Stripe's own clock), "as of then", which is newer than every event Stripe had
 sent before and older than every later one.
@@ -48,13 +55,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Raw, Struct
 
 from concord.codecs.salesforce import record_fields
 from concord.connectors.base import ConnectorError, ErrorKind
-from concord.connectors.http import HttpClient, HttpResponse
+from concord.connectors.http import HttpClient, HttpResponse, segment
 from concord.core.settings import Settings
 
 #: Attempts of one page request before a transient failure (429, 5xx, no answer) is raised.
@@ -366,7 +374,138 @@ def _zendesk_error(body: bytes) -> str:
     return ""
 
 
+# ---------------------------------------------------------------- NetSuite
+
+
+class _SuiteqlPage(Struct, frozen=True):
+    items: list[dict[str, Any]]
+    hasMore: bool  # noqa: N815 (the API's name)
+
+
+_SUITEQL_PATH: Final = "/services/rest/query/v1/suiteql"
+_RECORD_PATH: Final = "/services/rest/record/v1"
+#: The record types listed, in order, and their SuiteQL `transaction.type` (None: a table of its own).
+_NETSUITE_TYPES: Final = {"customer": None, "invoice": "CustInvc", "customerpayment": "CustPymt",
+                          "creditmemo": "CustCred", "salesorder": "SalesOrd"}
+NETSUITE_PAGE: Final = 1000
+#: Record GETs of one page in flight at once (NetSuite limits an account's concurrent requests).
+NETSUITE_FETCHES: Final = 4
+
+
+def suiteql(record_type: str, since_ms: int | None) -> str:
+    """The query listing the ids of `record_type` (modified since `since_ms` if given), oldest id first."""
+    kind = _NETSUITE_TYPES[record_type]
+    table, where = ("customer", []) if kind is None else ("transaction", [f"type = '{kind}'"])
+    if since_ms:
+        stamp = datetime.fromtimestamp(since_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        where.append(f"lastmodifieddate >= '{stamp}'")
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return f"SELECT id, lastmodifieddate FROM {table}{clause} ORDER BY id ASC"
+
+
+def netsuite_account(url: str) -> str:
+    """The account id a NetSuite REST URL names (`https://1234567-sb1.suitetalk.api.netsuite.com` ->
+    `1234567_SB1`); for another host (a proxy, the sandbox), the host itself."""
+    host = urlsplit(url).netloc
+    if host.endswith(".suitetalk.api.netsuite.com"):
+        return host.split(".", 1)[0].upper().replace("-", "_")
+    return host or "unknown"
+
+
+def netsuite_envelope(record_type: str, record_id: str, body: bytes, currency_codes: Mapping[str, str],
+                      account: str) -> bytes:
+    """The record, as `GET .../record/v1/<type>/<id>` returned it, in the envelope the NetSuite codec reads (the
+    one the User Event script posts, docs/netsuite-suitescript.md), with the ISO code of its currency."""
+    record = msgspec.json.decode(body)
+    if not isinstance(record, dict):
+        raise ValueError("the record is not a JSON object")
+    head: dict[str, Any] = {"envelope": "concord.netsuite.v1", "recordType": record_type, "id": record_id,
+                            "eventType": "edit", "lastModifiedDate": record.get("lastModifiedDate"),
+                            "accountId": account}
+    currency = record.get("currency")
+    code = currency_codes.get(str(currency.get("id"))) if isinstance(currency, dict) else None
+    if code:
+        head["currencyCode"] = code
+    return msgspec.json.encode(head)[:-1] + b',"record":' + body + b"}"
+
+
+class NetSuiteReader:
+    """SuiteQL lists the ids (and what changed since when), then each record is read whole over REST: the
+    record the codec reads is the one the User Event script sends, so a snapshot decodes like a live event."""
+
+    platform: Final = "netsuite"
+    parts: Final = tuple(_NETSUITE_TYPES)
+
+    def __init__(self, settings: Settings, sleep: Sleep = asyncio.sleep, page_size: int = NETSUITE_PAGE) -> None:
+        self.http = HttpClient(self.platform, settings.netsuite_url, url_variable="CONCORD_NETSUITE_URL",
+                               timeout=settings.connector_timeout_seconds,
+                               headers={"Authorization": f"Bearer {settings.netsuite_access_token}"},
+                               error_reader=_netsuite_error)
+        self._sleep, self._size = sleep, page_size
+        self._currencies: dict[str, str] | None = None
+        self.account = netsuite_account(settings.netsuite_url)
+
+    async def _query(self, query: str, offset: int) -> _SuiteqlPage:
+        params = {"limit": str(self._size), "offset": str(offset)}
+        response = await fetch(lambda: self.http.request("POST", _SUITEQL_PATH, json={"q": query}, params=params,
+                                                         headers={"Prefer": "transient"}), self._sleep)
+        try:
+            return msgspec.json.decode(response.body, type=_SuiteqlPage)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise _bad_answer(self.platform, f"POST {_SUITEQL_PATH}", exc) from None
+
+    async def currency_codes(self) -> dict[str, str]:
+        """The account's currencies: internal id -> ISO code (the currency record's `symbol`), read once."""
+        if self._currencies is None:
+            codes: dict[str, str] = {}
+            offset, more = 0, True
+            while more:
+                page = await self._query("SELECT id, symbol FROM currency", offset)
+                codes.update((str(row["id"]), str(row["symbol"])) for row in page.items if row.get("symbol"))
+                offset, more = offset + self._size, page.hasMore and bool(page.items)
+            self._currencies = codes
+        return self._currencies
+
+    async def page(self, cursor: Cursor, since_ms: int | None) -> Page:
+        part = self.parts[cursor.part]
+        codes = await self.currency_codes()
+        offset = int(cursor.token or 0)
+        listing = await self._query(suiteql(part, since_ms), offset)
+        gate = asyncio.Semaphore(NETSUITE_FETCHES)
+
+        async def read(record_id: str) -> SnapshotRecord | None:
+            path = f"{_RECORD_PATH}/{part}/{segment(record_id)}"
+            async with gate:
+                response = await fetch(lambda: self.http.request("GET", path, allow=frozenset({404})), self._sleep)
+            if response.status == 404:
+                return None  # deleted since it was listed: its deletion is for the live path or the next pass
+            try:
+                return SnapshotRecord(None, netsuite_envelope(part, record_id, response.body, codes,
+                                                                  self.account))
+            except (msgspec.DecodeError, ValueError) as exc:
+                raise _bad_answer(self.platform, f"GET {_RECORD_PATH}/{part}/<id>", exc) from None
+
+        found = await asyncio.gather(*(read(str(row["id"])) for row in listing.items if "id" in row))
+        records = [record for record in found if record is not None]
+        if listing.hasMore and listing.items:
+            return Page(part=part, records=records, next=Cursor(part=cursor.part, token=str(offset + self._size)))
+        return Page(part=part, records=records, next=_next_part(cursor, len(self.parts)))
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+def _netsuite_error(body: bytes) -> str:
+    answer = msgspec.json.decode(body)
+    if isinstance(answer, dict):
+        details = answer.get("o:errorDetails")
+        if isinstance(details, list) and details and isinstance(details[0], dict):
+            return f"{details[0].get('o:errorCode', '')}: {details[0].get('detail', '')}"
+        return str(answer.get("title", ""))
+    return ""
+
+
 READERS: Final[Mapping[str, Callable[..., Any]]] = {
-    "stripe": StripeReader, "salesforce": SalesforceReader, "zendesk": ZendeskReader,
+    "stripe": StripeReader, "salesforce": SalesforceReader, "zendesk": ZendeskReader, "netsuite": NetSuiteReader,
 }
 

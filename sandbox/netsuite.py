@@ -35,7 +35,7 @@ pages through:
   [previous, first, next, last, self as they apply], "count", "hasMore", "offset", "totalResults",
   "items": [{"links": [], "<column>": "<value>", ...}]}`. An offset past the end answers an empty
   page (count 0), so a reader racing a deletion ends its loop instead of failing.
-* The SuiteQL subset (`parse_suiteql`, pure): `SELECT *|col, ... FROM customer|transaction [WHERE
+* The SuiteQL subset (`parse_suiteql`, pure): `SELECT *|col, ... FROM customer|transaction|currency [WHERE
   col op literal [AND ...]] [ORDER BY col [ASC|DESC]]`, ops `= != <> < <= > >=` and `IS [NOT]
   NULL`, literals 'strings' (`''` escapes a quote) and numbers; names are case-insensitive.
   Without ORDER BY, rows come in id order (NetSuite promises none). Errors are 400
@@ -51,7 +51,9 @@ pages through:
   isperson, isinactive, balance, overduebalance, datecreated, lastmodifieddate) and `transaction`
   over invoices, payments, credit memos and sales orders, `type` 'CustInvc', 'CustPymt', 'CustCred',
   'SalesOrd' (id, tranid, type, entity, externalid, status (the status letter), foreigntotal,
-  foreignamountremaining, currency, trandate, duedate, createddate, lastmodifieddate).
+  foreignamountremaining, currency, trandate, duedate, createddate, lastmodifieddate), and `currency`
+  (id, name, symbol: the ISO code), the account's currency records, where a reader resolves a record's
+  `currency.id` to its code as the User Event script does.
 """
 
 from __future__ import annotations
@@ -457,8 +459,15 @@ TABLES: Final[dict[str, dict[str, Column]]] = {
         "duedate": Column("date", ("dueDate",)), "createddate": Column("datetime", ("createdDate",)),
         "lastmodifieddate": Column("datetime", ("lastModifiedDate",)),
     },
+    # The account's currency records: where a reader finds the ISO code (`symbol`) of a record's `currency.id`,
+    # as the User Event script does (docs/netsuite-suitescript.md).
+    "currency": {"id": Column("number", ("id",)), "name": Column("text", ("name",)),
+                 "symbol": Column("text", ("symbol",))},
 }
 _TABLE_TYPES: Final = {"customer": ("customer",), "transaction": tuple(TRANSACTION_TYPES)}
+#: The rows of the `currency` table: not world records, the account's fixed set (`_CURRENCIES`).
+_CURRENCY_RECORDS: Final = tuple(("currency", {"id": int(cid), "name": name, "symbol": code})
+                                 for code, (cid, name) in _CURRENCIES.items())
 _SQL_TOKEN: Final = re.compile(r"""\s*(?:
     (?P<string>'(?:[^']|'')*')
   | (?P<number>-?\d+(?:\.\d+)?)
@@ -683,7 +692,8 @@ def run_suiteql(query: SuiteqlQuery, records: Iterator[tuple[str, Record]]) -> l
 def suiteql_page(world: World, text: str, *, limit: int, offset: int, base_url: str) -> dict[str, Any]:
     """One page of `POST .../suiteql` (limit/offset already checked); raises SuiteqlError for the query."""
     query = parse_suiteql(text)
-    records = ((t, r) for t in _TABLE_TYPES.get(query.table, ()) for r in world.all(PLATFORM, t))
+    records = (iter(_CURRENCY_RECORDS) if query.table == "currency"
+               else ((t, r) for t in _TABLE_TYPES.get(query.table, ()) for r in world.all(PLATFORM, t)))
     rows = run_suiteql(query, records)
     items = rows[offset:offset + limit]
     has_more = offset + len(items) < len(rows)

@@ -1,7 +1,7 @@
 """The snapshot readers against the sandbox's list APIs (the oracle: each platform's real shapes and paging).
 
 A world of history customers (records that were there before anyone listened), served by the sandbox's
-Stripe, Salesforce and Zendesk routes over HTTP; each reader lists its platform to the end, in small pages,
+Stripe, Salesforce, Zendesk and NetSuite routes over HTTP; each reader lists its platform to the end, in small pages,
 through injected 429s and 5xx. Every record of the world is listed exactly once, and each decodes with
 the platform's own codec into the events the live path would have had.
 """
@@ -21,15 +21,23 @@ from concord.codecs.config import codec_config
 from concord.codecs.model import EntitlementChanged, ResyncRequired
 from concord.codecs.registry import decoder
 from concord.connectors.base import ConnectorError
-from concord.connectors.snapshots import Cursor, SalesforceReader, SnapshotRecord, StripeReader, ZendeskReader
+from concord.connectors.snapshots import (
+    Cursor,
+    NetSuiteReader,
+    SalesforceReader,
+    SnapshotRecord,
+    StripeReader,
+    ZendeskReader,
+)
 from concord.core.settings import Settings
-from concord.sandbox import salesforce, stripe, zendesk
+from concord.sandbox import netsuite, salesforce, stripe, zendesk
 from concord.sandbox.faults import Faults, PlatformCredentials
 from concord.sandbox.traffic import Traffic, TrafficConfig
 from concord.sandbox.world import World
 
 CREDENTIALS = PlatformCredentials(stripe_api_key="sk_test_readers", salesforce_access_token="00D!readers",
-                                  zendesk_api_email="ops@example.com", zendesk_api_token="zd-readers")
+                                  zendesk_api_email="ops@example.com", zendesk_api_token="zd-readers",
+                                  netsuite_access_token="ns-readers")
 
 
 class Sandbox:
@@ -41,7 +49,8 @@ class Sandbox:
         given: dict[str, Any] = {
             "stripe_api_url": url, "stripe_api_key": CREDENTIALS.stripe_api_key, "salesforce_instance_url": url,
             "salesforce_access_token": CREDENTIALS.salesforce_access_token, "zendesk_url": url,
-            "zendesk_api_email": CREDENTIALS.zendesk_api_email, "zendesk_api_token": CREDENTIALS.zendesk_api_token}
+            "zendesk_api_email": CREDENTIALS.zendesk_api_email, "zendesk_api_token": CREDENTIALS.zendesk_api_token,
+            "netsuite_url": url, "netsuite_access_token": CREDENTIALS.netsuite_access_token}
         return msgspec.structs.replace(Settings(), **{**given, **changes})
 
 
@@ -56,7 +65,7 @@ def world() -> World:
 async def sandbox(world: World) -> AsyncIterator[Sandbox]:
     faults = Faults(seed=2)
     app = web.Application()
-    for module in (stripe, salesforce, zendesk):
+    for module in (stripe, salesforce, zendesk, netsuite):
         app.add_routes(module.routes(world, faults, CREDENTIALS))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
@@ -123,6 +132,23 @@ async def test_zendesk_exports_organizations_with_their_entitlement_and_every_ti
     # A listed organization is read whole: its entitlement, never a request to re-read it.
     assert sum(isinstance(e, EntitlementChanged) for e in events) == len(orgs)
     assert not any(isinstance(e, ResyncRequired) for e in events)
+
+
+async def test_netsuite_lists_ids_by_suiteql_and_reads_each_record_whole_in_the_scripts_envelope(
+        sandbox: Sandbox) -> None:
+    got = await listed(NetSuiteReader(sandbox.settings(), sleep=_no_wait, page_size=8))
+    for part, world_type in (("customer", "customer"), ("invoice", "invoice"), ("customerpayment", "customerPayment"),
+                             ("creditmemo", "creditMemo"), ("salesorder", "salesOrder")):
+        world_ids = {str(r["id"]) for r in sandbox.world.all("netsuite", world_type)}
+        records = got.get(part, [])
+        envelopes = [msgspec.json.decode(r.value) for r in records]
+        assert sorted(e["id"] for e in envelopes) == sorted(world_ids), part
+        assert all(e["recordType"] == part and e["record"]["id"] == e["id"] for e in envelopes)
+        events = _decoded("netsuite", records)
+        assert len(events) >= len(world_ids), part  # each decodes (a customer into two events)
+    assert len(got["customer"]) > 8 and len(got["invoice"]) > 8  # more than one page each
+    # The currency's ISO code, resolved as the script does (a record's currency name may not be one).
+    assert {msgspec.json.decode(r.value).get("currencyCode") for r in got["invoice"]} <= {"USD", "GBP", "CAD", "EUR"}
 
 
 async def test_a_listing_goes_through_429s_and_5xx_and_stops_on_a_refused_credential(sandbox: Sandbox) -> None:

@@ -11,7 +11,16 @@ from concord.codecs import stripe as stripe_codec
 from concord.codecs.model import CustomerUpserted, InvoiceChanged, PaymentChanged, SubscriptionChanged
 from concord.connectors.base import ConnectorError, ErrorKind
 from concord.connectors.http import HttpResponse
-from concord.connectors.snapshots import BACKOFF_S, MAX_RETRY_AFTER_S, answered_at_ms, fetch, soql, stripe_event
+from concord.connectors.snapshots import (
+    BACKOFF_S,
+    MAX_RETRY_AFTER_S,
+    answered_at_ms,
+    fetch,
+    netsuite_account,
+    soql,
+    stripe_event,
+    suiteql,
+)
 
 FIXTURES = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "stripe" / "objects"
 
@@ -105,3 +114,15 @@ async def test_transient_failures_are_retried_after_the_platforms_wait_and_other
 
     with pytest.raises(ConnectorError, match="503"):
         await fetch(down, sleep, retries=3)
+
+
+def test_the_suiteql_lists_ids_of_one_record_type_oldest_first() -> None:
+    assert suiteql("customer", None) == "SELECT id, lastmodifieddate FROM customer ORDER BY id ASC"
+    assert suiteql("creditmemo", 1_793_491_200_000) == (
+        "SELECT id, lastmodifieddate FROM transaction WHERE type = 'CustCred' AND lastmodifieddate >= "
+        "'2026-11-01T00:00:00Z' ORDER BY id ASC")
+
+
+def test_the_netsuite_account_is_read_from_its_rest_url() -> None:
+    assert netsuite_account("https://1234567-sb1.suitetalk.api.netsuite.com") == "1234567_SB1"
+    assert netsuite_account("http://127.0.0.1:6070") == "127.0.0.1:6070"
