@@ -51,6 +51,18 @@ E_GAP_OVERFLOW: Final = (
 )
 
 
+def source_times(message: Any, events: list[CanonicalEvent]) -> list[int]:
+    """How far reading `message` reads its platform (agents/watermarks.py): its events' source times, but
+    for a reconciliation's snapshot (header `concord-snapshot`) when it was written to the raw topic. A
+    snapshot says how the record stood when listed, whatever its last change: a pass through months-old
+    records is not the platform's events running months behind (and no deadline is judged while a pass
+    holds the platform anyway)."""
+    headers = message.headers or ()
+    if any(name == messages.SNAPSHOT for name, _ in (headers.items() if isinstance(headers, dict) else headers)):
+        return [int(message.timestamp * 1000)] if message.timestamp else []
+    return [e.occurred_at for e in events]
+
+
 def dead_letter_headers(
     original: Any, platform: str, reason: str, detail: str, topic: str, partition: int, offset: int
 ) -> list[tuple[str, bytes]]:
@@ -146,7 +158,7 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
 
     def note(message: Any, platform: Platform, events: list[CanonicalEvent]) -> None:
         if progress is not None:
-            progress.read(message.tp, platform.value, message.offset, [e.occurred_at for e in events], now_ms())
+            progress.read(message.tp, platform.value, message.offset, source_times(message, events), now_ms())
 
     processed = metrics.events_processed.labels("ingest")  # raw records, whatever became of them
 

@@ -15,6 +15,12 @@ publishes it to `<prefix>:gap-overflow` (platform -> epoch ms; the first one pub
 worker's `/api/health` shows it as the platform's `gap_overflow_since` until a person deletes the field
 after a reconciliation (reconciling is not automatic yet).
 
+A reconciliation in progress holds the platforms it lists (`<prefix>:reconcile:holds`, platform -> until
+when, epoch ms; written and released by app/reconcile.py): while held, a platform counts as read up to
+nothing for the lifecycle (`HealthWatch.read`), so no deadline of a rule reading it is judged until the
+pass's records are applied (docs/reconcile.md, "No drift from the order of listings"). A hold past its
+time is ignored: a reconciliation that died does not stop judging for longer than that.
+
 Redis unreachable: nothing is published or read; the last health stays, and says how old it is. The timer
 is also what sets `concord_redis_up` (1 when its reads succeeded, 0 when they failed), in every worker.
 """
@@ -51,6 +57,11 @@ PUBLISH_SECONDS: Final = 1.0
 IDENTITY: Final = "identity"
 _encode_mark = msgspec.json.Encoder().encode
 _decode_mark = msgspec.json.Decoder(PartitionMark).decode
+
+
+def reconcile_holds_key(prefix: str) -> str:
+    """The Redis hash of the platforms a reconciliation holds: platform -> until when (epoch ms)."""
+    return f"{prefix}:reconcile:holds"
 
 
 def gap_overflow_key(prefix: str) -> str:
@@ -105,6 +116,7 @@ class HealthWatch:
         self.platforms: dict[str, PlatformHealth] = {}
         self.read_at = 0  # when the watermarks were last read from Redis (0: never)
         self._read: dict[str, int] = {}
+        self.held: frozenset[str] = frozenset()  # platforms a reconciliation holds now
         self.error = ""
 
     def read(self) -> dict[str, int]:
@@ -123,9 +135,10 @@ class HealthWatch:
         return self._read
 
     def update(self, marks: Mapping[str, Mapping[int, PartitionMark]], now: int,
-               overflow: Mapping[str, int] | None = None) -> list[str]:
-        """Recompute from `marks` (and `overflow`: platform -> since when a gap named no record); the log
-        lines of platforms that fell behind or caught up."""
+               overflow: Mapping[str, int] | None = None, holds: Mapping[str, int] | None = None) -> list[str]:
+        """Recompute from `marks` (and `overflow`: platform -> since when a gap named no record; `holds`:
+        platform -> until when a reconciliation holds it); the log lines of platforms that fell behind or
+        caught up, or whose hold began or ended."""
         since = {p: h.behind_since for p, h in self.platforms.items() if h.behind}
         health = platform_health(marks, now, self.behind_ms, self.stale_ms, since, (*PLATFORMS, IDENTITY),
                                  overflow or {})
@@ -143,6 +156,14 @@ class HealthWatch:
         hop = health.get(IDENTITY)
         lag = max(0, now - hop.watermark) if hop is not None and hop.partitions else 0
         self._read = {p: h.watermark - lag for p, h in health.items() if h.partitions and p != IDENTITY}
+        held = frozenset(p for p, until in (holds or {}).items() if until > now)
+        for platform in sorted(held - self.held):
+            lines.append(f"{platform} is held by a reconciliation: no deadline of a rule reading it is judged until "
+                         "the pass's records are applied")
+        for platform in sorted(self.held - held):
+            lines.append(f"{platform} is no longer held by a reconciliation")
+        self.held = held
+        self._read.update(dict.fromkeys(held, 0))
         self.error = ""
         return lines
 
@@ -156,6 +177,11 @@ def decode_overflow(raw: Mapping[bytes, bytes]) -> dict[str, int]:
         except ValueError:
             continue
     return out
+
+
+def decode_holds(raw: Mapping[bytes, bytes]) -> dict[str, int]:
+    """The holds hash as platform -> until when (epoch ms); entries that do not parse are skipped."""
+    return decode_overflow(raw)
 
 
 def decode_marks(raw: Mapping[bytes, bytes]) -> dict[str, dict[int, PartitionMark]]:
@@ -176,6 +202,7 @@ def register(concord: Concord, progress: Progress | None) -> HealthWatch:
     settings = concord.settings
     key = f"{settings.topic_prefix}:watermarks"
     overflow_key = gap_overflow_key(settings.topic_prefix)
+    holds_key = reconcile_holds_key(settings.topic_prefix)
     idle_ms = int(settings.watermark_idle_seconds * 1000)
     watch = HealthWatch(int(settings.platform_behind_seconds * 1000), stale_ms=max(10 * idle_ms, 60_000))
     read_topics = {topic: platform for platform, topic in concord.names.raw.items()}
@@ -204,6 +231,7 @@ def register(concord: Concord, progress: Progress | None) -> HealthWatch:
                     await concord.redis.hset(key, mapping=marks)  # type: ignore[misc]
             raw = await concord.redis.hgetall(key)  # type: ignore[misc]
             overflow = await concord.redis.hgetall(overflow_key)  # type: ignore[misc]
+            holds = await concord.redis.hgetall(holds_key)  # type: ignore[misc]
         except REDIS_ERRORS as exc:
             metrics.redis_up.set(0)
             watch.error = f"redis: {type(exc).__name__}: {exc}"
@@ -212,7 +240,7 @@ def register(concord: Concord, progress: Progress | None) -> HealthWatch:
                     progress.gap_overflow(platform, since)
             return
         metrics.redis_up.set(1)
-        for line in watch.update(decode_marks(raw), now, decode_overflow(overflow)):
+        for line in watch.update(decode_marks(raw), now, decode_overflow(overflow), decode_holds(holds)):
             log.warning(line)
         for platform, health in watch.platforms.items():
             metrics.platform_watermark_lag.labels(platform).set(health.lag_seconds)

@@ -16,6 +16,14 @@ cursor is checkpointed in Redis (`<prefix>:reconcile:<platform>`, also what a st
 that finds an unfinished pass of a platform with the same `--since` resumes it from its last page (after
 a crash or Ctrl-C), and says so; `--restart` starts a new pass instead. At most one page is read twice.
 
+**No drift from the order of listings**: from its first page until its records are applied, a pass holds
+the platforms it lists (`<prefix>:reconcile:holds`, platform -> until when, refreshed every
+`HOLD_REFRESH_S`; agents/watermarks.py): the workers judge no deadline of a rule reading a held platform,
+so reading Stripe's invoices before NetSuite's does not make them "missing in the ERP" in between. Once
+every listing has ended, the run waits until the workers' consumer group has committed every record
+written before then, hop by hop (the raw topics, then identity, then canonical: `Drain`), and releases the
+holds. A run that dies leaves holds that expire `HOLD_TTL_S` after their last refresh.
+
 **Progress**: on a terminal one line per platform, redrawn in place (part, records read, rate, and the
 elapsed time); otherwise a line per platform every `--progress` seconds. At the end a summary per
 platform: records, pages, time, and whether the listing is complete (a `--since` listing never is: it
@@ -50,6 +58,13 @@ E_KAFKA: Final = ("cannot reach Kafka at {bootstrap} ({error}). Is it running (`
                   "CONCORD_KAFKA_URL right?")
 E_REDIS: Final = ("cannot reach Redis at {url} ({error}): the pass's cursor is checkpointed there. Is it running "
                   "(`concord infra status`) and is CONCORD_REDIS_URL right?")
+#: How long a hold lasts past its last refresh (a run that died stops holding after this), and how often
+#: a running pass refreshes it.
+HOLD_TTL_S: Final = 120.0
+HOLD_REFRESH_S: Final = 20.0
+#: How long the run waits for the workers to apply a pass's records before it releases the holds anyway.
+DRAIN_TIMEOUT_S: Final = 900.0
+DRAIN_POLL_S: Final = 0.5
 #: The platforms a reader lists today (connectors/snapshots.py `READERS`).
 READABLE: Final = ("stripe", "salesforce", "zendesk", "netsuite")
 _UNITS: Final = {"m": 60, "h": 3600, "d": 86400}
@@ -127,6 +142,75 @@ class KafkaSink:
         topic = self._topics[platform]
         sent = [await self._producer.send(topic, record.value, key=record.key, headers=headers) for record in records]
         await asyncio.gather(*sent)
+
+
+class Barrier:
+    """The holds of one run's platforms (see the module): `hold` (and `keep` refreshing it), then `release`."""
+
+    def __init__(self, client: Any, prefix: str, platforms: Sequence[str], clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+        from concord.agents.watermarks import reconcile_holds_key
+
+        self._client, self._platforms, self._clock, self._sleep = client, list(platforms), clock, sleep
+        self.key = reconcile_holds_key(prefix)
+
+    async def hold(self) -> None:
+        until = str(int((self._clock() + HOLD_TTL_S) * 1000))
+        await self._client.hset(self.key, mapping=dict.fromkeys(self._platforms, until))
+
+    async def keep(self) -> None:
+        """Refresh the holds until cancelled (a Redis hiccup is retried at the next refresh)."""
+        while True:
+            await self._sleep(HOLD_REFRESH_S)
+            try:
+                await self.hold()
+            except Exception:  # noqa: BLE001 (the hold lasts HOLD_TTL_S: the next refresh may succeed)
+                continue
+
+    async def release(self) -> None:
+        await self._client.hdel(self.key, *self._platforms)
+
+
+def behind(ends: Mapping[Any, int], committed: Mapping[Any, int | None]) -> int:
+    """Records of `ends` (partition -> end offset) the group has not committed (`committed`: its offsets)."""
+    return sum(max(end - (committed.get(tp) or 0), 0) for tp, end in ends.items() if end > 0)
+
+
+class Drain:
+    """Waits until the workers' consumer group has committed, hop by hop, every record written before."""
+
+    def __init__(self, bootstrap: str, group: str, out: TextIO, sleep: Callable[[float], Any] = asyncio.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._bootstrap, self._group, self._out, self._sleep, self._clock = bootstrap, group, out, sleep, clock
+
+    async def wait(self, stages: Sequence[Sequence[str]], timeout: float = DRAIN_TIMEOUT_S) -> bool:
+        """True once every stage (a list of topics, in hop order) is committed to the ends it had when the
+        previous stage was; False if `timeout` passed first."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None)
+        await admin.start()
+        await consumer.start()
+        deadline = self._clock() + timeout
+        try:
+            for topics in stages:
+                partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t)
+                                                                                   or ())]
+                ends = await consumer.end_offsets(partitions) if partitions else {}
+                while True:
+                    offsets = await admin.list_consumer_group_offsets(self._group)
+                    left = behind(ends, {tp: offsets[tp].offset if tp in offsets else None for tp in ends})
+                    if left == 0:
+                        break
+                    if self._clock() > deadline:
+                        return False
+                    await self._sleep(DRAIN_POLL_S)
+        finally:
+            await consumer.stop()
+            await admin.close()
+        return True
 
 
 class Progress:
@@ -285,11 +369,30 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
                   f"({checkpoint.pages:,} pages)", file=out, flush=True)
         checkpoints.append(checkpoint)
     progress = Progress(platforms, out, args.progress, time.monotonic)
+    barrier = Barrier(client, settings.topic_prefix, platforms)
     started = time.monotonic()
+    keeper: asyncio.Task[None] | None = None
     try:
+        if not args.dry_run:
+            await barrier.hold()
+            keeper = asyncio.create_task(barrier.keep())
         results = await asyncio.gather(*(run_pass(readers[c.platform], c, sink, store, progress)
                                          for c in checkpoints), return_exceptions=True)
+        if not args.dry_run:
+            await producer.flush()
+            print("reconcile: listings ended; waiting for the workers to apply their records (the platforms stay "
+                  "held until then)", file=out, flush=True)
+            names = topic_names(settings)
+            applied = await Drain(bootstrap, settings.app_id, out).wait(
+                [[names.raw[p] for p in platforms], [names.identity], [names.canonical]])
+            if not applied:
+                print(f"reconcile: the workers did not apply the pass's records within {DRAIN_TIMEOUT_S:.0f} s; "
+                      "releasing the platforms anyway (are the workers running? `concord worker`)",
+                      file=sys.stderr, flush=True)
     finally:
+        if keeper is not None:
+            keeper.cancel()
+            await barrier.release()
         for reader in readers.values():
             await reader.close()
         if not args.dry_run:

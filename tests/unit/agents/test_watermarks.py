@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from concord.agents.watermarks import HealthWatch, Progress, decode_marks, decode_overflow
+from concord.agents.watermarks import HealthWatch, Progress, decode_holds, decode_marks, decode_overflow
 from concord.drift.watermarks import PartitionMark
 
 NOW = 1_000_000_000
@@ -103,3 +103,35 @@ def test_a_gap_naming_no_record_is_noted_once_per_platform_from_its_earliest_and
     assert watch.platforms["stripe"].gap_overflow_since == 0
     watch.update(marks(NOW - 1_000), NOW)  # cleared in Redis: gone from the health
     assert watch.platforms["salesforce"].gap_overflow_since == 0
+
+
+def test_a_platform_held_by_a_reconciliation_counts_as_read_up_to_nothing_until_released_or_expired() -> None:
+    watch = HealthWatch(behind_ms=60_000, stale_ms=60_000)
+    both = {"stripe": {0: PartitionMark(watermark=NOW - 1_000, at=NOW)},
+            "netsuite": {0: PartitionMark(watermark=NOW - 1_000, at=NOW)}}
+    lines = watch.update(both, NOW, holds={"netsuite": NOW + 30_000, "zendesk": NOW + 30_000})
+    # Held, whether its partitions were read or not (a platform missing from the mapping holds nothing back).
+    assert watch.read() == {"stripe": NOW - 1_000, "netsuite": 0, "zendesk": 0}
+    assert sorted(line.split()[0] for line in lines) == ["netsuite", "zendesk"]
+    assert watch.update(both, NOW + 1_000, holds={"netsuite": NOW + 30_000, "zendesk": NOW + 30_000}) == []
+    # Released (the hash field deleted) and expired (a reconciliation that died): judged again.
+    lines = watch.update(both, NOW + 40_000, holds={"zendesk": NOW + 30_000})
+    assert watch.read() == {"stripe": NOW - 1_000, "netsuite": NOW - 1_000}
+    assert sorted(line.split()[0] for line in lines) == ["netsuite", "zendesk"]
+    assert all("no longer held" in line for line in lines)
+    assert decode_holds({b"stripe": b"5", b"zendesk": b"soon"}) == {"stripe": 5}
+
+
+def test_a_snapshot_reads_its_platform_as_of_when_it_was_written_not_as_of_its_records_last_change() -> None:
+    from concord.agents.ingest import source_times
+    from concord.core import messages
+    from tests.unit.tables import state_builders as sb
+
+    class Message(NamedTuple):
+        headers: Any
+        timestamp: float
+
+    events = [sb.invoice(1_000), sb.invoice(2_000, "in_2")]
+    assert source_times(Message([], 5.0), events) == [1_000, 2_000]
+    assert source_times(Message([(messages.SNAPSHOT, b"stripe-1")], 1_793_491_200.5), events) == [1_793_491_200_500]
+    assert source_times(Message({messages.SNAPSHOT: b"p"}, 7.0), events) == [7_000]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -151,3 +152,44 @@ async def test_without_a_platform_or_all_it_says_what_to_pass() -> None:
     assert await rc.reconcile(Settings(), args, io.StringIO()) == 2
     args.platform, args.since = ["stripe"], "soon"
     assert await rc.reconcile(Settings(), args, io.StringIO()) == 2
+
+
+class FakeRedis:
+    def __init__(self) -> None:
+        self.hashes: dict[str, dict[str, str]] = {}
+
+    async def hset(self, key: str, mapping: dict[str, str]) -> None:
+        self.hashes.setdefault(key, {}).update(mapping)
+
+    async def hdel(self, key: str, *fields: str) -> None:
+        for name in fields:
+            self.hashes.get(key, {}).pop(name, None)
+
+
+async def test_a_pass_holds_its_platforms_refreshes_the_hold_and_releases_it() -> None:
+    redis = FakeRedis()
+    now = [1_000.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+        if len(slept) == 2:
+            raise asyncio.CancelledError
+
+    barrier = rc.Barrier(redis, "acme", ["stripe", "netsuite"], clock=lambda: now[0], sleep=sleep)
+    await barrier.hold()
+    assert redis.hashes["acme:reconcile:holds"] == {"stripe": "1120000", "netsuite": "1120000"}
+    with pytest.raises(asyncio.CancelledError):
+        await barrier.keep()
+    assert slept == [rc.HOLD_REFRESH_S, rc.HOLD_REFRESH_S]
+    assert redis.hashes["acme:reconcile:holds"]["stripe"] == str(int((1_020.0 + rc.HOLD_TTL_S) * 1000))
+    await barrier.release()
+    assert redis.hashes["acme:reconcile:holds"] == {}
+
+
+def test_behind_counts_what_the_group_has_not_committed_of_the_ends() -> None:
+    ends = {"raw-0": 10, "raw-1": 0, "raw-2": 5}
+    assert rc.behind(ends, {"raw-0": 10, "raw-2": 5}) == 0
+    assert rc.behind(ends, {"raw-0": 7, "raw-2": None}) == 3 + 5
+    assert rc.behind(ends, {}) == 15
