@@ -35,6 +35,7 @@ import msgspec
 
 from concord.agents.faust_internals.recovery import committed_offset, recovery_finished
 from concord.connectors.executor import REDIS_ERRORS
+from concord.connectors.reconcile import reconcile_holds_key
 from concord.core import metrics
 from concord.core.messages import now_ms
 from concord.core.topics import PLATFORMS
@@ -57,11 +58,6 @@ PUBLISH_SECONDS: Final = 1.0
 IDENTITY: Final = "identity"
 _encode_mark = msgspec.json.Encoder().encode
 _decode_mark = msgspec.json.Decoder(PartitionMark).decode
-
-
-def reconcile_holds_key(prefix: str) -> str:
-    """The Redis hash of the platforms a reconciliation holds: platform -> until when (epoch ms)."""
-    return f"{prefix}:reconcile:holds"
 
 
 def gap_overflow_key(prefix: str) -> str:

@@ -36,19 +36,19 @@ import argparse
 import asyncio
 import sys
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol, TextIO
-
-import msgspec
-from msgspec import Struct
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from concord.core import messages
 from concord.core.settings import Settings, kafka_bootstrap
 from concord.core.topics import PLATFORMS
 
-# aiokafka, redis and the readers are imported where used: `concord --help` builds this parser.
+if TYPE_CHECKING:
+    from concord.connectors.reconcile import Checkpoint
+
+# aiokafka, redis, the readers and the pass (connectors/reconcile.py) are imported where used: `concord --help`
+# builds this parser.
 
 E_NO_PLATFORM: Final = "concord reconcile: name the platforms (--platform P, repeatable) or pass --all"
 E_UNREADABLE: Final = "concord reconcile: {platform} is not readable yet (no list reader): choose from {known}"
@@ -58,36 +58,9 @@ E_KAFKA: Final = ("cannot reach Kafka at {bootstrap} ({error}). Is it running (`
                   "CONCORD_KAFKA_URL right?")
 E_REDIS: Final = ("cannot reach Redis at {url} ({error}): the pass's cursor is checkpointed there. Is it running "
                   "(`concord infra status`) and is CONCORD_REDIS_URL right?")
-#: How long a hold lasts past its last refresh (a run that died stops holding after this), and how often
-#: a running pass refreshes it.
-HOLD_TTL_S: Final = 120.0
-HOLD_REFRESH_S: Final = 20.0
-#: How long the run waits for the workers to apply a pass's records before it releases the holds anyway.
-DRAIN_TIMEOUT_S: Final = 900.0
-DRAIN_POLL_S: Final = 0.5
 #: The platforms a reader lists today (connectors/snapshots.py `READERS`).
 READABLE: Final = ("stripe", "salesforce", "zendesk", "netsuite")
 _UNITS: Final = {"m": 60, "h": 3600, "d": 86400}
-
-
-class Checkpoint(Struct, kw_only=True):
-    """A pass of one platform, as Redis keeps it between pages (`cursor` None: the listing is complete)."""
-
-    pass_id: str
-    platform: str
-    since_ms: int | None = None
-    cursor: Any = None  # connectors.snapshots.Cursor, as builtins (this module does not import the readers)
-    records: int = 0
-    pages: int = 0
-    by_part: dict[str, int] = {}
-    started_at: int = 0
-    updated_at: int = 0
-    finished_at: int = 0
-    dry_run: bool = False
-
-    @property
-    def complete(self) -> bool:
-        return self.finished_at > 0 and self.since_ms is None
 
 
 def parse_since(value: str, now: float) -> int:
@@ -104,35 +77,6 @@ def parse_since(value: str, now: float) -> int:
     return int(parsed.timestamp() * 1000)
 
 
-class Store(Protocol):
-    """Where checkpoints live (Redis in production)."""
-
-    async def load(self, platform: str) -> Checkpoint | None: ...
-
-    async def save(self, checkpoint: Checkpoint) -> None: ...
-
-
-class Sink(Protocol):
-    """Where a page's records go: returns once they are durable (Kafka acknowledged every one)."""
-
-    async def send(self, platform: str, records: Sequence[Any], pass_id: str) -> None: ...
-
-
-class RedisStore:
-    def __init__(self, client: Any, prefix: str) -> None:
-        self._client, self._prefix = client, prefix
-
-    def key(self, platform: str) -> str:
-        return f"{self._prefix}:reconcile:{platform}"
-
-    async def load(self, platform: str) -> Checkpoint | None:
-        raw = await self._client.get(self.key(platform))
-        return None if raw is None else msgspec.json.decode(raw, type=Checkpoint)
-
-    async def save(self, checkpoint: Checkpoint) -> None:
-        await self._client.set(self.key(checkpoint.platform), msgspec.json.encode(checkpoint))
-
-
 class KafkaSink:
     def __init__(self, producer: Any, raw_topics: Mapping[str, str]) -> None:
         self._producer, self._topics = producer, raw_topics
@@ -142,75 +86,6 @@ class KafkaSink:
         topic = self._topics[platform]
         sent = [await self._producer.send(topic, record.value, key=record.key, headers=headers) for record in records]
         await asyncio.gather(*sent)
-
-
-class Barrier:
-    """The holds of one run's platforms (see the module): `hold` (and `keep` refreshing it), then `release`."""
-
-    def __init__(self, client: Any, prefix: str, platforms: Sequence[str], clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
-        from concord.agents.watermarks import reconcile_holds_key
-
-        self._client, self._platforms, self._clock, self._sleep = client, list(platforms), clock, sleep
-        self.key = reconcile_holds_key(prefix)
-
-    async def hold(self) -> None:
-        until = str(int((self._clock() + HOLD_TTL_S) * 1000))
-        await self._client.hset(self.key, mapping=dict.fromkeys(self._platforms, until))
-
-    async def keep(self) -> None:
-        """Refresh the holds until cancelled (a Redis hiccup is retried at the next refresh)."""
-        while True:
-            await self._sleep(HOLD_REFRESH_S)
-            try:
-                await self.hold()
-            except Exception:  # noqa: BLE001 (the hold lasts HOLD_TTL_S: the next refresh may succeed)
-                continue
-
-    async def release(self) -> None:
-        await self._client.hdel(self.key, *self._platforms)
-
-
-def behind(ends: Mapping[Any, int], committed: Mapping[Any, int | None]) -> int:
-    """Records of `ends` (partition -> end offset) the group has not committed (`committed`: its offsets)."""
-    return sum(max(end - (committed.get(tp) or 0), 0) for tp, end in ends.items() if end > 0)
-
-
-class Drain:
-    """Waits until the workers' consumer group has committed, hop by hop, every record written before."""
-
-    def __init__(self, bootstrap: str, group: str, out: TextIO, sleep: Callable[[float], Any] = asyncio.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._bootstrap, self._group, self._out, self._sleep, self._clock = bootstrap, group, out, sleep, clock
-
-    async def wait(self, stages: Sequence[Sequence[str]], timeout: float = DRAIN_TIMEOUT_S) -> bool:
-        """True once every stage (a list of topics, in hop order) is committed to the ends it had when the
-        previous stage was; False if `timeout` passed first."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None)
-        await admin.start()
-        await consumer.start()
-        deadline = self._clock() + timeout
-        try:
-            for topics in stages:
-                partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t)
-                                                                                   or ())]
-                ends = await consumer.end_offsets(partitions) if partitions else {}
-                while True:
-                    offsets = await admin.list_consumer_group_offsets(self._group)
-                    left = behind(ends, {tp: offsets[tp].offset if tp in offsets else None for tp in ends})
-                    if left == 0:
-                        break
-                    if self._clock() > deadline:
-                        return False
-                    await self._sleep(DRAIN_POLL_S)
-        finally:
-            await consumer.stop()
-            await admin.close()
-        return True
 
 
 class Progress:
@@ -241,44 +116,6 @@ class Progress:
         elif self._clock() - self._last_print >= self._every or checkpoint.finished_at:
             self._last_print = self._clock()
             print(self._lines[checkpoint.platform], file=self._out, flush=True)
-
-
-async def run_pass(reader: Any, checkpoint: Checkpoint, sink: Sink, store: Store, progress: Progress,
-                   clock: Callable[[], float] = time.time) -> Checkpoint:
-    """List `reader`'s platform from `checkpoint`'s cursor to the end, page by page (see the module)."""
-    from concord.connectors.snapshots import Cursor
-
-    cursor: Cursor | None = (msgspec.convert(checkpoint.cursor, Cursor) if checkpoint.cursor is not None
-                             else None)
-    read_now = 0
-    while cursor is not None:
-        page = await reader.page(cursor, checkpoint.since_ms)
-        if not checkpoint.dry_run and page.records:
-            await sink.send(reader.platform, page.records, checkpoint.pass_id)
-        cursor = page.next
-        read_now += len(page.records)
-        checkpoint.records += len(page.records)
-        checkpoint.pages += 1
-        checkpoint.by_part[page.part] = checkpoint.by_part.get(page.part, 0) + len(page.records)
-        checkpoint.cursor = msgspec.to_builtins(cursor) if cursor is not None else None
-        checkpoint.updated_at = int(clock() * 1000)
-        if cursor is None:
-            checkpoint.finished_at = checkpoint.updated_at
-        if not checkpoint.dry_run:
-            await store.save(checkpoint)
-        progress.update(checkpoint, page.part, read_now)
-    return checkpoint
-
-
-def begin(previous: Checkpoint | None, platform: str, since_ms: int | None, restart: bool, dry_run: bool,
-          now_ms: int) -> tuple[Checkpoint, bool]:
-    """The pass to run for `platform`: the unfinished one to resume (True), or a new one (False)."""
-    if (previous is not None and not restart and not dry_run and previous.finished_at == 0
-            and previous.since_ms == since_ms and previous.cursor is not None):
-        return previous, True
-    fresh = Checkpoint(pass_id=f"{platform}-{uuid.uuid4().hex[:12]}", platform=platform, since_ms=since_ms,
-                       cursor={"part": 0, "token": ""}, started_at=now_ms, updated_at=now_ms, dry_run=dry_run)
-    return fresh, False
 
 
 def summary(checkpoints: Sequence[Checkpoint], seconds: float) -> list[str]:
@@ -321,6 +158,7 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
 
     from concord.connectors.ledger import redis_client
     from concord.connectors.ratelimit import RedisRateLimiter, limits_from_settings
+    from concord.connectors.reconcile import DRAIN_TIMEOUT_S, Barrier, Drain, RedisStore, begin, run_pass
     from concord.connectors.snapshots import READERS
     from concord.core.topics import topic_names
 
@@ -376,7 +214,7 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
         if not args.dry_run:
             await barrier.hold()
             keeper = asyncio.create_task(barrier.keep())
-        results = await asyncio.gather(*(run_pass(readers[c.platform], c, sink, store, progress)
+        results = await asyncio.gather(*(run_pass(readers[c.platform], c, sink, store, progress.update)
                                          for c in checkpoints), return_exceptions=True)
         if not args.dry_run:
             await producer.flush()

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from concord.app import reconcile as rc
+from concord.connectors import reconcile as rp
 from concord.connectors.snapshots import Cursor, Page, SnapshotRecord
 
 
@@ -52,15 +53,15 @@ class MemorySink:
 
 class MemoryStore:
     def __init__(self) -> None:
-        self.saved: dict[str, rc.Checkpoint] = {}
+        self.saved: dict[str, rp.Checkpoint] = {}
         self.saves = 0
 
-    async def load(self, platform: str) -> rc.Checkpoint | None:
+    async def load(self, platform: str) -> rp.Checkpoint | None:
         return self.saved.get(platform)
 
-    async def save(self, checkpoint: rc.Checkpoint) -> None:
+    async def save(self, checkpoint: rp.Checkpoint) -> None:
         self.saves += 1
-        self.saved[checkpoint.platform] = msgspec.json.decode(msgspec.json.encode(checkpoint), type=rc.Checkpoint)
+        self.saved[checkpoint.platform] = msgspec.json.decode(msgspec.json.encode(checkpoint), type=rp.Checkpoint)
 
 
 def _progress() -> rc.Progress:
@@ -69,9 +70,9 @@ def _progress() -> rc.Progress:
 
 async def test_a_pass_lists_every_part_to_the_end_and_checkpoints_after_each_page() -> None:
     sink, store = MemorySink(), MemoryStore()
-    checkpoint, resumed = rc.begin(None, "stripe", None, False, False, 1_000)
+    checkpoint, resumed = rp.begin(None, "stripe", None, False, False, 1_000)
     assert not resumed
-    done = await rc.run_pass(ListReader(per_part=25, size=10), checkpoint, sink, store, _progress())
+    done = await rp.run_pass(ListReader(per_part=25, size=10), checkpoint, sink, store, _progress().update)
     keys = [key for _, key, _ in sink.sent]
     assert keys == [f"customers:{n}".encode() for n in range(25)] + [f"invoices:{n}".encode() for n in range(25)]
     assert {pass_id for _, _, pass_id in sink.sent} == {checkpoint.pass_id}
@@ -82,34 +83,34 @@ async def test_a_pass_lists_every_part_to_the_end_and_checkpoints_after_each_pag
 
 async def test_a_crash_mid_listing_resumes_from_the_last_page_written_and_reads_no_record_twice() -> None:
     sink, store = MemorySink(), MemoryStore()
-    checkpoint, _ = rc.begin(None, "stripe", None, False, False, 1_000)
+    checkpoint, _ = rp.begin(None, "stripe", None, False, False, 1_000)
     with pytest.raises(ConnectionError):
-        await rc.run_pass(ListReader(per_part=25, size=10, fail_at=4), checkpoint, sink, store, _progress())
+        await rp.run_pass(ListReader(per_part=25, size=10, fail_at=4), checkpoint, sink, store, _progress().update)
     interrupted = store.saved["stripe"]
     assert interrupted.records == 25 and interrupted.finished_at == 0  # the customers' 3 pages, then it failed
-    again, resumed = rc.begin(await store.load("stripe"), "stripe", None, False, False, 2_000)
+    again, resumed = rp.begin(await store.load("stripe"), "stripe", None, False, False, 2_000)
     assert resumed and again.pass_id == checkpoint.pass_id
-    await rc.run_pass(ListReader(per_part=25, size=10), again, sink, store, _progress())
+    await rp.run_pass(ListReader(per_part=25, size=10), again, sink, store, _progress().update)
     keys = [key for _, key, _ in sink.sent]
     assert len(keys) == len(set(keys)) == 50
     assert store.saved["stripe"].complete and store.saved["stripe"].records == 50
 
 
 def test_a_pass_is_resumed_only_when_unfinished_with_the_same_since_and_not_restarted() -> None:
-    unfinished = rc.Checkpoint(pass_id="stripe-1", platform="stripe", cursor={"part": 1, "token": "x"})
-    assert rc.begin(unfinished, "stripe", None, False, False, 0) == (unfinished, True)
-    assert rc.begin(unfinished, "stripe", None, True, False, 0)[1] is False  # --restart
-    assert rc.begin(unfinished, "stripe", 5, False, False, 0)[1] is False  # another --since
-    assert rc.begin(unfinished, "stripe", None, False, True, 0)[1] is False  # a dry run never resumes
-    finished = rc.Checkpoint(pass_id="stripe-1", platform="stripe", cursor=None, finished_at=9)
-    fresh, resumed = rc.begin(finished, "stripe", None, False, False, 7)
+    unfinished = rp.Checkpoint(pass_id="stripe-1", platform="stripe", cursor={"part": 1, "token": "x"})
+    assert rp.begin(unfinished, "stripe", None, False, False, 0) == (unfinished, True)
+    assert rp.begin(unfinished, "stripe", None, True, False, 0)[1] is False  # --restart
+    assert rp.begin(unfinished, "stripe", 5, False, False, 0)[1] is False  # another --since
+    assert rp.begin(unfinished, "stripe", None, False, True, 0)[1] is False  # a dry run never resumes
+    finished = rp.Checkpoint(pass_id="stripe-1", platform="stripe", cursor=None, finished_at=9)
+    fresh, resumed = rp.begin(finished, "stripe", None, False, False, 7)
     assert not resumed and fresh.pass_id != "stripe-1" and fresh.started_at == 7
 
 
 async def test_a_dry_run_reads_every_page_and_writes_nothing() -> None:
     sink, store = MemorySink(), MemoryStore()
-    checkpoint, _ = rc.begin(None, "stripe", None, False, True, 1_000)
-    done = await rc.run_pass(ListReader(per_part=5, size=2), checkpoint, sink, store, _progress())
+    checkpoint, _ = rp.begin(None, "stripe", None, False, True, 1_000)
+    done = await rp.run_pass(ListReader(per_part=5, size=2), checkpoint, sink, store, _progress().update)
     assert done.records == 10 and sink.sent == [] and store.saves == 0
     assert "dry run" in "\n".join(rc.summary([done], 1.0))
 
@@ -126,10 +127,10 @@ def test_since_takes_a_date_a_date_time_or_a_duration_back() -> None:
 
 
 def test_the_summary_says_what_each_listing_is() -> None:
-    complete = rc.Checkpoint(pass_id="p1", platform="stripe", records=3, pages=1, by_part={"customers": 3},
+    complete = rp.Checkpoint(pass_id="p1", platform="stripe", records=3, pages=1, by_part={"customers": 3},
                              finished_at=5)
-    since = rc.Checkpoint(pass_id="p2", platform="zendesk", since_ms=1, finished_at=5)
-    stopped = rc.Checkpoint(pass_id="p3", platform="salesforce", cursor={"part": 0, "token": "t"})
+    since = rp.Checkpoint(pass_id="p2", platform="zendesk", since_ms=1, finished_at=5)
+    stopped = rp.Checkpoint(pass_id="p3", platform="salesforce", cursor={"part": 0, "token": "t"})
     text = "\n".join(rc.summary([complete, since, stopped], 2.0))
     assert "complete listing" in text and "not a complete listing" in text and "run again to resume" in text
     assert "customers 3" in text
@@ -139,7 +140,7 @@ def test_the_progress_line_names_the_part_the_count_and_the_rate() -> None:
     out = io.StringIO()
     now = [0.0]
     progress = rc.Progress(["stripe"], out, 0.0, lambda: now[0])
-    checkpoint = rc.Checkpoint(pass_id="p", platform="stripe", records=500)
+    checkpoint = rp.Checkpoint(pass_id="p", platform="stripe", records=500)
     now[0] = 10.0
     progress.update(checkpoint, "invoices", 500)
     assert "[invoices]" in out.getvalue() and "500 records" in out.getvalue() and "50/s" in out.getvalue()
@@ -177,19 +178,19 @@ async def test_a_pass_holds_its_platforms_refreshes_the_hold_and_releases_it() -
         if len(slept) == 2:
             raise asyncio.CancelledError
 
-    barrier = rc.Barrier(redis, "acme", ["stripe", "netsuite"], clock=lambda: now[0], sleep=sleep)
+    barrier = rp.Barrier(redis, "acme", ["stripe", "netsuite"], clock=lambda: now[0], sleep=sleep)
     await barrier.hold()
     assert redis.hashes["acme:reconcile:holds"] == {"stripe": "1120000", "netsuite": "1120000"}
     with pytest.raises(asyncio.CancelledError):
         await barrier.keep()
-    assert slept == [rc.HOLD_REFRESH_S, rc.HOLD_REFRESH_S]
-    assert redis.hashes["acme:reconcile:holds"]["stripe"] == str(int((1_020.0 + rc.HOLD_TTL_S) * 1000))
+    assert slept == [rp.HOLD_REFRESH_S, rp.HOLD_REFRESH_S]
+    assert redis.hashes["acme:reconcile:holds"]["stripe"] == str(int((1_020.0 + rp.HOLD_TTL_S) * 1000))
     await barrier.release()
     assert redis.hashes["acme:reconcile:holds"] == {}
 
 
 def test_behind_counts_what_the_group_has_not_committed_of_the_ends() -> None:
     ends = {"raw-0": 10, "raw-1": 0, "raw-2": 5}
-    assert rc.behind(ends, {"raw-0": 10, "raw-2": 5}) == 0
-    assert rc.behind(ends, {"raw-0": 7, "raw-2": None}) == 3 + 5
-    assert rc.behind(ends, {}) == 15
+    assert rp.behind(ends, {"raw-0": 10, "raw-2": 5}) == 0
+    assert rp.behind(ends, {"raw-0": 7, "raw-2": None}) == 3 + 5
+    assert rp.behind(ends, {}) == 15
