@@ -87,6 +87,7 @@ POLICY: Final[Mapping[str, str]] = {
     "/api/v1/customers/{key}/entitlement": READ,
     "/api/v1/customers/{key}/invoices": READ,
     "/api/v1/customers/{key}/subscriptions": READ,
+    "/api/v1/reconcile": READ,
     # The console (app/console/): the board, its live stream, the fragments its script fetches, its files;
     # the search page and the customer view.
     "/": READ,

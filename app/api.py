@@ -22,6 +22,8 @@ import msgspec
 from aiohttp import web
 from faust.web import Request, Response, View
 
+from concord.agents.reconcile import every as reconcile_intervals
+from concord.agents.watermarks import decode_holds
 from concord.app import access, lookups
 from concord.app.contract import OPENAPI_PATH, encoded_document, page
 from concord.app.customer_view import customer_view
@@ -34,13 +36,17 @@ from concord.app.schemas import (
     ListedRule,
     OwnedFinding,
     OwnedPage,
+    ReconcileStatus,
     SnoozeBody,
     Timeline,
 )
 from concord.connectors.drift_index import IndexedFinding
 from concord.connectors.executor import REDIS_ERRORS
+from concord.connectors.reconcile import RedisStore, reconcile_holds_key, schedule
 from concord.connectors.search_index import QueryError, query_text
 from concord.core import messages, metrics
+from concord.core.messages import now_ms
+from concord.core.topics import PLATFORMS
 from concord.drift.config import DriftConfig
 from concord.drift.rule import Rule
 from concord.tables import state as st
@@ -143,6 +149,7 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
                     404)
 
     document = encoded_document()
+    started_at = now_ms()  # a platform never reconciled is overdue twice its interval after this
 
     @app.page(OPENAPI_PATH)
     class OpenApiView(View):
@@ -293,6 +300,24 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
 
         async def post(self, request: Request, fingerprint: str) -> Response:
             return await act(self, request, fingerprint, "reject", AcceptBody, decision(self, fingerprint, False))
+
+    @page(app, "/reconcile")
+    class ReconcileView(View):
+        """Each platform's reconciliation (agents/reconcile.py, `concord reconcile`), from Redis."""
+
+        async def get(self, request: Request) -> Response:
+            prefix = concord.settings.topic_prefix
+            store = RedisStore(concord.redis, prefix)
+            intervals = reconcile_intervals(concord.settings)
+            now = now_ms()
+            try:
+                checkpoints = {p: await store.load(p) for p in PLATFORMS}
+                holds = decode_holds(await concord.redis.hgetall(reconcile_holds_key(prefix)))  # type: ignore[misc]
+            except REDIS_ERRORS as exc:
+                return redis_down(self, exc, "the reconciliations")
+            return json(self, ReconcileStatus(
+                platforms=[schedule(p, checkpoints[p], intervals[p], now, started_at) for p in PLATFORMS],
+                held=sorted(p for p, until in holds.items() if until > now)))
 
     @page(app, "/rules")
     class RulesView(View):

@@ -36,6 +36,7 @@ from concord.app.schemas import (
     ListedRule,
     OwnedFinding,
     OwnedPage,
+    ReconcileStatus,
     SnoozeBody,
     Timeline,
 )
@@ -157,6 +158,9 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route(path="/customers/{key}/subscriptions", method="get", need=access.READ, tag="process",
           params=_LOOKUP_PARAMS, owned=True, alias=False, responses={200: SubscriptionsAnswer, **_LOOKUP},
           summary="Each subscription with the won deal it comes from, and won deals not provisioned"),
+    Route(path="/reconcile", method="get", need=access.READ, tag="operations", alias=False,
+          responses={200: ReconcileStatus, 503: ApiError},
+          summary="Each platform's reconciliation: schedule, last pass (records, parts, error), overdue, held"),
     Route(path="/commands/status", method="get", need=access.READ, tag="operations",
           responses={200: CommandsStatus}, summary="This worker's command execution: breakers, halts, limits"),
     Route(path="/commands/{command_id}", method="get", need=access.READ, tag="operations",

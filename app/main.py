@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import Iterable
 
-from concord.agents import commands, identity, ingest, lag, notify, state, timeline, watermarks
+from concord.agents import commands, identity, ingest, lag, notify, reconcile, state, timeline, watermarks
 from concord.agents.context import ROLES, Concord
 from concord.agents.faust_internals.web import add_listener
 from concord.app import api, commands_api, dead_letters_api, ingress, web
@@ -42,7 +42,7 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
     * state: per-customer state, drift detection and its lifecycle, deadlines, merges, notifications, the
       customers' timelines (from the audit topic);
     * commands: corrective commands, one lane per platform, exactly once in effect (ledger, breakers,
-      rate limits, dead letters).
+      rate limits, dead letters), and the scheduled reconciliations (agents/reconcile.py).
     """
     gate = Access(settings)  # one per worker: its middleware and the console's sign-in share it
     concord = create_concord(settings, roles, gate)
@@ -60,6 +60,8 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
         state.register(concord, config, catalog.RULES, health.read, notify.register(concord))
         timeline.register(concord)
     executor = commands.register(concord) if "commands" in concord.roles else None
+    if "commands" in concord.roles:
+        reconcile.register(concord)
     if settings.webhook_port and "webhooks" in concord.roles:
         concord.on_started(functools.partial(public_listener, concord))
     api.register(concord, catalog.RULES, config)

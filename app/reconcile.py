@@ -158,7 +158,7 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
 
     from concord.connectors.ledger import redis_client
     from concord.connectors.ratelimit import RedisRateLimiter, limits_from_settings
-    from concord.connectors.reconcile import DRAIN_TIMEOUT_S, Barrier, Drain, RedisStore, begin, run_pass
+    from concord.connectors.reconcile import DRAIN_TIMEOUT_S, Barrier, Drain, RedisStore, begin, pacer, run_pass
     from concord.connectors.snapshots import READERS
     from concord.core.topics import topic_names
 
@@ -197,7 +197,7 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
     sink = KafkaSink(producer, topic_names(settings).raw)
     readers = {p: READERS[p](settings) for p in platforms}
     for platform, reader in readers.items():
-        reader.http.pace = _pacer(limiter, platform)
+        reader.http.pace = pacer(limiter, platform)
     checkpoints: list[Checkpoint] = []
     for platform in platforms:
         checkpoint, resumed = begin(previous[platform], platform, since_ms, args.restart, args.dry_run,
@@ -221,7 +221,7 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
             print("reconcile: listings ended; waiting for the workers to apply their records (the platforms stay "
                   "held until then)", file=out, flush=True)
             names = topic_names(settings)
-            applied = await Drain(bootstrap, settings.app_id, out).wait(
+            applied = await Drain(bootstrap, settings.app_id).wait(
                 [[names.raw[p] for p in platforms], [names.identity], [names.canonical]])
             if not applied:
                 print(f"reconcile: the workers did not apply the pass's records within {DRAIN_TIMEOUT_S:.0f} s; "
@@ -243,13 +243,6 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
         print(f"reconcile: {checkpoint.platform} stopped: {error}; run again to resume from the last page written",
               file=sys.stderr, flush=True)
     return 1 if failed else 0
-
-
-def _pacer(limiter: Any, platform: str) -> Callable[[], Any]:
-    async def pace() -> None:
-        while (wait := await limiter.take(platform)) > 0:
-            await asyncio.sleep(wait)
-    return pace
 
 
 def run(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:

@@ -16,6 +16,7 @@ from msgspec import Struct
 from concord.connectors.breaker import BreakerStatus
 from concord.connectors.drift_index import IndexedFinding
 from concord.connectors.ratelimit import Limit
+from concord.connectors.reconcile import Schedule
 from concord.connectors.timeline import Checkpoint
 from concord.drift.config import RuleConfig
 from concord.drift.watermarks import PlatformHealth
@@ -116,3 +117,10 @@ class CommandsStatus(Struct, frozen=True, kw_only=True):
     connectors: list[str]
     rate_limits: dict[str, Limit]
     detail: str = ""
+
+
+class ReconcileStatus(Struct, frozen=True):
+    """`/api/v1/reconcile`: each platform's reconciliation, its schedule and its last pass (docs/reconcile.md)."""
+
+    platforms: list[Schedule]
+    held: list[str]  # platforms a reconciliation holds now (their deadlines wait for its records)

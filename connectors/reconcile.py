@@ -20,7 +20,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, Protocol, TextIO
+from typing import Any, Final, Protocol
 
 import msgspec
 from msgspec import Struct
@@ -68,6 +68,7 @@ class Checkpoint(Struct, kw_only=True):
     finished_at: int = 0
     dry_run: bool = False
     error: str = ""  # why the pass stopped, if it did (it resumes from `cursor`)
+    last_complete_at: int = 0  # when the platform's last complete pass ended (epoch ms; 0: none yet)
 
     @property
     def complete(self) -> bool:
@@ -136,9 +137,9 @@ def behind(ends: Mapping[Any, int], committed: Mapping[Any, int | None]) -> int:
 class Drain:
     """Waits until the workers' consumer group has committed, hop by hop, every record written before."""
 
-    def __init__(self, bootstrap: str, group: str, out: TextIO, sleep: Callable[[float], Any] = asyncio.sleep,
+    def __init__(self, bootstrap: str, group: str, sleep: Callable[[float], Any] = asyncio.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._bootstrap, self._group, self._out, self._sleep, self._clock = bootstrap, group, out, sleep, clock
+        self._bootstrap, self._group, self._sleep, self._clock = bootstrap, group, sleep, clock
 
     async def wait(self, stages: Sequence[Sequence[str]], timeout: float = DRAIN_TIMEOUT_S) -> bool:
         """True once every stage (a list of topics, in hop order) is committed to the ends it had when the
@@ -202,6 +203,62 @@ def begin(previous: Checkpoint | None, platform: str, since_ms: int | None, rest
     if (previous is not None and not restart and not dry_run and previous.finished_at == 0
             and previous.since_ms == since_ms and previous.cursor is not None):
         return previous, True
+    last_complete = 0 if previous is None else (previous.finished_at if previous.complete
+                                                else previous.last_complete_at)
     fresh = Checkpoint(pass_id=f"{platform}-{uuid.uuid4().hex[:12]}", platform=platform, since_ms=since_ms,
-                       cursor={"part": 0, "token": ""}, started_at=now_ms, updated_at=now_ms, dry_run=dry_run)
+                       cursor={"part": 0, "token": ""}, started_at=now_ms, updated_at=now_ms, dry_run=dry_run,
+                       last_complete_at=last_complete)
     return fresh, False
+
+
+def listing(checkpoint: Checkpoint | None, now_ms: int) -> bool:
+    """Whether a pass is listing now: unfinished, and checkpointed within `HOLD_TTL_S` (else its run died)."""
+    return (checkpoint is not None and checkpoint.finished_at == 0 and checkpoint.cursor is not None
+            and now_ms - checkpoint.updated_at < HOLD_TTL_S * 1000)
+
+
+def due(checkpoint: Checkpoint | None, every_seconds: float, now_ms: int) -> bool:
+    """Whether a scheduled pass of the platform should start (or resume) now."""
+    if every_seconds <= 0:
+        return False
+    if checkpoint is None:
+        return True
+    if checkpoint.finished_at == 0 and checkpoint.cursor is not None:
+        return not listing(checkpoint, now_ms)  # a pass whose run died: resume it
+    return now_ms - checkpoint.started_at >= every_seconds * 1000
+
+
+class Schedule(Struct, frozen=True, kw_only=True):
+    """One platform's reconciliation as `/api/reconcile` and the metrics show it."""
+
+    platform: str
+    every_seconds: float  # 0: not scheduled (`concord reconcile` may still have run)
+    listing: bool
+    last: Checkpoint | None  # the last pass (complete, failed, interrupted or running)
+    last_complete_at: int  # epoch ms; 0: none yet
+    next_due_at: int  # epoch ms; 0: not scheduled
+    overdue: bool  # no complete pass within twice the interval (counted from `since_ms` before the first)
+
+
+def schedule(platform: str, checkpoint: Checkpoint | None, every_seconds: float, now_ms: int,
+             since_ms: int) -> Schedule:
+    """`platform`'s schedule at `now_ms` (`since_ms`: when the schedule began, for a platform never reconciled)."""
+    last_complete = 0
+    if checkpoint is not None:
+        last_complete = checkpoint.finished_at if checkpoint.complete else checkpoint.last_complete_at
+    next_due = 0
+    if every_seconds > 0:
+        started = checkpoint.started_at if checkpoint is not None else since_ms
+        next_due = started + int(every_seconds * 1000)
+    overdue = every_seconds > 0 and now_ms - max(last_complete, since_ms) > 2 * every_seconds * 1000
+    return Schedule(platform=platform, every_seconds=every_seconds, listing=listing(checkpoint, now_ms),
+                    last=checkpoint, last_complete_at=last_complete, next_due_at=next_due, overdue=overdue)
+
+
+def pacer(limiter: Any, platform: str) -> Callable[[], Any]:
+    """`HttpClient.pace` for a reader: a token of the platform's shared bucket before each request, as the
+    commands take one (connectors/ratelimit.py), so live corrections keep their share of the rate limit."""
+    async def pace() -> None:
+        while (wait := await limiter.take(platform)) > 0:
+            await asyncio.sleep(wait)
+    return pace

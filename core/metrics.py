@@ -194,6 +194,35 @@ rate_limit_wait_seconds = Counter(
 )
 
 
+reconcile_interval = Gauge(
+    "concord_reconcile_interval_seconds",
+    "How often the worker reconciles the platform (CONCORD_<PLATFORM>_RECONCILE_EVERY_SECONDS; 0: never)",
+    ["platform"], registry=REGISTRY,
+)
+reconcile_last_complete = Gauge(
+    "concord_reconcile_last_complete_seconds",
+    "When the platform's last complete reconciliation ended (epoch seconds; 0: none yet)",
+    ["platform"], registry=REGISTRY,
+)
+reconcile_overdue = Gauge(
+    "concord_reconcile_overdue",
+    "1 when no reconciliation of the platform completed within twice its interval (since the schedule began)",
+    ["platform"], registry=REGISTRY,
+)
+reconcile_running = Gauge(
+    "concord_reconcile_running", "1 while a reconciliation of the platform is listing or waiting to be applied",
+    ["platform"], registry=REGISTRY,
+)
+reconcile_records = Counter(
+    "concord_reconcile_records_total", "Records a reconciliation listed and fed to the platform's raw topic",
+    ["platform"], registry=REGISTRY,
+)
+reconcile_passes = Counter(
+    "concord_reconcile_passes_total", "Reconciliation passes that ended, by outcome (complete or failed)",
+    ["platform", "outcome"], registry=REGISTRY,
+)
+
+
 def markdown_reference() -> str:
     """docs/metrics.md, generated from the registry (`python -m concord.core.metrics`)."""
     lines = [

@@ -408,6 +408,24 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     netsuite_rate_limit: Annotated[
         float, Meta(gt=0, le=10_000, description="Requests per second to NetSuite, shared by all workers.")
     ] = 5.0
+    stripe_reconcile_every_seconds: Annotated[
+        float, Meta(ge=0, le=30 * 86400, description="How often a worker with the commands role lists every Stripe "
+                    "record and feeds it through the live path (docs/reconcile.md); 0: never (the default; "
+                    "`concord reconcile` by hand or from cron instead). A pass holds judgments of the rules reading "
+                    "the platform until its records are applied, and shares the platform's rate limit.")
+    ] = 0.0
+    salesforce_reconcile_every_seconds: Annotated[
+        float, Meta(ge=0, le=30 * 86400, description="How often Salesforce's Accounts and Opportunities are listed "
+                    "and fed through the live path; 0: never (the default).")
+    ] = 0.0
+    zendesk_reconcile_every_seconds: Annotated[
+        float, Meta(ge=0, le=30 * 86400, description="How often Zendesk's organizations and tickets are exported "
+                    "and fed through the live path; 0: never (the default).")
+    ] = 0.0
+    netsuite_reconcile_every_seconds: Annotated[
+        float, Meta(ge=0, le=30 * 86400, description="How often NetSuite's customers and transactions are listed "
+                    "(SuiteQL) and fed through the live path; 0: never (the default).")
+    ] = 0.0
     command_ledger_ttl_seconds: Annotated[
         int, Meta(ge=60, le=90 * 86400, description="How long the Redis ledger remembers a command id "
                   "(its outcome and attempts). `concord replay` skips dead letters older than this (the ledger "

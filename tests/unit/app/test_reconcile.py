@@ -194,3 +194,45 @@ def test_behind_counts_what_the_group_has_not_committed_of_the_ends() -> None:
     assert rp.behind(ends, {"raw-0": 10, "raw-2": 5}) == 0
     assert rp.behind(ends, {"raw-0": 7, "raw-2": None}) == 3 + 5
     assert rp.behind(ends, {}) == 15
+
+
+HOUR_MS = 3_600_000
+
+
+def test_a_platform_is_due_when_never_reconciled_an_interval_after_its_last_start_or_when_its_run_died() -> None:
+    assert not rp.due(None, 0, 10)  # not scheduled
+    assert rp.due(None, 3600, 10)
+    done = rp.Checkpoint(pass_id="p", platform="stripe", started_at=1_000, finished_at=2_000, cursor=None)
+    assert not rp.due(done, 3600, 1_000 + HOUR_MS - 1) and rp.due(done, 3600, 1_000 + HOUR_MS)
+    listing = rp.Checkpoint(pass_id="p", platform="stripe", started_at=1_000, updated_at=50_000,
+                            cursor={"part": 1, "token": "x"})
+    assert rp.listing(listing, 60_000) and not rp.due(listing, 1, 60_000)  # another worker is on it
+    dead = 50_000 + int(rp.HOLD_TTL_S * 1000)
+    assert not rp.listing(listing, dead) and rp.due(listing, 3600, dead)  # its run died: resume it
+
+
+def test_the_schedule_says_when_next_and_whether_overdue_and_keeps_the_last_complete_pass_across_passes() -> None:
+    complete = rp.Checkpoint(pass_id="p1", platform="zendesk", started_at=1_000, finished_at=5_000, cursor=None)
+    shown = rp.schedule("zendesk", complete, 3600, 10_000, since_ms=0)
+    assert (shown.last_complete_at, shown.next_due_at, shown.overdue, shown.listing) == (5_000, 1_000 + HOUR_MS,
+                                                                                        False, False)
+    assert rp.schedule("zendesk", complete, 3600, 5_000 + 2 * HOUR_MS + 1, since_ms=0).overdue
+    # A new pass starts: the last complete one is still known, while and after it runs (failed, here).
+    following, resumed = rp.begin(complete, "zendesk", None, False, False, 6_000)
+    assert not resumed and following.last_complete_at == 5_000
+    following.error = "ConnectorError: 401"
+    assert rp.schedule("zendesk", following, 3600, 7_000, since_ms=0).last_complete_at == 5_000
+    # Never reconciled: overdue twice the interval after the schedule began, not before.
+    assert not rp.schedule("zendesk", None, 3600, 2 * HOUR_MS, since_ms=1).overdue
+    assert rp.schedule("zendesk", None, 3600, 2 * HOUR_MS + 2, since_ms=1).overdue
+    off = rp.schedule("zendesk", None, 0, 10 * HOUR_MS, since_ms=0)
+    assert (off.next_due_at, off.overdue) == (0, False)
+
+
+def test_only_platforms_with_their_url_and_credentials_are_scheduled() -> None:
+    from concord.agents import reconcile as scheduled
+    from concord.core.settings import Settings
+
+    settings = msgspec.structs.replace(Settings(), stripe_reconcile_every_seconds=60.0, stripe_api_key="sk_live_x")
+    assert scheduled.every(settings)["stripe"] == 60.0 and scheduled.every(settings)["zendesk"] == 0.0
+    assert scheduled.configured(settings, "stripe") and not scheduled.configured(settings, "netsuite")

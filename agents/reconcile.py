@@ -1,0 +1,194 @@
+"""Scheduled reconciliation: a worker with the commands role re-reads each platform on its schedule.
+
+`CONCORD_<PLATFORM>_RECONCILE_EVERY_SECONDS` (0: never, the default) sets how often each platform is listed
+and fed through the live path (connectors/reconcile.py, docs/reconcile.md). Every `TICK_S` every such
+worker looks at the platforms' checkpoints in Redis; the platforms due (never reconciled, last pass started
+an interval ago, or a pass whose run died) are taken by the first worker that locks them
+(`<prefix>:reconcile:lock:<platform>`, `SET NX` with a lease refreshed while it runs), and listed as one
+pass: one barrier over them all, released once the workers applied what was listed. A worker runs one
+pass at a time; a platform whose credentials are not configured is not scheduled (said once at start).
+
+Every such worker keeps the schedule's gauges current from Redis (the same in every worker: alert on
+their max): `concord_reconcile_interval_seconds`, `concord_reconcile_last_complete_seconds`,
+`concord_reconcile_overdue` (no complete pass within twice the interval) and `concord_reconcile_running`;
+the worker that runs a pass counts `concord_reconcile_records_total` and `concord_reconcile_passes_total`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from concord.connectors.executor import REDIS_ERRORS
+from concord.connectors.ratelimit import RedisRateLimiter, limits_from_settings
+from concord.connectors.reconcile import (
+    Barrier,
+    Checkpoint,
+    Drain,
+    RedisStore,
+    begin,
+    due,
+    pacer,
+    run_pass,
+    schedule,
+)
+from concord.connectors.snapshots import READERS
+from concord.core import messages, metrics
+from concord.core.messages import now_ms
+from concord.core.settings import Settings, kafka_bootstrap
+from concord.core.topics import PLATFORMS
+
+if TYPE_CHECKING:
+    from concord.agents.context import Concord
+
+log = logging.getLogger("concord.reconcile")
+
+TICK_S: Final = 5.0
+#: The lease of a platform's lock, refreshed every third of it while its pass runs.
+LOCK_MS: Final = 60_000
+#: The settings that must be set for a platform's reader to authenticate.
+_CREDENTIALS: Final = {"stripe": ("stripe_api_url", "stripe_api_key"),
+                       "salesforce": ("salesforce_instance_url", "salesforce_access_token"),
+                       "zendesk": ("zendesk_url", "zendesk_api_token"),
+                       "netsuite": ("netsuite_url", "netsuite_access_token")}
+_RELEASE: Final = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"
+
+
+def every(settings: Settings) -> dict[str, float]:
+    """Each platform's reconciliation interval in seconds (0: never)."""
+    return {p: float(getattr(settings, f"{p}_reconcile_every_seconds")) for p in PLATFORMS}
+
+
+def configured(settings: Settings, platform: str) -> bool:
+    return all(getattr(settings, name) for name in _CREDENTIALS[platform])
+
+
+class FaustSink:
+    """A page's records to the platform's raw topic through the worker's producer; returns once all are acked."""
+
+    def __init__(self, concord: Concord) -> None:
+        self._concord = concord
+
+    async def send(self, platform: str, records: Sequence[Any], pass_id: str) -> None:
+        topic = self._concord.topics[self._concord.names.raw[platform]]
+        headers = [(messages.SNAPSHOT, pass_id.encode())]
+        pending = [await topic.send(key=record.key, value=record.value, headers=headers) for record in records]
+        await asyncio.gather(*pending)
+
+
+def register(concord: Concord) -> None:
+    """Schedule the reconciliation of the platforms that have an interval (see the module)."""
+    settings = concord.settings
+    intervals = every(settings)
+    for platform, seconds in intervals.items():
+        metrics.reconcile_interval.labels(platform).set(seconds)
+    wanted = [p for p, seconds in intervals.items() if seconds > 0]
+    active = [p for p in wanted if configured(settings, p)]
+    for platform in sorted(set(wanted) - set(active)):
+        log.warning("%s: a reconciliation every %.0f s is set, but the platform's URL or credentials are not: it "
+                    "is not scheduled", platform, intervals[platform])
+    if not active:
+        return
+    since = now_ms()
+    me = uuid.uuid4().hex
+    running: list[asyncio.Task[None]] = []
+
+    @concord.app.timer(interval=TICK_S)
+    async def reconcile_schedule() -> None:
+        store = RedisStore(concord.redis, settings.topic_prefix)
+        now = now_ms()
+        try:
+            checkpoints = {p: await store.load(p) for p in active}
+        except REDIS_ERRORS:
+            return  # Redis down: the watermarks timer says so; the schedule waits
+        for platform, checkpoint in checkpoints.items():
+            shown = schedule(platform, checkpoint, intervals[platform], now, since)
+            metrics.reconcile_last_complete.labels(platform).set(shown.last_complete_at / 1000)
+            metrics.reconcile_overdue.labels(platform).set(1 if shown.overdue else 0)
+            metrics.reconcile_running.labels(platform).set(1 if shown.listing else 0)
+        if running and not running[-1].done():
+            return
+        chosen = [p for p in active if due(checkpoints[p], intervals[p], now)]
+        locked = [p for p in chosen if await concord.redis.set(_lock_key(settings, p), me, nx=True, px=LOCK_MS)]
+        if locked:
+            running[:] = [asyncio.create_task(_run(concord, locked, {p: checkpoints[p] for p in locked}, me))]
+
+
+def _lock_key(settings: Settings, platform: str) -> str:
+    return f"{settings.topic_prefix}:reconcile:lock:{platform}"
+
+
+async def _run(concord: Concord, platforms: list[str], previous: dict[str, Checkpoint | None], me: str) -> None:
+    """One pass over `platforms`, behind one barrier (see the module); never raises."""
+    settings = concord.settings
+    client = concord.redis
+    store = RedisStore(client, settings.topic_prefix)
+    limiter = RedisRateLimiter(client, settings.topic_prefix, limits_from_settings(settings))
+    barrier = Barrier(client, settings.topic_prefix, platforms)
+    readers = {p: READERS[p](settings) for p in platforms}
+    for platform, reader in readers.items():
+        reader.http.pace = pacer(limiter, platform)
+    passes = []
+    for platform in platforms:
+        checkpoint, resumed = begin(previous[platform], platform, None, False, False, now_ms())
+        log.info("%s: reconciliation %s %s", platform, "resumed" if resumed else "started", checkpoint.pass_id)
+        passes.append(checkpoint)
+    sink = FaustSink(concord)
+    started = time.monotonic()
+    leases = asyncio.create_task(_keep_leases(concord, platforms, me))
+    keeper: asyncio.Task[None] | None = None
+    try:
+        await barrier.hold()
+        keeper = asyncio.create_task(barrier.keep())
+
+        def counted(checkpoint: Checkpoint, part: str, read_now: int) -> None:
+            metrics.reconcile_running.labels(checkpoint.platform).set(0 if checkpoint.finished_at else 1)
+
+        results = await asyncio.gather(*(run_pass(readers[c.platform], c, sink, store, counted) for c in passes),
+                                       return_exceptions=True)
+        for checkpoint, result in zip(passes, results, strict=True):
+            metrics.reconcile_records.labels(checkpoint.platform).inc(checkpoint.records)
+            if isinstance(result, BaseException):
+                checkpoint.error = f"{type(result).__name__}: {result}"[:500]
+                metrics.reconcile_passes.labels(checkpoint.platform, "failed").inc()
+                log.warning("%s: reconciliation %s stopped after %d records: %s (the next one resumes it)",
+                            checkpoint.platform, checkpoint.pass_id, checkpoint.records, checkpoint.error)
+                await store.save(checkpoint)
+            else:
+                metrics.reconcile_passes.labels(checkpoint.platform, "complete").inc()
+        names = concord.names
+        applied = await Drain(kafka_bootstrap(settings), settings.app_id).wait(
+            [[names.raw[p] for p in platforms], [names.identity], [names.canonical]])
+        log.info("reconciliation of %s: %d records listed in %.0f s, %s", ", ".join(platforms),
+                 sum(c.records for c in passes), time.monotonic() - started,
+                 "applied" if applied else "not applied in time: released anyway")
+    except Exception:  # never let the schedule's task die silently
+        log.exception("reconciliation of %s failed", ", ".join(platforms))
+    finally:
+        if keeper is not None:
+            keeper.cancel()
+        leases.cancel()
+        for reader in readers.values():
+            await reader.close()
+        try:
+            await barrier.release()
+            for platform in platforms:
+                await client.eval(_RELEASE, 1, _lock_key(settings, platform), me)  # type: ignore[misc]
+        except REDIS_ERRORS as exc:
+            log.warning("could not release the reconciliation's holds and locks (%s); they expire", exc)
+        for platform in platforms:
+            metrics.reconcile_running.labels(platform).set(0)
+
+
+async def _keep_leases(concord: Concord, platforms: list[str], me: str) -> None:
+    while True:
+        await asyncio.sleep(LOCK_MS / 3000)
+        for platform in platforms:
+            try:
+                await concord.redis.set(_lock_key(concord.settings, platform), me, xx=True, px=LOCK_MS)
+            except REDIS_ERRORS:
+                continue
