@@ -13,7 +13,8 @@ help:
 	@echo "make demo          the live closed loop: Kafka, Redis, a worker, the webhooks and the platform sandbox, until Ctrl-C"
 	@echo "                   (SEED=7 CUSTOMERS=300 DRIFT_RATE=0.05 TIME_SCALE=3600 DURATION=60 to reproduce a run;"
 	@echo "                   APPROVE=D01,D13: those rules' corrections wait for an operator on the board;"
-	@echo "                   HISTORY=200 LOSE_RATE=0.05: customers at rest before the traffic, events lost)"
+	@echo "                   HISTORY=200 LOSE_RATE=0.05: customers at rest before the traffic, events lost;"
+	@echo "                   RECONCILE_EVERY=60: the worker reconciles every platform every 60 s)"
 	@echo "make test          create .venv, bring Kafka and Redis up, run all tests, leave things as found"
 	@echo "make bench         throughput benchmarks on the real broker (results in bench/results/)"
 	@echo "make bench-reliability   seeded closed loops overloaded and under faults, scored against the"
@@ -33,7 +34,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # make demo SEED=7 CUSTOMERS=300 DRIFT_RATE=0.05 TIME_SCALE=3600 DURATION=60 reproduces a run;
-# HISTORY=200 LOSE_RATE=0.05 give the sandbox customers at rest and lost events (the backstop's work).
+# HISTORY=200 LOSE_RATE=0.05 give the sandbox customers at rest and lost events, RECONCILE_EVERY=60 the
+# worker's reconciliation that finds them (the backstop, docs/reconcile.md).
 SEED ?= 1
 CUSTOMERS ?= 50
 DRIFT_RATE ?= 0.05
@@ -41,11 +43,13 @@ TIME_SCALE ?= 3600
 DURATION ?= 0
 HISTORY ?= 0
 LOSE_RATE ?= 0
+RECONCILE_EVERY ?= 0
 APPROVE ?=
 demo: venv
 	$(BIN)/concord demo --seed $(SEED) --customers $(CUSTOMERS) \
 	  --drift-rate $(DRIFT_RATE) --time-scale $(TIME_SCALE) --duration $(DURATION) \
-	  --history $(HISTORY) --lose-rate $(LOSE_RATE) $(if $(APPROVE),--approve $(APPROVE))
+	  --history $(HISTORY) --lose-rate $(LOSE_RATE) --reconcile-every $(RECONCILE_EVERY) \
+	  $(if $(APPROVE),--approve $(APPROVE))
 
 # The console's browser tests drive Debian's Chromium: installed here where apt can (as root); elsewhere
 # those tests are skipped, and say why.

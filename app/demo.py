@@ -37,6 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from concord.app import users
 from concord.core.settings import Settings, env_var, mask_url
+from concord.core.topics import PLATFORMS
 from concord.drift import catalog
 from concord.infra import cli as infra_cli
 from concord.infra.process import port_open
@@ -295,6 +296,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 "SANDBOX_CONCORD_URL": webhooks_url,
                 # The Procfile says `concord ...`: the one installed beside this Python.
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
+    if args.reconcile_every > 0:
+        for platform in PLATFORMS:  # the user's own setting wins
+            env.setdefault(env_var(f"{platform}_reconcile_every_seconds"), str(args.reconcile_every))
     log_path = workdir / "demo.log"
     worker_url = f"http://{settings.web_host}:{settings.web_port}"
     sandbox_url = f"http://{SANDBOX_HOST}:{SANDBOX_PORT}"
@@ -306,6 +310,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     print(f"concord demo: seed {args.seed}, {args.customers} customers, drift rate {args.drift_rate}, "
           f"time scale {args.time_scale:g}x, duration {args.duration or 'until Ctrl-C'}"
           f"{'s' if args.duration else ''}")
+    if args.reconcile_every > 0:
+        print(f"concord demo:   every platform reconciled every {args.reconcile_every:g} s "
+              f"(progress on the board's health strip and {worker_url}/api/v1/reconcile)")
     read_token = env[env_var("read_token")]
     print(f"concord demo: drift board {worker_url}/")
     for person in people:
@@ -416,6 +423,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lose-rate", type=float, default=0.0, metavar="R",
                         help="share of the sandbox's platform events lost instead of delivered, 0 to 1 "
                         "(`concord sandbox --lose-rate`; default: %(default)s)")
+    parser.add_argument("--reconcile-every", type=float, default=0.0, metavar="SECONDS",
+                        help="the worker reconciles every platform this often (the sandbox's list APIs; "
+                        "CONCORD_<PLATFORM>_RECONCILE_EVERY_SECONDS); 0: never (default: %(default)s)")
     parser.add_argument("--settle", type=float, default=60.0,
                         help="with --duration: at most this many seconds after the traffic for open findings to "
                         f"resolve; the run ends sooner once nothing moved for {QUIET_S} s (default: %(default)s)")

@@ -236,3 +236,15 @@ def test_only_platforms_with_their_url_and_credentials_are_scheduled() -> None:
     settings = msgspec.structs.replace(Settings(), stripe_reconcile_every_seconds=60.0, stripe_api_key="sk_live_x")
     assert scheduled.every(settings)["stripe"] == 60.0 and scheduled.every(settings)["zendesk"] == 0.0
     assert scheduled.configured(settings, "stripe") and not scheduled.configured(settings, "netsuite")
+
+
+def test_make_demo_and_concord_demo_pass_the_reconciliation_interval_to_the_worker() -> None:
+    from concord.app.cli import build_parser
+    from tests.conftest import REPO_ROOT
+
+    assert build_parser().parse_args(["demo", "--reconcile-every", "60"]).reconcile_every == 60.0
+    assert build_parser().parse_args(["demo"]).reconcile_every == 0.0
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "RECONCILE_EVERY ?= 0" in makefile and "--reconcile-every $(RECONCILE_EVERY)" in makefile
+    demo = (REPO_ROOT / "app" / "demo.py").read_text()
+    assert 'env_var(f"{platform}_reconcile_every_seconds")' in demo
