@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from concord.codecs.model import encode as encode_event
 from concord.connectors.executor import REDIS_ERRORS
 from concord.connectors.ratelimit import RedisRateLimiter, limits_from_settings
 from concord.connectors.reconcile import (
@@ -31,11 +32,13 @@ from concord.connectors.reconcile import (
     Drain,
     RedisStore,
     begin,
+    delete_gone,
     due,
     pacer,
     run_pass,
     schedule,
 )
+from concord.connectors.search_index import known_ids
 from concord.connectors.snapshots import READERS
 from concord.core import messages, metrics
 from concord.core.messages import now_ms
@@ -77,6 +80,11 @@ class FaustSink:
         topic = self._concord.topics[self._concord.names.raw[platform]]
         headers = [(messages.SNAPSHOT, pass_id.encode())]
         pending = [await topic.send(key=record.key, value=record.value, headers=headers) for record in records]
+        await asyncio.gather(*pending)
+
+    async def send_events(self, events: Sequence[Any]) -> None:
+        topic = self._concord.topics[self._concord.names.canonical]
+        pending = [await topic.send(key=event.customer_key.encode(), value=encode_event(event)) for event in events]
         await asyncio.gather(*pending)
 
 
@@ -148,10 +156,17 @@ async def _run(concord: Concord, platforms: list[str], previous: dict[str, Check
         def counted(checkpoint: Checkpoint, part: str, read_now: int) -> None:
             metrics.reconcile_running.labels(checkpoint.platform).set(0 if checkpoint.finished_at else 1)
 
-        results = await asyncio.gather(*(run_pass(readers[c.platform], c, sink, store, counted) for c in passes),
+        listed: dict[str, dict[str, set[str]]] = {c.platform: {} for c in passes}
+        results = await asyncio.gather(*(run_pass(readers[c.platform], c, sink, store, counted,
+                                                  listed=listed[c.platform]) for c in passes),
                                        return_exceptions=True)
         for checkpoint, result in zip(passes, results, strict=True):
             metrics.reconcile_records.labels(checkpoint.platform).inc(checkpoint.records)
+            if not isinstance(result, BaseException):
+                known = await known_ids(client, settings.topic_prefix, checkpoint.platform)
+                if await delete_gone(checkpoint, listed[checkpoint.platform], known, sink, store):
+                    log.info("%s: %d record(s) Concord held are gone from the platform: fed as deletions",
+                             checkpoint.platform, checkpoint.gone)
             if isinstance(result, BaseException):
                 checkpoint.error = f"{type(result).__name__}: {result}"[:500]
                 metrics.reconcile_passes.labels(checkpoint.platform, "failed").inc()

@@ -78,8 +78,15 @@ def parse_since(value: str, now: float) -> int:
 
 
 class KafkaSink:
-    def __init__(self, producer: Any, raw_topics: Mapping[str, str]) -> None:
-        self._producer, self._topics = producer, raw_topics
+    def __init__(self, producer: Any, raw_topics: Mapping[str, str], canonical: str) -> None:
+        self._producer, self._topics, self._canonical = producer, raw_topics, canonical
+
+    async def send_events(self, events: Sequence[Any]) -> None:
+        from concord.codecs.model import encode
+
+        sent = [await self._producer.send(self._canonical, encode(event), key=event.customer_key.encode())
+                for event in events]
+        await asyncio.gather(*sent)
 
     async def send(self, platform: str, records: Sequence[Any], pass_id: str) -> None:
         headers = [(messages.SNAPSHOT, pass_id.encode())]
@@ -125,7 +132,8 @@ def summary(checkpoints: Sequence[Checkpoint], seconds: float) -> list[str]:
         if c.dry_run:
             what = "dry run: read, nothing written"
         elif c.complete:
-            what = "complete listing"
+            what = "complete listing" + (f", {c.gone:,} record(s) gone from the platform fed as deletions"
+                                         if c.gone else "")
         elif c.finished_at:
             what = "listed since the given time (not a complete listing)"
         else:
@@ -158,7 +166,17 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
 
     from concord.connectors.ledger import redis_client
     from concord.connectors.ratelimit import RedisRateLimiter, limits_from_settings
-    from concord.connectors.reconcile import DRAIN_TIMEOUT_S, Barrier, Drain, RedisStore, begin, pacer, run_pass
+    from concord.connectors.reconcile import (
+        DRAIN_TIMEOUT_S,
+        Barrier,
+        Drain,
+        RedisStore,
+        begin,
+        delete_gone,
+        pacer,
+        run_pass,
+    )
+    from concord.connectors.search_index import known_ids
     from concord.connectors.snapshots import READERS
     from concord.core.topics import topic_names
 
@@ -194,7 +212,8 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
             print(E_KAFKA.format(bootstrap=bootstrap, error=exc), file=sys.stderr)
             await client.aclose()
             return 1
-    sink = KafkaSink(producer, topic_names(settings).raw)
+    names = topic_names(settings)
+    sink = KafkaSink(producer, names.raw, names.canonical)
     readers = {p: READERS[p](settings) for p in platforms}
     for platform, reader in readers.items():
         reader.http.pace = pacer(limiter, platform)
@@ -214,13 +233,18 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
         if not args.dry_run:
             await barrier.hold()
             keeper = asyncio.create_task(barrier.keep())
-        results = await asyncio.gather(*(run_pass(readers[c.platform], c, sink, store, progress.update)
-                                         for c in checkpoints), return_exceptions=True)
+        listed: dict[str, dict[str, set[str]]] = {c.platform: {} for c in checkpoints}
+        results = await asyncio.gather(*(run_pass(readers[c.platform], c, sink, store, progress.update,
+                                                  listed=listed[c.platform]) for c in checkpoints),
+                                       return_exceptions=True)
         if not args.dry_run:
+            for checkpoint, result in zip(checkpoints, results, strict=True):
+                if not isinstance(result, BaseException):
+                    known = await known_ids(client, settings.topic_prefix, checkpoint.platform)
+                    await delete_gone(checkpoint, listed[checkpoint.platform], known, sink, store)
             await producer.flush()
             print("reconcile: listings ended; waiting for the workers to apply their records (the platforms stay "
                   "held until then)", file=out, flush=True)
-            names = topic_names(settings)
             applied = await Drain(bootstrap, settings.app_id).wait(
                 [[names.raw[p] for p in platforms], [names.identity], [names.canonical]])
             if not applied:

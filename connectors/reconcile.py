@@ -25,7 +25,7 @@ from typing import Any, Final, Protocol
 import msgspec
 from msgspec import Struct
 
-from concord.connectors.snapshots import Cursor
+from concord.connectors.snapshots import Cursor, deletions, gone
 
 #: How long a hold lasts past its last refresh (a run that died stops holding after this), and how often
 #: a running pass refreshes it.
@@ -69,6 +69,11 @@ class Checkpoint(Struct, kw_only=True):
     dry_run: bool = False
     error: str = ""  # why the pass stopped, if it did (it resumes from `cursor`)
     last_complete_at: int = 0  # when the platform's last complete pass ended (epoch ms; 0: none yet)
+    gone: int = 0  # records Concord held that the complete listing did not return: fed as deletions
+    resumed: bool = False  # resumed after its run stopped: its run did not see every id, so it deletes nothing
+    # When the platform answered the pass's first page (its own clock, epoch ms; 0: not yet): a record the
+    # listing missed because it was made after its place was read is newer than this.
+    listed_from: int = 0
 
     @property
     def complete(self) -> bool:
@@ -84,9 +89,12 @@ class Store(Protocol):
 
 
 class Sink(Protocol):
-    """Where a page's records go: returns once they are durable (Kafka acknowledged every one)."""
+    """Where a page's records go (the platform's raw topic), and Concord's own canonical events (the deletions
+    of records gone: to the canonical topic, keyed by customer); each returns once Kafka acknowledged all."""
 
     async def send(self, platform: str, records: Sequence[Any], pass_id: str) -> None: ...
+
+    async def send_events(self, events: Sequence[Any]) -> None: ...
 
 
 class RedisStore:
@@ -172,14 +180,20 @@ class Drain:
 
 
 async def run_pass(reader: Any, checkpoint: Checkpoint, sink: Sink, store: Store, on_page: OnPage = _ignore,
-                   clock: Callable[[], float] = time.time) -> Checkpoint:
+                   clock: Callable[[], float] = time.time, listed: dict[str, set[str]] | None = None) -> Checkpoint:
     """List `reader`'s platform from `checkpoint`'s cursor to the end, page by page (see the module);
-    `on_page(checkpoint, part, records read by this run)` after each page is checkpointed."""
+    `on_page(checkpoint, part, records read by this run)` after each page is checkpointed; `listed` (kind ->
+    ids) gathers the ids the listing returned."""
     cursor: Cursor | None = (msgspec.convert(checkpoint.cursor, Cursor) if checkpoint.cursor is not None
                              else None)
     read_now = 0
     while cursor is not None:
         page = await reader.page(cursor, checkpoint.since_ms)
+        if not checkpoint.listed_from:
+            checkpoint.listed_from = getattr(reader, "answered_ms", 0)
+        if listed is not None:
+            for record in page.records:
+                listed.setdefault(record.kind, set()).add(record.record_id)
         if not checkpoint.dry_run and page.records:
             await sink.send(reader.platform, page.records, checkpoint.pass_id)
         cursor = page.next
@@ -202,6 +216,7 @@ def begin(previous: Checkpoint | None, platform: str, since_ms: int | None, rest
     """The pass to run for `platform`: the unfinished one to resume (True), or a new one (False)."""
     if (previous is not None and not restart and not dry_run and previous.finished_at == 0
             and previous.since_ms == since_ms and previous.cursor is not None):
+        previous.resumed = True
         return previous, True
     last_complete = 0 if previous is None else (previous.finished_at if previous.complete
                                                 else previous.last_complete_at)
@@ -262,3 +277,31 @@ def pacer(limiter: Any, platform: str) -> Callable[[], Any]:
         while (wait := await limiter.take(platform)) > 0:
             await asyncio.sleep(wait)
     return pace
+
+
+#: How far before the platform's answer to a pass's first page its deletions are dated (the platform's clock,
+#: the one its records' versions are in): a second, so that a record made in the same second as that answer,
+#: after its place in the listing was read, stays. Without that answer (no `Date` header): this much before
+#: the pass began by Concord's clock, against a platform's clock a little ahead of ours.
+GONE_MARGIN_MS: Final = 1_000
+GONE_MARGIN_NO_DATE_MS: Final = 60_000
+
+
+async def delete_gone(checkpoint: Checkpoint, listed: Mapping[str, set[str]],
+                      known: Sequence[tuple[str, str, str]], sink: Sink, store: Store) -> int:
+    """After a complete listing in one run (no `--since`, not resumed, not a dry run): feed the deletion of each
+    record Concord holds (`known`: (id, kind, customer key), from the search index) that the platform no longer
+    returned, dated `GONE_MARGIN_MS` before the platform answered the pass's first page (docs/reconcile.md,
+    "Missed deletions"). How many records."""
+    if not checkpoint.finished_at or checkpoint.since_ms is not None or checkpoint.resumed or checkpoint.dry_run:
+        return 0
+    at = (checkpoint.listed_from - GONE_MARGIN_MS if checkpoint.listed_from
+          else checkpoint.started_at - GONE_MARGIN_NO_DATE_MS)
+    missing = gone(checkpoint.platform, listed, known)
+    events = [event for kind, record_id, key in missing
+              for event in deletions(checkpoint.platform, kind, record_id, key, at, checkpoint.pass_id)]
+    if events:
+        await sink.send_events(events)
+    checkpoint.gone = len(missing)
+    await store.save(checkpoint)
+    return len(missing)

@@ -400,3 +400,20 @@ class SearchIndex(RedisMirror[SearchCard | None]):
                       view=f"/api/customers/{c.key}/view")
             for c, matched, card in hits
         ])
+
+
+async def known_ids(client: aioredis.Redis, prefix: str, system: str,
+                    batch: int = 5_000) -> list[tuple[str, str, str]]:
+    """(id, kind, customer key) of every live record of `system` the index holds (a complete listing compares
+    them with what the platform returned: connectors/reconcile.py). Scans the whole `ids` set: for a
+    reconciliation, not a request."""
+    found: list[tuple[str, str, str]] = []
+    cursor = 0
+    while True:
+        cursor, members = await client.zscan(f"{prefix}:search:ids", cursor, count=batch)
+        for member, _ in members:
+            record_id, key, member_system, kind = _split(member, 4)
+            if member_system == system:
+                found.append((record_id, kind, key))
+        if cursor == 0:
+            return found

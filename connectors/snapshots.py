@@ -26,10 +26,10 @@ zendesk     `GET /api/v2/incremental/organizations.json?start_time=`  `{"organiz
             `GET /api/v2/incremental/tickets/cursor.json`             by its id
             (`start_time`, then `cursor=after_cursor`)
 netsuite    `POST /services/rest/query/v1/suiteql` (`Prefer:          the envelope the User Event script
-            transient`, `limit`, `offset`): the ids of customers,     posts (`concord.netsuite.v1`) around
-            then invoices, payments, credit memos and sales orders    the record as `GET /services/rest/
-            (`lastmodifieddate >= <since>`), each record then read    record/v1/<type>/<id>` returns it,
-            whole over REST, four at a time                           with its currency's ISO code (the
+            transient`, `limit`, `id >` the last id read): the ids    posts (`concord.netsuite.v1`) around
+            of customers, then invoices, payments, credit memos and   the record as `GET /services/rest/
+            sales orders (`lastmodifieddate >= <since>`), each record record/v1/<type>/<id>` returns it,
+            then read whole over REST, four at a time                 with its currency's ISO code (the
                                                                       SuiteQL `currency` table's symbol)
 ==========  =======================================================  ===================================
 
@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Protocol
@@ -60,6 +60,19 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Raw, Struct
 
+from concord.codecs.model import (
+    AccountUpserted,
+    CanonicalEvent,
+    CustomerUpserted,
+    EntitlementChanged,
+    EntityRef,
+    InvoiceChanged,
+    OpportunityChanged,
+    Platform,
+    SalesOrderChanged,
+    SupportCaseChanged,
+    Version,
+)
 from concord.codecs.salesforce import record_fields
 from concord.connectors.base import ConnectorError, ErrorKind
 from concord.connectors.http import HttpClient, HttpResponse, segment
@@ -83,10 +96,14 @@ class Cursor(Struct, frozen=True, kw_only=True):
 
 
 class SnapshotRecord(Struct, frozen=True):
-    """One record as the platform's raw topic holds it (`key` None: the topic's default partitioning)."""
+    """One record as the platform's raw topic holds it (`key` None: the topic's default partitioning), with its id
+    in the platform and its kind as the search index names it (connectors/search_index.py `card_of`): what a
+    complete listing compares with the records Concord holds, to find those the platform no longer has."""
 
     key: bytes | None
     value: bytes
+    record_id: str = ""
+    kind: str = ""
 
 
 class Page(Struct, frozen=True, kw_only=True):
@@ -102,6 +119,8 @@ class Reader(Protocol):
 
     platform: str
     parts: tuple[str, ...]
+    #: When the platform answered the last list request (its `Date` header, its own clock; epoch ms).
+    answered_ms: int
 
     async def page(self, cursor: Cursor, since_ms: int | None) -> Page: ...
 
@@ -155,6 +174,8 @@ class _StripeObject(Struct, frozen=True):
     status: str | None = None
 
 
+_STRIPE_KINDS: Final = {"customers": "customer", "subscriptions": "subscription", "invoices": "invoice",
+                        "charges": "charge", "refunds": "refund"}
 _STRIPE_EVENT: Final = {"customer": "customer.updated", "subscription": "customer.subscription.updated",
                         "invoice": "invoice.updated", "refund": "refund.updated"}
 
@@ -187,6 +208,7 @@ class StripeReader:
                                headers={"Authorization": f"Bearer {settings.stripe_api_key}"},
                                error_reader=_stripe_error)
         self._sleep, self._clock, self._size = sleep, clock, page_size
+        self.answered_ms = 0
 
     async def page(self, cursor: Cursor, since_ms: int | None) -> Page:
         part = self.parts[cursor.part]
@@ -198,13 +220,14 @@ class StripeReader:
         if since_ms:
             params["created[gte]"] = str(since_ms // 1000)
         response = await fetch(lambda: self.http.request("GET", f"/v1/{part}", params=params), self._sleep)
+        self.answered_ms = answered_at_ms(response, self._clock)
         try:
             listing = msgspec.json.decode(response.body, type=_StripeList)
-            as_of = answered_at_ms(response, self._clock)
-            wrapped = [stripe_event(bytes(raw), as_of) for raw in listing.data]
+            wrapped = [stripe_event(bytes(raw), self.answered_ms) for raw in listing.data]
         except (msgspec.DecodeError, msgspec.ValidationError, KeyError) as exc:
             raise _bad_answer(self.platform, f"GET /v1/{part}", exc) from None
-        records = [SnapshotRecord(None, value) for _, value in wrapped]
+        kind = _STRIPE_KINDS[part]
+        records = [SnapshotRecord(None, value, object_id, kind) for object_id, value in wrapped]
         if listing.has_more and wrapped:
             return Page(part=part, records=records, next=Cursor(part=cursor.part, token=wrapped[-1][0]))
         return Page(part=part, records=records, next=_next_part(cursor, len(self.parts)))
@@ -258,6 +281,7 @@ class SalesforceReader:
                                         "Sforce-Query-Options": f"batchSize={batch_size}"},
                                error_reader=_salesforce_error)
         self._sleep = sleep
+        self.answered_ms = 0
 
     async def page(self, cursor: Cursor, since_ms: int | None) -> Page:
         part = self.parts[cursor.part]
@@ -269,10 +293,13 @@ class SalesforceReader:
         if not path.startswith("/services/data/"):
             raise ConnectorError(ErrorKind.DATA, f"salesforce: a query cursor that is not a query path: {path[:80]}")
         response = await fetch(lambda: self.http.request("GET", path, params=params), self._sleep)
+        self.answered_ms = answered_at_ms(response)
         try:
             answer = msgspec.json.decode(response.body, type=_SalesforceQuery)
-            records = [SnapshotRecord(msgspec.json.decode(raw, type=_SalesforceId).Id.encode(), bytes(raw))
-                       for raw in answer.records]
+            kind = "account" if part == "Account" else "opportunity"
+            ids = [msgspec.json.decode(raw, type=_SalesforceId).Id for raw in answer.records]
+            records = [SnapshotRecord(rid.encode(), bytes(raw), rid, kind)
+                       for rid, raw in zip(ids, answer.records, strict=True)]
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise _bad_answer(self.platform, f"GET {path.split('?')[0]}", exc) from None
         if not answer.done and answer.nextRecordsUrl:
@@ -322,6 +349,7 @@ class ZendeskReader:
                                headers={"Authorization": f"Basic {credentials.decode()}"},
                                error_reader=_zendesk_error)
         self._sleep = sleep
+        self.answered_ms = 0
         self._per_page = {"per_page": str(page_size)} if page_size else {}  # the API's default (1000) when None
 
     async def page(self, cursor: Cursor, since_ms: int | None) -> Page:
@@ -335,6 +363,7 @@ class ZendeskReader:
             params.update(self._per_page)
             path = "/api/v2/incremental/tickets/cursor.json"
         response = await fetch(lambda: self.http.request("GET", path, params=params), self._sleep)
+        self.answered_ms = answered_at_ms(response)
         try:
             if part == "organizations":
                 orgs = msgspec.json.decode(response.body, type=_ZendeskOrganizations)
@@ -359,8 +388,8 @@ class ZendeskReader:
 
 def _wrapped(kind: str, raw: Raw) -> SnapshotRecord:
     """`{"organization": {...}}` (the REST shape of one object, as a re-read feeds it), keyed by its id."""
-    record_id = msgspec.json.decode(raw, type=_ZendeskId).id
-    return SnapshotRecord(str(record_id).encode(), b'{"' + kind.encode() + b'":' + bytes(raw) + b"}")
+    record_id = str(msgspec.json.decode(raw, type=_ZendeskId).id)
+    return SnapshotRecord(record_id.encode(), b'{"' + kind.encode() + b'":' + bytes(raw) + b"}", record_id, kind)
 
 
 def _zendesk_error(body: bytes) -> str:
@@ -387,15 +416,23 @@ _RECORD_PATH: Final = "/services/rest/record/v1"
 #: The record types listed, in order, and their SuiteQL `transaction.type` (None: a table of its own).
 _NETSUITE_TYPES: Final = {"customer": None, "invoice": "CustInvc", "customerpayment": "CustPymt",
                           "creditmemo": "CustCred", "salesorder": "SalesOrd"}
+#: The search index's kind of each record type (connectors/search_index.py `card_of`).
+_NETSUITE_KINDS: Final = {"customer": "customer", "invoice": "invoice", "customerpayment": "payment",
+                          "creditmemo": "credit_memo", "salesorder": "sales_order"}
 NETSUITE_PAGE: Final = 1000
 #: Record GETs of one page in flight at once (NetSuite limits an account's concurrent requests).
 NETSUITE_FETCHES: Final = 4
 
 
-def suiteql(record_type: str, since_ms: int | None) -> str:
-    """The query listing the ids of `record_type` (modified since `since_ms` if given), oldest id first."""
+def suiteql(record_type: str, since_ms: int | None, after_id: int = 0) -> str:
+    """The query listing the ids of `record_type` above `after_id` (modified since `since_ms` if given), lowest
+    first. Keyset paging (`id > last id read`), not `offset`: a record deleted while the listing runs would
+    shift every later one by one place, and the one it pushed back across a page boundary would be missed, and
+    then taken for gone."""
     kind = _NETSUITE_TYPES[record_type]
     table, where = ("customer", []) if kind is None else ("transaction", [f"type = '{kind}'"])
+    if after_id:
+        where.append(f"id > {after_id}")
     if since_ms:
         stamp = datetime.fromtimestamp(since_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         where.append(f"lastmodifieddate >= '{stamp}'")
@@ -442,6 +479,7 @@ class NetSuiteReader:
                                headers={"Authorization": f"Bearer {settings.netsuite_access_token}"},
                                error_reader=_netsuite_error)
         self._sleep, self._size = sleep, page_size
+        self.answered_ms = 0
         self._currencies: dict[str, str] | None = None
         self.account = netsuite_account(settings.netsuite_url)
 
@@ -449,6 +487,7 @@ class NetSuiteReader:
         params = {"limit": str(self._size), "offset": str(offset)}
         response = await fetch(lambda: self.http.request("POST", _SUITEQL_PATH, json={"q": query}, params=params,
                                                          headers={"Prefer": "transient"}), self._sleep)
+        self.answered_ms = answered_at_ms(response)
         try:
             return msgspec.json.decode(response.body, type=_SuiteqlPage)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -469,8 +508,8 @@ class NetSuiteReader:
     async def page(self, cursor: Cursor, since_ms: int | None) -> Page:
         part = self.parts[cursor.part]
         codes = await self.currency_codes()
-        offset = int(cursor.token or 0)
-        listing = await self._query(suiteql(part, since_ms), offset)
+        after = int(cursor.token or 0)
+        listing = await self._query(suiteql(part, since_ms, after), 0)
         gate = asyncio.Semaphore(NETSUITE_FETCHES)
 
         async def read(record_id: str) -> SnapshotRecord | None:
@@ -481,14 +520,15 @@ class NetSuiteReader:
                 return None  # deleted since it was listed: its deletion is for the live path or the next pass
             try:
                 return SnapshotRecord(None, netsuite_envelope(part, record_id, response.body, codes,
-                                                                  self.account))
+                                                                  self.account), record_id, _NETSUITE_KINDS[part])
             except (msgspec.DecodeError, ValueError) as exc:
                 raise _bad_answer(self.platform, f"GET {_RECORD_PATH}/{part}/<id>", exc) from None
 
-        found = await asyncio.gather(*(read(str(row["id"])) for row in listing.items if "id" in row))
+        ids = [str(row["id"]) for row in listing.items if "id" in row]
+        found = await asyncio.gather(*(read(record_id) for record_id in ids))
         records = [record for record in found if record is not None]
-        if listing.hasMore and listing.items:
-            return Page(part=part, records=records, next=Cursor(part=cursor.part, token=str(offset + self._size)))
+        if listing.hasMore and ids:
+            return Page(part=part, records=records, next=Cursor(part=cursor.part, token=ids[-1]))
         return Page(part=part, records=records, next=_next_part(cursor, len(self.parts)))
 
     async def close(self) -> None:
@@ -503,6 +543,62 @@ def _netsuite_error(body: bytes) -> str:
             return f"{details[0].get('o:errorCode', '')}: {details[0].get('detail', '')}"
         return str(answer.get("title", ""))
     return ""
+
+
+# ---------------------------------------------------------------- records gone
+
+
+#: What a complete listing can tell is gone, per platform: the kinds the platform deletes (a Stripe
+#: subscription is canceled, never deleted; a charge stays) that Concord's search index holds.
+TOMBSTONED: Final[Mapping[str, frozenset[str]]] = {
+    "stripe": frozenset({"customer"}), "salesforce": frozenset({"account", "opportunity"}),
+    "zendesk": frozenset({"organization", "ticket"}), "netsuite": frozenset({"customer", "invoice", "sales_order"}),
+}
+
+
+def gone(platform: str, listed: Mapping[str, set[str]],
+         known: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """(kind, id, customer key) of each record Concord knows (`known`: (id, kind, customer key)) of a kind
+    `TOMBSTONED` for the platform that a complete listing (`listed`: kind -> ids) did not return, sorted."""
+    kinds = TOMBSTONED[platform]
+    return sorted({(kind, record_id, key) for record_id, kind, key in known
+                   if kind in kinds and record_id not in listed.get(kind, set())})
+
+
+def deletions(platform: str, kind: str, record_id: str, customer_key: str, at_ms: int,
+              pass_id: str) -> list[CanonicalEvent]:
+    """The canonical deletion of a record a complete listing no longer returned, for the customer Concord holds
+    it under, dated `at_ms` (a bit before the platform answered the listing's first page: a record changed
+    after that, created while the listing ran say, is newer than the deletion, and the state keeps it).
+
+    Canonical events, not a platform payload: the platform said nothing about the record (it is simply not
+    there), so there is no payload to decode, and one without the record would name no customer (a NetSuite
+    deletion names its customer only in the record it carries). The fields a model requires are placeholders,
+    as the codecs give a deletion that comes without its record.
+    """
+    source = Platform(platform)
+    common: dict[str, Any] = {"event_id": f"gone:{pass_id}:{kind}:{record_id}", "source": source,
+                              "entity": EntityRef(kind, record_id), "occurred_at": at_ms, "version": Version(at_ms),
+                              "customer_key": customer_key, "correlation_id": pass_id}
+    if kind == "customer" or kind == "organization":
+        events: list[CanonicalEvent] = [CustomerUpserted(**common, local_customer=f"{platform}:{record_id}",
+                                                         system=source, customer_id=record_id, deleted=True)]
+        if kind == "organization":
+            events.append(EntitlementChanged(**{**common, "event_id": f"{common['event_id']}:entitlement"},
+                                             organization_id=record_id, deleted=True))
+        return events
+    if kind == "ticket":
+        return [SupportCaseChanged(**common, ticket_id=record_id, deleted=True)]
+    if kind == "invoice":
+        return [InvoiceChanged(**common, system=source, invoice_id=record_id, status="void", total=0,
+                               currency="XXX", deleted=True)]
+    if kind == "sales_order":
+        return [SalesOrderChanged(**common, system=source, order_id=record_id, deleted=True)]
+    if kind == "opportunity":
+        return [OpportunityChanged(**common, opportunity_id=record_id, deleted=True)]
+    if kind == "account":
+        return [AccountUpserted(**common, deleted=True)]
+    raise ValueError(f"{platform} {kind}: not a kind a listing tells gone")
 
 
 READERS: Final[Mapping[str, Callable[..., Any]]] = {

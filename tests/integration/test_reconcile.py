@@ -7,7 +7,9 @@ every record to the raw topics. Once the command has returned (the workers appli
 platforms are released), Concord reports exactly the injected drift: every at-rest injection, and no
 finding the world does not justify. The pass is checkpointed complete in Redis, and its holds are gone.
 
-A second run finds nothing new to do: the same records, the same findings.
+A second run finds nothing new to do: the same records, the same findings. Then records are deleted at the
+platforms with no event (a lost deletion): the third run's complete listings no longer return them, and it
+feeds their deletion; Concord's state holds them deleted.
 """
 
 from __future__ import annotations
@@ -82,7 +84,9 @@ async def test_a_reconciliation_finds_the_drift_at_rest_and_nothing_else(
         stripe_api_url=url, stripe_api_key=CREDENTIALS.stripe_api_key, salesforce_instance_url=url,
         salesforce_access_token=CREDENTIALS.salesforce_access_token, zendesk_url=url,
         zendesk_api_email=CREDENTIALS.zendesk_api_email, zendesk_api_token=CREDENTIALS.zendesk_api_token,
-        netsuite_url=url, netsuite_access_token=CREDENTIALS.netsuite_access_token)
+        netsuite_url=url, netsuite_access_token=CREDENTIALS.netsuite_access_token,
+        # The sandbox takes far more than a real NetSuite's 5 requests/s: a pass reads each record over REST.
+        netsuite_rate_limit=200.0)
     worker = WorkerProcess([sys.executable, "-m", "concord.app.cli", "worker", "-l", "info", "--roles",
                             "ingest,state"], configured, tmp_path / "worker.log").start()
     client = aioredis.from_url(configured.redis_url)
@@ -122,6 +126,32 @@ async def test_a_reconciliation_finds_the_drift_at_rest_and_nothing_else(
         assert code == 0, out
         await asyncio.sleep(3)
         assert set(await reported(worker)) == set(found)
+        assert "gone from the platform" not in out
+
+        # Records deleted at the platforms with no event (lost): the next complete listing feeds their deletion.
+        stripe_customer = next(iter(world.all("stripe", "customer")))
+        key = stripe_customer["metadata"]["salesforce_account_id"]
+        erp_customer = world.find("netsuite", "customer", "externalId", key)
+        assert erp_customer is not None
+        erp_invoice = next(i for i in world.all("netsuite", "invoice") if i["entity"]["id"] == erp_customer["id"])
+        organization = world.find("zendesk", "organization", "external_id", key)
+        assert organization is not None
+        with world.at_rest(time.time):
+            world.delete("stripe", "customer", stripe_customer["id"])
+            world.delete("netsuite", "invoice", str(erp_invoice["id"]))
+            world.delete("zendesk", "organization", str(organization["id"]))
+        code, out = await reconcile(configured, "--all")
+        assert code == 0, out
+        for platform in ("stripe", "netsuite", "zendesk"):
+            line = next(line for line in out.splitlines() if line.strip().startswith(platform) and "pass" in line)
+            assert "1 record(s) gone from the platform" in line, out
+        state = await worker.get_json(f"/api/customers/{key}")
+        assert isinstance(state, dict)
+        assert state["billing"]["customers"][stripe_customer["id"]]["deleted"] is True, (
+            out, state["billing"]["customers"][stripe_customer["id"]])
+        assert state["erp"]["invoices"][str(erp_invoice["id"])]["deleted"] is True, (
+            out, state["erp"]["invoices"][str(erp_invoice["id"])])
+        assert state["support"]["organizations"][str(organization["id"])]["deleted"] is True
     finally:
         worker.stop()
         await client.aclose()

@@ -33,7 +33,7 @@ class ListReader:
         start = int(cursor.token or 0)
         end = min(start + self.size, self.per_part)
         part = self.parts[cursor.part]
-        records = [SnapshotRecord(f"{part}:{n}".encode(), b"{}") for n in range(start, end)]
+        records = [SnapshotRecord(f"{part}:{n}".encode(), b"{}", f"{part}:{n}", part) for n in range(start, end)]
         if end < self.per_part:
             return Page(part=part, records=records, next=Cursor(part=cursor.part, token=str(end)))
         following = Cursor(part=cursor.part + 1) if cursor.part + 1 < len(self.parts) else None
@@ -46,9 +46,13 @@ class ListReader:
 class MemorySink:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, str]] = []
+        self.events: list[Any] = []
 
     async def send(self, platform: str, records: Sequence[Any], pass_id: str) -> None:
         self.sent.extend((platform, r.key, pass_id) for r in records)
+
+    async def send_events(self, events: Sequence[Any]) -> None:
+        self.events.extend(events)
 
 
 class MemoryStore:
@@ -248,3 +252,22 @@ def test_make_demo_and_concord_demo_pass_the_reconciliation_interval_to_the_work
     assert "RECONCILE_EVERY ?= 0" in makefile and "--reconcile-every $(RECONCILE_EVERY)" in makefile
     demo = (REPO_ROOT / "app" / "demo.py").read_text()
     assert 'env_var(f"{platform}_reconcile_every_seconds")' in demo
+
+
+async def test_only_a_complete_listing_in_one_run_feeds_the_deletions_of_what_it_did_not_return() -> None:
+    known = [("customers:0", "customer", "001A"), ("customers:99", "customer", "001B")]  # 99: gone from the platform
+    for kind_of_run in ("complete", "since", "resumed", "dry"):
+        sink, store = MemorySink(), MemoryStore()
+        checkpoint, _ = rp.begin(None, "stripe", 5 if kind_of_run == "since" else None, False, kind_of_run == "dry",
+                                 1_000_000)
+        checkpoint.resumed = kind_of_run == "resumed"
+        listed: dict[str, set[str]] = {}
+        reader = ListReader(per_part=3, size=2)
+        reader.parts = ("customer", "invoice")  # the search index's kinds, as the real readers give them
+        await rp.run_pass(reader, checkpoint, sink, store, listed=listed)
+        assert listed["customer"] >= {"customer:0", "customer:1", "customer:2"}
+        deleted = await rp.delete_gone(checkpoint, {"customer": {"customers:0"}}, known, sink, store)
+        assert deleted == (1 if kind_of_run == "complete" else 0), kind_of_run
+        assert [(e.customer_id, e.customer_key, e.deleted) for e in sink.events] == (
+            [("customers:99", "001B", True)] if kind_of_run == "complete" else [])
+    assert checkpoint.gone == 0

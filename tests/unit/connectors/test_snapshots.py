@@ -126,3 +126,30 @@ def test_the_suiteql_lists_ids_of_one_record_type_oldest_first() -> None:
 def test_the_netsuite_account_is_read_from_its_rest_url() -> None:
     assert netsuite_account("https://1234567-sb1.suitetalk.api.netsuite.com") == "1234567_SB1"
     assert netsuite_account("http://127.0.0.1:6070") == "127.0.0.1:6070"
+
+
+def test_a_complete_listing_tells_what_is_gone_of_the_kinds_the_platform_deletes() -> None:
+    from concord.connectors.snapshots import gone
+
+    known = [("cus_1", "customer", "001A"), ("cus_2", "customer", "001B"), ("sub_9", "subscription", "001B"),
+             ("cus_3", "customer", "001C")]
+    listed = {"customer": {"cus_1", "cus_3"}, "subscription": set()}
+    # A subscription is canceled in Stripe, never deleted: only the customer no longer listed is gone.
+    assert gone("stripe", listed, known) == [("customer", "cus_2", "001B")]
+    assert gone("netsuite", {}, [("7", "invoice", "001A"), ("8", "payment", "001A")]) == [("invoice", "7", "001A")]
+
+
+def test_each_deletion_applies_as_one_to_the_customers_state() -> None:
+    from concord.connectors.snapshots import TOMBSTONED, deletions
+    from concord.tables.state import apply, empty
+
+    at = 1_793_491_200_000
+    for platform, kinds in TOMBSTONED.items():
+        for kind in sorted(kinds):
+            events = deletions(platform, kind, "1001", "001A", at, "pass-1")
+            assert events and {e.customer_key for e in events} == {"001A"}
+            assert all(e.version.ts == at and getattr(e, "deleted", False) for e in events), (platform, kind)
+            state = empty("001A")
+            for event in events:
+                state, _ = apply(state, event)  # the state takes each (a model's required fields are filled)
+            assert len({e.event_id for e in events}) == len(events)
