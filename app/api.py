@@ -42,11 +42,10 @@ from concord.app.schemas import (
 )
 from concord.connectors.drift_index import IndexedFinding
 from concord.connectors.executor import REDIS_ERRORS
-from concord.connectors.reconcile import RedisStore, reconcile_holds_key, schedule
+from concord.connectors.reconcile import RedisStore, reconcile_holds_key, schedules
 from concord.connectors.search_index import QueryError, query_text
 from concord.core import messages, metrics
 from concord.core.messages import now_ms
-from concord.core.topics import PLATFORMS
 from concord.drift.config import DriftConfig
 from concord.drift.rule import Rule
 from concord.tables import state as st
@@ -311,13 +310,12 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig) -> No
             intervals = reconcile_intervals(concord.settings)
             now = now_ms()
             try:
-                checkpoints = {p: await store.load(p) for p in PLATFORMS}
+                platforms = await schedules(store, intervals, now, started_at)
                 holds = decode_holds(await concord.redis.hgetall(reconcile_holds_key(prefix)))  # type: ignore[misc]
             except REDIS_ERRORS as exc:
                 return redis_down(self, exc, "the reconciliations")
-            return json(self, ReconcileStatus(
-                platforms=[schedule(p, checkpoints[p], intervals[p], now, started_at) for p in PLATFORMS],
-                held=sorted(p for p, until in holds.items() if until > now)))
+            return json(self, ReconcileStatus(platforms=platforms,
+                                              held=sorted(p for p, until in holds.items() if until > now)))
 
     @page(app, "/rules")
     class RulesView(View):

@@ -265,9 +265,17 @@ def schedule(platform: str, checkpoint: Checkpoint | None, every_seconds: float,
     if every_seconds > 0:
         started = checkpoint.started_at if checkpoint is not None else since_ms
         next_due = started + int(every_seconds * 1000)
-    overdue = every_seconds > 0 and now_ms - max(last_complete, since_ms) > 2 * every_seconds * 1000
+    # From the last complete pass once there is one: a worker's restart does not reset an overdue platform.
+    overdue = every_seconds > 0 and now_ms - (last_complete or since_ms) > 2 * every_seconds * 1000
     return Schedule(platform=platform, every_seconds=every_seconds, listing=listing(checkpoint, now_ms),
                     last=checkpoint, last_complete_at=last_complete, next_due_at=next_due, overdue=overdue)
+
+
+async def schedules(store: Store, intervals: Mapping[str, float], now_ms: int, since_ms: int) -> list[Schedule]:
+    """The schedule of each platform of `intervals` (platform -> seconds, in its order) at `now_ms`, from its
+    checkpoint in `store`: what `/api/v1/reconcile` and the console's health strip show."""
+    return [schedule(platform, await store.load(platform), every_seconds, now_ms, since_ms)
+            for platform, every_seconds in intervals.items()]
 
 
 def pacer(limiter: Any, platform: str) -> Callable[[], Any]:

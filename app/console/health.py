@@ -8,19 +8,23 @@ computed elsewhere, never computed a second way:
   runs the `commands` role (breakers are per worker);
 * events/s, dead letters, parked ids: this worker's Prometheus counters (core/metrics.py), the same
   numbers `/metrics` serves; events/s is their rate over the last `RATE_WINDOW_SECONDS` (`Rates`).
-  Across workers, sum them in Prometheus.
+  Across workers, sum them in Prometheus;
+* reconciliation: each platform's schedule as `/api/v1/reconcile` shows it (connectors/reconcile.py
+  `schedules`, from the checkpoints in Redis: the same on every worker), and the platforms a pass holds
+  (`HealthWatch.held`, from the same holds hash).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Final
 
 from msgspec import Struct
 from prometheus_client.metrics import MetricWrapperBase
 
 from concord.connectors.breaker import BreakerStatus
+from concord.connectors.reconcile import Schedule
 from concord.core.topics import PLATFORMS
 from concord.drift.watermarks import PlatformHealth
 
@@ -29,6 +33,17 @@ RATE_WINDOW_SECONDS: Final = 30.0
 SAMPLE_SECONDS: Final = 5.0
 #: The identity hop's entry in the platforms' health (agents/watermarks.py IDENTITY).
 IDENTITY: Final = "identity"
+
+
+class ReconcileShown(Struct, frozen=True, kw_only=True):
+    """A platform's reconciliation on the strip."""
+
+    scheduled: bool  # an interval is set (CONCORD_<PLATFORM>_RECONCILE_EVERY_SECONDS); a pass may also run by hand
+    running: bool  # a pass lists the platform, or holds it until the workers have applied what it listed
+    records: int  # what the running pass has listed so far (0 when none runs)
+    last_complete_at: int  # when the last complete pass ended (epoch ms; 0: none yet)
+    complete_age_seconds: float  # how long ago that was
+    overdue: bool  # no complete pass within twice the interval (what the alert ConcordReconcileOverdue says)
 
 
 class PlatformStrip(Struct, frozen=True, kw_only=True):
@@ -41,6 +56,7 @@ class PlatformStrip(Struct, frozen=True, kw_only=True):
     retry_in: float  # seconds until the breaker lets a call or probe through
     dead_letters: int  # ingest and command dead letters of this worker since it started
     gap_overflow_since: int
+    reconcile: ReconcileShown | None  # None: not read from Redis yet
 
 
 class HealthStrip(Struct, frozen=True, kw_only=True):
@@ -93,12 +109,28 @@ class Rates:
         return {key: max(0.0, value - old.get(key, 0.0)) / span for key, value in new.items()}
 
 
+def reconcile_shown(schedule: Schedule, held: bool, now: int) -> ReconcileShown:
+    """`schedule` as the strip shows it at `now` (epoch ms); `held`: a pass holds the platform, listing or
+    waiting for the workers to apply its records."""
+    running = schedule.listing or held
+    last = schedule.last_complete_at
+    return ReconcileShown(
+        scheduled=schedule.every_seconds > 0, running=running,
+        records=schedule.last.records if running and schedule.last is not None else 0,
+        last_complete_at=last, complete_age_seconds=max(0.0, (now - last) / 1000) if last else 0.0,
+        overdue=schedule.overdue,
+    )
+
+
 def health_strip(*, platforms: Mapping[str, PlatformHealth], breakers: Sequence[BreakerStatus] | None,
                  rates: Mapping[str, float] | None, dead_letters: Mapping[str, float], parked_ids: float,
-                 read_at: int, detail: str = "") -> HealthStrip:
+                 reconciles: Sequence[Schedule] | None, held: Collection[str], read_at: int, now: int,
+                 detail: str = "") -> HealthStrip:
     """The strip, from the platforms' health, this worker's breakers (None: it runs no commands), its
-    ingest rates (None: it does not ingest), dead letters per platform and parked ids."""
+    ingest rates (None: it does not ingest), dead letters per platform, parked ids, and the platforms'
+    reconciliations (None: not read yet) with those a pass holds; `now` in epoch ms."""
     by_platform = {b.platform: b for b in breakers or ()}
+    schedules = {s.platform: s for s in reconciles or ()}
     rows = []
     for name in PLATFORMS:
         health = platforms.get(name)
@@ -112,6 +144,7 @@ def health_strip(*, platforms: Mapping[str, PlatformHealth], breakers: Sequence[
             retry_in=round(breaker.retry_in, 1) if breaker else 0.0,
             dead_letters=int(dead_letters.get(name, 0)),
             gap_overflow_since=health.gap_overflow_since if health else 0,
+            reconcile=reconcile_shown(schedules[name], name in held, now) if name in schedules else None,
         ))
     identity = platforms.get(IDENTITY)
     return HealthStrip(

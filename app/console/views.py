@@ -1,7 +1,7 @@
 """The console's routes on every worker's internal listener (each listed in app/access.py `POLICY`):
 
 * `GET /`: the drift board (HTML; filters and page as query parameters, app/console/board.py);
-* `GET /events`: its live updates, server-sent events (app/console/live.py);
+* `GET /events`: its live updates, server-sent events (app/console/live.py), the health strip among them;
 * `GET /board/findings/{fingerprint}`: one finding's rows as the board renders them, or 204 when it does
   not match the filters in the query (the page's script asks after each change);
 * `GET /board/summary`: the counts by rule and severity and the recent resolutions (the same);
@@ -20,6 +20,7 @@ since they hold customer data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final, cast
@@ -31,6 +32,7 @@ from faust.web import Request, Response, View
 from msgspec import Struct
 
 from concord.agents.faust_internals.web import free_index, on_server_shutdown
+from concord.agents.reconcile import every as reconcile_intervals
 from concord.agents.watermarks import HealthWatch
 from concord.app import access
 from concord.app.console import board as bd
@@ -42,6 +44,7 @@ from concord.app.customer_view import customer_view
 from concord.app.owner import Owners
 from concord.connectors.drift_changes import ChangeLog
 from concord.connectors.executor import REDIS_ERRORS, Executor
+from concord.connectors.reconcile import RedisStore, Schedule, schedules
 from concord.connectors.search_index import MAX_QUERY, QueryError, query_text
 from concord.core import metrics
 from concord.core.messages import now_ms
@@ -83,6 +86,21 @@ class Actions(Struct, frozen=True):
     by: str
 
 
+class Reconciles:
+    """The platforms' reconciliations for the health strip, as last read from Redis (`/api/v1/reconcile`'s
+    schedules): read every `SAMPLE_SECONDS` and for each board page, so the strip a `health` event carries
+    costs Redis one read per worker, not one per open board."""
+
+    def __init__(self, store: RedisStore, intervals: Mapping[str, float], since_ms: int) -> None:
+        self._store, self._intervals, self._since_ms = store, dict(intervals), since_ms
+        self.shown: list[Schedule] | None = None  # None: not read yet
+
+    async def read(self, now: int) -> None:
+        """Read them again; with Redis unreachable the last read stays (the strip says Redis is unreachable)."""
+        with contextlib.suppress(*REDIS_ERRORS):
+            self.shown = await schedules(self._store, self._intervals, now, self._since_ms)
+
+
 def safe_next(value: str | None) -> str:
     """Where to go after signing in: a path of this site only (never `//other.site` or a URL)."""
     if not value or not value.startswith("/") or value.startswith("//") or any(c in value for c in "\\\r\n"):
@@ -103,6 +121,13 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, healt
     rule_ids = [r.id for r in rules]
     titles = {r.id: r.title for r in rules}
     rates = Rates() if "ingest" in concord.roles else None
+    # A platform never reconciled is overdue twice its interval after this (as on `/api/v1/reconcile`).
+    reconciles = Reconciles(RedisStore(concord.redis, concord.settings.topic_prefix),
+                            reconcile_intervals(concord.settings), since_ms=now_ms())
+
+    @app.timer(interval=SAMPLE_SECONDS)
+    async def read_reconciles() -> None:
+        await reconciles.read(now_ms())
 
     if rates is not None:
         @app.timer(interval=SAMPLE_SECONDS)
@@ -116,8 +141,8 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, healt
             dead[platform] = dead.get(platform, 0.0) + count
         return health_strip(platforms=health.platforms, breakers=status.breakers if status else None,
                             rates=rates.per_second() if rates is not None else None, dead_letters=dead,
-                            parked_ids=gauge_value(metrics.identity_parked_ids), read_at=health.read_at,
-                            detail=health.error)
+                            parked_ids=gauge_value(metrics.identity_parked_ids), reconciles=reconciles.shown,
+                            held=health.held, read_at=health.read_at, now=now_ms(), detail=health.error)
 
     def health_html() -> str:
         return render("_health.html", health=strip())
@@ -148,6 +173,7 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, healt
             except REDIS_ERRORS as exc:
                 return html(render("unavailable.html", detail=E_REDIS.format(error=f"{type(exc).__name__}: {exc}"),
                                    retry=cast(web.Request, request).path_qs, page="board"), 503)
+            await reconciles.read(now_ms())
             board = bd.build_board(filters=filters, page=page.items, total=page.total, counts=counts,
                                    resolved=resolved, rules=rules, config=config, events_after=after, now=now_ms())
             return html(render("board.html", board=board, health=strip(), severities=bd.SEVERITY_ORDER,

@@ -221,6 +221,8 @@ def test_the_schedule_says_when_next_and_whether_overdue_and_keeps_the_last_comp
     assert (shown.last_complete_at, shown.next_due_at, shown.overdue, shown.listing) == (5_000, 1_000 + HOUR_MS,
                                                                                         False, False)
     assert rp.schedule("zendesk", complete, 3600, 5_000 + 2 * HOUR_MS + 1, since_ms=0).overdue
+    # A worker that started since (a restart) does not make it on time again.
+    assert rp.schedule("zendesk", complete, 3600, 5_000 + 2 * HOUR_MS + 1, since_ms=2 * HOUR_MS).overdue
     # A new pass starts: the last complete one is still known, while and after it runs (failed, here).
     following, resumed = rp.begin(complete, "zendesk", None, False, False, 6_000)
     assert not resumed and following.last_complete_at == 5_000
@@ -231,6 +233,16 @@ def test_the_schedule_says_when_next_and_whether_overdue_and_keeps_the_last_comp
     assert rp.schedule("zendesk", None, 3600, 2 * HOUR_MS + 2, since_ms=1).overdue
     off = rp.schedule("zendesk", None, 0, 10 * HOUR_MS, since_ms=0)
     assert (off.next_due_at, off.overdue) == (0, False)
+
+
+async def test_schedules_read_each_platform_s_checkpoint_in_the_order_of_the_intervals() -> None:
+    store = MemoryStore()
+    await store.save(rp.Checkpoint(pass_id="p1", platform="zendesk", started_at=1_000, finished_at=5_000,
+                                   cursor=None))
+    shown = await rp.schedules(store, {"stripe": 0.0, "zendesk": 3600.0}, 10_000, since_ms=0)
+    assert [(s.platform, s.every_seconds, s.last_complete_at) for s in shown] == [("stripe", 0.0, 0),
+                                                                                  ("zendesk", 3600.0, 5_000)]
+    assert shown[1] == rp.schedule("zendesk", store.saved["zendesk"], 3600, 10_000, since_ms=0)
 
 
 def test_only_platforms_with_their_url_and_credentials_are_scheduled() -> None:

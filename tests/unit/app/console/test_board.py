@@ -157,7 +157,8 @@ def build(**more: object) -> bd.Board:
 
 
 def page_of(board: bd.Board) -> str:
-    strip = health_strip(platforms={}, breakers=None, rates=None, dead_letters={}, parked_ids=0, read_at=0)
+    strip = health_strip(platforms={}, breakers=None, rates=None, dead_letters={}, parked_ids=0, reconciles=None,
+                         held=(), read_at=0, now=NOW)
     return render("board.html", board=board, health=strip, severities=bd.SEVERITY_ORDER, page="board")
 
 
