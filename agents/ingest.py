@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import faust
+import msgspec
 
 from concord.agents.envelopes import (
     Envelopes,
@@ -36,6 +37,7 @@ from concord.codecs.registry import CODEC_VERSION, decoder
 from concord.connectors.rereads import reread_commands
 from concord.core import messages, metrics
 from concord.core.messages import command_key, now_ms
+from concord.drift.lifecycle import RECONCILE_DRY_RUN, RECONCILE_PASS
 
 if TYPE_CHECKING:
     from concord.agents.context import Concord
@@ -51,14 +53,33 @@ E_GAP_OVERFLOW: Final = (
 )
 
 
+def _headers(headers: Any) -> Any:
+    return headers.items() if isinstance(headers, dict) else headers
+
+
+def as_listed(headers: Any, events: list[CanonicalEvent]) -> list[CanonicalEvent]:
+    """`events` of a reconciliation's snapshot (header `concord-snapshot`) correlated with its pass, as a dry-run
+    pass's when the header `concord-snapshot-dry-run` says so (drift/lifecycle.py: what such a pass reveals is
+    reported, not corrected); the events of any other record as they are."""
+    pass_id = dry = None
+    for name, value in _headers(headers):
+        if name == messages.SNAPSHOT:
+            pass_id = bytes(value).decode(errors="replace")
+        elif name == messages.SNAPSHOT_DRY_RUN:
+            dry = True
+    if pass_id is None:
+        return events
+    correlation = f"{RECONCILE_DRY_RUN if dry else RECONCILE_PASS}{pass_id}"
+    return [msgspec.structs.replace(e, correlation_id=correlation) for e in events]
+
+
 def source_times(message: Any, events: list[CanonicalEvent]) -> list[int]:
     """How far reading `message` reads its platform (agents/watermarks.py): its events' source times, but
     for a reconciliation's snapshot (header `concord-snapshot`) when it was written to the raw topic. A
     snapshot says how the record stood when listed, whatever its last change: a pass through months-old
     records is not the platform's events running months behind (and no deadline is judged while a pass
     holds the platform anyway)."""
-    headers = message.headers or ()
-    if any(name == messages.SNAPSHOT for name, _ in (headers.items() if isinstance(headers, dict) else headers)):
+    if any(name == messages.SNAPSHOT for name, _ in _headers(message.headers or ())):
         return [int(message.timestamp * 1000)] if message.timestamp else []
     return [e.occurred_at for e in events]
 
@@ -180,6 +201,8 @@ def register(concord: Concord, progress: Progress | None = None) -> None:
         events: list[CanonicalEvent] = []
         try:
             events = decoder(platform)(event.value, config)
+            if message.headers:
+                events = as_listed(message.headers, events)
         except Exception as exc:  # codecs raise only DecodeError; whatever else, never stop the stream
             failure = as_decode_error(exc, f"{platform.value} payload")
             reason, detail = failure.reason, failure.detail

@@ -76,9 +76,11 @@ class FaustSink:
     def __init__(self, concord: Concord) -> None:
         self._concord = concord
 
-    async def send(self, platform: str, records: Sequence[Any], pass_id: str) -> None:
+    async def send(self, platform: str, records: Sequence[Any], pass_id: str, dry_run: bool = False) -> None:
         topic = self._concord.topics[self._concord.names.raw[platform]]
         headers = [(messages.SNAPSHOT, pass_id.encode())]
+        if dry_run:
+            headers.append((messages.SNAPSHOT_DRY_RUN, b"1"))
         pending = [await topic.send(key=record.key, value=record.value, headers=headers) for record in records]
         await asyncio.gather(*pending)
 

@@ -2,7 +2,8 @@
 
     concord reconcile --all                       # every platform, every record
     concord reconcile --platform stripe --since 7d
-    concord reconcile --all --dry-run             # read and count, write nothing
+    concord reconcile --all --dry-run             # what it reveals is reported, never corrected
+    concord reconcile --all --count-only          # read and count, write nothing
 
 Each platform is listed through its own list API (connectors/snapshots.py), all platforms at once, each
 paced by the same shared token bucket as the commands to that platform (connectors/ratelimit.py), so
@@ -88,8 +89,10 @@ class KafkaSink:
                 for event in events]
         await asyncio.gather(*sent)
 
-    async def send(self, platform: str, records: Sequence[Any], pass_id: str) -> None:
+    async def send(self, platform: str, records: Sequence[Any], pass_id: str, dry_run: bool = False) -> None:
         headers = [(messages.SNAPSHOT, pass_id.encode())]
+        if dry_run:
+            headers.append((messages.SNAPSHOT_DRY_RUN, b"1"))
         topic = self._topics[platform]
         sent = [await self._producer.send(topic, record.value, key=record.key, headers=headers) for record in records]
         await asyncio.gather(*sent)
@@ -129,8 +132,10 @@ def summary(checkpoints: Sequence[Checkpoint], seconds: float) -> list[str]:
     lines = [f"reconcile: {sum(c.records for c in checkpoints):,} records read in {seconds:,.1f} s"]
     for c in checkpoints:
         parts = ", ".join(f"{part} {count:,}" for part, count in c.by_part.items()) or "nothing"
-        if c.dry_run:
-            what = "dry run: read, nothing written"
+        if c.count_only:
+            what = "counted only: nothing written"
+        elif c.dry_run and c.finished_at:
+            what = "dry run: what it reveals is reported, not corrected"
         elif c.complete:
             what = "complete listing" + (f", {c.gone:,} record(s) gone from the platform fed as deletions"
                                          if c.gone else "")
@@ -152,6 +157,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(2026-11-01, 2026-11-01T12:00:00Z) or a duration back from now (90m, 12h, 7d); "
                         "such a listing is never complete")
     parser.add_argument("--dry-run", action="store_true",
+                        help="feed the records as usual, but what this pass reveals is reported on the board and "
+                        "never corrected, until a pass without --dry-run sees it (a new installation's first pass)")
+    parser.add_argument("--count-only", action="store_true",
                         help="read every page and count the records, write nothing to Kafka or Redis")
     parser.add_argument("--restart", action="store_true",
                         help="start a new pass even where an unfinished one could be resumed")
@@ -205,7 +213,7 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
         return 1
     bootstrap = kafka_bootstrap(settings)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, request_timeout_ms=30_000)
-    if not args.dry_run:
+    if not args.count_only:
         try:
             await producer.start()
         except KafkaError as exc:
@@ -219,8 +227,8 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
         reader.http.pace = pacer(limiter, platform)
     checkpoints: list[Checkpoint] = []
     for platform in platforms:
-        checkpoint, resumed = begin(previous[platform], platform, since_ms, args.restart, args.dry_run,
-                                    int(now * 1000))
+        checkpoint, resumed = begin(previous[platform], platform, since_ms, args.restart, args.count_only,
+                                    int(now * 1000), dry_run=args.dry_run)
         if resumed:
             print(f"{platform}: resuming pass {checkpoint.pass_id} after {checkpoint.records:,} records "
                   f"({checkpoint.pages:,} pages)", file=out, flush=True)
@@ -230,14 +238,14 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
     started = time.monotonic()
     keeper: asyncio.Task[None] | None = None
     try:
-        if not args.dry_run:
+        if not args.count_only:
             await barrier.hold()
             keeper = asyncio.create_task(barrier.keep())
         listed: dict[str, dict[str, set[str]]] = {c.platform: {} for c in checkpoints}
         results = await asyncio.gather(*(run_pass(readers[c.platform], c, sink, store, progress.update,
                                                   listed=listed[c.platform]) for c in checkpoints),
                                        return_exceptions=True)
-        if not args.dry_run:
+        if not args.count_only:
             for checkpoint, result in zip(checkpoints, results, strict=True):
                 if not isinstance(result, BaseException):
                     known = await known_ids(client, settings.topic_prefix, checkpoint.platform)
@@ -257,7 +265,7 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
             await barrier.release()
         for reader in readers.values():
             await reader.close()
-        if not args.dry_run:
+        if not args.count_only:
             await producer.stop()
         await client.aclose()
     failed = [(c, r) for c, r in zip(checkpoints, results, strict=True) if isinstance(r, BaseException)]

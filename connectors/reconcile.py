@@ -66,7 +66,8 @@ class Checkpoint(Struct, kw_only=True):
     started_at: int = 0
     updated_at: int = 0
     finished_at: int = 0
-    dry_run: bool = False
+    count_only: bool = False  # listed and counted, nothing written (`concord reconcile --count-only`)
+    dry_run: bool = False  # what the pass reveals is reported, never corrected (`--dry-run`; docs/reconcile.md)
     error: str = ""  # why the pass stopped, if it did (it resumes from `cursor`)
     last_complete_at: int = 0  # when the platform's last complete pass ended (epoch ms; 0: none yet)
     gone: int = 0  # records Concord held that the complete listing did not return: fed as deletions
@@ -92,7 +93,7 @@ class Sink(Protocol):
     """Where a page's records go (the platform's raw topic), and Concord's own canonical events (the deletions
     of records gone: to the canonical topic, keyed by customer); each returns once Kafka acknowledged all."""
 
-    async def send(self, platform: str, records: Sequence[Any], pass_id: str) -> None: ...
+    async def send(self, platform: str, records: Sequence[Any], pass_id: str, dry_run: bool = False) -> None: ...
 
     async def send_events(self, events: Sequence[Any]) -> None: ...
 
@@ -194,8 +195,8 @@ async def run_pass(reader: Any, checkpoint: Checkpoint, sink: Sink, store: Store
         if listed is not None:
             for record in page.records:
                 listed.setdefault(record.kind, set()).add(record.record_id)
-        if not checkpoint.dry_run and page.records:
-            await sink.send(reader.platform, page.records, checkpoint.pass_id)
+        if not checkpoint.count_only and page.records:
+            await sink.send(reader.platform, page.records, checkpoint.pass_id, checkpoint.dry_run)
         cursor = page.next
         read_now += len(page.records)
         checkpoint.records += len(page.records)
@@ -205,23 +206,24 @@ async def run_pass(reader: Any, checkpoint: Checkpoint, sink: Sink, store: Store
         checkpoint.updated_at = int(clock() * 1000)
         if cursor is None:
             checkpoint.finished_at = checkpoint.updated_at
-        if not checkpoint.dry_run:
+        if not checkpoint.count_only:
             await store.save(checkpoint)
         on_page(checkpoint, page.part, read_now)
     return checkpoint
 
 
-def begin(previous: Checkpoint | None, platform: str, since_ms: int | None, restart: bool, dry_run: bool,
-          now_ms: int) -> tuple[Checkpoint, bool]:
+def begin(previous: Checkpoint | None, platform: str, since_ms: int | None, restart: bool, count_only: bool,
+          now_ms: int, dry_run: bool = False) -> tuple[Checkpoint, bool]:
     """The pass to run for `platform`: the unfinished one to resume (True), or a new one (False)."""
-    if (previous is not None and not restart and not dry_run and previous.finished_at == 0
-            and previous.since_ms == since_ms and previous.cursor is not None):
+    if (previous is not None and not restart and not count_only and previous.finished_at == 0
+            and previous.since_ms == since_ms and previous.cursor is not None and previous.dry_run == dry_run):
         previous.resumed = True
         return previous, True
     last_complete = 0 if previous is None else (previous.finished_at if previous.complete
                                                 else previous.last_complete_at)
     fresh = Checkpoint(pass_id=f"{platform}-{uuid.uuid4().hex[:12]}", platform=platform, since_ms=since_ms,
-                       cursor={"part": 0, "token": ""}, started_at=now_ms, updated_at=now_ms, dry_run=dry_run,
+                       cursor={"part": 0, "token": ""}, started_at=now_ms, updated_at=now_ms, count_only=count_only,
+                       dry_run=dry_run,
                        last_complete_at=last_complete)
     return fresh, False
 
@@ -297,17 +299,18 @@ GONE_MARGIN_NO_DATE_MS: Final = 60_000
 
 async def delete_gone(checkpoint: Checkpoint, listed: Mapping[str, set[str]],
                       known: Sequence[tuple[str, str, str]], sink: Sink, store: Store) -> int:
-    """After a complete listing in one run (no `--since`, not resumed, not a dry run): feed the deletion of each
+    """After a complete listing in one run (no `--since`, not resumed, not `--count-only`): feed the deletion of each
     record Concord holds (`known`: (id, kind, customer key), from the search index) that the platform no longer
     returned, dated `GONE_MARGIN_MS` before the platform answered the pass's first page (docs/reconcile.md,
     "Missed deletions"). How many records."""
-    if not checkpoint.finished_at or checkpoint.since_ms is not None or checkpoint.resumed or checkpoint.dry_run:
+    if not checkpoint.finished_at or checkpoint.since_ms is not None or checkpoint.resumed or checkpoint.count_only:
         return 0
     at = (checkpoint.listed_from - GONE_MARGIN_MS if checkpoint.listed_from
           else checkpoint.started_at - GONE_MARGIN_NO_DATE_MS)
     missing = gone(checkpoint.platform, listed, known)
     events = [event for kind, record_id, key in missing
-              for event in deletions(checkpoint.platform, kind, record_id, key, at, checkpoint.pass_id)]
+              for event in deletions(checkpoint.platform, kind, record_id, key, at, checkpoint.pass_id,
+                                     checkpoint.dry_run)]
     if events:
         await sink.send_events(events)
     checkpoint.gone = len(missing)

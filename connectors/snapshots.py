@@ -77,6 +77,7 @@ from concord.codecs.salesforce import record_fields
 from concord.connectors.base import ConnectorError, ErrorKind
 from concord.connectors.http import HttpClient, HttpResponse, segment
 from concord.core.settings import Settings
+from concord.drift.lifecycle import RECONCILE_DRY_RUN, RECONCILE_PASS
 
 #: Attempts of one page request before a transient failure (429, 5xx, no answer) is raised.
 RETRIES: Final = 6
@@ -565,8 +566,8 @@ def gone(platform: str, listed: Mapping[str, set[str]],
                    if kind in kinds and record_id not in listed.get(kind, set())})
 
 
-def deletions(platform: str, kind: str, record_id: str, customer_key: str, at_ms: int,
-              pass_id: str) -> list[CanonicalEvent]:
+def deletions(platform: str, kind: str, record_id: str, customer_key: str, at_ms: int, pass_id: str,
+              dry_run: bool = False) -> list[CanonicalEvent]:
     """The canonical deletion of a record a complete listing no longer returned, for the customer Concord holds
     it under, dated `at_ms` (a bit before the platform answered the listing's first page: a record changed
     after that, created while the listing ran say, is newer than the deletion, and the state keeps it).
@@ -574,12 +575,14 @@ def deletions(platform: str, kind: str, record_id: str, customer_key: str, at_ms
     Canonical events, not a platform payload: the platform said nothing about the record (it is simply not
     there), so there is no payload to decode, and one without the record would name no customer (a NetSuite
     deletion names its customer only in the record it carries). The fields a model requires are placeholders,
-    as the codecs give a deletion that comes without its record.
+    as the codecs give a deletion that comes without its record. Correlated with the pass, as its listed records
+    are (a dry-run pass's: what they reveal is not corrected).
     """
     source = Platform(platform)
     common: dict[str, Any] = {"event_id": f"gone:{pass_id}:{kind}:{record_id}", "source": source,
                               "entity": EntityRef(kind, record_id), "occurred_at": at_ms, "version": Version(at_ms),
-                              "customer_key": customer_key, "correlation_id": pass_id}
+                              "customer_key": customer_key,
+                              "correlation_id": f"{RECONCILE_DRY_RUN if dry_run else RECONCILE_PASS}{pass_id}"}
     if kind == "customer" or kind == "organization":
         events: list[CanonicalEvent] = [CustomerUpserted(**common, local_customer=f"{platform}:{record_id}",
                                                          system=source, customer_id=record_id, deleted=True)]

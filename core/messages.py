@@ -46,6 +46,8 @@ RECEIVED_AT: Final = "concord-received-at"
 REFETCHED_BY: Final = "concord-refetched-by"
 #: A record a reconciliation listed from a platform's list API (value: the pass id), on the raw topic.
 SNAPSHOT: Final = "concord-snapshot"
+#: On a snapshot of a pass run with `concord reconcile --dry-run` (value "1"): what it reveals is not corrected.
+SNAPSHOT_DRY_RUN: Final = "concord-snapshot-dry-run"
 
 
 # ---------------------------------------------------------------- findings

@@ -62,6 +62,11 @@ UNREAD_SECTIONS: Final[Mapping[str, Callable[[CustomerState], int]]] = {
 _UNREAD_PARTS: Final = frozenset(UNREAD_SECTIONS)
 #: The note of a finding reported because it waited too long for an input Concord could not read.
 CANNOT_JUDGE: Final = "cannot judge"
+#: The correlation id of the events a reconciliation pass listed (`<prefix><pass id>`, set by the ingest
+#: agent from the record's `concord-snapshot` header), and of a pass run with `--dry-run`: what such a pass
+#: reveals is reported and never corrected, until a pass that is not a dry run sees it (docs/reconcile.md).
+RECONCILE_PASS: Final = "reconcile:"
+RECONCILE_DRY_RUN: Final = "reconcile-dry-run:"
 #: The note of a finding whose correction waits for a person's approval (a rule in `approve` mode).
 AWAITING: Final = "awaiting approval"
 
@@ -210,6 +215,9 @@ def evaluate(
         return _retired(state, now, correlation_id)
     plan = _plan(rules, config)
     read_past = _reader(plan, watermarks)
+    if correlation_id.startswith(RECONCILE_PASS) and any(
+            i.dry_run and i.correlation_id.startswith(RECONCILE_DRY_RUN) for i in state.drift.values()):
+        sections = None  # a pass that is not a dry run sees what one revealed, changed or not: every rule runs
     to_run = plan.reading(sections)
     if not to_run and not (state.next_due and now >= state.next_due):
         return Verdict(state)  # nothing changed that a rule reads, nothing due: the common case
@@ -219,14 +227,18 @@ def evaluate(
     waiting = _waiting(plan, state) if state.support.unread or state.crm.unread else _NOT_WAITING
     ran: set[str] = set()
     actions: dict[str, Any] = {}  # fingerprint -> action, of every finding the rules that ran found now
+    undried: set[str] = set()  # findings in dry run until now, no longer (a reconciliation that is not one saw them)
     for rule, rule_config, ctx in to_run:
         if rule.id not in waiting:  # a finding not found now may be one the unread entitlement hides
             ran.add(rule.id)
         for finding in rule.check(state, now, ctx):
             fp = finding.fingerprint
             actions[fp] = finding.action
-            items[fp] = _observe(items.get(fp), finding, fp, rule_config.grace_seconds * 1000,
-                                 rule_config.severity, rule_config.dry_run, now, correlation_id)
+            known = items.get(fp)
+            items[fp] = _observe(known, finding, fp, rule_config.grace_seconds * 1000, rule_config.severity,
+                                 _dry_run(rule_config.dry_run, known, correlation_id), now, correlation_id)
+            if known is not None and known.dry_run and not items[fp].dry_run:
+                undried.add(fp)
     if not items:
         # No finding before, none now (a healthy customer, the common case): no lifecycle to advance.
         return Verdict(_replace(state, drift=items, next_due=0) if state.next_due else state)
@@ -244,6 +256,8 @@ def evaluate(
                 items[fp] = resolved
         elif fp in (retry, approve):
             items[fp] = _retry(item, actions.get(fp), run, approved=fp == approve)
+        elif fp in undried and item.status == OPEN and item.action != "review" and not snoozed:
+            items[fp] = run.command(item, actions[fp], OPEN)  # reported while in dry run: corrected now
         elif not snoozed:
             items[fp] = _advance(item, actions.get(fp), config, now, run, read_past)
     items = _bound_resolved(items, config.resolved_kept)
@@ -284,6 +298,17 @@ def _same(items: dict[str, DriftItem], before: dict[str, DriftItem]) -> bool:
     """Same findings, by identity first (unchanged items are the very same objects)."""
     return len(items) == len(before) and all(before.get(fp) is item or before.get(fp) == item
                                              for fp, item in items.items())
+
+
+def _dry_run(rule_dry_run: bool, item: DriftItem | None, correlation_id: str) -> bool:
+    """Whether a finding is in dry run now: its rule is, or a dry-run reconciliation pass revealed it and no pass
+    that is not a dry run has seen it since (a live event or a deadline tick leaves it as it was)."""
+    if rule_dry_run or correlation_id.startswith(RECONCILE_DRY_RUN):
+        return True
+    if correlation_id.startswith(RECONCILE_PASS):
+        return False
+    return (item is not None and item.dry_run and item.status != RESOLVED
+            and item.correlation_id.startswith(RECONCILE_DRY_RUN))
 
 
 def _observe(item: DriftItem | None, finding: Finding, fp: str, grace_ms: int, severity: str, dry_run: bool,

@@ -7,7 +7,9 @@ every record to the raw topics. Once the command has returned (the workers appli
 platforms are released), Concord reports exactly the injected drift: every at-rest injection, and no
 finding the world does not justify. The pass is checkpointed complete in Redis, and its holds are gone.
 
-A second run finds nothing new to do: the same records, the same findings. Then records are deleted at the
+The first run is a dry run (`--dry-run`, a new installation's first pass): its findings are reported, in dry
+run. A second run, not a dry run, finds nothing new: the same records, the same findings, no longer in dry
+run (they would be corrected now; this worker has no commands role). Then records are deleted at the
 platforms with no event (a lost deletion): the third run's complete listings no longer return them, and it
 feeds their deletion; Concord's state holds them deleted.
 """
@@ -92,9 +94,10 @@ async def test_a_reconciliation_finds_the_drift_at_rest_and_nothing_else(
     client = aioredis.from_url(configured.redis_url)
     try:
         await worker.wait_ready()
-        code, out = await reconcile(configured, "--all")
+        # A new installation's first pass: in dry run (what it reveals is reported, not corrected).
+        code, out = await reconcile(configured, "--all", "--dry-run")
         assert code == 0, out
-        assert out.count("complete listing") == 4, out
+        assert out.count("dry run: what it reveals is reported") == 4, out
         assert "waiting for the workers to apply" in out
 
         # The pass's records are applied (the command waited for that); the judgments follow within the
@@ -113,6 +116,7 @@ async def test_a_reconciliation_finds_the_drift_at_rest_and_nothing_else(
         unjustified = {fp: (f["rule"], f["customer_key"], f.get("summary")) for fp, f in found.items()
                        if fp not in expected}
         assert not unjustified, f"findings the world does not justify: {unjustified}"
+        assert all(f["dry_run"] for f in found.values()), found
 
         assert " is behind" not in worker.log_path.read_text()  # snapshots of old records are not a late platform
         prefix = configured.topic_prefix
@@ -121,11 +125,14 @@ async def test_a_reconciliation_finds_the_drift_at_rest_and_nothing_else(
             checkpoint = json.loads(await client.get(f"{prefix}:reconcile:{platform}"))
             assert checkpoint["finished_at"] > 0 and checkpoint["cursor"] is None and checkpoint["records"] > 0
 
-        # Again: a new pass, the same records (nothing newer), the same findings.
+        # Again, not in dry run: the same records (nothing newer), the same findings, no longer in dry run.
         code, out = await reconcile(configured, "--all")
         assert code == 0, out
+        assert out.count("complete listing") == 4, out
         await asyncio.sleep(3)
-        assert set(await reported(worker)) == set(found)
+        again = await reported(worker)
+        assert set(again) == set(found)
+        assert not any(f["dry_run"] for f in again.values()), again
         assert "gone from the platform" not in out
 
         # Records deleted at the platforms with no event (lost): the next complete listing feeds their deletion.

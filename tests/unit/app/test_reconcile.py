@@ -47,9 +47,11 @@ class MemorySink:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, str]] = []
         self.events: list[Any] = []
+        self.dry = False
 
-    async def send(self, platform: str, records: Sequence[Any], pass_id: str) -> None:
+    async def send(self, platform: str, records: Sequence[Any], pass_id: str, dry_run: bool = False) -> None:
         self.sent.extend((platform, r.key, pass_id) for r in records)
+        self.dry = self.dry or dry_run
 
     async def send_events(self, events: Sequence[Any]) -> None:
         self.events.extend(events)
@@ -105,18 +107,19 @@ def test_a_pass_is_resumed_only_when_unfinished_with_the_same_since_and_not_rest
     assert rp.begin(unfinished, "stripe", None, False, False, 0) == (unfinished, True)
     assert rp.begin(unfinished, "stripe", None, True, False, 0)[1] is False  # --restart
     assert rp.begin(unfinished, "stripe", 5, False, False, 0)[1] is False  # another --since
-    assert rp.begin(unfinished, "stripe", None, False, True, 0)[1] is False  # a dry run never resumes
+    assert rp.begin(unfinished, "stripe", None, False, True, 0)[1] is False  # counting only never resumes
+    assert rp.begin(unfinished, "stripe", None, False, False, 0, dry_run=True)[1] is False  # nor another kind
     finished = rp.Checkpoint(pass_id="stripe-1", platform="stripe", cursor=None, finished_at=9)
     fresh, resumed = rp.begin(finished, "stripe", None, False, False, 7)
     assert not resumed and fresh.pass_id != "stripe-1" and fresh.started_at == 7
 
 
-async def test_a_dry_run_reads_every_page_and_writes_nothing() -> None:
+async def test_counting_only_reads_every_page_and_writes_nothing() -> None:
     sink, store = MemorySink(), MemoryStore()
     checkpoint, _ = rp.begin(None, "stripe", None, False, True, 1_000)
     done = await rp.run_pass(ListReader(per_part=5, size=2), checkpoint, sink, store, _progress().update)
     assert done.records == 10 and sink.sent == [] and store.saves == 0
-    assert "dry run" in "\n".join(rc.summary([done], 1.0))
+    assert "counted only" in "\n".join(rc.summary([done], 1.0))
 
 
 def test_since_takes_a_date_a_date_time_or_a_duration_back() -> None:
@@ -153,7 +156,8 @@ def test_the_progress_line_names_the_part_the_count_and_the_rate() -> None:
 async def test_without_a_platform_or_all_it_says_what_to_pass() -> None:
     from concord.core.settings import Settings
 
-    args = argparse.Namespace(all=False, platform=[], since="", dry_run=False, restart=False, progress=5.0)
+    args = argparse.Namespace(all=False, platform=[], since="", dry_run=False, count_only=False, restart=False,
+                              progress=5.0)
     assert await rc.reconcile(Settings(), args, io.StringIO()) == 2
     args.platform, args.since = ["stripe"], "soon"
     assert await rc.reconcile(Settings(), args, io.StringIO()) == 2
@@ -268,10 +272,10 @@ def test_make_demo_and_concord_demo_pass_the_reconciliation_interval_to_the_work
 
 async def test_only_a_complete_listing_in_one_run_feeds_the_deletions_of_what_it_did_not_return() -> None:
     known = [("customers:0", "customer", "001A"), ("customers:99", "customer", "001B")]  # 99: gone from the platform
-    for kind_of_run in ("complete", "since", "resumed", "dry"):
+    for kind_of_run in ("complete", "since", "resumed", "counted"):
         sink, store = MemorySink(), MemoryStore()
-        checkpoint, _ = rp.begin(None, "stripe", 5 if kind_of_run == "since" else None, False, kind_of_run == "dry",
-                                 1_000_000)
+        checkpoint, _ = rp.begin(None, "stripe", 5 if kind_of_run == "since" else None, False,
+                                 kind_of_run == "counted", 1_000_000)
         checkpoint.resumed = kind_of_run == "resumed"
         listed: dict[str, set[str]] = {}
         reader = ListReader(per_part=3, size=2)
@@ -283,3 +287,11 @@ async def test_only_a_complete_listing_in_one_run_feeds_the_deletions_of_what_it
         assert [(e.customer_id, e.customer_key, e.deleted) for e in sink.events] == (
             [("customers:99", "001B", True)] if kind_of_run == "complete" else [])
     assert checkpoint.gone == 0
+
+
+async def test_a_dry_run_pass_writes_its_records_marked_as_such() -> None:
+    sink, store = MemorySink(), MemoryStore()
+    checkpoint, _ = rp.begin(None, "stripe", None, False, False, 1_000, dry_run=True)
+    await rp.run_pass(ListReader(per_part=2, size=2), checkpoint, sink, store)
+    assert len(sink.sent) == 4 and sink.dry and store.saved["stripe"].dry_run
+    assert "dry run: what it reveals is reported" in "\n".join(rc.summary([checkpoint], 1.0))

@@ -606,3 +606,27 @@ def test_an_approval_of_a_finding_gone_meanwhile_sends_nothing() -> None:
     switch.on = False
     gone = lifecycle.approve(v.state, fp, MIN, rules, config)
     assert statuses(gone) == [("open", "resolved")] and gone.commands == ()
+
+
+def test_what_a_dry_run_reconciliation_reveals_is_reported_and_corrected_only_once_a_pass_that_is_not_sees_it() -> None:
+    switch, rules, config = setup(grace_min=0)
+    dry = f"{lifecycle.RECONCILE_DRY_RUN}zendesk-1"
+    v = lifecycle.evaluate(empty("001"), 0, rules, config, correlation_id=dry)
+    assert statuses(v) == [("pending", "open")] and v.commands == ()  # reported, not corrected
+    (item,) = v.state.drift.values()
+    assert item.dry_run and item.correlation_id == dry
+    # A live event or a deadline tick later: still not corrected.
+    v = lifecycle.evaluate(v.state, MIN, rules, config, correlation_id="evt_live")
+    v = lifecycle.evaluate(v.state, 2 * MIN, rules, config)
+    assert v.commands == () and next(iter(v.state.drift.values())).dry_run
+    # A pass that is not a dry run sees it: corrected from then on, as any finding.
+    # (Its record unchanged, no section the rule reads changed: every rule runs all the same.)
+    v = lifecycle.evaluate(v.state, 3 * MIN, rules, config, sections=set(),
+                           correlation_id=f"{lifecycle.RECONCILE_PASS}zendesk-2")
+    assert [c.action for c in v.commands] == ["support.suspend_entitlement"]
+    (item,) = v.state.drift.values()
+    assert not item.dry_run and item.status == "commanded"
+    # Found by a live event in the first place, a later dry-run pass does not stop its corrections for good.
+    switch2, rules2, _ = setup(grace_min=0)
+    v = lifecycle.evaluate(empty("002"), 0, rules2, config, correlation_id="evt_1")
+    assert v.commands and not next(iter(v.state.drift.values())).dry_run
