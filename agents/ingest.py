@@ -29,11 +29,11 @@ from concord.agents.envelopes import (
     forwarded_batches,
     identity_route,
 )
-from concord.agents.watermarks import gap_overflow_key
 from concord.codecs.config import codec_config
 from concord.codecs.errors import DecodeError, as_decode_error
 from concord.codecs.model import CanonicalEvent, Platform, ResyncRequired
 from concord.codecs.registry import CODEC_VERSION, decoder
+from concord.connectors.reconcile import gap_overflow_key
 from concord.connectors.rereads import reread_commands
 from concord.core import messages, metrics
 from concord.core.messages import command_key, now_ms
@@ -47,9 +47,9 @@ log = logging.getLogger("concord.ingest")
 
 E_GAP_OVERFLOW: Final = (
     "%s %s on %s: changes were lost and no record is named, so none is re-read: any %s may be stale from %s on, "
-    "until a reconciliation. It is not automatic yet: re-read the records changed since then by hand, then clear "
-    "the mark (redis-cli HDEL %s %s). /api/health shows it (gap_overflow_since), concord_gap_overflow_total counts "
-    "these; said once per worker and object"
+    "until a reconciliation: the next complete one of the platform (its schedule, or `concord reconcile --platform` "
+    "by hand) re-reads them and clears the mark (redis-cli HDEL %s %s). /api/health shows it (gap_overflow_since), "
+    "concord_gap_overflow_total counts these; said once per worker and object"
 )
 
 

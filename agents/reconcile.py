@@ -32,6 +32,7 @@ from concord.connectors.reconcile import (
     Drain,
     RedisStore,
     begin,
+    clear_gap_overflow,
     delete_gone,
     due,
     pacer,
@@ -183,6 +184,10 @@ async def _run(concord: Concord, platforms: list[str], previous: dict[str, Check
         log.info("reconciliation of %s: %d records listed in %.0f s, %s", ", ".join(platforms),
                  sum(c.records for c in passes), time.monotonic() - started,
                  "applied" if applied else "not applied in time: released anyway")
+        for checkpoint in passes if applied else ():
+            if await clear_gap_overflow(client, settings.topic_prefix, checkpoint):
+                log.info("%s: the mark of changes lost without a record named is cleared: the listing re-read every "
+                         "record", checkpoint.platform)
     except Exception:  # never let the schedule's task die silently
         log.exception("reconciliation of %s failed", ", ".join(platforms))
     finally:

@@ -12,8 +12,8 @@ behind (and one when it caught up), and `/api/health`.
 Gap signals naming no record (Salesforce `GAP_OVERFLOW`: changes lost, none named) go the same way:
 the ingest agent notes the first one's source time per platform (`Progress.gap_overflow`), the timer
 publishes it to `<prefix>:gap-overflow` (platform -> epoch ms; the first one published stays), and every
-worker's `/api/health` shows it as the platform's `gap_overflow_since` until a person deletes the field
-after a reconciliation (reconciling is not automatic yet).
+worker's `/api/health` shows it as the platform's `gap_overflow_since` until a complete reconciliation of
+the platform listed after it clears it (connectors/reconcile.py `clear_gap_overflow`), or a person does.
 
 A reconciliation in progress holds the platforms it lists (`<prefix>:reconcile:holds`, platform -> until
 when, epoch ms; written and released by app/reconcile.py): while held, a platform counts as read up to
@@ -35,7 +35,7 @@ import msgspec
 
 from concord.agents.faust_internals.recovery import committed_offset, recovery_finished
 from concord.connectors.executor import REDIS_ERRORS
-from concord.connectors.reconcile import reconcile_holds_key
+from concord.connectors.reconcile import gap_overflow_key, reconcile_holds_key
 from concord.core import metrics
 from concord.core.messages import now_ms
 from concord.core.topics import PLATFORMS
@@ -58,11 +58,6 @@ PUBLISH_SECONDS: Final = 1.0
 IDENTITY: Final = "identity"
 _encode_mark = msgspec.json.Encoder().encode
 _decode_mark = msgspec.json.Decoder(PartitionMark).decode
-
-
-def gap_overflow_key(prefix: str) -> str:
-    """The Redis hash of the platforms whose gap signals named no record: platform -> since (epoch ms)."""
-    return f"{prefix}:gap-overflow"
 
 
 class Progress:

@@ -180,6 +180,7 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
         Drain,
         RedisStore,
         begin,
+        clear_gap_overflow,
         delete_gone,
         pacer,
         run_pass,
@@ -259,6 +260,11 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
                 print(f"reconcile: the workers did not apply the pass's records within {DRAIN_TIMEOUT_S:.0f} s; "
                       "releasing the platforms anyway (are the workers running? `concord worker`)",
                       file=sys.stderr, flush=True)
+            else:
+                for checkpoint in checkpoints:
+                    if await clear_gap_overflow(client, settings.topic_prefix, checkpoint):
+                        print(f"reconcile: {checkpoint.platform}: the mark of changes lost without a record named "
+                              "(gap_overflow_since) is cleared: the listing re-read every record", file=out, flush=True)
     finally:
         if keeper is not None:
             keeper.cancel()

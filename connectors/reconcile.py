@@ -41,6 +41,23 @@ def reconcile_holds_key(prefix: str) -> str:
     return f"{prefix}:reconcile:holds"
 
 
+def gap_overflow_key(prefix: str) -> str:
+    """The Redis hash of the platforms whose gap signals named no record: platform -> since (epoch ms)."""
+    return f"{prefix}:gap-overflow"
+
+
+async def clear_gap_overflow(client: Any, prefix: str, checkpoint: Checkpoint) -> bool:
+    """After a complete listing: clear the platform's gap-overflow mark (changes lost, no record named: any record
+    may be stale from then on) when the listing began after it; whether it did."""
+    if not checkpoint.complete or checkpoint.resumed or checkpoint.count_only:
+        return False
+    since = await client.hget(gap_overflow_key(prefix), checkpoint.platform)
+    if since is None or int(since) >= (checkpoint.listed_from or checkpoint.started_at):
+        return False
+    await client.hdel(gap_overflow_key(prefix), checkpoint.platform)
+    return True
+
+
 def checkpoint_key(prefix: str, platform: str) -> str:
     """Where a platform's last pass is checkpointed (a `Checkpoint` as JSON)."""
     return f"{prefix}:reconcile:{platform}"

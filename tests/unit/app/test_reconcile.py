@@ -295,3 +295,25 @@ async def test_a_dry_run_pass_writes_its_records_marked_as_such() -> None:
     await rp.run_pass(ListReader(per_part=2, size=2), checkpoint, sink, store)
     assert len(sink.sent) == 4 and sink.dry and store.saved["stripe"].dry_run
     assert "dry run: what it reveals is reported" in "\n".join(rc.summary([checkpoint], 1.0))
+
+
+async def test_a_complete_listing_begun_after_a_gap_overflow_clears_its_mark_and_no_other_does() -> None:
+    class Hash:
+        def __init__(self) -> None:
+            self.fields: dict[str, bytes] = {"salesforce": b"5000"}
+
+        async def hget(self, key: str, field: str) -> bytes | None:
+            assert key == "acme:gap-overflow"
+            return self.fields.get(field)
+
+        async def hdel(self, key: str, field: str) -> None:
+            self.fields.pop(field, None)
+
+    client = Hash()
+    before = rp.Checkpoint(pass_id="p", platform="salesforce", finished_at=9_000, listed_from=4_000)
+    assert not await rp.clear_gap_overflow(client, "acme", before)  # listed from before the changes were lost
+    partial = rp.Checkpoint(pass_id="p", platform="salesforce", finished_at=9_000, listed_from=6_000, since_ms=1)
+    assert not await rp.clear_gap_overflow(client, "acme", partial)  # not a complete listing
+    after = rp.Checkpoint(pass_id="p", platform="salesforce", finished_at=9_000, listed_from=6_000)
+    assert await rp.clear_gap_overflow(client, "acme", after) and client.fields == {}
+    assert not await rp.clear_gap_overflow(client, "acme", after)  # nothing left to clear
