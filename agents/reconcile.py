@@ -156,7 +156,7 @@ async def _run(concord: Concord, platforms: list[str], previous: dict[str, Check
         await barrier.hold()
         keeper = asyncio.create_task(barrier.keep())
 
-        def counted(checkpoint: Checkpoint, part: str, read_now: int) -> None:
+        def counted(checkpoint: Checkpoint, part: str, read_now: int, remaining: int | None) -> None:
             metrics.reconcile_running.labels(checkpoint.platform).set(0 if checkpoint.finished_at else 1)
 
         listed: dict[str, dict[str, set[str]]] = {c.platform: {} for c in passes}

@@ -109,14 +109,20 @@ class Progress:
         self._drawn = False
         self._last_print = clock()
 
-    def line(self, checkpoint: Checkpoint, part: str, read_now: int) -> str:
+    def line(self, checkpoint: Checkpoint, part: str, read_now: int, remaining: int | None = None) -> str:
+        """Part, records read, rate, elapsed time, and the part's ETA when the platform counts its list."""
         elapsed = self._clock() - self._started[checkpoint.platform]
-        rate = f"{read_now / elapsed:,.0f}/s" if elapsed >= 1.0 else "-"
+        per_s = read_now / elapsed if elapsed >= 1.0 else 0.0
+        rate = f"{per_s:,.0f}/s" if per_s else "-"
         state = "complete" if checkpoint.finished_at else f"[{part}]"
-        return f"{checkpoint.platform:<11} {state:<16} {checkpoint.records:>10,} records  {rate:>10}  {elapsed:>6.0f} s"
+        eta = ""
+        if remaining is not None and not checkpoint.finished_at:
+            eta = f"  {part} ETA {remaining / per_s:,.0f} s ({remaining:,} left)" if per_s else f"  {remaining:,} left"
+        return (f"{checkpoint.platform:<11} {state:<16} {checkpoint.records:>10,} records  {rate:>10}  "
+                f"{elapsed:>6.0f} s{eta}")
 
-    def update(self, checkpoint: Checkpoint, part: str, read_now: int) -> None:
-        self._lines[checkpoint.platform] = self.line(checkpoint, part, read_now)
+    def update(self, checkpoint: Checkpoint, part: str, read_now: int, remaining: int | None = None) -> None:
+        self._lines[checkpoint.platform] = self.line(checkpoint, part, read_now, remaining)
         if self._tty:
             if self._drawn:
                 self._out.write(f"\x1b[{len(self._platforms)}F")
@@ -163,6 +169,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="read every page and count the records, write nothing to Kafka or Redis")
     parser.add_argument("--restart", action="store_true",
                         help="start a new pass even where an unfinished one could be resumed")
+    parser.add_argument("--settle", type=float, default=5.0,
+                        help="seconds to wait, once the pass is applied and released, for the judgments it let "
+                        "through, before counting the findings reported and resolved meanwhile; 0: no count "
+                        "(default: %(default)s)")
     parser.add_argument("--progress", type=float, default=5.0,
                         help="seconds between progress lines when the output is not a terminal "
                         "(default: %(default)s)")
@@ -172,6 +182,7 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
+    from concord.connectors.drift_changes import ChangeLog
     from concord.connectors.ledger import redis_client
     from concord.connectors.ratelimit import RedisRateLimiter, limits_from_settings
     from concord.connectors.reconcile import (
@@ -236,6 +247,14 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
         checkpoints.append(checkpoint)
     progress = Progress(platforms, out, args.progress, time.monotonic)
     barrier = Barrier(client, settings.topic_prefix, platforms)
+    changes = ChangeLog(client, settings.topic_prefix)
+    mark: str | None = None
+    if not args.count_only and args.settle > 0:
+        try:
+            mark = await changes.last_id()
+        except Exception:  # noqa: BLE001 (the summary's findings are a nicety: the pass goes on without them)
+            mark = None
+    findings: dict[str, int] | None = None
     started = time.monotonic()
     keeper: asyncio.Task[None] | None = None
     try:
@@ -265,6 +284,13 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
                     if await clear_gap_overflow(client, settings.topic_prefix, checkpoint):
                         print(f"reconcile: {checkpoint.platform}: the mark of changes lost without a record named "
                               "(gap_overflow_since) is cleared: the listing re-read every record", file=out, flush=True)
+            if keeper is not None:
+                keeper.cancel()
+                keeper = None
+                await barrier.release()
+            if mark is not None:
+                await asyncio.sleep(args.settle)  # the judgments the release let through
+                findings = await changes.count_since(mark)
     finally:
         if keeper is not None:
             keeper.cancel()
@@ -277,6 +303,10 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
     failed = [(c, r) for c, r in zip(checkpoints, results, strict=True) if isinstance(r, BaseException)]
     for line in summary(checkpoints, time.monotonic() - started):
         print(line, file=out, flush=True)
+    if findings is not None:
+        print(f"reconcile: while it ran and {args.settle:g} s after: {findings.get('new', 0):,} finding(s) reported, "
+              f"{findings.get('resolved', 0):,} resolved, {findings.get('status', 0):,} changed status (by any event, "
+              "live ones too: the board and /api/v1/drift show them)", file=out, flush=True)
     for checkpoint, error in failed:
         print(f"reconcile: {checkpoint.platform} stopped: {error}; run again to resume from the last page written",
               file=sys.stderr, flush=True)

@@ -103,6 +103,15 @@ class ChangeLog:
         """Up to `count` changes after `after`, oldest first (no waiting)."""
         return _decoded(await self._redis.xrange(self.key, f"({after}", "+", count=count))
 
+    async def count_since(self, after: str, page: int = 1_000) -> dict[str, int]:
+        """How many changes of each kind came after `after` (a reconciliation's summary)."""
+        counts: dict[str, int] = {}
+        while changes := await self.since(after, page):
+            for _, change in changes:
+                counts[change.kind] = counts.get(change.kind, 0) + 1
+            after = changes[-1][0]
+        return counts
+
     async def wait(self, after: str, block_ms: int, count: int) -> list[tuple[str, FindingChange]]:
         """The changes after `after`, waiting up to `block_ms` for one (empty when none came)."""
         found = await self._redis.xread({self.key: after}, count=count, block=block_ms)

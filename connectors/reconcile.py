@@ -63,10 +63,10 @@ def checkpoint_key(prefix: str, platform: str) -> str:
     return f"{prefix}:reconcile:{platform}"
 
 
-OnPage = Callable[["Checkpoint", str, int], None]
+OnPage = Callable[["Checkpoint", str, int, "int | None"], None]
 
 
-def _ignore(checkpoint: Checkpoint, part: str, read_now: int) -> None:
+def _ignore(checkpoint: Checkpoint, part: str, read_now: int, remaining: int | None) -> None:
     pass
 
 
@@ -200,7 +200,8 @@ class Drain:
 async def run_pass(reader: Any, checkpoint: Checkpoint, sink: Sink, store: Store, on_page: OnPage = _ignore,
                    clock: Callable[[], float] = time.time, listed: dict[str, set[str]] | None = None) -> Checkpoint:
     """List `reader`'s platform from `checkpoint`'s cursor to the end, page by page (see the module);
-    `on_page(checkpoint, part, records read by this run)` after each page is checkpointed; `listed` (kind ->
+    `on_page(checkpoint, part, records read by this run, records left in the part if known)` after each page is
+    checkpointed; `listed` (kind ->
     ids) gathers the ids the listing returned."""
     cursor: Cursor | None = (msgspec.convert(checkpoint.cursor, Cursor) if checkpoint.cursor is not None
                              else None)
@@ -225,7 +226,7 @@ async def run_pass(reader: Any, checkpoint: Checkpoint, sink: Sink, store: Store
             checkpoint.finished_at = checkpoint.updated_at
         if not checkpoint.count_only:
             await store.save(checkpoint)
-        on_page(checkpoint, page.part, read_now)
+        on_page(checkpoint, page.part, read_now, getattr(reader, "remaining", None))
     return checkpoint
 
 

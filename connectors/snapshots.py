@@ -122,6 +122,9 @@ class Reader(Protocol):
     parts: tuple[str, ...]
     #: When the platform answered the last list request (its `Date` header, its own clock; epoch ms).
     answered_ms: int
+    #: Records of the current part after the last page, when the platform says (Salesforce's `totalSize`,
+    #: NetSuite's `totalResults`; None for Stripe and Zendesk, whose lists do not count): for an ETA.
+    remaining: int | None
 
     async def page(self, cursor: Cursor, since_ms: int | None) -> Page: ...
 
@@ -210,6 +213,7 @@ class StripeReader:
                                error_reader=_stripe_error)
         self._sleep, self._clock, self._size = sleep, clock, page_size
         self.answered_ms = 0
+        self.remaining: int | None = None
 
     async def page(self, cursor: Cursor, since_ms: int | None) -> Page:
         part = self.parts[cursor.part]
@@ -252,6 +256,7 @@ class _SalesforceQuery(Struct, frozen=True):
     done: bool
     records: list[Raw]
     nextRecordsUrl: str | None = None  # noqa: N815 (the API's name)
+    totalSize: int | None = None  # noqa: N815 (the API's name)
 
 
 class _SalesforceId(Struct, frozen=True):
@@ -282,7 +287,9 @@ class SalesforceReader:
                                         "Sforce-Query-Options": f"batchSize={batch_size}"},
                                error_reader=_salesforce_error)
         self._sleep = sleep
+        self._seen = 0  # records of the current query read so far (by this reader)
         self.answered_ms = 0
+        self.remaining: int | None = None
 
     async def page(self, cursor: Cursor, since_ms: int | None) -> Page:
         part = self.parts[cursor.part]
@@ -303,6 +310,8 @@ class SalesforceReader:
                        for rid, raw in zip(ids, answer.records, strict=True)]
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise _bad_answer(self.platform, f"GET {path.split('?')[0]}", exc) from None
+        self._seen = (0 if not cursor.token else self._seen) + len(records)
+        self.remaining = None if answer.totalSize is None else max(answer.totalSize - self._seen, 0)
         if not answer.done and answer.nextRecordsUrl:
             return Page(part=part, records=records, next=Cursor(part=cursor.part, token=answer.nextRecordsUrl))
         return Page(part=part, records=records, next=_next_part(cursor, len(self.parts)))
@@ -351,6 +360,7 @@ class ZendeskReader:
                                error_reader=_zendesk_error)
         self._sleep = sleep
         self.answered_ms = 0
+        self.remaining: int | None = None
         self._per_page = {"per_page": str(page_size)} if page_size else {}  # the API's default (1000) when None
 
     async def page(self, cursor: Cursor, since_ms: int | None) -> Page:
@@ -410,6 +420,7 @@ def _zendesk_error(body: bytes) -> str:
 class _SuiteqlPage(Struct, frozen=True):
     items: list[dict[str, Any]]
     hasMore: bool  # noqa: N815 (the API's name)
+    totalResults: int | None = None  # noqa: N815 (the API's name)
 
 
 _SUITEQL_PATH: Final = "/services/rest/query/v1/suiteql"
@@ -481,6 +492,7 @@ class NetSuiteReader:
                                error_reader=_netsuite_error)
         self._sleep, self._size = sleep, page_size
         self.answered_ms = 0
+        self.remaining: int | None = None
         self._currencies: dict[str, str] | None = None
         self.account = netsuite_account(settings.netsuite_url)
 
@@ -526,6 +538,7 @@ class NetSuiteReader:
                 raise _bad_answer(self.platform, f"GET {_RECORD_PATH}/{part}/<id>", exc) from None
 
         ids = [str(row["id"]) for row in listing.items if "id" in row]
+        self.remaining = None if listing.totalResults is None else max(listing.totalResults - len(listing.items), 0)
         found = await asyncio.gather(*(read(record_id) for record_id in ids))
         records = [record for record in found if record is not None]
         if listing.hasMore and ids:

@@ -98,6 +98,8 @@ async def test_a_reconciliation_finds_the_drift_at_rest_and_nothing_else(
         code, out = await reconcile(configured, "--all", "--dry-run")
         assert code == 0, out
         assert out.count("dry run: what it reveals is reported") == 4, out
+        reported_line = next(line for line in out.splitlines() if "finding(s) reported" in line)
+        assert int(reported_line.split("after: ")[1].split(" finding")[0].replace(",", "")) >= len(expected), out
         assert "waiting for the workers to apply" in out
 
         # The pass's records are applied (the command waited for that); the judgments follow within the

@@ -151,13 +151,15 @@ def test_the_progress_line_names_the_part_the_count_and_the_rate() -> None:
     now[0] = 10.0
     progress.update(checkpoint, "invoices", 500)
     assert "[invoices]" in out.getvalue() and "500 records" in out.getvalue() and "50/s" in out.getvalue()
+    progress.update(checkpoint, "invoices", 500, remaining=1_000)  # the platform counts its list: an ETA
+    assert "invoices ETA 20 s (1,000 left)" in out.getvalue()
 
 
 async def test_without_a_platform_or_all_it_says_what_to_pass() -> None:
     from concord.core.settings import Settings
 
     args = argparse.Namespace(all=False, platform=[], since="", dry_run=False, count_only=False, restart=False,
-                              progress=5.0)
+                              progress=5.0, settle=0.0)
     assert await rc.reconcile(Settings(), args, io.StringIO()) == 2
     args.platform, args.since = ["stripe"], "soon"
     assert await rc.reconcile(Settings(), args, io.StringIO()) == 2

@@ -114,7 +114,9 @@ async def test_stripe_lists_every_object_of_every_kind_once_and_the_codec_reads_
 
 
 async def test_salesforce_queries_every_account_and_opportunity_through_next_records_urls(sandbox: Sandbox) -> None:
-    got = await listed(SalesforceReader(sandbox.settings(), sleep=_no_wait, batch_size=200))
+    reader = SalesforceReader(sandbox.settings(), sleep=_no_wait, batch_size=200)
+    got = await listed(reader)
+    assert reader.remaining == 0  # it counted down to the end of the last part (for the ETA)
     for part in ("Account", "Opportunity"):
         world_ids = {r["Id"] for r in sandbox.world.all("salesforce", part)}
         keys = [record.key for record in got.get(part, [])]
@@ -137,7 +139,9 @@ async def test_zendesk_exports_organizations_with_their_entitlement_and_every_ti
 
 async def test_netsuite_lists_ids_by_suiteql_and_reads_each_record_whole_in_the_scripts_envelope(
         sandbox: Sandbox) -> None:
-    got = await listed(NetSuiteReader(sandbox.settings(), sleep=_no_wait, page_size=8))
+    reader = NetSuiteReader(sandbox.settings(), sleep=_no_wait, page_size=8)
+    got = await listed(reader)
+    assert reader.remaining == 0
     for part, world_type in (("customer", "customer"), ("invoice", "invoice"), ("customerpayment", "customerPayment"),
                              ("creditmemo", "creditMemo"), ("salesorder", "salesOrder")):
         world_ids = {str(r["id"]) for r in sandbox.world.all("netsuite", world_type)}
