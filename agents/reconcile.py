@@ -167,7 +167,8 @@ async def _run(concord: Concord, platforms: list[str], previous: dict[str, Check
             metrics.reconcile_records.labels(checkpoint.platform).inc(checkpoint.records)
             if not isinstance(result, BaseException):
                 known = await known_ids(client, settings.topic_prefix, checkpoint.platform)
-                if await delete_gone(checkpoint, listed[checkpoint.platform], known, sink, store):
+                if await delete_gone(checkpoint, listed[checkpoint.platform], known, sink, store,
+                                  readers[checkpoint.platform]):
                     log.info("%s: %d record(s) Concord held are gone from the platform: fed as deletions",
                              checkpoint.platform, checkpoint.gone)
             if isinstance(result, BaseException):

@@ -269,7 +269,8 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
             for checkpoint, result in zip(checkpoints, results, strict=True):
                 if not isinstance(result, BaseException):
                     known = await known_ids(client, settings.topic_prefix, checkpoint.platform)
-                    await delete_gone(checkpoint, listed[checkpoint.platform], known, sink, store)
+                    await delete_gone(checkpoint, listed[checkpoint.platform], known, sink, store,
+                                  readers[checkpoint.platform])
             await producer.flush()
             print("reconcile: listings ended; waiting for the workers to apply their records (the platforms stay "
                   "held until then)", file=out, flush=True)

@@ -25,7 +25,7 @@ from typing import Any, Final, Protocol
 import msgspec
 from msgspec import Struct
 
-from concord.connectors.snapshots import Cursor, deletions, gone
+from concord.connectors.snapshots import Cursor, confirmed_gone, deletions, gone
 
 #: How long a hold lasts past its last refresh (a run that died stops holding after this), and how often
 #: a running pass refreshes it.
@@ -316,7 +316,7 @@ GONE_MARGIN_NO_DATE_MS: Final = 60_000
 
 
 async def delete_gone(checkpoint: Checkpoint, listed: Mapping[str, set[str]],
-                      known: Sequence[tuple[str, str, str]], sink: Sink, store: Store) -> int:
+                      known: Sequence[tuple[str, str, str]], sink: Sink, store: Store, reader: Any) -> int:
     """After a complete listing in one run (no `--since`, not resumed, not `--count-only`): feed the deletion of each
     record Concord holds (`known`: (id, kind, customer key), from the search index) that the platform no longer
     returned, dated `GONE_MARGIN_MS` before the platform answered the pass's first page (docs/reconcile.md,
@@ -325,7 +325,7 @@ async def delete_gone(checkpoint: Checkpoint, listed: Mapping[str, set[str]],
         return 0
     at = (checkpoint.listed_from - GONE_MARGIN_MS if checkpoint.listed_from
           else checkpoint.started_at - GONE_MARGIN_NO_DATE_MS)
-    missing = gone(checkpoint.platform, listed, known)
+    missing = await confirmed_gone(reader, gone(checkpoint.platform, listed, known))
     events = [event for kind, record_id, key in missing
               for event in deletions(checkpoint.platform, kind, record_id, key, at, checkpoint.pass_id,
                                      checkpoint.dry_run)]

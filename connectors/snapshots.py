@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Protocol
@@ -127,6 +127,8 @@ class Reader(Protocol):
     remaining: int | None
 
     async def page(self, cursor: Cursor, since_ms: int | None) -> Page: ...
+
+    async def exists(self, kind: str, record_id: str) -> bool: ...
 
     async def close(self) -> None: ...
 
@@ -237,6 +239,12 @@ class StripeReader:
             return Page(part=part, records=records, next=Cursor(part=cursor.part, token=wrapped[-1][0]))
         return Page(part=part, records=records, next=_next_part(cursor, len(self.parts)))
 
+    async def exists(self, kind: str, record_id: str) -> bool:
+        """Whether the platform still has the record (a listing's "gone" confirmed one by one: `confirmed_gone`)."""
+        response = await fetch(lambda: self.http.request("GET", f"/v1/customers/{segment(record_id)}",
+                                                         allow=_GONE), self._sleep)
+        return response.status != 404 and not response.json().get("deleted", False)
+
     async def close(self) -> None:
         await self.http.close()
 
@@ -316,6 +324,13 @@ class SalesforceReader:
             return Page(part=part, records=records, next=Cursor(part=cursor.part, token=answer.nextRecordsUrl))
         return Page(part=part, records=records, next=_next_part(cursor, len(self.parts)))
 
+    async def exists(self, kind: str, record_id: str) -> bool:
+        object_type = "Account" if kind == "account" else "Opportunity"
+        path = f"/services/data/{self.version}/sobjects/{object_type}/{segment(record_id)}"
+        response = await fetch(lambda: self.http.request("GET", path, params={"fields": "Id"}, allow=_GONE),
+                               self._sleep)
+        return response.status != 404
+
     async def close(self) -> None:
         await self.http.close()
 
@@ -392,6 +407,13 @@ class ZendeskReader:
         if tickets.end_of_stream or not tickets.after_cursor:
             return Page(part=part, records=records, next=_next_part(cursor, len(self.parts)))
         return Page(part=part, records=records, next=Cursor(part=cursor.part, token=tickets.after_cursor))
+
+    async def exists(self, kind: str, record_id: str) -> bool:
+        path = f"/api/v2/{'organizations' if kind == 'organization' else 'tickets'}/{segment(record_id)}.json"
+        response = await fetch(lambda: self.http.request("GET", path, allow=_GONE), self._sleep)
+        if response.status == 404:
+            return False
+        return kind == "organization" or response.json().get("ticket", {}).get("status") != "deleted"
 
     async def close(self) -> None:
         await self.http.close()
@@ -545,6 +567,11 @@ class NetSuiteReader:
             return Page(part=part, records=records, next=Cursor(part=cursor.part, token=ids[-1]))
         return Page(part=part, records=records, next=_next_part(cursor, len(self.parts)))
 
+    async def exists(self, kind: str, record_id: str) -> bool:
+        path = f"{_RECORD_PATH}/{_NETSUITE_TYPE_OF[kind]}/{segment(record_id)}"
+        response = await fetch(lambda: self.http.request("GET", path, allow=_GONE), self._sleep)
+        return response.status != 404
+
     async def close(self) -> None:
         await self.http.close()
 
@@ -560,6 +587,17 @@ def _netsuite_error(body: bytes) -> str:
 
 
 # ---------------------------------------------------------------- records gone
+
+
+_GONE: Final = frozenset({404})
+_NETSUITE_TYPE_OF: Final = {kind: record_type for record_type, kind in _NETSUITE_KINDS.items()}
+
+
+async def confirmed_gone(reader: Reader, missing: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """Of `missing` (kind, id, customer key: what a complete listing did not return), those the platform confirms
+    gone, one request each. A record made after its place in the listing was read is not returned either,
+    and is there: it must not be deleted (its version would protect it in the state, but not the count)."""
+    return [m for m in missing if not await reader.exists(m[0], m[1])]
 
 
 #: What a complete listing can tell is gone, per platform: the kinds the platform deletes (a Stripe

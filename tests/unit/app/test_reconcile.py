@@ -24,6 +24,7 @@ class ListReader:
 
     def __init__(self, per_part: int, size: int, fail_at: int | None = None) -> None:
         self.per_part, self.size, self.fail_at, self.calls = per_part, size, fail_at, 0
+        self.still_there: set[str] = set()  # ids not listed, yet there when asked (made after their place was read)
 
     async def page(self, cursor: Cursor, since_ms: int | None) -> Page:
         self.calls += 1
@@ -38,6 +39,9 @@ class ListReader:
             return Page(part=part, records=records, next=Cursor(part=cursor.part, token=str(end)))
         following = Cursor(part=cursor.part + 1) if cursor.part + 1 < len(self.parts) else None
         return Page(part=part, records=records, next=following)
+
+    async def exists(self, kind: str, record_id: str) -> bool:
+        return record_id in self.still_there
 
     async def close(self) -> None:
         pass
@@ -273,7 +277,9 @@ def test_make_demo_and_concord_demo_pass_the_reconciliation_interval_to_the_work
 
 
 async def test_only_a_complete_listing_in_one_run_feeds_the_deletions_of_what_it_did_not_return() -> None:
-    known = [("customers:0", "customer", "001A"), ("customers:99", "customer", "001B")]  # 99: gone from the platform
+    # 99: gone from the platform; 50: not listed either, but there when asked (made while the listing ran).
+    known = [("customers:0", "customer", "001A"), ("customers:99", "customer", "001B"),
+             ("customers:50", "customer", "001C")]
     for kind_of_run in ("complete", "since", "resumed", "counted"):
         sink, store = MemorySink(), MemoryStore()
         checkpoint, _ = rp.begin(None, "stripe", 5 if kind_of_run == "since" else None, False,
@@ -282,9 +288,10 @@ async def test_only_a_complete_listing_in_one_run_feeds_the_deletions_of_what_it
         listed: dict[str, set[str]] = {}
         reader = ListReader(per_part=3, size=2)
         reader.parts = ("customer", "invoice")  # the search index's kinds, as the real readers give them
+        reader.still_there = {"customers:50"}
         await rp.run_pass(reader, checkpoint, sink, store, listed=listed)
         assert listed["customer"] >= {"customer:0", "customer:1", "customer:2"}
-        deleted = await rp.delete_gone(checkpoint, {"customer": {"customers:0"}}, known, sink, store)
+        deleted = await rp.delete_gone(checkpoint, {"customer": {"customers:0"}}, known, sink, store, reader)
         assert deleted == (1 if kind_of_run == "complete" else 0), kind_of_run
         assert [(e.customer_id, e.customer_key, e.deleted) for e in sink.events] == (
             [("customers:99", "001B", True)] if kind_of_run == "complete" else [])

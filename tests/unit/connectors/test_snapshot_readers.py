@@ -243,3 +243,27 @@ async def test_a_pass_killed_mid_listing_resumes_from_its_checkpointed_cursor(sa
     ids = [(r.kind, r.record_id) for r in killed.records + rest.records]
     assert len(ids) == len(set(ids))  # nothing twice
     assert sorted(ids) == sorted((r.kind, r.record_id) for r in everything.records)  # nothing missed
+
+
+async def test_each_reader_tells_a_record_still_there_from_one_gone(sandbox: Sandbox) -> None:
+    # What a complete listing did not return is confirmed gone one by one before it is deleted.
+    world = sandbox.world
+    cases = [
+        (StripeReader(sandbox.settings(), sleep=_no_wait), "customer",
+         next(iter(world.all("stripe", "customer")))["id"]),
+        (SalesforceReader(sandbox.settings(), sleep=_no_wait), "opportunity",
+         next(iter(world.all("salesforce", "Opportunity")))["Id"]),
+        (ZendeskReader(sandbox.settings(), sleep=_no_wait), "ticket",
+         str(next(iter(world.all("zendesk", "ticket")))["id"])),
+        (NetSuiteReader(sandbox.settings(), sleep=_no_wait), "invoice",
+         str(next(iter(world.all("netsuite", "invoice")))["id"])),
+    ]
+    try:
+        for reader, kind, record_id in cases:
+            assert await reader.exists(kind, record_id), (reader.platform, kind)
+            assert not await reader.exists(kind, "999999999" if reader.platform in ("zendesk", "netsuite")
+                                           else ("cus_nope" if kind == "customer" else "006Hp0000099999IAA")), (
+                reader.platform, kind)
+    finally:
+        for reader, _, _ in cases:
+            await reader.close()
