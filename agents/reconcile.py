@@ -35,6 +35,7 @@ from concord.connectors.reconcile import (
     clear_gap_overflow,
     delete_gone,
     due,
+    next_since,
     pacer,
     run_pass,
     schedule,
@@ -145,8 +146,10 @@ async def _run(concord: Concord, platforms: list[str], previous: dict[str, Check
         reader.http.pace = pacer(limiter, platform)
     passes = []
     for platform in platforms:
-        checkpoint, resumed = begin(previous[platform], platform, None, False, False, now_ms())
-        log.info("%s: reconciliation %s %s", platform, "resumed" if resumed else "started", checkpoint.pass_id)
+        since = next_since(platform, previous[platform], settings.reconcile_full_every)
+        checkpoint, resumed = begin(previous[platform], platform, since, False, False, now_ms())
+        log.info("%s: reconciliation %s %s (%s)", platform, "resumed" if resumed else "started", checkpoint.pass_id,
+                 "a full listing" if since is None else "what changed since the previous pass began")
         passes.append(checkpoint)
     sink = FaustSink(concord)
     started = time.monotonic()

@@ -86,7 +86,8 @@ class Checkpoint(Struct, kw_only=True):
     count_only: bool = False  # listed and counted, nothing written (`concord reconcile --count-only`)
     dry_run: bool = False  # what the pass reveals is reported, never corrected (`--dry-run`; docs/reconcile.md)
     error: str = ""  # why the pass stopped, if it did (it resumes from `cursor`)
-    last_complete_at: int = 0  # when the platform's last complete pass ended (epoch ms; 0: none yet)
+    last_complete_at: int = 0  # when the platform's last pass before this one finished (epoch ms; 0: none yet)
+    incremental: int = 0  # scheduled passes since the last full listing, this one included (0: a full listing)
     gone: int = 0  # records Concord held that the complete listing did not return: fed as deletions
     resumed: bool = False  # resumed after its run stopped: its run did not see every id, so it deletes nothing
     # When the platform answered the pass's first page (its own clock, epoch ms; 0: not yet): a record the
@@ -237,13 +238,42 @@ def begin(previous: Checkpoint | None, platform: str, since_ms: int | None, rest
             and previous.since_ms == since_ms and previous.cursor is not None and previous.dry_run == dry_run):
         previous.resumed = True
         return previous, True
-    last_complete = 0 if previous is None else (previous.finished_at if previous.complete
-                                                else previous.last_complete_at)
+    last_complete = 0 if previous is None else _last_finished(previous)
+    incremental = 0 if since_ms is None or previous is None else previous.incremental + 1
     fresh = Checkpoint(pass_id=f"{platform}-{uuid.uuid4().hex[:12]}", platform=platform, since_ms=since_ms,
                        cursor={"part": 0, "token": ""}, started_at=now_ms, updated_at=now_ms, count_only=count_only,
-                       dry_run=dry_run,
-                       last_complete_at=last_complete)
+                       dry_run=dry_run, last_complete_at=last_complete, incremental=incremental)
     return fresh, False
+
+
+def _last_finished(checkpoint: Checkpoint) -> int:
+    """When the platform was last reconciled: this pass if it finished (a listing of what changed since a time
+    included: it read every change), else the one before it."""
+    return checkpoint.finished_at if checkpoint.finished_at and not checkpoint.count_only \
+        else checkpoint.last_complete_at
+
+
+#: Platforms whose list API lists what changed since a time (Salesforce's SystemModstamp, Zendesk's incremental
+#: exports, NetSuite's lastmodifieddate): their scheduled passes may list only that. Stripe filters by creation.
+INCREMENTAL: Final = frozenset({"salesforce", "zendesk", "netsuite"})
+#: An incremental pass lists what changed since the previous pass's first page less this: changes made around
+#: then, and Zendesk's export, which leaves its last minute out, are listed again rather than missed.
+INCREMENTAL_OVERLAP_MS: Final = 10 * 60_000
+
+
+def next_since(platform: str, previous: Checkpoint | None, full_every: int) -> int | None:
+    """Since when a scheduled pass of `platform` lists (None: everything). An unfinished pass resumes as it was;
+    otherwise every `full_every`-th pass is a full listing (what tells deletions and clears a gap-overflow mark),
+    the others list what changed since the previous pass began."""
+    if previous is None:
+        return None
+    if previous.finished_at == 0 and previous.cursor is not None:
+        return previous.since_ms
+    if platform not in INCREMENTAL or full_every <= 1 or not previous.listed_from or previous.count_only:
+        return None
+    if previous.incremental + 1 >= full_every:
+        return None
+    return previous.listed_from - INCREMENTAL_OVERLAP_MS
 
 
 def listing(checkpoint: Checkpoint | None, now_ms: int) -> bool:
@@ -278,9 +308,7 @@ class Schedule(Struct, frozen=True, kw_only=True):
 def schedule(platform: str, checkpoint: Checkpoint | None, every_seconds: float, now_ms: int,
              since_ms: int) -> Schedule:
     """`platform`'s schedule at `now_ms` (`since_ms`: when the schedule began, for a platform never reconciled)."""
-    last_complete = 0
-    if checkpoint is not None:
-        last_complete = checkpoint.finished_at if checkpoint.complete else checkpoint.last_complete_at
+    last_complete = 0 if checkpoint is None else _last_finished(checkpoint)
     next_due = 0
     if every_seconds > 0:
         started = checkpoint.started_at if checkpoint is not None else since_ms

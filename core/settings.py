@@ -426,6 +426,12 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         float, Meta(ge=0, le=30 * 86400, description="How often NetSuite's customers and transactions are listed "
                     "(SuiteQL) and fed through the live path; 0: never (the default).")
     ] = 0.0
+    reconcile_full_every: Annotated[
+        int, Meta(ge=1, le=1000, description="Every this many scheduled reconciliations of Salesforce, Zendesk and "
+                  "NetSuite one is a full listing; the others list only what changed since the previous one began "
+                  "(less 10 minutes). A full listing is what finds records deleted without an event. 1: always "
+                  "full. Stripe, whose lists filter by creation only, is always listed whole.")
+    ] = 4
     command_ledger_ttl_seconds: Annotated[
         int, Meta(ge=60, le=90 * 86400, description="How long the Redis ledger remembers a command id "
                   "(its outcome and attempts). `concord replay` skips dead letters older than this (the ledger "

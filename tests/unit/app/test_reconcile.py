@@ -326,3 +326,28 @@ async def test_a_complete_listing_begun_after_a_gap_overflow_clears_its_mark_and
     after = rp.Checkpoint(pass_id="p", platform="salesforce", finished_at=9_000, listed_from=6_000)
     assert await rp.clear_gap_overflow(client, "acme", after) and client.fields == {}
     assert not await rp.clear_gap_overflow(client, "acme", after)  # nothing left to clear
+
+
+def test_scheduled_passes_list_what_changed_since_the_previous_began_and_every_nth_is_full() -> None:
+    def finished(platform: str, since: int | None, incremental: int, listed_from: int) -> rp.Checkpoint:
+        return rp.Checkpoint(pass_id="p", platform=platform, since_ms=since, incremental=incremental,
+                             listed_from=listed_from, started_at=listed_from, finished_at=listed_from + 5_000)
+
+    overlap = rp.INCREMENTAL_OVERLAP_MS
+    assert rp.next_since("salesforce", None, 4) is None  # never reconciled: a full listing
+    full = finished("salesforce", None, 0, 1_000_000)
+    assert rp.next_since("salesforce", full, 4) == 1_000_000 - overlap
+    assert rp.next_since("stripe", finished("stripe", None, 0, 1_000_000), 4) is None  # Stripe: always whole
+    assert rp.next_since("salesforce", full, 1) is None  # always full
+    # The passes after a full one count up; the fourth is full again.
+    second, _ = rp.begin(full, "salesforce", rp.next_since("salesforce", full, 4), False, False, 2_000_000)
+    assert second.incremental == 1 and second.last_complete_at == full.finished_at
+    third = finished("salesforce", 1, 2, 3_000_000)
+    assert rp.next_since("salesforce", third, 4) == 3_000_000 - overlap
+    fourth = finished("salesforce", 1, 3, 4_000_000)
+    assert rp.next_since("salesforce", fourth, 4) is None
+    # An unfinished pass resumes as it was listing.
+    stopped = rp.Checkpoint(pass_id="p", platform="zendesk", since_ms=777, cursor={"part": 1, "token": "t"})
+    assert rp.next_since("zendesk", stopped, 4) == 777
+    # An incremental pass that finished is a reconciliation: it keeps the platform from being overdue.
+    assert rp.schedule("salesforce", third, 3600, 3_005_000 + 7_000_000, since_ms=0).last_complete_at == 3_005_000
