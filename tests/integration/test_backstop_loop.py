@@ -3,8 +3,8 @@
 The sandbox starts with history customers (`--history`: their records were there before anyone listened,
 some with drift injected at rest, no event ever sent about them) and plays its traffic with a share of its
 platform events lost (`--lose-rate`: the platforms changed, their events never came). A worker with every
-role reconciles every platform every 60 s (`CONCORD_<PLATFORM>_RECONCILE_EVERY_SECONDS`). The loop ends
-with:
+role reconciles every platform every 60 s (`CONCORD_<PLATFORM>_RECONCILE_EVERY_SECONDS`; after the first,
+Salesforce's, Zendesk's and NetSuite's passes list what changed since the previous one). The loop ends with:
 
 * every injected drift found, at rest and live, whether its event came or was lost: corrected, converged,
   escalated, reported (review rules) or dead-lettered with a reason, as in the closed loop;
@@ -195,7 +195,11 @@ async def test_drift_at_rest_and_drift_lost_events_hide_are_found_by_the_schedul
         assert not differences, "\n".join(differences[:40])
         print(f"{len(injected)} injections ({len(at_rest)} at rest), {len(lost)} events lost: all settled; "
               f"state equal to the world")
-        print(json.dumps(await worker.get_json("/api/v1/reconcile"))[:2000])
+        status = await worker.get_json("/api/v1/reconcile")
+        assert isinstance(status, dict)
+        # Between full listings, Salesforce, Zendesk and NetSuite were listed for what changed since the last pass.
+        assert all(p["last"]["incremental"] >= 1 for p in status["platforms"] if p["platform"] != "stripe"), status
+        print(json.dumps(status)[:2000])
     finally:
         sandbox.stop()
         worker.stop()
