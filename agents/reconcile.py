@@ -37,6 +37,7 @@ from concord.connectors.reconcile import (
     due,
     next_since,
     pacer,
+    reconcile_changes_key,
     run_pass,
     schedule,
 )
@@ -188,7 +189,15 @@ async def _run(concord: Concord, platforms: list[str], previous: dict[str, Check
         log.info("reconciliation of %s: %d records listed in %.0f s, %s", ", ".join(platforms),
                  sum(c.records for c in passes), time.monotonic() - started,
                  "applied" if applied else "not applied in time: released anyway")
+        if applied:
+            await asyncio.sleep(1.5)  # the state agents say what changed once a second
         for checkpoint in passes if applied else ():
+            found = await client.hget(reconcile_changes_key(settings.topic_prefix),  # type: ignore[misc]
+                                      checkpoint.pass_id)
+            checkpoint.changes = int(found or 0)
+            await store.save(checkpoint)
+            log.info("%s: reconciliation %s applied: %d of its %d records changed what Concord held",
+                     checkpoint.platform, checkpoint.pass_id, checkpoint.changes, checkpoint.records)
             if await clear_gap_overflow(client, settings.topic_prefix, checkpoint):
                 log.info("%s: the mark of changes lost without a record named is cleared: the listing re-read every "
                          "record", checkpoint.platform)

@@ -36,7 +36,7 @@ import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import faust
 
@@ -48,6 +48,8 @@ from concord.codecs.errors import as_decode_error
 from concord.codecs.model import AccountMerged, CanonicalEvent
 from concord.codecs.model import encode as encode_event
 from concord.connectors import timeline
+from concord.connectors.executor import REDIS_ERRORS
+from concord.connectors.reconcile import reconcile_changes_key
 from concord.connectors.rereads import reread_unread
 from concord.connectors.search_index import card_of, terms_changed
 from concord.core import messages, metrics
@@ -63,6 +65,9 @@ from concord.tables.identity import merge_routing
 if TYPE_CHECKING:
     from concord.agents.context import Concord
     from concord.connectors.notify import Notifier
+
+#: The correlation ids of a reconciliation's records (`reconcile:<pass id>`, `reconcile-dry-run:<pass id>`).
+_LISTED: Final = (lifecycle.RECONCILE_PASS, lifecycle.RECONCILE_DRY_RUN)
 
 log = logging.getLogger("concord.state")
 
@@ -269,6 +274,9 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
         counts[0] = counts[1] = 0
     processed = metrics.events_processed.labels("state")
     changelog = ChangelogWriter(app, customers)
+    # Per reconciliation pass: its records that changed what a customer's state holds (not only its versions),
+    # not yet said to Redis (`publish_listed_changes`).
+    listed_changes: Counter[str] = Counter()
 
     def load_state(key: str) -> st.CustomerState:
         """The decoded state, from the cache of recently used customers or from the table."""
@@ -296,11 +304,14 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
             correlation = event.correlation_id or event.event_id
             if (state.merged_into is not None or isinstance(event, AccountMerged)) and await route_away(state, event):
                 continue
+            prior = state
             state, changed = st.apply(state, event, limits)
             if changed:
                 applied_events.append(event)
                 sections |= sections_of(event)
                 counts[0] += 1
+                if event.correlation_id.startswith(_LISTED) and st.records_differ(prior, state):
+                    listed_changes[event.correlation_id.split(":", 1)[1]] += 1
             else:
                 counts[1] += 1
         dirty = bool(applied_events)
@@ -522,6 +533,21 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
         deadlines.rebuild_needed = False
         log.info("rebuilt deadline index (%d due), drift and search indexes from %d customers", len(deadlines),
                  count)
+
+    @app.timer(interval=1.0)
+    async def publish_listed_changes() -> None:
+        """What each reconciliation pass changed, for its summary (`<prefix>:reconcile:changes`) and the metric."""
+        if not listed_changes:
+            return
+        pending = dict(listed_changes)
+        listed_changes.clear()
+        try:
+            for pass_id, count in pending.items():
+                await concord.redis.hincrby(reconcile_changes_key(settings.topic_prefix),  # type: ignore[misc]
+                                            pass_id, count)
+                metrics.reconcile_changes.labels(pass_id.split("-", 1)[0]).inc(count)
+        except REDIS_ERRORS:
+            listed_changes.update(pending)  # said next time
 
     @app.timer(interval=settings.deadline_scan_seconds)
     async def scan_deadlines() -> None:

@@ -149,7 +149,8 @@ def summary(checkpoints: Sequence[Checkpoint], seconds: float) -> list[str]:
             what = "listed since the given time (not a complete listing)"
         else:
             what = "interrupted: run again to resume"
-        lines.append(f"  {c.platform:<11} {c.records:>10,} records in {c.pages:,} pages ({parts}); {what}; "
+        changed = "" if c.changes is None else f"; {c.changes:,} of them changed Concord's state"
+        lines.append(f"  {c.platform:<11} {c.records:>10,} records in {c.pages:,} pages ({parts}); {what}{changed}; "
                      f"pass {c.pass_id}")
     return lines
 
@@ -194,6 +195,7 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
         clear_gap_overflow,
         delete_gone,
         pacer,
+        reconcile_changes_key,
         run_pass,
     )
     from concord.connectors.search_index import known_ids
@@ -281,7 +283,11 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
                       "releasing the platforms anyway (are the workers running? `concord worker`)",
                       file=sys.stderr, flush=True)
             else:
+                await asyncio.sleep(1.5)  # the state agents say what changed once a second
                 for checkpoint in checkpoints:
+                    found = await client.hget(reconcile_changes_key(settings.topic_prefix),  # type: ignore[misc]
+                                              checkpoint.pass_id)
+                    checkpoint.changes = int(found or 0)
                     if await clear_gap_overflow(client, settings.topic_prefix, checkpoint):
                         print(f"reconcile: {checkpoint.platform}: the mark of changes lost without a record named "
                               "(gap_overflow_since) is cleared: the listing re-read every record", file=out, flush=True)

@@ -41,6 +41,12 @@ def reconcile_holds_key(prefix: str) -> str:
     return f"{prefix}:reconcile:holds"
 
 
+def reconcile_changes_key(prefix: str) -> str:
+    """The Redis hash of what each pass changed: pass id -> its records that changed what a customer's state
+    holds, versions aside (the state agents write it, a pass's summary reads it)."""
+    return f"{prefix}:reconcile:changes"
+
+
 def gap_overflow_key(prefix: str) -> str:
     """The Redis hash of the platforms whose gap signals named no record: platform -> since (epoch ms)."""
     return f"{prefix}:gap-overflow"
@@ -89,6 +95,7 @@ class Checkpoint(Struct, kw_only=True):
     last_complete_at: int = 0  # when the platform's last pass before this one finished (epoch ms; 0: none yet)
     incremental: int = 0  # scheduled passes since the last full listing, this one included (0: a full listing)
     gone: int = 0  # records Concord held that the complete listing did not return: fed as deletions
+    changes: int | None = None  # its records that changed a customer's state, once applied (None: not known)
     resumed: bool = False  # resumed after its run stopped: its run did not see every id, so it deletes nothing
     # When the platform answered the pass's first page (its own clock, epoch ms; 0: not yet): a record the
     # listing missed because it was made after its place was read is newer than this.

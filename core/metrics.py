@@ -217,6 +217,11 @@ reconcile_records = Counter(
     "concord_reconcile_records_total", "Records a reconciliation listed and fed to the platform's raw topic",
     ["platform"], registry=REGISTRY,
 )
+reconcile_changes = Counter(
+    "concord_reconcile_changes_total",
+    "Records of reconciliations that changed what a customer's state held (versions aside): what the live path "
+    "had missed", ["platform"], registry=REGISTRY,
+)
 reconcile_passes = Counter(
     "concord_reconcile_passes_total", "Reconciliation passes that ended, by outcome (complete or failed)",
     ["platform", "outcome"], registry=REGISTRY,

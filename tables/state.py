@@ -812,6 +812,31 @@ def is_duplicate(state: CustomerState, event: CanonicalEvent, h: int) -> bool:
     return _slot(state.recent, (event.version.ts, h)) is None
 
 
+def _bare(value: Any) -> Any:
+    """`value` without what only orders changes (every stamp, every `since_lag`), deep: its content."""
+    if isinstance(value, Stamp):
+        return ZERO
+    if isinstance(value, Struct):
+        fields = value.__struct_fields__
+        bare = {name: _bare(getattr(value, name)) for name in fields}
+        if "since_lag" in bare:
+            bare["since_lag"] = 0
+        return _replace(value, **bare)
+    if isinstance(value, dict):
+        return {k: _bare(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_bare(v) for v in value)
+    return value
+
+
+def records_differ(before: CustomerState, after: CustomerState) -> bool:
+    """Whether the four systems' records of `after` hold other values than `before`'s, versions aside: a
+    reconciliation's snapshot that only restamps what the state held changed nothing a person would call a
+    change (every Stripe snapshot does: it is versioned by when it was listed). For snapshots, not the hot path."""
+    return any(_bare(getattr(before, name)) != _bare(getattr(after, name))
+               for name in ("crm", "billing", "support", "erp"))
+
+
 def apply(state: CustomerState, event: CanonicalEvent, limits: Limits = DEFAULT_LIMITS) -> tuple[CustomerState, bool]:
     """The state after `event`, and whether the event changed any record.
 

@@ -98,6 +98,7 @@ async def test_a_reconciliation_finds_the_drift_at_rest_and_nothing_else(
         code, out = await reconcile(configured, "--all", "--dry-run")
         assert code == 0, out
         assert out.count("dry run: what it reveals is reported") == 4, out
+        assert "0 of them changed" not in out, out  # the first pass brought every record: all changes
         reported_line = next(line for line in out.splitlines() if "finding(s) reported" in line)
         assert int(reported_line.split("after: ")[1].split(" finding")[0].replace(",", "")) >= len(expected), out
         assert "waiting for the workers to apply" in out
@@ -131,6 +132,7 @@ async def test_a_reconciliation_finds_the_drift_at_rest_and_nothing_else(
         code, out = await reconcile(configured, "--all")
         assert code == 0, out
         assert out.count("complete listing") == 4, out
+        assert out.count("0 of them changed Concord's state") == 4, out  # listed again: only restamped
         await asyncio.sleep(3)
         again = await reported(worker)
         assert set(again) == set(found)

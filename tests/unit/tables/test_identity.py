@@ -298,3 +298,15 @@ def test_a_carried_record_never_replaces_a_newer_one_the_winner_holds() -> None:
                      empty("001WIN"))
     after = sb.fold(merge_routing(loser, merge).readdressed, winner)
     assert after.billing.subscriptions["sub_1"].status == "canceled"
+
+
+
+def test_a_snapshot_that_only_restamps_a_record_changes_nothing_a_person_would_call_a_change() -> None:
+    from concord.tables.state import records_differ
+
+    held = sb.fold([sb.subscription(100, "active"), sb.customer(100, sb.STRIPE, name="Acme")])
+    restamped = sb.fold([sb.subscription(300, "active", event_id="snapshot:sub_1:300"),
+                         sb.customer(300, sb.STRIPE, name="Acme", event_id="snapshot:cus_1:300")], held)
+    assert restamped != held and not records_differ(held, restamped)
+    changed = sb.fold([sb.subscription(400, "canceled")], restamped)
+    assert records_differ(restamped, changed)
