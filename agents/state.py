@@ -66,6 +66,8 @@ if TYPE_CHECKING:
     from concord.agents.context import Concord
     from concord.connectors.notify import Notifier
 
+#: How long the counts of what reconciliation passes changed are kept after the last one was written.
+CHANGES_KEPT_S: Final = 7 * 86400
 #: The correlation ids of a reconciliation's records (`reconcile:<pass id>`, `reconcile-dry-run:<pass id>`).
 _LISTED: Final = (lifecycle.RECONCILE_PASS, lifecycle.RECONCILE_DRY_RUN)
 
@@ -541,11 +543,12 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
             return
         pending = dict(listed_changes)
         listed_changes.clear()
+        key = reconcile_changes_key(settings.topic_prefix)
         try:
             for pass_id, count in pending.items():
-                await concord.redis.hincrby(reconcile_changes_key(settings.topic_prefix),  # type: ignore[misc]
-                                            pass_id, count)
+                await concord.redis.hincrby(key, pass_id, count)  # type: ignore[misc]
                 metrics.reconcile_changes.labels(pass_id.split("-", 1)[0]).inc(count)
+            await concord.redis.expire(key, CHANGES_KEPT_S)  # a week after the last pass that changed something
         except REDIS_ERRORS:
             listed_changes.update(pending)  # said next time
 
