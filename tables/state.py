@@ -812,29 +812,39 @@ def is_duplicate(state: CustomerState, event: CanonicalEvent, h: int) -> bool:
     return _slot(state.recent, (event.version.ts, h)) is None
 
 
-def _bare(value: Any) -> Any:
-    """`value` without what only orders changes (every stamp, every `since_lag`), deep: its content."""
+def _stamps_mapped(value: Any, stamp: Callable[[Stamp], Stamp], lag: bool) -> Any:
+    """`value` with every stamp mapped by `stamp`, deep (and every `since_lag` zeroed unless `lag`)."""
     if isinstance(value, Stamp):
-        return ZERO
+        return stamp(value)
     if isinstance(value, Struct):
-        fields = value.__struct_fields__
-        bare = {name: _bare(getattr(value, name)) for name in fields}
-        if "since_lag" in bare:
-            bare["since_lag"] = 0
-        return _replace(value, **bare)
+        changed = {name: _stamps_mapped(getattr(value, name), stamp, lag) for name in value.__struct_fields__}
+        if not lag and "since_lag" in changed:
+            changed["since_lag"] = 0
+        return _replace(value, **changed)
     if isinstance(value, dict):
-        return {k: _bare(v) for k, v in value.items()}
+        return {k: _stamps_mapped(v, stamp, lag) for k, v in value.items()}
     if isinstance(value, tuple):
-        return tuple(_bare(v) for v in value)
+        return tuple(_stamps_mapped(v, stamp, lag) for v in value)
     return value
+
+
+def untied(value: Any) -> Any:
+    """`value` with every stamp's tie-break (the hash of the event that made a change) zeroed, deep: two events of
+    one record at one version that carry the same values then leave the same record."""
+    return _stamps_mapped(value, lambda s: Stamp(s.ts, s.seq, 0), lag=True)
 
 
 def records_differ(before: CustomerState, after: CustomerState) -> bool:
     """Whether the four systems' records of `after` hold other values than `before`'s, versions aside: a
     reconciliation's snapshot that only restamps what the state held changed nothing a person would call a
     change (every Stripe snapshot does: it is versioned by when it was listed). For snapshots, not the hot path."""
-    return any(_bare(getattr(before, name)) != _bare(getattr(after, name))
+    return any(_stamps_mapped(getattr(before, name), _unstamped, lag=False)
+               != _stamps_mapped(getattr(after, name), _unstamped, lag=False)
                for name in ("crm", "billing", "support", "erp"))
+
+
+def _unstamped(stamp: Stamp) -> Stamp:
+    return ZERO
 
 
 def apply(state: CustomerState, event: CanonicalEvent, limits: Limits = DEFAULT_LIMITS) -> tuple[CustomerState, bool]:

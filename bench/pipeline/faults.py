@@ -72,7 +72,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Literal, cast
+from typing import Final, Literal, cast
 
 import aiohttp
 import msgspec
@@ -193,25 +193,11 @@ def _plain(value: object) -> str | int | float | bool | None:
     return value if value is None or isinstance(value, str | int | float | bool) else repr(value)
 
 
-def _untied(value: Any) -> Any:
-    """`value` with every `Stamp`'s tie-break (the hash of the event that made the change) zeroed, deep."""
-    if isinstance(value, st.Stamp):
-        return st.Stamp(value.ts, value.seq, 0)
-    if isinstance(value, msgspec.Struct):
-        changed = {name: _untied(getattr(value, name)) for name in value.__struct_fields__}
-        return msgspec.structs.replace(value, **changed)
-    if isinstance(value, dict):
-        return {k: _untied(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return tuple(_untied(v) for v in value)
-    return value
-
-
 def state_view(state: st.CustomerState) -> st.CustomerState:
     """What is compared of a customer's state (see the module): a retired one, only where it was merged into."""
     if state.merged_into is not None:
         return st.CustomerState(key=state.key, merged_into=state.merged_into)
-    return cast(st.CustomerState, _untied(msgspec.structs.replace(state, drift={}, next_due=0, recent=())))
+    return cast(st.CustomerState, st.untied(msgspec.structs.replace(state, drift={}, next_due=0, recent=())))
 
 
 def snapshot_of(latest: Mapping[bytes, bytes]) -> Snapshot:

@@ -26,7 +26,7 @@ from concord.tables.identity import (
     merge_routing,
     step,
 )
-from concord.tables.state import CustomerState, Stamp, apply, empty
+from concord.tables.state import CustomerState, apply, empty, untied
 from tests.unit.tables import state_builders as sb
 
 
@@ -237,19 +237,6 @@ def _decoded(raw: bytes) -> InvoiceChanged:
 # ---------------------------------------------------------------- what a merge carries
 
 
-def _untied(value: Any) -> Any:
-    """`value` with every stamp's tie-break zeroed: it hashes the id of the event that made the change."""
-    if isinstance(value, Stamp):
-        return Stamp(value.ts, value.seq, 0)
-    if isinstance(value, msgspec.Struct):
-        return msgspec.structs.replace(value, **{f: _untied(getattr(value, f)) for f in value.__struct_fields__})
-    if isinstance(value, dict):
-        return {k: _untied(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return tuple(_untied(v) for v in value)
-    return value
-
-
 _RECORDS: list[CanonicalEvent] = [
     sb.customer(10, sb.STRIPE, name="Acme"),
     sb.subscription(11, "active", occurred_at=9),
@@ -269,7 +256,7 @@ _RECORDS: list[CanonicalEvent] = [
 
 
 def _sections(state: CustomerState) -> tuple[Any, ...]:
-    return _untied((state.billing, state.support, state.erp))
+    return untied((state.billing, state.support, state.erp))
 
 
 def test_the_loser_hands_every_record_it_holds_to_the_winner_at_its_version() -> None:
