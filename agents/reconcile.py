@@ -27,25 +27,20 @@ from concord.codecs.model import encode as encode_event
 from concord.connectors.executor import REDIS_ERRORS
 from concord.connectors.ratelimit import RedisRateLimiter, limits_from_settings
 from concord.connectors.reconcile import (
-    Barrier,
     Checkpoint,
-    Drain,
     RedisStore,
     begin,
-    clear_gap_overflow,
-    delete_gone,
     due,
     next_since,
     pacer,
-    reconcile_changes_key,
-    run_pass,
+    run_group,
     schedule,
+    snapshot_headers,
 )
-from concord.connectors.search_index import known_ids
 from concord.connectors.snapshots import READERS
-from concord.core import messages, metrics
+from concord.core import metrics
 from concord.core.messages import now_ms
-from concord.core.settings import Settings, kafka_bootstrap
+from concord.core.settings import Settings
 from concord.core.topics import PLATFORMS
 
 if TYPE_CHECKING:
@@ -81,9 +76,7 @@ class FaustSink:
 
     async def send(self, platform: str, records: Sequence[Any], pass_id: str, dry_run: bool = False) -> None:
         topic = self._concord.topics[self._concord.names.raw[platform]]
-        headers = [(messages.SNAPSHOT, pass_id.encode())]
-        if dry_run:
-            headers.append((messages.SNAPSHOT_DRY_RUN, b"1"))
+        headers = snapshot_headers(pass_id, dry_run)
         pending = [await topic.send(key=record.key, value=record.value, headers=headers) for record in records]
         await asyncio.gather(*pending)
 
@@ -141,7 +134,6 @@ async def _run(concord: Concord, platforms: list[str], previous: dict[str, Check
     client = concord.redis
     store = RedisStore(client, settings.topic_prefix)
     limiter = RedisRateLimiter(client, settings.topic_prefix, limits_from_settings(settings))
-    barrier = Barrier(client, settings.topic_prefix, platforms)
     readers = {p: READERS[p](settings) for p in platforms}
     for platform, reader in readers.items():
         reader.http.pace = pacer(limiter, platform)
@@ -155,66 +147,38 @@ async def _run(concord: Concord, platforms: list[str], previous: dict[str, Check
     sink = FaustSink(concord)
     started = time.monotonic()
     leases = asyncio.create_task(_keep_leases(concord, platforms, me))
-    keeper: asyncio.Task[None] | None = None
     try:
-        await barrier.hold()
-        keeper = asyncio.create_task(barrier.keep())
-
         def counted(checkpoint: Checkpoint, part: str, read_now: int, remaining: int | None) -> None:
             metrics.reconcile_running.labels(checkpoint.platform).set(0 if checkpoint.finished_at else 1)
 
-        listed: dict[str, dict[str, set[str]]] = {c.platform: {} for c in passes}
-        results = await asyncio.gather(*(run_pass(readers[c.platform], c, sink, store, counted,
-                                                  listed=listed[c.platform]) for c in passes),
-                                       return_exceptions=True)
-        for checkpoint, result in zip(passes, results, strict=True):
+        outcome = await run_group(passes, readers, sink, store, client, settings, counted, log.info)
+        for checkpoint, error in zip(passes, outcome.errors, strict=True):
             metrics.reconcile_records.labels(checkpoint.platform).inc(checkpoint.records)
-            if not isinstance(result, BaseException):
-                known = await known_ids(client, settings.topic_prefix, checkpoint.platform)
-                if await delete_gone(checkpoint, listed[checkpoint.platform], known, sink, store,
-                                  readers[checkpoint.platform]):
-                    log.info("%s: %d record(s) Concord held are gone from the platform: fed as deletions",
-                             checkpoint.platform, checkpoint.gone)
-            if isinstance(result, BaseException):
-                checkpoint.error = f"{type(result).__name__}: {result}"[:500]
+            if error is not None:
+                checkpoint.error = f"{type(error).__name__}: {error}"[:500]
                 metrics.reconcile_passes.labels(checkpoint.platform, "failed").inc()
                 log.warning("%s: reconciliation %s stopped after %d records: %s (the next one resumes it)",
                             checkpoint.platform, checkpoint.pass_id, checkpoint.records, checkpoint.error)
                 await store.save(checkpoint)
             else:
                 metrics.reconcile_passes.labels(checkpoint.platform, "complete").inc()
-        names = concord.names
-        applied = await Drain(kafka_bootstrap(settings), settings.app_id).wait(
-            [[names.raw[p] for p in platforms], [names.identity], [names.canonical]])
         log.info("reconciliation of %s: %d records listed in %.0f s, %s", ", ".join(platforms),
                  sum(c.records for c in passes), time.monotonic() - started,
-                 "applied" if applied else "not applied in time: released anyway")
-        if applied:
-            await asyncio.sleep(1.5)  # the state agents say what changed once a second
-        for checkpoint in passes if applied else ():
-            found = await client.hget(reconcile_changes_key(settings.topic_prefix),  # type: ignore[misc]
-                                      checkpoint.pass_id)
-            checkpoint.changes = int(found or 0)
-            await store.save(checkpoint)
+                 "applied" if outcome.applied else "not applied in time: released anyway")
+        for checkpoint in passes if outcome.applied else ():
             log.info("%s: reconciliation %s applied: %d of its %d records changed what Concord held",
                      checkpoint.platform, checkpoint.pass_id, checkpoint.changes, checkpoint.records)
-            if await clear_gap_overflow(client, settings.topic_prefix, checkpoint):
-                log.info("%s: the mark of changes lost without a record named is cleared: the listing re-read every "
-                         "record", checkpoint.platform)
     except Exception:  # never let the schedule's task die silently
         log.exception("reconciliation of %s failed", ", ".join(platforms))
     finally:
-        if keeper is not None:
-            keeper.cancel()
         leases.cancel()
         for reader in readers.values():
             await reader.close()
         try:
-            await barrier.release()
             for platform in platforms:
                 await client.eval(_RELEASE, 1, _lock_key(settings, platform), me)  # type: ignore[misc]
         except REDIS_ERRORS as exc:
-            log.warning("could not release the reconciliation's holds and locks (%s); they expire", exc)
+            log.warning("could not release the reconciliation's locks (%s); they expire", exc)
         for platform in platforms:
             metrics.reconcile_running.labels(platform).set(0)
 

@@ -41,7 +41,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from concord.core import messages
 from concord.core.settings import Settings, kafka_bootstrap
 from concord.core.topics import PLATFORMS
 
@@ -90,9 +89,9 @@ class KafkaSink:
         await asyncio.gather(*sent)
 
     async def send(self, platform: str, records: Sequence[Any], pass_id: str, dry_run: bool = False) -> None:
-        headers = [(messages.SNAPSHOT, pass_id.encode())]
-        if dry_run:
-            headers.append((messages.SNAPSHOT_DRY_RUN, b"1"))
+        from concord.connectors.reconcile import snapshot_headers
+
+        headers = snapshot_headers(pass_id, dry_run)
         topic = self._topics[platform]
         sent = [await self._producer.send(topic, record.value, key=record.key, headers=headers) for record in records]
         await asyncio.gather(*sent)
@@ -186,19 +185,7 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
     from concord.connectors.drift_changes import ChangeLog
     from concord.connectors.ledger import redis_client
     from concord.connectors.ratelimit import RedisRateLimiter, limits_from_settings
-    from concord.connectors.reconcile import (
-        DRAIN_TIMEOUT_S,
-        Barrier,
-        Drain,
-        RedisStore,
-        begin,
-        clear_gap_overflow,
-        delete_gone,
-        pacer,
-        reconcile_changes_key,
-        run_pass,
-    )
-    from concord.connectors.search_index import known_ids
+    from concord.connectors.reconcile import DRAIN_TIMEOUT_S, RedisStore, begin, pacer, run_group
     from concord.connectors.snapshots import READERS
     from concord.core.topics import topic_names
 
@@ -248,7 +235,6 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
                   f"({checkpoint.pages:,} pages)", file=out, flush=True)
         checkpoints.append(checkpoint)
     progress = Progress(platforms, out, args.progress, time.monotonic)
-    barrier = Barrier(client, settings.topic_prefix, platforms)
     changes = ChangeLog(client, settings.topic_prefix)
     mark: str | None = None
     if not args.count_only and args.settle > 0:
@@ -258,56 +244,26 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
             mark = None
     findings: dict[str, int] | None = None
     started = time.monotonic()
-    keeper: asyncio.Task[None] | None = None
+
+    def say(line: str) -> None:
+        print(f"reconcile: {line}", file=out, flush=True)
+
     try:
-        if not args.count_only:
-            await barrier.hold()
-            keeper = asyncio.create_task(barrier.keep())
-        listed: dict[str, dict[str, set[str]]] = {c.platform: {} for c in checkpoints}
-        results = await asyncio.gather(*(run_pass(readers[c.platform], c, sink, store, progress.update,
-                                                  listed=listed[c.platform]) for c in checkpoints),
-                                       return_exceptions=True)
-        if not args.count_only:
-            for checkpoint, result in zip(checkpoints, results, strict=True):
-                if not isinstance(result, BaseException):
-                    known = await known_ids(client, settings.topic_prefix, checkpoint.platform)
-                    await delete_gone(checkpoint, listed[checkpoint.platform], known, sink, store,
-                                  readers[checkpoint.platform])
-            await producer.flush()
-            print("reconcile: listings ended; waiting for the workers to apply their records (the platforms stay "
-                  "held until then)", file=out, flush=True)
-            applied = await Drain(bootstrap, settings.app_id).wait(
-                [[names.raw[p] for p in platforms], [names.identity], [names.canonical]])
-            if not applied:
-                print(f"reconcile: the workers did not apply the pass's records within {DRAIN_TIMEOUT_S:.0f} s; "
-                      "releasing the platforms anyway (are the workers running? `concord worker`)",
-                      file=sys.stderr, flush=True)
-            else:
-                await asyncio.sleep(1.5)  # the state agents say what changed once a second
-                for checkpoint in checkpoints:
-                    found = await client.hget(reconcile_changes_key(settings.topic_prefix),  # type: ignore[misc]
-                                              checkpoint.pass_id)
-                    checkpoint.changes = int(found or 0)
-                    if await clear_gap_overflow(client, settings.topic_prefix, checkpoint):
-                        print(f"reconcile: {checkpoint.platform}: the mark of changes lost without a record named "
-                              "(gap_overflow_since) is cleared: the listing re-read every record", file=out, flush=True)
-            if keeper is not None:
-                keeper.cancel()
-                keeper = None
-                await barrier.release()
-            if mark is not None:
-                await asyncio.sleep(args.settle)  # the judgments the release let through
-                findings = await changes.count_since(mark)
+        outcome = await run_group(checkpoints, readers, sink, store, client, settings, progress.update, say)
+        if not args.count_only and not outcome.applied:
+            print(f"reconcile: the workers did not apply the pass's records within {DRAIN_TIMEOUT_S:.0f} s; "
+                  "released the platforms anyway (are the workers running? `concord worker`)",
+                  file=sys.stderr, flush=True)
+        if mark is not None:
+            await asyncio.sleep(args.settle)  # the judgments the release let through
+            findings = await changes.count_since(mark)
     finally:
-        if keeper is not None:
-            keeper.cancel()
-            await barrier.release()
         for reader in readers.values():
             await reader.close()
         if not args.count_only:
             await producer.stop()
         await client.aclose()
-    failed = [(c, r) for c, r in zip(checkpoints, results, strict=True) if isinstance(r, BaseException)]
+    failed = [(c, e) for c, e in zip(checkpoints, outcome.errors, strict=True) if e is not None]
     for line in summary(checkpoints, time.monotonic() - started):
         print(line, file=out, flush=True)
     if findings is not None:

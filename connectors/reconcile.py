@@ -26,6 +26,7 @@ import msgspec
 from msgspec import Struct
 
 from concord.connectors.snapshots import Cursor, confirmed_gone, deletions, gone
+from concord.core import messages
 
 #: How long a hold lasts past its last refresh (a run that died stops holding after this), and how often
 #: a running pass refreshes it.
@@ -112,6 +113,14 @@ class Store(Protocol):
     async def load(self, platform: str) -> Checkpoint | None: ...
 
     async def save(self, checkpoint: Checkpoint) -> None: ...
+
+
+def snapshot_headers(pass_id: str, dry_run: bool) -> list[tuple[str, bytes]]:
+    """The headers of a listed record on its raw topic: the pass it belongs to, and whether it is a dry run's."""
+    headers = [(messages.SNAPSHOT, pass_id.encode())]
+    if dry_run:
+        headers.append((messages.SNAPSHOT_DRY_RUN, b"1"))
+    return headers
 
 
 class Sink(Protocol):
@@ -369,3 +378,73 @@ async def delete_gone(checkpoint: Checkpoint, listed: Mapping[str, set[str]],
     checkpoint.gone = len(missing)
     await store.save(checkpoint)
     return len(missing)
+
+
+class GroupOutcome(Struct, kw_only=True):
+    """How a group of passes ended: each pass's error (None: listed to its end), and whether the workers applied
+    the group's records before the barrier was released (False for a count-only group: it writes nothing)."""
+
+    errors: list[BaseException | None]
+    applied: bool
+
+
+async def run_group(checkpoints: Sequence[Checkpoint], readers: Mapping[str, Any], sink: Sink, store: Store,
+                    client: Any, settings: Any, on_page: OnPage = _ignore,
+                    say: Callable[[str], None] = lambda line: None) -> GroupOutcome:
+    """The passes of `checkpoints` side by side behind one barrier: what `concord reconcile` and the schedule share.
+
+    Holds the platforms, lists each (`run_pass`), feeds the deletions each complete listing reveals
+    (`delete_gone`), waits until the workers applied every record (`Drain`), notes what each pass changed and
+    clears the gap-overflow marks a complete listing settles, and releases the platforms, whatever happened.
+    `say` is told what a person running it would want to know. A count-only group only lists.
+    """
+    from concord.connectors.search_index import known_ids
+    from concord.core.settings import kafka_bootstrap
+    from concord.core.topics import topic_names
+
+    platforms = [c.platform for c in checkpoints]
+    writes = not all(c.count_only for c in checkpoints)
+    barrier = Barrier(client, settings.topic_prefix, platforms)
+    keeper: asyncio.Task[None] | None = None
+    listed: dict[str, dict[str, set[str]]] = {c.platform: {} for c in checkpoints}
+    try:
+        if writes:
+            await barrier.hold()
+            keeper = asyncio.create_task(barrier.keep())
+        results = await asyncio.gather(*(run_pass(readers[c.platform], c, sink, store, on_page,
+                                                  listed=listed[c.platform]) for c in checkpoints),
+                                       return_exceptions=True)
+        errors = [r if isinstance(r, BaseException) else None for r in results]
+        if not writes:
+            return GroupOutcome(errors=errors, applied=False)
+        for checkpoint, error in zip(checkpoints, errors, strict=True):
+            if error is None:
+                known = await known_ids(client, settings.topic_prefix, checkpoint.platform)
+                if await delete_gone(checkpoint, listed[checkpoint.platform], known, sink, store,
+                                     readers[checkpoint.platform]):
+                    say(f"{checkpoint.platform}: {checkpoint.gone} record(s) Concord held are gone from the platform: "
+                        "fed as deletions")
+        say(f"listings of {', '.join(platforms)} ended; waiting for the workers to apply their records (the "
+            "platforms stay held until then)")
+        names = topic_names(settings)
+        applied = await Drain(kafka_bootstrap(settings), settings.app_id).wait(
+            [[names.raw[p] for p in platforms], [names.identity], [names.canonical]])
+        if applied:
+            await asyncio.sleep(CHANGES_SAID_S)
+            for checkpoint in checkpoints:
+                found = await client.hget(reconcile_changes_key(settings.topic_prefix), checkpoint.pass_id)
+                checkpoint.changes = int(found or 0)
+                await store.save(checkpoint)
+                if await clear_gap_overflow(client, settings.topic_prefix, checkpoint):
+                    say(f"{checkpoint.platform}: the mark of changes lost without a record named (gap_overflow_since) "
+                        "is cleared: the listing re-read every record")
+        return GroupOutcome(errors=errors, applied=applied)
+    finally:
+        if keeper is not None:
+            keeper.cancel()
+            await barrier.release()
+
+
+#: How long after its records were applied a pass waits for the state agents to say what they changed (they say
+#: it once a second).
+CHANGES_SAID_S: Final = 1.5
