@@ -13,7 +13,9 @@ from concord.core.messages import (
     DecideCorrection,
     ParkSweep,
     Repoint,
+    ResumeSaga,
     RetryFinding,
+    SagaStepResult,
     SnoozeFinding,
     Tick,
 )
@@ -47,7 +49,7 @@ class CanonicalBatch(Struct, frozen=True, kw_only=True, tag_field="kind", tag="b
 
 
 StateMessage = (CanonicalEvent | CanonicalBatch | Tick | AcceptFinding | SnoozeFinding | RetryFinding
-                | DecideCorrection | CorrectionFailed)
+                | DecideCorrection | CorrectionFailed | SagaStepResult | ResumeSaga)
 
 
 _identity_decoder = msgspec.json.Decoder(IdentityMessage | IdentityBatch)

@@ -246,6 +246,46 @@ class CorrectionFailed(Struct, frozen=True, kw_only=True, tag_field="kind", tag=
     at: int
 
 
+#: The `rule` of a quote-to-cash saga's commands (their `fingerprint` is `saga_fingerprint(opportunity)`).
+SAGA_RULE: Final = "Q2C"
+_SAGA_PREFIX: Final = "q2c:"
+
+
+def saga_fingerprint(opportunity_id: str) -> str:
+    """The `fingerprint` of every command of one opportunity's saga: its results find their way back by it."""
+    return f"{_SAGA_PREFIX}{opportunity_id}"
+
+
+def saga_opportunity(fingerprint: str) -> str | None:
+    """The opportunity a saga command's fingerprint names (None: not a saga's)."""
+    return fingerprint[len(_SAGA_PREFIX):] if fingerprint.startswith(_SAGA_PREFIX) else None
+
+
+class SagaStepResult(Struct, frozen=True, kw_only=True, tag_field="kind", tag="saga_step"):
+    """What became of a saga's command: the command agents tell the customer's state agent, on the canonical
+    topic keyed by customer, so that the saga (co-partitioned with the customer) takes its next step."""
+
+    customer_key: str
+    opportunity_id: str
+    command_id: str
+    action: str
+    status: str  # the executor's: done, already_done, dead_lettered, skipped_failed
+    at: int
+    record_id: str = ""
+    error_kind: str = ""  # transient, data, auth (when it failed)
+    reason: str = ""
+
+
+class ResumeSaga(Struct, frozen=True, kw_only=True, tag_field="kind", tag="saga_resume"):
+    """Continue a paused (or failed, or compensated) saga from the step that stopped it: a person
+    (`concord saga resume`, the console) or D10's `saga.resume` correction."""
+
+    customer_key: str
+    opportunity_id: str
+    by: str
+    note: str = ""
+
+
 class AuditRecord(Struct, frozen=True, kw_only=True):
     """A checkpoint on `concord.audit`: what happened, to what, when, under which correlation id."""
 

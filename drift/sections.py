@@ -31,7 +31,7 @@ SECTIONS: Final = frozenset({
     "billing.customers", "billing.subscriptions", "billing.invoices", "billing.payments", "billing.refunds",
     "support.organizations", "support.entitlements", "support.cases",
     "erp.customers", "erp.flags", "erp.invoices", "erp.payments", "erp.credit_memos", "erp.sales_orders",
-    "identity", "drift",
+    "identity", "drift", "sagas",
 })
 
 _FIXED: Final[dict[type, frozenset[str]]] = {

@@ -175,6 +175,7 @@ class Opportunity(Struct, FieldStamped, gc=False, kw_only=True, frozen=True, arr
     stamps: FieldStamps = ()
     # Decimals `amount` is counted in (None: those of `currency`, as in states stored before this field).
     amount_digits: int | None = None
+    quantity: int | None = None
 
     def amount_in(self, currency: str | None) -> int | None:
         """`amount` in minor units of `currency` (the record's own, or its account's when it has none).
@@ -403,6 +404,11 @@ class CustomerState(Struct, gc=False, kw_only=True, frozen=True, array_like=True
     # Accounts merged into this one in the CRM: (loser key, merge time). Records still naming a
     # loser are re-pointed here (D13); the loser's own state is retired (`merged_into`).
     absorbed: tuple[tuple[str, int], ...] = ()
+    # The quote-to-cash sagas of this customer's opportunities, as the rules see them: opportunity id ->
+    # the saga's state (running, completed, paused, ...; the sagas themselves live in the `sagas` table,
+    # drift/saga.py), and the earliest time one of them must be looked at again (0: none).
+    sagas: dict[str, str] = {}
+    saga_due: int = 0
 
 
 def empty(key: str) -> CustomerState:
