@@ -20,6 +20,7 @@ from faust.types import TableT
 
 from concord.connectors.drift_index import DriftIndex
 from concord.connectors.ledger import redis_client
+from concord.connectors.saga_index import SagaIndex
 from concord.connectors.search_index import SearchIndex
 from concord.connectors.timeline import TimelineStore
 from concord.core.settings import Settings, kafka_bootstrap
@@ -50,6 +51,7 @@ class Concord:
         self._redis: aioredis.Redis | None = None
         self._drift_index: DriftIndex | None = None
         self._search_index: SearchIndex | None = None
+        self._saga_index: SagaIndex | None = None
         self._timeline: TimelineStore | None = None
         self._closers: list[Closer] = []
         self._starters: list[Closer] = []
@@ -78,6 +80,13 @@ class Concord:
         if self._search_index is None:
             self._search_index = SearchIndex(self.redis, self.settings.topic_prefix)
         return self._search_index
+
+    @property
+    def saga_index(self) -> SagaIndex:
+        """The sagas of every worker in Redis (connectors/saga_index.py), one per worker."""
+        if self._saga_index is None:
+            self._saga_index = SagaIndex(self.redis, self.settings.topic_prefix)
+        return self._saga_index
 
     @property
     def timeline(self) -> TimelineStore:

@@ -326,6 +326,23 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         float, Meta(ge=0.1, le=60.0, description="How often a worker looks for grace windows and correction "
                     "timeouts that expired without a new event (SLA rules fire within this much of their due time).")
     ] = 1.0
+    saga_enabled: Annotated[
+        bool, Meta(description="Run the quote-to-cash saga (docs/saga.md): a closed-won deal billing has no "
+                   "subscription of is provisioned by Concord. Off: D10 reports such deals for a person.")
+    ] = True
+    saga_version: Annotated[
+        int, Meta(ge=1, le=2, description="The saga definition new sagas start on (1: without the ERP sales "
+                  "order). A saga in flight finishes on the version it started with.")
+    ] = 2
+    saga_step_timeout_seconds: Annotated[
+        float, Meta(gt=0, le=86_400, description="How long a saga step waits for its command's result before the "
+                    "same command is sent again (the ledger makes it take effect once). Longer than a platform's "
+                    "usual outage, or a step pauses while it is merely slow.")
+    ] = 300.0
+    saga_step_retries: Annotated[
+        int, Meta(ge=0, le=20, description="How many times a step without a result is sent again before the saga "
+                  "pauses (`timeout`) and D10 reports the deal.")
+    ] = 2
     timeline_entries: Annotated[
         int, Meta(ge=1, le=10_000, description="Checkpoints kept in each customer's timeline (events in, "
                   "findings, commands, their results; `/api/customers/{key}/timeline`), the newest: about 320 "

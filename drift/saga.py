@@ -567,3 +567,38 @@ def advance(book: SagaBook, state: CustomerState, now: int, config: SagaConfig,
     changed = tuple(k for k, v in sagas.items() if before.get(k) is not v)
     return Progress(book=SagaBook(sagas=sagas) if changed else book, commands=tuple(run.commands),
                     checkpoints=tuple(run.checkpoints), changed=changed, next_due=due)
+
+
+class SagaView(Struct, frozen=True, kw_only=True):
+    """A saga as `GET /api/sagas` and the console show it."""
+
+    opportunity_id: str
+    customer_key: str
+    state: str
+    step: str
+    version: int
+    started_at: int
+    updated_at: int
+    reason: str = ""
+    reason_code: str = ""
+    fix: str = ""
+    done: tuple[str, ...] = ()
+    undone: tuple[str, ...] = ()
+    command_id: str = ""  # the command in flight ("" when none)
+    attempts: int = 0
+    plan: str | None = None
+    quantity: int | None = None
+    amount: int | None = None
+    currency: str | None = None
+    records: dict[str, str] = {}  # step -> the record it made or found
+
+
+def view(saga: Saga) -> SagaView:
+    terms = saga.terms
+    return SagaView(
+        opportunity_id=saga.opportunity_id, customer_key=saga.customer_key, state=saga.state, step=saga.step,
+        version=saga.version, started_at=saga.started_at, updated_at=saga.updated_at, reason=saga.reason,
+        reason_code=saga.reason_code, fix=saga.fix, done=tuple(d.step for d in saga.done), undone=saga.undone,
+        command_id=saga.command.command_id if saga.command is not None else "", attempts=saga.attempts,
+        plan=terms.plan, quantity=terms.quantity, amount=terms.amount, currency=terms.currency,
+        records={d.step: d.record_id for d in saga.done if d.record_id})
