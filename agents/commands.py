@@ -39,11 +39,13 @@ from concord.connectors.base import Connector, ErrorKind, Outcome
 from concord.connectors.breaker import Breakers
 from concord.connectors.executor import (
     DEAD_LETTERED,
+    DONE,
     SKIPPED_FAILED,
     CommandResult,
     Executor,
     dead_letter_headers,
 )
+from concord.connectors.internal import SAGA_RESUME
 from concord.connectors.ledger import RedisLedger
 from concord.connectors.policy import RetryPolicy
 from concord.connectors.ratelimit import RedisRateLimiter, limits_from_settings
@@ -117,6 +119,26 @@ class KafkaPublisher:
         await pending
 
 
+def saga_signal(command: Command, result: CommandResult) -> messages.SagaStepResult | messages.ResumeSaga | None:
+    """What the customer's saga must hear of this command (None: it is no saga's).
+
+    Every result of a saga's own command goes back to the saga (it waits for it to take its next step);
+    D10's `saga.resume`, once the ledger let it through, resumes the saga of its opportunity.
+    """
+    if not command.customer_key:
+        return None
+    opportunity = messages.saga_opportunity(command.fingerprint) if command.rule == messages.SAGA_RULE else None
+    if opportunity is not None:
+        return messages.SagaStepResult(
+            customer_key=command.customer_key, opportunity_id=opportunity, command_id=command.command_id,
+            action=command.action, status=result.status, at=result.finished_at, record_id=result.record_id,
+            error_kind=result.error_kind, reason=result.reason)
+    if command.action == SAGA_RESUME and result.status == DONE and command.target.get("opportunity_id"):
+        return messages.ResumeSaga(customer_key=command.customer_key, opportunity_id=command.target["opportunity_id"],
+                                   by=f"{command.rule or 'concord'}:{command.command_id[:12]}")
+    return None
+
+
 def correction_failed(command: Command, result: CommandResult) -> messages.CorrectionFailed | None:
     """What the state agent must hear of a finding's correction that no retry can make succeed.
 
@@ -126,8 +148,8 @@ def correction_failed(command: Command, result: CommandResult) -> messages.Corre
     """
     if result.status not in (DEAD_LETTERED, SKIPPED_FAILED) or result.error_kind != ErrorKind.DATA.value:
         return None
-    if not command.fingerprint or not command.customer_key:
-        return None  # not a finding's correction (a re-read)
+    if not command.fingerprint or not command.customer_key or command.rule == messages.SAGA_RULE:
+        return None  # not a finding's correction (a re-read, a saga's step: `saga_signal`)
     return messages.CorrectionFailed(customer_key=command.customer_key, fingerprint=command.fingerprint,
                                      command_id=command.command_id, reason=result.reason, at=result.finished_at)
 
@@ -225,6 +247,10 @@ def register(concord: Concord, connector_factory: ConnectorFactory = configured_
                     refused = correction_failed(command, result)
                     if refused is not None:
                         await canonical.send(key=refused.customer_key.encode(), value=messages.encode(refused))
+                    signal = saga_signal(command, result)
+                    if signal is not None:
+                        pending = await canonical.send(key=signal.customer_key.encode(), value=messages.encode(signal))
+                        await pending  # the saga waits for it: acknowledged before the command is
                 except Exception as exc:  # a bug: dead-letter this command, keep the lane running
                     await failed(message, event.value, command, exc)
                 processed.inc()

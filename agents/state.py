@@ -43,6 +43,7 @@ import faust
 from concord.agents.faust_internals.changelog import ChangelogWriter, RecordBatchWriter
 from concord.agents.faust_internals.recovery import recovery_finished
 from concord.agents.ingest import dead_letter_headers
+from concord.agents.saga import SagaRunner, Signal
 from concord.codecs import records
 from concord.codecs.errors import as_decode_error
 from concord.codecs.model import AccountMerged, CanonicalEvent
@@ -111,6 +112,12 @@ class Deadlines:
         return len(self._due)
 
 
+def due_of(state: st.CustomerState) -> int:
+    """When the customer must be looked at again without an event: its findings' or its sagas' deadline."""
+    dues = [due for due in (state.next_due, state.saga_due) if due > 0]
+    return min(dues) if dues else 0
+
+
 class OpenFindings:
     """The reported, unresolved findings of the customers this worker owns, by (rule, severity, status).
 
@@ -171,7 +178,8 @@ def _group(message: records.StateMessage, key: str) -> dict[str, list[CanonicalE
             groups.setdefault(event.customer_key, []).append(event)
         return groups
     assert not isinstance(message, messages.Tick | messages.AcceptFinding | messages.SnoozeFinding
-                          | messages.RetryFinding | messages.DecideCorrection | messages.CorrectionFailed)
+                          | messages.RetryFinding | messages.DecideCorrection | messages.CorrectionFailed
+                          | messages.SagaStepResult | messages.ResumeSaga)
     return {key: [message]}
 
 
@@ -219,11 +227,13 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
     search = concord.search_index
     deadlines = Deadlines()
     open_findings = OpenFindings()
+    sagas = SagaRunner(concord, config, watermarks)
 
     def index_lost() -> None:
         deadlines.rebuild_needed = True  # the next scan re-mirrors every owned customer (see `rebuild`)
     index.on_lost = index_lost
     search.on_lost = index_lost
+    concord.saga_index.on_lost = index_lost
     # Checkpoints go out with the event's changelog records, in one batch per partition (the customer's
     # partition: the audit topic has the canonical topic's partitions).
     audit = RecordBatchWriter(app, names.audit)
@@ -248,7 +258,10 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
         blind = next((t for t in verdict.transitions if t.note.startswith(lifecycle.CANNOT_JUDGE)), None)
         rereads = [] if blind is None else reread_unread(
             verdict.state.key, verdict.state.support.unread, verdict.state.crm.unread, blind.at, blind.correlation_id)
-        for c in (*verdict.commands, *rereads):
+        await send_commands((*verdict.commands, *rereads), partition)
+
+    async def send_commands(sent: Iterable[messages.Command], partition: int) -> None:
+        for c in sent:
             metrics.commands_emitted.labels(c.action).inc()
             await commands.send(key=messages.command_key(c), value=messages.encode(c))
             checkpoint(timeline.command_issued(c), partition)
@@ -297,7 +310,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
         changelog.put(key, st.dump(state), partition)
 
     async def process_customer(key: str, events: list[CanonicalEvent], now: int, tick: bool,
-                               partition: int) -> None:
+                               partition: int, signal: Signal | None = None) -> None:
         state = before = load_state(key)
         sections: set[str] = set()
         correlation = ""
@@ -317,6 +330,15 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
             else:
                 counts[1] += 1
         dirty = bool(applied_events)
+        moved = None
+        if signal is not None or sagas.wanted(state, sections, tick, now):
+            moved = sagas.move(state, now, partition, signal)
+            if moved.state is not state:
+                state, dirty = moved.state, True
+            if moved.marks_changed:
+                sections.add("sagas")
+            for record in moved.checkpoints:
+                checkpoint(record, partition)
         verdict = lifecycle.evaluate(state, now, rules, config, None if tick else sections, correlation,
                                      watermarks() if watermarks is not None else None)
         if verdict.state is not state:
@@ -326,13 +348,15 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
             store(key, state, partition)
         if applied_events:
             checkpoint(timeline.events_applied(key, applied_events, now), partition)
+        if moved is not None:
+            await send_commands(moved.commands, partition)
         await publish(verdict, partition)
         if verdict.transitions or _reported_changed(before.drift, state.drift):
             index.submit(key, state.drift.values())
             open_findings.change(before.drift.values(), state.drift.values())
         if terms_changed(before, state):
             search.submit(key, card_of(state))
-        deadlines.set(key, state.next_due)
+        deadlines.set(key, due_of(state))
 
     async def settle(key: str, before: st.CustomerState, verdict: lifecycle.Verdict, partition: int) -> None:
         """Write, publish and mirror a verdict on one finding (an accept, a refused correction)."""
@@ -340,7 +364,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
         await publish(verdict, partition)
         index.submit(key, verdict.state.drift.values())
         open_findings.change(before.drift.values(), verdict.state.drift.values())
-        deadlines.set(key, verdict.state.next_due)
+        deadlines.set(key, due_of(verdict.state))
 
     async def accept(message: messages.AcceptFinding, now: int, partition: int) -> None:
         state = load_state(message.customer_key)
@@ -479,6 +503,8 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
                 await decide(message, now, partition)
             elif isinstance(message, messages.CorrectionFailed):
                 await correction_failed(message, now, partition)
+            elif isinstance(message, messages.SagaStepResult | messages.ResumeSaga):
+                await process_customer(message.customer_key, [], now, False, partition, message)
             else:
                 groups = _group(message, key)
                 for n, (customer_key, events) in enumerate(groups.items(), 1):
@@ -501,6 +527,7 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
             # The states written above reach the producer before the event is acknowledged (when
             # the next one is taken), and even if the body failed half-way, as they did one by one.
             await changelog.flush()
+            await sagas.flush()
             await audit.flush()
         metrics.agent_batch_seconds.labels("state").observe(time.perf_counter() - started)
 
@@ -526,12 +553,13 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
                 # drops them then): their new owner mirrors, counts and ticks them.
                 continue
             state = st.load(raw)
-            deadlines.set(key, state.next_due)
+            deadlines.set(key, due_of(state))
             if state.drift:
                 index.submit(key, state.drift.values())
                 open_findings.add(state.drift.values())
             search.submit(key, card_of(state))
             count += 1
+        sagas.rebuild(owned)
         deadlines.rebuild_needed = False
         log.info("rebuilt deadline index (%d due), drift and search indexes from %d customers", len(deadlines),
                  count)
@@ -576,4 +604,8 @@ def register(concord: Concord, config: DriftConfig, rules: Sequence[Rule],
     @app.task
     async def mirror_search() -> None:
         await search.run()
+
+    @app.task
+    async def mirror_sagas() -> None:
+        await sagas.mirror()
 

@@ -4,8 +4,9 @@
   (`payload.command_id`) in the ledger and report its state in the outcome, so the result says
   whether the correction is still pending, failed (see the dead-letter topic) or done (then the
   platform did not keep it, or its events have not come back).
-* `saga.resume` (D10, closed-won not provisioned): the quote-to-cash saga does not exist yet, so the
-  command is dead-lettered with a reason saying so; replay it once the saga is there.
+* `saga.resume` (D10, closed-won not provisioned): nothing to call; once the ledger let it through (once
+  per command id), the command agent tells the opportunity's saga to resume (agents/commands.py
+  `saga_signal`, drift/saga.py). The outcome names the opportunity.
 
 Ledger errors (Redis away) propagate unchanged: the executor pauses on them like on its own.
 """
@@ -23,11 +24,7 @@ PROBE: Final = "concord.probe"
 SAGA_RESUME: Final = "saga.resume"
 
 E_PROBE_WITHOUT_ID: Final = "concord.probe needs payload.command_id (the stuck command to look up); got {keys}"
-E_NO_SAGA: Final = (
-    "saga.resume: the quote-to-cash saga is not implemented in this Concord version, so opportunity "
-    "{opportunity} cannot be provisioned automatically; provision it by hand, or replay this dead letter "
-    "(`concord replay commands --rule D10`) once the saga exists"
-)
+E_RESUME_WITHOUT_ID: Final = "saga.resume needs target.opportunity_id (the deal whose saga to resume); got {keys}"
 
 
 class InternalActions:
@@ -43,8 +40,11 @@ class InternalActions:
         if command.action == PROBE:
             return await self._probe(command)
         if command.action == SAGA_RESUME:
-            opportunity = command.target.get("opportunity_id", "?")
-            raise ConnectorError(ErrorKind.DATA, E_NO_SAGA.format(opportunity=opportunity))
+            opportunity = command.target.get("opportunity_id")
+            if not opportunity:
+                raise ConnectorError(ErrorKind.DATA, E_RESUME_WITHOUT_ID.format(keys=sorted(command.target)))
+            return Outcome(status=202, record_id=opportunity, detail={"opportunity_id": opportunity,
+                                                                      "customer_key": command.customer_key})
         raise ConnectorError(ErrorKind.DATA, f"unsupported action {command.action} for platform {PLATFORM}")
 
     async def _probe(self, command: Command) -> Outcome:

@@ -228,6 +228,18 @@ reconcile_passes = Counter(
 )
 
 
+saga_checkpoints = Counter(
+    "concord_saga_checkpoints_total",
+    "Quote-to-cash saga checkpoints by kind: started, step_done, step_retried, paused, resumed, compensating, "
+    "step_undone, compensated, completed, failed, amending (docs/saga.md)",
+    ["kind"], registry=REGISTRY,
+)
+sagas_stopped = Gauge(
+    "concord_sagas_stopped", "Sagas of the customers this worker owns that wait for a person (paused or failed), "
+    "by state; summed across the state workers it is every stopped deal", ["state"], registry=REGISTRY,
+)
+
+
 def markdown_reference() -> str:
     """docs/metrics.md, generated from the registry (`python -m concord.core.metrics`)."""
     lines = [

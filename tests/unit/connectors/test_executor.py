@@ -380,13 +380,17 @@ async def test_probe_reports_the_stuck_commands_ledger_state() -> None:
     assert rig.limiter.taken == ["stripe", "stripe"]  # internal actions take no platform token
 
 
-async def test_saga_resume_is_dead_lettered_with_a_clear_reason() -> None:
+async def test_saga_resume_goes_through_once_and_names_its_opportunity() -> None:
     rig = Rig()
     saga = command("s1", platform="concord", action="saga.resume", payload={})
     saga = msgspec.structs.replace(saga, target={"opportunity_id": "006A"})
     result = await rig.run(saga)
-    assert (result.status, result.error_kind, result.attempts) == (DEAD_LETTERED, "data", 1)
-    assert "saga is not implemented" in result.reason and "006A" in result.reason
+    assert (result.status, result.record_id, result.detail["opportunity_id"]) == (DONE, "006A", "006A")
+    again = await rig.run(saga)
+    assert again.status == "already_done"  # the ledger: one resume per command id
+    nameless = await rig.run(msgspec.structs.replace(saga, command_id="s2", target={}))
+    assert (nameless.status, nameless.error_kind) == (DEAD_LETTERED, "data")
+    assert "opportunity_id" in nameless.reason
 
 
 async def test_fetched_record_is_published_before_the_ledger_says_done() -> None:

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import msgspec
+
 from concord.drift.rules.closed_won_not_provisioned import RULE
+from concord.tables.state import CustomerState
 from tests.unit.drift.builders import HOUR, only, opportunity, run, state_of, subscription, systems, won
 
 
@@ -42,3 +45,21 @@ def test_fingerprint_stable_while_the_opportunity_changes() -> None:
     after = only(run(RULE, state_of(opportunity("006A", 2 * HOUR, amount=200), base=state)))
     assert after.fingerprint == before.fingerprint
     assert after.since == HOUR
+
+
+def with_saga(state: CustomerState, saga_state: str) -> CustomerState:
+    return msgspec.structs.replace(state, sagas={"006A": saga_state})
+
+
+def test_a_saga_on_its_way_is_not_drift_a_stopped_one_is() -> None:
+    state = state_of(won("006A", HOUR))
+    for moving in ("running", "compensating", "completed", "compensated"):
+        assert run(RULE, with_saga(state, moving)) == [], moving
+    for stopped in ("paused", "failed"):
+        finding = only(run(RULE, with_saga(state, stopped)))
+        assert finding.evidence[-1].value == stopped and finding.action.name == "saga.resume"
+        assert f"saga is {stopped}" in finding.summary
+    # A saga paused after billing was provisioned (a later step timed out) is still reported.
+    billed = state_of(subscription("sub_1", "active", 2 * HOUR), base=state)
+    assert only(run(RULE, with_saga(billed, "paused"))).evidence[1].value == 1
+    assert run(RULE, with_saga(billed, "completed")) == []
