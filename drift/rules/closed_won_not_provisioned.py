@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from concord.core.messages import Observation
 from concord.drift.config import RuleConfig
 from concord.drift.finding import Finding
 from concord.drift.rule import Context, Rule
@@ -41,7 +42,7 @@ def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
         won = won_at(opp)  # once: it looks up the field's stamp
         billing = (absent("stripe", "subscription") if not state.billing.subscriptions else
                    observed("stripe", "", "subscriptions", len(state.billing.subscriptions), 0, 0))
-        evidence = (observed("salesforce", opp.id, "is_won", True, won, won), billing)
+        evidence: tuple[Observation, ...] = (observed("salesforce", opp.id, "is_won", True, won, won), billing)
         if saga is not None:
             evidence += (observed("concord", opp.id, "saga", saga, 0, 0),)
         findings.append(
