@@ -341,10 +341,12 @@ class _Run:
                 self.checkpoint(saga, "step_undone", record_id=signal.record_id, command_id=signal.command_id)
                 return saga
             return self.complete(saga, step, signal.record_id, signal.command_id)
+        if saga.state == COMPENSATING and command.action not in UNDO.values():
+            return saga  # a forward step that was in flight when the deal was reopened took no effect: nothing to undo
         # Failed for good: the same command id is never sent again (the ledger remembers it as failed).
         saga = msgspec.structs.replace(saga, run=saga.run + 1)
         what = f"{command.action} ({command.platform}) failed: {signal.reason}".strip()
-        if saga.state == COMPENSATING or command.action in UNDO.values():
+        if command.action in UNDO.values():
             return self.pause(saga, DATA_ERROR if signal.error_kind == "data" else UNAVAILABLE, what,
                               f"undo step {step} by hand or fix {command.platform}, then resume", FAILED)
         if signal.error_kind != "data":

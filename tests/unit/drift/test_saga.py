@@ -295,3 +295,34 @@ def test_the_book_round_trips_through_its_table_encoding() -> None:
     d = Driver(deal())
     d.step()
     assert sg.load(sg.dump(d.book)) == d.book
+
+
+def test_a_step_in_flight_that_fails_after_the_deal_was_reopened_leaves_nothing_to_undo() -> None:
+    d = Driver(deal())
+    d.step()
+    while (command := d.saga.command) is not None and command.action != "billing.create_subscription":
+        d.step(ok(command, RECORDS[command.action]))
+    in_flight = d.saga.command
+    assert in_flight is not None
+    d.state = state_of(opportunity("006A", 5 * HOUR, is_won=False, stage="Closed Lost"), base=d.state)
+    d.step()
+    d.step(refused(in_flight, reason="No such price"))
+    assert d.saga.state == sg.COMPENSATED and d.saga.undone == ()
+    assert d.sent[-1] is in_flight  # no undo sent: the subscription was never made
+
+
+def test_a_failed_undo_stops_the_compensation_and_resume_goes_on_undoing() -> None:
+    d = Driver(deal())
+    d.step()
+    d.answer_all()
+    d.state = state_of(opportunity("006A", 5 * HOUR, is_won=False, stage="Closed Lost"), base=d.state)
+    d.step()
+    suspend = d.saga.command
+    assert suspend is not None and suspend.action == "support.suspend_entitlement"
+    d.step(refused(suspend, kind="transient", reason="exhausted: 503"))
+    assert (d.saga.state, d.saga.reason_code) == (sg.FAILED, sg.UNAVAILABLE)
+    d.step(ResumeSaga(customer_key=KEY, opportunity_id="006A", by="ops"))
+    assert d.saga.state == sg.COMPENSATING
+    assert d.sent[-1].action == "support.suspend_entitlement" and d.sent[-1].command_id != suspend.command_id
+    d.answer_all()
+    assert d.saga.state == sg.COMPENSATED and d.saga.undone == (sg.ENTITLEMENT, sg.SALES_ORDER, sg.SUBSCRIPTION)
