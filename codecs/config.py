@@ -14,6 +14,8 @@ class CodecConfig(Struct, frozen=True, kw_only=True):
     zendesk_status_field: str = "support_status"
     zendesk_tier_field: str = "support_tier"
     zendesk_end_date_field: str = "support_end_date"
+    # NetSuite customer custom field holding the CRM account id (else its externalId is the link).
+    netsuite_crm_link_field: str = "custentity_sf_account_id"
 
 
 DEFAULT_CODEC_CONFIG = CodecConfig()
@@ -26,4 +28,5 @@ def codec_config(settings: Settings) -> CodecConfig:
         zendesk_status_field=settings.zendesk_status_field,
         zendesk_tier_field=settings.zendesk_tier_field,
         zendesk_end_date_field=settings.zendesk_end_date_field,
+        netsuite_crm_link_field=settings.netsuite_crm_link_field,
     )

@@ -101,6 +101,8 @@ class OpportunityChanged(Event, frozen=True, kw_only=True, tag="opportunity"):
     currency: str | None | UnsetType = UNSET
     close_date: str | None | UnsetType = UNSET
     plan: str | None | UnsetType = UNSET
+    # Units sold (Salesforce TotalOpportunityQuantity, a whole number): what the subscription bills.
+    quantity: int | None | UnsetType = UNSET
     deleted: bool = False
     changed: tuple[str, ...] = ()
     # Decimals `amount` is counted in: the currency's, or (an amount-only update names no currency)

@@ -20,6 +20,13 @@ email), are valid input of no interest: `[]`. A `delete` may come without `recor
 kind with `deleted=True` (and placeholders for the fields the model requires: status "void",
 amount 0, currency "XXX").
 
+A customer's CRM account id (its `customer_key`) is the custom entity field the configuration names
+(`CodecConfig.netsuite_crm_link_field`, setting CONCORD_NETSUITE_CRM_LINK_FIELD, default
+`custentity_sf_account_id`) when it is set and not empty, else its `externalId`. Concord's connector
+writes the link to that field: NetSuite keeps externalId unique, so a merged-away account's ERP
+customer could not take the winner's id while the winner's own customer held it. Customers linked
+before the field existed (or by other tools) still carry the id in externalId.
+
 Dedup and ordering: `event_id` is `"<recordType>:<id>:<lastModifiedDate ms>"` (`:delete` appended
 for deletions, `:financial_flags` for the customer's second event); `version` is
 `Version(ts=lastModifiedDate ms)`, with `seq=1` for a deletion so it wins over an edit stamped with
@@ -38,10 +45,11 @@ import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Final, NamedTuple, TypeVar
+from functools import lru_cache
+from typing import Any, Final, NamedTuple, TypeVar, cast
 
 import msgspec
-from msgspec import Raw, Struct
+from msgspec import Raw, Struct, field
 
 from concord.codecs.common import EventFields, decode_json, epoch_ms, event_fields
 from concord.codecs.config import DEFAULT_CODEC_CONFIG, CodecConfig
@@ -141,6 +149,8 @@ class _ApplyList(Struct):
 class _Customer(Struct, rename="camel"):
     id: str | None = None
     external_id: str | None = None
+    # The CRM link: the custom entity field CodecConfig.netsuite_crm_link_field names (`_customer_decoder`).
+    crm_link: str | None = field(default=None, name=DEFAULT_CODEC_CONFIG.netsuite_crm_link_field)
     company_name: str | None = None
     first_name: str | None = None
     last_name: str | None = None
@@ -216,6 +226,8 @@ class _Source(NamedTuple):
     version: Version
     deleted: bool
     currency_code: str | None
+    # The customer field holding the CRM account id (configuration: CodecConfig.netsuite_crm_link_field).
+    crm_link_field: str
 
 
 _T = TypeVar("_T")
@@ -231,14 +243,14 @@ def decode(body: bytes, config: CodecConfig = DEFAULT_CODEC_CONFIG) -> list[Cano
     anything else that cannot be read (a bare REST record without the envelope is `unknown_shape`).
     """
     try:
-        return _decode(body)
+        return _decode(body, config.netsuite_crm_link_field)
     except DecodeError:
         raise
     except Exception as exc:  # too large (MemoryError), a codec bug: named, without the payload's values
         raise as_decode_error(exc, "NetSuite envelope") from None
 
 
-def _decode(body: bytes) -> list[CanonicalEvent]:
+def _decode(body: bytes, crm_link_field: str) -> list[CanonicalEvent]:
     try:
         head = decode_json(_head_decoder, body, "body")
     except DecodeError as exc:
@@ -278,6 +290,7 @@ def _decode(body: bytes) -> list[CanonicalEvent]:
         version=Version(ts=ts, seq=1 if deleted else 0),
         deleted=deleted,
         currency_code=env.currency_code,
+        crm_link_field=crm_link_field,
     )
     return mapper(source, env.record)
 
@@ -290,7 +303,7 @@ def _other_envelope(envelope: str) -> str:
 
 
 def _customer(src: _Source, raw: Raw) -> list[CanonicalEvent]:
-    rec = _record(src, raw, _customer_decoder)
+    rec = _record(src, raw, _customer_decoder(src.crm_link_field))
     local = f"netsuite:{src.record_id}"
     if rec is None:
         if not src.deleted:
@@ -304,7 +317,8 @@ def _customer(src: _Source, raw: Raw) -> list[CanonicalEvent]:
             )
         ]
     where = "customer"
-    crm_account_id = rec.external_id or None
+    # The link field when set; else the externalId (customers created before the field, or by other tools).
+    crm_account_id = rec.crm_link or rec.external_id or None
     currency = _currency(src.currency_code, rec.currency, where)
     person = " ".join(part for part in (rec.first_name, rec.last_name) if part)
     customer = CustomerUpserted(
@@ -480,7 +494,16 @@ def _sales_order(src: _Source, raw: Raw) -> list[CanonicalEvent]:
     ]
 
 
-_customer_decoder: Final = msgspec.json.Decoder(_Customer | None)
+@lru_cache(maxsize=16)
+def _customer_decoder(crm_link_field: str) -> msgspec.json.Decoder[_Customer | None]:
+    """The customer decoder that reads `crm_link_field` as the CRM link (built once per field name)."""
+    if crm_link_field == DEFAULT_CODEC_CONFIG.netsuite_crm_link_field:
+        return msgspec.json.Decoder(_Customer | None)
+    renamed: list[Any] = [("crm_link", str | None, field(default=None, name=crm_link_field))]
+    customer = msgspec.defstruct("_LinkedCustomer", renamed, bases=(_Customer,), rename="camel")
+    return cast(msgspec.json.Decoder[_Customer | None], msgspec.json.Decoder(customer | None))
+
+
 _invoice_decoder: Final = msgspec.json.Decoder(_Invoice | None)
 _payment_decoder: Final = msgspec.json.Decoder(_CustomerPayment | None)
 _credit_memo_decoder: Final = msgspec.json.Decoder(_CreditMemo | None)
@@ -498,8 +521,8 @@ _MAPPERS: Final[dict[str, Callable[[_Source, Raw], list[CanonicalEvent]]]] = {
 def _base(src: _Source, *, customer_key: str | None, local_customer: str | None, suffix: str = "") -> EventFields:
     """The common fields of an event about the envelope's record.
 
-    Only a customer's externalId is a CRM account id (an invoice's is the billing invoice id), so
-    only customer events pass a `customer_key`.
+    Only a customer names a CRM account (its link field, else its externalId; an invoice's externalId is
+    the billing invoice id), so only customer events pass a `customer_key`.
     """
     entity = EntityRef(src.record_type, src.record_id)
     event_id = src.event_id + suffix

@@ -46,6 +46,8 @@ Limits, by design:
   and say which decimals they are counted in (`amount_digits`): an amount-only UPDATE carries no
   currency, so it is counted in the fewest decimals, at least 2, that keep it exact, and the state
   reads it in the record's currency.
+* `TotalOpportunityQuantity` (a double in Salesforce: the units sold, what the subscription bills) is
+  read as a whole number: a fraction or a negative number is refused (`invalid_value`), never rounded.
 """
 
 from __future__ import annotations
@@ -231,6 +233,8 @@ class _Record(_Probe, kw_only=True):
     # Decimal straight from the JSON text. Accepts what `Decimal` alone accepts (see `_strict_decoder`).
     Amount: int | Decimal | None | UnsetType = UNSET
     CloseDate: str | int | None | UnsetType = UNSET
+    # A double in Salesforce: an int for a JSON integer, a float for `5.0` (checked whole in `_quantity`).
+    TotalOpportunityQuantity: int | float | None | UnsetType = UNSET
     # Renamed per CodecConfig.salesforce_plan_field (see `_reader`).
     plan: Any = field(default=UNSET, name=DEFAULT_CODEC_CONFIG.salesforce_plan_field)
 
@@ -300,6 +304,8 @@ _MAX_EPOCH_DAYS: Final = date.max.toordinal() - _EPOCH_ORDINAL
 _MS_PER_DAY: Final = 86_400_000
 _MAX_MINOR: Final = 2**63 - 1
 _MAX_AMOUNT_EXPONENT: Final = 30
+# Every whole number up to here is exact as a double (Salesforce's type for quantities).
+_MAX_QUANTITY: Final = 2**53
 # Wide enough for any in-range amount with its digits; traps instead of rounding.
 _EXACT: Final = Context(prec=80, traps=[Inexact])
 _NO_NAMES: Final[frozenset[str]] = frozenset()
@@ -316,6 +322,7 @@ _OPPORTUNITY_NAMES: Final = (
     ("CurrencyIsoCode",),
     ("Amount",),
     ("CloseDate",),
+    ("TotalOpportunityQuantity",),
 )
 # Billing address parts in line order (street, city, state, postal code, country): the names each
 # part is listed under, and (below) the parts no Kafka Connect flattening supplied.
@@ -888,11 +895,12 @@ def _opportunity_events(
         record.CurrencyIsoCode,
         record.Amount,
         record.CloseDate,
+        record.TotalOpportunityQuantity,
         getattr(record, reader.plan_attr),
     )
     if carry is not _ALL_PRESENT:
         values = carry.pick_all(values, reader.opportunity_names)
-    account_id, stage, is_won, is_closed, currency, amount, close_date, plan = values
+    account_id, stage, is_won, is_closed, currency, amount, close_date, quantity, plan = values
     # The checks and conversions below are called only for values that need them (the calls
     # cost more than the checks); same order as the fields, so the first bad one is reported.
     if isinstance(account_id, str) and not (
@@ -906,6 +914,8 @@ def _opportunity_events(
         amount, digits = _amount(amount, currency)
     if close_date is not None and close_date is not UNSET:
         close_date = _close_date(close_date)
+    if quantity is not None and quantity is not UNSET:
+        quantity = _quantity(quantity)
     if not (plan is None or plan is UNSET or isinstance(plan, str)):
         _text(plan, reader.plan_names[0])
     changed = []
@@ -923,6 +933,8 @@ def _opportunity_events(
         changed.append("currency")
     if close_date is not UNSET:
         changed.append("close_date")
+    if quantity is not UNSET:
+        changed.append("quantity")
     if plan is not UNSET:
         changed.append("plan")
     changed_names = tuple(changed)
@@ -941,6 +953,7 @@ def _opportunity_events(
                 currency=currency,
                 close_date=close_date,
                 plan=plan,
+                quantity=quantity,
                 changed=changed_names,
                 amount_digits=digits,
             )
@@ -1075,7 +1088,7 @@ _RECORD_FIELDS: Final = {
                 "BillingState", "BillingPostalCode", "BillingCountry", ACCOUNT_TAX_ID_FIELD,
                 ACCOUNT_PAYMENT_TERMS_FIELD, "LastModifiedDate", "SystemModstamp"),
     "Opportunity": ("Id", "IsDeleted", "AccountId", "StageName", "IsWon", "IsClosed", "CurrencyIsoCode", "Amount",
-                    "CloseDate", "LastModifiedDate", "SystemModstamp"),
+                    "CloseDate", "TotalOpportunityQuantity", "LastModifiedDate", "SystemModstamp"),
 }
 
 
@@ -1246,6 +1259,21 @@ def _fractional_minor(value: Decimal, digits: int, currency: str | None | UnsetT
             INVALID_AMOUNT,
             f"Opportunity.Amount has more than {digits} decimals ({currency or 'event without currency'})",
         ) from None
+
+
+def _quantity(value: int | float) -> int:
+    """A whole, non-negative TotalOpportunityQuantity as an int (a double in Salesforce: `5.0` is 5).
+
+    A fraction or a negative number is refused, never rounded: the quantity is what the subscription bills.
+    """
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise DecodeError(INVALID_VALUE, "Opportunity.TotalOpportunityQuantity is not a whole number "
+                              "(a subscription bills whole units)")
+        value = int(value)
+    if not 0 <= value <= _MAX_QUANTITY:
+        raise DecodeError(INVALID_VALUE, f"Opportunity.TotalOpportunityQuantity is out of range (0 to {_MAX_QUANTITY})")
+    return value
 
 
 def _close_date(value: str | int | None | UnsetType) -> str | None | UnsetType:

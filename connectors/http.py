@@ -19,7 +19,7 @@ Every id a connector puts into a URL path goes through `segment()`: ids come fro
 directory) are DATA errors. `HttpClient` sends the path as encoded, so nothing re-normalizes it.
 
 Also here: `to_major` (money for platforms that show decimal amounts), and the DATA errors every
-connector raises the same way (`target`, `unsupported`, `unknown_field`).
+connector raises the same way (`target`, `quantity`, `unsupported`, `unknown_field`).
 """
 
 from __future__ import annotations
@@ -197,10 +197,11 @@ class HttpClient:
             raise ConnectorError(ErrorKind.TRANSIENT, f"{what}: {type(exc).__name__}: {exc}") from None
         log.debug("%s -> %s", what, answer.status)
         if answer.status >= 400 and answer.status not in allow:
-            raise self._error(what, answer)
+            raise self.error(what, answer)
         return answer
 
-    def _error(self, what: str, answer: HttpResponse) -> ConnectorError:
+    def error(self, what: str, answer: HttpResponse) -> ConnectorError:
+        """The `ConnectorError` of an error answer (one a caller let through with `allow`, then found wrong)."""
         try:
             message = self._error_reader(answer.body)
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, AttributeError, TypeError,
@@ -226,6 +227,16 @@ def target(command: Command, key: str) -> str:
     if not value:
         raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id} has no target "
                              f"{key!r} (target: {command.target})")
+    return value
+
+
+def quantity(command: Command) -> int:
+    """`command.payload["quantity"]`: a whole number of units, at least 1 (what billing and ERP lines count), or
+    a DATA error saying what it was."""
+    value = command.payload.get("quantity")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id}: payload 'quantity' "
+                             f"must be a whole number of units, at least 1, got {value!r}")
     return value
 
 

@@ -1,16 +1,17 @@
 """NetSuite connector: ERP actions as SuiteTalk REST record calls, idempotent by external id.
 
 Every write is an upsert `PUT /services/rest/record/v1/<type>/eid:<externalId>` (NetSuite answers
-204 with the record's URL in `Location`) or a PATCH of fields by internal id: repeating the same
-command writes the same values and creates nothing new.
+204 with the record's URL in `Location`) or a PATCH of fields by internal id (or by `eid:`): repeating
+the same command writes the same values and creates nothing new.
 
 Actions:
 
-* `erp.upsert_customer` (target `external_id` = CRM account id; payload master fields) -> customer.
+* `erp.upsert_customer` (target `external_id` = CRM account id; payload master fields) -> customer,
+  its CRM link field set to the external id too.
 * `erp.update_customer` (target `customer_id` = internal id; payload `{field: value}`) -> PATCH.
-  `crm_account_id` -> externalId (the link to the CRM account: re-pointed after a merge, D13). Master
-  fields: `name` -> companyName, `currency` -> currency, `payment_terms` -> terms, `tax_id`
-  -> vatRegNumber, `address`/`country` -> the default billing address in `addressBook`.
+  `crm_account_id` -> the CRM link field (re-pointed after a merge, D13). Master fields: `name` ->
+  companyName, `currency` -> currency, `payment_terms` -> terms, `tax_id` -> vatRegNumber,
+  `address`/`country` -> the default billing address in `addressBook`.
 * `erp.upsert_invoice` (target `external_id` = billing invoice id; payload customer_key, number,
   total, tax, currency, due_at, status) -> invoice; its customer referenced by externalId.
 * `erp.apply_payment` (target `external_id` = billing invoice id; payload amount, currency,
@@ -20,6 +21,20 @@ Actions:
   occurrence finds that payment and pays nothing twice; the drift coming back is paid anew.
 * `erp.create_credit_memo` (target `external_id` = refund id; payload customer_key, document,
   invoice_id, charge_id, amount, currency) -> creditMemo, applied to the invoice when the ERP has it.
+* `erp.upsert_sales_order` (target `external_id` = CRM opportunity id; payload customer_key, price,
+  quantity, total, currency) -> salesOrder: its customer by externalId, Pending Fulfillment (`orderStatus`,
+  the field NetSuite sets, and `status`, the one it reads back), one line of the item whose externalId
+  is the billing price id. A 4xx USER_ERROR (an unknown customer or item) is a DATA error.
+* `erp.cancel_sales_order` (target `external_id` = CRM opportunity id; a saga's compensation) -> PATCH
+  `salesOrder/eid:<id>` status Cancelled. No such order (404) counts as done, since a compensation must be
+  safe to repeat: the outcome's `detail.nothing_to_undo` says so.
+
+The CRM link of a customer is the custom entity field the setting `netsuite_crm_link_field` names
+(CONCORD_NETSUITE_CRM_LINK_FIELD, default `custentity_sf_account_id`), not its externalId: NetSuite keeps
+externalId unique per record type, so a merged-away account's ERP customer could not take the winner's id
+while the winner's own customer held it (9 of 18 D13 drifts of a seeded run ended escalated for that).
+The externalId stays the key an upsert finds the customer by (the account it was created for); the ERP
+codec reads the link field first.
 
 Money goes out in major units (NetSuite's decimals), dates as `YYYY-MM-DD` (UTC). A 429 with
 `o:errorCode` CONCURRENCY_LIMIT_EXCEEDED (too many requests in flight) is TRANSIENT like any 429.
@@ -36,6 +51,7 @@ from concord.connectors.base import ConnectorError, ErrorKind, Outcome
 from concord.connectors.http import (
     HttpClient,
     HttpResponse,
+    quantity,
     segment,
     split_address,
     target,
@@ -52,11 +68,16 @@ UPDATE_CUSTOMER: Final = "erp.update_customer"
 UPSERT_INVOICE: Final = "erp.upsert_invoice"
 APPLY_PAYMENT: Final = "erp.apply_payment"
 CREATE_CREDIT_MEMO: Final = "erp.create_credit_memo"
+UPSERT_SALES_ORDER: Final = "erp.upsert_sales_order"
+CANCEL_SALES_ORDER: Final = "erp.cancel_sales_order"
 ROOT: Final = "/services/rest/record/v1"
 _MASTER_FIELDS: Final = ("name", "currency", "payment_terms", "tax_id", "address", "country")
 # Billing invoice status -> NetSuite invoice status (an uncollectible invoice is still a receivable).
 _INVOICE_STATUS: Final = {"draft": ("D", "Pending Approval"), "open": ("A", "Open"), "uncollectible": ("A", "Open"),
                           "paid": ("B", "Paid In Full"), "void": ("V", "Voided")}
+_PENDING_FULFILLMENT: Final = {"id": "B", "refName": "Pending Fulfillment"}
+_CANCELLED: Final = {"id": "C", "refName": "Cancelled"}
+_NO_SUCH_ORDER: Final = "NetSuite has no sales order with this external id (never created, or deleted): nothing to undo"
 
 
 def _error_message(body: bytes) -> str:
@@ -88,13 +109,13 @@ def _currency(command: Command) -> str:
     return currency.upper()
 
 
-def customer_fields(fields: dict[str, Any], linkable: bool = False) -> dict[str, Any]:
+def customer_fields(fields: dict[str, Any], link_field: str | None = None) -> dict[str, Any]:
     """Canonical master fields -> customer record fields (None values skipped); DATA error for unknown fields.
 
-    `linkable`: `crm_account_id` may be written too (an update by internal id; an upsert's externalId is its
-    target, never a field).
+    `link_field`: `crm_account_id` may be written too, to that custom field (an update by internal id; an
+    upsert links the customer to its target, never to a field of the payload).
     """
-    known = (*_MASTER_FIELDS, "crm_account_id") if linkable else _MASTER_FIELDS
+    known = (*_MASTER_FIELDS, "crm_account_id") if link_field else _MASTER_FIELDS
     record: dict[str, Any] = {}
     address: dict[str, Any] = {}
     for field, value in fields.items():
@@ -102,8 +123,8 @@ def customer_fields(fields: dict[str, Any], linkable: bool = False) -> dict[str,
             raise unknown_field(PLATFORM, field, known)
         if value is None:
             continue
-        if field == "crm_account_id":
-            record["externalId"] = value
+        if field == "crm_account_id" and link_field:
+            record[link_field] = value
         elif field == "name":
             record["companyName"] = value
         elif field == "currency":
@@ -129,9 +150,10 @@ class NetSuiteConnector:
 
     platform: str = PLATFORM
     actions: frozenset[str] = frozenset({UPSERT_CUSTOMER, UPDATE_CUSTOMER, UPSERT_INVOICE, APPLY_PAYMENT,
-                                         CREATE_CREDIT_MEMO})
+                                         CREATE_CREDIT_MEMO, UPSERT_SALES_ORDER, CANCEL_SALES_ORDER})
 
     def __init__(self, settings: Settings) -> None:
+        self.link_field = settings.netsuite_crm_link_field
         self.http = HttpClient(
             PLATFORM,
             settings.netsuite_url,
@@ -144,13 +166,15 @@ class NetSuiteConnector:
     async def execute(self, command: Command) -> Outcome:
         """Perform `command` once; raise ConnectorError on failure."""
         if command.action == UPSERT_CUSTOMER:
-            return await self._upsert("customer", target(command, "external_id"), customer_fields(command.payload))
+            external_id = target(command, "external_id")
+            return await self._upsert("customer", external_id,
+                                      {**customer_fields(command.payload), self.link_field: external_id})
         if command.action == UPDATE_CUSTOMER:
             customer_id = target(command, "customer_id")
             if not command.payload:
                 raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id} has no fields")
             response = await self.http.request("PATCH", f"{ROOT}/customer/{segment(customer_id)}",
-                                               json=customer_fields(command.payload, linkable=True))
+                                               json=customer_fields(command.payload, self.link_field))
             return Outcome(status=response.status, record_id=customer_id, detail={"fields": sorted(command.payload)})
         if command.action == UPSERT_INVOICE:
             return await self._upsert("invoice", target(command, "external_id"), self._invoice(command))
@@ -158,6 +182,10 @@ class NetSuiteConnector:
             return await self._apply_payment(command)
         if command.action == CREATE_CREDIT_MEMO:
             return await self._credit_memo(command)
+        if command.action == UPSERT_SALES_ORDER:
+            return await self._upsert("salesOrder", target(command, "external_id"), self._sales_order(command))
+        if command.action == CANCEL_SALES_ORDER:
+            return await self._cancel_sales_order(target(command, "external_id"))
         raise unsupported(PLATFORM, command)
 
     async def _upsert(self, record_type: str, external_id: str, body: dict[str, Any]) -> Outcome:
@@ -246,6 +274,29 @@ class NetSuiteConnector:
                 body["apply"] = {"items": [{"doc": {"id": found.json()["id"]}, "apply": True,
                                             "amount": to_major(amount, currency)}]}
         return await self._upsert("creditMemo", refund_id, body)
+
+    def _sales_order(self, command: Command) -> dict[str, Any]:
+        currency = _currency(command)
+        total = to_major(_amount(command, "total"), currency)
+        price = command.payload.get("price")
+        if not isinstance(price, str) or not price:
+            raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id}: payload 'price' "
+                                 f"must be the billing price id (the item's externalId), got {price!r}")
+        return {
+            "entity": {"externalId": self._customer_key(command)},
+            "currency": {"refName": currency},
+            "orderStatus": _PENDING_FULFILLMENT,
+            "status": _PENDING_FULFILLMENT,
+            "total": total,
+            "item": {"items": [{"item": {"externalId": price}, "quantity": quantity(command), "amount": total}]},
+        }
+
+    async def _cancel_sales_order(self, external_id: str) -> Outcome:
+        response = await self.http.request("PATCH", self.eid_path("salesOrder", external_id),
+                                           json={"status": _CANCELLED}, allow=frozenset({404}))
+        if response.status == 404:
+            return Outcome(status=404, detail={"external_id": external_id, "nothing_to_undo": _NO_SUCH_ORDER})
+        return self._located(response, external_id)
 
     async def close(self) -> None:
         """Close the HTTP session."""

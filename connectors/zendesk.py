@@ -12,7 +12,8 @@ with `Idempotency-Key: <command_id>`; Zendesk replays its stored answer to a ret
   known; payload `tier`) -> status "active" and the tier. By CRM account: the organization with that
   `external_id` is looked up first (`GET .../search.json?external_id=`) and updated, or created
   through `create_or_update` (named after the payload's `name`, else the account id; key
-  `<command_id>:create`).
+  `<command_id>:create`). Either way `Outcome.record_id` is the organization id (what the saga's
+  compensation, `support.suspend_entitlement`, targets).
 * `support.set_tier` (target `organization_id`; payload `tier`) -> the tier field.
 * `support.update_customer` (target `customer_id` = organization id; payload `{field: value}`):
   `name` -> name, `crm_account_id` -> external_id; an organization holds no other master field.
@@ -131,12 +132,13 @@ class ZendeskConnector:
         response = await self.http.request("PUT", f"/api/v2/organizations/{segment(organization_id)}.json",
                                            json={"organization": organization},
                                            headers={"Idempotency-Key": command.command_id})
-        return self._outcome(response)
+        return self._outcome(response, organization_id)
 
     @staticmethod
-    def _outcome(response: HttpResponse) -> Outcome:
+    def _outcome(response: HttpResponse, organization_id: str = "") -> Outcome:
+        # The organization id is the record: a saga suspends that organization's entitlement to compensate.
         organization = (response.json() or {}).get("organization") or {}
-        return Outcome(status=response.status, record_id=str(organization.get("id", "")),
+        return Outcome(status=response.status, record_id=str(organization.get("id") or organization_id),
                        detail={"replayed": response.headers.get("x-idempotency-lookup") == "hit"})
 
     async def _fetch(self, organization_id: str) -> Outcome:

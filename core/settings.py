@@ -211,6 +211,17 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     zendesk_end_date_field: Annotated[
         str, Meta(min_length=1, description="Zendesk organization field key with the entitlement end date.")
     ] = "support_end_date"
+    # The CRM link of an ERP customer is a custom field, not its externalId: NetSuite keeps externalId unique
+    # per record type, so a merged-away account's ERP customer could not be re-pointed (D13) while the winner's
+    # own customer held the id; 9 of 18 D13 drifts of a seeded run ended escalated for that alone.
+    netsuite_crm_link_field: Annotated[
+        str, Meta(pattern=r"^custentity[a-z0-9_]+$",
+                  description="NetSuite custom entity field (script id) holding a customer's CRM (Salesforce) "
+                  "account id. Concord writes the link there, not in externalId: NetSuite keeps externalId "
+                  "unique, so a merged-away account's ERP customer could not be re-pointed while the winner's "
+                  "own customer held the id (9 of 18 D13 drifts of a seeded run ended escalated). A customer "
+                  "with the field empty is linked by its externalId.")
+    ] = "custentity_sf_account_id"
     consumer_fetch_wait_ms: Annotated[
         int,
         Meta(ge=1, le=10_000, description="How long the broker may hold a worker's fetch when the partitions it "

@@ -106,7 +106,7 @@ DEFAULT_LIMITS: Final = Limits()
 # carry come first, so that their masks stay below 128: one byte.
 _ACCOUNT_FIELDS: Final = ("deleted", "name", "country", "currency", "tax_id", "address", "payment_terms")
 _OPPORTUNITY_FIELDS: Final = ("deleted", "stage", "is_won", "is_closed", "amount", "currency", "close_date", "plan",
-                              "account_id", "amount_digits")
+                              "account_id", "amount_digits", "quantity")
 _PARTY_FIELDS: Final = ("deleted", "crm_account_id", "name", "currency", "country", "payment_terms", "email",
                         "tax_id", "address")
 
@@ -175,6 +175,7 @@ class Opportunity(Struct, FieldStamped, gc=False, kw_only=True, frozen=True, arr
     stamps: FieldStamps = ()
     # Decimals `amount` is counted in (None: those of `currency`, as in states stored before this field).
     amount_digits: int | None = None
+    # Units sold (TotalOpportunityQuantity). Last: a record is an array, so states stored before it decode.
     quantity: int | None = None
 
     def amount_in(self, currency: str | None) -> int | None:

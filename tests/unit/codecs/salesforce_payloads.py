@@ -34,8 +34,8 @@ ACCOUNT_FIELDS = [
 ]  # fmt: skip
 OPPORTUNITY_FIELDS = [
     "AccountId", "IsPrivate", "Name", "Description", "StageName", "Amount", "Probability",
-    "ExpectedRevenue", "CloseDate", "Type", "IsClosed", "IsWon", "ForecastCategory", "OwnerId",
-    "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "CurrencyIsoCode", "Plan__c",
+    "ExpectedRevenue", "TotalOpportunityQuantity", "CloseDate", "Type", "IsClosed", "IsWon", "ForecastCategory",
+    "OwnerId", "CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "CurrencyIsoCode", "Plan__c",
 ]  # fmt: skip
 # Kafka Connect records carry compound addresses flattened as well.
 CONNECT_ACCOUNT_FIELDS = [

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from concord.codecs import model, netsuite
+from concord.codecs.config import CodecConfig, codec_config
 from concord.codecs.errors import DecodeError
 from concord.codecs.model import (
     CanonicalEvent,
@@ -24,6 +25,7 @@ from concord.codecs.model import (
     SalesOrderChanged,
     Version,
 )
+from concord.core.settings import Settings
 
 from . import netsuite_payloads as ns
 from .fuzz_payloads import corrupted, mutated
@@ -165,6 +167,35 @@ def test_customer_sparse_record() -> None:
     assert (customer.customer_key, customer.crm_account_id, customer.xrefs) == (None, None, {})
     assert isinstance(flags, FinancialFlagsChanged)
     assert (flags.overdue_balance, flags.currency, flags.credit_hold) == (None, None, None)
+
+
+def test_customer_crm_link_is_the_link_field_when_set_else_the_external_id() -> None:
+    # Concord writes the CRM link to a custom entity field (NetSuite keeps externalId unique, so a merged-away
+    # account's ERP customer could not take the winner's id); older customers carry it in externalId only.
+    repointed = ns.customer(custentity_sf_account_id="001Dn00000WinrAAA")
+    customer, flags = decode(ns.envelope("customer", repointed))
+    assert isinstance(customer, CustomerUpserted) and isinstance(flags, FinancialFlagsChanged)
+    assert (customer.crm_account_id, customer.customer_key, flags.customer_key) == ("001Dn00000WinrAAA",) * 3
+    assert customer.xrefs == {"salesforce": "001Dn00000WinrAAA"}
+    for unset in ({}, {"custentity_sf_account_id": ""}, {"custentity_sf_account_id": None}):
+        customer, _ = decode(ns.envelope("customer", ns.customer(**unset)))
+        assert isinstance(customer, CustomerUpserted) and customer.crm_account_id == "001Dn00000AcmeAAA"
+    only_link = {k: v for k, v in repointed.items() if k != "externalId"}
+    customer, _ = decode(ns.envelope("customer", only_link))
+    assert isinstance(customer, CustomerUpserted) and customer.customer_key == "001Dn00000WinrAAA"
+
+
+def test_customer_crm_link_field_is_configuration() -> None:
+    record = ns.customer(custentity_crm_account="001Dn00000OtheAAA", custentity_sf_account_id="001Dn00000WinrAAA")
+    configured = CodecConfig(netsuite_crm_link_field="custentity_crm_account")
+    customer, _ = netsuite.decode(ns.envelope("customer", record), configured)
+    assert isinstance(customer, CustomerUpserted) and customer.crm_account_id == "001Dn00000OtheAAA"
+    customer, _ = netsuite.decode(ns.envelope("customer", ns.customer()), configured)
+    assert isinstance(customer, CustomerUpserted) and customer.crm_account_id == "001Dn00000AcmeAAA"
+    assert codec_config(Settings(netsuite_crm_link_field="custentity_crm_account")) == configured
+    # A link that is not text (a list/record field) is refused, naming the field, not guessed.
+    error = failure(ns.envelope("customer", ns.customer(custentity_sf_account_id=ns.ref("5", "Acme"))))
+    assert error.reason == "bad_type" and "custentity_sf_account_id" in error.detail
 
 
 def test_customer_currency_code_from_envelope_sets_minor_units() -> None:

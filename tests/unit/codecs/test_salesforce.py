@@ -55,6 +55,7 @@ OPPORTUNITY_VALUE_FIELDS = (
     "currency",
     "close_date",
     "plan",
+    "quantity",
 )
 ACCOUNT_VALUE_FIELDS = ("name", "country", "currency", "tax_id", "address", "payment_terms")
 
@@ -147,7 +148,8 @@ def test_pubsub_opportunity_create_keeps_commit_number_exact(shared_fixtures: Pa
     # The org has neither multi-currency nor a plan field: absent from the schema, so UNSET.
     assert event.currency is UNSET
     assert event.plan is UNSET
-    assert event.changed == ("account_id", "stage", "is_won", "is_closed", "amount", "close_date")
+    assert event.quantity is None  # TotalOpportunityQuantity: null (no products on the deal)
+    assert event.changed == ("account_id", "stage", "is_won", "is_closed", "amount", "close_date", "quantity")
     # The commit number survives the canonical encoding too.
     assert model.decode(model.encode(event)) == event
     assert b"1652977933433528300" in model.encode(event)
@@ -632,6 +634,40 @@ def test_amount_says_which_decimals_it_is_counted_in(amount_json: bytes, currenc
     currency_json = b', "CurrencyIsoCode": "' + currency.encode() + b'"' if currency else b""
     event = opportunity(decode(created_with_raw_json(b'"Amount": ' + amount_json + currency_json)))
     assert (event.amount, event.amount_digits) == (minor, digits)
+
+
+@pytest.mark.parametrize(("quantity_json", "quantity"), [(b"5", 5), (b"5.0", 5), (b"0", 0), (b"1e2", 100),
+                                                        (b"null", None)])
+def test_quantity_is_a_whole_number_of_units(quantity_json: bytes, quantity: int | None) -> None:
+    event = opportunity(decode(created_with_raw_json(b'"TotalOpportunityQuantity": ' + quantity_json)))
+    assert event.quantity == quantity and type(event.quantity) is type(quantity)
+    assert "quantity" in event.changed
+
+
+@pytest.mark.parametrize(("quantity_json", "words"), [
+    (b"2.5", "not a whole number"), (b"-1", "out of range"), (b"1e300", "out of range"), (b'"3"', "got `str`"),
+    (b"true", "got `bool`"),
+])
+def test_a_fractional_negative_or_mistyped_quantity_is_a_decode_error(quantity_json: bytes, words: str) -> None:
+    with pytest.raises(DecodeError) as excinfo:
+        decode(created_with_raw_json(b'"TotalOpportunityQuantity": ' + quantity_json))
+    assert excinfo.value.reason == "invalid_value"
+    assert "TotalOpportunityQuantity" in excinfo.value.detail and words in excinfo.value.detail
+
+
+def test_a_quantity_update_in_every_shape() -> None:
+    changed = header(changed_fields=["TotalOpportunityQuantity", "LastModifiedDate"])
+    fields = {"TotalOpportunityQuantity": 12.0, "LastModifiedDate": 1652977990000}
+    for body in (cometd(changed, fields), pubsub(changed, fields, OPPORTUNITY_FIELDS),
+                 connect(changed, fields, OPPORTUNITY_FIELDS)):
+        event = opportunity(decode(body))
+        assert (event.quantity, event.changed) == (12, ("quantity",))
+        assert_unset_except(event, OPPORTUNITY_VALUE_FIELDS, {"quantity"})
+    # Cleared: named as changed and nulled (Pub/Sub), or present as null (CometD without names).
+    cleared = pubsub(header(changed_fields=["TotalOpportunityQuantity"], nulledFields=["TotalOpportunityQuantity"]),
+                     {}, OPPORTUNITY_FIELDS)
+    assert opportunity(decode(cleared)).quantity is None
+    assert opportunity(decode(cometd(header(changed_fields=None), {"TotalOpportunityQuantity": None}))).quantity is None
 
 
 @pytest.mark.parametrize(

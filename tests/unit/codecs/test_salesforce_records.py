@@ -22,7 +22,7 @@ from concord.codecs.salesforce import decode, decode_record, record_fields
 
 ACCOUNT_VALUES = ("name", "country", "currency", "tax_id", "address", "payment_terms")
 OPPORTUNITY_VALUES = ("account_id", "stage", "is_won", "is_closed", "amount", "currency", "close_date", "plan",
-                      "amount_digits")
+                      "amount_digits", "quantity")
 COMMON = ("entity", "customer_key", "local_customer", "source", "deleted")
 
 
@@ -50,7 +50,8 @@ def test_a_rest_opportunity_reads_as_the_change_event_that_created_it(shared_fix
     created = only(decode(json.dumps(cdc).encode()))
     body = rest("Opportunity", "006SM0000001Tb3YAE", AccountId=cdc["AccountId"], StageName=cdc["StageName"],
                 IsWon=cdc["IsWon"], IsClosed=cdc["IsClosed"], CurrencyIsoCode="USD", Amount=cdc["Amount"],
-                CloseDate="2022-05-31", Plan__c=None, IsDeleted=False,
+                CloseDate="2022-05-31", Plan__c=None, TotalOpportunityQuantity=cdc["TotalOpportunityQuantity"],
+                IsDeleted=False,
                 LastModifiedDate="2022-05-19T16:32:13.000+0000", SystemModstamp="2022-05-19T16:32:13.000+0000")
     read = only(decode_record(body))
     assert isinstance(read, OpportunityChanged) and isinstance(created, OpportunityChanged)
@@ -141,6 +142,21 @@ def test_the_plan_is_read_from_the_configured_field() -> None:
     assert only(decode_record(body, CodecConfig(salesforce_plan_field="Product__c"))).plan == "enterprise"
     assert only(decode(body, CodecConfig(salesforce_plan_field="Product__c"))).plan == "enterprise"
     assert only(decode_record(body)).plan == "pro"
+
+
+def test_the_quantity_is_read_whole_like_the_amount() -> None:
+    def read(quantity: Any) -> Any:
+        return only(decode_record(rest("Opportunity", "006SM0000001Tb3YAE", TotalOpportunityQuantity=quantity,
+                                       Amount=1200.0, LastModifiedDate="2025-03-31T12:00:00.000+0000")))
+
+    assert (read(3.0).quantity, read(3.0).changed) == (3, ("amount", "quantity"))
+    assert read(None).quantity is None  # no products on the deal (or cleared)
+    assert only(decode_record(rest("Opportunity", "006SM0000001Tb3YAE",
+                                   LastModifiedDate="2025-03-31T12:00:00.000+0000"))).quantity is UNSET
+    with pytest.raises(DecodeError) as caught:
+        read(2.5)
+    assert caught.value.reason == "invalid_value" and "TotalOpportunityQuantity" in caught.value.detail
+    assert "TotalOpportunityQuantity" in record_fields("Opportunity")
 
 
 def test_records_of_other_objects_decode_to_nothing() -> None:

@@ -1,4 +1,5 @@
-"""NetSuite connector against the sandbox's REST record service: upserts, payments, credit memos, faults."""
+"""NetSuite connector against the sandbox's REST record service (and a recording fake for exact bodies): upserts,
+payments, credit memos, sales orders, faults."""
 
 from __future__ import annotations
 
@@ -7,10 +8,17 @@ import asyncio
 import msgspec
 import pytest
 
+from concord.codecs import netsuite as netsuite_codec
+from concord.codecs.config import codec_config
+from concord.codecs.model import CustomerUpserted
 from concord.connectors.base import ConnectorError, ErrorKind, Outcome
 from concord.connectors.netsuite import NetSuiteConnector
+from concord.connectors.snapshots import netsuite_envelope
+from concord.core.messages import Command
+from concord.core.settings import Settings
 from concord.sandbox import netsuite
 from tests.unit.connectors.platform_sandbox import Sandbox, command, running
+from tests.unit.connectors.recording import NETSUITE_TOKEN, Answer, recording
 
 ACCOUNT = "001Hp00000ACMEAAA"
 
@@ -20,6 +28,14 @@ async def _run(box: Sandbox, action: str, target: dict[str, str], payload: dict[
     connector = NetSuiteConnector(box.settings)
     try:
         return await connector.execute(command(action, "netsuite", target, payload, command_id=command_id))
+    finally:
+        await connector.close()
+
+
+async def _execute(settings: Settings, cmd: Command) -> Outcome:
+    connector = NetSuiteConnector(settings)
+    try:
+        return await connector.execute(cmd)
     finally:
         await connector.close()
 
@@ -37,6 +53,7 @@ async def test_upsert_customer_creates_once_by_external_id() -> None:
         await _run(box, "erp.upsert_customer", {"external_id": ACCOUNT}, payload)
         [customer] = box.world.all("netsuite", "customer")
         assert (customer["externalId"], customer["companyName"]) == (ACCOUNT, "Acme")
+        assert customer["custentity_sf_account_id"] == ACCOUNT  # the CRM link field, set with the key
         assert netsuite.currency_code(customer["currency"]) == "EUR"
         assert customer["addressBook"]["items"][0]["addressBookAddress"]["country"] == {"id": "DE"}
         assert first.status == 204
@@ -58,22 +75,35 @@ async def test_update_customer_patches_by_internal_id() -> None:
 
 
 async def test_update_customer_repoints_the_crm_link_after_a_merge() -> None:
-    # D13's correction: the ERP customer still names the merged-away account; its externalId is the link.
+    # D13's correction: the ERP customer still names the merged-away account. The link is a custom field, not
+    # the externalId NetSuite keeps unique: the winner's own ERP customer holding its id does not stand in the way.
     async with running() as box:
-        customer = netsuite.upsert_customer(box.world, "001LOSER", company_name="Acme")
-        await _run(box, "erp.update_customer", {"customer_id": customer["id"]}, {"crm_account_id": ACCOUNT})
-        assert box.world.get("netsuite", "customer", customer["id"])["externalId"] == ACCOUNT
-        # The winner has an ERP customer of its own: NetSuite keeps external ids unique, the ERP customers
-        # must be merged by a person (a data error: the finding is escalated, not commanded again).
-        other = netsuite.upsert_customer(box.world, "001OTHERLOSER", company_name="Acme")
-        with pytest.raises(ConnectorError) as refused:
-            await _run(box, "erp.update_customer", {"customer_id": other["id"]}, {"crm_account_id": ACCOUNT})
-        assert refused.value.kind is ErrorKind.DATA and "already exists" in str(refused.value)
-        assert box.world.get("netsuite", "customer", other["id"])["externalId"] == "001OTHERLOSER"
+        netsuite.upsert_customer(box.world, ACCOUNT, company_name="Acme")
+        loser = netsuite.upsert_customer(box.world, "001LOSER", company_name="Acme")
+        outcome = await _run(box, "erp.update_customer", {"customer_id": loser["id"]}, {"crm_account_id": ACCOUNT})
+        repointed = box.world.get("netsuite", "customer", loser["id"])
+        assert (repointed["custentity_sf_account_id"], repointed["externalId"]) == (ACCOUNT, "001LOSER")
+        assert outcome.record_id == loser["id"]
+        # The ERP codec reads the link from that field, so the customer is now the winner's.
+        body = netsuite_envelope("customer", loser["id"], msgspec.json.encode(repointed), {"1": "USD"}, "1234567")
+        customer = netsuite_codec.decode(body, codec_config(box.settings))[0]
+        assert isinstance(customer, CustomerUpserted) and customer.customer_key == ACCOUNT
         # An upsert's external id is its target: the link is not a field there.
         with pytest.raises(ConnectorError) as caught:
             await _run(box, "erp.upsert_customer", {"external_id": ACCOUNT}, {"crm_account_id": "001OTHER"})
         assert caught.value.kind is ErrorKind.DATA
+
+
+async def test_the_crm_link_field_is_the_configured_one() -> None:
+    async with running(netsuite_crm_link_field="custentity_crm_account") as box:
+        loser = netsuite.upsert_customer(box.world, "001LOSER", company_name="Acme")
+        await _run(box, "erp.update_customer", {"customer_id": loser["id"]}, {"crm_account_id": ACCOUNT})
+        await _run(box, "erp.upsert_customer", {"external_id": "001NEW"}, {"name": "New"}, command_id="cmd-2")
+        repointed = box.world.get("netsuite", "customer", loser["id"])
+        created = box.world.find("netsuite", "customer", "externalId", "001NEW")
+        assert repointed["custentity_crm_account"] == ACCOUNT
+        assert repointed.get("custentity_sf_account_id") != ACCOUNT  # the default field is not the link here
+        assert created is not None and created["custentity_crm_account"] == "001NEW"
 
 
 async def test_upsert_invoice_books_the_billing_invoice_for_its_customer() -> None:
@@ -250,3 +280,89 @@ async def test_dot_segment_ids_are_refused_before_any_request() -> None:
                 await _run(box, "erp.apply_payment", {"external_id": bad}, {"amount": 100, "currency": "USD"})
             assert caught.value.kind is ErrorKind.DATA and caught.value.status is None
         assert box.world.effects.all() == []
+
+
+# ---------------------------------------------------------------- the quote-to-cash saga's sales order
+
+OPPORTUNITY = "006Hp00000DEALAAA"
+ORDER = {"customer_key": ACCOUNT, "price": "price_pro_monthly", "quantity": 5, "total": 50_000, "currency": "eur"}
+
+
+async def test_upsert_sales_order_puts_the_order_by_opportunity_once() -> None:
+    async with running() as box:
+        customer = netsuite.upsert_customer(box.world, ACCOUNT, company_name="Acme", currency="EUR")
+        first = await _run(box, "erp.upsert_sales_order", {"external_id": OPPORTUNITY}, ORDER)
+        await _run(box, "erp.upsert_sales_order", {"external_id": OPPORTUNITY}, ORDER)
+        [order] = box.world.all("netsuite", "salesOrder")
+        assert (order["externalId"], order["entity"]["id"], netsuite.currency_code(order["currency"])) == (
+            OPPORTUNITY, customer["id"], "EUR")
+        assert (order["status"], order["orderStatus"]) == ({"id": "B", "refName": "Pending Fulfillment"},) * 2
+        assert order["total"] == 500.0
+        [line] = order["item"]["items"]
+        assert (line["item"]["externalId"], line["quantity"], line["amount"]) == ("price_pro_monthly", 5, 500.0)
+        assert (first.status, first.record_id, first.detail) == (204, order["id"], {"external_id": OPPORTUNITY})
+        assert box.effect("netsuite", f"salesOrder:eid:{OPPORTUNITY}") == (2, 1)
+
+
+async def test_upsert_sales_order_sends_the_contracts_body() -> None:
+    location = f"https://1234567.suitetalk.api.netsuite.com/services/rest/record/v1/salesorder/{4711}"
+    path = f"/services/rest/record/v1/salesOrder/eid:{OPPORTUNITY}"
+    async with recording({("PUT", path): [Answer(204, headers={"Location": location})]}) as fake:
+        outcome = await _execute(fake.settings, command("erp.upsert_sales_order", "netsuite",
+                                                        {"external_id": OPPORTUNITY}, {**ORDER, "currency": "JPY"}))
+    [sent] = fake.requests
+    assert sent.json == {
+        "entity": {"externalId": ACCOUNT}, "currency": {"refName": "JPY"},
+        "orderStatus": {"id": "B", "refName": "Pending Fulfillment"},
+        "status": {"id": "B", "refName": "Pending Fulfillment"}, "total": 50_000.0,
+        "item": {"items": [{"item": {"externalId": "price_pro_monthly"}, "quantity": 5, "amount": 50_000.0}]},
+    }
+    assert sent.headers["Authorization"] == f"Bearer {NETSUITE_TOKEN}"
+    assert outcome.record_id == "4711"
+
+
+async def test_a_sales_order_netsuite_refuses_is_data() -> None:
+    async with running() as box:  # no customer with the account's externalId: NetSuite's USER_ERROR
+        with pytest.raises(ConnectorError) as refused:
+            await _run(box, "erp.upsert_sales_order", {"external_id": OPPORTUNITY}, ORDER)
+        assert (refused.value.kind, refused.value.status) == (ErrorKind.DATA, 400)
+        assert "USER_ERROR" in refused.value.reason and "reference key" in refused.value.reason
+        for bad, words in (({"quantity": 0}, "'quantity'"), ({"price": ""}, "'price'"), ({"total": 1.5}, "'total'"),
+                           ({"currency": "euro"}, "'currency'")):
+            with pytest.raises(ConnectorError) as caught:
+                await _run(box, "erp.upsert_sales_order", {"external_id": OPPORTUNITY}, {**ORDER, **bad})
+            assert caught.value.kind is ErrorKind.DATA and words in caught.value.reason
+        assert list(box.world.all("netsuite", "salesOrder")) == []
+
+
+async def test_cancel_sales_order_sets_it_cancelled_and_repeats_harmlessly() -> None:
+    async with running() as box:
+        customer = netsuite.upsert_customer(box.world, ACCOUNT, company_name="Acme")
+        order = netsuite.upsert_sales_order(box.world, OPPORTUNITY, customer_id=customer["id"], total=50_000)
+        first = await _run(box, "erp.cancel_sales_order", {"external_id": OPPORTUNITY}, command_id="undo-1")
+        again = await _run(box, "erp.cancel_sales_order", {"external_id": OPPORTUNITY}, command_id="undo-1")
+        cancelled = box.world.get("netsuite", "salesOrder", order["id"])
+        assert cancelled["status"] == {"id": "C", "refName": "Cancelled"}
+        assert cancelled["total"] == order["total"] and cancelled["entity"] == order["entity"]
+        assert (first.status, first.record_id) == (204, order["id"]) and "nothing_to_undo" not in first.detail
+        assert again.record_id == order["id"]
+        assert box.effect("netsuite", f"salesOrder:{order['id']}") == (2, 1)
+
+
+async def test_cancelling_a_sales_order_that_does_not_exist_is_done_and_says_so() -> None:
+    async with running() as box:
+        outcome = await _run(box, "erp.cancel_sales_order", {"external_id": OPPORTUNITY})
+        assert (outcome.status, outcome.record_id, outcome.detail["external_id"]) == (404, "", OPPORTUNITY)
+        assert "nothing to undo" in outcome.detail["nothing_to_undo"]
+        assert box.world.effects.all() == []
+        box.faults.update(b'{"netsuite": {"error_rate": 1}}')
+        with pytest.raises(ConnectorError) as failed:
+            await _run(box, "erp.cancel_sales_order", {"external_id": OPPORTUNITY})
+        assert failed.value.kind is ErrorKind.TRANSIENT
+    # The opportunity id is one path segment after `eid:`; the body is the status alone.
+    path = "/services/rest/record/v1/salesOrder/eid:006%2F..%2F1"
+    async with recording({("PATCH", path): [Answer(404, {"o:errorDetails": [{"o:errorCode": "NONEXISTENT_ID"}]})]}
+                         ) as fake:
+        await _execute(fake.settings, command("erp.cancel_sales_order", "netsuite", {"external_id": "006/../1"}))
+    assert [(r.method, r.path, r.json) for r in fake.requests] == [
+        ("PATCH", path, {"status": {"id": "C", "refName": "Cancelled"}})]

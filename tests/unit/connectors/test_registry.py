@@ -1,4 +1,4 @@
-"""build_connectors: one connector per platform, together executing every platform action the rules emit."""
+"""build_connectors: one connector per platform, executing every platform action the rules and the saga emit."""
 
 from __future__ import annotations
 
@@ -13,12 +13,19 @@ RULE_ACTIONS = {
     "stripe": {"billing.update_customer"},
     "salesforce": {"crm.update_customer", "crm.fetch_record"},
 }
+# The quote-to-cash saga's steps and compensations (issue 17).
+SAGA_ACTIONS = {
+    "stripe": {"billing.create_customer", "billing.create_subscription", "billing.update_subscription",
+               "billing.cancel_subscription"},
+    "netsuite": {"erp.upsert_sales_order", "erp.cancel_sales_order"},
+}
 
 
 async def test_every_platform_has_a_connector_for_its_actions() -> None:
     connectors = build_connectors(Settings())
     try:
-        assert {name: set(c.actions) for name, c in connectors.items()} == RULE_ACTIONS
+        expected = {name: actions | SAGA_ACTIONS.get(name, set()) for name, actions in RULE_ACTIONS.items()}
+        assert {name: set(c.actions) for name, c in connectors.items()} == expected
         assert all(c.platform == name for name, c in connectors.items())
     finally:
         for connector in connectors.values():

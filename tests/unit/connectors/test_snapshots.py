@@ -9,6 +9,7 @@ import pytest
 
 from concord.codecs import stripe as stripe_codec
 from concord.codecs.model import CustomerUpserted, InvoiceChanged, PaymentChanged, SubscriptionChanged
+from concord.codecs.salesforce import record_fields
 from concord.connectors.base import ConnectorError, ErrorKind
 from concord.connectors.http import HttpResponse
 from concord.connectors.snapshots import (
@@ -71,6 +72,8 @@ def test_the_soql_asks_for_the_codec_fields_and_since_when() -> None:
     assert soql("Opportunity", ("StageName",), 1_793_491_200_000) == (
         "SELECT Id, StageName, SystemModstamp, IsDeleted FROM Opportunity WHERE SystemModstamp >= "
         "2026-11-01T00:00:00Z ORDER BY SystemModstamp ASC")
+    # The reader asks for what the codec reads: the opportunity's quantity (what the subscription bills) too.
+    assert "TotalOpportunityQuantity, " in soql("Opportunity", record_fields("Opportunity", "Plan__c"), None)
 
 
 def test_the_answer_time_is_the_platforms_date_header_else_the_clock() -> None:

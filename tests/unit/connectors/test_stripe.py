@@ -1,13 +1,19 @@
-"""Stripe connector against the sandbox's Stripe API: changes, idempotency, and every fault kind."""
+"""Stripe connector against the sandbox's Stripe API (and a recording fake where the sandbox does not serve the
+call, or answers otherwise than Stripe): changes, idempotency, and every fault kind."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from concord.connectors.base import ConnectorError, ErrorKind
+from concord.connectors.base import ConnectorError, ErrorKind, Outcome
 from concord.connectors.stripe import StripeConnector
+from concord.core.messages import Command
+from concord.core.settings import Settings
 from concord.sandbox import stripe
 from tests.unit.connectors.platform_sandbox import Sandbox, command, running
+from tests.unit.connectors.recording import STRIPE_KEY, Answer, recording, stripe_error
 
 UPDATE = "billing.update_customer"
 
@@ -206,3 +212,188 @@ async def test_a_traversal_customer_id_cannot_address_another_customer() -> None
         assert f"/v1/customers/{attacker}%2F..%2F{victim}" in caught.value.reason
         assert f"No such customer: '{attacker}/../{victim}'" in caught.value.reason  # one id, decoded back
         assert [box.world.get("stripe", "customer", c)["name"] for c in (attacker, victim)] == ["Acme", "Acme"]
+
+
+# ---------------------------------------------------------------- the quote-to-cash saga's actions
+
+CREATE_CUSTOMER = "billing.create_customer"
+CREATE_SUBSCRIPTION = "billing.create_subscription"
+UPDATE_SUBSCRIPTION = "billing.update_subscription"
+CANCEL_SUBSCRIPTION = "billing.cancel_subscription"
+NEW_CUSTOMER = {"name": "Acme GmbH", "email": "ap@acme.test", "address": "1 Hauptstr., Berlin, DE",
+                "tax_id": "DE123456789", "idempotency_key": "saga-7:billing_customer"}
+
+
+async def _execute(settings: Settings, cmd: Command) -> Outcome:
+    connector = StripeConnector(settings)
+    try:
+        return await connector.execute(cmd)
+    finally:
+        await connector.close()
+
+
+async def test_create_customer_makes_one_customer_under_the_sagas_key() -> None:
+    async with running() as box:
+        # Two commands for one saga step (a retry under a new command id): one customer.
+        first = await _execute(box.settings, command(CREATE_CUSTOMER, "stripe", {"crm_account_id": "001ACME"},
+                                                     NEW_CUSTOMER, command_id="c1"))
+        second = await _execute(box.settings, command(CREATE_CUSTOMER, "stripe", {"crm_account_id": "001ACME"},
+                                                      NEW_CUSTOMER, command_id="c2"))
+        [customer] = box.world.all("stripe", "customer")
+        assert first.record_id == second.record_id == customer["id"] and first.record_id.startswith("cus_")
+        assert (first.detail["replayed"], second.detail["replayed"]) == (False, True)
+        assert (customer["name"], customer["email"], customer["metadata"]) == (
+            "Acme GmbH", "ap@acme.test", {"salesforce_account_id": "001ACME"})
+        assert (customer["address"]["line1"], customer["address"]["country"]) == ("1 Hauptstr., Berlin", "DE")
+        assert [t["value"] for t in customer["tax_ids"]["data"]] == ["DE123456789"]
+        assert box.effect("stripe", "saga-7:billing_customer") == (2, 1)
+        assert box.effect("stripe", "saga-7:billing_customer:tax_id") == (2, 1)
+
+
+async def test_create_customer_without_a_saga_key_uses_the_command_id() -> None:
+    async with running() as box:
+        payload = {"name": "Acme", "country": "us"}
+        outcome = await _execute(box.settings, command(CREATE_CUSTOMER, "stripe", {"crm_account_id": "001ACME"},
+                                                       payload, command_id="c9"))
+        customer = box.world.get("stripe", "customer", outcome.record_id)
+        assert customer["address"]["country"] == "US" and customer["tax_ids"]["data"] == []
+        assert box.effect("stripe", "c9") == (1, 1)
+        with pytest.raises(ConnectorError) as unnamed:
+            await _execute(box.settings, command(CREATE_CUSTOMER, "stripe", {"crm_account_id": "001B"}, {}))
+        assert unnamed.value.kind is ErrorKind.DATA and "'name'" in unnamed.value.reason
+        assert len(list(box.world.all("stripe", "customer"))) == 1
+
+
+SUBSCRIPTION = {"id": "sub_1", "object": "subscription", "status": "active",
+                "items": {"object": "list", "data": [{"id": "si_1", "price": {"id": "price_pro"}, "quantity": 5}]}}
+
+
+async def test_create_subscription_posts_customer_item_and_opportunity_under_the_sagas_key() -> None:
+    async with recording({("POST", "/v1/subscriptions"): [Answer(200, SUBSCRIPTION)]}) as fake:
+        payload = {"price": "price_pro", "quantity": 5, "opportunity_id": "006DEAL", "idempotency_key": "saga-7:sub"}
+        outcome = await _execute(fake.settings, command(CREATE_SUBSCRIPTION, "stripe", {"customer_id": "cus_1"},
+                                                        payload))
+    [sent] = fake.requests
+    assert (sent.method, sent.path, sent.headers["Idempotency-Key"]) == ("POST", "/v1/subscriptions", "saga-7:sub")
+    assert sent.form == [("customer", "cus_1"), ("items[0][price]", "price_pro"), ("items[0][quantity]", "5"),
+                         ("metadata[salesforce_opportunity_id]", "006DEAL")]
+    assert sent.headers["Authorization"] == f"Bearer {STRIPE_KEY}"
+    assert (outcome.status, outcome.record_id, outcome.detail) == (200, "sub_1", {"customer_id": "cus_1",
+                                                                                   "replayed": False})
+
+
+@pytest.mark.parametrize(("payload", "words"), [
+    ({"price": "price_pro", "quantity": 0, "opportunity_id": "006DEAL"}, "at least 1"),
+    ({"price": "price_pro", "quantity": 2.5, "opportunity_id": "006DEAL"}, "whole number"),
+    ({"quantity": 1, "opportunity_id": "006DEAL"}, "'price'"),
+    ({"price": "price_pro", "quantity": 1}, "'opportunity_id'"),
+])
+async def test_a_subscription_stripe_could_not_bill_is_refused_before_any_request(payload: dict[str, Any],
+                                                                                   words: str) -> None:
+    async with recording({}) as fake:
+        with pytest.raises(ConnectorError) as caught:
+            await _execute(fake.settings, command(CREATE_SUBSCRIPTION, "stripe", {"customer_id": "cus_1"}, payload))
+    assert caught.value.kind is ErrorKind.DATA and words in caught.value.reason
+    assert fake.requests == []
+
+
+async def test_create_subscription_for_a_missing_customer_is_data_with_stripes_message() -> None:
+    answer = stripe_error(400, "resource_missing", "No such customer: 'cus_gone'")
+    async with recording({("POST", "/v1/subscriptions"): [answer]}) as fake:
+        with pytest.raises(ConnectorError) as caught:
+            await _execute(fake.settings, command(CREATE_SUBSCRIPTION, "stripe", {"customer_id": "cus_gone"},
+                                                  {"price": "price_pro", "quantity": 1, "opportunity_id": "006D"}))
+    assert (caught.value.kind, caught.value.status) == (ErrorKind.DATA, 400)
+    assert "No such customer: 'cus_gone' [resource_missing]" in caught.value.reason
+    assert fake.requests[0].headers["Idempotency-Key"] == "cmd-1"  # no saga key: the command id
+
+
+async def test_update_subscription_changes_its_item_in_place() -> None:
+    answers = {("GET", "/v1/subscriptions/sub_1"): [Answer(200, SUBSCRIPTION)],
+               ("POST", "/v1/subscriptions/sub_1"): [Answer(200, SUBSCRIPTION, {"Idempotent-Replayed": "true"})]}
+    async with recording(answers) as fake:
+        outcome = await _execute(fake.settings, command(UPDATE_SUBSCRIPTION, "stripe", {"subscription_id": "sub_1"},
+                                                        {"price": "price_team", "quantity": 8}, command_id="amend-1"))
+        quantity_only = await _execute(fake.settings, command(UPDATE_SUBSCRIPTION, "stripe",
+                                                              {"subscription_id": "sub_1"}, {"quantity": 9}))
+    assert fake.calls() == [("GET", "/v1/subscriptions/sub_1"), ("POST", "/v1/subscriptions/sub_1")] * 2
+    post, post_quantity = fake.requests[1], fake.requests[3]
+    assert post.form == [("items[0][id]", "si_1"), ("items[0][price]", "price_team"), ("items[0][quantity]", "8")]
+    assert post.headers["Idempotency-Key"] == "amend-1"
+    assert post_quantity.form == [("items[0][id]", "si_1"), ("items[0][quantity]", "9")]
+    assert (outcome.record_id, outcome.detail) == ("sub_1", {"fields": ["price", "quantity"], "replayed": True})
+    assert quantity_only.detail["fields"] == ["quantity"]
+
+
+async def test_update_subscription_needs_a_change_and_an_item() -> None:
+    empty = {**SUBSCRIPTION, "items": {"object": "list", "data": []}}
+    async with recording({("GET", "/v1/subscriptions/sub_1"): [Answer(200, empty)]}) as fake:
+        with pytest.raises(ConnectorError) as nothing:
+            await _execute(fake.settings, command(UPDATE_SUBSCRIPTION, "stripe", {"subscription_id": "sub_1"}, {}))
+        with pytest.raises(ConnectorError) as no_item:
+            await _execute(fake.settings, command(UPDATE_SUBSCRIPTION, "stripe", {"subscription_id": "sub_1"},
+                                                  {"quantity": 2}))
+    assert nothing.value.kind is ErrorKind.DATA and "changes nothing" in nothing.value.reason
+    assert no_item.value.kind is ErrorKind.DATA and "no item" in no_item.value.reason
+    assert fake.calls() == [("GET", "/v1/subscriptions/sub_1")]
+
+
+async def test_cancel_subscription_cancels_it_now() -> None:
+    async with running() as box:
+        customer_id = await _customer(box)
+        sub = stripe.create_subscription(box.world, customer_id, price_id="price_pro", unit_amount=1000,
+                                         currency="usd", quantity=5)
+        outcome = await _execute(box.settings, command(CANCEL_SUBSCRIPTION, "stripe", {"subscription_id": sub["id"]},
+                                                       command_id="undo-1"))
+        assert box.world.get("stripe", "subscription", sub["id"])["status"] == "canceled"
+        assert (outcome.status, outcome.record_id, outcome.detail) == (200, sub["id"], {"replayed": False})
+        assert box.effect("stripe", "undo-1") == (1, 1)
+
+
+async def test_a_cancellation_with_nothing_to_undo_is_done_and_says_so() -> None:
+    # Stripe answers 404 resource_missing for a subscription canceled before (or never created).
+    gone = stripe_error(404, "resource_missing", "No such subscription: 'sub_1'")
+    async with recording({("DELETE", "/v1/subscriptions/sub_1"): [gone]}) as fake:
+        outcome = await _execute(fake.settings, command(CANCEL_SUBSCRIPTION, "stripe", {"subscription_id": "sub_1"}))
+    assert (outcome.status, outcome.record_id) == (404, "sub_1")
+    assert "nothing to cancel" in outcome.detail["nothing_to_undo"]
+    assert fake.requests[0].headers["Idempotency-Key"] == "cmd-1"
+    # A 400 for a subscription that reads as canceled: done too; one that is not canceled: the 400 stands.
+    refused = stripe_error(400, "resource_invalid", "A canceled subscription can only update its cancellation_details")
+    for status, done in (("canceled", True), ("active", False)):
+        answers = {("DELETE", "/v1/subscriptions/sub_1"): [refused],
+                   ("GET", "/v1/subscriptions/sub_1"): [Answer(200, {**SUBSCRIPTION, "status": status})]}
+        async with recording(answers) as fake:
+            if done:
+                outcome = await _execute(fake.settings, command(CANCEL_SUBSCRIPTION, "stripe",
+                                                                {"subscription_id": "sub_1"}))
+                assert outcome.detail == {"nothing_to_undo": "the subscription was already canceled: nothing to cancel"}
+            else:
+                with pytest.raises(ConnectorError) as caught:
+                    await _execute(fake.settings, command(CANCEL_SUBSCRIPTION, "stripe", {"subscription_id": "sub_1"}))
+                assert (caught.value.kind, caught.value.status) == (ErrorKind.DATA, 400)
+        assert fake.calls() == [("DELETE", "/v1/subscriptions/sub_1"), ("GET", "/v1/subscriptions/sub_1")]
+
+
+@pytest.mark.parametrize(("answer", "kind"), [
+    (stripe_error(404, "url_invalid", "Unrecognized request URL (DELETE: /v1/subscriptions/sub_1)"), ErrorKind.DATA),
+    (stripe_error(500, "api_error", "Something went wrong"), ErrorKind.TRANSIENT),
+    (stripe_error(429, "rate_limit", "Too many requests"), ErrorKind.TRANSIENT),
+    (stripe_error(401, "api_key_invalid", "Invalid API Key provided"), ErrorKind.AUTH),
+])
+async def test_a_cancellation_that_failed_is_classified_as_any_call(answer: Answer, kind: ErrorKind) -> None:
+    async with recording({("DELETE", "/v1/subscriptions/sub_1"): [answer]}) as fake:
+        with pytest.raises(ConnectorError) as caught:
+            await _execute(fake.settings, command(CANCEL_SUBSCRIPTION, "stripe", {"subscription_id": "sub_1"}))
+    assert (caught.value.kind, caught.value.status) == (kind, answer.status)
+    assert fake.calls() == [("DELETE", "/v1/subscriptions/sub_1")]
+
+
+async def test_subscription_ids_reach_stripe_as_one_path_segment() -> None:
+    async with recording({}) as fake:
+        with pytest.raises(ConnectorError):
+            await _execute(fake.settings, command(CANCEL_SUBSCRIPTION, "stripe", {"subscription_id": "sub_1/../x"}))
+        with pytest.raises(ConnectorError) as untargeted:
+            await _execute(fake.settings, command(UPDATE_SUBSCRIPTION, "stripe", {}, {"quantity": 2}))
+    assert fake.calls() == [("DELETE", "/v1/subscriptions/sub_1%2F..%2Fx")]
+    assert untargeted.value.kind is ErrorKind.DATA and "subscription_id" in untargeted.value.reason

@@ -49,8 +49,9 @@ async def test_grant_by_crm_account_updates_the_linked_organization() -> None:
     async with running() as box:
         org_id = _org(box)
         zendesk.set_entitlement(box.world, org_id, status="inactive")
-        await _run(box, "support.grant_entitlement", {"crm_account_id": "001ACME"}, {"tier": "gold"})
+        outcome = await _run(box, "support.grant_entitlement", {"crm_account_id": "001ACME"}, {"tier": "gold"})
         assert _fields(box, org_id)["support_status"] == "active"
+        assert outcome.record_id == org_id  # the organization id, what the saga suspends on compensation
         assert len(list(box.world.all("zendesk", "organization"))) == 1
 
 
@@ -64,6 +65,7 @@ async def test_grant_by_crm_account_creates_the_organization_once() -> None:
         assert (org["external_id"], org["name"]) == ("001NEW", "001NEW")
         assert org["organization_fields"] == {"support_status": "active", "support_tier": "gold"}
         assert (first.status, second.status) == (201, 200)
+        assert first.record_id == second.record_id == str(org["id"])
         assert box.effect("zendesk", "cmd-1:create") == (1, 1)
         assert box.effect("zendesk", "cmd-1") == (1, 0)
 

@@ -218,7 +218,8 @@ OPPORTUNITY_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "is_won": st.none() | st.booleans(), "is_closed": st.none() | st.booleans(), "amount": st.none() | _money,
     "currency": _currency, "close_date": st.none() | st.just("2026-03-31"),
     "plan": st.none() | st.sampled_from(["pro", "team"]),
-    "amount_digits": st.none() | st.sampled_from([0, 2]), "deleted": _deleted,
+    "amount_digits": st.none() | st.sampled_from([0, 2]), "quantity": st.none() | st.sampled_from([1, 5]),
+    "deleted": _deleted,
 }
 PARTY_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "crm_account_id": st.none() | st.just(KEY), "name": _name, "currency": _currency, "country": _country,

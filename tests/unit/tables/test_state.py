@@ -129,6 +129,33 @@ def test_opportunity_amount_is_read_in_the_currency_that_holds() -> None:
     assert legacy.amount_in("JPY") == 12300
 
 
+def test_opportunity_quantity_is_stamped_like_the_other_fields() -> None:
+    history = [opportunity(1, stage="Closed Won", quantity=5), opportunity(3, quantity=8), opportunity(2, quantity=6)]
+    for events in (history, history[::-1]):
+        opp = fold(events).crm.opportunities["006A"]
+        assert (opp.quantity, opp.stamp_of("quantity").ts, opp.stage) == (8, 3, "Closed Won")
+    cleared = fold([*history, opportunity(4, quantity=None)]).crm.opportunities["006A"]
+    assert cleared.quantity is None and cleared.stamp_of("quantity").ts == 4
+    untouched = fold([*history, opportunity(5, stage="Closed Lost")]).crm.opportunities["006A"]
+    assert untouched.quantity == 8  # a change that does not carry the quantity keeps it
+
+
+def test_an_opportunity_stored_before_its_quantity_still_loads() -> None:
+    from concord.tables.state import Crm, Opportunity
+
+    opp = fold([opportunity(1, stage="Closed Won", amount=100_00, currency="USD", amount_digits=2)]
+               ).crm.opportunities["006A"]
+    encoded = msgspec.msgpack.decode(msgspec.msgpack.encode(opp))
+    assert len(encoded) == len(msgspec.structs.fields(Opportunity)) and encoded[-1] is None  # quantity: last
+    stored = msgspec.msgpack.encode([None, {"006A": encoded[:-1]}])  # a Crm as stored before the quantity
+    loaded = msgspec.msgpack.decode(stored, type=Crm).opportunities["006A"]
+    assert loaded == opp and loaded.quantity is None and loaded.stamp_of("quantity") == ZERO
+    state = msgspec.structs.replace(empty(KEY), crm=msgspec.structs.replace(empty(KEY).crm, opportunities={
+        "006A": loaded}))
+    assert load(dump(state)) == state
+    assert step(state, opportunity(2, quantity=3)).crm.opportunities["006A"].quantity == 3
+
+
 def test_a_change_stamps_all_the_fields_it_sets_at_once() -> None:
     state = fold([account(1, name="Acme", country="US"), account(2, name="Acme Inc")])
     acc = state.crm.account
@@ -662,7 +689,8 @@ T = 1_743_422_400_000  # 2025-03-31T12:00:00Z
 WHOLE_ACCOUNT = {"name": "Acme", "country": "US", "currency": "USD", "tax_id": None, "address": "1 Main St, US",
                  "payment_terms": None}
 WHOLE_OPPORTUNITY = {"account_id": KEY, "stage": "Closed Won", "is_won": True, "is_closed": True, "amount": 1000,
-                     "currency": "USD", "close_date": "2025-03-31", "plan": "pro", "amount_digits": 2}
+                     "currency": "USD", "close_date": "2025-03-31", "plan": "pro", "amount_digits": 2,
+                     "quantity": 5}
 
 
 def read_account(ts: int, event_id: str | None = None, **fields: Any) -> CanonicalEvent:
