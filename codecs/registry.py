@@ -14,7 +14,8 @@ Decoder = Callable[[bytes, CodecConfig], list[CanonicalEvent]]
 #: Bumped when a codec's output for the same input changes; dead letters record it, so an operator
 #: knows whether replaying them after an upgrade can succeed.
 #: .1: the Salesforce codec reads REST records (re-reads after a gap), which it refused or ignored before.
-CODEC_VERSION: Final = f"{SCHEMA_VERSION}.1"
+#: .2: opportunities carry their quantity; a NetSuite customer's CRM link is its link field when set.
+CODEC_VERSION: Final = f"{SCHEMA_VERSION}.2"
 
 DECODERS: Final[dict[Platform, Decoder]] = {
     Platform.STRIPE: stripe.decode,

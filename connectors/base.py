@@ -11,7 +11,8 @@ returns an `Outcome`, or raises `ConnectorError` carrying its `ErrorKind`:
   platform would fail the same way, so execution for the platform halts until a person fixes it.
 
 Idempotency toward the platform is the connector's job: Stripe and Zendesk requests carry
-`Idempotency-Key: <command_id>`; NetSuite writes are upserts by external id and Salesforce writes
+`Idempotency-Key: <command_id>` (a saga's Stripe creations carry the saga's own key, the same for every
+run of the step: docs/saga.md); NetSuite writes are upserts by external id and Salesforce writes
 PATCH the record by id (setting the same values twice changes nothing). A retry
 of the same command therefore never applies twice, even after a crash between the call and the
 ledger write.

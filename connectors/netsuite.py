@@ -22,7 +22,8 @@ Actions:
 * `erp.create_credit_memo` (target `external_id` = refund id; payload customer_key, document,
   invoice_id, charge_id, amount, currency) -> creditMemo, applied to the invoice when the ERP has it.
 * `erp.upsert_sales_order` (target `external_id` = CRM opportunity id; payload customer_key, price,
-  quantity, total, currency) -> salesOrder: its customer by externalId, Pending Fulfillment (`orderStatus`,
+  quantity, total, currency, erp_customer_id?) -> salesOrder: its customer by internal id when given, else
+  by externalId, Pending Fulfillment (`orderStatus`,
   the field NetSuite sets, and `status`, the one it reads back), one line of the item whose externalId
   is the billing price id. A 4xx USER_ERROR (an unknown customer or item) is a DATA error.
 * `erp.cancel_sales_order` (target `external_id` = CRM opportunity id; a saga's compensation) -> PATCH
@@ -282,8 +283,12 @@ class NetSuiteConnector:
         if not isinstance(price, str) or not price:
             raise ConnectorError(ErrorKind.DATA, f"{command.action} command {command.command_id}: payload 'price' "
                                  f"must be the billing price id (the item's externalId), got {price!r}")
+        # The ERP customer by internal id when the saga knows it: a merged-away account's customer re-pointed to
+        # this account keeps its own externalId, so a reference by the account id would miss it.
+        erp_customer = command.payload.get("erp_customer_id")
+        entity = {"id": str(erp_customer)} if erp_customer else {"externalId": self._customer_key(command)}
         return {
-            "entity": {"externalId": self._customer_key(command)},
+            "entity": entity,
             "currency": {"refName": currency},
             "orderStatus": _PENDING_FULFILLMENT,
             "status": _PENDING_FULFILLMENT,

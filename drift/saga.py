@@ -492,8 +492,9 @@ class _Run:
                               "idempotency_key": f"concord-q2c-{saga.opportunity_id}-subscription-{saga.incarnation}"})
         if step == SALES_ORDER:
             return self.send(saga, step, ACTIONS[step], {"external_id": saga.opportunity_id},
-                             {"customer_key": key, "price": terms.plan, "quantity": terms.quantity,
-                              "total": terms.amount, "currency": terms.currency})
+                             {"customer_key": key, "erp_customer_id": _record_of(saga, ERP_CUSTOMER),
+                              "price": terms.plan, "quantity": terms.quantity, "total": terms.amount,
+                              "currency": terms.currency})
         if step == ENTITLEMENT:
             org = _live(state.support.organizations)
             target = {"organization_id": org.id} if org is not None else {"crm_account_id": key}

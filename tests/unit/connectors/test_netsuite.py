@@ -321,6 +321,17 @@ async def test_upsert_sales_order_sends_the_contracts_body() -> None:
     assert outcome.record_id == "4711"
 
 
+async def test_a_sales_order_names_the_erp_customer_by_internal_id_when_the_saga_knows_it() -> None:
+    location = "https://1234567.suitetalk.api.netsuite.com/services/rest/record/v1/salesorder/4712"
+    path = f"/services/rest/record/v1/salesOrder/eid:{OPPORTUNITY}"
+    async with recording({("PUT", path): [Answer(204, headers={"Location": location})]}) as fake:
+        # A merged-away account's customer re-pointed here keeps its own externalId: by id it is found.
+        await _execute(fake.settings, command("erp.upsert_sales_order", "netsuite", {"external_id": OPPORTUNITY},
+                                              {**ORDER, "erp_customer_id": "88"}))
+    [sent] = fake.requests
+    assert sent.json["entity"] == {"id": "88"}
+
+
 async def test_a_sales_order_netsuite_refuses_is_data() -> None:
     async with running() as box:  # no customer with the account's externalId: NetSuite's USER_ERROR
         with pytest.raises(ConnectorError) as refused:

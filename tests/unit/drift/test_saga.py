@@ -85,7 +85,7 @@ def test_happy_path_provisions_every_system_one_command_at_a_time() -> None:
     assert billing.target == {"crm_account_id": KEY} and billing.payload["idempotency_key"]
     assert sub.target == {"customer_id": "cus_1"}
     assert (sub.payload["price"], sub.payload["quantity"], sub.payload["opportunity_id"]) == ("price_pro", 3, "006A")
-    assert order.target == {"external_id": "006A"}
+    assert order.target == {"external_id": "006A"} and order.payload["erp_customer_id"] == "ns-7"
     assert (order.payload["total"], order.payload["currency"], order.payload["customer_key"]) == (30_000, "USD", KEY)
     assert grant.target == {"crm_account_id": KEY} and grant.payload == {"tier": "pro", "name": "Acme Corp"}
     assert len({c.command_id for c in d.sent}) == 5
