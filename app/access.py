@@ -88,8 +88,12 @@ POLICY: Final[Mapping[str, str]] = {
     "/api/v1/customers/{key}/invoices": READ,
     "/api/v1/customers/{key}/subscriptions": READ,
     "/api/v1/reconcile": READ,
+    # The quote-to-cash sagas (app/sagas_api.py): versioned only too.
+    "/api/v1/sagas": READ,
+    "/api/v1/sagas/{opportunity_id}": READ,
+    "/api/v1/sagas/{opportunity_id}/resume": ADMIN,
     # The console (app/console/): the board, its live stream, the fragments its script fetches, its files;
-    # the search page and the customer view.
+    # the search page, the customer view and the sagas page.
     "/": READ,
     "/events": READ,
     "/board/findings/{fingerprint}": READ,
@@ -97,11 +101,12 @@ POLICY: Final[Mapping[str, str]] = {
     "/static/{name}": READ,
     "/search": READ,
     "/customers/{key}": READ,
+    "/sagas": READ,
     "/login": LOGIN,
     "/logout": LOGIN,
 }
 #: Pages a person opens in a browser: without any credential, a redirect to `/login` rather than a 401.
-PAGES: Final = frozenset({"/", "/search", "/customers/{key}"})
+PAGES: Final = frozenset({"/", "/search", "/customers/{key}", "/sagas"})
 #: What the public (webhook) listener serves, when there is one.
 PUBLIC: Final = frozenset({WEBHOOK, OPEN})
 

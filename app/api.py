@@ -71,10 +71,10 @@ E_AMBIGUOUS = "the {by} id {id!r} names several customers ({keys}): ask by one o
 
 
 def back_to(referer: str, host: str) -> str:
-    """Where a board form's action sends the browser back to: the page it was posted from (the board with its
-    filters, or a customer's view), when that is a console page of this same worker; else the board."""
+    """Where a console form's action sends the browser back to: the page it was posted from (the board with its
+    filters, a customer's view, the sagas page), when that is a console page of this same worker; else the board."""
     parts = urlsplit(referer)
-    if parts.netloc != host or not (parts.path == "/" or parts.path.startswith(("/customers/", "/search"))):
+    if parts.netloc != host or not (parts.path == "/" or parts.path.startswith(("/customers/", "/search", "/sagas"))):
         return "/"
     return f"{parts.path}?{parts.query}" if parts.query else parts.path
 

@@ -141,6 +141,12 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return run(_load_settings(), args)
 
 
+def cmd_saga(args: argparse.Namespace) -> int:
+    from concord.app.saga_cmd import run
+
+    return run(_load_settings(), args)
+
+
 E_NO_USERS_FILE = ("concord users add: no users file: pass --file PATH, or set CONCORD_USERS_FILE to the file the "
                    "workers read")
 
@@ -241,6 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_reconcile_arguments(reconcile)
     reconcile.set_defaults(func=cmd_reconcile)
+
+    saga = sub.add_parser(
+        "saga", help="list, show or resume the quote-to-cash sagas (closed-won deal -> paying, entitled customer)",
+        description="The quote-to-cash sagas (docs/console.md, \"Sagas\"): list them from the saga index in Redis, "
+        "show one with why it stopped and what to fix, and resume a paused, failed or compensated one from the step "
+        "that stopped it (sent to the state agent on the canonical topic).")
+    from concord.app.saga_cmd import add_arguments as add_saga_arguments
+
+    add_saga_arguments(saga)
+    saga.set_defaults(func=cmd_saga)
 
     users_cmd = sub.add_parser("users", help="manage the console's users (the users file)",
                                description="The people who use the console: CONCORD_USERS_FILE (docs/console.md).")

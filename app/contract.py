@@ -14,7 +14,7 @@ A route served under `/api` and missing here fails `tests/unit/app/test_contract
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import faust
 import msgspec
@@ -27,6 +27,8 @@ from concord.app.access import Handler
 from concord.app.customer_view import CustomerView
 from concord.app.dead_letters_api import ReplayAnswer, ReplayRequest
 from concord.app.lookups import EntitlementAnswer, InvoicesAnswer, SubscriptionsAnswer, System
+from concord.app.sagas import DEFAULT_LIMIT as SAGA_LIMIT
+from concord.app.sagas import LIMIT_MAX as SAGA_LIMIT_MAX
 from concord.app.schemas import (
     AcceptBody,
     ActionTaken,
@@ -37,12 +39,16 @@ from concord.app.schemas import (
     OwnedFinding,
     OwnedPage,
     ReconcileStatus,
+    ResumeBody,
+    SagaList,
+    SagaResumed,
     SnoozeBody,
     Timeline,
 )
 from concord.app.sessions import COOKIE
 from concord.connectors.ledger import LedgerEntry
 from concord.connectors.search_index import SearchResults
+from concord.drift.saga import STATES, SagaView
 
 VERSION: Final = "v1"
 PREFIX: Final = f"/api/{VERSION}"
@@ -95,6 +101,9 @@ _LOOKUP: Final = {400: ApiError, 404: ApiError, 409: ApiError, 503: ApiError}
 _FINGERPRINT: Final = _path("fingerprint", "the finding's fingerprint")
 #: What an action answers: 202 to a script (the board's form gets a 303 back to the board).
 _ACTION: Final = {202: ActionTaken, 400: ApiError, 404: ApiError}
+_OPPORTUNITY: Final = _path("opportunity_id", "the won opportunity the saga provisions: its Salesforce id")
+#: A saga's state as the listing filters on it (drift/saga.py `STATES`).
+SagaState: Final = Literal[STATES]
 _LIMIT_OFFSET: Final = (
     Param(name="offset", type=int, description="findings to skip (default 0)"),
     Param(name="limit", type=int, description="findings to answer (default 50, at most 500)"),
@@ -161,6 +170,20 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route(path="/reconcile", method="get", need=access.READ, tag="operations", alias=False,
           responses={200: ReconcileStatus, 503: ApiError},
           summary="Each platform's reconciliation: schedule, last pass (records, parts, error), overdue, held"),
+    Route(path="/sagas", method="get", need=access.READ, tag="sagas", alias=False,
+          params=(Param(name="state", type=SagaState, description="only the sagas in this state"),
+                  Param(name="customer", description="only this customer's sagas: its key"),
+                  Param(name="limit", type=int, description=f"sagas to answer (default {SAGA_LIMIT}, at most "
+                        f"{SAGA_LIMIT_MAX})")),
+          responses={200: SagaList, 400: ApiError, 503: ApiError},
+          summary="Quote-to-cash sagas, most recently changed first, and how many are in each state"),
+    Route(path="/sagas/{opportunity_id}", method="get", need=access.READ, tag="sagas", alias=False,
+          params=(_OPPORTUNITY,), responses={200: SagaView, 404: ApiError, 503: ApiError},
+          summary="One saga: its state and step, why it stopped and what to fix, the steps done and their records"),
+    Route(path="/sagas/{opportunity_id}/resume", method="post", need=access.ADMIN, tag="actions", alias=False,
+          params=(_OPPORTUNITY,), body=ResumeBody,
+          responses={202: SagaResumed, 400: ApiError, 404: ApiError, 409: ApiError, 503: ApiError},
+          summary="An operator resumes a paused, failed or compensated saga from the step that stopped it"),
     Route(path="/commands/status", method="get", need=access.READ, tag="operations",
           responses={200: CommandsStatus}, summary="This worker's command execution: breakers, halts, limits"),
     Route(path="/commands/{command_id}", method="get", need=access.READ, tag="operations",
@@ -213,6 +236,7 @@ _REFUSALS: Final[Mapping[str, Mapping[int, str]]] = {
 }
 _MEANING: Final[Mapping[int, str]] = {
     200: "OK", 202: "taken", 400: "the request is not valid (`detail` says why)", 404: "not found",
+    409: "not possible in the state it is in now (`detail` says why)",
     502: "the worker owning the customer did not answer",
     503: "unavailable now (Redis unreachable, or no worker owns the customer during a rebalance)",
 }

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from concord.agents import commands, identity, ingest, lag, notify, reconcile, state, timeline, watermarks
 from concord.agents.context import ROLES, Concord
 from concord.agents.faust_internals.web import add_listener
-from concord.app import api, commands_api, dead_letters_api, ingress, web
+from concord.app import api, commands_api, dead_letters_api, ingress, sagas_api, web
 from concord.app.access import Access
 from concord.app.console import views as console
 from concord.app.factory import create_concord
@@ -67,5 +67,6 @@ def build(settings: Settings, roles: Iterable[str] = ROLES) -> Concord:
     api.register(concord, catalog.RULES, config)
     commands_api.register(concord, executor)
     dead_letters_api.register(concord)
+    sagas_api.register(concord)
     console.register(concord, catalog.RULES, config, health, executor, gate)
     return concord

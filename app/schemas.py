@@ -13,12 +13,15 @@ from typing import Annotated
 import msgspec
 from msgspec import Struct
 
+from concord.app.sagas import MAX_NOTE
 from concord.connectors.breaker import BreakerStatus
 from concord.connectors.drift_index import IndexedFinding
 from concord.connectors.ratelimit import Limit
 from concord.connectors.reconcile import Schedule
 from concord.connectors.timeline import Checkpoint
+from concord.core.messages import ResumeSaga
 from concord.drift.config import RuleConfig
+from concord.drift.saga import SagaView
 from concord.drift.watermarks import PlatformHealth
 
 
@@ -124,3 +127,27 @@ class ReconcileStatus(Struct, frozen=True):
 
     platforms: list[Schedule]
     held: list[str]  # platforms a reconciliation holds now (their deadlines wait for its records)
+
+
+class SagaList(Struct, frozen=True, kw_only=True):
+    """`/api/v1/sagas`: the quote-to-cash sagas asked for, most recently changed first, and how many there are in
+    each state (all of them, whatever the filters)."""
+
+    sagas: list[SagaView]
+    counts: dict[str, int]
+
+
+class ResumeBody(Struct, frozen=True, forbid_unknown_fields=True):
+    """The optional body of a saga's resume: why, or what was fixed (who resumes is whoever is signed in)."""
+
+    note: Annotated[str, msgspec.Meta(max_length=MAX_NOTE)] = ""
+
+
+class SagaResumed(Struct, frozen=True, kw_only=True):
+    """A resume sent to the state agent (it continues the saga from the step that stopped it when it reads it):
+    the message sent, and the saga's state and step as the index showed them when it was asked."""
+
+    status: str  # resume_requested
+    sent: ResumeSaga
+    state: str
+    step: str

@@ -122,8 +122,8 @@ drift_time_to_resolve = Histogram(
 )
 actions = Counter(
     "concord_actions_total",
-    "Operator actions taken through the API, by kind (accept, snooze, retry, replay, approve, reject)", ["kind"],
-    registry=REGISTRY,
+    "Operator actions taken through the API, by kind (accept, snooze, retry, replay, approve, reject, resume)",
+    ["kind"], registry=REGISTRY,
 )
 notifications = Counter(
     "concord_notifications_total", "Outgoing notifications (CONCORD_NOTIFY_WEBHOOK_URL) of escalations and new "

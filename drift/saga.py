@@ -68,6 +68,8 @@ FAILED: Final = "failed"
 STATES: Final = (RUNNING, COMPLETED, PAUSED, COMPENSATING, COMPENSATED, FAILED)
 #: States in which a saga waits for nothing but a person (or D10's resume).
 STOPPED: Final = frozenset({PAUSED, FAILED})
+#: States a resume moves a saga out of (`Saga.resume`): stopped, or compensated (provisioned anew).
+RESUMABLE: Final = frozenset({PAUSED, FAILED, COMPENSATED})
 
 VALIDATE: Final = "validate"
 ERP_CUSTOMER: Final = "erp_customer"
@@ -356,7 +358,7 @@ class _Run:
         return self.pause(saga, DATA_ERROR, what, f"fix what {command.platform} refused, then resume the saga")
 
     def resume(self, saga: Saga, signal: ResumeSaga) -> Saga:
-        if saga.state not in (PAUSED, FAILED, COMPENSATED):
+        if saga.state not in RESUMABLE:
             self.checkpoint(saga, "resume_ignored", by=signal.by, note=signal.note)
             return saga
         if saga.state == COMPENSATED:

@@ -9,7 +9,10 @@
 * `GET /search?q=`: customers by any id, email or name prefix (the search index, as `/api/search`); one
   exact id of one customer goes straight to its view (303);
 * `GET /customers/{key}`: the customer 360 (app/customer_view.py), rendered by the worker that owns the
-  customer: another worker forwards the request there with the caller's credential (app/owner.py);
+  customer: another worker forwards the request there with the caller's credential (app/owner.py); with its
+  quote-to-cash sagas (the saga index), each resumable one with a resume button for an operator;
+* `GET /sagas`: the quote-to-cash sagas of every customer (the saga index in Redis, app/console/sagas.py), the
+  ones waiting for a person first, with why and what to fix, and a resume button for an operator;
 * `GET|POST /login`, `POST /logout`: a browser's session (app/sessions.py).
 
 Pages are sent with a Content-Security-Policy that allows only this worker's own scripts, styles and
@@ -22,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final, cast
 from urllib.parse import quote
 
@@ -38,10 +41,12 @@ from concord.app import access
 from concord.app.console import board as bd
 from concord.app.console import customer as cv
 from concord.app.console import live
+from concord.app.console import sagas as sp
 from concord.app.console.health import SAMPLE_SECONDS, HealthStrip, Rates, gauge_value, health_strip, totals_by
 from concord.app.console.render import STATIC, render
 from concord.app.customer_view import customer_view
 from concord.app.owner import Owners
+from concord.app.sagas import waiting_first
 from concord.connectors.drift_changes import ChangeLog
 from concord.connectors.executor import REDIS_ERRORS, Executor
 from concord.connectors.reconcile import RedisStore, Schedule, schedules
@@ -72,6 +77,10 @@ E_SEARCH: Final = ("Redis is unreachable ({error}): the search index is there. C
                    "is back when Redis answers.")
 E_REDIS: Final = ("Redis is unreachable ({error}): the board reads every worker's findings from the drift index "
                   "there. Concord goes on detecting; the board is back when Redis answers.")
+E_SAGAS: Final = ("Redis is unreachable ({error}): the sagas are read from the saga index there. The sagas go on; "
+                  "this page is back when Redis answers.")
+E_CUSTOMER_SAGAS: Final = ("Redis is unreachable ({error}): this customer's sagas cannot be read now; the records and "
+                           "findings are shown.")
 
 
 def html(text: str, status: int = 200) -> Response:
@@ -80,7 +89,8 @@ def html(text: str, status: int = 200) -> Response:
 
 
 class Actions(Struct, frozen=True):
-    """The action forms of the board's rows: for an operator, with the CSRF token of their session."""
+    """The action forms of the console's rows (findings, sagas): for an operator, with the CSRF token of their
+    session."""
 
     csrf: str
     by: str
@@ -116,6 +126,7 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, healt
     free_index(app)  # `/` is the board, not Faust's placeholder
     index = concord.drift_index
     search = concord.search_index
+    saga_index = concord.saga_index
     feed = live.Feed(ChangeLog(concord.redis, concord.settings.topic_prefix))
     sessions = gate.sessions
     rule_ids = [r.id for r in rules]
@@ -255,8 +266,25 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, healt
                     "Location": f"/customers/{quote(target, safe='')}", "Cache-Control": "no-store"}))
             return html(render("search.html", query=query, error="", results=results, page="search"))
 
+    @app.page("/sagas")
+    class SagasPage(View):
+        """The quote-to-cash sagas, waiting for a person first, with a resume button for an operator."""
+
+        async def get(self, request: Request) -> Response:
+            filters = sp.parse_filters(request.query)
+            try:
+                listed = await waiting_first(saga_index, filters.state or None, filters.customer or None,
+                                             filters.limit)
+                counts = await saga_index.counts()
+            except REDIS_ERRORS as exc:
+                return html(render("unavailable.html", heading="The sagas are unavailable", page="sagas",
+                                   detail=E_SAGAS.format(error=f"{type(exc).__name__}: {exc}"),
+                                   retry=cast(web.Request, request).path_qs), 503)
+            return html(render("sagas.html", sagas=sp.build_page(filters, listed, counts), act=actions(request),
+                               page="sagas"))
+
     if "customers" in concord.tables:
-        register_customer_page(concord, titles)
+        register_customer_page(concord, titles, actions)
 
     @app.page("/login")
     class Login(View):
@@ -295,9 +323,12 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, healt
     concord.on_shutdown(feed.close)
 
 
-def register_customer_page(concord: Concord, titles: Mapping[str, str]) -> None:
-    """`/customers/{key}` on a worker holding the customers table (the state role): answered by the owner."""
+def register_customer_page(concord: Concord, titles: Mapping[str, str],
+                           actions: Callable[[Request], Actions | None]) -> None:
+    """`/customers/{key}` on a worker holding the customers table (the state role): answered by the owner.
+    `actions`: what the page offers whoever asks (the resume forms of the customer's sagas, to an operator)."""
     app = concord.app
+    saga_index = concord.saga_index
     customers = concord.tables["customers"]
     owners = Owners(app, customers, concord.settings.topic_partitions)
     timelines = concord.timeline
@@ -318,9 +349,14 @@ def register_customer_page(concord: Concord, titles: Mapping[str, str]) -> None:
                 checkpoints, detail = await timelines.read(key, shown), ""
             except REDIS_ERRORS as exc:  # the records and findings are here: show them without the timeline
                 checkpoints, detail = [], E_TIMELINE.format(error=f"{type(exc).__name__}: {exc}")
+            try:
+                sagas, sagas_detail = sp.customer_rows(await saga_index.query(None, key, sp.CUSTOMER_LIMIT)), ""
+            except REDIS_ERRORS as exc:  # as the timeline: the rest of the page is here
+                sagas, sagas_detail = [], E_CUSTOMER_SAGAS.format(error=f"{type(exc).__name__}: {exc}")
             view = customer_view(st.load(raw), checkpoints, f"/api/v1/customers/{quote(key, safe='')}/timeline", detail)
             return html(render("customer.html", view=view, master=cv.master_table(view),
-                               invoice_lines=cv.invoice_lines, titles=titles, page="customer"))
+                               invoice_lines=cv.invoice_lines, titles=titles, page="customer", sagas=sagas,
+                               sagas_detail=sagas_detail, act=actions(request)))
 
 
 def checkpoints_shown(asked: str | None, kept: int) -> int:

@@ -58,7 +58,7 @@ def unlisted(app: web.Application) -> set[str]:
 
 def sample(route: str) -> str:
     return route.replace("{platform}", "stripe").replace("{fingerprint}", "fp1").replace("{key}", "001A") \
-        .replace("{command_id}", "c1").replace("{name}", "board.js")
+        .replace("{command_id}", "c1").replace("{name}", "board.js").replace("{opportunity_id}", "006A")
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ def _concord(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 def test_help_lists_every_command_with_a_description() -> None:
     out = _concord("--help")
     assert out.returncode == 0
-    for command in ("worker", "webhooks", "config", "infra", "demo", "decode", "rules"):
+    for command in ("worker", "webhooks", "config", "infra", "demo", "decode", "rules", "saga"):
         line = next(line for line in out.stdout.splitlines() if line.strip().startswith(command))
         assert len(line.split(None, 1)) == 2, f"{command} has no one-line description"
 

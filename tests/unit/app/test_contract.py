@@ -34,7 +34,8 @@ def test_every_api_route_is_in_the_document_and_every_path_of_it_is_served() -> 
     assert {contract.PREFIX + r[len(contract.ALIAS_PREFIX):] for r in aliases} == {
         contract.versioned(r.path) for r in contract.ROUTES if r.alias}
     assert {r.path for r in contract.ROUTES if not r.alias} == {
-        "/customers/{key}/entitlement", "/customers/{key}/invoices", "/customers/{key}/subscriptions", "/reconcile"}
+        "/customers/{key}/entitlement", "/customers/{key}/invoices", "/customers/{key}/subscriptions", "/reconcile",
+        "/sagas", "/sagas/{opportunity_id}", "/sagas/{opportunity_id}/resume"}
 
 
 def test_a_route_served_under_api_without_a_contract_entry_is_caught() -> None:

@@ -33,7 +33,7 @@ def customer_page(**more: object) -> str:
                            summary="D04 open: finding abc")]
     view = customer_view(drifting(), timeline, f"/api/customers/{KEY}/timeline")
     context: dict[str, object] = dict(view=view, master=cv.master_table(view), invoice_lines=cv.invoice_lines,
-                                      titles=TITLES, page="customer")
+                                      titles=TITLES, page="customer", sagas=[], sagas_detail="", act=None)
     context.update(more)
     return render("customer.html", **context)
 
@@ -79,7 +79,7 @@ def test_a_customer_page_escapes_what_the_platforms_sent() -> None:
     view = customer_view(drifting(), [Checkpoint(at=T, kind="events.applied", correlation_id="<i>c</i>",
                                                  platform="stripe", summary="<script>alert(1)</script>")])
     page = render("customer.html", view=view, master=cv.master_table(view), invoice_lines=cv.invoice_lines,
-                  titles=TITLES, page="customer")
+                  titles=TITLES, page="customer", sagas=[], sagas_detail="", act=None)
     assert "<script>" not in page and "<i>c</i>" not in page and "&lt;script&gt;alert(1)" in page
 
 
