@@ -5,6 +5,10 @@ traffic after that many seconds, keeps serving for `--linger` seconds more (so C
 corrections land and the D14 re-breaks go on), drains the emitter and exits 0; without it, it runs
 until Ctrl-C (SIGINT) or SIGTERM.
 
+`--deal-rate R` makes that share of the healthy customers deals (sandbox/deals.py): a Salesforce
+account and a won opportunity only, for Concord's quote-to-cash saga to provision; their ground
+truth is `GET /_sandbox/deals`.
+
 Two options test Concord's backstop, its reconciliation: `--history N` lays N customers down in the
 world before the traffic, at rest (no event about them is ever sent; sandbox/traffic.py), and
 `--lose-rate R` loses that share of every platform's events (sandbox/lost.py).
@@ -79,6 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--linger", type=float, default=0.0,
                         help="with --duration: seconds to keep serving the APIs after the traffic ends "
                         "(default: %(default)s)")
+    parser.add_argument("--deal-rate", type=float, default=0.2, metavar="R",
+                        help="share of the customers not broken whose onboarding is only a Salesforce account and a "
+                        "won opportunity, for Concord's quote-to-cash saga to provision (variants provision, "
+                        "erp_refuses, reopened, amended in turn; ground truth in /_sandbox/deals), 0 to 1 "
+                        "(default: %(default)s)")
     parser.add_argument("--rules", default="",
                         help="comma-separated rules to inject, e.g. D01,D04 (default: all of D01-D15)")
     parser.add_argument("--history", type=int, default=0, metavar="N",
@@ -133,6 +142,9 @@ def config_from_args(args: argparse.Namespace, settings: settings_mod.Settings) 
         raise ValueError(f"--customers must be 0 or more, got {args.customers}")
     if not 0.0 <= args.drift_rate <= 1.0:
         raise ValueError(f"--drift-rate is a probability between 0 and 1, got {args.drift_rate}")
+    if not 0.0 <= args.deal_rate <= 1.0:
+        raise ValueError(f"--deal-rate is the share of customers that are deals, between 0 and 1, got "
+                         f"{args.deal_rate}")
     if args.time_scale <= 0:
         raise ValueError(f"--time-scale must be above 0 (simulated seconds per real second), got {args.time_scale}")
     if args.duration < 0 or args.linger < 0:
@@ -152,6 +164,7 @@ def config_from_args(args: argparse.Namespace, settings: settings_mod.Settings) 
                                     end_date=settings.zendesk_end_date_field),
         plan_field=settings.salesforce_plan_field,
         history=args.history,
+        deal_rate=args.deal_rate,
     )
     return config_from_settings(settings, traffic, host=args.host, port=args.port, run_traffic=not args.no_traffic,
                                 concord_url=args.concord_url, control_public=args.control_public,
@@ -198,7 +211,8 @@ async def serve(config: SandboxConfig, *, linger: float = 0.0, progress: float =
                 loop.add_signal_handler(signum, stop.set)
     traffic = config.traffic
     print(f"concord sandbox: http://{config.host}:{config.port}/ (status /_sandbox/status, ground truth "
-          f"/_sandbox/injected); seed {traffic.seed}, {traffic.customers} customers, drift rate {traffic.drift_rate}, "
+          f"/_sandbox/injected, deals /_sandbox/deals); seed {traffic.seed}, {traffic.customers} customers, drift rate "
+          f"{traffic.drift_rate}, deal rate {traffic.deal_rate:g}, "
           f"{traffic.history} history customers, lose rate {config.lose_rate:g}, "
           f"time scale {traffic.time_scale:g}x, webhooks to {settings_mod.mask_url(config.concord_url)}; "
           f"{event_loop.loop_name(asyncio.get_running_loop())} event loop", file=out, flush=True)

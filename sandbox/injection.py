@@ -17,12 +17,18 @@ rule's drift goes and what it looks like, so a scorer can match Concord's findin
 | D07 | refund | a Stripe refund without a NetSuite credit memo |
 | D08 | onboard | no NetSuite customer |
 | D09 | onboard | the NetSuite companyName differs from the Salesforce Name (Salesforce owns name) |
-| D10 | onboard | closed-won, but no subscription is ever created |
+| D10 | deal | a deal (account, won opportunity) fails the saga's validation: no EU tax id, or no country |
 | D11 | onboard | the subscription's value differs from the opportunity amount |
 | D12 | onboard | a second Stripe customer names the same account |
-| D13 | merge | a duplicate account is merged away while its Stripe customer still names it |
+| D13 | merge | a duplicate account is merged away while its Stripe and NetSuite customers still name it |
 | D14 | cancel | as D01, and every suspension Concord makes is undone at once, so Concord must escalate |
 | D15 | after cancel | a churned customer opens a ticket |
+
+D10's deal comes in two variants (sandbox/deals.py), rotated: `incomplete` (nobody fixes the account:
+D10, whose `saga.resume` cannot pass validation, then its D14 escalation) and `fixed` (a person fixes
+the account one deal step after the win and nobody resumes the saga: D10, which `saga.resume`
+corrects). Either deal also holds D08 (a won account without an ERP customer, since the saga stopped
+before creating it), injected beside its D10.
 
 History customers (`--history`, sandbox/traffic.py) are laid down before the traffic starts, dated in
 the past and never announced by an event; some carry drift *at rest* (`Injection.at_rest`), which only
@@ -30,13 +36,13 @@ a reconciliation that reads the platforms can find. Only the rules in `AT_REST_R
 their drift is a state of the records. D13 is not (Concord knows of a merge only from the CRM's merge
 event; at rest the merged-away account is simply gone, and its references look like D12's), nor is
 D14 (an escalation of corrections that do not stick: a reaction to Concord's live writes), although a
-D10 at rest still brings the D14 escalation its refused correction makes.
+D10 at rest (always an `incomplete` deal) still brings the D14 escalation its failing correction makes.
 
 Some drift shows only once Concord corrected another: D14's escalation after D01's corrections
-failed, after D10's correction was refused (`saga.resume`, until Concord's quote-to-cash saga exists),
-and after the ERP refused D13's re-pointing of the merged-away account's NetSuite customer (the
-winner's own customer holds that externalId; a person merges ERP customers), and the duplicate Stripe
-customer (D12) a merge leaves once Concord re-pointed it (D13). Their
+failed, or after an incomplete deal's `saga.resume` could not pass validation; and the duplicates
+(D12) a merge leaves once Concord re-pointed the merged-away account's Stripe customer
+(`duplicate|stripe`) and its NetSuite customer (`duplicate|netsuite`: the CRM link field
+`custentity_sf_account_id` names the winner, so two NetSuite customers name it) for D13. Their
 `after` names the fingerprint of that other finding, so a scorer can tell "not yet visible" from "missed".
 """
 
@@ -60,7 +66,7 @@ STEP_OF: Final[dict[str, str]] = {
     "D07": "refund",
     "D08": "onboard",
     "D09": "onboard",
-    "D10": "onboard",
+    "D10": "deal",
     "D11": "onboard",
     "D12": "onboard",
     "D13": "merge",

@@ -10,7 +10,8 @@ string internal ids, `externalId`, references as `{"id", "refName"}` (`entity`, 
 Operations (ids from `world.new_id`, so runs are deterministic; money in minor units):
 
 * `upsert_customer(world, external_id, *, company_name, email=None, currency="USD", terms=None,
-  tax_id=None, country=None, address=None) -> Record` - externalId = the CRM account id
+  tax_id=None, country=None, address=None) -> Record` - externalId = the CRM account id, and so is
+  the CRM link field `custentity_sf_account_id` (`CRM_LINK_FIELD`, below)
 * `upsert_invoice(world, external_id, *, customer_id, number, total, tax=0, currency="USD",
   due_date=None, status="open", amount_remaining=None) -> Record` - externalId = the billing invoice id
 * `apply_payment(world, invoice_id, *, amount=None, external_id=None) -> tuple[payment, invoice]` -
@@ -19,12 +20,29 @@ Operations (ids from `world.new_id`, so runs are deterministic; money in minor u
   -> Record` - externalId = the billing refund id; applied to the invoice when given
 * `upsert_sales_order(world, external_id, *, customer_id, total, currency="USD",
   status="Pending Fulfillment") -> Record` - externalId = the CRM opportunity id
+* `refuse_sales_orders(world, opportunity_id, reason)` - from now on every write of that
+  opportunity's sales order (the PUT by `eid:`, the operation above) is refused: 400 `USER_ERROR`
+  with a NetSuite-like detail naming `reason`, as an approval workflow or a User Event script that
+  throws does. Permanent, so a retry never gets through: the quote-to-cash saga must compensate.
 * `void_invoice(world, invoice_id) -> Record`
 * `delete_record(world, record_type, record_id) -> Record`
 * `upsert_record(world, record_type, external_id, body) -> tuple[Record, bool, bool]` - what
   `PUT .../<type>/eid:<externalId>` does with a REST body: (record, created, changed)
 * `patch_record(world, record_type, record_id, body) -> tuple[Record, bool]` - `PATCH .../<type>/<id>`
   (an `externalId` another record of the type holds is refused: NetSuite keeps them unique)
+
+A customer's link to its CRM account is the custom entity field `custentity_sf_account_id`, not
+only its externalId: externalIds are unique, so a merged-away account's customer could never take
+the winner's id while the winner's own customer holds it, whereas the link field can name the
+winner on both (which is then a duplicate for a person to merge). REST bodies carry it like any
+field (GET shows it, PUT and PATCH write it); SuiteQL has it as the column `custentity_sf_account_id`.
+
+Sales orders (`salesOrder/eid:<opportunity id>`) take the quote-to-cash saga's body: `entity` by
+the customer's externalId, `currency` by `refName`, `orderStatus` or `status` (either one sets
+both: `{"id": "B", "refName": "Pending Fulfillment"}`, a PATCH `{"id": "C", "refName":
+"Cancelled"}`), `total`, and lines `item.items[]` of `{"item": {"externalId": <price id>},
+"quantity", "amount"}`, the item resolved from the plan catalogue (sandbox/catalog.py; another
+externalId is 400 `USER_ERROR`). A PATCH or GET of one that does not exist is 404.
 
 `routes(world, faults, credentials)` serves GET/PATCH by id and upsert by externalId, with
 NetSuite's error shape and its concurrency limit, and the SuiteQL endpoint a reconciliation reader
@@ -47,9 +65,9 @@ pages through:
   with the time format that has seconds, UTC), and a column whose value is null left out, as
   SuiteQL does. Dates and datetimes in WHERE compare as dates ('11/1/2026', '2026-11-01',
   '2026-11-01T00:00:00Z' or the datetime format above), numbers as numbers.
-* Tables: `customer` (id, entityid, companyname, email, externalid, currency, terms, vatregnumber,
-  isperson, isinactive, balance, overduebalance, datecreated, lastmodifieddate) and `transaction`
-  over invoices, payments, credit memos and sales orders, `type` 'CustInvc', 'CustPymt', 'CustCred',
+* Tables: `customer` (id, entityid, companyname, email, externalid, custentity_sf_account_id, currency,
+  terms, vatregnumber, isperson, isinactive, balance, overduebalance, datecreated, lastmodifieddate) and
+  `transaction` over invoices, payments, credit memos and sales orders, `type` 'CustInvc', 'CustPymt', 'CustCred',
   'SalesOrd' (id, tranid, type, entity, externalid, status (the status letter), foreigntotal,
   foreignamountremaining, currency, trandate, duedate, createddate, lastmodifieddate), and `currency`
   (id, name, symbol: the ISO code), the account's currency records, where a reader resolves a record's
@@ -70,6 +88,7 @@ from urllib.parse import urlencode
 import msgspec
 from aiohttp import web
 
+from concord.sandbox import catalog
 from concord.sandbox.faults import Faults, Handler, PlatformCredentials, WriteCounter, guard
 from concord.sandbox.salesforce import to_major, to_minor
 from concord.sandbox.world import Record, World
@@ -87,6 +106,10 @@ _INVOICE_STATUS: Final = {"open": ("A", "Open"), "paid": ("B", "Paid In Full"), 
 # Fields NetSuite computes or owns; a write naming them is refused.
 READ_ONLY_FIELDS: Final = frozenset({"id", "links", "createdDate", "lastModifiedDate", "amountPaid"})
 _ID_OFFSET: Final = 1000
+# The custom entity field linking a customer to its CRM account (Concord's CONCORD_NETSUITE_CRM_LINK_FIELD
+# names it; named here on its own, as the sandbox's account defines it).
+CRM_LINK_FIELD: Final = "custentity_sf_account_id"
+E_SALES_ORDER_REFUSED: Final = "Error while accessing a resource. {reason}"
 
 
 class NotFound(LookupError):
@@ -187,6 +210,7 @@ def upsert_customer(
         "creditHoldOverride": {"id": "AUTO", "refName": "Auto"},
         "balance": 0.0,
         "overdueBalance": 0.0,
+        CRM_LINK_FIELD: external_id,
     }
     optional = {"email": email, "terms": {"id": terms, "refName": terms} if terms else None, "vatRegNumber": tax_id,
                 "defaultAddress": address, "country": {"id": country, "refName": country} if country else None}
@@ -310,7 +334,8 @@ def upsert_sales_order(
     currency: str = "USD",
     status: str = "Pending Fulfillment",
 ) -> Record:
-    """Create or update the sales order whose externalId is the CRM opportunity id."""
+    """Create or update the sales order whose externalId is the CRM opportunity id (unless it is refused)."""
+    _check_refusal(world, "salesOrder", external_id)
     fields: Record = {
         "tranId": f"SO{external_id[-6:]}",
         "tranDate": _today(world),
@@ -319,7 +344,28 @@ def upsert_sales_order(
         "total": to_major(total, currency),
         "status": {"id": "B" if status == "Pending Fulfillment" else status, "refName": status},
     }
-    return _upsert(world, "salesOrder", external_id, fields)[0]
+    return _upsert(world, "salesOrder", external_id, _order_status(fields))[0]
+
+
+def refuse_sales_orders(world: World, opportunity_id: str, reason: str) -> None:
+    """Every write of the opportunity's sales order is refused from now on (400 USER_ERROR naming `reason`)."""
+    world.refuse(PLATFORM, "salesOrder", opportunity_id, reason)
+
+
+def _check_refusal(world: World, record_type: str, external_id: str) -> None:
+    reason = world.refusal(PLATFORM, record_type, external_id)
+    if reason is not None:
+        raise ValueError(E_SALES_ORDER_REFUSED.format(reason=reason))
+
+
+def _order_status(body: Record) -> Record:
+    """A sales order's `orderStatus` and `status` given as one: the one written sets the other too.
+
+    NetSuite takes `orderStatus` on a write and shows `status`; callers write either, and SuiteQL's
+    status column reads `status`.
+    """
+    given = body.get("orderStatus") or body.get("status")
+    return {**body, "orderStatus": given, "status": given} if given else body
 
 
 def void_invoice(world: World, invoice_id: str) -> Record:
@@ -349,6 +395,9 @@ def upsert_record(world: World, record_type: str, external_id: str, body: Record
     References given by id only (`{"id": "1001"}`) get their refName filled in as NetSuite shows them.
     """
     _check_body(record_type, body)
+    if record_type == "salesOrder":
+        _check_refusal(world, record_type, external_id)
+        body = _order_status(body)
     record, created, changed = _upsert(world, record_type, external_id, _resolve_refs(world, body))
     if created and record_type == "customerPayment":
         _settle(world, record)
@@ -359,6 +408,8 @@ def patch_record(world: World, record_type: str, record_id: str, body: Record) -
     """`PATCH .../<type>/<id>`: merge a REST body into the record; (record, changed)."""
     _check_body(record_type, body)
     record = _get(world, record_type, record_id)
+    if record_type == "salesOrder":
+        body = _order_status(body)
     external_id = body.get("externalId")
     if external_id is not None and external_id != record.get("externalId"):
         holder = world.find(PLATFORM, record_type, "externalId", external_id)
@@ -398,7 +449,24 @@ def _resolve_refs(world: World, body: Record) -> Record:
     currency = body.get("currency")
     if isinstance(currency, dict):
         resolved["currency"] = currency_ref(currency_code(currency))
+    lines = body.get("item")
+    if isinstance(lines, dict) and isinstance(lines.get("items"), list):
+        resolved["item"] = {**lines, "items": [_resolve_item(line) for line in lines["items"]]}
     return resolved
+
+
+def _resolve_item(line: Any) -> Any:
+    """A sales order line with its item as NetSuite shows it, from an item externalId (a plan's price id)."""
+    if not isinstance(line, dict) or not isinstance(line.get("item"), dict):
+        return line
+    ref = line["item"]
+    external_id = ref.get("externalId")
+    if not external_id:
+        return line
+    plan = catalog.plan_of(str(external_id))
+    if plan is None:
+        raise ValueError(f"Invalid item reference key {external_id} (no item has that externalId).")
+    return {**line, "item": {"id": plan.item_id, "refName": plan.name, "externalId": plan.price_id}}
 
 
 def _derive(record_type: str, record: Record) -> None:
@@ -443,7 +511,8 @@ TABLES: Final[dict[str, dict[str, Column]]] = {
     "customer": {
         "id": Column("number", ("id",)), "entityid": Column("text", ("entityId",)),
         "companyname": Column("text", ("companyName",)), "email": Column("text", ("email",)),
-        "externalid": Column("text", ("externalId",)), "currency": Column("text", ("currency.id",)),
+        "externalid": Column("text", ("externalId",)),
+        CRM_LINK_FIELD: Column("text", (CRM_LINK_FIELD,)), "currency": Column("text", ("currency.id",)),
         "terms": Column("text", ("terms.id",)), "vatregnumber": Column("text", ("vatRegNumber",)),
         "isperson": Column("boolean", ("isPerson",)), "isinactive": Column("boolean", ("isInactive",)),
         "balance": Column("number", ("balance",)), "overduebalance": Column("number", ("overdueBalance",)),

@@ -16,10 +16,14 @@ Operations (ids from `world.new_id`, so runs are deterministic):
 * `merge_accounts(world, winner_id, loser_id) -> Record` - the loser's opportunities move to the
   winner, the loser is deleted with `MasterRecordId`; returns the winner
 * `create_opportunity(world, account_id, *, name, amount, currency="USD", stage="Prospecting",
-  close_date=None, plan=None, plan_field="Plan__c") -> Record` - `amount` in minor units
+  close_date=None, plan=None, plan_field="Plan__c", quantity=None) -> Record` - `amount` in minor
+  units, `quantity` the seats sold (`TotalOpportunityQuantity`, a number as Salesforce shows it: 5.0)
 * `update_opportunity(world, opportunity_id, fields) -> Record` - a new `StageName` also sets
-  `IsClosed`, `IsWon` and `Probability` as Salesforce's stage picklist does
+  `IsClosed`, `IsWon` and `Probability` as Salesforce's stage picklist does (an amendment changes
+  `TotalOpportunityQuantity` and `Amount` together)
 * `close_won(world, opportunity_id) -> Record` / `close_lost(world, opportunity_id) -> Record`
+* `reopen(world, opportunity_id) -> Record` - a closed deal back to "Negotiation/Review" (IsWon and
+  IsClosed false): the sale is off again, what the quote-to-cash saga compensates
 * `upsert(world, object_name, field, value, fields) -> tuple[Record, bool]` - by an external id
   field (or `Id`); the bool says whether the record was created
 
@@ -275,7 +279,8 @@ def _opportunity(world: World, account_id: str, name: str, currency: str, plan_f
     """A new Opportunity record at the first stage, not yet written."""
     record = _base(world, "Opportunity")
     record.update({
-        "AccountId": account_id, "Name": name, "StageName": "Prospecting", "Amount": None, "Probability": 10,
+        "AccountId": account_id, "Name": name, "StageName": "Prospecting", "Amount": None,
+        "TotalOpportunityQuantity": None, "Probability": 10,
         "CloseDate": datetime.fromtimestamp(world.now_ms() / 1000, UTC).date().isoformat(), "Type": "New Business",
         "IsClosed": False, "IsWon": False, "CurrencyIsoCode": currency.upper(), plan_field: None,
         EXTERNAL_ID_FIELD: None,
@@ -294,11 +299,14 @@ def create_opportunity(
     close_date: str | None = None,
     plan: str | None = None,
     plan_field: str = PLAN_FIELD,
+    quantity: int | None = None,
 ) -> Record:
-    """A new Opportunity on the account; `amount` in minor units, `close_date` `YYYY-MM-DD` (default today)."""
+    """A new Opportunity on the account; `amount` in minor units, `close_date` `YYYY-MM-DD` (default today),
+    `quantity` the seats sold (TotalOpportunityQuantity)."""
     _get(world, "Account", account_id)
     record = _opportunity(world, account_id, name, currency, plan_field)
-    fields: dict[str, Any] = {"StageName": stage, "Amount": to_major(amount, currency), plan_field: plan}
+    fields: dict[str, Any] = {"StageName": stage, "Amount": to_major(amount, currency), plan_field: plan,
+                              "TotalOpportunityQuantity": None if quantity is None else float(quantity)}
     if close_date:
         fields["CloseDate"] = close_date
     _merge("Opportunity", record, fields)
@@ -319,6 +327,11 @@ def close_won(world: World, opportunity_id: str) -> Record:
 def close_lost(world: World, opportunity_id: str) -> Record:
     """StageName "Closed Lost" (IsClosed true, IsWon false)."""
     return update_opportunity(world, opportunity_id, {"StageName": "Closed Lost"})
+
+
+def reopen(world: World, opportunity_id: str) -> Record:
+    """A closed deal is reopened: StageName back to "Negotiation/Review", IsWon and IsClosed false."""
+    return update_opportunity(world, opportunity_id, {"StageName": "Negotiation/Review"})
 
 
 def upsert(world: World, object_name: str, field: str, value: str, fields: dict[str, Any]) -> tuple[Record, bool]:
@@ -349,7 +362,8 @@ def upsert(world: World, object_name: str, field: str, value: str, fields: dict[
 # Field types that decide which literals a filter accepts and how values compare; others are text.
 _DATETIME_FIELDS: Final = frozenset({"CreatedDate", "LastModifiedDate", "SystemModstamp"})
 _FIELD_KINDS: Final = {**dict.fromkeys(_DATETIME_FIELDS, "datetime"), "CloseDate": "date", "Amount": "number",
-                       "Probability": "number", "IsDeleted": "boolean", "IsWon": "boolean", "IsClosed": "boolean"}
+                       "Probability": "number", "TotalOpportunityQuantity": "number", "IsDeleted": "boolean",
+                       "IsWon": "boolean", "IsClosed": "boolean"}
 _SOQL_TOKEN: Final = re.compile(r"""\s*(?:
     (?P<string>'(?:[^'\\]|\\.)*')
   | (?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?(?:Z|[+-]\d{2}:?\d{2}))

@@ -17,8 +17,11 @@
 
   ========================  =======================================================================
   GET  /_sandbox/healthz    `{"ok": true}`
-  GET  /_sandbox/status     customers, history, steps, injections per rule, lost events, emitter stats
+  GET  /_sandbox/status     customers, history, steps, injections per rule, deals per outcome, lost events,
+                            emitter stats
   GET  /_sandbox/injected   the ground truth: every `Injection` (`?rule=D01` filters; `at_rest` marks history)
+  GET  /_sandbox/deals      the saga's ground truth: `{"deals": [Deal, ...]}`, every deal played to its end
+                            (opportunity_id, customer_key, variant, expected, reason, plan, quantity)
   GET  /_sandbox/lost       every event lost on purpose, a `LostEvent` each (`?platform=stripe` filters)
   GET  /_sandbox/effects    side effects per platform and key, and the `duplicates` (applied twice)
   GET  /_sandbox/faults     the fault settings of every platform
@@ -44,11 +47,13 @@ from msgspec import Struct
 from concord.core.settings import Settings, kafka_bootstrap
 from concord.core.topics import topic_names
 from concord.sandbox import netsuite, salesforce, stripe, zendesk
+from concord.sandbox.catalog import PLAN_TIERS
+from concord.sandbox.deals import Deal
 from concord.sandbox.emit import Emitter, EmitterStats
 from concord.sandbox.faults import PLATFORMS, Faults, FaultsError, FaultSettings, PlatformCredentials
 from concord.sandbox.injection import Injection
 from concord.sandbox.lost import LostEvent
-from concord.sandbox.traffic import PLAN_TIERS, Runner, Traffic, TrafficConfig, TrafficStatus
+from concord.sandbox.traffic import Runner, Traffic, TrafficConfig, TrafficStatus
 from concord.sandbox.world import Effect, World
 
 E_TRAFFIC_BODY: Final = 'POST /_sandbox/traffic wants JSON {{"action": "start"}} or {{"action": "stop"}}: {problem}'
@@ -134,6 +139,7 @@ class SandboxStatus(Struct, kw_only=True):
     injected: int
     injections: dict[str, int]
     rebreaks: int
+    deals: dict[str, int]  # deals played to their end, per expected outcome (each listed in /_sandbox/deals)
     running: bool
     finished: bool
     simulated_seconds: float
@@ -144,6 +150,12 @@ class SandboxStatus(Struct, kw_only=True):
     plan_tiers: dict[str, str]  # what Concord's rules file needs as `plan_tiers` for D03
     lost: int  # events lost on purpose, all platforms (`lose_rate`; each listed in /_sandbox/lost)
     emitter: EmitterStats
+
+
+class DealsView(Struct, kw_only=True):
+    """`GET /_sandbox/deals`."""
+
+    deals: list[Deal]
 
 
 class EffectsView(Struct, kw_only=True):
@@ -207,6 +219,10 @@ async def _injected(request: web.Request) -> web.Response:
     injections: list[Injection] = request.app[SANDBOX].traffic.injections
     rule = request.query.get("rule", "").upper()
     return _json([i for i in injections if i.rule == rule] if rule else injections)
+
+
+async def _deals(request: web.Request) -> web.Response:
+    return _json(DealsView(deals=request.app[SANDBOX].traffic.deals))
 
 
 async def _lost(request: web.Request) -> web.Response:
@@ -315,6 +331,7 @@ def build_app(config: SandboxConfig, *, world: World | None = None,
         web.get("/_sandbox/healthz", _healthz),
         web.get("/_sandbox/status", _status),
         web.get("/_sandbox/injected", _injected),
+        web.get("/_sandbox/deals", _deals),
         web.get("/_sandbox/lost", _lost),
         web.get("/_sandbox/effects", _effects),
         web.get("/_sandbox/faults", _get_faults),

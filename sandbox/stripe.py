@@ -16,9 +16,11 @@ Operations (plain functions on a `World`; ids come from `world.new_id`, so runs 
   kept in the expanded `tax_ids` list)
 * `delete_customer(world, customer_id) -> Record` - "customer.deleted"
 * `create_subscription(world, customer_id, *, price_id, unit_amount, currency, quantity=1,
-  status="active", interval="month") -> Record` - "customer.subscription.created"
+  status="active", interval="month", metadata=None) -> Record` - "customer.subscription.created"; a
+  customer without a currency takes the subscription's ("customer.updated" first), and one with
+  another currency is refused (ValueError), as Stripe keeps one currency per customer
 * `update_subscription(world, subscription_id, *, status=None, price_id=None, unit_amount=None,
-  quantity=None) -> Record` - "customer.subscription.updated"
+  quantity=None, metadata=None) -> Record` - "customer.subscription.updated"
 * `advance_period(world, subscription_id) -> Record` - the next billing period starts
 * `cancel_subscription(world, subscription_id, *, at_period_end=False) -> Record` - immediately:
   status `canceled`, "customer.subscription.deleted"; at period end: "customer.subscription.updated"
@@ -38,7 +40,24 @@ Operations (plain functions on a `World`; ids come from `world.new_id`, so runs 
 
 `routes(world, faults, credentials)` serves the part of the API Concord's connector calls
 (form-encoded bodies, `Authorization: Bearer`, `Idempotency-Key` replays, Stripe's error shape), and
-the list endpoints a reconciliation reader pages through:
+the list endpoints a reconciliation reader pages through. Subscriptions, as the quote-to-cash saga
+uses them:
+
+* `POST /v1/subscriptions` (`customer`, `items[0][price]`, `items[0][quantity]` (default 1),
+  `metadata[...]`, `currency`): the subscription object as `create_subscription` makes it, active at
+  once (the sandbox takes no payment). Prices are the plan catalogue's (sandbox/catalog.py), each
+  offered in every currency of the catalogue; the currency is `currency`, else the customer's, else
+  the price's default (`usd`), as Stripe picks it. A customer or price that does not exist is 400
+  `resource_missing` with `param` (`customer`, `items[0][price]`), a missing one 400
+  `parameter_missing`; a currency other than the customer's is 400. The sandbox's subscriptions have
+  one item: more is refused.
+* `POST /v1/subscriptions/{id}`: `quantity`, `cancel_at_period_end`, `metadata[...]`, and
+  `items[0][id]` (the subscription's item) with `items[0][price]` and/or `items[0][quantity]`: a plan
+  or seat change of that item, which keeps its id. A canceled subscription takes only `metadata`.
+* `DELETE /v1/subscriptions/{id}` cancels now; an already canceled subscription is 404
+  `resource_missing` ("No such subscription"), as Stripe answers, although GET still shows it.
+* Creates and updates go through the same `Idempotency-Key` replay as every write, and are counted
+  in the world's effects under that key.
 
 * `GET /v1/customers`, `/v1/subscriptions`, `/v1/invoices`, `/v1/charges`, `/v1/refunds` ->
   `{"object": "list", "url", "has_more", "data"}`, newest first (`created` descending, ties by id
@@ -67,6 +86,7 @@ from urllib.parse import parse_qsl
 import msgspec
 from aiohttp import web
 
+from concord.sandbox import catalog
 from concord.sandbox.faults import Faults, Handler, PlatformCredentials, Replays, StoredResponse, WriteCounter, guard
 from concord.sandbox.world import Record, World
 
@@ -178,13 +198,7 @@ def update_customer(world: World, customer_id: str, params: dict[str, Any]) -> R
     customer = _get(world, "customer", customer_id)
     for key, value in params.items():
         if key == "metadata":
-            merged = dict(customer.get("metadata") or {})
-            for meta_key, meta_value in (value or {}).items():
-                if meta_value in ("", None):
-                    merged.pop(meta_key, None)
-                else:
-                    merged[meta_key] = str(meta_value)
-            customer["metadata"] = merged
+            customer["metadata"] = _merged_metadata(customer.get("metadata"), value or {})
         elif key == "address":
             customer["address"] = None if value in ("", None) else _address(None, {
                 **(customer.get("address") or {}), **{k: v or None for k, v in value.items()}})
@@ -197,6 +211,20 @@ def update_customer(world: World, customer_id: str, params: dict[str, Any]) -> R
 
 _UPDATABLE_CUSTOMER_FIELDS: Final = frozenset({"name", "email", "description", "phone", "preferred_locales",
                                                "shipping", "tax_exempt", "invoice_prefix"})
+E_CURRENCY_COMBINED: Final = ("You cannot combine currencies on a single customer. This customer has an active "
+                              "subscription, subscription schedule, discount, quote, or invoice item with currency "
+                              "{customer}; the request asked for {currency}.")
+
+
+def _merged_metadata(current: dict[str, str] | None, update: dict[str, Any]) -> dict[str, str]:
+    """Stripe's metadata update: key by key, an empty value removes the key."""
+    merged = dict(current or {})
+    for key, value in update.items():
+        if value in ("", None):
+            merged.pop(key, None)
+        else:
+            merged[key] = str(value)
+    return merged
 
 
 def set_tax_id(world: World, customer_id: str, value: str | None) -> Record:
@@ -247,11 +275,21 @@ def create_subscription(
     quantity: int = 1,
     status: str = "active",
     interval: str = "month",
+    metadata: dict[str, str] | None = None,
 ) -> Record:
-    """A subscription with one item (`price_id` at `unit_amount` x `quantity`), its period starting now."""
-    _get(world, "customer", customer_id)
+    """A subscription with one item (`price_id` at `unit_amount` x `quantity`), its period starting now.
+
+    Stripe keeps one currency per customer: a customer without one takes the subscription's, one
+    with another is refused (ValueError).
+    """
+    customer = _get(world, "customer", customer_id)
     if interval not in _INTERVAL_SECONDS:
         raise ValueError(f"interval must be one of {sorted(_INTERVAL_SECONDS)}, got {interval!r}")
+    if customer.get("currency") not in (None, currency.lower()):
+        raise ValueError(E_CURRENCY_COMBINED.format(currency=currency.lower(), customer=customer["currency"]))
+    if customer.get("currency") is None:
+        customer["currency"] = currency.lower()
+        _put(world, "customer", customer, "customer.updated")
     subscription_id = world.new_id("sub_")
     now = _now(world)
     item = {
@@ -287,7 +325,7 @@ def create_subscription(
                   "url": f"/v1/subscription_items?subscription={subscription_id}"},
         "latest_invoice": None,
         "livemode": False,
-        "metadata": {},
+        "metadata": dict(metadata or {}),
         "pause_collection": None,
         "start_date": now,
         "status": status,
@@ -306,10 +344,14 @@ def update_subscription(
     price_id: str | None = None,
     unit_amount: int | None = None,
     quantity: int | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Record:
-    """Change the status, the price (id and/or amount) or the quantity of the subscription's item."""
+    """Change the status, the price (id and/or amount) or the quantity of the subscription's item, or its
+    metadata (merged key by key, "" clears a key, as Stripe does)."""
     sub = _get(world, "subscription", subscription_id)
     item = sub["items"]["data"][0]
+    if metadata is not None:
+        sub["metadata"] = _merged_metadata(sub.get("metadata"), metadata)
     if status is not None:
         sub["status"] = status
     if price_id is not None or unit_amount is not None:
@@ -681,13 +723,17 @@ _EXPANDABLE: Final[dict[str, dict[str, str | None]]] = {
 _CREATED_OPS: Final = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le, "eq": operator.eq}
 
 
-class ListError(ValueError):
-    """A list request Stripe refuses with 400: the message, the parameter at fault and Stripe's error code."""
+class ParamError(ValueError):
+    """A request Stripe refuses with 400 because of one parameter: the message, that parameter, Stripe's code."""
 
     def __init__(self, message: str, *, param: str, code: str = "parameter_invalid") -> None:
         super().__init__(message)
         self.param = param
         self.code = code
+
+
+class ListError(ParamError):
+    """A list request Stripe refuses with 400."""
 
 
 def list_objects(world: World, type_: str, params: dict[str, Any]) -> Record:
@@ -931,6 +977,9 @@ class _Api:
             except NotFound as exc:
                 record_key = f"{kind}:{request.match_info.get('id', '')}"
                 response = _error(404, "resource_missing", str(exc), param="id")
+            except ParamError as exc:
+                record_key = f"{kind}:{request.match_info.get('id', '')}"
+                response = _error(400, exc.code, str(exc), param=exc.param)
             except ValueError as exc:
                 record_key = f"{kind}:{request.match_info.get('id', '')}"
                 response = _error(400, "parameter_invalid", str(exc))
@@ -979,19 +1028,64 @@ class _Api:
         tax_id: Record = {**customer["tax_ids"]["data"][0], "type": params["type"]}
         return 200, tax_id, f"customer:{path['id']}"
 
+    def create_subscription(self, params: dict[str, Any], path: dict[str, str]) -> tuple[int, Record, str]:
+        """`POST /v1/subscriptions`: one item of a catalogue price, for an existing customer."""
+        _known(params, {"customer", "items", "metadata", "currency"})
+        customer_id = _required(params, "customer")
+        customer = self.world.get(PLATFORM, "customer", customer_id)
+        if customer is None:
+            raise ParamError(f"No such customer: '{customer_id}'", param="customer", code="resource_missing")
+        item = _one_item(params)
+        plan = _catalogue_price(_required(item, "price", "items[0][price]"), "items[0][price]")
+        currency = str(params.get("currency") or customer.get("currency") or catalog.DEFAULT_CURRENCY).lower()
+        if currency not in catalog.CURRENCIES:
+            raise ParamError(f"The price {plan.price_id} is not offered in {currency}: choose one of "
+                             f"{', '.join(catalog.CURRENCIES)}", param="currency")
+        if customer.get("currency") not in (None, currency):
+            raise ParamError(E_CURRENCY_COMBINED.format(currency=currency, customer=customer["currency"]),
+                             param="currency")
+        quantity = _quantity(item, "items[0][quantity]")
+        sub = create_subscription(self.world, customer_id, price_id=plan.price_id, unit_amount=plan.unit_amount,
+                                  currency=currency, quantity=1 if quantity is None else quantity,
+                                  metadata=_merged_metadata(None, _metadata(params)))
+        return 200, sub, f"subscription:{sub['id']}"
+
     def update_subscription(self, params: dict[str, Any], path: dict[str, str]) -> tuple[int, Record, str]:
-        unknown = set(params) - {"cancel_at_period_end", "quantity"}
-        if unknown:
-            raise ValueError(f"Received unknown parameter: {sorted(unknown)[0]}")
+        """`POST /v1/subscriptions/{id}`: seats, plan (through its one item), metadata, cancel at period end."""
+        _known(params, {"cancel_at_period_end", "quantity", "items", "metadata"})
         sub_id = path["id"]
+        sub = _get(self.world, "subscription", sub_id)
+        if sub["status"] == "canceled" and set(params) - {"metadata"}:
+            raise ValueError(f"A canceled subscription can only update its cancellation_details and metadata "
+                             f"({sub_id}).")
+        quantity = _quantity(params, "quantity")
+        price: catalog.Plan | None = None
+        if "items" in params:
+            item = _one_item(params)
+            item_id = _required(item, "id", "items[0][id]")
+            if item_id != sub["items"]["data"][0]["id"]:
+                raise ParamError(f"No such subscription item: '{item_id}' on subscription {sub_id}",
+                                 param="items[0][id]", code="resource_missing")
+            if item.get("price"):
+                price = _catalogue_price(str(item["price"]), "items[0][price]")
+            item_quantity = _quantity(item, "items[0][quantity]")
+            quantity = item_quantity if item_quantity is not None else quantity
+        metadata = _metadata(params) if "metadata" in params else None
+        # Every parameter checked: only now is anything applied, so a refused request changes nothing.
         if params.get("cancel_at_period_end") == "true":
             cancel_subscription(self.world, sub_id, at_period_end=True)
-        quantity = _int_param(params, "quantity")
-        record = update_subscription(self.world, sub_id, quantity=quantity) if quantity is not None else _get(
-            self.world, "subscription", sub_id)
+        if price is None and quantity is None and metadata is None:
+            return 200, _get(self.world, "subscription", sub_id), f"subscription:{sub_id}"
+        record = update_subscription(self.world, sub_id, quantity=quantity, metadata=metadata,
+                                     price_id=price.price_id if price else None,
+                                     unit_amount=price.unit_amount if price else None)
         return 200, record, f"subscription:{sub_id}"
 
     def cancel_subscription(self, params: dict[str, Any], path: dict[str, str]) -> tuple[int, Record, str]:
+        """`DELETE /v1/subscriptions/{id}`: cancel now; Stripe no longer finds one already canceled (404)."""
+        sub = _get(self.world, "subscription", path["id"])
+        if sub["status"] == "canceled":
+            raise NotFound(f"No such subscription: '{path['id']}'")
         return 200, cancel_subscription(self.world, path["id"]), f"subscription:{path['id']}"
 
     def invoice_action(self, action: Callable[[World, str], Any]) -> Mutation:
@@ -1010,6 +1104,55 @@ class _Api:
         return 200, refund, f"refund:{refund['id']}"
 
 
+def _known(params: dict[str, Any], accepted: set[str]) -> None:
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ParamError(f"Received unknown parameter: {unknown[0]}", param=unknown[0], code="parameter_unknown")
+
+
+def _required(params: dict[str, Any], name: str, param: str | None = None) -> str:
+    value = params.get(name)
+    if not isinstance(value, str) or not value:
+        raise ParamError(f"Missing required param: {param or name}.", param=param or name, code="parameter_missing")
+    return value
+
+
+def _one_item(params: dict[str, Any]) -> dict[str, Any]:
+    """`items[0][...]`, the one item a sandbox subscription has."""
+    items = params.get("items")
+    if not isinstance(items, list) or not items:
+        raise ParamError("Missing required param: items.", param="items", code="parameter_missing")
+    if len(items) > 1 or not isinstance(items[0], dict):
+        raise ParamError("The sandbox's subscriptions have exactly one item: send items[0] only.", param="items")
+    item: dict[str, Any] = items[0]
+    _known(item, {"id", "price", "quantity"})
+    return item
+
+
+def _catalogue_price(price_id: str, param: str) -> catalog.Plan:
+    plan = catalog.plan_of(price_id)
+    if plan is None:
+        raise ParamError(f"No such price: '{price_id}'", param=param, code="resource_missing")
+    return plan
+
+
+def _quantity(params: dict[str, Any], param: str) -> int | None:
+    """The `quantity` of `params` (the request's, or its item's: `param` names it in errors); None when absent."""
+    value = params.get("quantity")
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not value.isdigit():
+        raise ParamError(f"Invalid non-negative integer: {value}", param=param, code="parameter_invalid_integer")
+    return int(value)
+
+
+def _metadata(params: dict[str, Any]) -> dict[str, str]:
+    metadata = params.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ParamError("Invalid object: metadata must be a hash of keys and values.", param="metadata")
+    return {str(key): str(value) for key, value in metadata.items()}
+
+
 def routes(world: World, faults: Faults, credentials: PlatformCredentials) -> list[web.RouteDef]:
     """The `/v1` endpoints, each behind the Stripe faults."""
     api = _Api(world, credentials)
@@ -1022,6 +1165,7 @@ def routes(world: World, faults: Faults, credentials: PlatformCredentials) -> li
         web.post("/v1/customers/{id}", guarded(api.write("customer", api.update_customer))),
         web.delete("/v1/customers/{id}", guarded(api.write("customer", api.delete_customer))),
         web.post("/v1/customers/{id}/tax_ids", guarded(api.write("customer", api.create_tax_id))),
+        web.post("/v1/subscriptions", guarded(api.write("subscription", api.create_subscription))),
         web.get("/v1/subscriptions/{id}", guarded(api.read("subscription"))),
         web.post("/v1/subscriptions/{id}", guarded(api.write("subscription", api.update_subscription))),
         web.delete("/v1/subscriptions/{id}", guarded(api.write("subscription", api.cancel_subscription))),

@@ -8,7 +8,10 @@ Three layers, from pure to timed:
   upgrades, renames, duplicate accounts merged away, cancellation. A customer is broken with
   probability `1 - (1 - drift_rate) ** steps`; the rule comes from a rotation over `--rules`, so a
   short run covers every rule, and its script is cut short after the broken step (the drift stays,
-  nothing later muddies what Concord must find). `timeline(scripts)` orders all steps by time.
+  nothing later muddies what Concord must find). Of the others, a `deal_rate` share is a *deal*
+  (sandbox/deals.py): only a Salesforce account and a won opportunity, which Concord's quote-to-cash
+  saga must provision; its variant comes from a rotation too. A D10-broken customer is a deal as
+  well, whose account the saga's validation refuses. `timeline(scripts)` orders all steps by time.
 * `Traffic` runs one step at a time on a `World` through the platform operations
   (`sandbox/stripe.py`, `salesforce.py`, `zendesk.py`, `netsuite.py`). A healthy step leaves every
   system agreeing (the company's other integrations do their job); a broken one leaves the drift
@@ -32,11 +35,19 @@ Three layers, from pure to timed:
 Onboarding writes in an order that keeps transient disagreements short: the ERP customer and the
 support organization exist before billing starts paying, and the opportunity is marked won once
 billing is provisioned.
+
+Deals run on Concord's clock, not the simulation's: their steps are `DEAL_STEP_REAL` real seconds
+apart whatever the time scale, since the saga they test runs in real time. The win, then 1 step
+later a person fixing a D10 account (after the saga paused on it, before D10's grace ends), and 2
+steps later the reopening or the amendment of a provisioned deal (once the saga completed). A deal
+enters the ground truth (`Traffic.deals`) when its script has played to its end, so a run cut short
+never claims an outcome it did not set up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import random
@@ -48,11 +59,14 @@ from typing import Final
 import msgspec
 from msgspec import Struct
 
-from concord.sandbox import injection
+from concord.sandbox import deals, injection
 from concord.sandbox import netsuite as ns
 from concord.sandbox import salesforce as sf
 from concord.sandbox import stripe as stripe_sandbox
 from concord.sandbox import zendesk as zd
+from concord.sandbox.catalog import PLAN_TIERS as PLAN_TIERS
+from concord.sandbox.catalog import PLANS
+from concord.sandbox.deals import Deal
 from concord.sandbox.injection import Injection
 from concord.sandbox.world import Change, Record, World
 
@@ -73,24 +87,15 @@ TERMS: Final = "Net 30"
 HISTORY_FIRST_INDEX: Final = 1_000_000
 # A history customer's last step happened between these many days before the traffic starts.
 HISTORY_ENDED_DAYS: Final = (1.0, 90.0)
-
-
-class Plan(Struct, frozen=True, kw_only=True):
-    """A Stripe price sold in the sandbox, and the Zendesk support tier it entitles to."""
-
-    name: str
-    price_id: str  # also the opportunity's plan field, so Concord pairs them (D11)
-    unit_amount: int  # minor units per seat and month
-    tier: str
-
-
-PLANS: Final = (
-    Plan(name="Basic", price_id="price_basic_monthly", unit_amount=4_900, tier="silver"),
-    Plan(name="Pro", price_id="price_pro_monthly", unit_amount=19_900, tier="gold"),
-    Plan(name="Enterprise", price_id="price_enterprise_monthly", unit_amount=99_900, tier="platinum"),
-)
-# The plan -> tier map Concord needs in its rules file (`plan_tiers`) for D03 to judge sandbox tiers.
-PLAN_TIERS: Final = {plan.price_id: plan.tier for plan in PLANS}
+# Real seconds between a deal's steps, whatever the time scale: long enough for Concord to read the win
+# and run its saga up to a pause (or to its end, two steps), shorter than D10's grace as `concord demo`
+# scales it (10 s), so a D10 account fixed one step after the win is fixed before the finding is due.
+DEAL_STEP_REAL: Final = 5.0
+# What NetSuite says when it refuses an erp_refuses deal's sales order (an approval rule of the account).
+SALES_ORDER_REFUSAL: Final = ("Sales order approval failed: the customer's credit limit does not cover this "
+                              "order (approval routing requires a credit review).")
+# The seats an amended deal gains (or loses) 2 steps after its win.
+AMENDMENTS: Final = (-1, 1, 2, 5)
 
 
 class Profile(Struct, frozen=True, kw_only=True):
@@ -115,7 +120,8 @@ class Step(Struct, frozen=True, kw_only=True):
     seq: int  # position in the customer's script: orders steps at the same time
     kind: str
     n: int = 0  # the month of an invoice, payment or refund; the number of a ticket
-    value: int = 0  # kind-specific: refund percent, D05 difference, D11 seat difference, rename choice
+    value: int = 0  # kind-specific: refund percent, D05 difference, D11 seat difference, rename choice,
+    # an amended deal's new seats
     inject: str = ""  # the rule whose drift this step injects ("" healthy)
 
 
@@ -127,6 +133,9 @@ class CustomerScript(Struct, frozen=True, kw_only=True):
     quantity: int
     rule: str  # the rule injected into this customer's lifecycle, "" when healthy
     steps: tuple[Step, ...]
+    deal: str = ""  # the deal variant (sandbox/deals.py) when the customer is a deal, else ""
+    # A D10 deal's missing account field at the win (deals.DEFECTS), else "".
+    defect: str = ""
 
 
 class TrafficConfig(Struct, frozen=True, kw_only=True):
@@ -139,6 +148,7 @@ class TrafficConfig(Struct, frozen=True, kw_only=True):
     entitlement: zd.EntitlementKeys = zd.EntitlementKeys()
     plan_field: str = sf.PLAN_FIELD
     history: int = 0  # customers already in the world, at rest, before the traffic starts (`--history`)
+    deal_rate: float = 0.2  # share of the customers not broken whose onboarding is a deal for the saga
 
 
 class TrafficStatus(Struct, kw_only=True):
@@ -152,6 +162,7 @@ class TrafficStatus(Struct, kw_only=True):
     injected: int
     injections: dict[str, int]  # rule -> count
     rebreaks: int  # D14: corrections undone
+    deals: dict[str, int]  # deals played to their end, per expected outcome (completed, paused, compensated)
     running: bool = False
     finished: bool = False
     simulated_seconds: float = 0.0
@@ -264,8 +275,10 @@ def _healthy(script: _Script, rng: random.Random, plan: int) -> None:
 
 
 def _broken(script: _Script, rng: random.Random, rule: str) -> None:
-    """The shortest lifecycle that reaches `rule`'s step, broken there; nothing after it."""
+    """The shortest lifecycle that reaches `rule`'s step, broken there; nothing after it (D10's is a deal: `_deal`)."""
     step = injection.STEP_OF[rule]
+    if step == "deal":
+        raise ValueError(f"{rule} breaks a deal: its script is built by _deal")
     if step == "onboard":
         value = rng.choice((-1, 2, 5)) if rule == "D11" else 0
         script.add(0, "onboard", value=value, inject=rule)
@@ -292,6 +305,29 @@ def _broken(script: _Script, rng: random.Random, rule: str) -> None:
                 script.add(paid_at + rng.uniform(1, 3) * DAY, "refund", n=1, value=rng.choice((100, 50)), inject=rule)
 
 
+def _deal(script: _Script, rng: random.Random, variant: str, quantity: int, step_gap: float, inject: str = "") -> None:
+    """A deal's script: the win, then the variant's one later step, if any (see the module docstring)."""
+    script.add(0, "deal", inject=inject)
+    if variant == "fixed":
+        script.add(step_gap, "deal_fix")
+    elif variant == "reopened":
+        script.add(2 * step_gap, "deal_reopen")
+    elif variant == "amended":
+        seats = quantity + rng.choice(AMENDMENTS)
+        script.add(2 * step_gap, "deal_amend", value=seats if seats >= 1 else quantity + 1)
+
+
+def _taxed_in_the_eu(rng: random.Random, profile: Profile) -> Profile:
+    """`profile` moved to an EU VAT country (with a tax id) unless it is in one: a deal that misses its tax id
+    must be one whose account needs it."""
+    if profile.country in deals.EU_VAT_COUNTRIES and profile.tax_id:
+        return profile
+    country, currency, suffix, vat, _, cities = rng.choice([p for p in _PLACES if p[0] in deals.EU_VAT_COUNTRIES])
+    return msgspec.structs.replace(profile, name=f"{profile.name.rsplit(' ', 1)[0]} {suffix}", country=country,
+                                   currency=currency, city=rng.choice(cities), tax_percent=vat,
+                                   tax_id=f"{country}{rng.randint(100_000_000, 999_999_999)}")
+
+
 def _fit(script: _Script, end: float, gap: float) -> None:
     """Bring a broken script's steps forward so the broken one happens before `end` (simulated).
 
@@ -316,8 +352,13 @@ def _fit(script: _Script, end: float, gap: float) -> None:
 def build_scripts(config: TrafficConfig) -> tuple[CustomerScript, ...]:
     """Every customer's script for `config` (pure: the same config gives the same scripts)."""
     rotation = injection.Rotation(config.rules)
+    variants = itertools.cycle(deals.VARIANTS)
+    # D10's deals rotate over both variants and both missing fields: two D10s cover the variants, four every pair.
+    unfinished = itertools.cycle((("incomplete", "missing_tax_id"), ("fixed", "missing_billing_country"),
+                                  ("incomplete", "missing_billing_country"), ("fixed", "missing_tax_id")))
     count = max(config.customers, 0)
     span = config.duration * config.time_scale / 2 if config.duration > 0 else count * ARRIVAL_GAP
+    step_gap = DEAL_STEP_REAL * config.time_scale
     taken: set[str] = set()
     scripts: list[CustomerScript] = []
     for index in range(count):
@@ -331,17 +372,28 @@ def build_scripts(config: TrafficConfig) -> tuple[CustomerScript, ...]:
         script = _Script(index, arrival)
         _healthy(script, rng, plan)
         broken_odds = 1 - (1 - config.drift_rate) ** len(script.steps)
-        rule = ""
+        rule = deal = defect = ""
         if config.drift_rate > 0 and rng.random() < broken_odds:
             rule = rotation.next()
             script = _Script(index, arrival)
             if injection.STEP_OF[rule] == "upgrade":
                 plan = min(plan, len(PLANS) - 2)  # an upgrade needs a plan above
-            _broken(script, rng, rule)
-            if config.duration > 0:
+            if rule == "D10":
+                deal, defect = next(unfinished)
+                if defect == "missing_tax_id":
+                    profile = _taxed_in_the_eu(rng, profile)
+                _deal(script, rng, deal, quantity, step_gap, inject=rule)
+            else:
+                _broken(script, rng, rule)
+            # A deal's steps are seconds of real time apart already; bringing them closer would race its saga.
+            if config.duration > 0 and not deal:
                 _fit(script, config.duration * config.time_scale * FIT_SHARE, MIN_GAP_REAL * config.time_scale)
+        elif config.deal_rate > 0 and rng.random() < config.deal_rate:
+            deal = next(variants)
+            script = _Script(index, arrival)
+            _deal(script, rng, deal, quantity, step_gap)
         scripts.append(CustomerScript(index=index, arrival=arrival, profile=profile, plan=plan, quantity=quantity,
-                                      rule=rule, steps=script.sorted()))
+                                      rule=rule, steps=script.sorted(), deal=deal, defect=defect))
     return tuple(scripts)
 
 
@@ -359,6 +411,7 @@ def build_history(config: TrafficConfig, taken: set[str] | None = None) -> tuple
     names = set(taken or ())
     rules = tuple(rule for rule in config.rules if rule in injection.AT_REST_RULES)
     rotation = injection.Rotation(rules) if rules else None
+    defects = itertools.cycle(deals.DEFECTS)
     scripts: list[CustomerScript] = []
     for n in range(max(config.history, 0)):
         index = HISTORY_FIRST_INDEX + n
@@ -369,19 +422,27 @@ def build_history(config: TrafficConfig, taken: set[str] | None = None) -> tuple
         # Drawn whatever the rate, so a healthy customer is the same at every drift rate.
         broken = rng.random() < config.drift_rate
         script = _Script(index, 0.0)
-        rule = ""
+        rule = deal = defect = ""
         if broken and rotation is not None:
             rule = rotation.next()
             if injection.STEP_OF[rule] == "upgrade":
                 plan = min(plan, len(PLANS) - 2)  # an upgrade needs a plan above
-            _broken(script, rng, rule)
+            if rule == "D10":
+                # At rest only the deal nobody fixes: whether a fix came before the saga paused is a race of
+                # the live traffic's.
+                deal, defect = "incomplete", next(defects)
+                if defect == "missing_tax_id":
+                    profile = _taxed_in_the_eu(rng, profile)
+                _deal(script, rng, deal, quantity, 0.0, inject=rule)
+            else:
+                _broken(script, rng, rule)
         else:
             _healthy(script, rng, plan)
         ordered = script.sorted()
         arrival = -rng.uniform(*HISTORY_ENDED_DAYS) * DAY - ordered[-1].at
         steps = tuple(msgspec.structs.replace(step, at=step.at + arrival) for step in ordered)
         scripts.append(CustomerScript(index=index, arrival=arrival, profile=profile, plan=plan, quantity=quantity,
-                                      rule=rule, steps=steps))
+                                      rule=rule, steps=steps, deal=deal, defect=defect))
     return tuple(scripts)
 
 
@@ -418,6 +479,8 @@ class _Live:
         self.duplicate = ""  # a duplicate account waiting to be merged into this one
         self.duplicate_stripe = ""
         self.duplicate_netsuite = ""
+        self.quantity = script.quantity  # the seats sold (an amended deal's new seats once amended)
+        self.reason = ""  # the validation reason code a deal's saga stops on ("" when the deal is valid)
         self.stopped = False
 
 
@@ -445,6 +508,7 @@ class Traffic:
         self.history = build_history(config, taken={s.profile.name.rsplit(" ", 1)[0] for s in self.scripts})
         self.history_steps = timeline(self.history)
         self.injections: list[Injection] = []
+        self.deals: list[Deal] = []
         self.steps_done = 0
         self.step_errors = 0
         self.rebreaks = 0
@@ -466,6 +530,8 @@ class Traffic:
             "ticket_open": self._ticket_open, "ticket_solve": self._ticket_solve, "late_ticket": self._late_ticket,
             "upgrade": self._upgrade, "rename": self._rename, "merge_prepare": self._merge_prepare,
             "merge": self._merge, "merge_touch": self._merge_touch, "cancel": self._cancel,
+            "deal": self._deal, "deal_fix": self._deal_fix, "deal_reopen": self._deal_reopen,
+            "deal_amend": self._deal_amend,
         }
         world.listen(self._observe)
 
@@ -480,7 +546,7 @@ class Traffic:
             history=sum(1 for s in self.history if self._live[s.index].account),
             steps_done=self.steps_done, steps_total=len(self.steps), step_errors=self.step_errors,
             injected=len(self.injections), injected_at_rest=sum(1 for found in self.injections if found.at_rest),
-            injections=per_rule, rebreaks=self.rebreaks, last_error=self.last_error,
+            injections=per_rule, rebreaks=self.rebreaks, deals=deals.counts(self.deals), last_error=self.last_error,
         )
 
     # --- steps --------------------------------------------------------------------------------------
@@ -551,7 +617,7 @@ class Traffic:
         opportunity = sf.create_opportunity(world, key, name=f"{p.name} - {plan.name}",
                                             amount=plan.unit_amount * quantity, currency=p.currency,
                                             stage="Negotiation/Review", plan=plan.price_id,
-                                            plan_field=self.config.plan_field)
+                                            plan_field=self.config.plan_field, quantity=quantity)
         live.opportunity = opportunity["Id"]
         # D09: the ERP was keyed in by hand under another name.
         erp_name = f"{p.name.rsplit(' ', 1)[0]} Holdings" if rule == "D09" else p.name
@@ -559,18 +625,17 @@ class Traffic:
             live.netsuite = ns.upsert_customer(world, key, company_name=erp_name, email=p.email, currency=p.currency,
                                                terms=TERMS)["id"]
         keys = self.config.entitlement
-        fields = {} if rule in ("D02", "D10") else {keys.status: "active", keys.tier: plan.tier}
+        fields = {} if rule == "D02" else {keys.status: "active", keys.tier: plan.tier}
         live.organization = str(zd.create_organization(world, name=p.name, external_id=key, fields=fields)["id"])
         live.stripe = self._stripe_customer(p, key)["id"]
         if rule == "D12":
             second = self._stripe_customer(p, key)["id"]
             self._inject(rule, live, f"a second Stripe customer {second} names account {key} "
                          f"(first: {live.stripe})", "stripe")
-        if rule != "D10":
-            seats = _billed_seats(quantity, step.value) if rule == "D11" else quantity
-            live.subscription = stripe_sandbox.create_subscription(world, live.stripe, price_id=plan.price_id,
-                                                       unit_amount=plan.unit_amount, currency=p.currency,
-                                                       quantity=seats)["id"]
+        seats = _billed_seats(quantity, step.value) if rule == "D11" else quantity
+        live.subscription = stripe_sandbox.create_subscription(world, live.stripe, price_id=plan.price_id,
+                                                               unit_amount=plan.unit_amount, currency=p.currency,
+                                                               quantity=seats)["id"]
         sf.close_won(world, live.opportunity)
         if rule == "D02":
             self._inject(rule, live, f"subscription {live.subscription} pays, organization {live.organization} "
@@ -580,14 +645,6 @@ class Traffic:
         elif rule == "D09":
             self._inject(rule, live, f"NetSuite customer {live.netsuite} is named {erp_name!r}, "
                          f"Salesforce says {p.name!r}", "netsuite", field="name", record_id=live.netsuite)
-        elif rule == "D10":
-            won = self._inject(rule, live, f"opportunity {live.opportunity} is closed-won, no subscription was "
-                               "created", opportunity_id=live.opportunity)
-            # Until Concord's quote-to-cash saga exists (issue 17) its D10 correction, saga.resume, is refused:
-            # the finding is escalated for a person to provision.
-            self._inject("D14", live, f"opportunity {live.opportunity} is closed-won and unprovisioned; Concord "
-                         "cannot provision it yet (saga.resume refused) and escalates it", after=won.fingerprint,
-                         stuck=won.fingerprint)
         elif rule == "D11":
             self._inject(rule, live, f"opportunity {live.opportunity} sold {quantity} seats of {plan.name}, "
                          f"subscription {live.subscription} bills {_billed_seats(quantity, step.value)}",
@@ -677,7 +734,7 @@ class Traffic:
         opportunity = sf.create_opportunity(world, live.account, name=f"{p.name} - upgrade to {new.name}",
                                             amount=new.unit_amount * quantity, currency=p.currency,
                                             stage="Negotiation/Review", plan=new.price_id,
-                                            plan_field=self.config.plan_field)
+                                            plan_field=self.config.plan_field, quantity=quantity)
         stripe_sandbox.update_subscription(world, live.subscription, price_id=new.price_id, unit_amount=new.unit_amount)
         if step.inject == "D03":
             self._inject("D03", live, f"subscription {live.subscription} moved from {old.name} to {new.name}, "
@@ -719,19 +776,19 @@ class Traffic:
             merged = self._inject("D13", live, f"account {live.duplicate} was merged into {live.account}; Stripe "
                                   f"customer {live.duplicate_stripe} still names {live.duplicate}", "stripe",
                                   record_id=live.duplicate_stripe)
-            # The duplicate's ERP customer is keyed by the merged-away account too (its externalId); the
-            # ERP cannot take the winner's id while the winner's own customer holds it: dead-lettered
-            # for a person to merge the ERP customers.
+            # The duplicate's ERP customer names the merged-away account too (its CRM link field, and its
+            # externalId). Concord's erp.update_customer re-points the link field to the winner (the externalId,
+            # unique in NetSuite, stays), which corrects it.
             erp = self._inject("D13", live, f"account {live.duplicate} was merged into {live.account}; NetSuite "
-                               f"customer {live.duplicate_netsuite} still has externalId {live.duplicate}", "netsuite",
-                               record_id=live.duplicate_netsuite)
-            self._inject("D14", live, f"NetSuite refuses customer {live.duplicate_netsuite} the externalId "
-                         f"{live.account} (customer {live.netsuite} holds it): the D13 correction is refused and "
-                         "escalated for a person to merge the ERP customers", after=erp.fingerprint,
-                         stuck=erp.fingerprint)
+                               f"customer {live.duplicate_netsuite} still names {live.duplicate} in "
+                               f"{ns.CRM_LINK_FIELD}", "netsuite", record_id=live.duplicate_netsuite)
+            # Each correction then leaves the winner two customers naming it in that system: for a person to merge.
             self._inject("D12", live, f"once Stripe customer {live.duplicate_stripe} names {live.account}, the "
                          f"account has two Stripe customers ({live.stripe} and {live.duplicate_stripe})", "stripe",
                          after=merged.fingerprint)
+            self._inject("D12", live, f"once NetSuite customer {live.duplicate_netsuite} names {live.account}, the "
+                         f"account has two NetSuite customers ({live.netsuite} and {live.duplicate_netsuite})",
+                         "netsuite", after=erp.fingerprint)
 
     def _merge_touch(self, live: _Live, step: Step) -> None:
         """The merged-away account's Stripe customer changes (still naming the loser), so Concord sees it."""
@@ -757,6 +814,87 @@ class Traffic:
             today = _date(self.world.now_ms() // 1000)
             zd.set_entitlement(self.world, live.organization, status="inactive", end_date=today,
                                keys=self.config.entitlement)
+
+    # --- deals: what Concord's quote-to-cash saga provisions ------------------------------------------
+
+    def _deal(self, live: _Live, step: Step) -> None:
+        """A deal is won: only the account and the opportunity exist; the saga must do the rest.
+
+        An erp_refuses deal's sales order is refused before the win (nothing the saga does can get it
+        through). A D10 deal's account misses the field its defect names, so the saga's validation
+        stops it: its D10 finding is injected, and its escalation when nobody will fix the account.
+        """
+        world, script = self.world, live.script
+        p, plan, quantity = script.profile, PLANS[live.plan], live.quantity
+        account = sf.create_account(world, name=p.name,
+                                    country=None if script.defect == "missing_billing_country" else p.country,
+                                    street=p.street, city=p.city, postal_code=p.postal_code, currency=p.currency,
+                                    tax_id=None if script.defect == "missing_tax_id" else p.tax_id,
+                                    payment_terms=TERMS)
+        live.account = account["Id"]
+        opportunity = sf.create_opportunity(world, live.account, name=f"{p.name} - {plan.name}",
+                                            amount=plan.unit_amount * quantity, currency=p.currency,
+                                            stage="Negotiation/Review", plan=plan.price_id,
+                                            plan_field=self.config.plan_field, quantity=quantity)
+        live.opportunity = opportunity["Id"]
+        if script.deal == "erp_refuses":
+            ns.refuse_sales_orders(world, live.opportunity, SALES_ORDER_REFUSAL)
+        won = sf.close_won(world, live.opportunity)
+        live.reason = deals.validate(account, won, self.config.plan_field)
+        if step.inject == "D10":
+            self._unfinished(live)
+        self._deal_played(live, step)
+
+    def _unfinished(self, live: _Live) -> None:
+        """D10: the saga stops at validation, so the won opportunity stays unprovisioned.
+
+        D08 holds as well (a won account without an ERP customer): the records say so, and Concord's
+        D08 creates that customer whatever becomes of the saga.
+        """
+        fixed = live.script.deal == "fixed"
+        what = (f"opportunity {live.opportunity} is closed-won while account {live.account} fails the saga's "
+                f"validation ({live.reason}): no subscription is created")
+        won = self._inject("D10", live, f"{what}; a person fixes the account {DEAL_STEP_REAL:g} s later, nobody "
+                           "resumes the saga, so Concord's saga.resume completes it" if fixed else what,
+                           opportunity_id=live.opportunity)
+        # Won, and no ERP customer either: the saga stopped before its erp_customer step.
+        self._inject("D08", live, f"account {live.account} is won, its saga stopped at validation before the ERP "
+                     "customer: NetSuite has no customer for it")
+        if not fixed:
+            self._inject("D14", live, f"account {live.account} stays incomplete ({live.reason}): saga.resume cannot "
+                         "pass validation, so Concord escalates the unprovisioned deal", after=won.fingerprint,
+                         stuck=won.fingerprint)
+
+    def _deal_fix(self, live: _Live, step: Step) -> None:
+        """A person completes the D10 account (nobody resumes the saga: that is D10's correction)."""
+        p = live.script.profile
+        field = {"missing_tax_id": (sf.TAX_ID_FIELD, p.tax_id),
+                 "missing_billing_country": ("BillingCountry", p.country)}[live.script.defect]
+        sf.update_account(self.world, live.account, dict([field]))
+        self._deal_played(live, step)
+
+    def _deal_reopen(self, live: _Live, step: Step) -> None:
+        """The won deal is reopened after the saga provisioned it: the saga must compensate."""
+        sf.reopen(self.world, live.opportunity)
+        self._deal_played(live, step)
+
+    def _deal_amend(self, live: _Live, step: Step) -> None:
+        """The still-won deal's seats change, and its amount with them: the saga amends the subscription."""
+        p, plan = live.script.profile, PLANS[live.plan]
+        live.quantity = step.value
+        sf.update_opportunity(self.world, live.opportunity, {
+            "TotalOpportunityQuantity": float(step.value),
+            "Amount": sf.to_major(plan.unit_amount * step.value, p.currency)})
+        self._deal_played(live, step)
+
+    def _deal_played(self, live: _Live, step: Step) -> None:
+        """The deal enters the ground truth once its script's last step has played."""
+        if step.seq != live.script.steps[-1].seq:
+            return
+        expected = deals.EXPECTED[live.script.deal]
+        self.deals.append(Deal(opportunity_id=live.opportunity, customer_key=live.account, variant=live.script.deal,
+                               expected=expected, reason=live.reason if expected == "paused" else "",
+                               plan=PLANS[live.plan].price_id, quantity=live.quantity))
 
     # --- D14: corrections that do not stick -----------------------------------------------------------
 

@@ -13,6 +13,10 @@ no event about them ever reaches Concord and only a reconciliation can find thei
 `Effects` counts side effects per platform and key (the `Idempotency-Key`, or the external id of an
 upsert), so a test can prove no command was applied twice (`GET /_sandbox/effects`).
 
+Refusals (`World.refuse`) are a platform's own business rules that turn one record's writes away
+every time (NetSuite refusing one opportunity's sales order, say): not records, so no listener hears
+of them, but kept here because the world is all the generator and the routes share.
+
 Pure in-memory state, no I/O: the HTTP routes, the traffic generator and the emitter sit around it.
 """
 
@@ -96,6 +100,7 @@ class World:
         self._listeners: list[Listener] = []
         self._ids = itertools.count(1)
         self._at_rest = False
+        self._refusals: dict[tuple[str, str, str], str] = {}
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -156,6 +161,14 @@ class World:
                         event=event, at=self.now_ms())
         self._notify(change)
         return change
+
+    def refuse(self, platform: str, type_: str, key: str, reason: str) -> None:
+        """From now on `platform` refuses every write of its `type_` record keyed `key`, saying `reason`."""
+        self._refusals[(platform, type_, key)] = reason
+
+    def refusal(self, platform: str, type_: str, key: str) -> str | None:
+        """Why `platform` refuses writes of that record, or None when it accepts them."""
+        return self._refusals.get((platform, type_, key))
 
     def _notify(self, change: Change) -> None:
         if self._at_rest:

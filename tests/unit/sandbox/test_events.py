@@ -139,7 +139,7 @@ def test_stripe_updated_event_carries_previous_values_of_the_changed_keys_only()
 def test_stripe_subscription_invoice_payment_refund_and_cancellation_round_trip() -> None:
     rec = Recorder()
     world = rec.world
-    customer = stripe.create_customer(world, name="Acme", salesforce_account_id="001Hp00000AcmeXAAQ")
+    customer = stripe.create_customer(world, name="Acme", salesforce_account_id="001Hp00000AcmeXAAQ", currency="usd")
     mark = rec.mark()
     sub = stripe.create_subscription(world, customer["id"], price_id="price_gold", unit_amount=4900,
                                      currency="usd", quantity=3)

@@ -559,8 +559,9 @@ def test_suiteql_rows_project_the_rest_records() -> None:
                                       currency="EUR", due_date="2026-11-01")
     assert netsuite.suiteql_row("customer", "customer", customer) == {
         "links": [], "id": customer["id"], "entityid": "Acme", "companyname": "Acme", "email": "a@acme.test",
-        "externalid": "001A", "currency": "4", "terms": "Net 30", "isperson": "F", "isinactive": "F", "balance": "0",
-        "overduebalance": "0", "datecreated": "3/31/2025 3:04:05 pm", "lastmodifieddate": "3/31/2025 3:04:05 pm"}
+        "externalid": "001A", "custentity_sf_account_id": "001A", "currency": "4", "terms": "Net 30",
+        "isperson": "F", "isinactive": "F", "balance": "0", "overduebalance": "0",
+        "datecreated": "3/31/2025 3:04:05 pm", "lastmodifieddate": "3/31/2025 3:04:05 pm"}
     row = netsuite.suiteql_row("transaction", "invoice", invoice, ("id", "type", "entity", "status", "foreigntotal",
                                                                    "foreignamountremaining", "duedate", "trandate"))
     assert row == {"links": [], "id": invoice["id"], "type": "CustInvc", "entity": customer["id"], "status": "A",

@@ -24,10 +24,11 @@ from concord.drift import catalog, lifecycle
 from concord.drift.config import DriftConfig
 from concord.drift.finding import Finding
 from concord.drift.rule import Context
-from concord.sandbox import injection, netsuite
+from concord.sandbox import deals, injection, netsuite
 from concord.sandbox import stripe as stripe_sandbox
 from concord.sandbox import zendesk as zd
 from concord.sandbox.events import Delivery, EventConfig, KafkaDelivery, NativeEvents
+from concord.sandbox.injection import Injection
 from concord.sandbox.traffic import PLAN_TIERS, Runner, Traffic, TrafficConfig, build_scripts, timeline
 from concord.sandbox.world import Change, World
 from concord.tables import identity
@@ -197,14 +198,14 @@ def test_the_same_seed_plays_the_same_steps_and_injections() -> None:
 
 def test_steps_spread_over_the_run_in_time_order() -> None:
     steps = timeline(build_scripts(TrafficConfig(seed=2, customers=30, duration=600, time_scale=3600)))
-    arrivals = sorted(s.at for s in steps if s.kind == "onboard")
+    arrivals = sorted(s.at for s in steps if s.kind in ("onboard", "deal"))
     assert [s.at for s in steps] == sorted(s.at for s in steps)
     assert len(arrivals) == 30 and arrivals[0] < 600 * 3600 / 30 and arrivals[-1] > 600 * 3600 / 4
     assert arrivals[-1] <= 600 * 3600 / 2  # every customer arrives in the first half of the run
 
 
 def test_healthy_traffic_keeps_every_system_in_agreement_and_concord_finds_nothing() -> None:
-    world, traffic, concord, clock, _ = play(TrafficConfig(seed=4, customers=60, drift_rate=0.0))
+    world, traffic, concord, clock, _ = play(TrafficConfig(seed=4, customers=60, drift_rate=0.0, deal_rate=0.0))
     kinds = {step.kind for step in traffic.steps}
     # The run exercises the whole lifecycle, or the test would prove little.
     assert kinds >= {"onboard", "invoice", "payment", "payment_failed", "nonpayment", "refund", "ticket_open",
@@ -264,19 +265,16 @@ def test_a_correction_that_does_not_stick_is_escalated_as_d14() -> None:
 
 def test_fixing_a_merged_account_reference_reveals_the_duplicate_in_the_ground_truth() -> None:
     world, traffic, concord, clock, _ = play(TrafficConfig(seed=1, customers=1, drift_rate=1.0, rules=("D13",)))
-    (merged, erp_merged, refused, duplicate) = traffic.injections
+    (merged, erp_merged, duplicate, erp_duplicate) = traffic.injections
     assert (merged.rule, duplicate.rule, duplicate.subject) == ("D13", "D12", "duplicate|stripe")
-    # The ERP refuses the re-pointing (the winner's own NetSuite customer holds its externalId): escalated.
-    assert (refused.rule, refused.subject, refused.after) == ("D14", f"{erp_merged.fingerprint}|escalated",
-                                                              erp_merged.fingerprint)
-    with pytest.raises(ValueError, match="already exists"):
-        netsuite.patch_record(world, "customer", erp_merged.subject.removeprefix("netsuite:"),
-                              {"externalId": merged.customer_key})
     assert duplicate.after == merged.fingerprint and merged.expected_action == "billing.update_customer"
     # The duplicate's ERP customer names the merged-away account too, and reaches the winner with it
-    # although it never changes after the merge.
+    # although it never changes after the merge; its correction is not refused any more (no D14).
     assert (erp_merged.rule, erp_merged.expected_action) == ("D13", "erp.update_customer")
     assert erp_merged.subject.startswith("netsuite:")
+    assert (erp_duplicate.rule, erp_duplicate.subject, erp_duplicate.after) == ("D12", "duplicate|netsuite",
+                                                                                erp_merged.fingerprint)
+    assert "D14" not in {i.rule for i in traffic.injections}
     found = {f.fingerprint for f in concord_findings(concord, world, clock)}
     assert found == {merged.fingerprint, erp_merged.fingerprint}
     # What Concord's Stripe connector does for billing.update_customer {"crm_account_id": <winner>}.
@@ -286,6 +284,53 @@ def test_fixing_a_merged_account_reference_reveals_the_duplicate_in_the_ground_t
     concord.flush()
     assert {f.fingerprint for f in concord_findings(concord, world, clock)} == {duplicate.fingerprint,
                                                                                erp_merged.fingerprint}
+    # NetSuite keeps externalIds unique, so the loser's customer cannot take the winner's; what
+    # erp.update_customer {"crm_account_id": <winner>} writes is the CRM link field, which it can.
+    loser_erp = erp_merged.subject.removeprefix("netsuite:")
+    with pytest.raises(ValueError, match="already exists"):
+        netsuite.patch_record(world, "customer", loser_erp, {"externalId": merged.customer_key})
+    netsuite.patch_record(world, "customer", loser_erp, {netsuite.CRM_LINK_FIELD: merged.customer_key})
+    naming_winner = [c["id"] for c in world.all("netsuite", "customer")
+                     if c[netsuite.CRM_LINK_FIELD] == merged.customer_key]
+    assert len(naming_winner) == 2 and loser_erp in naming_winner  # the duplicate the ground truth announces
+
+
+def test_d10_deals_rotate_their_variant_and_missing_field_and_concord_finds_their_ground_truth() -> None:
+    world, traffic, concord, clock, _ = play(TrafficConfig(seed=1, customers=4, drift_rate=1.0, rules=("D10",)))
+    assert [(s.deal, s.defect) for s in traffic.scripts] == [
+        ("incomplete", "missing_tax_id"), ("fixed", "missing_billing_country"),
+        ("incomplete", "missing_billing_country"), ("fixed", "missing_tax_id")]
+    by_customer: dict[str, list[Injection]] = {}
+    for made in traffic.injections:
+        by_customer.setdefault(made.customer_key, []).append(made)
+    for script in traffic.scripts:
+        live = traffic._live[script.index]
+        made = by_customer[live.account]
+        won = made[0]
+        assert (won.rule, won.subject, won.expected_action) == ("D10", live.opportunity, "saga.resume")
+        assert (made[1].rule, made[1].subject, made[1].expected_action) == ("D08", live.account,
+                                                                            "erp.upsert_customer")
+        if script.deal == "incomplete":
+            (escalated,) = made[2:]
+            assert (escalated.rule, escalated.subject, escalated.after) == ("D14", f"{won.fingerprint}|escalated",
+                                                                            won.fingerprint)
+        else:
+            assert len(made) == 2  # fixed: D10's saga.resume corrects it
+        account = world.get("salesforce", "Account", live.account)
+        assert account is not None
+        if script.defect == "missing_tax_id":
+            assert account["BillingCountry"] in deals.EU_VAT_COUNTRIES
+        fixed_field = {"missing_tax_id": "Tax_Id__c", "missing_billing_country": "BillingCountry"}[script.defect]
+        assert (account[fixed_field] is not None) is (script.deal == "fixed")
+    # Only the CRM holds the deals: Concord's saga provisions the rest.
+    for platform, type_ in (("stripe", "customer"), ("stripe", "subscription"), ("netsuite", "customer"),
+                            ("netsuite", "salesOrder"), ("zendesk", "organization")):
+        assert list(world.all(platform, type_)) == [], type_
+    expected = {i.fingerprint for i in traffic.injections if not i.after}
+    assert {f.fingerprint for f in concord_findings(concord, world, clock)} == expected
+    assert [(d.variant, d.expected, d.reason) for d in traffic.deals] == [
+        ("incomplete", "paused", "missing_tax_id"), ("fixed", "completed", ""),
+        ("incomplete", "paused", "missing_billing_country"), ("fixed", "completed", "")]
 
 
 def test_a_value_mismatch_injected_on_one_seat_is_still_a_mismatch() -> None:
@@ -345,7 +390,7 @@ async def test_runner_pauses_and_resumes_where_it_stopped() -> None:
 def test_a_step_whose_records_vanished_stops_only_its_customer() -> None:
     clock = SimClock()
     world = World(clock=clock)
-    traffic = Traffic(world, TrafficConfig(seed=4, customers=3, drift_rate=0.0), defer=lambda fn: None)
+    traffic = Traffic(world, TrafficConfig(seed=4, customers=3, drift_rate=0.0, deal_rate=0.0), defer=lambda fn: None)
     first_invoice = next(s for s in traffic.steps if s.kind == "invoice")
     for step in traffic.steps:
         clock.now = T0 + step.at
@@ -382,12 +427,3 @@ def test_a_healthy_customer_whose_payments_failed_does_nothing_after_its_subscri
     assert ended
     for script in ended:
         assert script.steps[-1].kind == "nonpayment", [step.kind for step in script.steps]
-
-
-def test_an_unprovisioned_deal_is_expected_escalated_while_concord_cannot_provision() -> None:
-    # saga.resume is refused until the quote-to-cash saga exists: the D10 finding is escalated (D14).
-    _, traffic, _, _, _ = play(TrafficConfig(seed=1, customers=1, drift_rate=1.0, rules=("D10",)))
-    won, escalated = traffic.injections
-    assert (won.rule, won.expected_action) == ("D10", "saga.resume")
-    assert (escalated.rule, escalated.subject, escalated.after) == ("D14", f"{won.fingerprint}|escalated",
-                                                                    won.fingerprint)
