@@ -570,12 +570,31 @@ def _read_again(unread: dict[str, tuple[int, int]], record_id: str,
     return {rid: times for rid, times in unread.items() if rid != record_id}
 
 
+def recountried(address: str, old: str | None, new: str | None) -> str | None:
+    """The one-line address (codecs/salesforce.py: its parts joined by ", ", the country last) with its country
+    changed from `old` to `new`.
+
+    Salesforce's change events carry only the parts of a compound address that changed: a person filling in a
+    missing billing country sends the country alone, and the one-line address held would stay without it while
+    the other systems (provisioned with it since) hold it whole.
+    """
+    parts = address.split(", ")
+    if old and parts[-1] == old:
+        parts.pop()
+    if new:
+        parts.append(new)
+    return ", ".join(parts) or None
+
+
 def _apply_account(state: CustomerState, e: AccountUpserted, stamp: Stamp, limits: Limits) -> Changes | None:
     if e.entity.id != state.key:
         # Another account's change, re-addressed here after a merge (a merged-away account, deleted or
         # re-read): this customer's account is its own, so it changes nothing.
         return None
     crm = state.crm
+    held = crm.account
+    if e.address is UNSET and e.country is not UNSET and "address" in e.changed and held and held.address:
+        e = _replace(e, address=recountried(held.address, held.country, e.country))
     account = _with_newer_fields(crm.account or _NO_ACCOUNT, e, stamp)
     unread = _read_again(crm.unread, state.key, account or crm.account) if crm.unread else crm.unread
     if account is None:

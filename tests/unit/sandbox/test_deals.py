@@ -322,11 +322,8 @@ async def test_a_saga_run_by_the_contract_leaves_every_deal_as_its_ground_truth_
     assert [(d.variant, _outcome(world, d)) for d in truth] == [(d.variant, d.expected) for d in truth]
     assert all(d.reason for d in truth if d.expected == "paused")
     concord.flush()
-    # The engine's known limit (test below): an address completed by one component reads as unchanged.
-    completed_by_country = {live.account for live in traffic._live.values()
-                            if (live.script.deal, live.script.defect) == ("fixed", "missing_billing_country")}
-    found = [f for f in concord.findings(int(clock.now * 1000))
-             if not (f.rule == "D09" and f.subject.startswith("address|") and f.customer_key in completed_by_country)]
+    # An address completed by one component (a fixed deal's billing country) is read whole (test below).
+    found = concord.findings(int(clock.now * 1000))
     # What is left is exactly the paused deals' drift: their D10 and D08 (the escalation is the engine's).
     paused = {d.customer_key for d in truth if d.expected == "paused"}
     expected = {i.fingerprint for i in traffic.injections if i.rule in ("D10", "D08") and i.customer_key in paused}
@@ -335,10 +332,6 @@ async def test_a_saga_run_by_the_contract_leaves_every_deal_as_its_ground_truth_
     assert world.effects.duplicates() == []
 
 
-@pytest.mark.xfail(strict=True, reason="engine: codecs/salesforce.py decodes an UPDATE naming BillingAddress.Country "
-                   "alone as the country, leaving the one-line address as it was, so D09 compares a stale address "
-                   "after a person fills in a missing BillingCountry (a D10 'fixed' deal); Salesforce CDC sends only "
-                   "the changed component of a compound field")
 def test_concord_reads_an_address_completed_by_one_component() -> None:
     world = World(clock=lambda: T0)
     concord = PureConcord(world)

@@ -790,3 +790,10 @@ def test_what_is_unread_does_not_depend_on_the_order_of_delivery(events: list[Ca
     assert expected == ({KEY} if max(gap_seconds) >= 8 else set())
     assert set(fold([*gaps, *events]).crm.unread) == expected
     assert set(fold([*events, *gaps]).crm.unread) == expected
+
+
+def test_a_country_filled_in_alone_completes_the_one_line_address() -> None:
+    from concord.tables.state import recountried
+    assert recountried("1 Main St, Portland, 97201", None, "US") == "1 Main St, Portland, 97201, US"
+    assert recountried("1 Main St, Berlin, 10115, AT", "AT", "DE") == "1 Main St, Berlin, 10115, DE"
+    assert recountried("1 Main St, Berlin, 10115, DE", "DE", None) == "1 Main St, Berlin, 10115"
