@@ -13,8 +13,9 @@ Actions:
   `address[line1]`, `address[country]`, `metadata[salesforce_account_id]`), then `POST
   /v1/customers/{id}/tax_ids` (type `eu_vat`) when there is a tax id. `Outcome.record_id`: the `cus_` id.
 * `billing.create_subscription` (target `customer_id`; payload `price`, `quantity`,
-  `opportunity_id`, `idempotency_key`) -> `POST /v1/subscriptions` (`customer`, `items[0][price]`,
-  `items[0][quantity]`, `metadata[salesforce_opportunity_id]`). `Outcome.record_id`: the `sub_` id.
+  `opportunity_id`, `currency`?, `idempotency_key`) -> `POST /v1/subscriptions` (`customer`, `items[0][price]`,
+  `items[0][quantity]`, `metadata[salesforce_opportunity_id]`, `currency`: a new customer has none, and
+  Stripe would bill the price's default). `Outcome.record_id`: the `sub_` id.
 * `billing.update_subscription` (target `subscription_id`; payload `price`? and/or `quantity`?) ->
   `GET /v1/subscriptions/{id}` (its first item, `items.data[0].id`), then `POST /v1/subscriptions/{id}`
   with `items[0][id]` and the new `items[0][price]` / `items[0][quantity]`: the item is changed in
@@ -227,6 +228,9 @@ class StripeConnector:
         params = [("customer", customer_id), ("items[0][price]", _text(command, "price")),
                   ("items[0][quantity]", str(quantity(command))),
                   ("metadata[salesforce_opportunity_id]", _text(command, "opportunity_id"))]
+        if command.payload.get("currency"):
+            # A new customer has no currency yet: without it Stripe bills the price's default currency.
+            params.append(("currency", _text(command, "currency").lower()))
         response = await self.http.request("POST", "/v1/subscriptions", form=params,
                                            headers={"Idempotency-Key": _idempotency_key(command)})
         return Outcome(status=response.status, record_id=_created_id(command, response),

@@ -491,6 +491,7 @@ class _Run:
         if step == SUBSCRIPTION:
             return self.send(saga, step, ACTIONS[step], {"customer_id": _record_of(saga, BILLING_CUSTOMER)},
                              {"price": terms.plan, "quantity": terms.quantity, "opportunity_id": saga.opportunity_id,
+                              "currency": terms.currency,
                               "idempotency_key": f"concord-q2c-{saga.opportunity_id}-subscription-{saga.incarnation}"})
         if step == SALES_ORDER:
             return self.send(saga, step, ACTIONS[step], {"external_id": saga.opportunity_id},

@@ -270,13 +270,14 @@ SUBSCRIPTION = {"id": "sub_1", "object": "subscription", "status": "active",
 
 async def test_create_subscription_posts_customer_item_and_opportunity_under_the_sagas_key() -> None:
     async with recording({("POST", "/v1/subscriptions"): [Answer(200, SUBSCRIPTION)]}) as fake:
-        payload = {"price": "price_pro", "quantity": 5, "opportunity_id": "006DEAL", "idempotency_key": "saga-7:sub"}
+        payload = {"price": "price_pro", "quantity": 5, "opportunity_id": "006DEAL", "idempotency_key": "saga-7:sub",
+                   "currency": "EUR"}
         outcome = await _execute(fake.settings, command(CREATE_SUBSCRIPTION, "stripe", {"customer_id": "cus_1"},
                                                         payload))
     [sent] = fake.requests
     assert (sent.method, sent.path, sent.headers["Idempotency-Key"]) == ("POST", "/v1/subscriptions", "saga-7:sub")
     assert sent.form == [("customer", "cus_1"), ("items[0][price]", "price_pro"), ("items[0][quantity]", "5"),
-                         ("metadata[salesforce_opportunity_id]", "006DEAL")]
+                         ("metadata[salesforce_opportunity_id]", "006DEAL"), ("currency", "eur")]
     assert sent.headers["Authorization"] == f"Bearer {STRIPE_KEY}"
     assert (outcome.status, outcome.record_id, outcome.detail) == (200, "sub_1", {"customer_id": "cus_1",
                                                                                    "replayed": False})
