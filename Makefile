@@ -14,7 +14,8 @@ help:
 	@echo "                   (SEED=7 CUSTOMERS=300 DRIFT_RATE=0.05 TIME_SCALE=3600 DURATION=60 to reproduce a run;"
 	@echo "                   APPROVE=D01,D13: those rules' corrections wait for an operator on the board;"
 	@echo "                   HISTORY=200 LOSE_RATE=0.05: customers at rest before the traffic, events lost;"
-	@echo "                   RECONCILE_EVERY=60: the worker reconciles every platform every 60 s)"
+	@echo "                   RECONCILE_EVERY=60: the worker reconciles every platform every 60 s;"
+	@echo "                   DEAL_RATE=0.2: share of new customers whose won deal the saga provisions, docs/saga.md)"
 	@echo "make test          create .venv, bring Kafka and Redis up, run all tests, leave things as found"
 	@echo "make bench         throughput benchmarks on the real broker (results in bench/results/)"
 	@echo "make bench-reliability   seeded closed loops overloaded and under faults, scored against the"
@@ -43,12 +44,13 @@ TIME_SCALE ?= 3600
 DURATION ?= 0
 HISTORY ?= 0
 LOSE_RATE ?= 0
+DEAL_RATE ?= 0.2
 RECONCILE_EVERY ?= 0
 APPROVE ?=
 demo: venv
 	$(BIN)/concord demo --seed $(SEED) --customers $(CUSTOMERS) \
 	  --drift-rate $(DRIFT_RATE) --time-scale $(TIME_SCALE) --duration $(DURATION) \
-	  --history $(HISTORY) --lose-rate $(LOSE_RATE) --reconcile-every $(RECONCILE_EVERY) \
+	  --history $(HISTORY) --lose-rate $(LOSE_RATE) --deal-rate $(DEAL_RATE) --reconcile-every $(RECONCILE_EVERY) \
 	  $(if $(APPROVE),--approve $(APPROVE))
 
 # The console's browser tests drive Debian's Chromium: installed here where apt can (as root); elsewhere

@@ -291,7 +291,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         env[env_var("users_file")] = str(users_file)
     env.update({"SEED": str(args.seed), "CUSTOMERS": str(args.customers), "DRIFT_RATE": str(args.drift_rate),
                 "TIME_SCALE": str(args.time_scale), "DURATION": str(args.duration), "HISTORY": str(args.history),
-                "LOSE_RATE": str(args.lose_rate),
+                "LOSE_RATE": str(args.lose_rate), "DEAL_RATE": str(args.deal_rate),
                 "SANDBOX_PORT": str(SANDBOX_PORT), "PYTHONUNBUFFERED": "1", "WEBHOOKS_PORT": str(WEBHOOKS_PORT),
                 "SANDBOX_CONCORD_URL": webhooks_url,
                 # The Procfile says `concord ...`: the one installed beside this Python.
@@ -423,6 +423,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lose-rate", type=float, default=0.0, metavar="R",
                         help="share of the sandbox's platform events lost instead of delivered, 0 to 1 "
                         "(`concord sandbox --lose-rate`; default: %(default)s)")
+    parser.add_argument("--deal-rate", type=float, default=0.2, metavar="R",
+                        help="share of the sandbox's new customers whose closed-won deal Concord's quote-to-cash saga "
+                        "provisions, 0 to 1 (`concord sandbox --deal-rate`, docs/saga.md; default: %(default)s)")
     parser.add_argument("--reconcile-every", type=float, default=0.0, metavar="SECONDS",
                         help="the worker reconciles every platform this often (the sandbox's list APIs; "
                         "CONCORD_<PLATFORM>_RECONCILE_EVERY_SECONDS); 0: never (default: %(default)s)")
