@@ -566,7 +566,11 @@ def advance(book: SagaBook, state: CustomerState, now: int, config: SagaConfig,
                 else:
                     due = won if not due else min(due, won)
     for opportunity, saga in sagas.items():
-        saga = run.drive(saga, opportunities.get(opportunity))
+        opp = opportunities.get(opportunity)
+        saga = run.drive(saga, opp)
+        if saga.state == COMPLETED and opp is not None and config.enabled:
+            # Changed while the saga was provisioning (an amendment is taken once it completed).
+            saga = run.drive(run.watch(saga, opp), opp)
         sagas[opportunity] = saga
         if saga.command is not None and saga.state in (RUNNING, COMPENSATING):
             due = saga.deadline if not due else min(due, saga.deadline)

@@ -326,3 +326,16 @@ def test_a_failed_undo_stops_the_compensation_and_resume_goes_on_undoing() -> No
     assert d.sent[-1].action == "support.suspend_entitlement" and d.sent[-1].command_id != suspend.command_id
     d.answer_all()
     assert d.saga.state == sg.COMPENSATED and d.saga.undone == (sg.ENTITLEMENT, sg.SALES_ORDER, sg.SUBSCRIPTION)
+
+
+def test_an_amendment_made_while_the_saga_provisioned_is_applied_once_it_completed() -> None:
+    d = Driver(deal())
+    d.step()
+    d.state = with_quantity(d.state, "006A", 7)  # while the first step is in flight
+    d.step()
+    d.answer_all()
+    assert d.saga.state == sg.COMPLETED and d.saga.terms.quantity == 7
+    update = next(c for c in d.sent if c.action == "billing.update_subscription")
+    assert update.payload == {"price": "price_pro", "quantity": 7}
+    subscription = next(c for c in d.sent if c.action == "billing.create_subscription")
+    assert subscription.payload["quantity"] == 3  # sold as validated, then amended: both visible on the timeline
