@@ -848,8 +848,8 @@ class Traffic:
     def _unfinished(self, live: _Live) -> None:
         """D10: the saga stops at validation, so the won opportunity stays unprovisioned.
 
-        D08 holds as well (a won account without an ERP customer): the records say so, and Concord's
-        D08 creates that customer whatever becomes of the saga.
+        No D08 although NetSuite has no customer for the won account: the ERP customer is the saga's own step
+        (docs/rules.md D08), and the stopped saga is D10's to report.
         """
         fixed = live.script.deal == "fixed"
         what = (f"opportunity {live.opportunity} is closed-won while account {live.account} fails the saga's "
@@ -857,9 +857,6 @@ class Traffic:
         won = self._inject("D10", live, f"{what}; a person fixes the account {DEAL_STEP_REAL:g} s later, nobody "
                            "resumes the saga, so Concord's saga.resume completes it" if fixed else what,
                            opportunity_id=live.opportunity)
-        # Won, and no ERP customer either: the saga stopped before its erp_customer step.
-        self._inject("D08", live, f"account {live.account} is won, its saga stopped at validation before the ERP "
-                     "customer: NetSuite has no customer for it")
         if not fixed:
             self._inject("D14", live, f"account {live.account} stays incomplete ({live.reason}): saga.resume cannot "
                          "pass validation, so Concord escalates the unprovisioned deal", after=won.fingerprint,

@@ -1,7 +1,9 @@
 """D08: a customer the business has won or bills is missing in the ERP.
 
 Fires when the CRM has a won opportunity (not deleted) or billing has a live customer, and the ERP
-has no live customer record. Subject: the customer key (one ERP customer per CRM account); `since`
+has no live customer record. A won deal a quote-to-cash saga took does not count: the ERP customer is
+the saga's step (drift/saga.py), and a saga that stopped is D10's to report; correcting it here too
+would write the ERP customer twice, racing the saga. Subject: the customer key (one ERP customer per CRM account); `since`
 is when the first of those appeared. The action upserts the ERP customer by external id (the
 customer key) with name, currency and country, each taken from the system that owns the field
 (`ownership`) when it has a value, else from the CRM account, else from the billing customer.
@@ -39,7 +41,7 @@ def _by_id(record: PartyRecord) -> str:
 def check(state: CustomerState, now_ms: int, ctx: Context) -> list[Finding]:
     if live(state.erp.customers):
         return []
-    won = [o for o in state.crm.opportunities.values() if is_won(o)]
+    won = [o for o in state.crm.opportunities.values() if is_won(o) and o.id not in state.sagas]
     billing = live(state.billing.customers)
     if not won and not billing:
         return []
@@ -74,7 +76,7 @@ RULE = Rule(
     id="D08",
     name="customer_missing_in_erp",
     title="Won or billed customer missing in the ERP",
-    reads=frozenset({"crm.account", "crm.opportunities", "billing.customers", "erp.customers"}),
+    reads=frozenset({"sagas", "crm.account", "crm.opportunities", "billing.customers", "erp.customers"}),
     defaults=RuleConfig(grace_seconds=3600, severity="medium", action="erp.upsert_customer", owner="finance"),
     check=check,
 )

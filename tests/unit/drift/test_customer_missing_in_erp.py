@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import msgspec
+
 from concord.codecs.model import Platform
 from concord.drift.rules.customer_missing_in_erp import RULE
 from tests.unit.drift.builders import HOUR, KEY, account, customer, only, opportunity, run, state_of, systems, won
@@ -58,3 +60,10 @@ def test_fingerprint_stable_while_values_change() -> None:
     after = only(run(RULE, state))
     assert after.fingerprint == before.fingerprint
     assert after.action.payload["name"] == "Acme Corp"
+
+
+def test_a_won_deal_a_saga_took_is_the_sagas_to_provision() -> None:
+    state = state_of(won("006A", HOUR))
+    assert run(RULE, state)
+    for saga_state in ("running", "paused", "completed"):
+        assert run(RULE, msgspec.structs.replace(state, sagas={"006A": saga_state})) == [], saga_state
