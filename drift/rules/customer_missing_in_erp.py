@@ -3,8 +3,8 @@
 Fires when the CRM has a won opportunity (not deleted) or billing has a live customer, and the ERP
 has no live customer record. A won deal a quote-to-cash saga took does not count: the ERP customer is
 the saga's step (drift/saga.py), and a saga that stopped is D10's to report; correcting it here too
-would write the ERP customer twice, racing the saga. Subject: the customer key (one ERP customer per CRM account); `since`
-is when the first of those appeared. The action upserts the ERP customer by external id (the
+would write the ERP customer twice, racing the saga. Subject: the customer key (one ERP customer per
+CRM account); `since` is when the first of those appeared. The action upserts the ERP customer by external id (the
 customer key) with name, currency and country, each taken from the system that owns the field
 (`ownership`) when it has a value, else from the CRM account, else from the billing customer.
 """
