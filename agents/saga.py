@@ -41,7 +41,8 @@ def config_of(concord: Concord, drift: DriftConfig) -> sg.SagaConfig:
     settings = concord.settings
     return sg.SagaConfig(enabled=settings.saga_enabled, version=settings.saga_version,
                          step_timeout_ms=int(settings.saga_step_timeout_seconds * 1000),
-                         step_retries=settings.saga_step_retries, plan_tiers=drift.plan_tiers)
+                         step_retries=settings.saga_step_retries, plan_tiers=drift.plan_tiers,
+                         start_within_ms=int(settings.saga_start_within_seconds * 1000))
 
 
 class Moved(msgspec.Struct, frozen=True, kw_only=True):

@@ -345,6 +345,12 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         int, Meta(ge=1, le=2, description="The saga definition new sagas start on (1: without the ERP sales "
                   "order). A saga in flight finishes on the version it started with.")
     ] = 2
+    saga_start_within_seconds: Annotated[
+        float, Meta(gt=0, le=31_536_000, description="A deal first seen won longer ago than this starts no saga by "
+                    "itself: found at rest (a reconciliation, a company connected for the first time) its subscription "
+                    "may not be known yet. D10 reports it if billing has none after its grace, and its saga.resume "
+                    "starts the saga.")
+    ] = 3600.0
     saga_step_timeout_seconds: Annotated[
         float, Meta(gt=0, le=86_400, description="How long a saga step waits for its command's result before the "
                     "same command is sent again (the ledger makes it take effect once). Longer than a platform's "

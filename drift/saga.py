@@ -13,7 +13,10 @@ Forward, one command at a time, each through the ledger, the connectors, breaker
 `validate` is a check of the CRM data (no command); a step whose record Concord already holds (an ERP
 customer, a Stripe customer of the account) is done without a command. A saga starts for a closed-won
 opportunity whose customer has no subscription once every platform was read past the win (`read_past`):
-a deal the company's other integrations provisioned is left alone.
+a deal the company's other integrations provisioned is left alone. Only a deal won recently
+(`start_within_ms`) starts one by itself: a deal found won at rest (a reconciliation listing the CRM before
+billing, a company connected for the first time) would otherwise be provisioned before Concord knew its
+subscription; D10 reports it if billing has none, and its `saga.resume` starts the saga.
 
 Exception path: a validation failure, or a `data` error before billing was provisioned, **pauses** the
 saga with a reason code, the reason and what to fix; a step with no result within `step_timeout_ms` is
@@ -134,6 +137,9 @@ class SagaConfig(Struct, frozen=True, kw_only=True):
     step_timeout_ms: int = 300_000
     step_retries: int = 2
     plan_tiers: dict[str, str] = {}
+    # A deal first seen won longer ago than this starts no saga by itself (D10 reports it if billing has no
+    # subscription once every platform is read or listed, and its saga.resume starts one).
+    start_within_ms: int = 3_600_000
 
 
 class Terms(Struct, frozen=True, kw_only=True, array_like=True):
@@ -559,8 +565,7 @@ def advance(book: SagaBook, state: CustomerState, now: int, config: SagaConfig,
             saga = sagas.get(opp.id)
             if saga is not None:
                 sagas[opp.id] = run.watch(saga, opp)
-            elif wants_saga(state, opp):
-                won = won_at(opp)
+            elif wants_saga(state, opp) and now - (won := won_at(opp)) <= config.start_within_ms:
                 if read_past is None or won <= read_past:
                     sagas[opp.id] = run.start(opp)
                 else:

@@ -11,7 +11,7 @@ from concord.tables.state import CustomerState
 from tests.unit.drift.builders import HOUR, KEY, account, customer, opportunity, state_of, subscription, won
 
 TIERS = {"price_pro": "pro", "price_max": "enterprise"}
-CONFIG = sg.SagaConfig(plan_tiers=TIERS, step_timeout_ms=60_000, step_retries=2)
+CONFIG = sg.SagaConfig(plan_tiers=TIERS, step_timeout_ms=60_000, step_retries=2, start_within_ms=24 * HOUR)
 NOW = 10 * HOUR
 
 
@@ -339,3 +339,12 @@ def test_an_amendment_made_while_the_saga_provisioned_is_applied_once_it_complet
     assert update.payload == {"price": "price_pro", "quantity": 7}
     subscription = next(c for c in d.sent if c.action == "billing.create_subscription")
     assert subscription.payload["quantity"] == 3  # sold as validated, then amended: both visible on the timeline
+
+
+def test_a_deal_won_long_before_concord_saw_it_starts_no_saga_until_resumed() -> None:
+    state = deal()
+    late = 2 * HOUR + CONFIG.start_within_ms + 1
+    assert sg.advance(sg.SagaBook(), state, late, CONFIG).book.sagas == {}  # found at rest: D10's to report
+    resumed = sg.advance(sg.SagaBook(), state, late, CONFIG, signal=ResumeSaga(
+        customer_key=KEY, opportunity_id="006A", by="D10"))
+    assert resumed.book.sagas["006A"].state == sg.RUNNING
