@@ -85,6 +85,8 @@ class Totals(Struct, kw_only=True):
     resolutions: float = 0.0  # findings resolved (converged, corrected or accepted)
     injected: int = 0  # drift the sandbox injected (ground truth)
     sandbox_running: bool = True
+    sagas_completed: float = 0.0  # quote-to-cash sagas that completed (docs/saga.md)
+    sagas_stopped: float = 0.0  # sagas waiting for a person (paused or failed)
 
 
 def metric_sums(text: str) -> dict[str, float]:
@@ -113,6 +115,8 @@ def totals_from(at: float, metrics_text: str, findings: dict[str, int], sandbox:
         resolutions=sums.get("concord_drift_transitions_total{status=resolved}", 0.0),
         injected=int(sandbox.get("injected", 0)),
         sandbox_running=bool(sandbox.get("running", True)),
+        sagas_completed=sums.get("concord_saga_checkpoints_total{kind=completed}", 0.0),
+        sagas_stopped=sums.get("concord_sagas_stopped", 0.0),
     )
 
 
@@ -123,7 +127,8 @@ def render(now: Totals, before: Totals | None) -> str:
         rate = max(0.0, now.events - before.events) / (now.at - before.at)
     return (f"events/s {rate:7.1f} | injected {now.injected:4d} | open findings {now.open_findings:4d} | "
             f"commands {int(now.commands):5d} | dead letters {int(now.dead_letters):3d} | "
-            f"resolved {int(now.resolutions):5d}")
+            f"resolved {int(now.resolutions):5d} | sagas done {int(now.sagas_completed):3d}, "
+            f"stopped {int(now.sagas_stopped):3d}")
 
 
 def scaled_rules(time_scale: float, approve: frozenset[str] = frozenset()) -> dict[str, Any]:

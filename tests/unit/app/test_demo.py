@@ -62,8 +62,10 @@ def test_summary_reads_metrics_and_rates() -> None:
     before = demo.totals_from(100.0, METRICS, {"open": 5, "commanded": 2}, {"injected": 7, "running": True})
     assert before.events == 42 and before.resolutions == 5 and before.injected == 7
     assert (before.open_findings, before.commanded, before.escalated) == (5, 2, 0)
-    after = Totals(at=102.0, events=62.0, open_findings=2, commands=9, dead_letters=1, resolutions=6, injected=8)
+    after = Totals(at=102.0, events=62.0, open_findings=2, commands=9, dead_letters=1, resolutions=6, injected=8,
+                   sagas_completed=4, sagas_stopped=1)
     line = demo.render(after, before)
+    assert "sagas done   4, stopped   1" in line
     assert "events/s    10.0" in line
     assert "open findings    2" in line and "commands     9" in line and "resolved     6" in line
     assert "\n" not in line
