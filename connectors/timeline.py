@@ -11,7 +11,9 @@ What goes to the audit topic, each record with the customer key and a correlatio
   already_done, dead_lettered, skipped_failed), with the error's kind and reason;
 * `resync_required` (the ingest agent): records to read again, when the customer is known;
 * `action.<kind>` (the state agent): what a person did to a finding from the console or the API (`accept`),
-  with their name (`by`), their note and what came of it (`outcome`).
+  with their name (`by`), their note and what came of it (`outcome`);
+* `saga.<what>` (the state agent): a quote-to-cash saga's checkpoints (started, step_done, paused, resumed,
+  compensating, completed, ...: docs/saga.md), their correlation id the opportunity id.
 
 `checkpoint_of` turns a record into a `Checkpoint` (with a one-line summary for a person), and the store
 keeps them per customer in a sorted set `<prefix>:timeline:c:<customer key>` (member: the checkpoint,
@@ -44,6 +46,8 @@ from concord.core.messages import AuditRecord, Command
 EVENTS_APPLIED: Final = "events.applied"
 COMMAND_ISSUED: Final = "command.issued"
 ACTION: Final = "action."
+#: The prefix of a saga's checkpoints (drift/saga.py).
+SAGA: Final = "saga."
 #: Events listed in one `events.applied` record (the rest are only counted).
 EVENTS_LISTED: Final = 10
 #: Order within one millisecond: events in, then findings, then commands issued, then their results.
@@ -132,6 +136,11 @@ def _summary(kind: str, platform: str, d: Mapping[str, Any]) -> str:
     if kind.startswith(ACTION):
         note = f" ({d['note']})" if d.get("note") else ""
         return f"{kind.removeprefix(ACTION)} by {d.get('by')}{note}: {d.get('outcome')}, finding {d.get('fingerprint')}"
+    if kind.startswith(SAGA):
+        what = kind.removeprefix(SAGA).replace("_", " ")
+        reason = f": {d.get('reason')}" if d.get("reason") else ""
+        by = f" by {d.get('by')}" if d.get("by") else ""
+        return f"saga of opportunity {d.get('opportunity_id')} {what}{by} (step {d.get('step')}){reason}"
     if kind == "resync_required":
         return f"{platform} {d.get('object_type')} {', '.join(d.get('record_ids', ()))} to read again " \
                f"({d.get('reason')})"

@@ -87,6 +87,18 @@ def test_a_persons_action_is_a_checkpoint_with_their_name() -> None:
     assert found[1].summary == "accept by alice (known exception): accepted, finding fp1"
 
 
+def test_saga_checkpoints_say_the_deal_what_happened_and_why() -> None:
+    paused = AuditRecord(kind="saga.paused", at=5, correlation_id="006A", platform="concord", customer_key=KEY,
+                         detail={"opportunity_id": "006A", "step": "validate", "reason": "missing tax id"})
+    found = checkpoint_of(paused)
+    assert found is not None and found[1].correlation_id == "006A"
+    assert found[1].summary == "saga of opportunity 006A paused (step validate): missing tax id"
+    resumed = AuditRecord(kind="saga.step_done", at=6, correlation_id="006A", platform="concord", customer_key=KEY,
+                          detail={"opportunity_id": "006A", "step": "subscription", "by": "ops"})
+    found = checkpoint_of(resumed)
+    assert found is not None and found[1].summary == "saga of opportunity 006A step done by ops (step subscription)"
+
+
 def test_within_one_millisecond_events_come_before_findings_before_commands_before_results() -> None:
     kinds = ["command.done", "drift.open", "command.issued", "events.applied"]
     ordered = sorted((Checkpoint(at=7, kind=k, correlation_id="", platform="", summary="") for k in kinds),
