@@ -49,7 +49,11 @@ async def _saga(worker: WorkerProcess, opportunity_id: str) -> dict[str, Any] | 
 
 
 def _ends_as_expected(deal: dict[str, Any], saga: dict[str, Any] | None) -> bool:
-    if saga is None or saga["state"] != deal["expected"] or saga["command_id"]:
+    if saga is None:
+        # Won and reopened before any saga started (both read in one backlog after the restart): nothing was
+        # provisioned, so nothing is undone; the end is the same as compensated.
+        return deal["variant"] == "reopened"
+    if saga["state"] != deal["expected"] or saga["command_id"]:
         return False
     if deal["expected"] == "paused":
         return bool(saga["reason_code"] == deal["reason"])
@@ -118,6 +122,8 @@ async def test_every_deal_ends_as_its_ground_truth_says_through_a_crash_and_an_o
         # What the sagas did is in Stripe: each completed deal bills its (amended) quantity once.
         for deal in deals:
             saga = sagas[deal["opportunity_id"]]
+            if saga is None:
+                continue
             subscription_id = saga["records"].get("subscription")
             if deal["expected"] == "completed":
                 live = await _get_with(f"{sandbox_url}/v1/subscriptions/{subscription_id}", stripe)
@@ -127,20 +133,24 @@ async def test_every_deal_ends_as_its_ground_truth_says_through_a_crash_and_an_o
                 assert status in (200, 404)
 
         # D10: a deal fixed by a person was resumed by D10's saga.resume (its finding corrected); a deal never
-        # fixed stays paused, its D10 escalated (D14).
+        # fixed stays paused, its D10 escalated (D14). (A fixed deal whose fix was read before its saga started,
+        # as happens when the worker restarts in between, never paused: no D10, and the deal completed above.)
         injected = await _get(f"{sandbox_url}/_sandbox/injected?rule=D10")
         assert injected, "the D10 deals were not injected"
         outcome: dict[str, str] = {}
+        paused = {d["opportunity_id"] for d in deals if d["expected"] == "paused"}
 
         async def d10_settled() -> bool:
             for injection in injected:
-                finding = await worker.get_json(f"/api/drift/{injection['fingerprint']}")
-                assert isinstance(finding, dict)
-                outcome[injection["subject"]] = f"{finding['status']} {finding.get('resolution')}"
-            paused = {d["opportunity_id"] for d in deals if d["expected"] == "paused"}
-            return all(v == "escalated None" if k in paused else v == "resolved corrected" for k, v in outcome.items())
+                finding = await _finding(worker, injection["fingerprint"])
+                outcome[injection["subject"]] = (
+                    "absent" if finding is None else f"{finding['status']} {finding.get('resolution')}")
+            return all(v == "escalated None" if k in paused else v in ("resolved corrected", "absent")
+                       for k, v in outcome.items())
         await _wait("D10 findings resolved through the saga or escalated", d10_settled, 120,
                     lambda: f"{outcome}\n{logs()}")
+        print(f"D10: {outcome}")
+        assert "resolved corrected" in outcome.values() or not set(outcome) - paused
 
         results = await read_all(infra.bootstrap, names.command_results)
         saga_results = [r for r in results if f'"rule":"{messages.SAGA_RULE}"'.encode() in r.value]
@@ -150,6 +160,17 @@ async def test_every_deal_ends_as_its_ground_truth_says_through_a_crash_and_an_o
     finally:
         sandbox.stop()
         worker.stop()
+
+
+async def _finding(worker: WorkerProcess, fp: str) -> dict[str, Any] | None:
+    headers = {"Authorization": f"Bearer {worker.settings.admin_token}"}
+    async with aiohttp.ClientSession(headers=headers) as session, \
+            session.get(f"{worker.base_url}/api/v1/drift/{fp}") as resp:
+        if resp.status == 404:
+            return None
+        assert resp.status == 200, f"{resp.status}: {await resp.text()}"
+        finding: dict[str, Any] = await resp.json()
+        return finding
 
 
 async def _get_with(url: str, headers: dict[str, str]) -> Any:
