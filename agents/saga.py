@@ -82,8 +82,10 @@ class SagaRunner:
 
     def move(self, state: CustomerState, now: int, partition: int, signal: Signal | None = None) -> Moved:
         """Advance the customer's sagas; store and mirror them when they changed."""
+        # How far every platform was read: with no watermark published yet (no ingest worker), nothing is known
+        # to be read, and no saga starts (a worker reading no platform would provision deals blindly).
         read = self._watermarks() if self._watermarks is not None else None
-        read_past = min(read.values()) if read else None
+        read_past = None if read is None else min(read.values()) if read else sg.UNREAD
         progress = sg.advance(self.book(state.key), state, now, self.config, read_past, signal)
         if progress.changed:
             self._changelog.put(state.key, sg.dump(progress.book), partition)

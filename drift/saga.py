@@ -201,6 +201,9 @@ class Progress(Struct, frozen=True, kw_only=True):
     next_due: int = 0  # earliest time `advance` must run again without a signal (0: never)
 
 
+#: `advance`'s `read_past` when how far the platforms were read is not known (no watermark published yet).
+UNREAD: Final = -1
+
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(SagaBook)
 
@@ -544,7 +547,7 @@ def advance(book: SagaBook, state: CustomerState, now: int, config: SagaConfig,
 
     `read_past`: how far (source time, epoch ms) every platform has been read; a saga starts only for a
     deal won before it, so a subscription provisioned by others and not read yet is not provisioned twice
-    (None: read to the end, as in tests).
+    (None: read to the end, as in tests; `UNREAD`: no reading yet, so no saga starts).
     """
     run = _Run(state, now, config)
     sagas = dict(book.sagas)
@@ -569,7 +572,9 @@ def advance(book: SagaBook, state: CustomerState, now: int, config: SagaConfig,
                 if read_past is None or won <= read_past:
                     sagas[opp.id] = run.start(opp)
                 else:
-                    due = won if not due else min(due, won)
+                    # Read past it soon (the deadline ticks once every platform is); not known: look again in a second.
+                    wait = now + 1000 if read_past == UNREAD else won
+                    due = wait if not due else min(due, wait)
     for opportunity, saga in sagas.items():
         opp = opportunities.get(opportunity)
         saga = run.drive(saga, opp)

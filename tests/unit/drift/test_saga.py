@@ -348,3 +348,8 @@ def test_a_deal_won_long_before_concord_saw_it_starts_no_saga_until_resumed() ->
     resumed = sg.advance(sg.SagaBook(), state, late, CONFIG, signal=ResumeSaga(
         customer_key=KEY, opportunity_id="006A", by="D10"))
     assert resumed.book.sagas["006A"].state == sg.RUNNING
+
+
+def test_no_saga_starts_while_how_far_the_platforms_were_read_is_unknown() -> None:
+    waiting = sg.advance(sg.SagaBook(), deal(), NOW, CONFIG, read_past=sg.UNREAD)
+    assert waiting.book.sagas == {} and waiting.next_due == NOW + 1000  # looked at again in a second
