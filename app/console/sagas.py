@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from msgspec import Struct
 
 from concord.app.sagas import MAX_KEY, RESUMABLE, WAITING, ordered
+from concord.core.currency import minor_units
 from concord.drift.saga import DEFINITIONS, STATES, SagaView
 
 DEFAULT_LIMIT: Final = 100
@@ -83,8 +84,11 @@ def _deal(saga: SagaView) -> str:
     parts = [f"plan {saga.plan}" if saga.plan else "no plan"]
     if saga.quantity is not None:
         parts.append(f"× {saga.quantity}")
-    if saga.amount is not None:
-        parts.append(f"{saga.amount} {saga.currency or ''}".strip())
+    if saga.amount is not None and saga.currency:
+        digits = minor_units(saga.currency.upper())  # amounts are kept in minor units (cents)
+        parts.append(f"{saga.amount / 10 ** digits:,.{digits}f} {saga.currency.upper()}")
+    elif saga.amount is not None:
+        parts.append(f"{saga.amount} (minor units)")
     return " ".join(parts)
 
 

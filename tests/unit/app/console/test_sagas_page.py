@@ -51,7 +51,7 @@ def test_the_sagas_waiting_for_a_person_come_first_with_the_counts_by_state() ->
     running = sp.row(SAGAS[1])
     assert (running.step, running.progress, running.resumable, running.waiting) == (
         "subscription", "3 of 6 steps done", False, False)
-    assert running.done == "validate, erp customer, billing customer" and running.deal == "plan pro × 3 14700 EUR"
+    assert running.done == "validate, erp customer, billing customer" and running.deal == "plan pro × 3 147.00 EUR"
 
 
 def test_a_viewer_sees_why_each_saga_stopped_and_what_to_fix_and_no_action() -> None:
