@@ -39,7 +39,8 @@ Signal = SagaStepResult | ResumeSaga
 
 def config_of(concord: Concord, drift: DriftConfig) -> sg.SagaConfig:
     settings = concord.settings
-    return sg.SagaConfig(enabled=settings.saga_enabled, version=settings.saga_version,
+    # A dry run commands nothing: no saga provisions a deal (D10 reports the won deals billing has no subscription of).
+    return sg.SagaConfig(enabled=settings.saga_enabled and not settings.dry_run, version=settings.saga_version,
                          step_timeout_ms=int(settings.saga_step_timeout_seconds * 1000),
                          step_retries=settings.saga_step_retries, plan_tiers=drift.plan_tiers,
                          start_within_ms=int(settings.saga_start_within_seconds * 1000))

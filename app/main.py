@@ -15,15 +15,16 @@ from concord.app.console import views as console
 from concord.app.factory import create_concord
 from concord.core.settings import Settings
 from concord.drift import catalog
-from concord.drift.config import DriftConfig
+from concord.drift.config import DriftConfig, all_dry_run
 from concord.drift.config import load as load_drift_config
 
 log = logging.getLogger("concord.app")
 
 
 def drift_config(settings: Settings) -> DriftConfig:
-    """Built-in rule defaults, overridden by CONCORD_RULES_FILE."""
-    return load_drift_config(settings.rules_file or None, catalog.default_configs())
+    """Built-in rule defaults, overridden by CONCORD_RULES_FILE; every rule in dry-run with CONCORD_DRY_RUN."""
+    config = load_drift_config(settings.rules_file or None, catalog.default_configs())
+    return all_dry_run(config) if settings.dry_run else config
 
 
 async def public_listener(concord: Concord) -> None:

@@ -264,6 +264,11 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         Meta(description="JSON file overriding drift rule settings (grace, tolerances, severity, action, "
              "dry-run), the plan-to-tier map and field ownership (docs/rules.md). Empty: built-in defaults."),
     ] = ""
+    dry_run: Annotated[
+        bool, Meta(description="Detect and report, command nothing: every rule in dry-run whatever the rules file "
+                   "says, and no quote-to-cash saga provisions a deal (D10 reports them). The safe first week "
+                   "against a real company's systems: compare the findings with what people know, then turn it off.")
+    ] = False
     admin_token: Annotated[
         str, _secret("Bearer token for admin actions (accept a finding). Admin endpoints answer 503 "
                      "while unset.")

@@ -98,3 +98,9 @@ def load(path: str | Path | None, defaults: dict[str, RuleConfig]) -> DriftConfi
         return msgspec.structs.replace(msgspec.convert(raw, DriftConfig), rules=merged)
     except msgspec.ValidationError as exc:
         raise ValueError(E_RULES_FILE.format(path=path, problem=str(exc))) from None
+
+
+def all_dry_run(config: DriftConfig) -> DriftConfig:
+    """`config` with every rule in dry-run (`CONCORD_DRY_RUN`): findings reported, no correction commanded."""
+    rules = {rule_id: msgspec.structs.replace(rule, dry_run=True) for rule_id, rule in config.rules.items()}
+    return msgspec.structs.replace(config, rules=rules)
