@@ -37,15 +37,19 @@ async def _post(url: str, body: Any) -> None:
         assert resp.status == 200, await resp.text()
 
 
-async def _saga(worker: WorkerProcess, opportunity_id: str) -> dict[str, Any] | None:
+async def _found(worker: WorkerProcess, path: str) -> dict[str, Any] | None:
+    """GET `path` as an admin: the JSON answer, or None for a 404."""
     headers = {"Authorization": f"Bearer {worker.settings.admin_token}"}
-    async with aiohttp.ClientSession(headers=headers) as session, \
-            session.get(f"{worker.base_url}/api/v1/sagas/{opportunity_id}") as resp:
+    async with aiohttp.ClientSession(headers=headers) as session, session.get(f"{worker.base_url}{path}") as resp:
         if resp.status == 404:
             return None
         assert resp.status == 200, f"{resp.status}: {await resp.text()}"
-        saga: dict[str, Any] = await resp.json()
-        return saga
+        found: dict[str, Any] = await resp.json()
+        return found
+
+
+async def _saga(worker: WorkerProcess, opportunity_id: str) -> dict[str, Any] | None:
+    return await _found(worker, f"/api/v1/sagas/{opportunity_id}")
 
 
 def _ends_as_expected(deal: dict[str, Any], saga: dict[str, Any] | None) -> bool:
@@ -142,7 +146,7 @@ async def test_every_deal_ends_as_its_ground_truth_says_through_a_crash_and_an_o
 
         async def d10_settled() -> bool:
             for injection in injected:
-                finding = await _finding(worker, injection["fingerprint"])
+                finding = await _found(worker, f"/api/v1/drift/{injection['fingerprint']}")
                 outcome[injection["subject"]] = (
                     "absent" if finding is None else f"{finding['status']} {finding.get('resolution')}")
             return all(v == "escalated None" if k in paused else v in ("resolved corrected", "absent")
@@ -162,15 +166,7 @@ async def test_every_deal_ends_as_its_ground_truth_says_through_a_crash_and_an_o
         worker.stop()
 
 
-async def _finding(worker: WorkerProcess, fp: str) -> dict[str, Any] | None:
-    headers = {"Authorization": f"Bearer {worker.settings.admin_token}"}
-    async with aiohttp.ClientSession(headers=headers) as session, \
-            session.get(f"{worker.base_url}/api/v1/drift/{fp}") as resp:
-        if resp.status == 404:
-            return None
-        assert resp.status == 200, f"{resp.status}: {await resp.text()}"
-        finding: dict[str, Any] = await resp.json()
-        return finding
+
 
 
 async def _get_with(url: str, headers: dict[str, str]) -> Any:

@@ -206,7 +206,8 @@ def test_a_deal_reopened_after_provisioning_is_undone_step_by_step() -> None:
     assert len(d.sent) == 8  # compensated stays compensated: nothing more is sent
 
 
-def test_a_deal_reopened_mid_flight_waits_for_the_step_in_flight_then_undoes_it_too() -> None:
+def lost_while_subscribing() -> tuple[Driver, Command]:
+    """A saga whose deal is lost while its subscription command is in flight (the command not answered yet)."""
     d = Driver(deal())
     d.step()
     while (command := d.saga.command) is not None and command.action != "billing.create_subscription":
@@ -215,6 +216,11 @@ def test_a_deal_reopened_mid_flight_waits_for_the_step_in_flight_then_undoes_it_
     assert in_flight is not None
     d.state = state_of(opportunity("006A", 5 * HOUR, is_won=False, stage="Closed Lost"), base=d.state)
     d.step()
+    return d, in_flight
+
+
+def test_a_deal_reopened_mid_flight_waits_for_the_step_in_flight_then_undoes_it_too() -> None:
+    d, in_flight = lost_while_subscribing()
     assert d.saga.state == sg.COMPENSATING and d.sent[-1] is in_flight  # nothing new until its answer
     d.step(ok(in_flight, "sub_1"))
     assert d.sent[-1].action == "billing.cancel_subscription"
@@ -298,14 +304,7 @@ def test_the_book_round_trips_through_its_table_encoding() -> None:
 
 
 def test_a_step_in_flight_that_fails_after_the_deal_was_reopened_leaves_nothing_to_undo() -> None:
-    d = Driver(deal())
-    d.step()
-    while (command := d.saga.command) is not None and command.action != "billing.create_subscription":
-        d.step(ok(command, RECORDS[command.action]))
-    in_flight = d.saga.command
-    assert in_flight is not None
-    d.state = state_of(opportunity("006A", 5 * HOUR, is_won=False, stage="Closed Lost"), base=d.state)
-    d.step()
+    d, in_flight = lost_while_subscribing()
     d.step(refused(in_flight, reason="No such price"))
     assert d.saga.state == sg.COMPENSATED and d.saga.undone == ()
     assert d.sent[-1] is in_flight  # no undo sent: the subscription was never made
