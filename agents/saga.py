@@ -66,8 +66,7 @@ class SagaRunner:
         self._index = concord.saga_index
         self._watermarks = watermarks
         self._partitions = concord.settings.topic_partitions
-        self._stopped: Counter[str] = Counter()  # opportunity -> 1, by state, of the sagas waiting for a person
-        self._stopped_by: dict[str, str] = {}
+        self._stopped: dict[str, str] = {}  # opportunity -> state, of the sagas waiting for a person
 
     def wanted(self, state: CustomerState, sections: set[str], tick: bool, now: int) -> bool:
         """Whether this customer's sagas may move now (cheap: most events touch no deal)."""
@@ -102,19 +101,21 @@ class SagaRunner:
                      marks_changed=marks_changed)
 
     def _count(self, book: sg.SagaBook) -> None:
+        """`concord_sagas_stopped`: the stopped sagas' states, counted from the sagas this worker saw stop."""
+        changed = False
         for opportunity, saga in book.sagas.items():
-            was = self._stopped_by.get(opportunity)
             now = saga.state if saga.state in sg.STOPPED else None
-            if was == now:
+            if self._stopped.get(opportunity) == now:
                 continue
-            if was is not None:
-                self._stopped[was] -= 1
-                del self._stopped_by[opportunity]
-            if now is not None:
-                self._stopped[now] += 1
-                self._stopped_by[opportunity] = now
+            changed = True
+            if now is None:
+                del self._stopped[opportunity]
+            else:
+                self._stopped[opportunity] = now
+        if changed:
+            counts = Counter(self._stopped.values())
             for state in sg.STOPPED:
-                metrics.sagas_stopped.labels(state).set(self._stopped[state])
+                metrics.sagas_stopped.labels(state).set(counts[state])
 
     async def flush(self) -> None:
         await self._changelog.flush()
@@ -122,7 +123,6 @@ class SagaRunner:
     def rebuild(self, owned: set[int]) -> None:
         """Mirror and count every saga of the customers this worker owns (after recovery or a rebalance)."""
         self._stopped.clear()
-        self._stopped_by.clear()
         for state in sg.STOPPED:
             metrics.sagas_stopped.labels(state).set(0)
         for key, raw in list(self.table.data.items()):

@@ -57,7 +57,7 @@ from concord.core.messages import (
     command_id,
     saga_fingerprint,
 )
-from concord.drift.rules._common import is_won, won_at
+from concord.drift.rules._common import is_won, live, won_at
 from concord.tables.state import CustomerState, Opportunity, PartyRecord
 
 # ---------------------------------------------------------------- vocabulary
@@ -273,8 +273,12 @@ def terms_of(opp: Opportunity) -> Terms:
 
 def _live(records: dict[str, PartyRecord]) -> PartyRecord | None:
     """The customer's record in a system (a deterministic pick among several: the smallest id)."""
-    live = sorted((r for r in records.values() if not r.deleted), key=lambda r: r.id)
-    return live[0] if live else None
+    return min(live(records), key=lambda r: r.id, default=None)
+
+
+def _given(**fields: object) -> dict[str, object]:
+    """The payload fields that have a value (the account's blank ones are not sent)."""
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def _record_of(saga: Saga, step: str) -> str:
@@ -482,20 +486,17 @@ class _Run:
             if found is not None:
                 return self.complete(saga, step, found.id)
             assert account is not None
-            fields = {"name": account.name, "currency": account.currency, "payment_terms": account.payment_terms,
-                      "tax_id": account.tax_id, "address": account.address, "country": account.country}
-            return self.send(saga, step, ACTIONS[step], {"external_id": key},
-                             {k: v for k, v in fields.items() if v is not None})
+            return self.send(saga, step, ACTIONS[step], {"external_id": key}, _given(
+                name=account.name, currency=account.currency, payment_terms=account.payment_terms,
+                tax_id=account.tax_id, address=account.address, country=account.country))
         if step == BILLING_CUSTOMER:
             found = _live(state.billing.customers)
             if found is not None:
                 return self.complete(saga, step, found.id)
             assert account is not None
-            fields = {"name": account.name, "country": account.country, "address": account.address,
-                      "tax_id": account.tax_id,
-                      "idempotency_key": f"concord-q2c-{saga.opportunity_id}-customer"}
-            return self.send(saga, step, ACTIONS[step], {"crm_account_id": key},
-                             {k: v for k, v in fields.items() if v is not None})
+            return self.send(saga, step, ACTIONS[step], {"crm_account_id": key}, _given(
+                name=account.name, country=account.country, address=account.address, tax_id=account.tax_id,
+                idempotency_key=f"concord-q2c-{saga.opportunity_id}-customer"))
         terms = saga.terms
         if step == SUBSCRIPTION:
             return self.send(saga, step, ACTIONS[step], {"customer_id": _record_of(saga, BILLING_CUSTOMER)},
