@@ -141,6 +141,12 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return run(_load_settings(), args)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from concord.app.doctor import run
+
+    return run(_load_settings(), args)
+
+
 def cmd_saga(args: argparse.Namespace) -> int:
     from concord.app.saga_cmd import run
 
@@ -247,6 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_reconcile_arguments(reconcile)
     reconcile.set_defaults(func=cmd_reconcile)
+
+    doctor = sub.add_parser(
+        "doctor", help="check the configuration against the live platforms and Kafka before the first run",
+        description="Check this configuration against Kafka, Redis and the platforms: credentials, webhook secrets, "
+        "the Stripe webhook endpoint and the Zendesk webhook (posting to Concord, subscribed to the event types "
+        "Concord reads), topics and partitions, and the identity coverage (the share of customer records that carry "
+        "the Salesforce Account Id). Prints a checklist with what to fix; exits 1 when something blocks a first run.")
+    from concord.app.doctor import add_arguments as add_doctor_arguments
+
+    add_doctor_arguments(doctor)
+    doctor.set_defaults(func=cmd_doctor)
 
     saga = sub.add_parser(
         "saga", help="list, show or resume the quote-to-cash sagas (closed-won deal -> paying, entitled customer)",

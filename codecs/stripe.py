@@ -61,7 +61,7 @@ from concord.codecs.model import (
     Version,
 )
 
-__all__ = ["decode"]
+__all__ = ["EVENT_TYPES", "OLDEST_API_VERSION", "decode"]
 
 # DecodeError reasons only this codec gives (the shared ones are in codecs/errors.py).
 NOT_A_STRIPE_EVENT: Final = "not_a_stripe_event"
@@ -111,6 +111,20 @@ _CHARGE_RANK: Final = {"pending": 1, "succeeded": 2, "failed": 3}
 # customer objects have no status: order by what the event did.
 _CUSTOMER_RANK: Final = {"customer.created": 1, "customer.updated": 2}
 _DELETED_RANK: Final = 99
+
+#: The event types Concord reads: what a Stripe webhook endpoint sending to Concord must be subscribed to
+#: (`enabled_events`, or "*"). `concord doctor` checks the endpoint against it.
+EVENT_TYPES: Final = (
+    "customer.created", "customer.updated", "customer.deleted",
+    "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
+    "customer.subscription.paused", "customer.subscription.resumed",
+    "invoice.created", "invoice.updated", "invoice.finalized", "invoice.paid", "invoice.payment_failed",
+    "invoice.voided", "invoice.marked_uncollectible", "invoice.deleted",
+    "charge.succeeded", "charge.failed", "charge.captured", "charge.refunded", "charge.refund.updated",
+    "refund.created", "refund.updated", "credit_note.created", "credit_note.updated", "credit_note.voided",
+)  # fmt: skip
+#: The oldest Stripe API version whose Event objects this codec reads (an endpoint's `api_version`).
+OLDEST_API_VERSION: Final = "2020-08-27"
 
 # Looked up once: enum attribute access is slow on the hot path.
 _STRIPE: Final = Platform.STRIPE

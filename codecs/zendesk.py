@@ -52,9 +52,17 @@ from concord.codecs.model import (
     Version,
 )
 
-__all__ = ["decode"]
+__all__ = ["WEBHOOK_EVENT_TYPES", "decode"]
 
 _WEBHOOK_PREFIX: Final = "zen:event-type:"
+#: The webhook event types Concord reads: what the Zendesk webhook sending to Concord must subscribe to.
+#: `concord doctor` checks the webhook against it.
+WEBHOOK_EVENT_TYPES: Final = tuple(f"{_WEBHOOK_PREFIX}{name}" for name in (
+    "organization.created", "organization.deleted", "organization.name_changed",
+    "organization.external_id_changed", "organization.tags_changed", "organization.custom_field_changed",
+    "ticket.created", "ticket.status_changed", "ticket.priority_changed", "ticket.organization_changed",
+    "ticket.soft_deleted", "ticket.permanently_deleted", "ticket.marked_as_spam",
+))
 # Organization webhooks that cannot have touched organization_fields or tags.
 _ORG_TYPES_WITHOUT_ENTITLEMENT_CHANGE: Final = frozenset({"name_changed", "external_id_changed"})
 # Ticket webhook actions after which the ticket no longer counts (spam is deleted by Zendesk).

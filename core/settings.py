@@ -286,6 +286,13 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         str, Meta(min_length=1, description="Interface the public webhook listener binds to (with "
                   "`CONCORD_WEBHOOK_PORT`).")
     ] = "0.0.0.0"
+    public_url: Annotated[
+        str, Meta(pattern=r"^(https?://[^\s?#]+)?$",
+                  description="Base URL at which the platforms reach Concord's webhooks "
+                  "(`https://concord.example.com`: Stripe posts to `<public_url>/webhooks/stripe`). `concord doctor` "
+                  "checks that each platform's webhook points there; empty: it accepts any URL ending in "
+                  "`/webhooks/<platform>`.")
+    ] = ""
     metrics_require_token: Annotated[
         bool, Meta(description="`/metrics` needs the read token (Prometheus' `authorization` scrape setting). "
                    "Off: open on the internal listener, which only the monitoring network should reach.")

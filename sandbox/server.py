@@ -46,7 +46,7 @@ from msgspec import Struct
 
 from concord.core.settings import Settings, kafka_bootstrap
 from concord.core.topics import topic_names
-from concord.sandbox import netsuite, salesforce, stripe, zendesk
+from concord.sandbox import netsuite, salesforce, stripe, webhook_setup, zendesk
 from concord.sandbox.catalog import PLAN_TIERS
 from concord.sandbox.deals import Deal
 from concord.sandbox.emit import Emitter, EmitterStats
@@ -54,6 +54,7 @@ from concord.sandbox.faults import PLATFORMS, Faults, FaultsError, FaultSettings
 from concord.sandbox.injection import Injection
 from concord.sandbox.lost import LostEvent
 from concord.sandbox.traffic import Runner, Traffic, TrafficConfig, TrafficStatus
+from concord.sandbox.webhook_setup import WebhookSetup
 from concord.sandbox.world import Effect, World
 
 E_TRAFFIC_BODY: Final = 'POST /_sandbox/traffic wants JSON {{"action": "start"}} or {{"action": "stop"}}: {problem}'
@@ -327,6 +328,8 @@ def build_app(config: SandboxConfig, *, world: World | None = None,
     app[SANDBOX] = sandbox
     for platform in (stripe, salesforce, zendesk, netsuite):
         app.add_routes(platform.routes(world, sandbox.faults, config.credentials))
+    app.add_routes(webhook_setup.routes(WebhookSetup(config.concord_url, config.zendesk_webhook_secret,
+                                                     config.credentials)))
     app.add_routes([
         web.get("/_sandbox/healthz", _healthz),
         web.get("/_sandbox/status", _status),

@@ -900,6 +900,20 @@ def _int_param(params: dict[str, Any], name: str) -> int | None:
     return int(value)
 
 
+def unauthorized(request: web.Request, credentials: PlatformCredentials) -> web.Response | None:
+    """Stripe's 401 for a request without the account's secret key (`Authorization: Bearer sk_...`), else None."""
+    expected = credentials.stripe_api_key
+    header = request.headers.get("Authorization", "")
+    if not header:
+        return _error(401, "api_key_required", "You did not provide an API key. You need to provide your API "
+                      "key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                      "YOUR_SECRET_KEY').")
+    given = header.removeprefix("Bearer ").strip()
+    if expected and given != expected:
+        return _error(401, "api_key_invalid", f"Invalid API Key provided: {given[:8]}****{given[-4:]}")
+    return None
+
+
 Mutation = Callable[[dict[str, Any], dict[str, str]], tuple[int, Record, str]]
 """A write endpoint's body: (params, path parameters) -> (status, response object, effects key)."""
 
@@ -914,16 +928,7 @@ class _Api:
         self.writes = WriteCounter(world)
 
     def _unauthorized(self, request: web.Request) -> web.Response | None:
-        expected = self.credentials.stripe_api_key
-        header = request.headers.get("Authorization", "")
-        if not header:
-            return _error(401, "api_key_required", "You did not provide an API key. You need to provide your API "
-                          "key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
-                          "YOUR_SECRET_KEY').")
-        given = header.removeprefix("Bearer ").strip()
-        if expected and given != expected:
-            return _error(401, "api_key_invalid", f"Invalid API Key provided: {given[:8]}****{given[-4:]}")
-        return None
+        return unauthorized(request, self.credentials)
 
     def read(self, type_: str) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:

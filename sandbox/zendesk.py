@@ -408,6 +408,21 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
                         headers=headers or {})
 
 
+def denied(request: web.Request, credentials: PlatformCredentials) -> web.Response | None:
+    """Basic auth `{email}/token:{api_token}`; 401 "Couldn't authenticate you" otherwise."""
+    header = request.headers.get("Authorization", "")
+    try:
+        user, _, secret = base64.b64decode(header.removeprefix("Basic "), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        user = secret = ""
+    email, token_marker, _ = user.partition("/")
+    expected_email, expected_token = credentials.zendesk_api_email, credentials.zendesk_api_token
+    valid = (header.startswith("Basic ") and token_marker == "/" and user.endswith("/token") and bool(secret)
+             and (not expected_email or email == expected_email)
+             and (not expected_token or secret == expected_token))
+    return None if valid else _json({"error": "Couldn't authenticate you"}, 401)
+
+
 Mutation = Callable[[dict[str, Any], dict[str, str]], tuple[int, dict[str, Any], str]]
 """A write endpoint's body: (JSON body, path parameters) -> (status, response body, effects key)."""
 
@@ -435,18 +450,7 @@ class _Api:
             self.deleted_tickets.pop(change.id, None)
 
     def _denied(self, request: web.Request) -> web.Response | None:
-        """Basic auth `{email}/token:{api_token}`; 401 "Couldn't authenticate you" otherwise."""
-        header = request.headers.get("Authorization", "")
-        try:
-            user, _, secret = base64.b64decode(header.removeprefix("Basic "), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            user = secret = ""
-        email, token_marker, _ = user.partition("/")
-        expected_email, expected_token = self.credentials.zendesk_api_email, self.credentials.zendesk_api_token
-        valid = (header.startswith("Basic ") and token_marker == "/" and user.endswith("/token") and bool(secret)
-                 and (not expected_email or email == expected_email)
-                 and (not expected_token or secret == expected_token))
-        return None if valid else _json({"error": "Couldn't authenticate you"}, 401)
+        return denied(request, self.credentials)
 
     def read(self, type_: str) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:

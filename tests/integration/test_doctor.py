@@ -1,0 +1,158 @@
+"""`concord doctor` against the sandbox's platforms and the real broker: healthy, then with problems planted.
+
+The sandbox (the demo's service, `build_app`) holds history customers on the four platforms, a Stripe
+webhook endpoint and a Zendesk webhook posting to Concord. Concord's topics exist with the configured
+partitions. The doctor passes (exit 0). Then problems are planted the way they happen in a real account,
+through the platforms' own APIs and the settings: the Stripe endpoint loses event types, the Zendesk
+webhook's secret is reset, the NetSuite token is wrong, the topics have another partition count than the
+settings say, a webhook secret is short, and some Stripe customers lose their Salesforce Account Id. The
+doctor exits 1 and names each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import sys
+from pathlib import Path
+
+import msgspec
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+
+from concord.core.settings import Settings
+from concord.core.topics import TopicSpec, ensure_topics, topic_names
+from concord.sandbox.emit import EmitterStats
+from concord.sandbox.faults import Faults, PlatformCredentials
+from concord.sandbox.lost import LostEvent
+from concord.sandbox.server import SandboxConfig, build_app
+from concord.sandbox.traffic import TrafficConfig
+from concord.sandbox.webhook_setup import STRIPE_ENDPOINT_ID, ZENDESK_WEBHOOK_ID
+from concord.sandbox.world import World
+from tests.integration.harness import REPO, Infra, settings_env
+
+CREDENTIALS = PlatformCredentials(stripe_api_key="sk_test_doctor_key_00000001",
+                                  salesforce_access_token="00D!doctor-token-000000001",
+                                  zendesk_api_email="ops@example.com", zendesk_api_token="zd-doctor-token-0000001",
+                                  netsuite_access_token="ns-doctor-token-000000001")
+STRIPE_SECRET = "whsec_doctor_0123456789abcdefghijklmnop"
+ZENDESK_SECRET = "zendesk-doctor-secret-0123456789abcdef"
+NETSUITE_SECRET = "netsuite-doctor-secret-0123456789abcd"
+
+
+class QuietEmitter:
+    """The sandbox's emitter, delivering nowhere: the doctor reads APIs, not events."""
+
+    def __init__(self, config: SandboxConfig, world: World, faults: Faults) -> None:
+        self.world = world
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def drain(self, timeout: float) -> bool:
+        return True
+
+    def stats(self) -> EmitterStats:
+        return EmitterStats(platforms={})
+
+    def lost(self) -> list[LostEvent]:
+        return []
+
+
+async def doctor(settings: Settings, *args: str) -> tuple[int, str]:
+    """`concord doctor ARGS` as a process (this loop keeps serving the sandbox meanwhile)."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")},
+           **settings_env(settings), "PYTHONUNBUFFERED": "1"}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "concord.app.cli", "doctor", *args,
+                                                cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")
+
+
+def failures(output: str) -> list[str]:
+    return [line.strip() for line in output.splitlines() if "[FAIL]" in line]
+
+
+async def test_the_doctor_passes_a_healthy_setup_and_names_each_planted_problem(
+        infra: Infra, settings: Settings, tmp_path: Path) -> None:
+    config = SandboxConfig(traffic=TrafficConfig(seed=11, customers=0, history=40), run_traffic=False,
+                           concord_url="http://127.0.0.1:6071", stripe_webhook_secret=STRIPE_SECRET,
+                           zendesk_webhook_secret=ZENDESK_SECRET, netsuite_webhook_secret=NETSUITE_SECRET,
+                           credentials=CREDENTIALS)
+    server = TestServer(build_app(config, emitter=QuietEmitter), host="127.0.0.1")
+    await server.start_server()
+    url = str(server.make_url("")).rstrip("/")
+    healthy = msgspec.structs.replace(
+        settings, stripe_api_url=url, stripe_api_key=CREDENTIALS.stripe_api_key,
+        salesforce_instance_url=url, salesforce_access_token=CREDENTIALS.salesforce_access_token,
+        zendesk_url=url, zendesk_api_email=CREDENTIALS.zendesk_api_email,
+        zendesk_api_token=CREDENTIALS.zendesk_api_token,
+        netsuite_url=url, netsuite_access_token=CREDENTIALS.netsuite_access_token,
+        stripe_webhook_secret=STRIPE_SECRET, zendesk_webhook_secret=ZENDESK_SECRET,
+        netsuite_webhook_secret=NETSUITE_SECRET)
+    specs = [TopicSpec(name, healthy.topic_partitions, 1) for name in topic_names(healthy).all()]
+    try:
+        await ensure_topics(infra.bootstrap, specs)
+
+        code, out = await doctor(healthy, "--min-coverage", "0.9")
+        assert code == 0, out
+        assert failures(out) == [], out
+        assert "Nothing blocks a first run" in out
+        for line in ("topics present with", "webhook endpoint " + STRIPE_ENDPOINT_ID + ": enabled",
+                     "webhook " + ZENDESK_WEBHOOK_ID + ": active", "signed with Concord's secret"):
+            assert line in out, out
+        coverage = [line for line in out.splitlines() if "identity coverage" in line]
+        assert len(coverage) == 3 and all("[ ok ]" in line for line in coverage), out
+
+        async with ClientSession(url) as http:
+            stripe_auth = {"Authorization": f"Bearer {CREDENTIALS.stripe_api_key}"}
+            # The endpoint keeps only the customer events: billing changes no longer reach Concord.
+            answer = await http.post(f"/v1/webhook_endpoints/{STRIPE_ENDPOINT_ID}", headers=stripe_auth,
+                                     data=[("enabled_events[]", "customer.created"),
+                                           ("enabled_events[]", "customer.updated"),
+                                           ("enabled_events[]", "customer.deleted")])
+            assert answer.status == 200, await answer.text()
+            # Someone resets the Zendesk webhook's signing secret and forgets Concord.
+            zendesk_auth = {"Authorization": "Basic " + base64.b64encode(
+                f"{CREDENTIALS.zendesk_api_email}/token:{CREDENTIALS.zendesk_api_token}".encode()).decode()}
+            answer = await http.post(f"/api/v2/webhooks/{ZENDESK_WEBHOOK_ID}/signing_secret", headers=zendesk_auth)
+            assert answer.status == 201, await answer.text()
+            # A third of the Stripe customers lose their Salesforce Account Id.
+            listed = await (await http.get("/v1/customers?limit=100", headers=stripe_auth)).json()
+            customers = [c["id"] for c in listed["data"]]
+            assert len(customers) >= 20, "the history gives too few Stripe customers for this test"
+            for customer_id in customers[::3]:
+                answer = await http.post(f"/v1/customers/{customer_id}", headers=stripe_auth,
+                                         data={"metadata[salesforce_account_id]": ""})
+                assert answer.status == 200, await answer.text()
+
+        broken = msgspec.structs.replace(healthy, netsuite_access_token="ns-expired-token-00000001",
+                                         topic_partitions=healthy.topic_partitions + 2,
+                                         netsuite_webhook_secret="short-but-legal-16")
+        code, out = await doctor(broken, "--min-coverage", "0.9")
+        assert code == 1, out
+        problems = "\n".join(failures(out))
+        assert "not subscribed to" in problems and "invoice.paid" in problems, out
+        assert "signs with another secret" in problems, out
+        assert any("credentials" in line and "401" in line for line in failures(out)), out
+        assert f"do not have {broken.topic_partitions} partitions" in problems, out
+        assert "webhook secret: CONCORD_NETSUITE_WEBHOOK_SECRET is 18 bytes" in out, out
+        stripe_coverage = next(line for line in out.splitlines()
+                               if "identity coverage" in line and "Stripe customers" in line)
+        assert "[warn]" in stripe_coverage and "metadata.salesforce_account_id" in stripe_coverage, out
+        assert "4 problem(s) block a first run" in out, out
+
+        code, out = await doctor(broken, "--json", "--platform", "stripe")
+        assert code == 1, out
+        result = msgspec.json.decode(out.encode())
+        stripe_coverage_json = next(c for c in result["coverage"] if c["platform"] == "stripe")
+        assert stripe_coverage_json["listed"] == len(customers) or not stripe_coverage_json["complete"]
+        assert stripe_coverage_json["listed"] - stripe_coverage_json["linked"] >= len(customers[::3])
+    finally:
+        await server.close()
