@@ -131,8 +131,8 @@ async def list_sagas(settings: Settings, state: str | None, customer: str | None
     """The sagas asked for; with no state, those waiting for a person first (as the console lists them)."""
     from concord.app.sagas import waiting_first
 
-    result: list[SagaView] = await _with_index(settings, lambda index: waiting_first(index, state, customer, limit))
-    return result
+    every: list[SagaView] = await _with_index(settings, lambda index: index.all())
+    return waiting_first(every, state, customer, limit)
 
 
 async def find(settings: Settings, opportunity_id: str) -> SagaView:

@@ -1,5 +1,4 @@
-"""What the operator surfaces of the quote-to-cash saga share (issue 17): pure, no I/O of its own
-(`waiting_first` reads through the index it is given).
+"""What the operator surfaces of the quote-to-cash saga share (issue 17): pure, no I/O.
 
 The API (`/api/v1/sagas`, app/sagas_api.py), `concord saga` (app/saga_cmd.py) and the console's sagas page
 (app/console/sagas.py) read the sagas from the saga index in Redis (connectors/saga_index.py) and send a
@@ -16,12 +15,12 @@ not stopped (checkpoint `saga.resume_ignored`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Final, Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final
 
 from msgspec import Struct
 
-from concord.connectors.saga_index import LIMIT_MAX
+from concord.connectors.saga_index import LIMIT_MAX, select
 from concord.core.messages import ResumeSaga
 from concord.drift.saga import COMPENSATING, COMPLETED, FAILED, PAUSED, RESUMABLE, RUNNING, STATES, SagaView
 
@@ -103,18 +102,10 @@ def ordered(sagas: Iterable[SagaView]) -> list[SagaView]:
     return sorted(unique.values(), key=lambda s: (rank.get(s.state, len(WAITING)), -s.updated_at, s.opportunity_id))
 
 
-class Index(Protocol):
-    """What a listing reads: the saga index (connectors/saga_index.py `SagaIndex`)."""
-
-    async def query(self, state: str | None = None, customer_key: str | None = None,
-                    limit: int = 100) -> list[SagaView]: ...
-
-
-async def waiting_first(index: Index, state: str | None, customer: str | None, limit: int) -> list[SagaView]:
-    """The sagas a person is shown (the console's page, `concord saga list`), at most `limit`: those in `state`;
-    with no state, every saga waiting for a person first (read on their own, so that newer sagas do not crowd
-    them out of the limit), then the most recently changed. Reads only through `index`."""
+def waiting_first(sagas: Sequence[SagaView], state: str | None, customer: str | None, limit: int) -> list[SagaView]:
+    """The sagas a person is shown (the console's page, `concord saga list`), at most `limit`, of one read of the
+    index: those in `state`; with no state, every saga waiting for a person first (so newer sagas do not crowd
+    them out of the limit), then the most recently changed."""
     if state is not None:
-        return await index.query(state, customer, limit)
-    waiting = [s for one in WAITING for s in await index.query(one, customer, limit)]
-    return ordered([*waiting, *await index.query(None, customer, limit)])[:limit]
+        return select(sagas, state, customer, limit)
+    return ordered(s for s in sagas if customer is None or s.customer_key == customer)[:max(1, min(limit, LIMIT_MAX))]

@@ -30,6 +30,7 @@ from concord.app.contract import page
 from concord.app.forms import action_body, is_form
 from concord.app.schemas import ApiError, ResumeBody, SagaList, SagaResumed
 from concord.connectors.executor import REDIS_ERRORS
+from concord.connectors.saga_index import select, state_counts
 from concord.core import messages, metrics
 
 if TYPE_CHECKING:
@@ -67,11 +68,11 @@ def register(concord: Concord) -> None:
             except ValueError as exc:
                 return json(self, ApiError("bad_request", str(exc)), 400)
             try:
-                found = await index.query(asked.state, asked.customer, asked.limit)
-                counts = await index.counts()
+                every = await index.all()
             except REDIS_ERRORS as exc:
                 return redis_down(self, exc)
-            return json(self, SagaList(sagas=found, counts=counts))
+            return json(self, SagaList(sagas=select(every, asked.state, asked.customer, asked.limit),
+                                       counts=state_counts(every)))
 
     @page(app, "/sagas/{opportunity_id}")
     class SagaItemView(View):

@@ -5,11 +5,13 @@ the sagas of its customers here whenever one changes (connectors/mirror.py: in t
 while Redis is down, mirrored again after recovery, a rebalance or a Redis that lost it).
 
 Keys (prefix `<topic_prefix>:sagas:`): hash `all` (opportunity id -> the saga as JSON, `SagaView`) and the
-mirror's `epoch`. A few thousand deals in flight or recently closed fit one hash; listing reads it whole.
+mirror's `epoch`. A few thousand deals in flight or recently closed fit one hash; a listing reads it whole,
+once, and filters and counts what it read (`select`, `state_counts`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 import msgspec
@@ -45,21 +47,25 @@ class SagaIndex(RedisMirror[SagaBook]):
         raw = await self._redis.hget(f"{self._p}all", opportunity_id)
         return _decode(raw) if raw else None
 
-    async def query(self, state: str | None = None, customer_key: str | None = None,
-                    limit: int = 100) -> list[SagaView]:
-        """The sagas (in `state`, of `customer_key`), most recently changed first."""
-        if state is not None and state not in STATES:
-            raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
-        raw = await self._redis.hvals(f"{self._p}all")
-        sagas = [s for s in map(_decode, raw) if (state is None or s.state == state)
-                 and (customer_key is None or s.customer_key == customer_key)]
-        sagas.sort(key=lambda s: (-s.updated_at, s.opportunity_id))
-        return sagas[:max(1, min(limit, LIMIT_MAX))]
+    async def all(self) -> list[SagaView]:
+        """Every saga, in one read: a page's listing and its counts come from the same read."""
+        return list(map(_decode, await self._redis.hvals(f"{self._p}all")))
 
-    async def counts(self) -> dict[str, int]:
-        """How many sagas are in each state."""
-        counts = dict.fromkeys(STATES, 0)
-        for saga in map(_decode, await self._redis.hvals(f"{self._p}all")):
-            counts[saga.state] = counts.get(saga.state, 0) + 1
-        return counts
 
+def select(sagas: Iterable[SagaView], state: str | None = None, customer_key: str | None = None,
+           limit: int = 100) -> list[SagaView]:
+    """The sagas (in `state`, of `customer_key`), most recently changed first, at most `limit` (1 to LIMIT_MAX)."""
+    if state is not None and state not in STATES:
+        raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
+    found = [s for s in sagas if (state is None or s.state == state)
+             and (customer_key is None or s.customer_key == customer_key)]
+    found.sort(key=lambda s: (-s.updated_at, s.opportunity_id))
+    return found[:max(1, min(limit, LIMIT_MAX))]
+
+
+def state_counts(sagas: Iterable[SagaView]) -> dict[str, int]:
+    """How many sagas are in each state."""
+    counts = dict.fromkeys(STATES, 0)
+    for saga in sagas:
+        counts[saga.state] = counts.get(saga.state, 0) + 1
+    return counts

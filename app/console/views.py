@@ -50,6 +50,7 @@ from concord.app.sagas import waiting_first
 from concord.connectors.drift_changes import ChangeLog
 from concord.connectors.executor import REDIS_ERRORS, Executor
 from concord.connectors.reconcile import RedisStore, Schedule, schedules
+from concord.connectors.saga_index import select, state_counts
 from concord.connectors.search_index import MAX_QUERY, QueryError, query_text
 from concord.core import metrics
 from concord.core.messages import now_ms
@@ -273,14 +274,14 @@ def register(concord: Concord, rules: Sequence[Rule], config: DriftConfig, healt
         async def get(self, request: Request) -> Response:
             filters = sp.parse_filters(request.query)
             try:
-                listed = await waiting_first(saga_index, filters.state or None, filters.customer or None,
-                                             filters.limit)
-                counts = await saga_index.counts()
+                every = await saga_index.all()
             except REDIS_ERRORS as exc:
                 return html(render("unavailable.html", heading="The sagas are unavailable", page="sagas",
                                    detail=E_SAGAS.format(error=f"{type(exc).__name__}: {exc}"),
                                    retry=cast(web.Request, request).path_qs), 503)
-            return html(render("sagas.html", sagas=sp.build_page(filters, listed, counts), act=actions(request),
+            listed = waiting_first(every, filters.state or None, filters.customer or None, filters.limit)
+            return html(render("sagas.html", sagas=sp.build_page(filters, listed, state_counts(every)),
+                               act=actions(request),
                                page="sagas"))
 
     if "customers" in concord.tables:
@@ -350,7 +351,7 @@ def register_customer_page(concord: Concord, titles: Mapping[str, str],
             except REDIS_ERRORS as exc:  # the records and findings are here: show them without the timeline
                 checkpoints, detail = [], E_TIMELINE.format(error=f"{type(exc).__name__}: {exc}")
             try:
-                sagas, sagas_detail = sp.customer_rows(await saga_index.query(None, key, sp.CUSTOMER_LIMIT)), ""
+                sagas, sagas_detail = sp.customer_rows(select(await saga_index.all(), None, key, sp.CUSTOMER_LIMIT)), ""
             except REDIS_ERRORS as exc:  # as the timeline: the rest of the page is here
                 sagas, sagas_detail = [], E_CUSTOMER_SAGAS.format(error=f"{type(exc).__name__}: {exc}")
             view = customer_view(st.load(raw), checkpoints, f"/api/v1/customers/{quote(key, safe='')}/timeline", detail)
