@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CACHE := .cache
 INFRA := $(BIN)/python -m concord.infra
 
-.PHONY: help venv demo test test-unit test-integration browser screenshots bench bench-reliability lint docs infra-up infra-down infra-status clean
+.PHONY: help venv demo test test-unit test-integration test-netsuite browser screenshots bench bench-reliability lint docs infra-up infra-down infra-status clean
 
 help:
 	@echo "make demo          the live closed loop: Kafka, Redis, a worker, the webhooks and the platform sandbox, until Ctrl-C"
@@ -17,6 +17,7 @@ help:
 	@echo "                   RECONCILE_EVERY=60: the worker reconciles every platform every 60 s;"
 	@echo "                   DEAL_RATE=0.2: share of new customers whose won deal the saga provisions, docs/saga.md)"
 	@echo "make test          create .venv, bring Kafka and Redis up, run all tests, leave things as found"
+	@echo "make test-netsuite the NetSuite SDF project's scripts (netsuite/) under Node's test runner"
 	@echo "make bench         throughput benchmarks on the real broker (results in bench/results/)"
 	@echo "make bench-reliability   seeded closed loops overloaded and under faults, scored against the"
 	@echo "                   sandbox's ground truth (false findings, platform writes; docs/reliability.md)"
@@ -61,8 +62,16 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
 	    >/dev/null 2>&1 || echo "make: Chromium not installed: the console's browser tests will be skipped"; }
 
+# The NetSuite SDF project's scripts (netsuite/, docs/netsuite-suitescript.md) under Node's own test runner;
+# Node is installed here where apt can (as root), else the target fails and says so.
+test-netsuite:
+	@command -v node >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs) >/dev/null 2>&1; } || \
+	  { echo "make: node not found: install Node.js 18 or later (apt-get install nodejs) to test netsuite/"; exit 1; }
+	node --test netsuite/tests/
+
 # Lint first (cheap), then every test. Brings up only what is not running, stops only what it brought up.
-test: lint browser
+test: lint browser test-netsuite
 	@$(INFRA) up --session $(CACHE)/test-session.json
 	@status=0; $(BIN)/pytest -q -p no:cacheprovider tests || status=$$?; \
 	  $(INFRA) down --session $(CACHE)/test-session.json; exit $$status
