@@ -37,6 +37,7 @@ from concord.connectors.reconcile import (
     schedule,
     snapshot_headers,
 )
+from concord.connectors.registry import configured
 from concord.connectors.snapshots import READERS
 from concord.core import metrics
 from concord.core.messages import now_ms
@@ -51,21 +52,12 @@ log = logging.getLogger("concord.reconcile")
 TICK_S: Final = 5.0
 #: The lease of a platform's lock, refreshed every third of it while its pass runs.
 LOCK_MS: Final = 60_000
-#: The settings that must be set for a platform's reader to authenticate.
-_CREDENTIALS: Final = {"stripe": ("stripe_api_url", "stripe_api_key"),
-                       "salesforce": ("salesforce_instance_url", "salesforce_access_token"),
-                       "zendesk": ("zendesk_url", "zendesk_api_token"),
-                       "netsuite": ("netsuite_url", "netsuite_access_token")}
 _RELEASE: Final = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end"
 
 
 def every(settings: Settings) -> dict[str, float]:
     """Each platform's reconciliation interval in seconds (0: never)."""
     return {p: float(getattr(settings, f"{p}_reconcile_every_seconds")) for p in PLATFORMS}
-
-
-def configured(settings: Settings, platform: str) -> bool:
-    return all(getattr(settings, name) for name in _CREDENTIALS[platform])
 
 
 class FaustSink:

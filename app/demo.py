@@ -8,6 +8,11 @@ sandbox's APIs, the sandbox's events come back and the findings resolve. The ter
 summary line; the processes' logs go to a file. Ctrl-C (or the end of `--duration`) stops everything
 that was started here.
 
+Platform tokens: Salesforce and NetSuite authenticate the way a real company's should (docs/platform-auth.md):
+Salesforce by the OAuth 2.0 JWT bearer flow, NetSuite by OAuth 2.0 client credentials, each JWT signed with a
+key whose self-signed certificate the sandbox's token endpoints check (`demo_keys`: made once under the
+demo's cache folder). The sandbox's tokens live `TOKEN_LIFETIME_S`, so a run shows them renewed.
+
 Time: the sandbox runs `--time-scale` simulated seconds per real second, so the worker gets rule
 graces and the correction timeout divided by the same scale (a rules file written for the run):
 an SLA of one hour at scale 3600 expires after one second, as it would after an hour of real
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import shutil
@@ -32,11 +38,15 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from msgspec import Struct
 from prometheus_client.parser import text_string_to_metric_families
 
 from concord.app import users
-from concord.core.settings import Settings, env_var, mask_url
+from concord.core.settings import Settings, env_var, mask_url, secret_file_vars
 from concord.core.topics import PLATFORMS
 from concord.drift import catalog
 from concord.infra import cli as infra_cli
@@ -65,6 +75,8 @@ MIN_GRACE_S = 10
 # With --duration, the run has settled once nothing moved for this long after the traffic (longer than the
 # smallest grace, so a finding about to fall due is waited for).
 QUIET_S = 2 * MIN_GRACE_S
+# How long the sandbox's Salesforce and NetSuite tokens live: a demo of some minutes renews them.
+TOKEN_LIFETIME_S = 600
 
 E_BUSY = ("concord demo: something already listens on port {worker}, {webhooks} or {sandbox} (another demo, a "
           "worker, a webhooks process or a sandbox): stop it first")
@@ -171,6 +183,55 @@ def demo_users(workdir: Path) -> tuple[Path, list[DemoUser]]:
     return path, made
 
 
+class DemoKeys(Struct, frozen=True):
+    """The demo's signing key and its self-signed certificate (PEM files)."""
+
+    private_key: Path
+    certificate: Path
+
+
+def demo_keys(workdir: Path) -> DemoKeys:
+    """An RSA key and a self-signed certificate for it under `workdir`, made on the first run and kept: the
+    connected app's and the NetSuite integration's, as an admin would upload to them."""
+    keys = DemoKeys(private_key=workdir / "platform-key.pem", certificate=workdir / "platform-cert.pem")
+    if keys.private_key.exists() and keys.certificate.exists():
+        return keys
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "concord-demo")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+                   .not_valid_after(now + datetime.timedelta(days=730)).sign(key, hashes.SHA256()))
+    keys.private_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+    keys.private_key.chmod(0o600)
+    keys.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return keys
+
+
+def token_flows(sandbox: str, keys: DemoKeys, environ: dict[str, str]) -> dict[str, str]:
+    """The environment of the demo's token flows (variable -> value): Salesforce's JWT bearer, NetSuite's client
+    credentials, and the certificate each sandbox token endpoint checks (`SANDBOX_*`, read by the Procfile).
+    A platform whose static token the user set keeps it."""
+    flows: dict[str, str] = {}
+    if env_var("salesforce_access_token") not in environ:
+        flows.update({env_var(field): value for field, value in (
+            ("salesforce_auth_flow", "jwt_bearer"), ("salesforce_client_id", "3MVG9concord.demo.consumer.key"),
+            ("salesforce_username", "integration@concord-demo.invalid"), ("salesforce_login_url", sandbox),
+            ("salesforce_session_seconds", str(TOKEN_LIFETIME_S)))})
+        flows[secret_file_vars()["salesforce_private_key"]] = str(keys.private_key)
+        flows["SANDBOX_SALESFORCE_CERTIFICATE"] = str(keys.certificate)
+    else:  # the user's static token: the instance is the sandbox
+        flows[env_var("salesforce_instance_url")] = sandbox
+    if env_var("netsuite_access_token") not in environ:
+        flows.update({env_var(field): value for field, value in (
+            ("netsuite_auth_flow", "client_credentials"), ("netsuite_client_id", "concord-demo-client-id"),
+            ("netsuite_certificate_id", "concord-demo-certificate"))})
+        flows[secret_file_vars()["netsuite_private_key"]] = str(keys.private_key)
+        flows["SANDBOX_NETSUITE_CERTIFICATE"] = str(keys.certificate)
+    return flows
+
+
 def demo_environment(rules_file: Path, environ: dict[str, str], kafka_port: int = 9092,
                      redis_port: int = 6379, run_id: str = "concord-demo") -> dict[str, str]:
     """The processes' environment: connectors aimed at the sandbox, shared demo secrets, scaled rules.
@@ -179,6 +240,8 @@ def demo_environment(rules_file: Path, environ: dict[str, str], kafka_port: int 
     with the same ids every run (a seed replays the same customers), so Concord must start from empty
     tables and topics too, or it would judge this run's records against the last run's.
     Anything the user already set wins (a demo against a real Stripe test account stays possible).
+    Salesforce and NetSuite get their tokens by their OAuth 2.0 flows (`token_flows`), with the key and
+    certificate of `demo_keys` beside the rules file.
     """
     sandbox = f"http://{SANDBOX_HOST}:{SANDBOX_PORT}"
     demo = {
@@ -188,13 +251,10 @@ def demo_environment(rules_file: Path, environ: dict[str, str], kafka_port: int 
         "redis_url": f"redis://127.0.0.1:{redis_port}/0",
         "stripe_api_url": sandbox,
         "stripe_api_key": "sk_test_concord_demo_key",
-        "salesforce_instance_url": sandbox,
-        "salesforce_access_token": "00Ddemo!concord_access_token",
         "zendesk_url": sandbox,
         "zendesk_api_email": "demo@concord.invalid",
         "zendesk_api_token": "concord-demo-zendesk-token",
         "netsuite_url": sandbox,
-        "netsuite_access_token": "concord-demo-netsuite-token",
         "stripe_webhook_secret": "whsec_concord_demo_secret",
         "zendesk_webhook_secret": "concord-demo-zendesk-secret",
         "netsuite_webhook_secret": "concord-demo-netsuite-secret",
@@ -216,6 +276,9 @@ def demo_environment(rules_file: Path, environ: dict[str, str], kafka_port: int 
     env = dict(environ)
     for field, value in demo.items():
         env.setdefault(env_var(field), value)
+    for variable, value in token_flows(sandbox, demo_keys(rules_file.parent), environ).items():
+        env.setdefault(variable, value)
+    env.setdefault("TOKEN_LIFETIME", str(TOKEN_LIFETIME_S))
     return env
 
 
@@ -315,6 +378,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     print(f"concord demo: seed {args.seed}, {args.customers} customers, drift rate {args.drift_rate}, "
           f"time scale {args.time_scale:g}x, duration {args.duration or 'until Ctrl-C'}"
           f"{'s' if args.duration else ''}")
+    print(f"concord demo:   platform tokens: Salesforce {env.get(env_var('salesforce_auth_flow'), 'static')}, "
+          f"NetSuite {env.get(env_var('netsuite_auth_flow'), 'static')}, tokens live {env['TOKEN_LIFETIME']} s")
     if args.reconcile_every > 0:
         print(f"concord demo:   every platform reconciled every {args.reconcile_every:g} s "
               f"(progress on the board's health strip and {worker_url}/api/v1/reconcile)")

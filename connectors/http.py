@@ -11,7 +11,11 @@
   same way until an operator sets the URL.
 
 Credentials travel only in request headers and are never logged: `redacted()` masks them in
-anything written to logs.
+anything written to logs. A client built with an `Authorizer` (connectors/tokens.py: the expiring
+tokens of Salesforce and NetSuite) asks it for the headers of each request, and after a 401 asks once
+for new ones and sends the request once more (a token that expired or was revoked costs one retry,
+not a halt); the authorizer may also name the API base (Salesforce's `instance_url`) when the client
+has none.
 
 Every id a connector puts into a URL path goes through `segment()`: ids come from platform payloads
 (attacker-influenced), so each is percent-encoded as exactly one path segment ("in_1/../customer/5"
@@ -31,7 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -60,6 +64,26 @@ class HttpResponse(Struct, frozen=True, kw_only=True):
     def json(self) -> Any:
         """The body as JSON (None when empty)."""
         return msgspec.json.decode(self.body) if self.body else None
+
+
+class Authorization(Struct, frozen=True, kw_only=True):
+    """Credentials for one request, from an `Authorizer`."""
+
+    headers: dict[str, str]
+    base_url: str = ""  # the API base these credentials name ("": the client's own)
+    key: str = ""  # what tells these credentials apart (the token), handed back when they are refused
+
+
+class Authorizer(Protocol):
+    """Where a client gets its credentials, and new ones when the platform refuses them (401)."""
+
+    async def authorize(self) -> Authorization:
+        """The credentials of the next request; raises ConnectorError when they cannot be had."""
+        ...
+
+    async def reauthorize(self, refused: Authorization) -> Authorization | None:
+        """Credentials other than `refused`, or None when there are none to get (a static token)."""
+        ...
 
 
 ErrorReader = Callable[[bytes], str]
@@ -130,6 +154,7 @@ class HttpClient:
         headers: Mapping[str, str],
         error_reader: ErrorReader,
         secret_path: bool = False,
+        auth: Authorizer | None = None,
     ) -> None:
         self.platform = platform
         # A path that is itself a credential (a Slack webhook's) is left out of every error text and log line.
@@ -140,6 +165,7 @@ class HttpClient:
         self.timeout = timeout
         self._headers = dict(headers)
         self._error_reader = error_reader
+        self.auth = auth
         self._session: aiohttp.ClientSession | None = None
         # Awaited before every request: the executor paces requests by the platform's shared rate
         # limit, so an action that makes two requests takes two tokens.
@@ -162,17 +188,41 @@ class HttpClient:
         The body is `json` (encoded here), `form`, or `content`: bytes sent exactly as given (a signed
         body), with the Content-Type the caller puts in `headers`. `path` is sent as it is (already
         encoded: every id in it through `segment()`); a dot segment in it is refused before anything is sent.
+        With an authorizer, a 401 gets new credentials once and the request is sent once more.
         """
-        if self._base is None:
+        if self._base is None and self.auth is None:
             raise not_configured(self.platform, self.url_variable)
         if any(part in (".", "..") for part in path.split("/")):
             raise ConnectorError(ErrorKind.DATA, f"{self.platform} {method} {path}: dot segment in the path")
+        what = f"{self.platform} {method}" if self.secret_path else f"{self.platform} {method} {path}"
+        credentials = await self.auth.authorize() if self.auth is not None else None
+        answer = await self._send(method, path, credentials, json=json, form=form, content=content, params=params,
+                                  headers=headers, what=what)
+        if answer.status == 401 and self.auth is not None and credentials is not None:
+            renewed = await self.auth.reauthorize(credentials)
+            if renewed is not None:
+                log.info("%s: HTTP 401 with the current token; sent again with a new one", what)
+                answer = await self._send(method, path, renewed, json=json, form=form, content=content,
+                                          params=params, headers=headers, what=what)
+        if answer.status >= 400 and answer.status not in allow:
+            raise self.error(what, answer)
+        return answer
+
+    async def _send(self, method: str, path: str, credentials: Authorization | None, *, json: Any,
+                    form: list[tuple[str, str]] | None, content: bytes | None, params: Mapping[str, str] | None,
+                    headers: Mapping[str, str] | None, what: str) -> HttpResponse:
+        """One request on the wire (paced), whatever its status; no answer -> TRANSIENT."""
+        base = self._base
+        if base is None and credentials is not None and credentials.base_url:
+            base = URL(credentials.base_url.rstrip("/"))
+        if base is None:
+            raise not_configured(self.platform, self.url_variable)
         if self.pace is not None:
             await self.pace()
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(headers=self._headers,
                                                   timeout=aiohttp.ClientTimeout(total=self.timeout))
-        request_headers = dict(headers or {})
+        request_headers = {**(credentials.headers if credentials is not None else {}), **(headers or {})}
         data: bytes | aiohttp.FormData | None = None
         if json is not None:
             data = msgspec.json.encode(json)
@@ -181,10 +231,9 @@ class HttpClient:
             data = aiohttp.FormData(form)
         elif content is not None:
             data = content
-        what = f"{self.platform} {method}" if self.secret_path else f"{self.platform} {method} {path}"
         try:
             # encoded=True: yarl neither re-quotes nor normalizes what `segment()` encoded.
-            url = self._base.with_path(self._base.raw_path.rstrip("/") + path, encoded=True)
+            url = base.with_path(base.raw_path.rstrip("/") + path, encoded=True)
             async with self._session.request(method, url, data=data, params=params,
                                              headers=request_headers) as response:
                 body = await response.read()
@@ -196,8 +245,6 @@ class HttpClient:
         except aiohttp.ClientError as exc:
             raise ConnectorError(ErrorKind.TRANSIENT, f"{what}: {type(exc).__name__}: {exc}") from None
         log.debug("%s -> %s", what, answer.status)
-        if answer.status >= 400 and answer.status not in allow:
-            raise self.error(what, answer)
         return answer
 
     def error(self, what: str, answer: HttpResponse) -> ConnectorError:

@@ -37,6 +37,9 @@ while the winner's own customer held it (9 of 18 D13 drifts of a seeded run ende
 The externalId stays the key an upsert finds the customer by (the account it was created for); the ERP
 codec reads the link field first.
 
+The token comes from the process's NetSuite token source (connectors/tokens.py: static, or renewed by the
+OAuth 2.0 client credentials flow); a 401 renews it once and the call is sent once more.
+
 Money goes out in major units (NetSuite's decimals), dates as `YYYY-MM-DD` (UTC). A 429 with
 `o:errorCode` CONCURRENCY_LIMIT_EXCEEDED (too many requests in flight) is TRANSIENT like any 429.
 """
@@ -60,6 +63,7 @@ from concord.connectors.http import (
     unknown_field,
     unsupported,
 )
+from concord.connectors.tokens import BearerAuth, netsuite_token_source
 from concord.core.messages import Command
 from concord.core.settings import Settings
 
@@ -160,8 +164,9 @@ class NetSuiteConnector:
             settings.netsuite_url,
             url_variable="CONCORD_NETSUITE_URL",
             timeout=settings.connector_timeout_seconds,
-            headers={"Authorization": f"Bearer {settings.netsuite_access_token}"},
+            headers={},
             error_reader=_error_message,
+            auth=BearerAuth(netsuite_token_source(settings)),
         )
 
     async def execute(self, command: Command) -> Outcome:

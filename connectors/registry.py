@@ -8,6 +8,7 @@ from concord.connectors.base import Connector
 from concord.connectors.netsuite import NetSuiteConnector
 from concord.connectors.salesforce import SalesforceConnector
 from concord.connectors.stripe import StripeConnector
+from concord.connectors.tokens import auth_configured
 from concord.connectors.zendesk import ZendeskConnector
 from concord.core.settings import Settings
 
@@ -26,7 +27,7 @@ def build_connectors(settings: Settings) -> dict[str, Connector]:
     return {connector.platform: connector for connector in connectors}
 
 
-#: What configures each platform: its base URL and its credentials (all must be set).
+#: What configures each platform with a static credential: its base URL and its credentials (all must be set).
 REQUIRED: Final = {
     "stripe": ("stripe_api_url", "stripe_api_key"),
     "salesforce": ("salesforce_instance_url", "salesforce_access_token"),
@@ -36,7 +37,13 @@ REQUIRED: Final = {
 
 
 def configured(settings: Settings, platform: str) -> bool:
-    """Whether `settings` give `platform` a URL and credentials."""
+    """Whether `settings` give `platform` a URL and credentials.
+
+    Salesforce and NetSuite may instead name a token flow (connectors/tokens.py): complete, it configures
+    them (Salesforce's token answer names its instance; NetSuite still needs its URL); incomplete, it raises
+    SettingsError naming what is missing."""
+    if platform in ("salesforce", "netsuite") and getattr(settings, f"{platform}_auth_flow") != "static":
+        return auth_configured(settings, platform) and (platform == "salesforce" or bool(settings.netsuite_url))
     return all(getattr(settings, name) for name in REQUIRED.get(platform, ()))
 
 

@@ -1,5 +1,9 @@
 """Salesforce connector: CRM actions as sObject REST calls (`Authorization: Bearer`).
 
+The token comes from the process's Salesforce token source (connectors/tokens.py: static, or renewed by
+the JWT bearer or client credentials flow); a 401 renews it once and the call is sent once more. With
+a flow and no `CONCORD_SALESFORCE_INSTANCE_URL`, the API base is the `instance_url` of the token answer.
+
 Actions:
 
 * `crm.update_customer` (target `customer_id` = Account Id; payload `{field: value}`) -> `PATCH
@@ -36,6 +40,7 @@ import msgspec
 from concord.codecs.salesforce import ACCOUNT_PAYMENT_TERMS_FIELD, ACCOUNT_TAX_ID_FIELD, record_fields
 from concord.connectors.base import ConnectorError, ErrorKind, Outcome
 from concord.connectors.http import HttpClient, segment, split_address, target, unknown_field, unsupported
+from concord.connectors.tokens import BearerAuth, salesforce_token_source
 from concord.core.messages import Command
 from concord.core.settings import Settings
 
@@ -121,8 +126,9 @@ class SalesforceConnector:
             settings.salesforce_instance_url,
             url_variable="CONCORD_SALESFORCE_INSTANCE_URL",
             timeout=settings.connector_timeout_seconds,
-            headers={"Authorization": f"Bearer {settings.salesforce_access_token}"},
+            headers={},
             error_reader=_error_message,
+            auth=BearerAuth(salesforce_token_source(settings)),
         )
 
     async def execute(self, command: Command) -> Outcome:

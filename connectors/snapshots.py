@@ -43,7 +43,9 @@ sent before and older than every later one.
 
 Failures: a 429 or 5xx (or no answer) is retried after the platform's `Retry-After` or a growing pause
 (`RETRIES` times), then raises; a 401/403 or a malformed answer raises at once (`ConnectorError`: AUTH or
-DATA), naming the platform, the request and the platform's own message. Requests are paced by
+DATA), naming the platform, the request and the platform's own message. Salesforce and NetSuite take their
+tokens from the process's token sources (connectors/tokens.py), shared with the connectors: a 401 renews
+the token once and the page is asked for again. Requests are paced by
 `HttpClient.pace` (the caller installs the platform's shared token bucket there).
 """
 
@@ -76,6 +78,7 @@ from concord.codecs.model import (
 from concord.codecs.salesforce import record_fields
 from concord.connectors.base import ConnectorError, ErrorKind
 from concord.connectors.http import HttpClient, HttpResponse, segment
+from concord.connectors.tokens import BearerAuth, netsuite_token_source, salesforce_token_source
 from concord.core.settings import Settings
 from concord.drift.lifecycle import RECONCILE_DRY_RUN, RECONCILE_PASS
 
@@ -291,9 +294,9 @@ class SalesforceReader:
         self.http = HttpClient(self.platform, settings.salesforce_instance_url,
                                url_variable="CONCORD_SALESFORCE_INSTANCE_URL",
                                timeout=settings.connector_timeout_seconds,
-                               headers={"Authorization": f"Bearer {settings.salesforce_access_token}",
-                                        "Sforce-Query-Options": f"batchSize={batch_size}"},
-                               error_reader=_salesforce_error)
+                               headers={"Sforce-Query-Options": f"batchSize={batch_size}"},
+                               error_reader=_salesforce_error,
+                               auth=BearerAuth(salesforce_token_source(settings)))
         self._sleep = sleep
         self._seen = 0  # records of the current query read so far (by this reader)
         self.answered_ms = 0
@@ -510,8 +513,8 @@ class NetSuiteReader:
     def __init__(self, settings: Settings, sleep: Sleep = asyncio.sleep, page_size: int = NETSUITE_PAGE) -> None:
         self.http = HttpClient(self.platform, settings.netsuite_url, url_variable="CONCORD_NETSUITE_URL",
                                timeout=settings.connector_timeout_seconds,
-                               headers={"Authorization": f"Bearer {settings.netsuite_access_token}"},
-                               error_reader=_netsuite_error)
+                               headers={}, error_reader=_netsuite_error,
+                               auth=BearerAuth(netsuite_token_source(settings)))
         self._sleep, self._size = sleep, page_size
         self.answered_ms = 0
         self.remaining: int | None = None

@@ -34,6 +34,15 @@ E_SHORT_SECRET: Final = (
 )
 E_SECRET_TWICE: Final = "{var} and {file_var} are both set: set the secret one way only (the variable or the file)"
 E_SECRET_FILE: Final = "{file_var}={path!r}: cannot read the secret file for {var} ({reason})"
+E_AUTH_INCOMPLETE: Final = ("{flow_var}={flow} needs {missing}: set them, or choose another flow "
+                            "(docs/platform-auth.md)")
+E_AUTH_STATIC_TOO: Final = ("{token_var} is set but {flow_var}={flow}: Concord gets its own tokens in that flow; "
+                            "unset {token_var}, or set {flow_var}=static to use it")
+E_AUTH_MY_DOMAIN: Final = ("CONCORD_SALESFORCE_AUTH_FLOW=client_credentials is served at the org's My Domain only, not "
+                           "at {url}: set CONCORD_SALESFORCE_LOGIN_URL to https://<my-domain>.my.salesforce.com")
+E_AUTH_NETSUITE_URL: Final = ("CONCORD_NETSUITE_AUTH_FLOW=client_credentials needs the token endpoint: set "
+                              "CONCORD_NETSUITE_URL (the endpoint is <it>/services/rest/auth/oauth2/v1/token) or "
+                              "CONCORD_NETSUITE_TOKEN_URL")
 
 MASK: Final = "********"
 SECRET_MIN_BYTES: Final = 16
@@ -392,7 +401,53 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         str, Meta(pattern=r"^(https?://\S+)?$",
                   description="Salesforce instance URL (`https://<my-domain>.my.salesforce.com`).")
     ] = ""
-    salesforce_access_token: Annotated[str, _secret("Salesforce OAuth 2.0 access token.")] = ""
+    salesforce_access_token: Annotated[
+        str, _secret("Salesforce OAuth 2.0 access token, for `CONCORD_SALESFORCE_AUTH_FLOW=static`: it expires with "
+                     "the org's session timeout and a new one needs a restart (prefer `jwt_bearer`).")
+    ] = ""
+    salesforce_auth_flow: Annotated[
+        str, Meta(pattern=r"^(static|jwt_bearer|client_credentials)$",
+                  description="How Concord gets its Salesforce access token (docs/platform-auth.md): `static` "
+                  "(`CONCORD_SALESFORCE_ACCESS_TOKEN`, as given), `jwt_bearer` (OAuth 2.0 JWT bearer flow: a "
+                  "connected app's consumer key, a username and the private key of the app's certificate) or "
+                  "`client_credentials` (OAuth 2.0 client credentials flow: the app's consumer key and secret, at "
+                  "the org's My Domain). The two flows fetch a new token before the old one expires, and once more "
+                  "when Salesforce answers 401 `INVALID_SESSION_ID`.")
+    ] = "static"
+    salesforce_client_id: Annotated[
+        str, Meta(description="Consumer key of the connected app (`jwt_bearer`: the JWT's `iss`; "
+                  "`client_credentials`: `client_id`).")
+    ] = ""
+    salesforce_username: Annotated[
+        str, Meta(description="Username of the integration user the JWT bearer flow acts as (the JWT's `sub`); the "
+                  "user must be pre-authorized for the connected app (profile or permission set).")
+    ] = ""
+    salesforce_private_key: Annotated[
+        str, _secret("PEM private key (RSA) of the certificate uploaded to the connected app; signs the JWT bearer "
+                     "flow's assertions (RS256). Read again from its file at each token request, so a rotated key "
+                     "needs no restart.")
+    ] = ""
+    salesforce_client_secret: Annotated[
+        str, _secret("Consumer secret of the connected app, for the client credentials flow. Read again from its "
+                     "file at each token request, so a rotated secret needs no restart.")
+    ] = ""
+    salesforce_login_url: Annotated[
+        str, Meta(pattern=r"^https?://[^\s/]+/?$",
+                  description="Where Salesforce tokens are requested (`<this>/services/oauth2/token`), and the JWT's "
+                  "`aud`: `https://login.salesforce.com`, `https://test.salesforce.com` for a sandbox org, or the "
+                  "org's My Domain (`https://<my-domain>.my.salesforce.com`), which the client credentials flow "
+                  "requires. The token answer names the instance: it is the API base when "
+                  "`CONCORD_SALESFORCE_INSTANCE_URL` is empty.")
+    ] = "https://login.salesforce.com"
+    salesforce_session_seconds: Annotated[
+        float, Meta(ge=1, le=86_400, description="How long a Salesforce access token lives: the org's session "
+                    "timeout (Setup > Session Settings, or the connected app's own policy). Salesforce's token answer "
+                    "does not say, so Concord counts from the token request.")
+    ] = 7200.0
+    salesforce_token_refresh_margin_seconds: Annotated[
+        float, Meta(ge=0, le=3600, description="A Salesforce token is renewed this long before it expires (at most "
+                    "half its lifetime before), so no request goes out with a token about to die.")
+    ] = 300.0
     salesforce_api_version: Annotated[
         str, Meta(pattern=r"^v\d+\.\d$", description="Salesforce REST API version used in request paths.")
     ] = "v60.0"
@@ -407,7 +462,44 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         str, Meta(pattern=r"^(https?://\S+)?$",
                   description="NetSuite REST base URL (`https://<account>.suitetalk.api.netsuite.com`).")
     ] = ""
-    netsuite_access_token: Annotated[str, _secret("NetSuite OAuth 2.0 access token.")] = ""
+    netsuite_access_token: Annotated[
+        str, _secret("NetSuite OAuth 2.0 access token, for `CONCORD_NETSUITE_AUTH_FLOW=static`: it expires (60 "
+                     "minutes) and a new one needs a restart (prefer `client_credentials`).")
+    ] = ""
+    netsuite_auth_flow: Annotated[
+        str, Meta(pattern=r"^(static|client_credentials)$",
+                  description="How Concord gets its NetSuite access token (docs/platform-auth.md): `static` "
+                  "(`CONCORD_NETSUITE_ACCESS_TOKEN`, as given) or `client_credentials` (OAuth 2.0 machine-to-machine: "
+                  "the integration record's client id, and a JWT signed with the private key of the certificate "
+                  "mapped to it). A new token is fetched before the old one expires, and once more on a 401.")
+    ] = "static"
+    netsuite_client_id: Annotated[
+        str, Meta(description="Client id (consumer key) of the NetSuite integration record (the assertion's `iss`).")
+    ] = ""
+    netsuite_certificate_id: Annotated[
+        str, Meta(description="Certificate ID NetSuite gave the certificate mapped to the integration (Setup > "
+                  "Integration > OAuth 2.0 Client Credentials (M2M) Setup); the assertion's `kid`.")
+    ] = ""
+    netsuite_private_key: Annotated[
+        str, _secret("PEM private key (RSA) of the certificate mapped to the integration; signs the client "
+                     "assertion (PS256). Read again from its file at each token request, so a rotated key needs no "
+                     "restart.")
+    ] = ""
+    netsuite_token_url: Annotated[
+        str, Meta(pattern=r"^(https?://\S+)?$",
+                  description="NetSuite's OAuth 2.0 token endpoint, and the assertion's `aud`. Empty: "
+                  "`<CONCORD_NETSUITE_URL>/services/rest/auth/oauth2/v1/token`.")
+    ] = ""
+    netsuite_scopes: Annotated[
+        str, Meta(pattern=r"^(rest_webservices|restlets|suite_analytics)"
+                  r"(,(rest_webservices|restlets|suite_analytics))*$",
+                  description="Comma-separated scopes asked for in the client credentials flow (the integration "
+                  "record must allow them): Concord calls REST web services only.")
+    ] = "rest_webservices"
+    netsuite_token_refresh_margin_seconds: Annotated[
+        float, Meta(ge=0, le=3600, description="A NetSuite token is renewed this long before it expires (at most "
+                    "half its lifetime before).")
+    ] = 300.0
     connector_timeout_seconds: Annotated[
         float, Meta(ge=0.1, le=300.0, description="Timeout of one platform API call; a timeout is retried "
                     "(the idempotency key or upsert makes the retry safe).")
@@ -556,9 +648,42 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         else:
             raw.pop(field, None)
     try:
-        return msgspec.convert(raw, Settings, strict=False)
+        settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise _explain(exc, raw) from None
+    check_auth_flows(settings)
+    return settings
+
+
+#: What each token flow of a platform needs (connectors/tokens.py, docs/platform-auth.md).
+AUTH_FLOW_SETTINGS: Final = {
+    ("salesforce", "jwt_bearer"): ("salesforce_client_id", "salesforce_username", "salesforce_private_key"),
+    ("salesforce", "client_credentials"): ("salesforce_client_id", "salesforce_client_secret"),
+    ("netsuite", "client_credentials"): ("netsuite_client_id", "netsuite_certificate_id", "netsuite_private_key"),
+}
+# Login hosts that do not serve Salesforce's client credentials flow (only the org's My Domain does).
+_GENERIC_SALESFORCE_LOGIN_HOSTS: Final = frozenset({"login.salesforce.com", "test.salesforce.com"})
+
+
+def check_auth_flows(settings: Settings) -> None:
+    """SettingsError when a platform's token flow is incomplete (naming what it lacks), or set beside a static
+    token, or cannot reach its token endpoint: a worker must not start to find out at its first command."""
+    for (platform, flow), required in AUTH_FLOW_SETTINGS.items():
+        if getattr(settings, f"{platform}_auth_flow") != flow:
+            continue
+        flow_var, token_var = env_var(f"{platform}_auth_flow"), env_var(f"{platform}_access_token")
+        if getattr(settings, f"{platform}_access_token"):
+            raise SettingsError(E_AUTH_STATIC_TOO.format(token_var=token_var, flow_var=flow_var, flow=flow))
+        missing = [env_var(name) for name in required if not getattr(settings, name)]
+        if missing:
+            raise SettingsError(E_AUTH_INCOMPLETE.format(flow_var=flow_var, flow=flow, missing=", ".join(missing)))
+    if settings.salesforce_auth_flow == "client_credentials":
+        host = settings.salesforce_login_url.split("://", 1)[-1].strip("/").lower()
+        if host in _GENERIC_SALESFORCE_LOGIN_HOSTS:
+            raise SettingsError(E_AUTH_MY_DOMAIN.format(url=settings.salesforce_login_url))
+    netsuite_endpoint = settings.netsuite_token_url or settings.netsuite_url
+    if settings.netsuite_auth_flow == "client_credentials" and not netsuite_endpoint:
+        raise SettingsError(E_AUTH_NETSUITE_URL)
 
 
 # Variables with the prefix that are not settings of the worker (read by other tools).
@@ -591,6 +716,18 @@ def _read_secret(env: Mapping[str, str], field: str) -> str:
     if value and len(value.encode()) < SECRET_MIN_BYTES:
         raise SettingsError(E_SHORT_SECRET.format(source=source, min_bytes=SECRET_MIN_BYTES))
     return value
+
+
+def current_secret(settings: Settings, field: str, environ: Mapping[str, str] | None = None) -> str:
+    """The secret `field`'s value now: read again from the file `CONCORD_<NAME>_FILE` names when that is set
+    (a secret rotated in its file needs no restart), else the value `settings` were loaded with.
+
+    Raises `SettingsError` as `load` does (an unreadable file, a value too short), never showing the value.
+    """
+    env = os.environ if environ is None else environ
+    if env.get(secret_file_vars()[field], "").strip():
+        return _read_secret({secret_file_vars()[field]: env[secret_file_vars()[field]]}, field)
+    return str(getattr(settings, field))
 
 
 def _explain(exc: msgspec.ValidationError, raw: Mapping[str, Any]) -> SettingsError:

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
 from concord.core import event_loop
@@ -49,6 +50,14 @@ DRAIN_SECONDS: Final = 30.0
 REQUIRED_SETTINGS: Final = ("stripe_api_key", "salesforce_access_token", "zendesk_api_email", "zendesk_api_token",
                             "netsuite_access_token", "stripe_webhook_secret", "zendesk_webhook_secret",
                             "netsuite_webhook_secret")
+# What stands for a static token when Concord gets its tokens by a flow (the sandbox's token endpoints check them).
+FLOW_SETTINGS: Final = {
+    ("salesforce", "jwt_bearer"): ("salesforce_client_id", "salesforce_username"),
+    ("salesforce", "client_credentials"): ("salesforce_client_id", "salesforce_client_secret"),
+    ("netsuite", "client_credentials"): ("netsuite_client_id", "netsuite_certificate_id"),
+}
+E_CERTIFICATE_NEEDED: Final = ("CONCORD_{platform}_AUTH_FLOW={flow}: pass {option} FILE, the certificate (PEM) whose "
+                               "key signs Concord's assertions, so the sandbox's token endpoint can check them")
 STRIPE_TEST_PREFIXES: Final = ("sk_test_", "rk_test_")
 STRIPE_LIVE_PREFIXES: Final = ("sk_live_", "rk_live_", "pk_live_")
 E_MISSING: Final = ("unset: {names}. The sandbox requires the credentials its platform APIs accept and the secrets it "
@@ -108,15 +117,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-credentials", action="store_true",
                         help="declare that the CONCORD_* credentials and webhook secrets are made-up test values "
                         "(required: only Stripe API keys show whether they are live)")
+    parser.add_argument("--token-lifetime", type=float, default=300.0, metavar="SECONDS",
+                        help="how long a token of the Salesforce and NetSuite token endpoints lives; short, so Concord "
+                        "renews its tokens during a run (default: %(default)s)")
+    parser.add_argument("--salesforce-jwt-certificate", default="", metavar="FILE",
+                        help="the connected app's certificate (PEM): opens the JWT bearer flow of the Salesforce token "
+                        "endpoint, for CONCORD_SALESFORCE_AUTH_FLOW=jwt_bearer")
+    parser.add_argument("--netsuite-certificate", default="", metavar="FILE",
+                        help="the certificate (PEM) mapped to the NetSuite integration under "
+                        "CONCORD_NETSUITE_CERTIFICATE_ID: opens the NetSuite token endpoint, for "
+                        "CONCORD_NETSUITE_AUTH_FLOW=client_credentials")
     parser.add_argument("--control-public", action="store_true",
                         help="serve the control API (/_sandbox/*) to non-loopback peers too (default: loopback only)")
+
+
+def required_settings(settings: settings_mod.Settings) -> tuple[str, ...]:
+    """`REQUIRED_SETTINGS`, with a flow's identities instead of the static token of a platform that uses one."""
+    names: list[str] = []
+    for name in REQUIRED_SETTINGS:
+        platform = name.removesuffix("_access_token")
+        flow = getattr(settings, f"{platform}_auth_flow", "static") if platform != name else "static"
+        names.extend(FLOW_SETTINGS.get((platform, flow), (name,)))
+    return tuple(names)
 
 
 def check_credentials(settings: settings_mod.Settings, *, test_credentials: bool) -> None:
     """ValueError unless every setting of `REQUIRED_SETTINGS` is set and is a test value (see the module doc).
 
     The messages name settings and key prefixes, never a value."""
-    values = {name: getattr(settings, name) for name in REQUIRED_SETTINGS}
+    values = {name: getattr(settings, name) for name in required_settings(settings)}
     missing = [settings_mod.env_var(name) for name, value in values.items() if not value]
     if missing:
         raise ValueError(E_MISSING.format(names=", ".join(missing)))
@@ -127,7 +156,7 @@ def check_credentials(settings: settings_mod.Settings, *, test_credentials: bool
     if not values["stripe_api_key"].startswith(STRIPE_TEST_PREFIXES):
         raise ValueError(E_NOT_TEST.format(name=settings_mod.env_var("stripe_api_key")))
     if not test_credentials:
-        unmarked = [settings_mod.env_var(name) for name in REQUIRED_SETTINGS if name != "stripe_api_key"]
+        unmarked = [settings_mod.env_var(name) for name in values if name != "stripe_api_key"]
         raise ValueError(E_UNDECLARED.format(names=", ".join(unmarked)))
 
 
@@ -153,6 +182,14 @@ def config_from_args(args: argparse.Namespace, settings: settings_mod.Settings) 
         raise ValueError(f"--history is a number of customers, 0 or more, got {args.history}")
     if not 0.0 <= args.lose_rate <= 1.0:
         raise ValueError(f"--lose-rate is the share of events lost, between 0 and 1, got {args.lose_rate}")
+    if args.token_lifetime <= 0:
+        raise ValueError(f"--token-lifetime is seconds, above 0, got {args.token_lifetime}")
+    certificates = {"salesforce": _certificate("--salesforce-jwt-certificate", args.salesforce_jwt_certificate),
+                    "netsuite": _certificate("--netsuite-certificate", args.netsuite_certificate)}
+    for platform, flow, option in (("salesforce", "jwt_bearer", "--salesforce-jwt-certificate"),
+                                   ("netsuite", "client_credentials", "--netsuite-certificate")):
+        if getattr(settings, f"{platform}_auth_flow") == flow and not certificates[platform]:
+            raise ValueError(E_CERTIFICATE_NEEDED.format(platform=platform.upper(), flow=flow, option=option))
     traffic = TrafficConfig(
         seed=args.seed,
         customers=args.customers,
@@ -168,7 +205,23 @@ def config_from_args(args: argparse.Namespace, settings: settings_mod.Settings) 
     )
     return config_from_settings(settings, traffic, host=args.host, port=args.port, run_traffic=not args.no_traffic,
                                 concord_url=args.concord_url, control_public=args.control_public,
-                                lose_rate=args.lose_rate)
+                                lose_rate=args.lose_rate, token_lifetime=args.token_lifetime,
+                                salesforce_certificate=certificates["salesforce"],
+                                netsuite_certificate=certificates["netsuite"])
+
+
+def _certificate(option: str, path: str) -> str:
+    """The PEM certificate (or public key) in the file `path` ("" for none); ValueError naming the option."""
+    from concord.sandbox.oauth import E_CERTIFICATE, load_public_key
+
+    if not path:
+        return ""
+    try:
+        pem = Path(path).read_text(encoding="utf-8")
+        load_public_key(pem)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(E_CERTIFICATE.format(option=option, path=path, problem=type(exc).__name__)) from None
+    return pem
 
 
 def progress_line(sandbox: Sandbox) -> str:

@@ -90,6 +90,7 @@ from aiohttp import web
 
 from concord.sandbox import catalog
 from concord.sandbox.faults import Faults, Handler, PlatformCredentials, WriteCounter, guard
+from concord.sandbox.oauth import Sessions
 from concord.sandbox.salesforce import to_major, to_minor
 from concord.sandbox.world import Record, World
 
@@ -823,10 +824,11 @@ def _error(status: int, code: str, message: str, retry_after: float | None = Non
 class _Api:
     """The record endpoints, over one world, with NetSuite's account concurrency limit."""
 
-    def __init__(self, world: World, faults: Faults, credentials: PlatformCredentials) -> None:
+    def __init__(self, world: World, faults: Faults, credentials: PlatformCredentials, sessions: Sessions) -> None:
         self.world = world
         self.faults = faults
         self.credentials = credentials
+        self.sessions = sessions
         self.writes = WriteCounter(world)
         self.in_flight = 0
 
@@ -847,10 +849,7 @@ class _Api:
         return counted
 
     def _unauthenticated(self, request: web.Request) -> web.Response | None:
-        header = request.headers.get("Authorization", "")
-        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-        expected = self.credentials.netsuite_access_token
-        if not token or (expected and token != expected):
+        if not self.sessions.bearer(request.headers.get("Authorization", "")):
             return _error(401, "INVALID_LOGIN", "Invalid login attempt. For more details, see the Login Audit Trail "
                           "in the NetSuite UI at Setup > Users/Roles > User Management > View Login Audit Trail.")
         return None
@@ -989,9 +988,11 @@ class _Api:
         return response
 
 
-def routes(world: World, faults: Faults, credentials: PlatformCredentials) -> list[web.RouteDef]:
-    """The REST record endpoints, each behind the concurrency limit and the NetSuite faults."""
-    api = _Api(world, faults, credentials)
+def routes(world: World, faults: Faults, credentials: PlatformCredentials,
+           sessions: Sessions | None = None) -> list[web.RouteDef]:
+    """The REST record endpoints, each behind the concurrency limit and the NetSuite faults, open to the bearers
+    `sessions` accepts (default: the static token of `credentials`; sandbox/oauth.py)."""
+    api = _Api(world, faults, credentials, sessions or Sessions(credentials.netsuite_access_token))
     guarded = guard(faults, PLATFORM, _error)
     record = _RECORD_ROOT + "/{type}/{id}"
     return [

@@ -73,6 +73,7 @@ from aiohttp import web
 
 from concord.core.currency import minor_units
 from concord.sandbox.faults import Faults, Handler, PlatformCredentials, WriteCounter, guard
+from concord.sandbox.oauth import Sessions
 from concord.sandbox.world import Change, Record, World
 
 PLATFORM: Final = "salesforce"
@@ -630,9 +631,9 @@ def _batch_size(options: str) -> int:
 class _Api:
     """The sObject and query endpoints, over one world."""
 
-    def __init__(self, world: World, credentials: PlatformCredentials) -> None:
+    def __init__(self, world: World, sessions: Sessions) -> None:
         self.world = world
-        self.credentials = credentials
+        self.sessions = sessions
         self.writes = WriteCounter(world)
         self.deleted: dict[tuple[str, str], Record] = {}  # the recycle bin queryAll reads: (object, Id) -> record
         self.cursors: dict[str, list[Record]] = {}  # query locator -> the query's rows
@@ -651,10 +652,7 @@ class _Api:
             self.deleted.pop((change.type, change.id), None)
 
     def _unauthenticated(self, request: web.Request) -> web.Response | None:
-        header = request.headers.get("Authorization", "")
-        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-        expected = self.credentials.salesforce_access_token
-        if not token or (expected and token != expected):
+        if not self.sessions.bearer(request.headers.get("Authorization", "")):
             return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
         return None
 
@@ -813,9 +811,11 @@ class _Api:
         return response
 
 
-def routes(world: World, faults: Faults, credentials: PlatformCredentials) -> list[web.RouteDef]:
-    """The sObject endpoints (any `vXX.X`), each behind the Salesforce faults."""
-    api = _Api(world, credentials)
+def routes(world: World, faults: Faults, credentials: PlatformCredentials,
+           sessions: Sessions | None = None) -> list[web.RouteDef]:
+    """The sObject endpoints (any `vXX.X`), each behind the Salesforce faults, open to the bearers `sessions`
+    accepts (default: the static token of `credentials`; sandbox/oauth.py)."""
+    api = _Api(world, sessions or Sessions(credentials.salesforce_access_token))
     guarded = guard(faults, PLATFORM, _error)
     handlers: list[tuple[str, str, Handler]] = [
         ("GET", _API_ROOT + "/{id}", api.get_by_id),

@@ -4,7 +4,9 @@
 
 * the platform routes the connectors call (`sandbox/stripe.py`, `salesforce.py`, `zendesk.py`,
   `netsuite.py`), each behind the per-platform faults (`sandbox/faults.py`), accepting the
-  credentials Concord's connectors are configured with;
+  credentials Concord's connectors are configured with, and the tokens of Salesforce's and NetSuite's
+  OAuth 2.0 token endpoints (`sandbox/oauth.py`, `SandboxConfig.oauth`: short-lived, so a run renews
+  them);
 * the `Emitter` (`sandbox/emit.py`), which delivers every world change to Concord as the
   platform's native event, started and stopped with the application; each platform loses its
   `lose_rate` share of them (`SandboxConfig.lose_rate` at start, a fault at runtime), recorded in
@@ -18,7 +20,7 @@
   ========================  =======================================================================
   GET  /_sandbox/healthz    `{"ok": true}`
   GET  /_sandbox/status     customers, history, steps, injections per rule, deals per outcome, lost events,
-                            emitter stats
+                            emitter stats, tokens issued and refused per platform (`tokens`)
   GET  /_sandbox/injected   the ground truth: every `Injection` (`?rule=D01` filters; `at_rest` marks history)
   GET  /_sandbox/deals      the saga's ground truth: `{"deals": [Deal, ...]}`, every deal played to its end
                             (opportunity_id, customer_key, variant, expected, reason, plan, quantity)
@@ -53,6 +55,7 @@ from concord.sandbox.emit import Emitter, EmitterStats
 from concord.sandbox.faults import PLATFORMS, Faults, FaultsError, FaultSettings, PlatformCredentials
 from concord.sandbox.injection import Injection
 from concord.sandbox.lost import LostEvent
+from concord.sandbox.oauth import OAuthConfig, TokenStats, sessions_for, token_routes
 from concord.sandbox.traffic import Runner, Traffic, TrafficConfig, TrafficStatus
 from concord.sandbox.webhook_setup import WebhookSetup
 from concord.sandbox.world import Effect, World
@@ -81,13 +84,18 @@ class SandboxConfig(Struct, frozen=True, kw_only=True):
     fault_seed: int = 1
     control_public: bool = False  # serve `/_sandbox/*` to non-loopback peers too
     lose_rate: float = 0.0  # every platform's `lose_rate` fault at start: share of events lost, not delivered
+    oauth: OAuthConfig = OAuthConfig()  # the token endpoints: apps, certificates, token lifetime
 
 
 def config_from_settings(settings: Settings, traffic: TrafficConfig, *, host: str = "127.0.0.1", port: int = 6070,
                          run_traffic: bool = True, concord_url: str | None = None,
-                         control_public: bool = False, lose_rate: float = 0.0) -> SandboxConfig:
+                         control_public: bool = False, lose_rate: float = 0.0, token_lifetime: float = 300.0,
+                         salesforce_certificate: str = "", netsuite_certificate: str = "") -> SandboxConfig:
     """The sandbox's configuration from Concord's settings: the secrets it signs with, the topic it
-    produces to, and the connector credentials it accepts (so Concord's connectors authenticate)."""
+    produces to, and the connector credentials it accepts (so Concord's connectors authenticate).
+
+    The certificates (PEM) open the token endpoints' JWT flows; the apps' identities come from the settings,
+    and Salesforce's client credentials flow opens when the settings hold a client secret."""
     web_host = "127.0.0.1" if settings.web_host in ("0.0.0.0", "::") else settings.web_host
     return SandboxConfig(
         host=host,
@@ -110,6 +118,16 @@ def config_from_settings(settings: Settings, traffic: TrafficConfig, *, host: st
         fault_seed=traffic.seed,
         control_public=control_public,
         lose_rate=lose_rate,
+        oauth=OAuthConfig(
+            token_lifetime=token_lifetime,
+            salesforce_certificate=salesforce_certificate,
+            salesforce_client_id=settings.salesforce_client_id,
+            salesforce_username=settings.salesforce_username,
+            salesforce_client_secret=settings.salesforce_client_secret,
+            netsuite_certificate=netsuite_certificate,
+            netsuite_certificate_id=settings.netsuite_certificate_id,
+            netsuite_client_id=settings.netsuite_client_id,
+        ),
     )
 
 
@@ -151,6 +169,7 @@ class SandboxStatus(Struct, kw_only=True):
     plan_tiers: dict[str, str]  # what Concord's rules file needs as `plan_tiers` for D03
     lost: int  # events lost on purpose, all platforms (`lose_rate`; each listed in /_sandbox/lost)
     emitter: EmitterStats
+    tokens: dict[str, TokenStats]  # Salesforce's and NetSuite's token endpoints and sessions (sandbox/oauth.py)
 
 
 class DealsView(Struct, kw_only=True):
@@ -173,10 +192,15 @@ class TrafficCommand(Struct, frozen=True, forbid_unknown_fields=True):
 class Sandbox:
     """The parts of one running sandbox, shared by its handlers."""
 
-    def __init__(self, config: SandboxConfig, world: World, emitter: EmitterLike, faults: Faults) -> None:
+    def __init__(self, config: SandboxConfig, world: World, emitter: EmitterLike, faults: Faults,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.world = world
         self.faults = faults
+        self.sessions = {
+            "salesforce": sessions_for("salesforce", config.credentials.salesforce_access_token, config.oauth, clock),
+            "netsuite": sessions_for("netsuite", config.credentials.netsuite_access_token, config.oauth, clock),
+        }
         self.traffic = Traffic(world, config.traffic)
         # Before the emitter starts (on app startup), and unheard in any case: see Traffic.play_history.
         self.traffic.play_history()
@@ -194,6 +218,7 @@ class Sandbox:
             plan_tiers=PLAN_TIERS,
             lost=sum(lane.lost for lane in emitter.platforms.values()),
             emitter=emitter,
+            tokens={platform: sessions.counts for platform, sessions in self.sessions.items()},
         )
 
 
@@ -323,11 +348,14 @@ def build_app(config: SandboxConfig, *, world: World | None = None,
     """The sandbox service: platform APIs, control API, emitter and traffic (started on app startup)."""
     world = world if world is not None else World(clock=clock)
     faults = Faults(FaultSettings.losing(config.lose_rate), seed=config.fault_seed)
-    sandbox = Sandbox(config, world, emitter(config, world, faults), faults)
+    sandbox = Sandbox(config, world, emitter(config, world, faults), faults, clock)
     app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[control_guard])
     app[SANDBOX] = sandbox
-    for platform in (stripe, salesforce, zendesk, netsuite):
+    for platform in (stripe, zendesk):
         app.add_routes(platform.routes(world, sandbox.faults, config.credentials))
+    app.add_routes(salesforce.routes(world, sandbox.faults, config.credentials, sandbox.sessions["salesforce"]))
+    app.add_routes(netsuite.routes(world, sandbox.faults, config.credentials, sandbox.sessions["netsuite"]))
+    app.add_routes(token_routes(config.oauth, sandbox.sessions["salesforce"], sandbox.sessions["netsuite"], clock))
     app.add_routes(webhook_setup.routes(WebhookSetup(config.concord_url, config.zendesk_webhook_secret,
                                                      config.credentials)))
     app.add_routes([

@@ -44,7 +44,13 @@ def test_environment_aims_connectors_at_the_sandbox_and_is_valid(tmp_path: Path)
                                 run_id="concord-demo-1")
     settings = settings_mod.load({k: v for k, v in env.items() if k.startswith("CONCORD_")})
     assert settings.stripe_api_url == settings.zendesk_url == settings.netsuite_url == "http://127.0.0.1:6070"
-    assert settings.salesforce_instance_url == "http://127.0.0.1:6070"
+    # Salesforce and NetSuite by their token flows; Salesforce's instance is the one its token answer names.
+    assert not settings.salesforce_instance_url and settings.salesforce_login_url == "http://127.0.0.1:6070"
+    assert (settings.salesforce_auth_flow, settings.netsuite_auth_flow) == ("jwt_bearer", "client_credentials")
+    assert settings.salesforce_private_key.startswith("-----BEGIN PRIVATE KEY-----")
+    assert settings.netsuite_private_key == settings.salesforce_private_key
+    assert env["SANDBOX_SALESFORCE_CERTIFICATE"] == env["SANDBOX_NETSUITE_CERTIFICATE"]
+    assert Path(env["SANDBOX_NETSUITE_CERTIFICATE"]).read_text().startswith("-----BEGIN CERTIFICATE-----")
     assert settings.kafka_url == "kafka://127.0.0.1:9192"
     assert settings.redis_url == "redis://127.0.0.1:6380/0"
     assert settings.stripe_webhook_secret and settings.rules_file.endswith("rules.json")
@@ -56,6 +62,9 @@ def test_what_the_user_set_wins(tmp_path: Path) -> None:
     env = demo.demo_environment(tmp_path / "r.json", {"CONCORD_STRIPE_API_URL": "https://api.stripe.com"})
     assert env["CONCORD_STRIPE_API_URL"] == "https://api.stripe.com"
     assert env["CONCORD_ZENDESK_URL"] == "http://127.0.0.1:6070"
+    static = demo.demo_environment(tmp_path / "r.json", {"CONCORD_SALESFORCE_ACCESS_TOKEN": "00Dx!static-token"})
+    assert "CONCORD_SALESFORCE_AUTH_FLOW" not in static and static["CONCORD_NETSUITE_AUTH_FLOW"] == "client_credentials"
+    assert static["CONCORD_SALESFORCE_INSTANCE_URL"] == "http://127.0.0.1:6070"
 
 
 def test_summary_reads_metrics_and_rates() -> None:

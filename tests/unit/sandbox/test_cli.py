@@ -124,3 +124,22 @@ def test_the_command_exits_non_zero_with_one_line_and_no_traceback() -> None:
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and "secretvalue" not in done.stderr + done.stdout
     assert done.stderr.strip().startswith("concord sandbox: CONCORD_STRIPE_API_KEY is a Stripe live key (sk_live_...)")
+
+
+def test_token_flows_need_the_certificates_their_endpoints_check(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    env = {k: v for k, v in demo_environment(tmp_path / "rules.json", {}).items() if k.startswith("CONCORD_")}
+    with pytest.raises(SystemExit, match="pass --salesforce-jwt-certificate FILE"):
+        run(monkeypatch, env, "--test-credentials")
+    certificate = demo_environment(tmp_path / "rules.json", {})["SANDBOX_SALESFORCE_CERTIFICATE"]
+    with pytest.raises(SystemExit, match=r"--netsuite-certificate: .* is not a PEM certificate"):
+        run(monkeypatch, env, "--test-credentials", "--salesforce-jwt-certificate", certificate,
+            "--netsuite-certificate", str(tmp_path / "rules.json"))
+    [config] = run(monkeypatch, env, "--test-credentials", "--token-lifetime", "2", "--salesforce-jwt-certificate",
+                   certificate, "--netsuite-certificate", certificate)
+    oauth = config.oauth
+    assert oauth.token_lifetime == 2 and oauth.salesforce_certificate == oauth.netsuite_certificate
+    assert oauth.salesforce_certificate.startswith("-----BEGIN CERTIFICATE-----")
+    assert (oauth.salesforce_client_id, oauth.netsuite_certificate_id) == (
+        env["CONCORD_SALESFORCE_CLIENT_ID"], env["CONCORD_NETSUITE_CERTIFICATE_ID"])
+    assert not config.credentials.salesforce_access_token  # no static token: only issued ones are accepted
