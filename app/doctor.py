@@ -10,7 +10,8 @@ What it checks, each a line of the checklist with what to fix:
   `CONCORD_TOPIC_PARTITIONS` partitions (a topic with another count breaks co-partitioning: blocking; a
   missing one is made by the first worker: a warning) and the replication factor.
 * **Redis**: reachable (the ledger, the rate limits, the indexes).
-* **Each platform**: credentials valid (the first page of its customers, as a reconciliation reads it);
+* **Each platform**: a token obtained and renewed where tokens expire (Salesforce, NetSuite: a static token
+  is a warning); credentials valid (the first page of its customers, as a reconciliation reads it);
   Stripe's webhook endpoint posting to Concord, enabled, subscribed to the event types the codec reads
   (`codecs/stripe.py` `EVENT_TYPES`) on an API version it reads; Zendesk's webhook active, posting JSON to
   Concord, subscribed to the events Concord reads, signed with `CONCORD_ZENDESK_WEBHOOK_SECRET`.
@@ -352,13 +353,16 @@ class Probe:
         from concord.connectors.base import ConnectorError
         from concord.connectors.snapshots import READERS
 
+        checks = await self._token(platform)
+        if any(c.status is Status.FAIL for c in checks):
+            return checks, None
         reader = READERS[platform](self.settings)
         try:
             try:
                 coverage = await self._coverage(platform, reader)
             except ConnectorError as exc:
-                return [fail(platform, "credentials", str(exc), _CREDENTIALS_FIX[platform])], None
-            checks = [ok(platform, "credentials", "the API answered with the configured credentials")]
+                return [*checks, fail(platform, "credentials", str(exc), _CREDENTIALS_FIX[platform])], None
+            checks.append(ok(platform, "credentials", "the API answered with the configured credentials"))
             checks.extend(await self._webhooks(platform, reader.http))
             if coverage is not None:
                 link = LINK_FIELD[platform].format(netsuite_crm_link_field=self.settings.netsuite_crm_link_field)
@@ -366,6 +370,33 @@ class Probe:
             return checks, coverage
         finally:
             await reader.close()
+
+    async def _token(self, platform: str) -> list[Check]:
+        """A platform whose tokens expire: one token obtained, then renewed, through its flow."""
+        from concord.connectors.base import ConnectorError
+        from concord.connectors.tokens import netsuite_token_source, salesforce_token_source
+
+        if platform not in ("salesforce", "netsuite"):
+            return []
+        source = (salesforce_token_source if platform == "salesforce" else netsuite_token_source)(self.settings)
+        flow = getattr(self.settings, f"{platform}_auth_flow")
+        if not source.renews:
+            return [warn(platform, "token refresh", "a static access token: it expires with the session and then "
+                         "halts the platform's commands until it is replaced", "use a flow that renews its tokens "
+                         f"(CONCORD_{platform.upper()}_AUTH_FLOW, docs/platform-auth.md)")]
+        try:
+            first = await source.current()
+            renewed = await source.refresh(first.value)
+            token = await source.current()
+        except ConnectorError as exc:
+            return [fail(platform, "token refresh", f"the {flow} flow got no token: {exc}",
+                         "check the flow's settings and the platform's side (docs/platform-auth.md)")]
+        if renewed == first.value:
+            return [fail(platform, "token refresh", f"the {flow} flow renewed nothing: the same token came back",
+                         "check the flow's settings (docs/platform-auth.md)")]
+        lasts = token.expires_at - token.obtained_at
+        return [ok(platform, "token refresh", f"the {flow} flow gave a token and renewed it; a token lasts "
+                   f"{lasts:.0f} s and is renewed before it expires")]
 
     async def _coverage(self, platform: str, reader: Any) -> Coverage | None:
         """Reads the platform's customers (Salesforce: one page of accounts, for the credentials)."""

@@ -1,12 +1,13 @@
 """`concord doctor` against the sandbox's platforms and the real broker: healthy, then with problems planted.
 
 The sandbox (the demo's service, `build_app`) holds history customers on the four platforms, a Stripe
-webhook endpoint and a Zendesk webhook posting to Concord. Concord's topics exist with the configured
-partitions. The doctor passes (exit 0). Then problems are planted the way they happen in a real account,
-through the platforms' own APIs and the settings: the Stripe endpoint loses event types, the Zendesk
-webhook's secret is reset, the NetSuite token is wrong, the topics have another partition count than the
-settings say, a webhook secret is short, and some Stripe customers lose their Salesforce Account Id. The
-doctor exits 1 and names each.
+webhook endpoint and a Zendesk webhook posting to Concord. Salesforce and NetSuite authenticate with their
+token flows (JWT bearer, client credentials) as in the demo, and Concord's topics exist with the configured
+partitions. The doctor gets and renews a token of each, and passes (exit 0). Then problems are planted the
+way they happen in a real account, through the platforms' own APIs and the settings: the Stripe endpoint
+loses event types, the Zendesk webhook's secret is reset, NetSuite's integration names a certificate the
+account does not have, the topics have another partition count than the settings say, a webhook secret is
+short, and some Stripe customers lose their Salesforce Account Id. The doctor exits 1 and names each.
 """
 
 from __future__ import annotations
@@ -15,18 +16,20 @@ import asyncio
 import base64
 import os
 import sys
+import time
 from pathlib import Path
 
 import msgspec
 from aiohttp import ClientSession
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestServer, unused_port
 
+from concord.app.demo import demo_keys
 from concord.core.settings import Settings
 from concord.core.topics import TopicSpec, ensure_topics, topic_names
 from concord.sandbox.emit import EmitterStats
 from concord.sandbox.faults import Faults, PlatformCredentials
 from concord.sandbox.lost import LostEvent
-from concord.sandbox.server import SandboxConfig, build_app
+from concord.sandbox.server import SandboxConfig, build_app, config_from_settings
 from concord.sandbox.traffic import TrafficConfig
 from concord.sandbox.webhook_setup import STRIPE_ENDPOINT_ID, ZENDESK_WEBHOOK_ID
 from concord.sandbox.world import World
@@ -81,21 +84,29 @@ def failures(output: str) -> list[str]:
 
 async def test_the_doctor_passes_a_healthy_setup_and_names_each_planted_problem(
         infra: Infra, settings: Settings, tmp_path: Path) -> None:
-    config = SandboxConfig(traffic=TrafficConfig(seed=11, customers=0, history=40), run_traffic=False,
-                           concord_url="http://127.0.0.1:6071", stripe_webhook_secret=STRIPE_SECRET,
-                           zendesk_webhook_secret=ZENDESK_SECRET, netsuite_webhook_secret=NETSUITE_SECRET,
-                           credentials=CREDENTIALS)
-    server = TestServer(build_app(config, emitter=QuietEmitter), host="127.0.0.1")
-    await server.start_server()
-    url = str(server.make_url("")).rstrip("/")
+    port = unused_port()  # the settings name the sandbox's URL (its token endpoints) before it listens
+    url = f"http://127.0.0.1:{port}"
+    keys = demo_keys(tmp_path)
+    run = f"{time.time_ns()}"  # token sources are process-wide: this run's own client ids
     healthy = msgspec.structs.replace(
         settings, stripe_api_url=url, stripe_api_key=CREDENTIALS.stripe_api_key,
-        salesforce_instance_url=url, salesforce_access_token=CREDENTIALS.salesforce_access_token,
+        salesforce_auth_flow="jwt_bearer", salesforce_client_id=f"3MVG9doctor{run}",
+        salesforce_username="doctor@concord.invalid", salesforce_login_url=url,
+        salesforce_private_key=keys.private_key.read_text(),
         zendesk_url=url, zendesk_api_email=CREDENTIALS.zendesk_api_email,
         zendesk_api_token=CREDENTIALS.zendesk_api_token,
-        netsuite_url=url, netsuite_access_token=CREDENTIALS.netsuite_access_token,
+        netsuite_url=url, netsuite_auth_flow="client_credentials", netsuite_client_id=f"ns-doctor-{run}",
+        netsuite_certificate_id="kid-doctor", netsuite_private_key=keys.private_key.read_text(),
         stripe_webhook_secret=STRIPE_SECRET, zendesk_webhook_secret=ZENDESK_SECRET,
         netsuite_webhook_secret=NETSUITE_SECRET)
+    certificate = keys.certificate.read_text()
+    config = msgspec.structs.replace(
+        config_from_settings(healthy, TrafficConfig(seed=11, customers=0, history=40), port=port, run_traffic=False,
+                             concord_url="http://127.0.0.1:6071", token_lifetime=60.0,
+                             salesforce_certificate=certificate, netsuite_certificate=certificate),
+        credentials=CREDENTIALS)
+    server = TestServer(build_app(config, emitter=QuietEmitter), host="127.0.0.1", port=port)
+    await server.start_server()
     specs = [TopicSpec(name, healthy.topic_partitions, 1) for name in topic_names(healthy).all()]
     try:
         await ensure_topics(infra.bootstrap, specs)
@@ -104,6 +115,8 @@ async def test_the_doctor_passes_a_healthy_setup_and_names_each_planted_problem(
         assert code == 0, out
         assert failures(out) == [], out
         assert "Nothing blocks a first run" in out
+        refreshed = [line for line in out.splitlines() if "token refresh" in line]
+        assert len(refreshed) == 2 and all("[ ok ]" in line and "renewed it" in line for line in refreshed), out
         for line in ("topics present with", "webhook endpoint " + STRIPE_ENDPOINT_ID + ": enabled",
                      "webhook " + ZENDESK_WEBHOOK_ID + ": active", "signed with Concord's secret"):
             assert line in out, out
@@ -132,7 +145,8 @@ async def test_the_doctor_passes_a_healthy_setup_and_names_each_planted_problem(
                                          data={"metadata[salesforce_account_id]": ""})
                 assert answer.status == 200, await answer.text()
 
-        broken = msgspec.structs.replace(healthy, netsuite_access_token="ns-expired-token-00000001",
+        # NetSuite's integration names another certificate than the one uploaded.
+        broken = msgspec.structs.replace(healthy, netsuite_certificate_id="kid-rotated-away",
                                          topic_partitions=healthy.topic_partitions + 2,
                                          netsuite_webhook_secret="short-but-legal-16")
         code, out = await doctor(broken, "--min-coverage", "0.9")
@@ -140,7 +154,7 @@ async def test_the_doctor_passes_a_healthy_setup_and_names_each_planted_problem(
         problems = "\n".join(failures(out))
         assert "not subscribed to" in problems and "invoice.paid" in problems, out
         assert "signs with another secret" in problems, out
-        assert any("credentials" in line and "401" in line for line in failures(out)), out
+        assert any("token refresh" in line and "client_credentials" in line for line in failures(out)), out
         assert f"do not have {broken.topic_partitions} partitions" in problems, out
         assert "webhook secret: CONCORD_NETSUITE_WEBHOOK_SECRET is 18 bytes" in out, out
         stripe_coverage = next(line for line in out.splitlines()
