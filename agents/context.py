@@ -23,6 +23,7 @@ from concord.connectors.ledger import redis_client
 from concord.connectors.saga_index import SagaIndex
 from concord.connectors.search_index import SearchIndex
 from concord.connectors.timeline import TimelineStore
+from concord.core.kafka_security import kafka_security
 from concord.core.settings import Settings, kafka_bootstrap
 from concord.core.topics import TopicNames, TopicSpec, ensure_topics, topic_names
 
@@ -145,7 +146,8 @@ class Concord:
             TopicSpec(name, self.settings.topic_partitions, self.settings.topic_replication_factor)
             for name in self.topics
         ]
-        return asyncio.run(ensure_topics(kafka_bootstrap(self.settings), specs, timeout))
+        return asyncio.run(ensure_topics(kafka_bootstrap(self.settings), specs, timeout,
+                                         security=kafka_security(self.settings)))
 
     async def _shutdown(self, app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         for closer in self._closers:

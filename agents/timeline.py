@@ -33,6 +33,7 @@ from aiokafka.errors import KafkaError
 from concord.connectors.executor import REDIS_ERRORS
 from concord.connectors.timeline import Checkpoint, TimelineStore, checkpoint_of
 from concord.core import metrics
+from concord.core.kafka_security import KafkaSecurity, kafka_client_options, kafka_security
 from concord.core.messages import AuditRecord, now_ms
 from concord.core.settings import kafka_bootstrap
 
@@ -71,9 +72,10 @@ class TimelineReader(ConsumerRebalanceListener):
     """Reads the audit topic into the timeline store (see the module docstring)."""
 
     def __init__(self, store: TimelineStore, bootstrap: str, group: str, topic: str,
-                 session_timeout_ms: int) -> None:
+                 session_timeout_ms: int, security: KafkaSecurity) -> None:
         self._store = store
         self._bootstrap = bootstrap
+        self._security = security
         self._group = group
         self._topic = topic
         self._session_timeout_ms = session_timeout_ms
@@ -114,6 +116,7 @@ class TimelineReader(ConsumerRebalanceListener):
                 bootstrap_servers=self._bootstrap, group_id=self._group, enable_auto_commit=False,
                 auto_offset_reset="earliest", session_timeout_ms=self._session_timeout_ms,
                 heartbeat_interval_ms=max(1000, self._session_timeout_ms // 3),
+                **kafka_client_options(self._security),
             )
             self._consumer = consumer
             self._written.clear()
@@ -181,7 +184,7 @@ def register(concord: Concord) -> None:
     """Add the timeline reader to the worker (a task: it starts and stops with it)."""
     settings = concord.settings
     reader = TimelineReader(concord.timeline, kafka_bootstrap(settings), f"{settings.app_id}.timeline",
-                            concord.names.audit, int(settings.kafka_session_timeout * 1000))
+                            concord.names.audit, int(settings.kafka_session_timeout * 1000), kafka_security(settings))
 
     @concord.app.task
     async def timeline() -> None:

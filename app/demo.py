@@ -46,6 +46,7 @@ from msgspec import Struct
 from prometheus_client.parser import text_string_to_metric_families
 
 from concord.app import users
+from concord.core.kafka_security import KafkaSecurity, kafka_client_options, kafka_security
 from concord.core.settings import Settings, env_var, mask_url, secret_file_vars
 from concord.core.topics import PLATFORMS
 from concord.drift import catalog
@@ -426,7 +427,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print("\nconcord demo: stopping ...", flush=True)
         _stop(runner)
         if env[env_var("topic_prefix")] == run_id:
-            forget_run(env[env_var("kafka_url")], env[env_var("redis_url")], run_id)
+            forget_run(env[env_var("kafka_url")], kafka_security(settings), env[env_var("redis_url")], run_id)
         infra_cli.run(argparse.Namespace(**{**vars(args), "action": "down", "session": session}))
     if last is not None:
         review = last.open_findings - last.commanded - last.escalated
@@ -436,11 +437,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     return code
 
 
-def forget_run(kafka_url: str, redis_url: str, run_id: str) -> None:
+def forget_run(kafka_url: str, security: KafkaSecurity, redis_url: str, run_id: str) -> None:
     """Delete this run's topics (its own and its tables' changelogs) and Redis keys: runs never pile up."""
 
     async def forget() -> tuple[int, int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_url.removeprefix("kafka://"))
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_url.removeprefix("kafka://"),
+                                    **kafka_client_options(security))
         await admin.start()
         try:
             topics = [t for t in await admin.list_topics() if t.startswith((f"{run_id}.", f"{run_id}-"))]

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Struct
 
+from concord.core.kafka_security import kafka_client_options
 from concord.core.settings import Settings, kafka_bootstrap, mask_url
 from concord.core.topics import PLATFORMS, topic_names
 
@@ -317,7 +318,8 @@ class Probe:
 
         bootstrap = kafka_bootstrap(self.settings)
         names = topic_names(self.settings).all()
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(TIMEOUT_SECONDS * 1000))
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(TIMEOUT_SECONDS * 1000),
+                                    **kafka_client_options(self.settings))
         try:
             await asyncio.wait_for(admin.start(), TIMEOUT_SECONDS)
             described = await admin.describe_topics(names)

@@ -10,6 +10,7 @@ from concord.agents.context import ROLES, Concord
 from concord.agents.faust_internals import check_versions, commits, delivery, fetching, table_store
 from concord.app.access import Access
 from concord.app.contract import mark_deprecated
+from concord.core.kafka_security import faust_credentials
 from concord.core.settings import Settings
 
 
@@ -32,6 +33,7 @@ def create_faust_app(settings: Settings, gate: Access | None = None) -> faust.Ap
     app = faust.App(
         settings.app_id,
         broker=settings.kafka_url,
+        broker_credentials=faust_credentials(settings),  # TLS and SASL (core/kafka_security.py)
         # Faust's memory store, recovering the changelog in bulk (Faust reads a table's `store=` URL only
         # when it has a host: the scheme alone falls back to this one).
         store=table_store.store_url(),

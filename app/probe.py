@@ -14,6 +14,7 @@ from typing import Final
 from aiokafka import AIOKafkaClient
 
 from concord.core import metrics
+from concord.core.kafka_security import KafkaSecurity, kafka_client_options
 
 #: How often a process refreshes its readiness gauges without being asked.
 READINESS_SECONDS: Final = 5.0
@@ -22,8 +23,9 @@ READINESS_SECONDS: Final = 5.0
 class KafkaProbe:
     """Answers "is Kafka reachable?" with a metadata request, at most once per `ttl` seconds."""
 
-    def __init__(self, bootstrap: str, ttl: float = 2.0, timeout: float = 3.0) -> None:
+    def __init__(self, bootstrap: str, security: KafkaSecurity, ttl: float = 2.0, timeout: float = 3.0) -> None:
         self._bootstrap = bootstrap
+        self._security = security
         self._ttl = ttl
         self._timeout = timeout
         self._client: AIOKafkaClient | None = None
@@ -43,7 +45,8 @@ class KafkaProbe:
     async def _check(self) -> tuple[bool, str]:
         try:
             if self._client is None:
-                client = AIOKafkaClient(bootstrap_servers=self._bootstrap, request_timeout_ms=3000)
+                client = AIOKafkaClient(bootstrap_servers=self._bootstrap, request_timeout_ms=3000,
+                                        **kafka_client_options(self._security))
                 await asyncio.wait_for(client.bootstrap(), self._timeout)
                 self._client = client
             await asyncio.wait_for(self._client.fetch_all_metadata(), self._timeout)

@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
+from concord.core.kafka_security import kafka_client_options
 from concord.core.settings import Settings, kafka_bootstrap
 from concord.core.topics import PLATFORMS
 
@@ -213,7 +214,8 @@ async def reconcile(settings: Settings, args: argparse.Namespace, out: TextIO) -
         await client.aclose()
         return 1
     bootstrap = kafka_bootstrap(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, request_timeout_ms=30_000)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, request_timeout_ms=30_000,
+                                **kafka_client_options(settings))
     if not args.count_only:
         try:
             await producer.start()

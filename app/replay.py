@@ -26,6 +26,7 @@ import msgspec
 from msgspec import Struct
 
 from concord.core import messages
+from concord.core.kafka_security import KafkaSecurity, kafka_client_options, kafka_security
 from concord.core.messages import Command
 from concord.core.settings import Settings, kafka_bootstrap
 
@@ -196,7 +197,8 @@ def choose_ingest(records: Sequence[Any], flt: IngestFilter,
     return matched, chosen, skipped
 
 
-async def read_dead_letters(bootstrap: str, topic: str, timeout: float = 120.0) -> list[Any]:
+async def read_dead_letters(bootstrap: str, topic: str, security: KafkaSecurity,
+                            timeout: float = 120.0) -> list[Any]:
     """Every record of `topic` up to the end offsets it has now (none when the topic does not exist)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.errors import KafkaError
@@ -204,7 +206,8 @@ async def read_dead_letters(bootstrap: str, topic: str, timeout: float = 120.0) 
     from concord.agents.faust_internals.recovery import force_metadata_update
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest", request_timeout_ms=10_000)
+                                auto_offset_reset="earliest", request_timeout_ms=10_000,
+                                **kafka_client_options(security))
     try:
         await asyncio.wait_for(consumer.start(), CONNECT_TIMEOUT_SECONDS)
     except (KafkaError, OSError, TimeoutError) as exc:
@@ -231,13 +234,14 @@ async def read_dead_letters(bootstrap: str, topic: str, timeout: float = 120.0) 
         await consumer.stop()
 
 
-async def resend(bootstrap: str, chosen: Sequence[Replayable], out: Callable[[str], None],
+async def resend(bootstrap: str, security: KafkaSecurity, chosen: Sequence[Replayable], out: Callable[[str], None],
                  every: int = PROGRESS_EVERY) -> int:
     """Produce `chosen` (acks=all, each acknowledged); progress every `every` records. Returns how many."""
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=30_000)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=30_000,
+                                **kafka_client_options(security))
     try:
         await asyncio.wait_for(producer.start(), CONNECT_TIMEOUT_SECONDS)
     except (KafkaError, OSError, TimeoutError) as exc:
@@ -275,11 +279,11 @@ async def replay_commands(settings: Settings, flt: CommandFilter, dry_run: bool 
     if not flt.given:
         raise ReplayError(E_NO_FILTER_COMMANDS)
     names = topic_names(settings)
-    bootstrap = kafka_bootstrap(settings)
-    records = await read_dead_letters(bootstrap, names.dlq_commands)
+    bootstrap, security = kafka_bootstrap(settings), kafka_security(settings)
+    records = await read_dead_letters(bootstrap, names.dlq_commands, security)
     not_before = 0 if include_expired else int(time.time() * 1000) - settings.command_ledger_ttl_seconds * 1000
     matched, chosen, skipped = choose_commands(records, flt, names.commands, out, not_before)
-    return await _send(bootstrap, records, matched, chosen, skipped, dry_run, out)
+    return await _send(bootstrap, security, records, matched, chosen, skipped, dry_run, out)
 
 
 async def replay_ingest(settings: Settings, flt: IngestFilter, dry_run: bool = False,
@@ -290,19 +294,19 @@ async def replay_ingest(settings: Settings, flt: IngestFilter, dry_run: bool = F
     if not flt.given:
         raise ReplayError(E_NO_FILTER_INGEST)
     names = topic_names(settings)
-    bootstrap = kafka_bootstrap(settings)
-    records = await read_dead_letters(bootstrap, names.dlq_ingest)
+    bootstrap, security = kafka_bootstrap(settings), kafka_security(settings)
+    records = await read_dead_letters(bootstrap, names.dlq_ingest, security)
     matched, chosen, skipped = choose_ingest(records, flt, out)
-    return await _send(bootstrap, records, matched, chosen, skipped, dry_run, out)
+    return await _send(bootstrap, security, records, matched, chosen, skipped, dry_run, out)
 
 
-async def _send(bootstrap: str, records: Sequence[Any], matched: int, chosen: Sequence[Replayable], skipped: int,
-                dry_run: bool, out: Callable[[str], None]) -> Summary:
+async def _send(bootstrap: str, security: KafkaSecurity, records: Sequence[Any], matched: int,
+                chosen: Sequence[Replayable], skipped: int, dry_run: bool, out: Callable[[str], None]) -> Summary:
     if dry_run:
         for item in chosen:
             out(f"would replay {item.label}")
         return Summary(read=len(records), matched=matched, replayed=0, skipped=skipped + len(chosen))
-    replayed = await resend(bootstrap, chosen, out) if chosen else 0
+    replayed = await resend(bootstrap, security, chosen, out) if chosen else 0
     return Summary(read=len(records), matched=matched, replayed=replayed, skipped=skipped)
 
 

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 import msgspec
 
+from concord.core.kafka_security import kafka_client_options
 from concord.core.settings import Settings, kafka_bootstrap, mask_url
 from concord.drift.saga import STATES, SagaView
 
@@ -152,7 +153,8 @@ async def send_resume(settings: Settings, key: bytes, value: bytes) -> None:
     from concord.core.topics import topic_names
 
     bootstrap = kafka_bootstrap(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=30_000)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=30_000,
+                                **kafka_client_options(settings))
     try:
         await asyncio.wait_for(producer.start(), CONNECT_TIMEOUT_SECONDS)
         await producer.send_and_wait(topic_names(settings).canonical, value=value, key=key)

@@ -15,6 +15,7 @@ from concord.app.contract import page
 from concord.app.probe import READINESS_SECONDS, KafkaProbe
 from concord.app.schemas import Health
 from concord.core import metrics
+from concord.core.kafka_security import kafka_security
 from concord.core.settings import kafka_bootstrap
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def register(concord: Concord, health: HealthWatch | None = None) -> None:
     if health is None:
         health = watermarks.register(concord, None)
     watch = health
-    probe = KafkaProbe(kafka_bootstrap(concord.settings))
+    probe = KafkaProbe(kafka_bootstrap(concord.settings), kafka_security(concord.settings))
 
     @app.page("/healthz")
     class Healthz(View):

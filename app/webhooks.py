@@ -48,6 +48,7 @@ from concord.app.access import Access, Handler
 from concord.app.ingress import Ingress, Send, Unavailable
 from concord.app.probe import READINESS_SECONDS, KafkaProbe
 from concord.core import event_loop, metrics
+from concord.core.kafka_security import kafka_client_options, kafka_security
 from concord.core.settings import Settings, kafka_bootstrap
 from concord.core.topics import TopicSpec, ensure_topics, topic_names
 
@@ -80,7 +81,8 @@ class RawTopics:
     async def start(self) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap(self.settings),
                                     client_id=f"{self.settings.app_id}-webhooks", acks="all",
-                                    enable_idempotence=True, linger_ms=LINGER_MS)
+                                    enable_idempotence=True, linger_ms=LINGER_MS,
+                                    **kafka_client_options(self.settings))
         try:
             await producer.start()
         except BaseException:
@@ -199,7 +201,7 @@ async def start_kafka(settings: Settings, raw: RawTopics, timeout: float = 60.0)
     """Make sure the raw topics exist (with the settings' partitions), then start the producer."""
     specs = [TopicSpec(name, settings.topic_partitions, settings.topic_replication_factor)
              for name in raw.topics.values()]
-    created = await ensure_topics(kafka_bootstrap(settings), specs, timeout)
+    created = await ensure_topics(kafka_bootstrap(settings), specs, timeout, security=kafka_security(settings))
     if created:
         log.info("created %d raw topics (%d partitions each)", len(created), settings.topic_partitions)
     await raw.start()
@@ -222,7 +224,7 @@ async def _unless_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Serve until `stop` is set, then shut down cleanly (see the module's docstring)."""
     raw = RawTopics(settings)
-    probe = KafkaProbe(kafka_bootstrap(settings))
+    probe = KafkaProbe(kafka_bootstrap(settings), kafka_security(settings))
     ready = functools.partial(readiness, raw, probe)
     app = create_app(settings, raw.send, ready)
     # No access log: a line per delivery costs the CPU this process is there to save; the metrics count.

@@ -17,12 +17,29 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from concord.core.kafka_security import KafkaSecurity, kafka_client_options, kafka_security
+from concord.core.settings import load
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def bootstrap() -> str:
     """The broker under test: CONCORD_KAFKA_URL, or the local infra default."""
     return os.environ.get("CONCORD_KAFKA_URL", "kafka://127.0.0.1:9092").removeprefix("kafka://")
+
+
+def security() -> KafkaSecurity:
+    """The TLS and SASL of the broker under test: the `CONCORD_KAFKA_SECURITY_*`, `_SASL_*`, `_SSL_*` settings."""
+    return kafka_security(load())
+
+
+def kafka_options() -> dict[str, Any]:
+    """The security options of every client of the broker under test (`**kafka_options()`)."""
+    return kafka_client_options(security())
+
+
+# The settings that carry the broker under test's security into a benchmark's worker processes.
+_SECURITY_VARS = ("CONCORD_KAFKA_SECURITY_", "CONCORD_KAFKA_SASL_", "CONCORD_KAFKA_SSL_")
 
 
 def free_port() -> int:
@@ -48,7 +65,7 @@ async def delete_run_topics() -> int:
     """
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap())
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(), **kafka_options())
     started = False
     try:
         await admin.start()
@@ -78,7 +95,7 @@ async def create_topic(topic: str, partitions: int) -> None:
     """Create `topic` on the broker under test (one replica)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap())
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(), **kafka_options())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
@@ -89,7 +106,7 @@ async def create_topic(topic: str, partitions: int) -> None:
 async def produce_events(topic: str, count: int, partitions: int) -> float:
     """Produce `count` sample events keyed by customer; return the produce rate (events/s)."""
     await create_topic(topic, partitions)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), acks=1, linger_ms=20,
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), **kafka_options(), acks=1, linger_ms=20,
                                 max_batch_size=256 * 1024, compression_type=None)
     await producer.start()
     started = time.perf_counter()
@@ -126,8 +143,12 @@ def print_table(rows: list[tuple[str, float]], baseline: float) -> None:
 
 
 def worker_env(app_id: str, data_dir: str, **extra: str) -> dict[str, str]:
-    """Environment of a benchmark worker process: its own app id, topic prefix, port and data dir."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
+    """Environment of a benchmark worker process: its own app id, topic prefix, port and data dir, and the
+    broker under test's TLS and SASL settings (not when `extra` names another broker, `CONCORD_KAFKA_URL`: one
+    the benchmark started for itself, in plaintext)."""
+    own_broker = "CONCORD_KAFKA_URL" in extra
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CONCORD_") or (not own_broker and k.startswith(_SECURITY_VARS))}
     env.update({
         "CONCORD_KAFKA_URL": f"kafka://{bootstrap()}", "CONCORD_APP_ID": app_id, "CONCORD_TOPIC_PREFIX": app_id,
         "CONCORD_WEB_PORT": str(free_port()), "CONCORD_DATA_DIR": data_dir,

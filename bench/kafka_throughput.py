@@ -25,6 +25,7 @@ from concord.bench.common import (
     bootstrap,
     counting_app_result,
     delete_run_topics,
+    kafka_options,
     print_table,
     produce_events,
     unique,
@@ -43,7 +44,7 @@ VARIANTS = (
 
 async def raw_consume(topic: str, count: int) -> float:
     """Consume `count` events with getmany batches and orjson; return events/s."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap(), group_id=None,
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap(), **kafka_options(), group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()

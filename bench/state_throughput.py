@@ -31,6 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from concord.bench.common import (
     bootstrap,
     delete_run_topics,
+    kafka_options,
     print_table,
     run_counting_app,
     unique,
@@ -49,15 +50,15 @@ COUNTER = re.compile(rb'^concord_events_processed_total\{agent="state"\} ([0-9.e
 
 
 async def produce(canonical: str, singles: str, events: list[CanonicalEvent], partitions: int, batch: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap())
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(), **kafka_options())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1)
                                    for t in (canonical, singles)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), acks=1, linger_ms=20, max_batch_size=512 * 1024,
-                                max_request_size=8 * 1024 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), **kafka_options(), acks=1, linger_ms=20,
+                                max_batch_size=512 * 1024, max_request_size=8 * 1024 * 1024)
     await producer.start()
     try:
         pending: dict[int, list[CanonicalEvent]] = {}
@@ -79,8 +80,9 @@ async def produce(canonical: str, singles: str, events: list[CanonicalEvent], pa
 
 
 async def raw_consume(topic: str, count: int) -> float:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap(), group_id=None, auto_offset_reset="earliest",
-                                enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap(), **kafka_options(), group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
     seen, started = 0, 0.0
     try:

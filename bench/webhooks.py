@@ -38,6 +38,7 @@ from concord.bench.common import (
     create_topic,
     delete_run_topics,
     free_port,
+    kafka_options,
     unique,
     worker_env,
     write_result,
@@ -60,7 +61,8 @@ async def backlog(app_id: str, customers: int, partitions: int) -> int:
     """Canonical events for the state agent, one message each, on the app's canonical topic."""
     topic = f"{app_id}.canonical"
     await create_topic(topic, partitions)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), acks=1, linger_ms=20, max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), **kafka_options(), acks=1, linger_ms=20,
+                                max_batch_size=512 * 1024)
     await producer.start()
     count = 0
     try:

@@ -27,6 +27,7 @@ from msgspec import Struct
 
 from concord.connectors.snapshots import Cursor, confirmed_gone, deletions, gone
 from concord.core import messages
+from concord.core.kafka_security import KafkaSecurity, kafka_client_options, kafka_security
 
 #: How long a hold lasts past its last refresh (a run that died stops holding after this), and how often
 #: a running pass refreshes it.
@@ -180,9 +181,10 @@ def behind(ends: Mapping[Any, int], committed: Mapping[Any, int | None]) -> int:
 class Drain:
     """Waits until the workers' consumer group has committed, hop by hop, every record written before."""
 
-    def __init__(self, bootstrap: str, group: str, sleep: Callable[[float], Any] = asyncio.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, bootstrap: str, group: str, security: KafkaSecurity,
+                 sleep: Callable[[float], Any] = asyncio.sleep, clock: Callable[[], float] = time.monotonic) -> None:
         self._bootstrap, self._group, self._sleep, self._clock = bootstrap, group, sleep, clock
+        self._security = security
 
     async def wait(self, stages: Sequence[Sequence[str]], timeout: float = DRAIN_TIMEOUT_S) -> bool:
         """True once every stage (a list of topics, in hop order) is committed to the ends it had when the
@@ -190,8 +192,9 @@ class Drain:
         from aiokafka import AIOKafkaConsumer, TopicPartition
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, **kafka_client_options(self._security))
+        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, group_id=None,
+                                    **kafka_client_options(self._security))
         await admin.start()
         await consumer.start()
         deadline = self._clock() + timeout
@@ -427,7 +430,7 @@ async def run_group(checkpoints: Sequence[Checkpoint], readers: Mapping[str, Any
         say(f"listings of {', '.join(platforms)} ended; waiting for the workers to apply their records (the "
             "platforms stay held until then)")
         names = topic_names(settings)
-        applied = await Drain(kafka_bootstrap(settings), settings.app_id).wait(
+        applied = await Drain(kafka_bootstrap(settings), settings.app_id, kafka_security(settings)).wait(
             [[names.raw[p] for p in platforms], [names.identity], [names.canonical]])
         if applied:
             await asyncio.sleep(CHANGES_SAID_S)

@@ -105,6 +105,60 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
             "that pause (GC, slow I/O).",
         ),
     ] = 30.0
+    kafka_security_protocol: Annotated[
+        str,
+        Meta(
+            pattern=r"^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$",
+            description="How every Kafka client connects: `PLAINTEXT` (a local or private broker), `SSL` (TLS; "
+            "with a client certificate for brokers that authenticate by certificate), `SASL_SSL` (user and "
+            "password over TLS: Confluent Cloud, Amazon MSK, Aiven) or `SASL_PLAINTEXT` (SASL without TLS: "
+            "the password crosses the network readable unless the mechanism is SCRAM). docs/kafka-security.md.",
+        ),
+    ] = "PLAINTEXT"
+    kafka_sasl_mechanism: Annotated[
+        str,
+        Meta(
+            pattern=r"^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$",
+            description="SASL mechanism when the protocol is `SASL_SSL` or `SASL_PLAINTEXT`: `PLAIN` (Confluent "
+            "Cloud's API key and secret), `SCRAM-SHA-512` (Amazon MSK, Aiven, the local broker's SASL "
+            "listener) or `SCRAM-SHA-256`.",
+        ),
+    ] = "PLAIN"
+    kafka_sasl_username: Annotated[
+        str,
+        Meta(description="SASL user name (Confluent Cloud: the API key). Needed with a `SASL_*` protocol, refused "
+             "without one."),
+    ] = ""
+    kafka_sasl_password: Annotated[
+        str, _secret("SASL password (Confluent Cloud: the API secret). Needed with a `SASL_*` protocol, refused "
+                     "without one.")
+    ] = ""
+    kafka_ssl_cafile: Annotated[
+        str,
+        Meta(description="PEM file of the certificate authorities that sign the brokers' certificates, with "
+             "`SSL` or `SASL_SSL`. Empty: the system's trusted authorities (enough for Confluent Cloud and Amazon "
+             "MSK; Aiven and a private CA need the file)."),
+    ] = ""
+    kafka_ssl_certfile: Annotated[
+        str,
+        Meta(description="PEM file of this client's certificate (and its chain), for brokers that authenticate "
+             "clients by certificate (Amazon MSK's mutual TLS, Aiven's access certificate). Needs "
+             "`CONCORD_KAFKA_SSL_KEYFILE`."),
+    ] = ""
+    kafka_ssl_keyfile: Annotated[
+        str,
+        Meta(description="PEM file of the private key of `CONCORD_KAFKA_SSL_CERTFILE`."),
+    ] = ""
+    kafka_ssl_key_password: Annotated[
+        str, _secret("Password of `CONCORD_KAFKA_SSL_KEYFILE` when the key is encrypted. Empty: the key is not "
+                     "encrypted (an encrypted key then fails at start, it is never prompted for).")
+    ] = ""
+    kafka_ssl_check_hostname: Annotated[
+        bool,
+        Meta(description="Check that a broker's certificate names the host connected to. Turn off only for a "
+             "broker reached through an address its certificate does not name (a tunnel); the certificate "
+             "is still verified against the authorities."),
+    ] = True
     redis_url: Annotated[
         str,
         Meta(
@@ -652,6 +706,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     except msgspec.ValidationError as exc:
         raise _explain(exc, raw) from None
     check_auth_flows(settings)
+    check_kafka_security(settings)
     return settings
 
 
@@ -774,6 +829,67 @@ def redacted(settings: Settings) -> dict[str, Any]:
 def kafka_bootstrap(settings: Settings) -> str:
     """`host:port,...` as aiokafka wants it."""
     return settings.kafka_url.removeprefix("kafka://")
+
+
+E_KAFKA_SASL_NEEDS_CREDENTIALS: Final = (
+    "CONCORD_KAFKA_SECURITY_PROTOCOL={protocol} needs CONCORD_KAFKA_SASL_USERNAME and CONCORD_KAFKA_SASL_PASSWORD "
+    "(missing: {missing}): set both (Confluent Cloud: the API key and secret), or choose SSL or PLAINTEXT"
+)
+E_KAFKA_SASL_UNUSED: Final = (
+    "{given} set but CONCORD_KAFKA_SECURITY_PROTOCOL={protocol} sends no SASL credentials: set the protocol to "
+    "SASL_SSL (or SASL_PLAINTEXT), or unset them"
+)
+E_KAFKA_TLS_UNUSED: Final = (
+    "{given} set but CONCORD_KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS: set the protocol to SSL or "
+    "SASL_SSL, or unset them"
+)
+E_KAFKA_CERT_WITHOUT_KEY: Final = (
+    "CONCORD_KAFKA_SSL_CERTFILE and CONCORD_KAFKA_SSL_KEYFILE go together (the client certificate and its private "
+    "key): {given} is set, {missing} is not"
+)
+E_KAFKA_KEY_PASSWORD_UNUSED: Final = (
+    "CONCORD_KAFKA_SSL_KEY_PASSWORD is set but no CONCORD_KAFKA_SSL_KEYFILE: set the key file it opens, or unset it"
+)
+E_KAFKA_FILE: Final = "{var}={path!r}: {problem}; give the path of a readable PEM file"
+
+_SASL_PROTOCOLS: Final = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
+_TLS_PROTOCOLS: Final = frozenset({"SSL", "SASL_SSL"})
+_TLS_FILES: Final = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+
+
+def check_kafka_security(settings: Settings) -> None:
+    """Refuse a Kafka security setting that would be ignored, is incomplete, or names a file that is not there.
+
+    Checked when settings are loaded (and again by `core.kafka_security` before a client is built), so a
+    worker with half a configuration stops at start with the variable to fix, not at its first connection
+    with a broker's terse refusal.
+    """
+    protocol = settings.kafka_security_protocol
+    sasl_given = [env_var(f) for f in ("kafka_sasl_username", "kafka_sasl_password") if getattr(settings, f)]
+    if protocol in _SASL_PROTOCOLS and len(sasl_given) < 2:
+        missing = [env_var(f) for f in ("kafka_sasl_username", "kafka_sasl_password") if not getattr(settings, f)]
+        raise SettingsError(E_KAFKA_SASL_NEEDS_CREDENTIALS.format(protocol=protocol, missing=", ".join(missing)))
+    if protocol not in _SASL_PROTOCOLS and sasl_given:
+        raise SettingsError(E_KAFKA_SASL_UNUSED.format(given=" and ".join(sasl_given), protocol=protocol))
+    tls_given = [env_var(f) for f in (*_TLS_FILES, "kafka_ssl_key_password") if getattr(settings, f)]
+    if not settings.kafka_ssl_check_hostname:
+        tls_given.append(env_var("kafka_ssl_check_hostname"))
+    if protocol not in _TLS_PROTOCOLS and tls_given:
+        raise SettingsError(E_KAFKA_TLS_UNUSED.format(given=", ".join(tls_given), protocol=protocol))
+    pair = {"kafka_ssl_certfile": settings.kafka_ssl_certfile, "kafka_ssl_keyfile": settings.kafka_ssl_keyfile}
+    if any(pair.values()) and not all(pair.values()):
+        given_var, missing_var = (env_var(f) for f in sorted(pair, key=lambda f: not pair[f]))
+        raise SettingsError(E_KAFKA_CERT_WITHOUT_KEY.format(given=given_var, missing=missing_var))
+    if settings.kafka_ssl_key_password and not settings.kafka_ssl_keyfile:
+        raise SettingsError(E_KAFKA_KEY_PASSWORD_UNUSED)
+    for field in _TLS_FILES:
+        path = getattr(settings, field)
+        if not path:
+            continue
+        problem = ("no such file" if not os.path.exists(path) else "not a file" if not os.path.isfile(path)
+                   else "not readable by this process" if not os.access(path, os.R_OK) else "")
+        if problem:
+            raise SettingsError(E_KAFKA_FILE.format(var=env_var(field), path=path, problem=problem))
 
 
 def markdown_reference() -> str:

@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from msgspec import Struct
 
+from concord.core.kafka_security import KafkaSecurity, kafka_client_options
 from concord.core.settings import Settings
 
 PLATFORMS: Final = ("stripe", "salesforce", "zendesk", "netsuite")
@@ -76,7 +77,8 @@ E_TOPICS = (
 )
 
 
-async def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 60.0) -> list[str]:
+async def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float = 60.0, *,
+                        security: KafkaSecurity) -> list[str]:
     """Create the missing topics and wait until the broker's metadata lists them all.
 
     Done before a worker subscribes: a consumer that subscribes to a topic the broker does not know
@@ -87,7 +89,8 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout: float =
     created: list[str] = []
     last_error: Exception | None = None
     while time.monotonic() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000,
+                                    **kafka_client_options(security))
         try:
             await admin.start()
             existing = set(await admin.list_topics())

@@ -29,6 +29,10 @@ def _int_env(name: str, default: int) -> int:
         raise SystemExit(f"{name}={value!r} is not valid: expected a port number") from None
 
 
+def _optional_int_env(name: str) -> int | None:
+    return _int_env(name, 0) if name in os.environ else None
+
+
 def add_arguments(parser: argparse.ArgumentParser, with_action: bool = True, with_session: bool = True) -> None:
     """Options shared by every infra command (also used by `concord infra` and `concord demo`).
 
@@ -54,6 +58,9 @@ def _add_options(parser: argparse.ArgumentParser, with_session: bool = True) -> 
     parser.add_argument("--controller-port", type=int,
                         default=_int_env("CONCORD_INFRA_CONTROLLER_PORT", 9093),
                         help="KRaft controller port (env CONCORD_INFRA_CONTROLLER_PORT; default: %(default)s)")
+    parser.add_argument("--sasl-port", type=int, default=_optional_int_env("CONCORD_INFRA_SASL_PORT"),
+                        help="Kafka's SASL_SSL listener (SCRAM-SHA-512 over TLS; env CONCORD_INFRA_SASL_PORT; "
+                        "default: the Kafka port + 2)")
     parser.add_argument("--redis-port", type=int, default=_int_env("CONCORD_INFRA_REDIS_PORT", 6379),
                         help="Redis port (env CONCORD_INFRA_REDIS_PORT; default: %(default)s)")
     parser.add_argument("--kafka-version", default=os.environ.get("CONCORD_INFRA_KAFKA_VERSION",
@@ -69,7 +76,7 @@ def nodes(args: argparse.Namespace) -> tuple[kafka.KafkaNode, redis.RedisNode]:
     cache: Path = args.cache
     return (
         kafka.KafkaNode(cache=cache / "kafka", port=args.kafka_port, controller_port=args.controller_port,
-                        version=args.kafka_version),
+                        version=args.kafka_version, sasl_port=args.sasl_port),
         redis.RedisNode(cache=cache / "redis", port=args.redis_port),
     )
 
@@ -115,6 +122,11 @@ def _status(knode: kafka.KafkaNode, rnode: redis.RedisNode) -> bool:
     for name, up, url, pid, log in rows:
         owner = f"pid {pid}, log {log}" if pid else "not started by infra"
         print(f"  {name:6} {'up  ' if up else 'down'} {url:28} {owner if up else ''}".rstrip())
+    sasl_up = kafka.sasl_running(knode)
+    print(f"  {'kafka':6} {'up  ' if sasl_up else 'down'} {'kafka://' + knode.sasl_bootstrap:28} "
+          f"SASL_SSL, {kafka.SASL_MECHANISM} user {kafka.SASL_USER!r}"
+          + (f": CA {knode.ca_file}, password in {knode.password_file}" if sasl_up else
+             " (a broker started without it: `infra down` and `infra up` open it)" if rows[0][1] else ""))
     return all(up for _, up, *_ in rows)
 
 

@@ -44,6 +44,7 @@ import aiohttp
 import msgspec
 from msgspec import Struct
 
+from concord.core.kafka_security import KafkaSecurity, kafka_client_options
 from concord.sandbox import signing
 from concord.sandbox.events import Delivery, EventConfig, KafkaDelivery, NativeEvents, WebhookDelivery
 from concord.sandbox.lost import LostEvent, lost_event
@@ -56,6 +57,9 @@ PLATFORMS: Final = ("stripe", "salesforce", "zendesk", "netsuite")
 _RETRY_STATUSES: Final = frozenset({408, 425, 429})
 # Concord's answers are short JSON; keep what goes into stats and logs bounded all the same.
 _MAX_ERROR_TEXT: Final = 300
+
+# A local broker's security: the Salesforce CDC producer of an emitter not told otherwise.
+PLAINTEXT: Final = KafkaSecurity()
 
 
 class Producer(Protocol):
@@ -145,6 +149,7 @@ class Emitter:
         netsuite_secret: str,
         kafka_bootstrap: str,
         salesforce_topic: str,
+        kafka_security: KafkaSecurity = PLAINTEXT,
         clock: Callable[[], float] = time.time,
         producer_factory: ProducerFactory | None = None,
         request_timeout: float = 10.0,
@@ -160,7 +165,7 @@ class Emitter:
         self._secrets: Mapping[str, str] = {"stripe": stripe_secret, "zendesk": zendesk_secret,
                                             "netsuite": netsuite_secret}
         self._clock = clock
-        self._producer_factory = producer_factory or _kafka_producer(kafka_bootstrap)
+        self._producer_factory = producer_factory or _kafka_producer(kafka_bootstrap, kafka_security)
         self._timeout = request_timeout
         self._retry_base = retry_base
         self._retry_max = retry_max
@@ -395,7 +400,7 @@ def _kafka_retriable(exc: Exception) -> bool:
     return bool(getattr(exc, "retriable", False)) or isinstance(exc, KafkaTimeoutError)
 
 
-def _kafka_producer(bootstrap: str) -> ProducerFactory:
+def _kafka_producer(bootstrap: str, security: KafkaSecurity) -> ProducerFactory:
     def build() -> Producer:
         # Imported here: the webhook-only uses of the emitter (and its tests) need no Kafka client.
         from aiokafka import AIOKafkaProducer
@@ -403,7 +408,7 @@ def _kafka_producer(bootstrap: str) -> ProducerFactory:
         # acks=all: a record counts as delivered once every in-sync replica has it; idempotence keeps
         # the producer's own retries from duplicating or reordering records.
         return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                                request_timeout_ms=15_000, retry_backoff_ms=200)
+                                request_timeout_ms=15_000, retry_backoff_ms=200, **kafka_client_options(security))
 
     return build
 

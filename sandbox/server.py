@@ -46,6 +46,7 @@ import msgspec
 from aiohttp import web
 from msgspec import Struct
 
+from concord.core.kafka_security import KafkaSecurity, kafka_security
 from concord.core.settings import Settings, kafka_bootstrap
 from concord.core.topics import topic_names
 from concord.sandbox import netsuite, salesforce, stripe, webhook_setup, zendesk
@@ -79,6 +80,7 @@ class SandboxConfig(Struct, frozen=True, kw_only=True):
     zendesk_webhook_secret: str = ""
     netsuite_webhook_secret: str = ""
     kafka_bootstrap: str = "127.0.0.1:9092"  # Salesforce CDC goes to Kafka, as a CDC pipeline's would
+    kafka_security: KafkaSecurity = KafkaSecurity()  # Concord's TLS and SASL settings, for that producer
     salesforce_topic: str = "concord.raw.salesforce"
     credentials: PlatformCredentials = PlatformCredentials()  # what the platform APIs accept
     fault_seed: int = 1
@@ -107,6 +109,7 @@ def config_from_settings(settings: Settings, traffic: TrafficConfig, *, host: st
         zendesk_webhook_secret=settings.zendesk_webhook_secret,
         netsuite_webhook_secret=settings.netsuite_webhook_secret,
         kafka_bootstrap=kafka_bootstrap(settings),
+        kafka_security=kafka_security(settings),
         salesforce_topic=topic_names(settings).raw["salesforce"],
         credentials=PlatformCredentials(
             stripe_api_key=settings.stripe_api_key,
@@ -338,7 +341,8 @@ def build_emitter(config: SandboxConfig, world: World, faults: Faults) -> Emitte
     """The emitter delivering `world`'s changes to the Concord named in `config` (gaps and losses per `faults`)."""
     return Emitter(world, concord_url=config.concord_url, stripe_secret=config.stripe_webhook_secret,
                    zendesk_secret=config.zendesk_webhook_secret, netsuite_secret=config.netsuite_webhook_secret,
-                   kafka_bootstrap=config.kafka_bootstrap, salesforce_topic=config.salesforce_topic,
+                   kafka_bootstrap=config.kafka_bootstrap, kafka_security=config.kafka_security,
+                   salesforce_topic=config.salesforce_topic,
                    gaps=faults.gap, lose=faults.lose)
 
 

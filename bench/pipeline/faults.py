@@ -83,6 +83,7 @@ from faust.serializers import codecs
 from concord.bench.common import bootstrap, free_port, unique, worker_env, write_result
 from concord.bench.pipeline.raw import RawRecord, produce_raw
 from concord.bench.pipeline.throughput import read_counters
+from concord.core.kafka_security import KafkaSecurity, kafka_client_options
 from concord.core.messages import DriftItem
 from concord.core.settings import Settings
 from concord.core.topics import topic_names
@@ -99,6 +100,7 @@ SCALE_OUT_GOAL: Final = 1.7
 #: An idle raw partition counts as read up to the clock less this (the setting's minimum): every deadline is
 #: judged within seconds of the last record, so a quiet run has settled its findings.
 WATERMARK_IDLE_S: Final = 1
+PLAINTEXT: Final = KafkaSecurity()  # the broker this benchmark starts for itself listens in plaintext
 POLL_S: Final = 0.25
 _KEY_CODEC: Final = codecs.get_codec("json")
 WORKER_ARGV: Final = [sys.executable, "-m", "concord.app.cli", "worker", "-l", "info", "--roles", "ingest,state"]
@@ -355,8 +357,9 @@ async def progress(broker: str, app_id: str) -> Progress:
     names = topic_names(msgspec.structs.replace(Settings(), topic_prefix=app_id))
     inputs = {*names.raw.values(), names.identity, names.canonical}
     changelog = f"{app_id}-{TABLE}-changelog"
-    admin = AIOKafkaAdminClient(bootstrap_servers=broker, request_timeout_ms=5000)
-    consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker, request_timeout_ms=5000, **kafka_client_options(PLAINTEXT))
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None, request_timeout_ms=5000,
+                                **kafka_client_options(PLAINTEXT))
     await admin.start()
     try:
         await consumer.start()
@@ -379,7 +382,7 @@ async def read_changelog(broker: str, app_id: str) -> dict[bytes, bytes]:
     """The latest value per key of the run's state table changelog, read from the beginning to its end."""
     topic = f"{app_id}-{TABLE}-changelog"
     consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None, enable_auto_commit=False,
-                                max_partition_fetch_bytes=8 * 1024 * 1024)
+                                max_partition_fetch_bytes=8 * 1024 * 1024, **kafka_client_options(PLAINTEXT))
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()
@@ -416,7 +419,8 @@ def rules_file(path: Path) -> Path:
 def run_env(infra: Infra, app_id: str, data: Path, broker: str) -> dict[str, str]:
     """The environment of a worker of a run (see the module for why the watermark allowance is an hour)."""
     data.mkdir(parents=True, exist_ok=True)
-    return worker_env(app_id, str(data), CONCORD_KAFKA_URL=f"kafka://{broker}", CONCORD_REDIS_URL=infra.redis_url,
+    return worker_env(app_id, str(data), CONCORD_KAFKA_URL=f"kafka://{broker}",
+                      CONCORD_REDIS_URL=infra.redis_url,
                       CONCORD_RULES_FILE=str(Path(infra.folder) / "rules.json"),
                       CONCORD_WATERMARK_IDLE_SECONDS=str(WATERMARK_IDLE_S),
                       # The broker's minimum: the survivor takes over a killed worker's partitions quickly.
@@ -548,6 +552,7 @@ async def scenario(name: str, fault: Fault, processes: int, records: Sequence[Ra
     broker = bootstrap()
     if fault == "kafka-stop":
         node = kafka.KafkaNode(cache=default_cache() / "kafka", port=free_port(), controller_port=free_port(),
+                               sasl_port=free_port(),
                                data_dir=folder / "kafka-data")
         kafka.start(node)
         broker = node.bootstrap
@@ -561,7 +566,7 @@ async def scenario(name: str, fault: Fault, processes: int, records: Sequence[Ra
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
             await run.ready(session, args.timeout)
             started = time.monotonic()
-            await produce_raw(broker, app_id, records, args.partitions)
+            await produce_raw(broker, PLAINTEXT, app_id, records, args.partitions)
             if fault == "kill":
                 await run.until(session, baseline_applied / 2, args.timeout)
                 victim = workers[-1]

@@ -56,7 +56,7 @@ import aiohttp
 import msgspec
 from aiokafka import AIOKafkaConsumer
 
-from concord.bench.common import bootstrap, free_port, unique, write_result
+from concord.bench.common import bootstrap, free_port, kafka_options, security, unique, write_result
 from concord.bench.pipeline.raw import RawRecord, produce_raw, raw_records
 from concord.bench.pipeline.recovery import usage_of
 from concord.bench.pipeline.throughput import Counters, Processes
@@ -256,7 +256,7 @@ class TopicReader:
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(self.topic, bootstrap_servers=bootstrap(), group_id=None,
+        consumer = AIOKafkaConsumer(self.topic, bootstrap_servers=bootstrap(), **kafka_options(), group_id=None,
                                     auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=50)
         await consumer.start()
         try:
@@ -384,7 +384,8 @@ async def run(args: argparse.Namespace, shared: Sequence[RawRecord]) -> Path:
                 reading = [asyncio.create_task(reader.run()) for reader in readers]
                 cpu_before, began = usage_of(workers.procs[0].pid).cpu_seconds, time.perf_counter()
                 own_before = time.process_time()
-                produced_at = await produce_raw(bootstrap(), app_id, records, args.partitions, rate=args.rate)
+                produced_at = await produce_raw(bootstrap(), security(), app_id, records, args.partitions,
+                                                rate=args.rate)
                 ended = time.perf_counter()
                 at_end, _ = await workers.read(session)
                 counters, caught_up_at = await _drain(workers, session, readers[0], count, args.settle, deadline)

@@ -38,6 +38,7 @@ from aiohttp.http import SERVER_SOFTWARE
 from aiokafka import AIOKafkaProducer
 
 from concord.app.ingress import stored_headers
+from concord.core.kafka_security import KafkaSecurity, kafka_client_options
 from concord.core.messages import REFETCHED_BY
 from concord.core.settings import Settings
 from concord.core.topics import TopicSpec, ensure_topics, topic_names
@@ -136,15 +137,15 @@ def _play(seed: int, customers: int, count: int, start_ms: int, time_scale: floa
     return records
 
 
-async def produce_raw(bootstrap: str, prefix: str, records: Sequence[RawRecord], partitions: int,
-                      rate: float | None = None) -> list[float]:
+async def produce_raw(bootstrap: str, security: KafkaSecurity, prefix: str, records: Sequence[RawRecord],
+                      partitions: int, rate: float | None = None) -> list[float]:
     """Produce `records` to the raw topics of `prefix` (created with `partitions` if missing), in order,
     at `rate` records/s when given, else as fast as the producer takes them; each one's `time.time()`
     when it was handed to the producer."""
     raw = topic_names(msgspec.structs.replace(Settings(), topic_prefix=prefix)).raw
-    await ensure_topics(bootstrap, [TopicSpec(name, partitions, 1) for name in raw.values()])
+    await ensure_topics(bootstrap, [TopicSpec(name, partitions, 1) for name in raw.values()], security=security)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=5 if rate else 20,
-                                max_batch_size=256 * 1024)
+                                max_batch_size=256 * 1024, **kafka_client_options(security))
     await producer.start()
     times: list[float] = []
     try:

@@ -45,7 +45,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.serializers import codecs
 
 from concord.agents.faust_internals.changelog import changelog_key
-from concord.bench.common import bootstrap, delete_run_topics, free_port, unique, worker_env, write_result
+from concord.bench.common import (
+    bootstrap,
+    delete_run_topics,
+    free_port,
+    kafka_options,
+    unique,
+    worker_env,
+    write_result,
+)
 from concord.bench.workload import customer_key, history
 from concord.core.partitioning import partition_for
 from concord.tables import state as st
@@ -163,7 +171,7 @@ def usage_of(pid: int) -> Usage:
 
 
 async def create_changelog(topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap())
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(), **kafka_options())
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
@@ -176,7 +184,7 @@ async def fill(topic: str, customers: int, partitions: int) -> Fill:
     """Create the changelog `topic` and write `customers` typical states to it; how many bytes, how long."""
     await create_changelog(topic, partitions)
     started = time.perf_counter()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), acks=1, max_batch_size=512 * 1024,
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(), **kafka_options(), acks=1, max_batch_size=512 * 1024,
                                 max_request_size=1024 * 1024)
     await producer.start()
     payload = 0
@@ -208,8 +216,8 @@ async def fill(topic: str, customers: int, partitions: int) -> Fill:
 
 async def raw_read(topic: str, partitions: int) -> float:
     """Seconds a plain consumer takes to read the whole changelog into a dict, as the memory store holds it."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), group_id=None, enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap(), **kafka_options(), group_id=None,
+                                enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]

@@ -46,7 +46,7 @@ import aiohttp
 import msgspec
 from aiokafka import AIOKafkaConsumer
 
-from concord.bench.common import bootstrap, unique, worker_env, write_result
+from concord.bench.common import bootstrap, kafka_options, security, unique, worker_env, write_result
 from concord.bench.pipeline.raw import RawRecord, produce_raw
 from concord.codecs.config import codec_config
 from concord.codecs.registry import decoder
@@ -146,7 +146,7 @@ async def ceiling(prefix: str, count: int) -> Ceiling:
     raw = topic_names(msgspec.structs.replace(Settings(), topic_prefix=prefix)).raw
     platform_of = {topic: platform for platform, topic in raw.items()}
     config = codec_config(Settings())
-    consumer = AIOKafkaConsumer(*raw.values(), bootstrap_servers=bootstrap(), group_id=None,
+    consumer = AIOKafkaConsumer(*raw.values(), bootstrap_servers=bootstrap(), **kafka_options(), group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
@@ -252,7 +252,7 @@ async def measure(name: str, argv: list[str], records: Sequence[RawRecord], proc
             deadline = time.monotonic() + timeout
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
                 await workers.wait_ready(session, name, deadline, timeout)
-                await produce_raw(bootstrap(), app_id, records, partitions)
+                await produce_raw(bootstrap(), security(), app_id, records, partitions)
                 samples: list[Sample] = []
                 moved_at = time.monotonic()
                 while True:
@@ -309,7 +309,7 @@ async def run(args: argparse.Namespace, records: Sequence[RawRecord]) -> Path:
     print(f"pipeline throughput: {len(records):,} raw records (seed {args.seed}, {args.customers:,} customers), "
           f"{args.partitions} partitions, on {bootstrap()}", flush=True)
     ceiling_prefix = unique("pipe-ceiling")
-    await produce_raw(bootstrap(), ceiling_prefix, records, args.partitions)
+    await produce_raw(bootstrap(), security(), ceiling_prefix, records, args.partitions)
     print("  ceiling: raw aiokafka consumer + codec decode ...", flush=True)
     top = await ceiling(ceiling_prefix, len(records))
     worker = [sys.executable, "-m", "concord.app.cli", "worker", "-l", "warning", "--roles"]

@@ -24,14 +24,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def infra() -> Iterator[Infra]:
-    """Kafka and Redis for the whole session; stops at the end only what this fixture started."""
-    cache = default_cache()
-    knode = kafka.KafkaNode(
-        cache=cache / "kafka",
+def kafka_node() -> kafka.KafkaNode:
+    """The session's broker as infra/ knows it: its ports (the SASL_SSL listener's too), CA and SASL password."""
+    sasl_port = os.environ.get("CONCORD_INFRA_SASL_PORT")
+    return kafka.KafkaNode(
+        cache=default_cache() / "kafka",
         port=int(os.environ.get("CONCORD_INFRA_KAFKA_PORT", "9092")),
         controller_port=int(os.environ.get("CONCORD_INFRA_CONTROLLER_PORT", "9093")),
+        sasl_port=int(sasl_port) if sasl_port else None,
     )
+
+
+@pytest.fixture(scope="session")
+def infra(kafka_node: kafka.KafkaNode) -> Iterator[Infra]:
+    """Kafka and Redis for the whole session; stops at the end only what this fixture started."""
+    cache = default_cache()
+    knode = kafka_node
     rnode = redis.RedisNode(cache=cache / "redis", port=int(os.environ.get("CONCORD_INFRA_REDIS_PORT", "6379")))
     started_kafka = kafka.start(knode)
     started_redis = redis.start(rnode)

@@ -34,6 +34,7 @@ from concord.bench.common import free_port
 from concord.connectors.base import ConnectorError, Outcome, classify_status
 from concord.connectors.executor import CommandResult
 from concord.core import messages
+from concord.core.kafka_security import kafka_security
 from concord.core.messages import Command
 from concord.core.settings import Settings, kafka_bootstrap
 from concord.core.topics import TopicSpec, ensure_topics, topic_names
@@ -217,7 +218,8 @@ async def test_a_replayed_dead_letter_executes_once_and_a_second_replay_does_not
 async def test_ingest_dead_letters_return_to_their_source_topic_with_original_headers(settings: Settings) -> None:
     names = topic_names(settings)
     bootstrap = kafka_bootstrap(settings)
-    await ensure_topics(bootstrap, [TopicSpec(name, settings.topic_partitions, 1) for name in names.all()])
+    await ensure_topics(bootstrap, [TopicSpec(name, settings.topic_partitions, 1) for name in names.all()],
+                        security=kafka_security(settings))
     original = [("Content-Type", b"application/json"), ("concord-received-at", b"1700000000000")]
 
     def dlq_headers(platform: str, reason: str) -> list[tuple[str, bytes]]:
@@ -253,10 +255,10 @@ async def test_ingest_dead_letters_return_to_their_source_topic_with_original_he
 async def test_resend_reports_progress(settings: Settings) -> None:
     names = topic_names(settings)
     bootstrap = kafka_bootstrap(settings)
-    await ensure_topics(bootstrap, [TopicSpec(names.audit, 1, 1)])
+    await ensure_topics(bootstrap, [TopicSpec(names.audit, 1, 1)], security=kafka_security(settings))
     chosen = [Replayable(names.audit, b"k", b"v%d" % i, [], f"r{i}") for i in range(5)]
     lines: list[str] = []
-    assert await resend(bootstrap, chosen, lines.append, every=2) == 5
+    assert await resend(bootstrap, kafka_security(settings), chosen, lines.append, every=2) == 5
     assert lines == ["replayed 2/5 ...", "replayed 4/5 ...", "replayed 5/5"]
     assert [r.value for r in await read_all(bootstrap, names.audit)] == [b"v0", b"v1", b"v2", b"v3", b"v4"]
 

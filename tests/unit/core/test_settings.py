@@ -165,10 +165,17 @@ def test_a_secret_is_read_from_its_file(tmp_path) -> None:  # type: ignore[no-un
     path.write_text(f"{LONG_SECRET}\n")
     settings = settings_mod.load({"CONCORD_STRIPE_WEBHOOK_SECRET_FILE": str(path)})
     assert settings.stripe_webhook_secret == LONG_SECRET
+    # The Kafka secrets are refused without the settings that use them (a protocol, a key file).
+    needs = {
+        "kafka_sasl_password": {"CONCORD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "CONCORD_KAFKA_SASL_USERNAME": "u"},
+        "kafka_ssl_key_password": {"CONCORD_KAFKA_SECURITY_PROTOCOL": "SSL", "CONCORD_KAFKA_SSL_CERTFILE": str(path),
+                                   "CONCORD_KAFKA_SSL_KEYFILE": str(path)},
+    }
     for name in settings_mod.secret_file_vars():  # every secret has its _FILE variable
         value = SECRET_SAMPLES.get(name, LONG_SECRET)
         path.write_text(f" {value} ")
-        assert getattr(settings_mod.load({settings_mod.env_var(name) + "_FILE": str(path)}), name) == value
+        env = {**needs.get(name, {}), settings_mod.env_var(name) + "_FILE": str(path)}
+        assert getattr(settings_mod.load(env), name) == value
 
 
 def test_the_notification_url_is_a_secret_http_url_never_shown() -> None:

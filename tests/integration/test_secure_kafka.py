@@ -1,0 +1,178 @@
+"""Concord through the local broker's SASL_SSL listener (SCRAM-SHA-512 over TLS), as through a managed Kafka.
+
+The broker `infra up` starts listens in plaintext on its client port and with SASL_SSL two ports above
+(9092, 9094), with a CA and a SCRAM user of its own (infra/kafka.py). A client with the user's password
+and the CA produces and consumes there; a wrong password is refused saying so; and the closed loop (a
+worker, the webhooks process and the sandbox, every Kafka client of theirs on SASL_SSL) corrects drift
+as it does in plaintext. The test reads what the processes wrote through the plaintext listener: the
+processes under test are the ones that must speak SASL_SSL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
+
+from concord.bench.common import free_port
+from concord.core.kafka_security import kafka_client_options
+from concord.core.settings import Settings
+from concord.core.topics import topic_names
+from concord.infra import kafka
+from tests.integration.harness import Infra, WorkerProcess, read_all, webhooks_process
+from tests.integration.test_closed_loop import SETTLED, loop_settings, outcomes
+
+E_NO_SASL_LISTENER = (
+    "the test broker has no SASL_SSL listener on {address} (or no password file {password}): it was started "
+    "before infra/ opened one, and `make test` reuses a broker it finds running as it is. Restart it with "
+    "`concord infra down` and `concord infra up`, then run this test again"
+)
+
+
+def secure(settings: Settings, node: kafka.KafkaNode, password: str | None = None) -> Settings:
+    """`settings` pointed at the broker's SASL_SSL listener, with its user and CA (`password`: another one)."""
+    if not kafka.sasl_running(node) or not node.password_file.exists():
+        pytest.fail(E_NO_SASL_LISTENER.format(address=node.sasl_bootstrap, password=node.password_file))
+    return msgspec.structs.replace(
+        settings, kafka_url=f"kafka://{node.sasl_bootstrap}", kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism=kafka.SASL_MECHANISM, kafka_sasl_username=kafka.SASL_USER,
+        kafka_sasl_password=password or kafka.sasl_password(node), kafka_ssl_cafile=str(node.ca_file))
+
+
+async def test_a_client_with_the_user_and_the_ca_produces_and_consumes(
+    settings: Settings, kafka_node: kafka.KafkaNode
+) -> None:
+    cfg = secure(settings, kafka_node)
+    topic = f"{cfg.app_id}.secure"
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_node.sasl_bootstrap, acks="all",
+                                **kafka_client_options(cfg))
+    await producer.start()
+    try:
+        for n in range(3):
+            await producer.send_and_wait(topic, f"record {n}".encode(), key=b"k")
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_node.sasl_bootstrap, group_id=None,
+                                auto_offset_reset="earliest", **kafka_client_options(cfg))
+    await consumer.start()
+    try:
+        values: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while len(values) < 3 and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                values.extend(r.value for r in records)
+    finally:
+        await consumer.stop()
+    assert values == [b"record 0", b"record 1", b"record 2"]
+
+
+async def test_a_wrong_password_is_refused_as_invalid_credentials(
+    settings: Settings, kafka_node: kafka.KafkaNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = secure(settings, kafka_node, password="not-the-password-of-concord")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_node.sasl_bootstrap, request_timeout_ms=10_000,
+                                **kafka_client_options(cfg))
+    with pytest.raises(KafkaConnectionError):
+        await producer.start()
+    await producer.stop()
+    # aiokafka raises "Unable to bootstrap" and logs the broker's reason: what an operator reads in the log.
+    assert _logged(caplog, "SaslAuthenticationFailed", "invalid credentials with SASL mechanism SCRAM-SHA-512")
+
+
+async def test_a_client_that_does_not_trust_the_brokers_ca_is_refused_by_tls(
+    settings: Settings, kafka_node: kafka.KafkaNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = msgspec.structs.replace(secure(settings, kafka_node), kafka_ssl_cafile="")  # the system's CAs only
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_node.sasl_bootstrap, request_timeout_ms=10_000,
+                                **kafka_client_options(cfg))
+    with pytest.raises(KafkaConnectionError):
+        await producer.start()
+    await producer.stop()
+    assert _logged(caplog, "CERTIFICATE_VERIFY_FAILED")
+
+
+def _logged(caplog: pytest.LogCaptureFixture, *parts: str) -> bool:
+    """Whether aiokafka logged an error with every one of `parts`."""
+    return any(all(p in r.getMessage() for p in parts) for r in caplog.records if r.name.startswith("aiokafka"))
+
+
+async def _until(what: str, check: Callable[[], Awaitable[Any]], timeout: float, logs: Callable[[], str]) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = await check()
+        except (aiohttp.ClientError, OSError, AssertionError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{what} not reached in {timeout:.0f} s; last: {last}\n{logs()}")
+
+
+async def _get(url: str) -> Any:
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        assert resp.status == 200, f"GET {url} -> {resp.status}"
+        return await resp.json()
+
+
+async def test_the_closed_loop_corrects_drift_over_sasl_ssl(
+    infra: Infra, settings: Settings, kafka_node: kafka.KafkaNode, tmp_path: Path
+) -> None:
+    sandbox_port = free_port()
+    cfg = secure(loop_settings(settings, tmp_path, sandbox_port, infra.redis_port), kafka_node)
+    names = topic_names(cfg)
+    worker = WorkerProcess([sys.executable, "-m", "concord.app.cli", "worker", "-l", "info",
+                            "--roles", "ingest,state,commands"], cfg, tmp_path / "worker.log").start()
+    hooks = webhooks_process(msgspec.structs.replace(cfg, web_port=free_port()), tmp_path / "webhooks.log").start()
+    sandbox = WorkerProcess(
+        [sys.executable, "-m", "concord.app.cli", "sandbox", "--port", str(sandbox_port), "--seed", "11",
+         "--customers", "8", "--drift-rate", "0.5", "--time-scale", "864000", "--duration", "15",
+         "--linger", "600", "--progress", "5", "--concord-url", hooks.base_url, "--test-credentials"],
+        cfg, tmp_path / "sandbox.log")
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+
+    def logs() -> str:
+        return (f"--- worker\n{worker.log_tail(40)}\n--- webhooks\n{hooks.log_tail(20)}\n"
+                f"--- sandbox\n{sandbox.log_tail(20)}")
+
+    try:
+        await worker.wait_ready()
+        await hooks.wait_ready()
+        sandbox.start()
+
+        async def sandbox_finished() -> bool:
+            status = await _get(f"{sandbox_url}/_sandbox/status")
+            return not status["running"]
+        await _until("sandbox traffic finished", sandbox_finished, 120, logs)
+        injected = await _get(f"{sandbox_url}/_sandbox/injected")
+        assert injected, "the sandbox injected no drift"
+
+        last: dict[str, str] = {}
+
+        async def every_injection_settled() -> bool:
+            last.update(await outcomes(worker, injected, infra.bootstrap, names.dlq_commands))
+            return all(v.startswith(SETTLED) for v in last.values())
+        await _until("every injected drift detected and corrected or dead-lettered", every_injection_settled, 150,
+                     lambda: "\n".join(f"{k}: {v}" for k, v in sorted(last.items())) + "\n" + logs())
+        print("\n".join(f"{k}: {v}" for k, v in sorted(last.items())))
+        assert "corrected" in last.values(), last
+        # The sandbox's Salesforce change events went to Kafka through its own SASL_SSL producer.
+        assert await read_all(infra.bootstrap, names.raw["salesforce"])
+        effects = await _get(f"{sandbox_url}/_sandbox/effects")
+        assert effects["duplicates"] == [], effects["duplicates"]
+        assert sum(e["applied"] for e in effects["effects"]) > 0
+    finally:
+        sandbox.stop()
+        hooks.stop()
+        worker.stop()
