@@ -24,6 +24,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer, unused_port
 
 from concord.app.demo import demo_keys
+from concord.core.kafka_security import kafka_security
 from concord.core.settings import Settings
 from concord.core.topics import TopicSpec, ensure_topics, topic_names
 from concord.sandbox.emit import EmitterStats
@@ -109,7 +110,7 @@ async def test_the_doctor_passes_a_healthy_setup_and_names_each_planted_problem(
     await server.start_server()
     specs = [TopicSpec(name, healthy.topic_partitions, 1) for name in topic_names(healthy).all()]
     try:
-        await ensure_topics(infra.bootstrap, specs)
+        await ensure_topics(infra.bootstrap, specs, security=kafka_security(healthy))
 
         code, out = await doctor(healthy, "--min-coverage", "0.9")
         assert code == 0, out
