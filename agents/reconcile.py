@@ -33,6 +33,8 @@ from concord.connectors.reconcile import (
     due,
     next_since,
     pacer,
+    request_key,
+    requested,
     run_group,
     schedule,
     snapshot_headers,
@@ -101,6 +103,8 @@ def register(concord: Concord) -> None:
         now = now_ms()
         try:
             checkpoints = {p: await store.load(p) for p in active}
+            requested_at = {p: int(await concord.redis.get(request_key(settings.topic_prefix, p)) or 0)
+                            for p in active}
         except REDIS_ERRORS:
             return  # Redis down: the watermarks timer says so; the schedule waits
         for platform, checkpoint in checkpoints.items():
@@ -110,18 +114,21 @@ def register(concord: Concord) -> None:
             metrics.reconcile_running.labels(platform).set(1 if shown.listing else 0)
         if running and not running[-1].done():
             return
-        chosen = [p for p in active if due(checkpoints[p], intervals[p], now)]
+        chosen = [p for p in active if due(checkpoints[p], intervals[p], now, requested_at[p])]
         locked = [p for p in chosen if await concord.redis.set(_lock_key(settings, p), me, nx=True, px=LOCK_MS)]
         if locked:
-            running[:] = [asyncio.create_task(_run(concord, locked, {p: checkpoints[p] for p in locked}, me))]
+            full = frozenset(p for p in locked if requested(checkpoints[p], requested_at[p]))
+            running[:] = [asyncio.create_task(_run(concord, locked, {p: checkpoints[p] for p in locked}, me, full))]
 
 
 def _lock_key(settings: Settings, platform: str) -> str:
     return f"{settings.topic_prefix}:reconcile:lock:{platform}"
 
 
-async def _run(concord: Concord, platforms: list[str], previous: dict[str, Checkpoint | None], me: str) -> None:
-    """One pass over `platforms`, behind one barrier (see the module); never raises."""
+async def _run(concord: Concord, platforms: list[str], previous: dict[str, Checkpoint | None], me: str,
+               full: frozenset[str] = frozenset()) -> None:
+    """One pass over `platforms`, behind one barrier (see the module); never raises. The platforms of `full`
+    (a pass was requested: connectors/reconcile.py `requested`) are listed whole."""
     settings = concord.settings
     client = concord.redis
     store = RedisStore(client, settings.topic_prefix)
@@ -131,7 +138,7 @@ async def _run(concord: Concord, platforms: list[str], previous: dict[str, Check
         reader.http.pace = pacer(limiter, platform)
     passes = []
     for platform in platforms:
-        since = next_since(platform, previous[platform], settings.reconcile_full_every)
+        since = None if platform in full else next_since(platform, previous[platform], settings.reconcile_full_every)
         checkpoint, resumed = begin(previous[platform], platform, since, False, False, now_ms())
         log.info("%s: reconciliation %s %s (%s)", platform, "resumed" if resumed else "started", checkpoint.pass_id,
                  "a full listing" if since is None else "what changed since the previous pass began")

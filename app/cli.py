@@ -68,6 +68,26 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bridge_salesforce(args: argparse.Namespace) -> int:
+    import logging
+
+    from aiokafka.errors import KafkaError
+
+    from concord.app.bridge import channels, run
+
+    settings = _load_settings()
+    logging.basicConfig(level=args.loglevel.upper(),
+                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    if args.loglevel != "debug":
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    print(f"concord: bridge salesforce {', '.join(channels(settings))} from {settings.salesforce_pubsub_url} to "
+          f"{settings_mod.mask_url(settings.kafka_url)}", flush=True)
+    try:
+        return run(settings, metrics_port=args.metrics_port)
+    except (RuntimeError, KafkaError, OSError) as exc:  # broker or Redis unreachable, topic refused
+        raise SystemExit(f"concord bridge salesforce: {settings_mod.mask_url(str(exc))}") from None
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     if args.markdown:
         sys.stdout.write(settings_mod.markdown_reference())
@@ -209,6 +229,23 @@ def build_parser() -> argparse.ArgumentParser:
                           help="log level (default: %(default)s)")
     webhooks.set_defaults(func=cmd_webhooks)
 
+    bridge = sub.add_parser("bridge", help="carry a platform's event stream into its raw topic until Ctrl-C",
+                            description="Bridges from a platform's own event API into Concord's raw topics.")
+    bridges = bridge.add_subparsers(title="platforms", metavar="PLATFORM", required=True)
+    bridge_salesforce = bridges.add_parser(
+        "salesforce", help="Salesforce Change Data Capture (Pub/Sub API) into <prefix>.raw.salesforce",
+        description="Subscribe to the CDC channels of CONCORD_SALESFORCE_CDC_CHANNELS on the Pub/Sub API "
+        "(CONCORD_SALESFORCE_PUBSUB_URL), decode each event's Avro payload and produce it to "
+        "<prefix>.raw.salesforce (acks=all); each channel's replay id is stored in Redis once its events are in "
+        "Kafka, and a restart resumes after it (a crash replays events, never skips one). A replay id past "
+        "Salesforce's retention becomes a GAP_OVERFLOW event for the entity. Setup: docs/ingestion.md.")
+    bridge_salesforce.add_argument("-l", "--loglevel", default="info",
+                                   choices=["debug", "info", "warning", "error", "critical"],
+                                   help="log level (default: %(default)s)")
+    bridge_salesforce.add_argument("--metrics-port", type=int, default=0,
+                                   help="serve the concord_bridge_* metrics on this port (default: none)")
+    bridge_salesforce.set_defaults(func=cmd_bridge_salesforce)
+
     config = sub.add_parser("config", help="print the effective settings (secrets masked)",
                             description="Print the effective settings, or the configuration reference.")
     config.add_argument("--markdown", action="store_true",
@@ -304,8 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox = sub.add_parser(
         "sandbox", help="serve Stripe, Salesforce, Zendesk and NetSuite APIs and play seeded customer traffic",
         description="The platform sandbox: the four platforms' APIs (for Concord's connectors), their native "
-        "events delivered to Concord (webhooks, Salesforce CDC on Kafka), and seeded customer lifecycles with "
-        "drift injected at --drift-rate. Ground truth at /_sandbox/injected, progress at /_sandbox/status.")
+        "events delivered to Concord (webhooks, Salesforce CDC on Kafka or its Pub/Sub API), and seeded customer "
+        "lifecycles with drift injected at --drift-rate. Ground truth at /_sandbox/injected, progress at "
+        "/_sandbox/status.")
     from concord.sandbox.cli import add_arguments as add_sandbox_arguments
     from concord.sandbox.cli import run as run_sandbox
 

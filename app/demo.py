@@ -61,8 +61,10 @@ WEBHOOKS_PORT = 6071
 # The people of the demo's users file (docs/console.md "Users and roles"), and what each may do.
 DEMO_USERS = (("vera", users.VIEWER), ("otto", users.OPERATOR))
 ROLE_HINTS = {users.VIEWER: "reads", users.OPERATOR: "reads and acts: accept, snooze, retry, approve"}
-# The Procfile's entries the demo runs.
-PROCESSES = ("worker", "webhooks", "sandbox")
+# The sandbox's Salesforce Pub/Sub API (plaintext gRPC): where the Procfile's `bridge` subscribes.
+SANDBOX_PUBSUB_PORT = 6072
+# The Procfile's entries the demo runs: Salesforce's change events come through the bridge.
+PROCESSES = ("worker", "webhooks", "bridge", "sandbox")
 # The correction timeout never shrinks below this: a command, the platform's event and the
 # re-evaluation take a moment even when simulated time flies.
 MIN_CORRECTION_TIMEOUT_S = 30
@@ -252,6 +254,10 @@ def demo_environment(rules_file: Path, environ: dict[str, str], kafka_port: int 
         "redis_url": f"redis://127.0.0.1:{redis_port}/0",
         "stripe_api_url": sandbox,
         "stripe_api_key": "sk_test_concord_demo_key",
+        # The sandbox's Pub/Sub API, for the bridge; from the run's first event, not from when it subscribed
+        # (the bridge and the sandbox start together).
+        "salesforce_pubsub_url": f"grpc://{SANDBOX_HOST}:{SANDBOX_PUBSUB_PORT}",
+        "salesforce_pubsub_replay_preset": "EARLIEST",
         "zendesk_url": sandbox,
         "zendesk_api_email": "demo@concord.invalid",
         "zendesk_api_token": "concord-demo-zendesk-token",
@@ -337,7 +343,7 @@ def _honcho() -> str:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    """Infra up, `honcho start worker webhooks sandbox`, a live summary until Ctrl-C or the end; stop what we
+    """Infra up, `honcho start worker webhooks bridge sandbox`, a live summary until Ctrl-C or the end; stop what we
     started."""
     honcho = _honcho()
     cache = Path(args.cache)
@@ -349,8 +355,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     rules_file = workdir / "rules.json"
     rules_file.write_text(json.dumps(scaled_rules(args.time_scale, args.approve), indent=2))
     if any(port_open(host, port) for host, port in ((settings.web_host, settings.web_port),
-                                                     (settings.web_host, WEBHOOKS_PORT), (SANDBOX_HOST, SANDBOX_PORT))):
-        raise SystemExit(E_BUSY.format(worker=settings.web_port, webhooks=WEBHOOKS_PORT, sandbox=SANDBOX_PORT))
+                                                     (settings.web_host, WEBHOOKS_PORT), (SANDBOX_HOST, SANDBOX_PORT),
+                                                     (SANDBOX_HOST, SANDBOX_PUBSUB_PORT))):
+        raise SystemExit(E_BUSY.format(worker=settings.web_port, webhooks=WEBHOOKS_PORT,
+                                       sandbox=f"{SANDBOX_PORT}/{SANDBOX_PUBSUB_PORT}"))
     run_id = f"concord-demo-{int(time.time())}"
     webhooks_url = f"http://{settings.web_host}:{WEBHOOKS_PORT}"
     env = demo_environment(rules_file, dict(os.environ), args.kafka_port, args.redis_port, run_id)
@@ -363,6 +371,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 "LOSE_RATE": str(args.lose_rate), "DEAL_RATE": str(args.deal_rate),
                 "SANDBOX_PORT": str(SANDBOX_PORT), "PYTHONUNBUFFERED": "1", "WEBHOOKS_PORT": str(WEBHOOKS_PORT),
                 "SANDBOX_CONCORD_URL": webhooks_url,
+                "SALESFORCE_DELIVERY": "pubsub", "SANDBOX_PUBSUB_PORT": str(SANDBOX_PUBSUB_PORT),
                 # The Procfile says `concord ...`: the one installed beside this Python.
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
     if args.reconcile_every > 0:

@@ -71,6 +71,12 @@ def checkpoint_key(prefix: str, platform: str) -> str:
     return f"{prefix}:reconcile:{platform}"
 
 
+def request_key(prefix: str, platform: str) -> str:
+    """Where a pass of the platform is requested before its time (epoch ms of the request): the Salesforce
+    bridge sets it when it declares a gap (app/bridge.py); a scheduled pass started after it satisfies it."""
+    return f"{prefix}:reconcile:requested:{platform}"
+
+
 OnPage = Callable[["Checkpoint", str, int, "int | None"], None]
 
 
@@ -301,15 +307,22 @@ def listing(checkpoint: Checkpoint | None, now_ms: int) -> bool:
             and now_ms - checkpoint.updated_at < HOLD_TTL_S * 1000)
 
 
-def due(checkpoint: Checkpoint | None, every_seconds: float, now_ms: int) -> bool:
-    """Whether a scheduled pass of the platform should start (or resume) now."""
+def due(checkpoint: Checkpoint | None, every_seconds: float, now_ms: int, requested_at: int = 0) -> bool:
+    """Whether a scheduled pass of the platform should start (or resume) now: its interval is up, or a pass was
+    requested (`requested_at`, epoch ms, `request_key`) after the last one started."""
     if every_seconds <= 0:
         return False
     if checkpoint is None:
         return True
     if checkpoint.finished_at == 0 and checkpoint.cursor is not None:
         return not listing(checkpoint, now_ms)  # a pass whose run died: resume it
-    return now_ms - checkpoint.started_at >= every_seconds * 1000
+    return now_ms - checkpoint.started_at >= every_seconds * 1000 or requested(checkpoint, requested_at)
+
+
+def requested(checkpoint: Checkpoint | None, requested_at: int) -> bool:
+    """Whether a pass requested at `requested_at` (epoch ms; 0: none) is still owed: no pass started since.
+    A requested pass is a full listing: it is asked for after a gap, whose mark only a full listing clears."""
+    return requested_at > 0 and (checkpoint is None or requested_at > checkpoint.started_at)
 
 
 class Schedule(Struct, frozen=True, kw_only=True):

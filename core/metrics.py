@@ -240,6 +240,28 @@ sagas_stopped = Gauge(
 )
 
 
+# `concord bridge salesforce` (app/bridge.py): Salesforce CDC from the Pub/Sub API into the raw topic.
+bridge_events = Counter(
+    "concord_bridge_events_total", "Salesforce change events the bridge produced to the raw topic (acknowledged by "
+    "Kafka), per CDC channel", ["channel"], registry=REGISTRY,
+)
+bridge_replay_stored = Gauge(
+    "concord_bridge_replay_stored_timestamp_seconds", "When the bridge last stored a channel's replay id (after "
+    "its events were in Kafka): a stale value with traffic in Salesforce means the bridge is stuck",
+    ["channel"], registry=REGISTRY,
+)
+bridge_gaps = Counter(
+    "concord_bridge_gaps_total", "Gaps the bridge declared: its stored replay id was no longer in Salesforce's "
+    "retention, so the changes since are lost to it; a GAP_OVERFLOW event went to the raw topic for the entity",
+    ["channel", "entity"], registry=REGISTRY,
+)
+bridge_reconnects = Counter(
+    "concord_bridge_reconnects_total", "Subscriptions the bridge started again, by reason (the gRPC status in lower "
+    "case, `auth` after a token refresh, `closed` when the server ended the stream)", ["channel", "reason"],
+    registry=REGISTRY,
+)
+
+
 def markdown_reference() -> str:
     """docs/metrics.md, generated from the registry (`python -m concord.core.metrics`)."""
     lines = [
@@ -249,7 +271,8 @@ def markdown_reference() -> str:
         "",
         "Every worker, and the webhooks process (`concord webhooks`), serves these at `/metrics` (Prometheus "
         "text format); the webhooks process counts only the webhook metrics, `concord_worker_ready` and "
-        "`concord_kafka_up`.",
+        "`concord_kafka_up`; the Salesforce bridge (`concord bridge salesforce --metrics-port P`) counts the "
+        "`concord_bridge_*` metrics.",
         "",
         "Each process reports what it does or owns: how to combine the series of several processes (`sum` or "
         "`max`), and the alerts and dashboard built on them, are in [alerts.md](alerts.md).",
@@ -269,3 +292,4 @@ if __name__ == "__main__":
     import sys
 
     sys.stdout.write(markdown_reference())
+

@@ -658,6 +658,34 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
                   "retried with a jittered backoff from 1 s up to 60 s; `Retry-After` is honoured) before it is "
                   "given up, logged and counted as failed.")
     ] = 8
+    # Salesforce CDC bridge (concord bridge salesforce)
+    salesforce_pubsub_url: Annotated[
+        str, Meta(pattern=r"^grpcs?://[^/\s:]+:\d+$",
+                  description="Salesforce Pub/Sub API endpoint the bridge subscribes at: `grpcs://` over TLS (the "
+                  "real API), `grpc://` in plaintext (the sandbox's, `concord sandbox --salesforce-delivery "
+                  "pubsub`). Never plaintext across a network: the access token travels with every call.")
+    ] = "grpcs://api.pubsub.salesforce.com:7443"
+    salesforce_cdc_channels: Annotated[
+        str, Meta(pattern=r"^/data/\w+(,/data/\w+)*$",
+                  description="Comma-separated Change Data Capture channels the bridge carries into "
+                  "`<prefix>.raw.salesforce`, each with its own replay id: the objects Concord reads by "
+                  "default; `/data/ChangeEvents` carries every entity selected for CDC in Setup.")
+    ] = "/data/AccountChangeEvent,/data/OpportunityChangeEvent"
+    salesforce_pubsub_batch: Annotated[
+        int, Meta(ge=1, le=100, description="Events the bridge asks for at a time per channel (`num_requested`; "
+                  "Salesforce sends at most 100): it asks for more as each batch is in Kafka, so no more than this "
+                  "is ever waiting in the bridge.")
+    ] = 100
+    salesforce_pubsub_replay_preset: Annotated[
+        str, Meta(pattern=r"^(LATEST|EARLIEST)$",
+                  description="Where a channel with no stored replay id starts: LATEST (new events only) or "
+                  "EARLIEST (everything Salesforce still retains, 72 hours). A stored replay id always wins.")
+    ] = "LATEST"
+    salesforce_org_id: Annotated[
+        str, Meta(pattern=r"^(00D[0-9A-Za-z]{12}([0-9A-Za-z]{3})?)?$",
+                  description="The org id (`00D...`) the bridge sends as `tenantid`. Empty: read from the access "
+                  "token's prefix (`00D...!...`).")
+    ] = ""
 
 _FIELD_VARS: Final = {name: ENV_PREFIX + name.upper() for name in Settings.__struct_fields__}
 

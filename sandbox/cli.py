@@ -74,6 +74,10 @@ E_LISTEN: Final = ("concord sandbox: cannot listen on {host}:{port}: {error} (is
                    "choose another --port)")
 
 
+E_LISTEN_PUBSUB: Final = ("concord sandbox: cannot serve the Pub/Sub API on {host}:{port}: {error} (is another sandbox "
+                          "running? choose another --pubsub-port)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `concord sandbox`."""
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
@@ -108,6 +112,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of the platforms' events (webhooks and Salesforce CDC) lost instead of "
                         "delivered, 0 to 1, drawn from --seed; the records change all the same, each lost event "
                         "is listed in /_sandbox/lost and never sent (default: %(default)s)")
+    parser.add_argument("--salesforce-delivery", choices=("kafka", "pubsub"), default="kafka",
+                        help="how Salesforce change events reach Concord: produced to the raw topic (kafka), or served "
+                        "by the Pub/Sub API on --pubsub-port for `concord bridge salesforce` (pubsub) "
+                        "(default: %(default)s)")
+    parser.add_argument("--pubsub-port", type=int, default=6072,
+                        help="with --salesforce-delivery pubsub: the Pub/Sub API's port, plaintext gRPC "
+                        "(default: %(default)s)")
+    parser.add_argument("--pubsub-retention", type=float, default=0.0, metavar="SECONDS",
+                        help="with --salesforce-delivery pubsub: seconds an event stays replayable; an older replay "
+                        "id is refused as Salesforce refuses one past its 72 hours (0: kept for ever; "
+                        "default: %(default)s)")
     parser.add_argument("--concord-url", default=None,
                         help="where webhooks go (default: http://<CONCORD_WEB_HOST>:<CONCORD_WEB_PORT>)")
     parser.add_argument("--no-traffic", action="store_true",
@@ -190,6 +205,8 @@ def config_from_args(args: argparse.Namespace, settings: settings_mod.Settings) 
                                    ("netsuite", "client_credentials", "--netsuite-certificate")):
         if getattr(settings, f"{platform}_auth_flow") == flow and not certificates[platform]:
             raise ValueError(E_CERTIFICATE_NEEDED.format(platform=platform.upper(), flow=flow, option=option))
+    if args.pubsub_retention < 0:
+        raise ValueError(f"--pubsub-retention is seconds, 0 or more, got {args.pubsub_retention}")
     traffic = TrafficConfig(
         seed=args.seed,
         customers=args.customers,
@@ -207,7 +224,9 @@ def config_from_args(args: argparse.Namespace, settings: settings_mod.Settings) 
                                 concord_url=args.concord_url, control_public=args.control_public,
                                 lose_rate=args.lose_rate, token_lifetime=args.token_lifetime,
                                 salesforce_certificate=certificates["salesforce"],
-                                netsuite_certificate=certificates["netsuite"])
+                                netsuite_certificate=certificates["netsuite"],
+                                salesforce_delivery=args.salesforce_delivery,
+                                pubsub_port=args.pubsub_port, pubsub_retention=args.pubsub_retention)
 
 
 def _certificate(option: str, path: str) -> str:
@@ -245,12 +264,16 @@ async def serve(config: SandboxConfig, *, linger: float = 0.0, progress: float =
     """
     from aiohttp import web
 
-    from concord.sandbox.server import SANDBOX, build_app, build_emitter
+    from concord.sandbox.server import SANDBOX, build_app
 
-    app = build_app(config, emitter=emitter or build_emitter)
+    app = build_app(config, emitter=emitter)
     sandbox = app[SANDBOX]
     runner = web.AppRunner(app)
-    await runner.setup()
+    try:
+        await runner.setup()  # starts the Pub/Sub API too, with pubsub delivery
+    except OSError as exc:
+        await runner.cleanup()
+        raise SystemExit(E_LISTEN_PUBSUB.format(host=config.host, port=config.pubsub_port, error=exc)) from None
     try:
         await web.TCPSite(runner, config.host, config.port).start()
     except OSError as exc:
@@ -267,7 +290,8 @@ async def serve(config: SandboxConfig, *, linger: float = 0.0, progress: float =
           f"/_sandbox/injected, deals /_sandbox/deals); seed {traffic.seed}, {traffic.customers} customers, drift rate "
           f"{traffic.drift_rate}, deal rate {traffic.deal_rate:g}, "
           f"{traffic.history} history customers, lose rate {config.lose_rate:g}, "
-          f"time scale {traffic.time_scale:g}x, webhooks to {settings_mod.mask_url(config.concord_url)}; "
+          f"time scale {traffic.time_scale:g}x, webhooks to {settings_mod.mask_url(config.concord_url)}, "
+          f"Salesforce CDC {_salesforce_delivery(config)}; "
           f"{event_loop.loop_name(asyncio.get_running_loop())} event loop", file=out, flush=True)
     try:
         await _wait(sandbox, stop, config, linger, progress, out)
@@ -278,6 +302,12 @@ async def serve(config: SandboxConfig, *, linger: float = 0.0, progress: float =
     finally:
         await runner.cleanup()
     return 0
+
+
+def _salesforce_delivery(config: SandboxConfig) -> str:
+    if config.salesforce_delivery == "pubsub":
+        return f"on the Pub/Sub API grpc://{config.host}:{config.pubsub_port}"
+    return f"to Kafka {config.salesforce_topic}"
 
 
 async def _wait(sandbox: Sandbox, stop: asyncio.Event, config: SandboxConfig, linger: float, progress: float,

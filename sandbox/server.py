@@ -40,7 +40,7 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable
-from typing import Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import msgspec
 from aiohttp import web
@@ -57,9 +57,13 @@ from concord.sandbox.faults import PLATFORMS, Faults, FaultsError, FaultSettings
 from concord.sandbox.injection import Injection
 from concord.sandbox.lost import LostEvent
 from concord.sandbox.oauth import OAuthConfig, TokenStats, sessions_for, token_routes
+from concord.sandbox.pubsub import EventBus, start_server
 from concord.sandbox.traffic import Runner, Traffic, TrafficConfig, TrafficStatus
 from concord.sandbox.webhook_setup import WebhookSetup
 from concord.sandbox.world import Effect, World
+
+if TYPE_CHECKING:
+    import grpc
 
 E_TRAFFIC_BODY: Final = 'POST /_sandbox/traffic wants JSON {{"action": "start"}} or {{"action": "stop"}}: {problem}'
 E_CONTROL_PUBLIC: Final = ("the sandbox control API (/_sandbox/*) answers loopback peers only; start the sandbox with "
@@ -87,12 +91,20 @@ class SandboxConfig(Struct, frozen=True, kw_only=True):
     control_public: bool = False  # serve `/_sandbox/*` to non-loopback peers too
     lose_rate: float = 0.0  # every platform's `lose_rate` fault at start: share of events lost, not delivered
     oauth: OAuthConfig = OAuthConfig()  # the token endpoints: apps, certificates, token lifetime
+    # How Salesforce change events reach Concord: "kafka" (produced to the raw topic, as a customer's CDC
+    # pipeline would) or "pubsub" (served by the Pub/Sub API on `pubsub_port`, for `concord bridge salesforce`).
+    salesforce_delivery: str = "kafka"
+    pubsub_port: int = 6072
+    pubsub_retention: float = 0.0  # seconds an event stays replayable (0: for ever; Salesforce keeps 72 hours)
+    pubsub_keepalive: float = 270.0  # seconds without events before an empty FetchResponse, as Salesforce's
 
 
 def config_from_settings(settings: Settings, traffic: TrafficConfig, *, host: str = "127.0.0.1", port: int = 6070,
                          run_traffic: bool = True, concord_url: str | None = None,
                          control_public: bool = False, lose_rate: float = 0.0, token_lifetime: float = 300.0,
-                         salesforce_certificate: str = "", netsuite_certificate: str = "") -> SandboxConfig:
+                         salesforce_certificate: str = "", netsuite_certificate: str = "",
+                         salesforce_delivery: str = "kafka", pubsub_port: int = 6072,
+                         pubsub_retention: float = 0.0) -> SandboxConfig:
     """The sandbox's configuration from Concord's settings: the secrets it signs with, the topic it
     produces to, and the connector credentials it accepts (so Concord's connectors authenticate).
 
@@ -131,6 +143,9 @@ def config_from_settings(settings: Settings, traffic: TrafficConfig, *, host: st
             netsuite_certificate_id=settings.netsuite_certificate_id,
             netsuite_client_id=settings.netsuite_client_id,
         ),
+        salesforce_delivery=salesforce_delivery,
+        pubsub_port=pubsub_port,
+        pubsub_retention=pubsub_retention,
     )
 
 
@@ -209,6 +224,8 @@ class Sandbox:
         self.traffic.play_history()
         self.runner = Runner(self.traffic)
         self.emitter = emitter
+        self.bus: EventBus | None = None  # the Pub/Sub API's events, with pubsub delivery (sandbox/pubsub.py)
+        self.pubsub: grpc.aio.Server | None = None
 
     def status(self) -> SandboxStatus:
         traffic: TrafficStatus = self.runner.status()
@@ -326,6 +343,10 @@ async def control_guard(request: web.Request, handler: Callable[[web.Request], A
 
 async def _on_startup(app: web.Application) -> None:
     sandbox = app[SANDBOX]
+    if sandbox.bus is not None:
+        config = sandbox.config
+        sandbox.pubsub, _ = await start_server(sandbox.bus, sandbox.sessions["salesforce"].accepts, host=config.host,
+                                               port=config.pubsub_port, keepalive=config.pubsub_keepalive)
     await sandbox.emitter.start()
     if sandbox.config.run_traffic:
         sandbox.runner.start()
@@ -335,24 +356,34 @@ async def _on_cleanup(app: web.Application) -> None:
     sandbox = app[SANDBOX]
     await sandbox.runner.stop()
     await sandbox.emitter.stop()
+    if sandbox.pubsub is not None:
+        await sandbox.pubsub.stop(grace=1.0)
+        sandbox.pubsub = None
 
 
-def build_emitter(config: SandboxConfig, world: World, faults: Faults) -> Emitter:
-    """The emitter delivering `world`'s changes to the Concord named in `config` (gaps and losses per `faults`)."""
+def build_emitter(config: SandboxConfig, world: World, faults: Faults, bus: EventBus | None = None) -> Emitter:
+    """The emitter delivering `world`'s changes to the Concord named in `config` (gaps and losses per `faults`);
+    Salesforce's change events go to `bus` instead of Kafka when one is given (pubsub delivery)."""
     return Emitter(world, concord_url=config.concord_url, stripe_secret=config.stripe_webhook_secret,
                    zendesk_secret=config.zendesk_webhook_secret, netsuite_secret=config.netsuite_webhook_secret,
                    kafka_bootstrap=config.kafka_bootstrap, kafka_security=config.kafka_security,
                    salesforce_topic=config.salesforce_topic,
-                   gaps=faults.gap, lose=faults.lose)
+                   gaps=faults.gap, lose=faults.lose, producer_factory=None if bus is None else lambda: bus)
 
 
 def build_app(config: SandboxConfig, *, world: World | None = None,
-              emitter: Callable[[SandboxConfig, World, Faults], EmitterLike] = build_emitter,
+              emitter: Callable[[SandboxConfig, World, Faults], EmitterLike] | None = None,
               clock: Callable[[], float] = time.time) -> web.Application:
-    """The sandbox service: platform APIs, control API, emitter and traffic (started on app startup)."""
+    """The sandbox service: platform APIs, control API, emitter and traffic (started on app startup).
+
+    `emitter` builds the emitter (default: `build_emitter`, with the Pub/Sub event bus when
+    `config.salesforce_delivery` is "pubsub"; its gRPC server starts and stops with the app)."""
     world = world if world is not None else World(clock=clock)
     faults = Faults(FaultSettings.losing(config.lose_rate), seed=config.fault_seed)
-    sandbox = Sandbox(config, world, emitter(config, world, faults), faults, clock)
+    bus = EventBus(retention=config.pubsub_retention, clock=clock) if config.salesforce_delivery == "pubsub" else None
+    built = emitter(config, world, faults) if emitter is not None else build_emitter(config, world, faults, bus)
+    sandbox = Sandbox(config, world, built, faults, clock)
+    sandbox.bus = bus
     app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[control_guard])
     app[SANDBOX] = sandbox
     for platform in (stripe, zendesk):

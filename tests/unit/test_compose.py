@@ -189,3 +189,14 @@ def test_compose_rules_are_the_demo_s_scaled_rules() -> None:
     path = services["worker"]["environment"]["CONCORD_RULES_FILE"].removeprefix("/srv/concord/")
     assert json.loads((REPO_ROOT / path).read_text()) == scaled_rules(3600)
     assert "--concord-url" in services["sandbox"]["command"]
+
+
+def test_the_bridge_subscribes_to_the_sandbox_s_pub_sub_api() -> None:
+    services = _compose()["services"]
+    bridge = services["bridge"]
+    assert bridge["command"][:3] == ["concord", "bridge", "salesforce"] and "profiles" not in bridge
+    settings = settings_mod.load({k: str(v) for k, v in bridge["environment"].items()})
+    sandbox = services["sandbox"]["command"]
+    assert sandbox[sandbox.index("--salesforce-delivery") + 1] == "pubsub"
+    assert settings.salesforce_pubsub_url == f"grpc://sandbox:{sandbox[sandbox.index('--pubsub-port') + 1]}"
+    assert settings.salesforce_org_id  # the demo token names no org

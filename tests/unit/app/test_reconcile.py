@@ -225,6 +225,14 @@ def test_a_platform_is_due_when_never_reconciled_an_interval_after_its_last_star
     assert not rp.listing(listing, dead) and rp.due(listing, 3600, dead)  # its run died: resume it
 
 
+def test_a_requested_pass_is_due_at_once_until_a_pass_starts_after_the_request() -> None:
+    done = rp.Checkpoint(pass_id="p", platform="salesforce", started_at=1_000, finished_at=2_000, cursor=None)
+    assert rp.due(done, 3600, 5_000, requested_at=4_000) and rp.requested(done, 4_000)
+    assert not rp.due(done, 3600, 5_000, requested_at=500)  # the pass that started at 1 000 answered it
+    assert not rp.due(done, 3600, 5_000) and not rp.requested(done, 0)
+    assert not rp.due(done, 0, 5_000, requested_at=4_000)  # not scheduled: a request waits for a person
+
+
 def test_the_schedule_says_when_next_and_whether_overdue_and_keeps_the_last_complete_pass_across_passes() -> None:
     complete = rp.Checkpoint(pass_id="p1", platform="zendesk", started_at=1_000, finished_at=5_000, cursor=None)
     shown = rp.schedule("zendesk", complete, 3600, 10_000, since_ms=0)
