@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -28,7 +29,8 @@ from concord.connectors.salesforce_pubsub import (
     RedisReplayStore,
     stub,
 )
-from concord.connectors.tokens import StaticToken
+from concord.connectors.tokens import StaticToken, Token
+from concord.core.kafka_security import kafka_security
 from concord.core.pubsub_api import pb, services
 from concord.core.settings import Settings, kafka_bootstrap
 from concord.core.topics import TopicSpec, ensure_topics, topic_names
@@ -156,7 +158,7 @@ class Harness:
 @pytest.fixture
 async def harness(settings: Settings, org: Org) -> AsyncIterator[Harness]:
     made = Harness(settings, org)
-    await ensure_topics(kafka_bootstrap(settings), [TopicSpec(made.topic, 1, 1)])
+    await ensure_topics(kafka_bootstrap(settings), [TopicSpec(made.topic, 1, 1)], security=kafka_security(settings))
     await made.producer.start()
     yield made
     await made.producer.stop()
@@ -300,17 +302,24 @@ async def test_the_bridge_asks_for_at_most_a_batch_beyond_what_it_bridged(org: O
 
 async def test_a_refused_token_is_refreshed_once_then_the_bridge_stops(org: Org, harness: Harness) -> None:
     class Expiring:
-        """A session that expired: the refresh gives the valid one (or, `stale`, the same expired one)."""
+        """A session that expired: the renewal gives the valid one (or, `stale`, the same expired one)."""
+
+        platform, renews = "salesforce", True
 
         def __init__(self, fresh: str) -> None:
             self.fresh = fresh
+            self.held = Token(value="00DHp00000ConcoMAA!expired", obtained_at=0.0, expires_at=math.inf)
             self.refreshes = 0
 
-        async def token(self) -> str:
-            return "00DHp00000ConcoMAA!expired"
+        async def current(self) -> Token:
+            return self.held
 
-        async def refresh(self) -> str:
+        async def token(self) -> str:
+            return self.held.value
+
+        async def refresh(self, refused: str | None = None) -> str:
             self.refreshes += 1
+            self.held = Token(value=self.fresh, obtained_at=0.0, expires_at=math.inf)
             return self.fresh
 
     await org.changes(1)
