@@ -23,7 +23,8 @@ What a subscriber sees is what the real API sends:
   trailer `error-code: sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted`;
 * authentication: every call carries `accesstoken` (checked as the REST API checks its bearer token:
   the org's sessions, `Sessions.accepts` in sandbox/oauth.py) and `tenantid`; otherwise UNAUTHENTICATED
-  with the auth error code.
+  with the auth error code. A session that expires while its stream is open ends the stream the same way
+  before the next events are sent: the subscriber renews its token and resubscribes.
 
 Channels: `/data/ChangeEvents` carries every entity, `/data/<Entity>ChangeEvent` one.
 """
@@ -317,12 +318,14 @@ class PubSubService(services.PubSubServicer):
         self.tenant_id = tenant_id
         self.streams: list[SubscribeCounts] = []
 
-    async def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
+    async def _authenticate(self, context: grpc.aio.ServicerContext) -> str:
+        """The call's access token, once the org accepts it (else the call ends UNAUTHENTICATED)."""
         metadata = dict(context.invocation_metadata() or ())
         token = str(metadata.get(pubsub_api.ACCESS_TOKEN_KEY, ""))
         if not self.accepts(token) or not metadata.get(pubsub_api.TENANT_ID_KEY):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, E_AUTH,
                                 ((pubsub_api.ERROR_CODE_KEY, pubsub_api.AUTH_ERROR),))
+        return token
 
     async def GetSchema(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802 (gRPC's name)
         await self._authenticate(context)
@@ -348,7 +351,7 @@ class PubSubService(services.PubSubServicer):
 
     async def Subscribe(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext  # noqa: N802
                         ) -> AsyncIterator[Any]:
-        await self._authenticate(context)
+        token = await self._authenticate(context)
         first = await anext(aiter(requests), None)
         if first is None:
             return
@@ -373,6 +376,9 @@ class PubSubService(services.PubSubServicer):
                 owed = counts.requested - counts.sent
                 batch = self.bus.after(position, entities, owed) if owed > 0 else []
                 if batch:
+                    if not self.accepts(token):  # the session expired while the stream was open
+                        await context.abort(grpc.StatusCode.UNAUTHENTICATED, E_AUTH,
+                                            ((pubsub_api.ERROR_CODE_KEY, pubsub_api.AUTH_ERROR),))
                     counts.sent += len(batch)
                     position = batch[-1].replay
                     yield pb.FetchResponse(events=[event.event for event in batch],

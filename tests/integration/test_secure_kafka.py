@@ -2,10 +2,13 @@
 
 The broker `infra up` starts listens in plaintext on its client port and with SASL_SSL two ports above
 (9092, 9094), with a CA and a SCRAM user of its own (infra/kafka.py). A client with the user's password
-and the CA produces and consumes there; a wrong password is refused saying so; and the closed loop (a
-worker, the webhooks process and the sandbox, every Kafka client of theirs on SASL_SSL) corrects drift
-as it does in plaintext. The test reads what the processes wrote through the plaintext listener: the
-processes under test are the ones that must speak SASL_SSL.
+and the CA produces and consumes there; a wrong password is refused saying so; and the closed loop runs as
+at a real company (issue 18's "done when"): a worker, the webhooks process, the Salesforce bridge and the
+sandbox, every Kafka client of theirs on SASL_SSL; Salesforce and NetSuite on their token flows with tokens
+that live 4 s, renewed during the run; Salesforce's change events arriving through `concord bridge
+salesforce` from the sandbox's Pub/Sub API. It corrects drift as the plaintext loop does. The test reads
+what the processes wrote through the plaintext listener: the processes under test are the ones that must
+speak SASL_SSL.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
+from concord.app.demo import demo_keys
 from concord.bench.common import free_port
 from concord.core.kafka_security import kafka_client_options
 from concord.core.settings import Settings
@@ -126,30 +130,51 @@ async def _get(url: str) -> Any:
         return await resp.json()
 
 
-async def test_the_closed_loop_corrects_drift_over_sasl_ssl(
+async def test_the_closed_loop_runs_as_at_a_real_company(
     infra: Infra, settings: Settings, kafka_node: kafka.KafkaNode, tmp_path: Path
 ) -> None:
-    sandbox_port = free_port()
-    cfg = secure(loop_settings(settings, tmp_path, sandbox_port, infra.redis_port), kafka_node)
+    """The closed loop as a real company runs it: every Kafka client on SASL_SSL; Salesforce and NetSuite on
+    their token flows (JWT bearer, client credentials) with tokens that live seconds, so they are renewed
+    during the run (Salesforce's after a 401, since Concord is told sessions last longer than the sandbox's;
+    NetSuite's ahead of expiry); and Salesforce's change events arriving through `concord bridge salesforce`
+    from the sandbox's Pub/Sub API (the sandbox produces nothing to Kafka itself)."""
+    sandbox_port, pubsub_port = free_port(), free_port()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    keys = demo_keys(tmp_path)
+    run = f"{time.time_ns()}"
+    cfg = msgspec.structs.replace(
+        secure(loop_settings(settings, tmp_path, sandbox_port, infra.redis_port), kafka_node),
+        salesforce_access_token="", salesforce_instance_url="", salesforce_auth_flow="jwt_bearer",
+        salesforce_client_id=f"3MVG9loop{run}", salesforce_username="loop@concord.invalid",
+        salesforce_login_url=sandbox_url, salesforce_private_key=keys.private_key.read_text(),
+        salesforce_session_seconds=60.0,
+        netsuite_access_token="", netsuite_auth_flow="client_credentials", netsuite_client_id=f"ns-loop-{run}",
+        netsuite_certificate_id="kid-loop", netsuite_private_key=keys.private_key.read_text(),
+        salesforce_pubsub_url=f"grpc://127.0.0.1:{pubsub_port}", salesforce_pubsub_replay_preset="EARLIEST")
     names = topic_names(cfg)
     worker = WorkerProcess([sys.executable, "-m", "concord.app.cli", "worker", "-l", "info",
                             "--roles", "ingest,state,commands"], cfg, tmp_path / "worker.log").start()
     hooks = webhooks_process(msgspec.structs.replace(cfg, web_port=free_port()), tmp_path / "webhooks.log").start()
+    bridge = WorkerProcess([sys.executable, "-m", "concord.app.cli", "bridge", "salesforce", "-l", "info"], cfg,
+                           tmp_path / "bridge.log")
     sandbox = WorkerProcess(
         [sys.executable, "-m", "concord.app.cli", "sandbox", "--port", str(sandbox_port), "--seed", "11",
          "--customers", "8", "--drift-rate", "0.5", "--time-scale", "864000", "--duration", "15",
-         "--linger", "600", "--progress", "5", "--concord-url", hooks.base_url, "--test-credentials"],
+         "--linger", "600", "--progress", "5", "--concord-url", hooks.base_url, "--test-credentials",
+         "--salesforce-delivery", "pubsub", "--pubsub-port", str(pubsub_port), "--token-lifetime", "4",
+         "--salesforce-jwt-certificate", str(keys.certificate), "--netsuite-certificate", str(keys.certificate)],
         cfg, tmp_path / "sandbox.log")
-    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
 
     def logs() -> str:
         return (f"--- worker\n{worker.log_tail(40)}\n--- webhooks\n{hooks.log_tail(20)}\n"
-                f"--- sandbox\n{sandbox.log_tail(20)}")
+                f"--- bridge\n{bridge.log_tail(20)}\n--- sandbox\n{sandbox.log_tail(20)}")
 
     try:
         await worker.wait_ready()
         await hooks.wait_ready()
         sandbox.start()
+        await _until("sandbox up", lambda: _get(f"{sandbox_url}/_sandbox/healthz"), 30, logs)
+        bridge.start()
 
         async def sandbox_finished() -> bool:
             status = await _get(f"{sandbox_url}/_sandbox/status")
@@ -167,12 +192,20 @@ async def test_the_closed_loop_corrects_drift_over_sasl_ssl(
                      lambda: "\n".join(f"{k}: {v}" for k, v in sorted(last.items())) + "\n" + logs())
         print("\n".join(f"{k}: {v}" for k, v in sorted(last.items())))
         assert "corrected" in last.values(), last
-        # The sandbox's Salesforce change events went to Kafka through its own SASL_SSL producer.
-        assert await read_all(infra.bootstrap, names.raw["salesforce"])
+        # Salesforce's change events came through the bridge: the sandbox serves them on its Pub/Sub API only.
+        assert await read_all(infra.bootstrap, names.raw["salesforce"]), logs()
+        assert "bridge /data/AccountChangeEvent: subscribed" in bridge.log_tail(200), logs()
+        tokens = (await _get(f"{sandbox_url}/_sandbox/status"))["tokens"]
+        print(f"tokens: {tokens}")
+        # Tokens of 4 s over a run of more than 15 s: each platform's were renewed (a token issued after the
+        # first), and no token request was refused.
+        assert tokens["salesforce"]["issued"] >= 2 and tokens["netsuite"]["issued"] >= 2, tokens
+        assert tokens["salesforce"]["refused_grants"] == 0 and tokens["netsuite"]["refused_grants"] == 0, tokens
         effects = await _get(f"{sandbox_url}/_sandbox/effects")
         assert effects["duplicates"] == [], effects["duplicates"]
         assert sum(e["applied"] for e in effects["effects"]) > 0
     finally:
+        bridge.stop()
         sandbox.stop()
         hooks.stop()
         worker.stop()
