@@ -14,7 +14,8 @@ What it checks, each a line of the checklist with what to fix:
   is a warning); credentials valid (the first page of its customers, as a reconciliation reads it);
   Stripe's webhook endpoint posting to Concord, enabled, subscribed to the event types the codec reads
   (`codecs/stripe.py` `EVENT_TYPES`) on an API version it reads; Zendesk's webhook active, posting JSON to
-  Concord, subscribed to the events Concord reads, signed with `CONCORD_ZENDESK_WEBHOOK_SECRET`.
+  Concord, subscribed to the events Concord reads, signed with `CONCORD_ZENDESK_WEBHOOK_SECRET`; each
+  Salesforce CDC channel of the bridge answered by the Pub/Sub API (`GetTopic`) as one its user may subscribe to.
 * **Identity coverage**: the share of Stripe customers, Zendesk organizations and NetSuite customers that
   carry the Salesforce Account Id (`metadata.salesforce_account_id`, `external_id`, the CRM link field):
   read through the same codec the live path uses, over the first `--sample` records. A record without it
@@ -366,6 +367,8 @@ class Probe:
                 return [*checks, fail(platform, "credentials", str(exc), _CREDENTIALS_FIX[platform])], None
             checks.append(ok(platform, "credentials", "the API answered with the configured credentials"))
             checks.extend(await self._webhooks(platform, reader.http))
+            if platform == "salesforce":
+                checks.extend(await self._cdc_channels())
             if coverage is not None:
                 link = LINK_FIELD[platform].format(netsuite_crm_link_field=self.settings.netsuite_crm_link_field)
                 checks.append(judge_coverage(coverage, min_share, link))
@@ -399,6 +402,42 @@ class Probe:
         lasts = token.expires_at - token.obtained_at
         return [ok(platform, "token refresh", f"the {flow} flow gave a token and renewed it; a token lasts "
                    f"{lasts:.0f} s and is renewed before it expires")]
+
+    async def _cdc_channels(self) -> list[Check]:
+        """Each CDC channel the bridge subscribes to, as Salesforce's Pub/Sub API answers `GetTopic` for its user."""
+        import grpc
+
+        from concord.app.bridge import channels
+        from concord.connectors.base import ConnectorError
+        from concord.connectors.salesforce_pubsub import BridgeConfig, BridgeError, channel, stub, topic_access
+        from concord.connectors.tokens import salesforce_token_source
+
+        url = self.settings.salesforce_pubsub_url
+        config = BridgeConfig(instance_url=self.settings.salesforce_instance_url,
+                              org_id=self.settings.salesforce_org_id)
+        checks: list[Check] = []
+        grpc_channel = channel(url)
+        try:
+            token = await salesforce_token_source(self.settings).current()
+            for name in channels(self.settings):
+                try:
+                    access = await topic_access(stub(grpc_channel), name, token, config, TIMEOUT_SECONDS)
+                except grpc.aio.AioRpcError as exc:
+                    checks.append(fail("salesforce", f"CDC channel {name}", f"the Pub/Sub API at {url} answered "
+                                       f"{exc.code().name}: {exc.details()}",
+                                       _CDC_FIX.get(exc.code().name, _CDC_FIX[None])))
+                    continue
+                if access.can_subscribe:
+                    checks.append(ok("salesforce", f"CDC channel {name}", f"the bridge's user may subscribe ({url})"))
+                else:
+                    checks.append(fail("salesforce", f"CDC channel {name}", "the bridge's user may not subscribe",
+                                       "give the integration user read access to the entity and the \"Subscribe to "
+                                       "Change Data Capture events\" permission"))
+        except (ConnectorError, BridgeError) as exc:
+            checks.append(fail("salesforce", "CDC channels", str(exc), _CDC_FIX[None]))
+        finally:
+            await grpc_channel.close()
+        return checks
 
     async def _coverage(self, platform: str, reader: Any) -> Coverage | None:
         """Reads the platform's customers (Salesforce: one page of accounts, for the credentials)."""
@@ -451,6 +490,15 @@ class Probe:
                          "with Webhook Endpoints read; Zendesk: an admin's API token)")]
         return []
 
+
+_CDC_FIX: Final[dict[Any, str]] = {
+    None: "check CONCORD_SALESFORCE_PUBSUB_URL and CONCORD_SALESFORCE_CDC_CHANNELS (docs/ingestion.md, the bridge)",
+    "NOT_FOUND": "select the entity for Change Data Capture (Setup > Integrations > Change Data Capture), or fix "
+                 "CONCORD_SALESFORCE_CDC_CHANNELS",
+    "UNAUTHENTICATED": "the Pub/Sub API refused the token: check the Salesforce flow and CONCORD_SALESFORCE_ORG_ID",
+    "DEADLINE_EXCEEDED": "the Pub/Sub API did not answer: is CONCORD_SALESFORCE_PUBSUB_URL reachable from here?",
+    "UNAVAILABLE": "the Pub/Sub API did not answer: is CONCORD_SALESFORCE_PUBSUB_URL reachable from here?",
+}
 
 _CREDENTIALS_FIX: Final = {
     "stripe": "set CONCORD_STRIPE_API_KEY to a secret key (sk_...) or a restricted key (rk_...) of the account",

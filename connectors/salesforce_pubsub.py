@@ -425,13 +425,33 @@ class ChannelBridge:
             self._hooks.gap(self.channel, entity)
 
     def _metadata(self, token: Token) -> tuple[tuple[str, str], ...]:
-        """`accesstoken`, `instanceurl` and `tenantid`: the instance and the org of the settings, else those the
-        token's flow answered with (connectors/tokens.py)."""
-        instance_url = self._config.instance_url or token.instance_url
-        if not instance_url:
-            raise BridgeError(E_NO_INSTANCE)
-        return ((pubsub_api.ACCESS_TOKEN_KEY, token.value), (pubsub_api.INSTANCE_URL_KEY, instance_url),
-                (pubsub_api.TENANT_ID_KEY, tenant_id(self._config.org_id or token.org_id, token.value)))
+        return call_metadata(token, self._config)
+
+
+def call_metadata(token: Token, config: BridgeConfig) -> tuple[tuple[str, str], ...]:
+    """`accesstoken`, `instanceurl` and `tenantid` of a call: the instance and the org of the settings, else those
+    the token's flow answered with (connectors/tokens.py)."""
+    instance_url = config.instance_url or token.instance_url
+    if not instance_url:
+        raise BridgeError(E_NO_INSTANCE)
+    return ((pubsub_api.ACCESS_TOKEN_KEY, token.value), (pubsub_api.INSTANCE_URL_KEY, instance_url),
+            (pubsub_api.TENANT_ID_KEY, tenant_id(config.org_id or token.org_id, token.value)))
+
+
+class TopicAccess(Struct, frozen=True, kw_only=True):
+    """What `GetTopic` says of a channel for this user (`concord doctor`)."""
+
+    channel: str
+    can_subscribe: bool
+    schema_id: str = ""
+
+
+async def topic_access(pubsub: Any, channel_name: str, token: Token, config: BridgeConfig,
+                       timeout: float = 15.0) -> TopicAccess:
+    """`GetTopic` of one channel; `grpc.aio.AioRpcError` when Salesforce refuses (unknown channel, auth)."""
+    info = await pubsub.GetTopic(pb.TopicRequest(topic_name=channel_name), metadata=call_metadata(token, config),
+                                 timeout=timeout)
+    return TopicAccess(channel=channel_name, can_subscribe=bool(info.can_subscribe), schema_id=info.schema_id)
 
 
 def _error_code(exc: grpc.aio.AioRpcError) -> str:

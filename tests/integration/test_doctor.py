@@ -6,8 +6,9 @@ token flows (JWT bearer, client credentials) as in the demo, and Concord's topic
 partitions. The doctor gets and renews a token of each, and passes (exit 0). Then problems are planted the
 way they happen in a real account, through the platforms' own APIs and the settings: the Stripe endpoint
 loses event types, the Zendesk webhook's secret is reset, NetSuite's integration names a certificate the
-account does not have, the topics have another partition count than the settings say, a webhook secret is
-short, and some Stripe customers lose their Salesforce Account Id. The doctor exits 1 and names each.
+account does not have, the topics have another partition count than the settings say, the bridge is told
+to carry a channel not enabled for Change Data Capture, a webhook secret is short, and some Stripe customers
+lose their Salesforce Account Id. The doctor exits 1 and names each.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def failures(output: str) -> list[str]:
 
 async def test_the_doctor_passes_a_healthy_setup_and_names_each_planted_problem(
         infra: Infra, settings: Settings, tmp_path: Path) -> None:
-    port = unused_port()  # the settings name the sandbox's URL (its token endpoints) before it listens
+    port, pubsub_port = unused_port(), unused_port()  # the settings name the sandbox's URLs before it listens
     url = f"http://127.0.0.1:{port}"
     keys = demo_keys(tmp_path)
     run = f"{time.time_ns()}"  # token sources are process-wide: this run's own client ids
@@ -99,12 +100,13 @@ async def test_the_doctor_passes_a_healthy_setup_and_names_each_planted_problem(
         netsuite_url=url, netsuite_auth_flow="client_credentials", netsuite_client_id=f"ns-doctor-{run}",
         netsuite_certificate_id="kid-doctor", netsuite_private_key=keys.private_key.read_text(),
         stripe_webhook_secret=STRIPE_SECRET, zendesk_webhook_secret=ZENDESK_SECRET,
-        netsuite_webhook_secret=NETSUITE_SECRET)
+        netsuite_webhook_secret=NETSUITE_SECRET, salesforce_pubsub_url=f"grpc://127.0.0.1:{pubsub_port}")
     certificate = keys.certificate.read_text()
     config = msgspec.structs.replace(
         config_from_settings(healthy, TrafficConfig(seed=11, customers=0, history=40), port=port, run_traffic=False,
                              concord_url="http://127.0.0.1:6071", token_lifetime=60.0,
-                             salesforce_certificate=certificate, netsuite_certificate=certificate),
+                             salesforce_certificate=certificate, netsuite_certificate=certificate,
+                             salesforce_delivery="pubsub", pubsub_port=pubsub_port),
         credentials=CREDENTIALS)
     server = TestServer(build_app(config, emitter=QuietEmitter), host="127.0.0.1", port=port)
     await server.start_server()
@@ -119,7 +121,9 @@ async def test_the_doctor_passes_a_healthy_setup_and_names_each_planted_problem(
         refreshed = [line for line in out.splitlines() if "token refresh" in line]
         assert len(refreshed) == 2 and all("[ ok ]" in line and "renewed it" in line for line in refreshed), out
         for line in ("topics present with", "webhook endpoint " + STRIPE_ENDPOINT_ID + ": enabled",
-                     "webhook " + ZENDESK_WEBHOOK_ID + ": active", "signed with Concord's secret"):
+                     "webhook " + ZENDESK_WEBHOOK_ID + ": active", "signed with Concord's secret",
+                     "CDC channel /data/AccountChangeEvent: the bridge's user may subscribe",
+                     "CDC channel /data/OpportunityChangeEvent: the bridge's user may subscribe"):
             assert line in out, out
         coverage = [line for line in out.splitlines() if "identity coverage" in line]
         assert len(coverage) == 3 and all("[ ok ]" in line for line in coverage), out
@@ -149,7 +153,9 @@ async def test_the_doctor_passes_a_healthy_setup_and_names_each_planted_problem(
         # NetSuite's integration names another certificate than the one uploaded.
         broken = msgspec.structs.replace(healthy, netsuite_certificate_id="kid-rotated-away",
                                          topic_partitions=healthy.topic_partitions + 2,
-                                         netsuite_webhook_secret="short-but-legal-16")
+                                         netsuite_webhook_secret="short-but-legal-16",
+                                         # A channel of an entity not selected for Change Data Capture.
+                                         salesforce_cdc_channels="/data/AccountChangeEvent,/data/CaseChangeEvent")
         code, out = await doctor(broken, "--min-coverage", "0.9")
         assert code == 1, out
         problems = "\n".join(failures(out))
@@ -161,7 +167,8 @@ async def test_the_doctor_passes_a_healthy_setup_and_names_each_planted_problem(
         stripe_coverage = next(line for line in out.splitlines()
                                if "identity coverage" in line and "Stripe customers" in line)
         assert "[warn]" in stripe_coverage and "metadata.salesforce_account_id" in stripe_coverage, out
-        assert "4 problem(s) block a first run" in out, out
+        assert "CDC channel /data/CaseChangeEvent: the Pub/Sub API" in problems and "NOT_FOUND" in problems, out
+        assert "5 problem(s) block a first run" in out, out
 
         code, out = await doctor(broken, "--json", "--platform", "stripe")
         assert code == 1, out
