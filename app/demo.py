@@ -335,6 +335,29 @@ class Settling:
         return now.commanded == 0 and now.at - self._still_since >= self.quiet
 
 
+def write_env_file(path: Path, env: dict[str, str]) -> Path:
+    """The demo's `CONCORD_*` settings as `NAME=value` lines (mode 0600), so a person can run `concord doctor` or
+    any command against the running demo: `env $(cat .cache/demo/demo.env) concord doctor`."""
+    path.write_text("".join(f"{name}={value}\n" for name, value in sorted(env.items()) if name.startswith("CONCORD_")))
+    path.chmod(0o600)
+    return path
+
+
+def doctor_line(env: dict[str, str], env_file: Path) -> str:
+    """`concord doctor` run against the demo's own setup, in one line (its checklist when something blocks)."""
+    try:
+        done = subprocess.run([sys.executable, "-m", "concord.app.cli", "doctor", "--sample", "500"], env=env,
+                              capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return "concord demo: concord doctor did not finish within 120 s"
+    lines = done.stdout.strip().splitlines()
+    summary = lines[-1] if lines else done.stderr.strip()[-200:]
+    if done.returncode != 0:
+        return "concord demo: concord doctor found problems:\n" + "\n".join(lines)
+    verdict = summary.split(". ")[0].lower()
+    return f"concord demo: concord doctor: {verdict} (again: env $(cat {env_file}) concord doctor)"
+
+
 def _honcho() -> str:
     found = shutil.which("honcho", path=str(Path(sys.executable).parent)) or shutil.which("honcho")
     if found is None:
@@ -411,6 +434,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     last: Totals | None = None
     settling = Settling(quiet=min(args.settle, QUIET_S), limit=args.settle)
     held = False
+    env_file = write_env_file(workdir / "demo.env", env)
+    checked = False
     try:
         while runner.poll() is None:
             time.sleep(1.0)
@@ -418,6 +443,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             if now is None:
                 print("\rconcord demo: waiting for the worker ...", end="", flush=True)
                 continue
+            if not checked:  # the worker made the topics: what `concord doctor` says of this setup
+                checked = True
+                print("\r" + doctor_line(env, env_file), flush=True)
             print("\r" + render(now, before), end="", flush=True)
             before, last = now, now
             # With --duration: once the sandbox stopped, give the loop time to finish the corrections

@@ -90,6 +90,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return {env_var(k): str(v) for k, v in msgspec.structs.asdict(settings).items()}
 
 
+async def concord_cli(settings: Settings, *args: str, timeout: float = 300.0) -> tuple[int, str]:
+    """`concord ARGS` as a process with `settings` (the caller's loop keeps serving meanwhile): its exit status
+    and its output (standard output and error together)."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")},
+           **settings_env(settings), "PYTHONUNBUFFERED": "1"}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "concord.app.cli", *args, cwd=REPO, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")
+
+
 @dataclass
 class WorkerProcess:
     """A worker running in its own process, so a test can SIGKILL it like a crash would."""

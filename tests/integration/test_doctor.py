@@ -13,10 +13,7 @@ lose their Salesforce Account Id. The doctor exits 1 and names each.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -28,14 +25,12 @@ from concord.app.demo import demo_keys
 from concord.core.kafka_security import kafka_security
 from concord.core.settings import Settings
 from concord.core.topics import TopicSpec, ensure_topics, topic_names
-from concord.sandbox.emit import EmitterStats
-from concord.sandbox.faults import Faults, PlatformCredentials
-from concord.sandbox.lost import LostEvent
-from concord.sandbox.server import SandboxConfig, build_app, config_from_settings
+from concord.sandbox.faults import PlatformCredentials
+from concord.sandbox.server import build_app, config_from_settings
 from concord.sandbox.traffic import TrafficConfig
 from concord.sandbox.webhook_setup import STRIPE_ENDPOINT_ID, ZENDESK_WEBHOOK_ID
-from concord.sandbox.world import World
-from tests.integration.harness import REPO, Infra, settings_env
+from tests.integration.harness import Infra, concord_cli
+from tests.unit.sandbox.test_server import FakeEmitter
 
 CREDENTIALS = PlatformCredentials(stripe_api_key="sk_test_doctor_key_00000001",
                                   salesforce_access_token="00D!doctor-token-000000001",
@@ -46,38 +41,9 @@ ZENDESK_SECRET = "zendesk-doctor-secret-0123456789abcdef"
 NETSUITE_SECRET = "netsuite-doctor-secret-0123456789abcd"
 
 
-class QuietEmitter:
-    """The sandbox's emitter, delivering nowhere: the doctor reads APIs, not events."""
-
-    def __init__(self, config: SandboxConfig, world: World, faults: Faults) -> None:
-        self.world = world
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    async def drain(self, timeout: float) -> bool:
-        return True
-
-    def stats(self) -> EmitterStats:
-        return EmitterStats(platforms={})
-
-    def lost(self) -> list[LostEvent]:
-        return []
-
-
 async def doctor(settings: Settings, *args: str) -> tuple[int, str]:
     """`concord doctor ARGS` as a process (this loop keeps serving the sandbox meanwhile)."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")},
-           **settings_env(settings), "PYTHONUNBUFFERED": "1"}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "concord.app.cli", "doctor", *args,
-                                                cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
+    return await concord_cli(settings, "doctor", *args)
 
 
 def failures(output: str) -> list[str]:
@@ -108,7 +74,7 @@ async def test_the_doctor_passes_a_healthy_setup_and_names_each_planted_problem(
                              salesforce_certificate=certificate, netsuite_certificate=certificate,
                              salesforce_delivery="pubsub", pubsub_port=pubsub_port),
         credentials=CREDENTIALS)
-    server = TestServer(build_app(config, emitter=QuietEmitter), host="127.0.0.1", port=port)
+    server = TestServer(build_app(config, emitter=FakeEmitter), host="127.0.0.1", port=port)
     await server.start_server()
     specs = [TopicSpec(name, healthy.topic_partitions, 1) for name in topic_names(healthy).all()]
     try:

@@ -11,18 +11,14 @@ No Kafka: only the platform APIs are exercised.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer, unused_port
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
+from concord.app.demo import demo_keys
 from concord.connectors.netsuite import NetSuiteConnector
 from concord.connectors.salesforce import SalesforceConnector
 from concord.connectors.snapshots import Cursor, SalesforceReader
@@ -39,23 +35,10 @@ TOKEN_LIFETIME_S = 2.0
 RUN_S = 7.0
 
 
-def _key_and_certificate(folder: Path) -> tuple[Path, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "concord-integration")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-                   .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
-    key_file, cert_file = folder / "key.pem", folder / "cert.pem"
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return key_file, cert_file
-
-
 @pytest.fixture
 async def loop_with_tokens(tmp_path: Path) -> AsyncIterator[tuple[Settings, TestServer, World]]:
-    key_file, cert_file = _key_and_certificate(tmp_path)
+    keys = demo_keys(tmp_path)
+    key_file, cert_file = keys.private_key, keys.certificate
     server_world = World()
     port = unused_port()  # the settings name the sandbox's URL before it listens
     url = f"http://127.0.0.1:{port}"

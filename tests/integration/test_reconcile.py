@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from concord.sandbox import netsuite, salesforce, stripe, zendesk
 from concord.sandbox.faults import Faults, PlatformCredentials
 from concord.sandbox.traffic import PLAN_TIERS, Traffic, TrafficConfig
 from concord.sandbox.world import World
-from tests.integration.harness import REPO, Infra, WorkerProcess, settings_env
+from tests.integration.harness import Infra, WorkerProcess, concord_cli
 
 CREDENTIALS = PlatformCredentials(stripe_api_key="sk_test_reconcile_key_0001",
                                   salesforce_access_token="00D!reconcile-token-0001",
@@ -45,14 +44,7 @@ CREDENTIALS = PlatformCredentials(stripe_api_key="sk_test_reconcile_key_0001",
 
 async def reconcile(settings: Settings, *args: str) -> tuple[int, str]:
     """`concord reconcile ARGS` as a process (this loop keeps serving the sandbox meanwhile)."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")},
-           **settings_env(settings), "PYTHONUNBUFFERED": "1"}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "concord.app.cli", "reconcile", *args,
-                                                cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout=300)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace")
+    return await concord_cli(settings, "reconcile", *args)
 
 
 async def reported(worker: WorkerProcess) -> dict[str, dict[str, Any]]:

@@ -13,14 +13,10 @@ speak SASL_SSL.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -33,7 +29,7 @@ from concord.core.settings import Settings
 from concord.core.topics import topic_names
 from concord.infra import kafka
 from tests.integration.harness import Infra, WorkerProcess, read_all, webhooks_process
-from tests.integration.test_closed_loop import SETTLED, loop_settings, outcomes
+from tests.integration.test_closed_loop import SETTLED, _get, _wait, loop_settings, outcomes
 
 E_NO_SASL_LISTENER = (
     "the test broker has no SASL_SSL listener on {address} (or no password file {password}): it was started "
@@ -109,27 +105,6 @@ def _logged(caplog: pytest.LogCaptureFixture, *parts: str) -> bool:
     return any(all(p in r.getMessage() for p in parts) for r in caplog.records if r.name.startswith("aiokafka"))
 
 
-async def _until(what: str, check: Callable[[], Awaitable[Any]], timeout: float, logs: Callable[[], str]) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = await check()
-        except (aiohttp.ClientError, OSError, AssertionError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"{what} not reached in {timeout:.0f} s; last: {last}\n{logs()}")
-
-
-async def _get(url: str) -> Any:
-    async with aiohttp.ClientSession() as session, session.get(url) as resp:
-        assert resp.status == 200, f"GET {url} -> {resp.status}"
-        return await resp.json()
-
-
 async def test_the_closed_loop_runs_as_at_a_real_company(
     infra: Infra, settings: Settings, kafka_node: kafka.KafkaNode, tmp_path: Path
 ) -> None:
@@ -173,13 +148,13 @@ async def test_the_closed_loop_runs_as_at_a_real_company(
         await worker.wait_ready()
         await hooks.wait_ready()
         sandbox.start()
-        await _until("sandbox up", lambda: _get(f"{sandbox_url}/_sandbox/healthz"), 30, logs)
+        await _wait("sandbox up", lambda: _get(f"{sandbox_url}/_sandbox/healthz"), 30, logs)
         bridge.start()
 
         async def sandbox_finished() -> bool:
             status = await _get(f"{sandbox_url}/_sandbox/status")
             return not status["running"]
-        await _until("sandbox traffic finished", sandbox_finished, 120, logs)
+        await _wait("sandbox traffic finished", sandbox_finished, 120, logs)
         injected = await _get(f"{sandbox_url}/_sandbox/injected")
         assert injected, "the sandbox injected no drift"
 
@@ -188,7 +163,7 @@ async def test_the_closed_loop_runs_as_at_a_real_company(
         async def every_injection_settled() -> bool:
             last.update(await outcomes(worker, injected, infra.bootstrap, names.dlq_commands))
             return all(v.startswith(SETTLED) for v in last.values())
-        await _until("every injected drift detected and corrected or dead-lettered", every_injection_settled, 150,
+        await _wait("every injected drift detected and corrected or dead-lettered", every_injection_settled, 150,
                      lambda: "\n".join(f"{k}: {v}" for k, v in sorted(last.items())) + "\n" + logs())
         print("\n".join(f"{k}: {v}" for k, v in sorted(last.items())))
         assert "corrected" in last.values(), last
