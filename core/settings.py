@@ -683,8 +683,8 @@ class Settings(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     ] = "LATEST"
     salesforce_org_id: Annotated[
         str, Meta(pattern=r"^(00D[0-9A-Za-z]{12}([0-9A-Za-z]{3})?)?$",
-                  description="The org id (`00D...`) the bridge sends as `tenantid`. Empty: read from the access "
-                  "token's prefix (`00D...!...`).")
+                  description="The org id (`00D...`) the bridge sends as `tenantid`. Empty: the one the token flow "
+                  "answered with (its identity URL), else the access token's prefix (`00D...!...`).")
     ] = ""
 
 _FIELD_VARS: Final = {name: ENV_PREFIX + name.upper() for name in Settings.__struct_fields__}
