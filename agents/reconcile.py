@@ -3,7 +3,8 @@
 `CONCORD_<PLATFORM>_RECONCILE_EVERY_SECONDS` (0: never, the default) sets how often each platform is listed
 and fed through the live path (connectors/reconcile.py, docs/reconcile.md). Every `TICK_S` every such
 worker looks at the platforms' checkpoints in Redis; the platforms due (never reconciled, last pass started
-an interval ago, or a pass whose run died) are taken by the first worker that locks them
+an interval ago, a pass whose run died, or a pass requested of it: `<prefix>:reconcile:requested:<platform>`,
+set by the Salesforce bridge after a gap, which a configured platform runs even with no schedule) are taken by the first worker that locks them
 (`<prefix>:reconcile:lock:<platform>`, `SET NX` with a lease refreshed while it runs), and listed as one
 pass: one barrier over them all, released once the workers applied what was listed. A worker runs one
 pass at a time; a platform whose credentials are not configured is not scheduled (said once at start).
@@ -81,7 +82,7 @@ class FaustSink:
 
 
 def register(concord: Concord) -> None:
-    """Schedule the reconciliation of the platforms that have an interval (see the module)."""
+    """Schedule the reconciliation of the platforms that have an interval, and of those requested (see the module)."""
     settings = concord.settings
     intervals = every(settings)
     for platform, seconds in intervals.items():
@@ -91,7 +92,9 @@ def register(concord: Concord) -> None:
     for platform in sorted(set(wanted) - set(active)):
         log.warning("%s: a reconciliation every %.0f s is set, but the platform's URL or credentials are not: it "
                     "is not scheduled", platform, intervals[platform])
-    if not active:
+    # A pass may be requested of any configured platform (the Salesforce bridge, after a gap), scheduled or not.
+    requestable = [p for p in PLATFORMS if configured(settings, p)]
+    if not requestable:
         return
     since = now_ms()
     me = uuid.uuid4().hex
@@ -102,19 +105,20 @@ def register(concord: Concord) -> None:
         store = RedisStore(concord.redis, settings.topic_prefix)
         now = now_ms()
         try:
-            checkpoints = {p: await store.load(p) for p in active}
+            checkpoints = {p: await store.load(p) for p in requestable}
             requested_at = {p: int(await concord.redis.get(request_key(settings.topic_prefix, p)) or 0)
-                            for p in active}
+                            for p in requestable}
         except REDIS_ERRORS:
             return  # Redis down: the watermarks timer says so; the schedule waits
-        for platform, checkpoint in checkpoints.items():
+        for platform in active:
+            checkpoint = checkpoints[platform]
             shown = schedule(platform, checkpoint, intervals[platform], now, since)
             metrics.reconcile_last_complete.labels(platform).set(shown.last_complete_at / 1000)
             metrics.reconcile_overdue.labels(platform).set(1 if shown.overdue else 0)
             metrics.reconcile_running.labels(platform).set(1 if shown.listing else 0)
         if running and not running[-1].done():
             return
-        chosen = [p for p in active if due(checkpoints[p], intervals[p], now, requested_at[p])]
+        chosen = [p for p in requestable if due(checkpoints[p], intervals[p], now, requested_at[p])]
         locked = [p for p in chosen if await concord.redis.set(_lock_key(settings, p), me, nx=True, px=LOCK_MS)]
         if locked:
             full = frozenset(p for p in locked if requested(checkpoints[p], requested_at[p]))

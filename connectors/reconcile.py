@@ -308,10 +308,11 @@ def listing(checkpoint: Checkpoint | None, now_ms: int) -> bool:
 
 
 def due(checkpoint: Checkpoint | None, every_seconds: float, now_ms: int, requested_at: int = 0) -> bool:
-    """Whether a scheduled pass of the platform should start (or resume) now: its interval is up, or a pass was
-    requested (`requested_at`, epoch ms, `request_key`) after the last one started."""
+    """Whether a pass of the platform should start (or resume) now: its interval is up, or a pass was requested
+    (`requested_at`, epoch ms, `request_key`: the bridge after a gap) after the last one started. A platform
+    with no schedule (`every_seconds` 0) runs only the passes requested of it."""
     if every_seconds <= 0:
-        return False
+        return requested(checkpoint, requested_at) and not listing(checkpoint, now_ms)
     if checkpoint is None:
         return True
     if checkpoint.finished_at == 0 and checkpoint.cursor is not None:

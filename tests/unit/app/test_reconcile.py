@@ -230,7 +230,8 @@ def test_a_requested_pass_is_due_at_once_until_a_pass_starts_after_the_request()
     assert rp.due(done, 3600, 5_000, requested_at=4_000) and rp.requested(done, 4_000)
     assert not rp.due(done, 3600, 5_000, requested_at=500)  # the pass that started at 1 000 answered it
     assert not rp.due(done, 3600, 5_000) and not rp.requested(done, 0)
-    assert not rp.due(done, 0, 5_000, requested_at=4_000)  # not scheduled: a request waits for a person
+    assert rp.due(done, 0, 5_000, requested_at=4_000)  # not scheduled: a requested pass still runs
+    assert not rp.due(done, 0, 5_000, requested_at=500) and not rp.due(None, 0, 5_000)
 
 
 def test_the_schedule_says_when_next_and_whether_overdue_and_keeps_the_last_complete_pass_across_passes() -> None:
