@@ -6,8 +6,8 @@ worker looks at the platforms' checkpoints in Redis; the platforms due (never re
 an interval ago, a pass whose run died, or a pass requested of it: `<prefix>:reconcile:requested:<platform>`,
 set by the Salesforce bridge after a gap, which a configured platform runs even with no schedule) are taken
 by the first worker that locks them (`<prefix>:reconcile:lock:<platform>`, `SET NX` with a lease refreshed
-while it runs), and listed as one pass: one barrier over them all, released once the workers applied what was listed. A worker runs one
-pass at a time; a platform whose credentials are not configured is not scheduled (said once at start).
+while it runs), and listed as one pass: one barrier over them all, released once the workers applied what
+was listed. A worker runs one pass at a time; a platform whose credentials are not configured is not scheduled (said once at start).
 
 Every such worker keeps the schedule's gauges current from Redis (the same in every worker: alert on
 their max): `concord_reconcile_interval_seconds`, `concord_reconcile_last_complete_seconds`,
