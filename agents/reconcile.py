@@ -7,7 +7,8 @@ an interval ago, a pass whose run died, or a pass requested of it: `<prefix>:rec
 set by the Salesforce bridge after a gap, which a configured platform runs even with no schedule) are taken
 by the first worker that locks them (`<prefix>:reconcile:lock:<platform>`, `SET NX` with a lease refreshed
 while it runs), and listed as one pass: one barrier over them all, released once the workers applied what
-was listed. A worker runs one pass at a time; a platform whose credentials are not configured is not scheduled (said once at start).
+was listed. A worker runs one pass at a time; a platform whose credentials are not configured is not
+scheduled (said once at start).
 
 Every such worker keeps the schedule's gauges current from Redis (the same in every worker: alert on
 their max): `concord_reconcile_interval_seconds`, `concord_reconcile_last_complete_seconds`,
