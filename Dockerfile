@@ -2,6 +2,7 @@ FROM python:3.11-slim
 WORKDIR /srv/concord
 COPY pyproject.toml README.md ./
 COPY concord ./concord
+COPY core ./core
 COPY app ./app
 COPY agents ./agents
 COPY tables ./tables

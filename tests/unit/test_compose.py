@@ -200,3 +200,13 @@ def test_the_bridge_subscribes_to_the_sandbox_s_pub_sub_api() -> None:
     assert sandbox[sandbox.index("--salesforce-delivery") + 1] == "pubsub"
     assert settings.salesforce_pubsub_url == f"grpc://sandbox:{sandbox[sandbox.index('--pubsub-port') + 1]}"
     assert settings.salesforce_org_id  # the demo token names no org
+
+
+def test_the_image_copies_every_folder_the_package_is_built_from() -> None:
+    import tomllib
+
+    folders = set(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+                  .values())
+    copied = {line.split()[1] for line in (REPO_ROOT / "Dockerfile").read_text().splitlines()
+              if line.startswith("COPY ")}
+    assert folders <= copied, f"the Dockerfile does not copy {sorted(folders - copied)}"
