@@ -262,9 +262,9 @@ def demo_environment(rules_file: Path, environ: dict[str, str], kafka_port: int 
         "zendesk_api_email": "demo@concord.invalid",
         "zendesk_api_token": "concord-demo-zendesk-token",
         "netsuite_url": sandbox,
-        "stripe_webhook_secret": "whsec_concord_demo_secret",
-        "zendesk_webhook_secret": "concord-demo-zendesk-secret",
-        "netsuite_webhook_secret": "concord-demo-netsuite-secret",
+        "stripe_webhook_secret": "whsec_concord_demo_signing_secret_0001",
+        "zendesk_webhook_secret": "concord-demo-zendesk-signing-secret-01",
+        "netsuite_webhook_secret": "concord-demo-netsuite-signing-secret-1",
         "admin_token": "concord-demo-admin-token",
         "read_token": "concord-demo-read-token",
         # Rules run at demo speed (graces of 10 s): an idle platform counts as read up to 5 s ago.
@@ -355,7 +355,9 @@ def doctor_line(env: dict[str, str], env_file: Path) -> str:
     if done.returncode != 0:
         return "concord demo: concord doctor found problems:\n" + "\n".join(lines)
     verdict = summary.split(". ")[0].lower()
-    return f"concord demo: concord doctor: {verdict} (again: env $(cat {env_file}) concord doctor)"
+    warnings = [line.strip() for line in lines if "[warn]" in line]
+    return "\n".join([f"concord demo: concord doctor: {verdict} (again: env $(cat {env_file}) concord doctor)",
+                      *(f"concord demo:   {line}" for line in warnings)])
 
 
 def _honcho() -> str:

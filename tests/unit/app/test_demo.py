@@ -130,3 +130,12 @@ def test_the_demo_users_file_holds_a_viewer_and_an_operator_whose_tokens_sign_in
         assert users.verify_token(person.token, stored[person.name].token_hash)
     again = demo.demo_users(tmp_path)[1]
     assert {p.token for p in again}.isdisjoint({p.token for p in people})  # new tokens every run
+
+
+def test_the_demo_writes_its_settings_for_a_person_to_reuse(tmp_path: Path) -> None:
+    from concord.app.demo import write_env_file
+
+    written = write_env_file(tmp_path / "demo.env", {"CONCORD_READ_TOKEN": "r" * 20, "PATH": "/bin", "SEED": "7",
+                                                     "CONCORD_APP_ID": "concord-demo-1"})
+    assert written.read_text().splitlines() == ["CONCORD_APP_ID=concord-demo-1", f"CONCORD_READ_TOKEN={'r' * 20}"]
+    assert written.stat().st_mode & 0o777 == 0o600
