@@ -8,7 +8,8 @@ way they happen in a real account, through the platforms' own APIs and the setti
 loses event types, the Zendesk webhook's secret is reset, NetSuite's integration names a certificate the
 account does not have, the topics have another partition count than the settings say, the bridge is told
 to carry a channel not enabled for Change Data Capture, a webhook secret is short, and some Stripe customers
-lose their Salesforce Account Id. The doctor exits 1 and names each.
+lose their Salesforce Account Id; then a Stripe key of another account and an unset webhook secret. The
+doctor exits 1 and names each.
 """
 
 from __future__ import annotations
@@ -142,5 +143,13 @@ async def test_the_doctor_passes_a_healthy_setup_and_names_each_planted_problem(
         stripe_coverage_json = next(c for c in result["coverage"] if c["platform"] == "stripe")
         assert stripe_coverage_json["listed"] == len(customers) or not stripe_coverage_json["complete"]
         assert stripe_coverage_json["listed"] - stripe_coverage_json["linked"] >= len(customers[::3])
+
+        # A Stripe key of another account (or a revoked one), and a Zendesk webhook secret left unset.
+        code, out = await doctor(msgspec.structs.replace(healthy, stripe_api_key="sk_test_another_account_000001",
+                                                         zendesk_webhook_secret=""),
+                                 "--platform", "stripe", "--platform", "zendesk")
+        assert code == 1, out
+        assert any("credentials" in line and "Invalid API Key" in line for line in failures(out)), out
+        assert any("zendesk webhook secret" in line and "is not set" in line for line in failures(out)), out
     finally:
         await server.close()
