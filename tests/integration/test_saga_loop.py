@@ -154,7 +154,14 @@ async def test_every_deal_ends_as_its_ground_truth_says_through_a_crash_and_an_o
         await _wait("D10 findings resolved through the saga or escalated", d10_settled, 120,
                     lambda: f"{outcome}\n{logs()}")
         print(f"D10: {outcome}")
-        assert "resolved corrected" in outcome.values() or not set(outcome) - paused
+        # Whether a fixed deal's saga paused depends on timing (a fix read in the same step as the win, as after the
+        # worker's restart, never pauses it); every one that did pause was resumed through D10's saga.resume.
+        audit = [msgspec.json.decode(r.value, type=messages.AuditRecord)
+                 for r in await read_all(infra.bootstrap, names.audit)]
+        fixed = {d["opportunity_id"] for d in deals if d["variant"] == "fixed"}
+        fixed_and_paused = fixed & {a.correlation_id for a in audit if a.kind == "saga.paused"}
+        print(f"fixed deals whose saga paused: {sorted(fixed_and_paused)}")
+        assert all(outcome.get(opp) == "resolved corrected" for opp in fixed_and_paused), (outcome, fixed_and_paused)
 
         results = await read_all(infra.bootstrap, names.command_results)
         saga_results = [r for r in results if f'"rule":"{messages.SAGA_RULE}"'.encode() in r.value]
