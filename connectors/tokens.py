@@ -64,6 +64,7 @@ from msgspec import Struct
 
 from concord.connectors.base import ConnectorError, ErrorKind, classify_status
 from concord.connectors.http import Authorization
+from concord.core import metrics
 from concord.core.settings import Settings, SettingsError, check_auth_flows, current_secret, env_var
 
 log = logging.getLogger(__name__)
@@ -389,21 +390,32 @@ class TokenSource:
             if held is not None and held.value != refused and not due(held, self._clock(), self.margin):
                 return held
             now = self._clock()
-            form = self.grant.request(now)
             try:
-                status, body = await self._post(self.grant.url, form)
-            except TimeoutError:
-                raise ConnectorError(ErrorKind.TRANSIENT, E_NO_ANSWER.format(
-                    platform=self.platform, flow=self.grant.flow, problem="no answer in time")) from None
-            except aiohttp.ClientError as exc:
-                raise ConnectorError(ErrorKind.TRANSIENT, E_NO_ANSWER.format(
-                    platform=self.platform, flow=self.grant.flow, problem=type(exc).__name__)) from None
-            token = self.grant.token(status, body, now)
+                token = await self._ask(now)
+            except ConnectorError as exc:
+                outcome = "refused" if exc.kind is ErrorKind.AUTH else "unanswered"
+                metrics.token_requests.labels(self.platform, outcome).inc()
+                raise
+            metrics.token_requests.labels(self.platform, "issued").inc()
             self._token = token
             self.fetched += 1
             log.info("%s: new access token (%s flow), renewed within %.0f s", self.platform, self.grant.flow,
                      max(token.expires_at - now - min(self.margin, (token.expires_at - now) / 2), 0.0))
             return token
+
+
+    async def _ask(self, now: float) -> Token:
+        """One token request to the platform's endpoint, and its answer as a `Token` (ConnectorError otherwise)."""
+        form = self.grant.request(now)
+        try:
+            status, body = await self._post(self.grant.url, form)
+        except TimeoutError:
+            raise ConnectorError(ErrorKind.TRANSIENT, E_NO_ANSWER.format(
+                platform=self.platform, flow=self.grant.flow, problem="no answer in time")) from None
+        except aiohttp.ClientError as exc:
+            raise ConnectorError(ErrorKind.TRANSIENT, E_NO_ANSWER.format(
+                platform=self.platform, flow=self.grant.flow, problem=type(exc).__name__)) from None
+        return self.grant.token(status, body, now)
 
 
 class BearerAuth:

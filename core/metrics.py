@@ -261,6 +261,13 @@ bridge_reconnects = Counter(
     registry=REGISTRY,
 )
 
+token_requests = Counter(
+    "concord_token_requests_total", "Access tokens asked of a platform's token endpoint (connectors/tokens.py), per "
+    "platform and outcome: `issued`, `refused` (the endpoint said no: the flow's settings or the platform's side need "
+    "a person) or `unanswered` (no answer, a 5xx or 429: retried with the next request)",
+    ["platform", "outcome"], registry=REGISTRY,
+)
+
 
 def markdown_reference() -> str:
     """docs/metrics.md, generated from the registry (`python -m concord.core.metrics`)."""

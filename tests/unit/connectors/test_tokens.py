@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from concord.connectors import registry, tokens
 from concord.connectors.base import ConnectorError, ErrorKind
 from concord.connectors.http import HttpClient
+from concord.core import metrics
 from concord.core.settings import Settings, SettingsError, current_secret, load
 
 NOW = 1_765_000_000.0
@@ -366,3 +367,23 @@ def test_current_secret_reads_the_file_again_and_never_shows_it(tmp_path: Path) 
     assert "tiny-val" not in str(caught.value)
     direct = Settings(salesforce_client_secret="a-secret-from-the-variable")
     assert current_secret(direct, "salesforce_client_secret", {}) == "a-secret-from-the-variable"
+
+
+async def test_token_requests_are_counted_by_outcome(keys: tuple[rsa.RSAPrivateKey, ...]) -> None:
+    def count(outcome: str) -> float:
+        value = metrics.REGISTRY.get_sample_value("concord_token_requests_total",
+                                                  {"platform": "salesforce", "outcome": outcome})
+        return value or 0.0
+
+    before = {outcome: count(outcome) for outcome in ("issued", "refused", "unanswered")}
+    post = Poster((200, SF_ANSWER), (400, {"error": "invalid_grant", "error_description": "expired"}),
+                  (503, b"down"))
+    clock = Clock()
+    source = tokens.TokenSource(_jwt_grant(keys[0], session=100), margin=10, post=post, clock=clock)
+    await source.token()
+    for _ in range(2):
+        clock.now += 100  # expired: each call asks again
+        with pytest.raises(ConnectorError):
+            await source.token()
+    assert {outcome: count(outcome) - before[outcome] for outcome in before} == {
+        "issued": 1, "refused": 1, "unanswered": 1}
