@@ -172,9 +172,11 @@ async def test_the_closed_loop_runs_as_at_a_real_company(
         assert "bridge /data/AccountChangeEvent: subscribed" in bridge.log_tail(200), logs()
         tokens = (await _get(f"{sandbox_url}/_sandbox/status"))["tokens"]
         print(f"tokens: {tokens}")
-        # Tokens of 4 s over a run of more than 15 s: each platform's were renewed (a token issued after the
-        # first), and no token request was refused.
-        assert tokens["salesforce"]["issued"] >= 2 and tokens["netsuite"]["issued"] >= 2, tokens
+        # Tokens of 4 s over a run of more than 15 s: Salesforce's, used all along by the bridge's stream, were
+        # renewed (a token issued after the first); NetSuite's are asked for when a command needs one, so how many
+        # depends on when its corrections fall (its renewals are shown in test_platform_tokens.py). No token
+        # request was refused.
+        assert tokens["salesforce"]["issued"] >= 2 and tokens["netsuite"]["issued"] >= 1, tokens
         assert tokens["salesforce"]["refused_grants"] == 0 and tokens["netsuite"]["refused_grants"] == 0, tokens
         effects = await _get(f"{sandbox_url}/_sandbox/effects")
         assert effects["duplicates"] == [], effects["duplicates"]
