@@ -141,6 +141,12 @@ def not_configured(platform: str, url_variable: str) -> ConnectorError:
     return ConnectorError(ErrorKind.AUTH, f"{platform} is not configured: set {url_variable}")
 
 
+def bad_answer(platform: str, what: str, exc: Exception) -> ConnectorError:
+    """The DATA error of an answer that is not the shape the platform's API documents (`what`: the request)."""
+    return ConnectorError(ErrorKind.DATA, f"{platform} {what}: the answer is not what the API documents "
+                          f"({type(exc).__name__}: {str(exc)[:200]})")
+
+
 class HttpClient:
     """One platform's HTTP session (opened on first use, inside the running event loop)."""
 

@@ -28,8 +28,7 @@ from typing import Final
 import msgspec
 from msgspec import Struct
 
-from concord.connectors.base import ConnectorError, ErrorKind
-from concord.connectors.http import HttpClient, segment
+from concord.connectors.http import HttpClient, bad_answer, segment
 
 #: Most pages a listing reads: far more endpoints or webhooks than an account has.
 MAX_PAGES: Final = 20
@@ -81,10 +80,6 @@ class _SigningSecretAnswer(Struct, frozen=True):
     signing_secret: _SigningSecret
 
 
-def _bad_answer(platform: str, what: str, exc: Exception) -> ConnectorError:
-    return ConnectorError(ErrorKind.DATA, f"{platform} {what}: the answer is not what the API documents ({exc})")
-
-
 async def stripe_webhook_endpoints(http: HttpClient) -> list[StripeWebhookEndpoint]:
     """Every webhook endpoint of the Stripe account (test or live, as the key is)."""
     endpoints: list[StripeWebhookEndpoint] = []
@@ -94,7 +89,7 @@ async def stripe_webhook_endpoints(http: HttpClient) -> list[StripeWebhookEndpoi
         try:
             page = msgspec.json.decode(response.body, type=_StripePage)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise _bad_answer("stripe", "GET /v1/webhook_endpoints", exc) from None
+            raise bad_answer("stripe", "GET /v1/webhook_endpoints", exc) from None
         endpoints.extend(page.data)
         if not page.has_more or not page.data:
             break
@@ -111,7 +106,7 @@ async def zendesk_webhooks(http: HttpClient) -> list[ZendeskWebhook]:
         try:
             page = msgspec.json.decode(response.body, type=_ZendeskPage)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise _bad_answer("zendesk", "GET /api/v2/webhooks", exc) from None
+            raise bad_answer("zendesk", "GET /api/v2/webhooks", exc) from None
         webhooks.extend(page.webhooks)
         if not page.meta.has_more or not page.meta.after_cursor:
             break
@@ -126,5 +121,5 @@ async def zendesk_signing_secret(http: HttpClient, webhook_id: str) -> str:
     try:
         answer = msgspec.json.decode(response.body, type=_SigningSecretAnswer)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise _bad_answer("zendesk", f"GET {path}", exc) from None
+        raise bad_answer("zendesk", f"GET {path}", exc) from None
     return answer.signing_secret.secret or ""

@@ -77,7 +77,7 @@ from concord.codecs.model import (
 )
 from concord.codecs.salesforce import record_fields
 from concord.connectors.base import ConnectorError, ErrorKind
-from concord.connectors.http import HttpClient, HttpResponse, segment
+from concord.connectors.http import HttpClient, HttpResponse, bad_answer, segment
 from concord.connectors.tokens import BearerAuth, netsuite_token_source, salesforce_token_source
 from concord.core.settings import Settings
 from concord.drift.lifecycle import RECONCILE_DRY_RUN, RECONCILE_PASS
@@ -164,11 +164,6 @@ def answered_at_ms(response: HttpResponse, clock: Callable[[], float] = time.tim
     return int(clock() * 1000)
 
 
-def _bad_answer(platform: str, what: str, exc: Exception) -> ConnectorError:
-    return ConnectorError(ErrorKind.DATA, f"{platform} {what}: the answer is not the list the API documents "
-                          f"({type(exc).__name__}: {str(exc)[:200]})")
-
-
 # ---------------------------------------------------------------- Stripe
 
 
@@ -235,7 +230,7 @@ class StripeReader:
             listing = msgspec.json.decode(response.body, type=_StripeList)
             wrapped = [stripe_event(bytes(raw), self.answered_ms) for raw in listing.data]
         except (msgspec.DecodeError, msgspec.ValidationError, KeyError) as exc:
-            raise _bad_answer(self.platform, f"GET /v1/{part}", exc) from None
+            raise bad_answer(self.platform, f"GET /v1/{part}", exc) from None
         kind = _STRIPE_KINDS[part]
         records = [SnapshotRecord(None, value, object_id, kind) for object_id, value in wrapped]
         if listing.has_more and wrapped:
@@ -320,7 +315,7 @@ class SalesforceReader:
             records = [SnapshotRecord(rid.encode(), bytes(raw), rid, kind)
                        for rid, raw in zip(ids, answer.records, strict=True)]
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise _bad_answer(self.platform, f"GET {path.split('?')[0]}", exc) from None
+            raise bad_answer(self.platform, f"GET {path.split('?')[0]}", exc) from None
         self._seen = (0 if not cursor.token else self._seen) + len(records)
         self.remaining = None if answer.totalSize is None else max(answer.totalSize - self._seen, 0)
         if not answer.done and answer.nextRecordsUrl:
@@ -406,7 +401,7 @@ class ZendeskReader:
             tickets = msgspec.json.decode(response.body, type=_ZendeskTickets)
             records = [_wrapped("ticket", raw) for raw in tickets.tickets]
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise _bad_answer(self.platform, f"GET {path}", exc) from None
+            raise bad_answer(self.platform, f"GET {path}", exc) from None
         if tickets.end_of_stream or not tickets.after_cursor:
             return Page(part=part, records=records, next=_next_part(cursor, len(self.parts)))
         return Page(part=part, records=records, next=Cursor(part=cursor.part, token=tickets.after_cursor))
@@ -529,7 +524,7 @@ class NetSuiteReader:
         try:
             return msgspec.json.decode(response.body, type=_SuiteqlPage)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise _bad_answer(self.platform, f"POST {_SUITEQL_PATH}", exc) from None
+            raise bad_answer(self.platform, f"POST {_SUITEQL_PATH}", exc) from None
 
     async def currency_codes(self) -> dict[str, str]:
         """The account's currencies: internal id -> ISO code (the currency record's `symbol`), read once."""
@@ -560,7 +555,7 @@ class NetSuiteReader:
                 return SnapshotRecord(None, netsuite_envelope(part, record_id, response.body, codes,
                                                                   self.account), record_id, _NETSUITE_KINDS[part])
             except (msgspec.DecodeError, ValueError) as exc:
-                raise _bad_answer(self.platform, f"GET {_RECORD_PATH}/{part}/<id>", exc) from None
+                raise bad_answer(self.platform, f"GET {_RECORD_PATH}/{part}/<id>", exc) from None
 
         ids = [str(row["id"]) for row in listing.items if "id" in row]
         self.remaining = None if listing.totalResults is None else max(listing.totalResults - len(listing.items), 0)
