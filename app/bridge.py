@@ -22,9 +22,7 @@ connectors/salesforce_pubsub.py's. Here: the wiring.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -112,11 +110,8 @@ async def bridge(settings: Settings, *, tokens: AccessTokens | None = None, stor
     config = BridgeConfig(instance_url=settings.salesforce_instance_url, org_id=settings.salesforce_org_id,
                           batch=settings.salesforce_pubsub_batch, preset=settings.salesforce_pubsub_replay_preset)
     if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, stop.set)
+        stop = event_loop.stop_on_signals()
+
     async def request_pass(at_ms: int) -> None:
         await redis.set(request_key(settings.topic_prefix, "salesforce"), at_ms)
 

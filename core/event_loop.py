@@ -17,8 +17,10 @@ nothing else in the process (tests, a library's own `asyncio.run`) changes loop 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import signal
 from collections.abc import Coroutine
 from typing import Any, Final, TypeVar
 
@@ -64,3 +66,14 @@ def install(choice: str) -> asyncio.AbstractEventLoop:
     loop = new_event_loop(choice)
     asyncio.set_event_loop(loop)
     return loop
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set on SIGINT or SIGTERM, for a process whose main coroutine runs until it is set. Where the loop
+    cannot take signal handlers (not the main thread, Windows), the event is only set by its caller."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    return stop

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
@@ -280,11 +279,7 @@ async def serve(config: SandboxConfig, *, linger: float = 0.0, progress: float =
         await runner.cleanup()
         raise SystemExit(E_LISTEN.format(host=config.host, port=config.port, error=exc)) from None
     if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, stop.set)
+        stop = event_loop.stop_on_signals()
     traffic = config.traffic
     print(f"concord sandbox: http://{config.host}:{config.port}/ (status /_sandbox/status, ground truth "
           f"/_sandbox/injected, deals /_sandbox/deals); seed {traffic.seed}, {traffic.customers} customers, drift rate "
