@@ -68,14 +68,14 @@ class WebhookSetup:
             return denied
         after = request.query.get("starting_after")
         data = [] if after == STRIPE_ENDPOINT_ID else [self.stripe_endpoint]
-        return _stripe_json({"object": "list", "data": data, "has_more": False, "url": "/v1/webhook_endpoints"})
+        return _json({"object": "list", "data": data, "has_more": False, "url": "/v1/webhook_endpoints"})
 
     async def stripe_read(self, request: web.Request) -> web.StreamResponse:
         if (denied := stripe.unauthorized(request, self.credentials)) is not None:
             return denied
         if request.match_info["id"] != STRIPE_ENDPOINT_ID:
             return _stripe_missing(request.match_info["id"])
-        return _stripe_json(self.stripe_endpoint)
+        return _json(self.stripe_endpoint)
 
     async def stripe_update(self, request: web.Request) -> web.StreamResponse:
         if (denied := stripe.unauthorized(request, self.credentials)) is not None:
@@ -92,14 +92,14 @@ class WebhookSetup:
         for name in ("url", "description"):
             if name in fields:
                 self.stripe_endpoint[name] = fields[name]
-        return _stripe_json(self.stripe_endpoint)
+        return _json(self.stripe_endpoint)
 
     # --- Zendesk -----------------------------------------------------------------------------------
 
     async def zendesk_list(self, request: web.Request) -> web.StreamResponse:
         if (denied := zendesk.denied(request, self.credentials)) is not None:
             return denied
-        return _zendesk_json({"webhooks": [self.zendesk_webhook],
+        return _json({"webhooks": [self.zendesk_webhook],
                               "meta": {"has_more": False, "after_cursor": None, "before_cursor": None},
                               "links": {"next": None, "prev": None}})
 
@@ -108,7 +108,7 @@ class WebhookSetup:
             return denied
         if request.match_info["id"] != ZENDESK_WEBHOOK_ID:
             return _zendesk_missing()
-        return _zendesk_json({"webhook": self.zendesk_webhook})
+        return _json({"webhook": self.zendesk_webhook})
 
     async def zendesk_update(self, request: web.Request) -> web.StreamResponse:
         if (denied := zendesk.denied(request, self.credentials)) is not None:
@@ -118,10 +118,10 @@ class WebhookSetup:
         try:
             body = msgspec.json.decode(await request.read())
         except msgspec.DecodeError:
-            return _zendesk_json({"errors": [{"code": "InvalidInput", "title": "Invalid JSON"}]}, 400)
+            return _json({"errors": [{"code": "InvalidInput", "title": "Invalid JSON"}]}, 400)
         changes = body.get("webhook") if isinstance(body, dict) else None
         if not isinstance(changes, dict):
-            return _zendesk_json({"errors": [{"code": "InvalidInput", "title": "webhook is required"}]}, 400)
+            return _json({"errors": [{"code": "InvalidInput", "title": "webhook is required"}]}, 400)
         for name in ("name", "status", "endpoint", "subscriptions", "http_method", "request_format"):
             if name in changes:
                 self.zendesk_webhook[name] = changes[name]
@@ -132,7 +132,7 @@ class WebhookSetup:
             return denied
         if request.match_info["id"] != ZENDESK_WEBHOOK_ID:
             return _zendesk_missing()
-        return _zendesk_json({"signing_secret": {"algorithm": "SHA256", "secret": self.zendesk_secret}})
+        return _json({"signing_secret": {"algorithm": "SHA256", "secret": self.zendesk_secret}})
 
     async def zendesk_secret_reset(self, request: web.Request) -> web.StreamResponse:
         if (denied := zendesk.denied(request, self.credentials)) is not None:
@@ -140,24 +140,20 @@ class WebhookSetup:
         if request.match_info["id"] != ZENDESK_WEBHOOK_ID:
             return _zendesk_missing()
         self.zendesk_secret = secrets.token_urlsafe(32)
-        return _zendesk_json({"signing_secret": {"algorithm": "SHA256", "secret": self.zendesk_secret}}, 201)
+        return _json({"signing_secret": {"algorithm": "SHA256", "secret": self.zendesk_secret}}, 201)
 
 
-def _stripe_json(body: Any, status: int = 200) -> web.Response:
+def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=msgspec.json.encode(body), status=status, content_type="application/json")
 
 
 def _stripe_missing(endpoint_id: str) -> web.Response:
-    return _stripe_json({"error": {"type": "invalid_request_error", "code": "resource_missing", "param": "id",
+    return _json({"error": {"type": "invalid_request_error", "code": "resource_missing", "param": "id",
                                    "message": f"No such webhook endpoint: '{endpoint_id}'"}}, 404)
 
 
-def _zendesk_json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=msgspec.json.encode(body), status=status, content_type="application/json")
-
-
 def _zendesk_missing() -> web.Response:
-    return _zendesk_json({"errors": [{"code": "WebhookNotFound", "title": "Webhook not found"}]}, 404)
+    return _json({"errors": [{"code": "WebhookNotFound", "title": "Webhook not found"}]}, 404)
 
 
 def routes(setup: WebhookSetup) -> list[web.RouteDef]:
