@@ -20,7 +20,7 @@ from typing import Final
 
 from msgspec import Struct
 
-from concord.connectors.saga_index import LIMIT_MAX, select
+from concord.connectors.saga_index import LIMIT_MAX, capped, select
 from concord.core.messages import ResumeSaga
 from concord.drift.saga import COMPENSATING, COMPLETED, FAILED, PAUSED, RESUMABLE, RUNNING, STATES, SagaView
 
@@ -78,7 +78,7 @@ def listing(query: Mapping[str, str]) -> Listing:
         limit = int(raw) if raw else DEFAULT_LIMIT
     except ValueError:
         raise ValueError(E_LIMIT.format(limit=raw[:40], most=LIMIT_MAX, default=DEFAULT_LIMIT)) from None
-    return Listing(state=state, customer=customer, limit=max(1, min(LIMIT_MAX, limit)))
+    return Listing(state=state, customer=customer, limit=capped(limit))
 
 
 def resumable(saga: SagaView) -> bool:
@@ -108,4 +108,4 @@ def waiting_first(sagas: Sequence[SagaView], state: str | None, customer: str | 
     them out of the limit), then the most recently changed."""
     if state is not None:
         return select(sagas, state, customer, limit)
-    return ordered(s for s in sagas if customer is None or s.customer_key == customer)[:max(1, min(limit, LIMIT_MAX))]
+    return ordered(s for s in sagas if customer is None or s.customer_key == customer)[:capped(limit)]

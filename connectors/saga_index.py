@@ -52,6 +52,11 @@ class SagaIndex(RedisMirror[SagaBook]):
         return list(map(_decode, await self._redis.hvals(f"{self._p}all")))
 
 
+def capped(limit: int) -> int:
+    """A listing's limit brought within 1 to LIMIT_MAX."""
+    return max(1, min(limit, LIMIT_MAX))
+
+
 def select(sagas: Iterable[SagaView], state: str | None = None, customer_key: str | None = None,
            limit: int = 100) -> list[SagaView]:
     """The sagas (in `state`, of `customer_key`), most recently changed first, at most `limit` (1 to LIMIT_MAX)."""
@@ -60,7 +65,7 @@ def select(sagas: Iterable[SagaView], state: str | None = None, customer_key: st
     found = [s for s in sagas if (state is None or s.state == state)
              and (customer_key is None or s.customer_key == customer_key)]
     found.sort(key=lambda s: (-s.updated_at, s.opportunity_id))
-    return found[:max(1, min(limit, LIMIT_MAX))]
+    return found[:capped(limit)]
 
 
 def state_counts(sagas: Iterable[SagaView]) -> dict[str, int]:
