@@ -13,6 +13,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,21 +167,8 @@ async def test_every_injected_drift_ends_corrected_or_dead_lettered_without_doub
         await asyncio.sleep(4)
         assert redis.start(loop_redis)
 
-        async def sandbox_finished() -> bool:
-            status = await _get(f"{sandbox_url}/_sandbox/status")
-            return not status["running"]
-        await _wait("sandbox traffic finished", sandbox_finished, 120, logs)
-        injected = await _get(f"{sandbox_url}/_sandbox/injected")
+        injected, last = await settled(worker, sandbox_url, infra.bootstrap, names.dlq_commands, logs)
         assert {i["rule"] for i in injected} >= {"D01", "D04", "D06"}, injected
-
-        last: dict[str, str] = {}
-
-        async def every_injection_settled() -> bool:
-            last.update(await outcomes(worker, injected, infra.bootstrap, names.dlq_commands))
-            return all(v.startswith(SETTLED) for v in last.values())
-        await _wait("every injected drift detected and corrected or dead-lettered", every_injection_settled, 150,
-                    lambda: "\n".join(f"{k}: {v}" for k, v in sorted(last.items())) + "\n" + logs())
-        print("\n".join(f"{k}: {v}" for k, v in sorted(last.items())))
         corrected = [k for k, v in last.items() if v == "corrected"]
         assert len(corrected) >= len(last) // 3, last  # most corrections got through the faults
 
@@ -212,6 +200,28 @@ async def test_every_injected_drift_ends_corrected_or_dead_lettered_without_doub
         bridge.stop()
         sandbox.stop()
         worker.stop()
+
+
+async def settled(worker: WorkerProcess, sandbox_url: str, bootstrap: str, dlq_topic: str,
+                  logs: Callable[[], str]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Once the sandbox's traffic has finished and every drift it injected has settled (`SETTLED`): the
+    injections, and each one's outcome (`outcomes`)."""
+    async def sandbox_finished() -> bool:
+        status = await _get(f"{sandbox_url}/_sandbox/status")
+        return not status["running"]
+    await _wait("sandbox traffic finished", sandbox_finished, 120, logs)
+    injected: list[dict[str, Any]] = await _get(f"{sandbox_url}/_sandbox/injected")
+    assert injected, "the sandbox injected no drift"
+
+    last: dict[str, str] = {}
+
+    async def every_injection_settled() -> bool:
+        last.update(await outcomes(worker, injected, bootstrap, dlq_topic))
+        return all(v.startswith(SETTLED) for v in last.values())
+    await _wait("every injected drift detected and corrected or dead-lettered", every_injection_settled, 150,
+                lambda: "\n".join(f"{k}: {v}" for k, v in sorted(last.items())) + "\n" + logs())
+    print("\n".join(f"{k}: {v}" for k, v in sorted(last.items())))
+    return injected, last
 
 
 async def outcomes(worker: WorkerProcess, injected: list[dict[str, Any]], bootstrap: str,

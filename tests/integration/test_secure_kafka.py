@@ -29,7 +29,7 @@ from concord.core.settings import Settings
 from concord.core.topics import topic_names
 from concord.infra import kafka
 from tests.integration.harness import Infra, WorkerProcess, read_all, webhooks_process
-from tests.integration.test_closed_loop import SETTLED, _get, _wait, loop_settings, outcomes
+from tests.integration.test_closed_loop import _get, _wait, loop_settings, settled
 
 E_NO_SASL_LISTENER = (
     "the test broker has no SASL_SSL listener on {address} (or no password file {password}): it was started "
@@ -151,21 +151,7 @@ async def test_the_closed_loop_runs_as_at_a_real_company(
         await _wait("sandbox up", lambda: _get(f"{sandbox_url}/_sandbox/healthz"), 30, logs)
         bridge.start()
 
-        async def sandbox_finished() -> bool:
-            status = await _get(f"{sandbox_url}/_sandbox/status")
-            return not status["running"]
-        await _wait("sandbox traffic finished", sandbox_finished, 120, logs)
-        injected = await _get(f"{sandbox_url}/_sandbox/injected")
-        assert injected, "the sandbox injected no drift"
-
-        last: dict[str, str] = {}
-
-        async def every_injection_settled() -> bool:
-            last.update(await outcomes(worker, injected, infra.bootstrap, names.dlq_commands))
-            return all(v.startswith(SETTLED) for v in last.values())
-        await _wait("every injected drift detected and corrected or dead-lettered", every_injection_settled, 150,
-                     lambda: "\n".join(f"{k}: {v}" for k, v in sorted(last.items())) + "\n" + logs())
-        print("\n".join(f"{k}: {v}" for k, v in sorted(last.items())))
+        _, last = await settled(worker, sandbox_url, infra.bootstrap, names.dlq_commands, logs)
         assert "corrected" in last.values(), last
         # Salesforce's change events came through the bridge: the sandbox serves them on its Pub/Sub API only.
         assert await read_all(infra.bootstrap, names.raw["salesforce"]), logs()
